@@ -1,0 +1,38 @@
+// Column sums: out[c] = sum over rows r of x[r, c], for x stored row-major as [rows, cols].
+// A bias gradient is exactly this: dense layers sum dy over the batch, convolutions over batch and
+// pixels (channels-last makes [N*H*W, C] a plain matrix).
+//
+// Tall inputs (a conv layer's 131,072 rows) are summed in two dispatches so that enough invocations run:
+// the first writes partial sums of `rows_per_chunk` rows each, [chunks, cols]; the second sums those.
+// Rows are always added in the same order, so results are deterministic.
+
+struct Params {
+    rows: u32,
+    cols: u32,
+    rows_per_chunk: u32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+
+// One invocation per (chunk, column); x is the chunk index's fastest-varying partner so neighbouring
+// invocations read neighbouring columns.
+@compute @workgroup_size(64)
+fn column_sum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 64u;
+    let chunks = (p.rows + p.rows_per_chunk - 1u) / p.rows_per_chunk;
+    if i >= chunks * p.cols {
+        return;
+    }
+    let col = i % p.cols;
+    let chunk = i / p.cols;
+    let start = chunk * p.rows_per_chunk;
+    let end = min(start + p.rows_per_chunk, p.rows);
+    var s = 0.0;
+    for (var r = start; r < end; r++) {
+        s += x[r * p.cols + col];
+    }
+    out[chunk * p.cols + col] = s;
+}

@@ -1,0 +1,203 @@
+//! A folder of images, one subfolder per class, like Keras' `image_dataset_from_directory`.
+//!
+//! Layout: `ROOT/CLASS/…/*.png|*.jpg|*.jpeg` (files may sit in nested folders under a class, as
+//! Keras walks them too). Class names are the subfolder names sorted (byte order, as Python sorts
+//! them), and the label is the index in that list. Hidden entries (starting with '.') and files with
+//! other extensions are ignored; a class folder without any image is an error.
+//!
+//! Test split: if ROOT holds exactly the two folders `train/` and `test/` (other files are
+//! ignored), each is a class tree; the classes come from `train/`, and every class under `test/` must
+//! also exist under `train/`. Otherwise the whole tree is the training set and the test set is empty.
+//!
+//! Size and channels: every image is resized (bilinear, Keras' default `interpolation`) to
+//! `image_size` = (height, width) when given, else to the size of the first image (first class,
+//! first file in sorted order) — Keras would use 256×256, which for small images only wastes memory.
+//! Images are converted to RGB (alpha dropped); if every image of the folder is grayscale, the data
+//! set has 1 channel instead of 3.
+//!
+//! Order: Keras shuffles the file list (seeded) before taking `validation_split`, otherwise the
+//! validation part would hold only the last classes. We do the same with a fixed seed: within each
+//! split, the files (listed class by class, each class sorted) are put in the order
+//! `epoch_order(n, IMAGE_FOLDER_ORDER_SEED, 0, true)`, so `validation_split` (last fraction) sees
+//! every class and the order is reproducible.
+
+use std::path::{Path, PathBuf};
+
+use image::imageops::FilterType;
+use image::{ImageReader, Limits};
+
+use super::{DataError, Dataset, Split, epoch_order};
+
+/// Seed of the fixed permutation applied to an image folder's file list (see module docs).
+pub const IMAGE_FOLDER_ORDER_SEED: u64 = 1337;
+/// Image file extensions read (lower case).
+pub const IMAGE_EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
+/// Largest decoded image side.
+const MAX_SIDE: u32 = 16_384;
+/// Largest decoded data set, in bytes (after resizing, 3 channels).
+pub const MAX_TOTAL_BYTES: u64 = 4 << 30;
+
+fn hidden(path: &Path) -> bool {
+    path.file_name().and_then(|n| n.to_str()).is_none_or(|n| n.starts_with('.'))
+}
+
+fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
+    let mut entries = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| DataError::io(dir, e))? {
+        let path = entry.map_err(|e| DataError::io(dir, e))?.path();
+        if !hidden(&path) {
+            entries.push(path);
+        }
+    }
+    entries.sort();
+    Ok(entries)
+}
+
+fn subdirs(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
+    Ok(sorted_entries(dir)?.into_iter().filter(|p| p.is_dir()).collect())
+}
+
+fn is_image(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
+/// Whether `dir` looks like an image folder: some non-hidden subfolder.
+pub(crate) fn is_image_folder(dir: &Path) -> bool {
+    subdirs(dir).is_ok_and(|d| !d.is_empty())
+}
+
+/// Image files under `dir`, recursively, sorted.
+fn images_under(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), DataError> {
+    for path in sorted_entries(dir)? {
+        if path.is_dir() {
+            images_under(&path, out)?;
+        } else if is_image(&path) {
+            out.push(path);
+        } else {
+            log::debug!("{}: not a PNG/JPEG file name, ignored", path.display());
+        }
+    }
+    Ok(())
+}
+
+/// (file, label) for a class tree, listed class by class, then put in the fixed order.
+fn list(root: &Path, classes: &[String]) -> Result<Vec<(PathBuf, u8)>, DataError> {
+    let mut files = Vec::new();
+    for class_dir in subdirs(root)? {
+        let name = class_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let label = classes.iter().position(|c| *c == name).ok_or_else(|| DataError::BadImageFolder {
+            path: class_dir.clone(),
+            detail: format!("class {name:?} does not exist in the training folder"),
+        })?;
+        let mut images = Vec::new();
+        images_under(&class_dir, &mut images)?;
+        if images.is_empty() {
+            return Err(DataError::EmptyClassFolder { path: class_dir });
+        }
+        files.extend(images.into_iter().map(|p| (p, label as u8)));
+    }
+    let order = epoch_order(files.len(), IMAGE_FOLDER_ORDER_SEED, 0, true);
+    let mut slots: Vec<Option<(PathBuf, u8)>> = files.into_iter().map(Some).collect();
+    Ok(order.iter().filter_map(|&i| slots[i as usize].take()).collect())
+}
+
+fn class_names(root: &Path) -> Result<Vec<String>, DataError> {
+    let names: Vec<String> = subdirs(root)?
+        .iter()
+        .map(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())
+        .collect();
+    if names.is_empty() {
+        return Err(DataError::BadImageFolder { path: root.to_path_buf(), detail: "no class subfolders".into() });
+    }
+    if names.len() > 256 {
+        return Err(DataError::BadImageFolder {
+            path: root.to_path_buf(),
+            detail: format!("{} class folders; at most 256 are supported (labels are bytes)", names.len()),
+        });
+    }
+    Ok(names)
+}
+
+fn decode(path: &Path) -> Result<image::DynamicImage, DataError> {
+    let unreadable = |detail: String| DataError::UnreadableImage { path: path.to_path_buf(), detail };
+    let mut reader = ImageReader::open(path)
+        .map_err(|e| DataError::io(path, e))?
+        .with_guessed_format()
+        .map_err(|e| DataError::io(path, e))?;
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    reader.limits(limits);
+    if reader.format().is_none() {
+        return Err(unreadable("not a PNG or JPEG file".into()));
+    }
+    reader.decode().map_err(|e| unreadable(e.to_string()))
+}
+
+/// Decode, resize and append; returns whether the image was grayscale.
+struct Loader {
+    size: Option<(usize, usize)>,
+    all_gray: bool,
+}
+
+impl Loader {
+    fn load(&mut self, files: &[(PathBuf, u8)], split: &mut Split) -> Result<(), DataError> {
+        for (path, label) in files {
+            let img = decode(path)?;
+            let gray = !img.color().has_color();
+            let (h, w) = *self.size.get_or_insert((img.height() as usize, img.width() as usize));
+            if split.images.is_empty() {
+                let total = (files.len() as u64) * (h as u64) * (w as u64) * 3;
+                if total > MAX_TOTAL_BYTES {
+                    return Err(DataError::BadImageFolder {
+                        path: path.parent().unwrap_or(path).to_path_buf(),
+                        detail: format!("{} images of {h}x{w}x3 need {total} bytes, over {MAX_TOTAL_BYTES}", files.len()),
+                    });
+                }
+                split.images.reserve_exact(total as usize);
+            }
+            let mut rgb = img.into_rgb8();
+            if (rgb.height() as usize, rgb.width() as usize) != (h, w) {
+                rgb = image::imageops::resize(&rgb, w as u32, h as u32, FilterType::Triangle);
+            }
+            split.images.extend_from_slice(rgb.as_raw());
+            split.labels.push(*label);
+            self.all_gray &= gray;
+        }
+        Ok(())
+    }
+}
+
+/// Read an image folder (see module docs).
+pub(crate) fn read_dir(root: &Path, image_size: Option<(usize, usize)>) -> Result<Dataset, DataError> {
+    if let Some((h, w)) = image_size.filter(|&(h, w)| h == 0 || w == 0 || h.max(w) > MAX_SIDE as usize) {
+        return Err(DataError::InvalidArgument { detail: format!("image size {h}x{w} must be 1..={MAX_SIDE} per side") });
+    }
+    let top = subdirs(root)?;
+    let names: Vec<String> = top.iter().filter_map(|d| d.file_name()).map(|n| n.to_string_lossy().into_owned()).collect();
+    let split_layout = names == ["test", "train"];
+    let train_root = if split_layout { root.join("train") } else { root.to_path_buf() };
+    let classes = class_names(&train_root)?;
+    let train_files = list(&train_root, &classes)?;
+    let test_files = if split_layout { list(&root.join("test"), &classes)? } else { Vec::new() };
+
+    let mut loader = Loader { size: image_size, all_gray: true };
+    let mut train = Split::default();
+    let mut test = Split::default();
+    loader.load(&train_files, &mut train)?;
+    loader.load(&test_files, &mut test)?;
+    let (height, width) = loader.size.unwrap_or((0, 0));
+    let channels = if loader.all_gray {
+        for split in [&mut train, &mut test] {
+            split.images = split.images.chunks_exact(3).map(|px| px[0]).collect();
+        }
+        1
+    } else {
+        3
+    };
+    let canonical = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
+    let name = canonical.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "images".into());
+    Ok(Dataset { name, height, width, channels, class_names: classes, train, test, source: root.to_path_buf() })
+}

@@ -1,0 +1,251 @@
+//! Choosing an adapter and opening a device on it.
+//!
+//! We ask for the adapter's real limits (not WebGPU's conservative defaults) because the dense layer's
+//! weights and the data set are large, and for every optional feature we can use (timestamps, f16,
+//! subgroups) without requiring any of them, so the same binary runs on any adapter.
+
+use std::fmt;
+
+use crate::gpu::{GpuError, Kernels};
+
+/// Which graphics API to open the adapter through. `Auto` lets wgpu's own `WGPU_BACKEND` decide.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendChoice {
+    #[default]
+    Auto,
+    Vulkan,
+    Metal,
+    Dx12,
+    Gl,
+}
+
+impl BackendChoice {
+    fn backends(self) -> wgpu::Backends {
+        match self {
+            // wgpu's own variable (WGPU_BACKEND=vulkan,gl ...) narrows the automatic choice.
+            BackendChoice::Auto => wgpu::Backends::all().with_env(),
+            BackendChoice::Vulkan => wgpu::Backends::VULKAN,
+            BackendChoice::Metal => wgpu::Backends::METAL,
+            BackendChoice::Dx12 => wgpu::Backends::DX12,
+            BackendChoice::Gl => wgpu::Backends::GL,
+        }
+    }
+}
+
+/// How the user wants the adapter chosen.
+#[derive(Clone, Debug, Default)]
+pub struct GpuOptions {
+    pub backend: BackendChoice,
+    /// Case-insensitive part of the adapter's name; `WGPU_ADAPTER_NAME` is used when this is `None`.
+    pub adapter: Option<String>,
+}
+
+/// Optional features we use when the adapter offers them.
+const WANTED_FEATURES: wgpu::Features = wgpu::Features::TIMESTAMP_QUERY
+    .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS)
+    .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES)
+    .union(wgpu::Features::SHADER_F16)
+    .union(wgpu::Features::SUBGROUP);
+
+/// An open device and what we learned about its adapter.
+pub struct Gpu {
+    pub adapter: wgpu::Adapter,
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    pub features: wgpu::Features,
+    pub kernels: Kernels,
+}
+
+impl Gpu {
+    /// Opens the best adapter that matches `opts`: a real GPU when there is one, a software one
+    /// (lavapipe, llvmpipe, WARP) only when it is all there is, with a warning.
+    pub fn new(opts: &GpuOptions) -> Result<Gpu, GpuError> {
+        let instance = new_instance(opts.backend);
+        let adapters = pollster::block_on(instance.enumerate_adapters(opts.backend.backends()));
+        let adapter = choose_adapter(adapters, opts)?;
+        Gpu::open(adapter)
+    }
+
+    fn open(adapter: wgpu::Adapter) -> Result<Gpu, GpuError> {
+        let info = adapter.get_info();
+        if info.device_type == wgpu::DeviceType::Cpu {
+            log::warn!(
+                "using the software adapter '{}' ({:?}): kernels are correct but training is slow; \
+                 a real GPU is used whenever one is present",
+                info.name,
+                info.backend
+            );
+        }
+        let features = adapter.features() & WANTED_FEATURES;
+        let limits = adapter.limits();
+        let desc = wgpu::DeviceDescriptor {
+            label: Some("cifar-wgpu"),
+            required_features: features,
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        };
+        let (device, queue) = pollster::block_on(adapter.request_device(&desc)).map_err(|e| {
+            GpuError::RequestDevice {
+                adapter: info.name.clone(),
+                source: e,
+            }
+        })?;
+        Ok(Gpu {
+            adapter,
+            device,
+            queue,
+            info,
+            limits,
+            features,
+            kernels: Kernels::default(),
+        })
+    }
+
+    pub fn is_software(&self) -> bool {
+        self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    pub fn has_timestamps(&self) -> bool {
+        self.features.contains(wgpu::Features::TIMESTAMP_QUERY)
+    }
+
+    /// Blocks until every submitted command has finished.
+    pub fn wait(&self) -> Result<(), GpuError> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map(|_| ())
+            .map_err(|e| GpuError::Device(e.to_string()))
+    }
+
+    /// The largest single storage binding, rounded down to a multiple of 4 bytes.
+    pub fn max_binding_bytes(&self) -> u64 {
+        let lim = &self.limits;
+        (lim.max_storage_buffer_binding_size as u64).min(lim.max_buffer_size) & !3
+    }
+}
+
+fn new_instance(backend: BackendChoice) -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    desc.backends = backend.backends();
+    wgpu::Instance::new(desc)
+}
+
+fn device_rank(t: wgpu::DeviceType) -> u8 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    }
+}
+
+fn choose_adapter(
+    adapters: Vec<wgpu::Adapter>,
+    opts: &GpuOptions,
+) -> Result<wgpu::Adapter, GpuError> {
+    if adapters.is_empty() {
+        return Err(GpuError::NoAdapter {
+            backends: format!("{:?}", opts.backend),
+        });
+    }
+    let wanted = opts
+        .adapter
+        .clone()
+        .or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok())
+        .map(|s| s.to_lowercase());
+    let available: Vec<String> = adapters
+        .iter()
+        .map(|a| AdapterSummary::of(a).to_string())
+        .collect();
+    let mut matching: Vec<wgpu::Adapter> = adapters
+        .into_iter()
+        .filter(|a| match &wanted {
+            Some(w) => a.get_info().name.to_lowercase().contains(w.as_str()),
+            None => true,
+        })
+        .collect();
+    // Stable sort: among equal ranks, keep the order the backends reported (Vulkan first on Linux).
+    matching.sort_by_key(|a| device_rank(a.get_info().device_type));
+    matching
+        .into_iter()
+        .next()
+        .ok_or_else(|| GpuError::NoMatchingAdapter {
+            wanted: wanted.unwrap_or_default(),
+            available: available.join("\n  "),
+        })
+}
+
+/// The facts about one adapter that matter for training, for `cifar-wgpu adapters`.
+pub struct AdapterSummary {
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    pub features: wgpu::Features,
+}
+
+impl AdapterSummary {
+    pub fn of(adapter: &wgpu::Adapter) -> AdapterSummary {
+        AdapterSummary {
+            info: adapter.get_info(),
+            limits: adapter.limits(),
+            features: adapter.features(),
+        }
+    }
+}
+
+impl fmt::Display for AdapterSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let i = &self.info;
+        write!(
+            f,
+            "{} ({:?}, {:?}, driver {} {})",
+            i.name, i.backend, i.device_type, i.driver, i.driver_info
+        )
+    }
+}
+
+impl AdapterSummary {
+    /// A multi-line description with the limits and features that decide how we lay out work.
+    pub fn details(&self) -> String {
+        let l = &self.limits;
+        let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+        let has = |feat: wgpu::Features| {
+            if self.features.contains(feat) {
+                "yes"
+            } else {
+                "no"
+            }
+        };
+        format!(
+            "{self}\n    max buffer {:.0} MiB, max storage binding {:.0} MiB, storage buffers per stage {}\n    \
+             workgroup: {} invocations, {}x{}x{} size, {} KiB shared memory; subgroups {}..{}\n    \
+             timestamps: {} (inside passes: {}), shader-f16: {}, subgroups: {}",
+            mib(l.max_buffer_size),
+            mib(l.max_storage_buffer_binding_size as u64),
+            l.max_storage_buffers_per_shader_stage,
+            l.max_compute_invocations_per_workgroup,
+            l.max_compute_workgroup_size_x,
+            l.max_compute_workgroup_size_y,
+            l.max_compute_workgroup_size_z,
+            l.max_compute_workgroup_storage_size / 1024,
+            self.info.subgroup_min_size,
+            self.info.subgroup_max_size,
+            has(wgpu::Features::TIMESTAMP_QUERY),
+            has(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES),
+            has(wgpu::Features::SHADER_F16),
+            has(wgpu::Features::SUBGROUP),
+        )
+    }
+}
+
+/// Every adapter visible through `backend`, best first.
+pub fn list_adapters(backend: BackendChoice) -> Vec<AdapterSummary> {
+    let instance = new_instance(backend);
+    let mut adapters = pollster::block_on(instance.enumerate_adapters(backend.backends()));
+    adapters.sort_by_key(|a| device_rank(a.get_info().device_type));
+    adapters.iter().map(AdapterSummary::of).collect()
+}

@@ -1,0 +1,12 @@
+//! Everything that knows about wgpu lives under this folder: the device, buffers, the pipeline cache and
+//! the recording of dispatches. The rest of the crate talks in `Tensor`s and `Dispatch`es.
+
+mod buffer;
+mod context;
+mod error;
+mod kernel;
+
+pub use buffer::{Tensor, WORD};
+pub use context::{AdapterSummary, BackendChoice, Gpu, GpuOptions, list_adapters};
+pub use error::GpuError;
+pub use kernel::{Cost, Dispatch, Kernels, Shader, grid_1d, run_dispatches};

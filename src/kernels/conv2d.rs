@@ -1,0 +1,3 @@
+//! (being written)
+
+super::shader!("conv2d.wgsl");

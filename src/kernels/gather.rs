@@ -1,0 +1,138 @@
+//! The data set on the GPU, and batches gathered from it: `shaders/gather_batch.wgsl`.
+
+use crate::gpu::{Cost, Dispatch, Gpu, GpuError, Tensor, WORD};
+
+super::shader!("gather_batch.wgsl");
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    count: u32,
+    image_bytes: u32,
+    first_record: u32,
+    records: u32,
+}
+
+/// Images as bytes on the GPU, split into chunks of whole records that each fit one binding.
+pub struct DeviceImages {
+    pub chunks: Vec<ImageChunk>,
+    /// Every label, one u32 each.
+    pub labels: Tensor,
+    /// The 256 values `byte as f32 / 255.0`, as Keras computes them.
+    pub byte_to_unit: Tensor,
+    pub image_bytes: usize,
+    pub len: usize,
+}
+
+pub struct ImageChunk {
+    /// Packed bytes of records [first_record, first_record + records).
+    pub data: Tensor,
+    pub first_record: usize,
+    pub records: usize,
+}
+
+/// Packs bytes four to a little-endian u32 word, zero-padding the end.
+pub fn pack_bytes(bytes: &[u8]) -> Vec<u32> {
+    bytes
+        .chunks(4)
+        .map(|c| {
+            let mut w = [0u8; 4];
+            w[..c.len()].copy_from_slice(c);
+            u32::from_le_bytes(w)
+        })
+        .collect()
+}
+
+/// The per-byte table the gather kernel uses for /255.
+pub fn byte_to_unit_table() -> Vec<f32> {
+    (0..256).map(|b| b as f32 / 255.0).collect()
+}
+
+/// Uploads `images` (n records of `image_bytes` bytes) and their labels once. `max_chunk_bytes`
+/// bounds one chunk; pass `gpu.max_binding_bytes()` except to test the chunking itself.
+pub fn upload_images(
+    gpu: &Gpu,
+    images: &[u8],
+    labels: &[u8],
+    image_bytes: usize,
+    max_chunk_bytes: u64,
+) -> Result<DeviceImages, GpuError> {
+    assert!(image_bytes > 0 && images.len() == labels.len() * image_bytes);
+    let per_chunk = (max_chunk_bytes / image_bytes as u64) as usize;
+    if per_chunk == 0 {
+        return Err(GpuError::TooLarge {
+            what: "one image".into(),
+            needed: image_bytes as u64,
+            limit: max_chunk_bytes,
+        });
+    }
+    let n = labels.len();
+    let chunks = (0..n.div_ceil(per_chunk).max(1))
+        .map(|c| {
+            let first = c * per_chunk;
+            let records = per_chunk.min(n - first);
+            let bytes = &images[first * image_bytes..(first + records) * image_bytes];
+            ImageChunk {
+                data: gpu.upload("images", &pack_bytes(bytes)),
+                first_record: first,
+                records,
+            }
+        })
+        .collect();
+    let labels32: Vec<u32> = labels.iter().map(|&l| l as u32).collect();
+    Ok(DeviceImages {
+        chunks,
+        labels: gpu.upload("labels", &labels32),
+        byte_to_unit: gpu.upload("byte_to_unit", &byte_to_unit_table()),
+        image_bytes,
+        len: n,
+    })
+}
+
+/// Gathers `indices.len` images into `images` ([count, image_bytes] f32) and their labels into
+/// `batch_labels` ([count] u32): one dispatch per chunk.
+pub fn gather_batch(
+    gpu: &Gpu,
+    data: &DeviceImages,
+    indices: &Tensor,
+    images: &Tensor,
+    batch_labels: &Tensor,
+) -> Vec<Dispatch> {
+    let count = indices.len;
+    assert_eq!(images.len, count * data.image_bytes, "gather_batch: image tensor size");
+    assert_eq!(batch_labels.len, count, "gather_batch: label tensor size");
+    data.chunks
+        .iter()
+        .map(|chunk| {
+            let params = Params {
+                count: count as u32,
+                image_bytes: data.image_bytes as u32,
+                first_record: chunk.first_record as u32,
+                records: chunk.records as u32,
+            };
+            let elems = count * data.image_bytes;
+            let cost = Cost {
+                flops: 0,
+                // Each image byte is read and each f32 written once over all chunks.
+                bytes: (elems as u64 * (1 + WORD)) / data.chunks.len() as u64,
+            };
+            gpu.dispatch(
+                "gather_batch",
+                &SHADER,
+                "gather_batch",
+                &[],
+                &params,
+                &[
+                    &chunk.data,
+                    &data.labels,
+                    indices,
+                    images,
+                    batch_labels,
+                    &data.byte_to_unit,
+                ],
+                super::grid(gpu, elems, 256),
+                cost,
+            )
+        })
+        .collect()
+}

@@ -1,0 +1,75 @@
+//! Column sums (bias gradients), `shaders/reduce.wgsl`.
+
+use crate::gpu::{Cost, Dispatch, Gpu, Tensor, WORD};
+
+super::shader!("reduce.wgsl");
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    rows: u32,
+    cols: u32,
+    rows_per_chunk: u32,
+    _pad: u32,
+}
+
+/// Rows summed by one invocation in the first of two passes. Enough that the second pass is short,
+/// few enough that the first has thousands of invocations for a conv layer's bias.
+const ROWS_PER_CHUNK: usize = 256;
+
+/// Scratch words `column_sum` needs for a [rows, cols] input (0 when one pass suffices).
+pub fn column_sum_scratch(rows: usize, cols: usize) -> usize {
+    if rows > ROWS_PER_CHUNK * 4 {
+        rows.div_ceil(ROWS_PER_CHUNK) * cols
+    } else {
+        0
+    }
+}
+
+/// out[c] = sum_r x[r, c] for x stored as [rows, cols]. Tall inputs take two dispatches through
+/// `scratch`, which must hold `column_sum_scratch(rows, cols)` words.
+pub fn column_sum(
+    gpu: &Gpu,
+    x: &Tensor,
+    scratch: &Tensor,
+    out: &Tensor,
+    rows: usize,
+    cols: usize,
+) -> Vec<Dispatch> {
+    assert_eq!(x.len, rows * cols, "column_sum: input has the wrong size");
+    assert_eq!(out.len, cols, "column_sum: output has the wrong size");
+    let one = |input: &Tensor, output: &Tensor, rows: usize, per_chunk: usize| {
+        let chunks = rows.div_ceil(per_chunk);
+        let params = Params {
+            rows: rows as u32,
+            cols: cols as u32,
+            rows_per_chunk: per_chunk as u32,
+            _pad: 0,
+        };
+        let cost = Cost {
+            flops: (rows * cols) as u64,
+            bytes: ((rows + chunks) * cols) as u64 * WORD,
+        };
+        gpu.dispatch(
+            "column_sum",
+            &SHADER,
+            "column_sum",
+            &[],
+            &params,
+            &[input, output],
+            super::grid(gpu, chunks * cols, 64),
+            cost,
+        )
+    };
+    let scratch_len = column_sum_scratch(rows, cols);
+    if scratch_len == 0 {
+        return vec![one(x, out, rows, rows.max(1))];
+    }
+    assert!(scratch.len >= scratch_len, "column_sum: scratch too small");
+    let partial = scratch.slice(0, scratch_len);
+    let chunks = rows.div_ceil(ROWS_PER_CHUNK);
+    vec![
+        one(x, &partial, rows, ROWS_PER_CHUNK),
+        one(&partial, out, chunks, chunks),
+    ]
+}

@@ -1,0 +1,3 @@
+//! (being written)
+
+super::shader!("softmax_cross_entropy.wgsl");
