@@ -1,1 +1,43 @@
-// (being written)
+// ReLU and its backward, elementwise over a flat tensor of `len` f32 values.
+//
+//   forward   y  = max(x, 0)
+//   backward  dx = dy where x > 0, else 0
+//
+// The gradient at exactly x = 0 is 0, as TensorFlow's ReluGrad computes it (`gradients * (features > 0)`),
+// so Keras and we agree on the common case of a unit whose input is exactly 0 (a zero-padded border,
+// or the output of a ReLU fed to another). A NaN input stays NaN in the forward pass (`x <= 0` is false
+// for NaN), so a diverging model is not silently cleaned up; its gradient is 0 (`x > 0` is false).
+//
+// One invocation per element; the 1-D grid may be split over x and y when it exceeds the adapter's
+// per-dimension workgroup limit (see kernels::grid), so the index is rebuilt from both.
+
+struct Params {
+    len: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+// Both entry points read x at binding 1; binding 2 is y (written) in relu_forward and dy (read) in
+// relu_backward. Each entry point's layout holds only the variables it uses, so the two share a slot.
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(2) var<storage, read> dy: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dx: array<f32>;
+
+const WG: u32 = 256u;
+
+@compute @workgroup_size(WG)
+fn relu_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * WG;
+    if i < p.len {
+        let v = x[i];
+        y[i] = select(v, 0.0, v <= 0.0);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn relu_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * WG;
+    if i < p.len {
+        dx[i] = select(0.0, dy[i], x[i] > 0.0);
+    }
+}

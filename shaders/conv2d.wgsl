@@ -1,1 +1,312 @@
-// (being written)
+// Stride-1 2-D convolution, channels-last, as Keras computes it (a correlation: the kernel is not flipped).
+//
+//   x  [N, H, W, CIN]      input
+//   w  [KH, KW, CIN, COUT] kernel, Keras' own layout
+//   b  [COUT]              bias
+//   y  [N, OH, OW, COUT]   output
+//
+// Output pixel (oy, ox) meets input pixel (oy + i - pad_top, ox + j - pad_left) at kernel tap (i, j);
+// taps outside the input read zero. 'same' and 'valid' padding differ only in OH, OW and the pads,
+// which the host computes (TensorFlow puts the odd pixel of 'same' padding after).
+//
+// Entry points (CPU twin: src/reference/conv2d.rs):
+//   conv2d_forward          y = conv(x, w) + b, bias fused
+//   conv2d_backward_input   dx = full correlation of dy with the flipped kernel
+//   conv2d_backward_weight  partial dW over one chunk of (n, oy, ox) rows; the host sums the chunks
+//                           with reduce.wgsl's column_sum. The bias gradient is column_sum alone.
+//
+// Every kernel keeps a register tile, like matmul.wgsl, so each value loaded feeds several multiply-adds
+// and no workgroup barrier is needed (lavapipe, a CPU implementation, pays dearly for barriers; real GPUs
+// get their reuse from the cache). Loads are clamped into the tensors and masked with `select` instead of
+// branched on; only stores are guarded. Tile sizes are override constants, so loops over them unroll.
+
+struct Params {
+    n: u32,
+    h: u32,
+    w: u32,
+    cin: u32,
+    cout: u32,
+    kh: u32,
+    kw: u32,
+    oh: u32,
+    ow: u32,
+    pad_top: u32,
+    pad_left: u32,
+    // conv2d_backward_weight: (n, oy, ox) rows summed by one invocation.
+    rows_per_chunk: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+
+// Invocations per workgroup, along x; the grid may spill into y (kernels/mod.rs `grid`).
+override WG: u32 = 64u;
+// The register tile of conv2d_forward and conv2d_backward_input: PX neighbouring pixels of one row
+// (at most 8) x CV groups of 4 channels (at most 2).
+override PX: u32 = 8u;
+override CV: u32 = 2u;
+const MAX_PX: u32 = 8u;
+const MAX_TILE: u32 = 16u;
+
+fn linear_id(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return gid.x + gid.y * nwg.x * WG;
+}
+
+// Four channel indices from c0, clamped to the last channel (loads stay in bounds; stores are guarded).
+fn channels(c0: u32, count: u32) -> vec4<u32> {
+    return min(vec4<u32>(c0, c0 + 1u, c0 + 2u, c0 + 3u), vec4<u32>(count - 1u));
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Forward. One invocation: PX neighbouring output pixels of one row x 4*CV output channels, so per
+// (tap, input channel) PX input loads and 4*CV kernel loads feed 4*CV*PX multiply-adds. Neighbouring
+// invocations take neighbouring channel groups of the same pixels: they share input reads and read the
+// kernel contiguously.
+
+@group(0) @binding(1) var<storage, read> fwd_x: array<f32>;
+@group(0) @binding(2) var<storage, read> fwd_w: array<f32>;
+@group(0) @binding(3) var<storage, read> fwd_b: array<f32>;
+@group(0) @binding(4) var<storage, read_write> fwd_y: array<f32>;
+
+@compute @workgroup_size(WG)
+fn conv2d_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = linear_id(gid, nwg);
+    let groups = (p.cout + 4u * CV - 1u) / (4u * CV);
+    let tiles = (p.ow + PX - 1u) / PX;
+    if t >= groups * tiles * p.oh * p.n {
+        return;
+    }
+    let co0 = (t % groups) * 4u * CV;
+    let rest = t / groups;
+    let ox0 = (rest % tiles) * PX;
+    let oy = (rest / tiles) % p.oh;
+    let n = rest / tiles / p.oh;
+
+    var acc: array<vec4<f32>, MAX_TILE>;
+    for (var a = 0u; a < PX * CV; a++) {
+        acc[a] = vec4<f32>(0.0);
+    }
+    for (var i = 0u; i < p.kh; i++) {
+        let iy = i32(oy + i) - i32(p.pad_top);
+        if iy < 0 || iy >= i32(p.h) {
+            continue;
+        }
+        let row = (n * p.h + u32(iy)) * p.w;
+        for (var j = 0u; j < p.kw; j++) {
+            // Where each pixel of the tile reads the input at this tap, and whether that is padding.
+            var at: array<u32, MAX_PX>;
+            var inside: array<bool, MAX_PX>;
+            for (var q = 0u; q < PX; q++) {
+                let ix = i32(ox0 + q + j) - i32(p.pad_left);
+                inside[q] = ix >= 0 && ix < i32(p.w);
+                at[q] = (row + u32(clamp(ix, 0, i32(p.w) - 1))) * p.cin;
+            }
+            let tap = (i * p.kw + j) * p.cin;
+            for (var ci = 0u; ci < p.cin; ci++) {
+                let k = (tap + ci) * p.cout;
+                var xv: array<f32, MAX_PX>;
+                for (var q = 0u; q < PX; q++) {
+                    xv[q] = select(0.0, fwd_x[at[q] + ci], inside[q]);
+                }
+                for (var v = 0u; v < CV; v++) {
+                    let co = channels(co0 + 4u * v, p.cout);
+                    let wv = vec4<f32>(fwd_w[k + co.x], fwd_w[k + co.y], fwd_w[k + co.z], fwd_w[k + co.w]);
+                    for (var q = 0u; q < PX; q++) {
+                        acc[q * CV + v] += xv[q] * wv;
+                    }
+                }
+            }
+        }
+    }
+    for (var v = 0u; v < CV; v++) {
+        let c0 = co0 + 4u * v;
+        let co = channels(c0, p.cout);
+        let bias = vec4<f32>(fwd_b[co.x], fwd_b[co.y], fwd_b[co.z], fwd_b[co.w]);
+        for (var q = 0u; q < PX; q++) {
+            let ox = ox0 + q;
+            if ox < p.ow {
+                let out = ((n * p.oh + oy) * p.ow + ox) * p.cout;
+                let y = acc[q * CV + v] + bias;
+                for (var c = 0u; c < 4u; c++) {
+                    if c0 + c < p.cout {
+                        fwd_y[out + c0 + c] = y[c];
+                    }
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Gradient with respect to the input:
+//   dx[n, iy, ix, ci] = sum_{i, j, co} dy[n, iy + pad_top - i, ix + pad_left - j, co] * w[i, j, ci, co]
+// over the output pixels that exist: a full correlation of dy with the flipped kernel. One invocation:
+// PX neighbouring input pixels of one row x 4*CV input channels. Every element of dx is written.
+
+@group(0) @binding(1) var<storage, read> bin_dy: array<f32>;
+@group(0) @binding(2) var<storage, read> bin_w: array<f32>;
+@group(0) @binding(3) var<storage, read_write> bin_dx: array<f32>;
+
+@compute @workgroup_size(WG)
+fn conv2d_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = linear_id(gid, nwg);
+    let groups = (p.cin + 4u * CV - 1u) / (4u * CV);
+    let tiles = (p.w + PX - 1u) / PX;
+    if t >= groups * tiles * p.h * p.n {
+        return;
+    }
+    let ci0 = (t % groups) * 4u * CV;
+    let rest = t / groups;
+    let ix0 = (rest % tiles) * PX;
+    let iy = (rest / tiles) % p.h;
+    let n = rest / tiles / p.h;
+
+    var acc: array<vec4<f32>, MAX_TILE>;
+    for (var a = 0u; a < PX * CV; a++) {
+        acc[a] = vec4<f32>(0.0);
+    }
+    for (var i = 0u; i < p.kh; i++) {
+        let oy = i32(iy + p.pad_top) - i32(i);
+        if oy < 0 || oy >= i32(p.oh) {
+            continue;
+        }
+        let row = (n * p.oh + u32(oy)) * p.ow;
+        for (var j = 0u; j < p.kw; j++) {
+            var at: array<u32, MAX_PX>;
+            var inside: array<bool, MAX_PX>;
+            for (var q = 0u; q < PX; q++) {
+                let ox = i32(ix0 + q + p.pad_left) - i32(j);
+                inside[q] = ox >= 0 && ox < i32(p.ow);
+                at[q] = (row + u32(clamp(ox, 0, i32(p.ow) - 1))) * p.cout;
+            }
+            let tap = (i * p.kw + j) * p.cin;
+            for (var co = 0u; co < p.cout; co++) {
+                var gv: array<f32, MAX_PX>;
+                for (var q = 0u; q < PX; q++) {
+                    gv[q] = select(0.0, bin_dy[at[q] + co], inside[q]);
+                }
+                for (var v = 0u; v < CV; v++) {
+                    let k = (vec4<u32>(tap) + channels(ci0 + 4u * v, p.cin)) * p.cout + co;
+                    let wv = vec4<f32>(bin_w[k.x], bin_w[k.y], bin_w[k.z], bin_w[k.w]);
+                    for (var q = 0u; q < PX; q++) {
+                        acc[q * CV + v] += gv[q] * wv;
+                    }
+                }
+            }
+        }
+    }
+    for (var v = 0u; v < CV; v++) {
+        let c0 = ci0 + 4u * v;
+        for (var q = 0u; q < PX; q++) {
+            let ix = ix0 + q;
+            if ix < p.w {
+                let out = ((n * p.h + iy) * p.w + ix) * p.cin;
+                for (var c = 0u; c < 4u; c++) {
+                    if c0 + c < p.cin {
+                        bin_dx[out + c0 + c] = acc[q * CV + v][c];
+                    }
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Gradient with respect to the kernel, first pass. Viewing dW as a [KH*KW*CIN, COUT] matrix with row
+// k = (i*KW + j)*CIN + ci, it is x_col^T * dy summed over the R = N*OH*OW rows (n, oy, ox), where x_col
+// holds the input value each row meets at each k. The sum over R is split into chunks of
+// rows_per_chunk rows; this pass writes partial[chunk, k, co], and column_sum adds the chunks. One
+// invocation: one chunk x TK values of k x 4*WV output channels, so per row TK input loads and 4*WV
+// dy loads feed 4*WV*TK multiply-adds. Rows are added in order, so the result is deterministic.
+
+// The register tile of conv2d_backward_weight: TK kernel rows (at most 8) x WV groups of 4 channels
+// (at most 2).
+override TK: u32 = 8u;
+override WV: u32 = 1u;
+const MAX_TK: u32 = 8u;
+
+@group(0) @binding(1) var<storage, read> bw_x: array<f32>;
+@group(0) @binding(2) var<storage, read> bw_dy: array<f32>;
+@group(0) @binding(3) var<storage, read_write> bw_partial: array<f32>;
+
+@compute @workgroup_size(WG)
+fn conv2d_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = linear_id(gid, nwg);
+    let kdim = p.kh * p.kw * p.cin;
+    let rows = p.n * p.oh * p.ow;
+    let chunks = (rows + p.rows_per_chunk - 1u) / p.rows_per_chunk;
+    let col_tiles = (p.cout + 4u * WV - 1u) / (4u * WV);
+    let k_tiles = (kdim + TK - 1u) / TK;
+    if t >= col_tiles * k_tiles * chunks {
+        return;
+    }
+    let co0 = (t % col_tiles) * 4u * WV;
+    let k0 = ((t / col_tiles) % k_tiles) * TK;
+    let chunk = t / col_tiles / k_tiles;
+    // Each k of the tile as (input channel, row offset, column offset) from the output pixel.
+    var kc: array<u32, MAX_TK>;
+    var ky: array<i32, MAX_TK>;
+    var kx: array<i32, MAX_TK>;
+    for (var a = 0u; a < TK; a++) {
+        let k = min(k0 + a, kdim - 1u);
+        let tap = k / p.cin;
+        kc[a] = k % p.cin;
+        ky[a] = i32(tap / p.kw) - i32(p.pad_top);
+        kx[a] = i32(tap % p.kw) - i32(p.pad_left);
+    }
+    var co: array<vec4<u32>, 2>;
+    for (var v = 0u; v < WV; v++) {
+        co[v] = channels(co0 + 4u * v, p.cout);
+    }
+
+    let start = chunk * p.rows_per_chunk;
+    let end = min(start + p.rows_per_chunk, rows);
+    // The row's (n, oy, ox), stepped along instead of divided out for every row.
+    var ox = start % p.ow;
+    var oy = (start / p.ow) % p.oh;
+    var n = start / p.ow / p.oh;
+    var acc: array<vec4<f32>, MAX_TILE>;
+    for (var a = 0u; a < TK * WV; a++) {
+        acc[a] = vec4<f32>(0.0);
+    }
+    for (var r = start; r < end; r++) {
+        let g = r * p.cout;
+        var gv: array<vec4<f32>, 2>;
+        for (var v = 0u; v < WV; v++) {
+            let c = co[v];
+            gv[v] = vec4<f32>(bw_dy[g + c.x], bw_dy[g + c.y], bw_dy[g + c.z], bw_dy[g + c.w]);
+        }
+        let image = n * p.h;
+        for (var a = 0u; a < TK; a++) {
+            let iy = i32(oy) + ky[a];
+            let ix = i32(ox) + kx[a];
+            let inside = iy >= 0 && iy < i32(p.h) && ix >= 0 && ix < i32(p.w);
+            let pix = (image + u32(clamp(iy, 0, i32(p.h) - 1))) * p.w + u32(clamp(ix, 0, i32(p.w) - 1));
+            let xv = select(0.0, bw_x[pix * p.cin + kc[a]], inside);
+            for (var v = 0u; v < WV; v++) {
+                acc[a * WV + v] += xv * gv[v];
+            }
+        }
+        ox += 1u;
+        if ox == p.ow {
+            ox = 0u;
+            oy += 1u;
+            if oy == p.oh {
+                oy = 0u;
+                n += 1u;
+            }
+        }
+    }
+    let base = chunk * kdim * p.cout;
+    for (var a = 0u; a < TK; a++) {
+        if k0 + a < kdim {
+            for (var v = 0u; v < WV; v++) {
+                for (var c = 0u; c < 4u; c++) {
+                    let col = co0 + 4u * v + c;
+                    if col < p.cout {
+                        bw_partial[base + (k0 + a) * p.cout + col] = acc[a * WV + v][c];
+                    }
+                }
+            }
+        }
+    }
+}

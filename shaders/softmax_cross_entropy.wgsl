@@ -1,1 +1,145 @@
-// (being written)
+// Softmax fused with categorical cross-entropy, and plain softmax for prediction.
+//
+// Logits z are [batch, classes] row-major; labels are class indices (u32), i.e. one-hot targets.
+// For each row, numerically stable (no exp of a positive number, no log of 0):
+//   m    = max_c z[c]
+//   s    = sum_c exp(z[c] - m)
+//   loss = (m - z[label]) + log(s)             (= logsumexp(z) - z[label] = -log softmax(z)[label])
+//   dz   = (exp(z - m) / s - onehot(label)) / batch
+// dz is the gradient of the batch MEAN loss, as Keras reduces its loss ("sum_over_batch_size").
+//
+// Keras computes cross-entropy from probabilities clipped to [1e-7, 1 - 1e-7] unless it can see the
+// logits; the TensorFlow backend sees them when the model's last layer is a Softmax
+// (keras/src/backend/tensorflow/nn.py: `_get_logits` reads `output._keras_logits`), which the notebook's
+// model is, and then calls tf.nn.softmax_cross_entropy_with_logits. We always use that logits form, so
+// a very confident wrong answer costs its true loss instead of at most -log(1e-7) = 16.1.
+//
+// `softmax_cross_entropy` also ADDS this batch's results into `metrics` (4 words):
+//   [0] loss summed over samples (f32 bits)   [1] samples whose argmax == label (u32)
+//   [2] samples seen (u32)                     [3] first bad step: if 0 and any row's loss is NaN or
+//                                                  infinite, step + 1 (0 = none yet)
+// The argmax takes the first maximum on ties, as tf.argmax. One workgroup does the whole batch: each
+// invocation loops over rows lid, lid + WG, ... and keeps its partial sums, then a tree reduction in
+// workgroup memory combines them in a fixed order and invocation 0 updates `metrics`. No atomics, and
+// the same inputs give the same bits on every run.
+//
+// Non-finite values are detected from the exponent bits, not with `x != x`: WGSL lets implementations
+// assume floats are finite, so a comparison-based NaN test may be compiled away.
+
+struct Params {
+    batch: u32,
+    classes: u32,
+}
+
+struct StepState {
+    step: u32,
+    lr: f32,
+    adam_alpha: f32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> logits: array<f32>;
+// softmax_cross_entropy only:
+@group(0) @binding(2) var<storage, read> labels: array<u32>;
+@group(0) @binding(3) var<storage, read_write> dlogits: array<f32>;
+@group(0) @binding(4) var<storage, read_write> metrics: array<u32>;
+@group(0) @binding(5) var<storage, read> st: StepState;
+// softmax only (each entry point's layout holds only the variables it uses, so binding 2 is shared):
+@group(0) @binding(2) var<storage, read_write> probs: array<f32>;
+
+const WG: u32 = 256u;
+
+var<workgroup> wg_loss: array<f32, WG>;
+var<workgroup> wg_correct: array<u32, WG>;
+var<workgroup> wg_bad: array<u32, WG>;
+
+fn non_finite(v: f32) -> bool {
+    return (bitcast<u32>(v) & 0x7f800000u) == 0x7f800000u;
+}
+
+@compute @workgroup_size(WG)
+fn softmax_cross_entropy(@builtin(local_invocation_index) lid: u32) {
+    let n = p.classes;
+    let inv_batch = 1.0 / f32(p.batch);
+    var loss_sum = 0.0;
+    var correct = 0u;
+    var bad = 0u;
+    for (var row = lid; row < p.batch; row += WG) {
+        let base = row * n;
+        // Max and first argmax; any non-finite logit marks the row bad.
+        var m = logits[base];
+        var arg = 0u;
+        var row_bad = non_finite(m);
+        for (var c = 1u; c < n; c++) {
+            let v = logits[base + c];
+            row_bad = row_bad || non_finite(v);
+            if v > m {
+                m = v;
+                arg = c;
+            }
+        }
+        var s = 0.0;
+        for (var c = 0u; c < n; c++) {
+            s += exp(logits[base + c] - m);
+        }
+        let label = labels[row];
+        // A label outside [0, classes) has no one-hot target: the row counts as bad, adds no loss.
+        let in_range = label < n;
+        var loss = 0.0;
+        if in_range {
+            loss = (m - logits[base + label]) + log(s);
+        }
+        row_bad = row_bad || !in_range || non_finite(loss);
+        let inv_s = 1.0 / s;
+        for (var c = 0u; c < n; c++) {
+            let prob = exp(logits[base + c] - m) * inv_s;
+            dlogits[base + c] = (prob - select(0.0, 1.0, c == label)) * inv_batch;
+        }
+        loss_sum += loss;
+        correct += u32(in_range && arg == label);
+        bad |= u32(row_bad);
+    }
+    wg_loss[lid] = loss_sum;
+    wg_correct[lid] = correct;
+    wg_bad[lid] = bad;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride >>= 1u) {
+        if lid < stride {
+            wg_loss[lid] += wg_loss[lid + stride];
+            wg_correct[lid] += wg_correct[lid + stride];
+            wg_bad[lid] |= wg_bad[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    if lid == 0u {
+        metrics[0] = bitcast<u32>(bitcast<f32>(metrics[0]) + wg_loss[0]);
+        metrics[1] += wg_correct[0];
+        metrics[2] += p.batch;
+        if metrics[3] == 0u && wg_bad[0] != 0u {
+            metrics[3] = st.step + 1u;
+        }
+    }
+}
+
+// probs = softmax(logits) row by row, one invocation per row (prediction needs no loss).
+@compute @workgroup_size(64)
+fn softmax(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row = gid.x + gid.y * nwg.x * 64u;
+    if row >= p.batch {
+        return;
+    }
+    let base = row * p.classes;
+    var m = logits[base];
+    for (var c = 1u; c < p.classes; c++) {
+        m = max(m, logits[base + c]);
+    }
+    var s = 0.0;
+    for (var c = 0u; c < p.classes; c++) {
+        s += exp(logits[base + c] - m);
+    }
+    let inv_s = 1.0 / s;
+    for (var c = 0u; c < p.classes; c++) {
+        probs[base + c] = exp(logits[base + c] - m) * inv_s;
+    }
+}

@@ -6,5 +6,8 @@
 pub mod data;
 pub mod gpu;
 pub mod kernels;
+pub mod model;
+pub mod optimizer;
 pub mod reference;
 pub mod shape;
+pub mod train;

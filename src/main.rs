@@ -1,33 +1,316 @@
-//! The `cifar-wgpu` command: a thin layer over the library.
+//! The `cifar-wgpu` command: argument parsing and presentation over the library.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
 
-use cifar_wgpu::gpu::{self, BackendChoice};
+use cifar_wgpu::data::{self, DataOptions, Dataset};
+use cifar_wgpu::gpu::{self, BackendChoice, Gpu, GpuOptions};
+use cifar_wgpu::kernels::gather::{DeviceImages, upload_images};
+use cifar_wgpu::model::Sequential;
+use cifar_wgpu::model::io::SavedModel;
+use cifar_wgpu::optimizer::Optimizer;
+use cifar_wgpu::train::checkpoint::{Checkpoint, checkpoint_dir};
+use cifar_wgpu::train::fit::{argmax_rows, per_class_accuracy};
+use cifar_wgpu::train::{DeviceSplit, EpochLog, Event, FitConfig, Metrics, Network, Trainer};
+
+type Error = Box<dyn std::error::Error>;
 
 #[derive(Parser)]
-#[command(name = "cifar-wgpu", version, about = "Train convolutional networks on any GPU through WebGPU")]
+#[command(
+    name = "cifar-wgpu",
+    version,
+    about = "Train convolutional networks on any GPU through WebGPU",
+    long_about = "Train convolutional networks on any GPU through WebGPU.\n\n\
+                  `cifar-wgpu train` reproduces the Keras notebook \"Recognizing CIFAR-10 Images\": \
+                  the same model, RMSprop, batch 128, 20 epochs, a validation split of 0.2."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Args, Clone)]
+struct GpuArgs {
+    /// Graphics API (`auto` honours WGPU_BACKEND).
+    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+    backend: BackendChoice,
+    /// Use the adapter whose name contains this (default: WGPU_ADAPTER_NAME, else the best GPU).
+    #[arg(long)]
+    adapter: Option<String>,
+}
+
+impl GpuArgs {
+    fn open(&self) -> Result<Gpu, Error> {
+        let gpu = Gpu::new(&GpuOptions {
+            backend: self.backend,
+            adapter: self.adapter.clone(),
+        })?;
+        eprintln!(
+            "adapter: {} ({:?}, {:?})",
+            gpu.info.name, gpu.info.backend, gpu.info.device_type
+        );
+        Ok(gpu)
+    }
+}
+
+#[derive(Args, Clone)]
+struct DataArgs {
+    /// A CIFAR-10 archive (binary or Python, .tar.gz or extracted), a folder of IDX files
+    /// (MNIST, Fashion-MNIST) or a folder with one subfolder of images per class.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Where downloads are cached (default: $CIFAR_WGPU_CACHE, else the user's cache folder).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// Never download; fail with instructions if no local copy is found.
+    #[arg(long)]
+    offline: bool,
+    /// Resize images of an image folder to HEIGHTxWIDTH (default: the first image's size).
+    #[arg(long, value_parser = parse_size)]
+    image_size: Option<(usize, usize)>,
+}
+
+impl DataArgs {
+    fn options(&self) -> DataOptions {
+        DataOptions {
+            data: self.data.clone(),
+            cache_dir: self.cache_dir.clone(),
+            image_size: self.image_size,
+            offline: self.offline,
+            progress: true,
+            ..DataOptions::default()
+        }
+    }
+
+    fn load(&self) -> Result<Dataset, Error> {
+        let t = std::time::Instant::now();
+        let ds = data::load(&self.options())?;
+        eprintln!(
+            "data: {} from {} ({} training and {} test images of {}x{}x{}, {} classes) in {:.1}s",
+            ds.name,
+            ds.source.display(),
+            ds.train.len(),
+            ds.test.len(),
+            ds.height,
+            ds.width,
+            ds.channels,
+            ds.num_classes(),
+            t.elapsed().as_secs_f64()
+        );
+        Ok(ds)
+    }
+}
+
+fn parse_size(s: &str) -> Result<(usize, usize), String> {
+    let (h, w) = s
+        .split_once(['x', 'X', ','])
+        .ok_or("expected HEIGHTxWIDTH, e.g. 32x32")?;
+    let parse = |v: &str| v.trim().parse::<usize>().map_err(|e| format!("{v}: {e}"));
+    let (h, w) = (parse(h)?, parse(w)?);
+    if h == 0 || w == 0 {
+        return Err("sizes must be positive".into());
+    }
+    Ok((h, w))
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OptimizerName {
+    Rmsprop,
+    Sgd,
+    Adam,
+}
+
+#[derive(Args)]
+struct OptimizerArgs {
+    /// The optimizer; each takes Keras' defaults unless a flag below overrides them.
+    #[arg(long, value_enum, default_value = "rmsprop")]
+    optimizer: OptimizerName,
+    /// Learning rate (Keras: 0.001 for RMSprop and Adam, 0.01 for SGD).
+    #[arg(long)]
+    lr: Option<f32>,
+    /// RMSprop: decay of the moving average of squared gradients.
+    #[arg(long)]
+    rho: Option<f32>,
+    /// SGD and RMSprop: momentum.
+    #[arg(long)]
+    momentum: Option<f32>,
+    /// SGD: Nesterov momentum.
+    #[arg(long)]
+    nesterov: bool,
+    /// RMSprop: normalise by the centred second moment.
+    #[arg(long)]
+    centered: bool,
+    /// RMSprop: epsilon outside the square root, as standalone Keras 2.3 computed it.
+    #[arg(long)]
+    legacy_epsilon: bool,
+    /// Adam: decay of the first moment.
+    #[arg(long)]
+    beta1: Option<f32>,
+    /// Adam: decay of the second moment.
+    #[arg(long)]
+    beta2: Option<f32>,
+    /// Adam: AMSGrad variant.
+    #[arg(long)]
+    amsgrad: bool,
+    /// RMSprop and Adam: epsilon (Keras: 1e-7).
+    #[arg(long)]
+    epsilon: Option<f32>,
+}
+
+impl OptimizerArgs {
+    fn build(&self) -> Optimizer {
+        match (
+            self.optimizer,
+            Optimizer::rmsprop_default(),
+            Optimizer::sgd_default(),
+            Optimizer::adam_default(),
+        ) {
+            (
+                OptimizerName::Rmsprop,
+                Optimizer::RmsProp {
+                    lr,
+                    rho,
+                    momentum,
+                    epsilon,
+                    ..
+                },
+                _,
+                _,
+            ) => Optimizer::RmsProp {
+                lr: self.lr.unwrap_or(lr),
+                rho: self.rho.unwrap_or(rho),
+                momentum: self.momentum.unwrap_or(momentum),
+                epsilon: self.epsilon.unwrap_or(epsilon),
+                centered: self.centered,
+                legacy_epsilon: self.legacy_epsilon,
+            },
+            (OptimizerName::Sgd, _, Optimizer::Sgd { lr, momentum, .. }, _) => Optimizer::Sgd {
+                lr: self.lr.unwrap_or(lr),
+                momentum: self.momentum.unwrap_or(momentum),
+                nesterov: self.nesterov,
+            },
+            (
+                OptimizerName::Adam,
+                _,
+                _,
+                Optimizer::Adam {
+                    lr,
+                    beta1,
+                    beta2,
+                    epsilon,
+                    ..
+                },
+            ) => Optimizer::Adam {
+                lr: self.lr.unwrap_or(lr),
+                beta1: self.beta1.unwrap_or(beta1),
+                beta2: self.beta2.unwrap_or(beta2),
+                epsilon: self.epsilon.unwrap_or(epsilon),
+                amsgrad: self.amsgrad,
+            },
+            _ => unreachable!("the default constructors return their own variants"),
+        }
+    }
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// List every GPU adapter wgpu can see, with the limits that matter for training.
     Adapters {
-        /// Graphics API to look through (`auto` honours WGPU_BACKEND).
         #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
         backend: BackendChoice,
     },
+    /// Download and verify CIFAR-10, or show what is cached.
+    Data {
+        #[command(subcommand)]
+        command: DataCommand,
+    },
+    /// Print the model's layers, output shapes and parameter counts, as Keras' model.summary().
+    Summary {
+        /// Take the input shape and classes from this data set (default: CIFAR-10's 32x32x3, 10).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Summarise a saved model instead of the notebook's.
+        #[arg(long)]
+        model: Option<PathBuf>,
+    },
+    /// Train the notebook's model (model.fit), save it and evaluate it on the test set.
+    Train(Box<TrainArgs>),
+    /// Evaluate a saved model on the test set (model.evaluate), with per-class accuracy.
+    Evaluate {
+        /// A folder written by `train`.
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long, default_value_t = 128)]
+        batch_size: usize,
+        #[command(flatten)]
+        data: DataArgs,
+        #[command(flatten)]
+        gpu: GpuArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum DataCommand {
+    /// Download the CIFAR-10 archive into the cache (verified by SHA-256 and MD5).
+    Fetch {
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// What is cached, where, how many images, the class names and the checksum state.
+    Info {
+        #[command(flatten)]
+        data: DataArgs,
+    },
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    #[arg(long, default_value_t = 20)]
+    epochs: usize,
+    #[arg(long, default_value_t = 128)]
+    batch_size: usize,
+    #[command(flatten)]
+    optimizer: OptimizerArgs,
+    /// Fraction of the training set, taken from its end before shuffling, used for validation.
+    #[arg(long, default_value_t = 0.2)]
+    validation_split: f64,
+    /// Keep the training set's order (Keras' shuffle=False).
+    #[arg(long)]
+    no_shuffle: bool,
+    /// Fixes initialisation, shuffling and dropout masks.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Output folder for the model, its history and checkpoints.
+    #[arg(long, default_value = "cifar10-model")]
+    out: PathBuf,
+    /// Start from a saved model instead of fresh weights (fine-tuning).
+    #[arg(long, conflicts_with = "resume")]
+    model: Option<PathBuf>,
+    /// Continue an interrupted run from its checkpoint folder (`<out>/checkpoint`).
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    /// No progress bar; only the epoch lines.
+    #[arg(long)]
+    quiet: bool,
+    /// One JSON object per epoch on stdout instead of the progress display.
+    #[arg(long)]
+    log_json: bool,
+    #[command(flatten)]
+    data: DataArgs,
+    #[command(flatten)]
+    gpu: GpuArgs,
 }
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
@@ -35,7 +318,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+fn run(cli: Cli) -> Result<ExitCode, Error> {
     match cli.command {
         Command::Adapters { backend } => {
             let adapters = gpu::list_adapters(backend);
@@ -48,7 +331,351 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             for (i, a) in adapters.iter().enumerate() {
                 println!("[{i}] {}", a.details());
             }
-            Ok(())
+        }
+        Command::Data { command } => match command {
+            DataCommand::Fetch { data } => {
+                let path = data::fetch(&data.options())?;
+                println!("{}", path.display());
+            }
+            DataCommand::Info { data } => println!("{}", data::info(&data.options())?),
+        },
+        Command::Summary { data, model } => {
+            let model = match (model, data) {
+                (Some(dir), _) => SavedModel::load(&dir)?.model,
+                (None, Some(path)) => {
+                    let ds = data::read(&path, None)?;
+                    Sequential::notebook([ds.height, ds.width, ds.channels], ds.num_classes())
+                }
+                (None, None) => Sequential::notebook([32, 32, 3], 10),
+            };
+            println!("{}", model.summary()?);
+        }
+        Command::Train(args) => return train(*args),
+        Command::Evaluate {
+            model,
+            batch_size,
+            data,
+            gpu,
+        } => {
+            let saved = SavedModel::load(&model)?;
+            let ds = data.load()?;
+            check_fits(&saved.model, &ds)?;
+            let gpu = gpu.open()?;
+            let test = upload(&gpu, &ds.test.images, &ds.test.labels, &ds)?;
+            let net = Network::new(
+                &gpu,
+                &saved.model,
+                Optimizer::rmsprop_default(),
+                &saved.params,
+                batch_size,
+                0,
+            )?;
+            let mut trainer = Trainer::new(&gpu, net);
+            evaluate_and_print(&mut trainer, &test, &ds, batch_size)?;
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn upload(gpu: &Gpu, images: &[u8], labels: &[u8], ds: &Dataset) -> Result<DeviceImages, Error> {
+    Ok(upload_images(
+        gpu,
+        images,
+        labels,
+        ds.image_bytes(),
+        gpu.max_binding_bytes(),
+    )?)
+}
+
+fn check_fits(model: &Sequential, ds: &Dataset) -> Result<(), Error> {
+    let want = [ds.height, ds.width, ds.channels];
+    if model.input_shape != want || model.classes()? != ds.num_classes() {
+        return Err(format!(
+            "the model takes {:?} images and predicts {} classes, but {} has {:?} images and {} classes",
+            model.input_shape,
+            model.classes()?,
+            ds.name,
+            want,
+            ds.num_classes()
+        )
+        .into());
+    }
+    Ok(())
+}
+
+fn train(args: TrainArgs) -> Result<ExitCode, Error> {
+    if args.batch_size == 0 || args.epochs == 0 {
+        return Err("--epochs and --batch-size must be positive".into());
+    }
+    let resumed = args.resume.as_deref().map(Checkpoint::load).transpose()?;
+    let ds = args.data.load()?;
+    // What to start from: a checkpoint, a saved model, or the notebook's model with fresh weights.
+    let (model, params, optimizer, fit, validation_split) = match &resumed {
+        Some(c) => (
+            c.model.model.clone(),
+            c.model.params.clone(),
+            c.state.optimizer.clone(),
+            FitConfig {
+                epochs: args.epochs.max(c.state.fit.epochs),
+                ..c.state.fit.clone()
+            },
+            c.state.validation_split,
+        ),
+        None => {
+            let fit = FitConfig {
+                epochs: args.epochs,
+                batch_size: args.batch_size,
+                shuffle: !args.no_shuffle,
+                seed: args.seed,
+            };
+            let (model, params) = match &args.model {
+                Some(dir) => {
+                    let saved = SavedModel::load(dir)?;
+                    (saved.model, saved.params)
+                }
+                None => {
+                    let model =
+                        Sequential::notebook([ds.height, ds.width, ds.channels], ds.num_classes());
+                    let params = model.init_params(args.seed)?;
+                    (model, params)
+                }
+            };
+            (
+                model,
+                params,
+                args.optimizer.build(),
+                fit,
+                args.validation_split,
+            )
+        }
+    };
+    check_fits(&model, &ds)?;
+    let split = data::validation_split_index(ds.train.len(), validation_split)?;
+    let gpu = args.gpu.open()?;
+    let train_images = upload(&gpu, &ds.train.images, &ds.train.labels, &ds)?;
+    let test_images = upload(&gpu, &ds.test.images, &ds.test.labels, &ds)?;
+    let net = Network::new(&gpu, &model, optimizer, &params, fit.batch_size, fit.seed)?;
+    let mut trainer = Trainer::new(&gpu, net);
+    if let Some(c) = &resumed {
+        trainer.restore(c)?;
+        eprintln!(
+            "resuming at epoch {}, batch {} (step {})",
+            c.state.progress.epoch + 1,
+            c.state.progress.batch,
+            c.state.progress.step
+        );
+    }
+    if !args.quiet && !args.log_json {
+        println!("{}", model.summary()?);
+    }
+    let train_split = DeviceSplit {
+        images: &train_images,
+        records: 0..split,
+    };
+    let val_split = DeviceSplit {
+        images: &train_images,
+        records: split..ds.train.len(),
+    };
+    eprintln!(
+        "training on {} images, validating on {}, batch {}, {} epochs, {:?}",
+        train_split.len(),
+        val_split.len(),
+        fit.batch_size,
+        fit.epochs,
+        trainer.net.optimizer
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        ctrlc::set_handler(move || {
+            if stop.swap(true, Ordering::SeqCst) {
+                // A second Ctrl-C means "now".
+                std::process::exit(130);
+            }
+        })?;
+    }
+    let ckpt_dir = checkpoint_dir(&args.out);
+    let mut display = Display::new(args.quiet, args.log_json);
+    while trainer.progress.epoch < fit.epochs {
+        let done = trainer.train_epoch(
+            &fit,
+            &train_split,
+            Some(&val_split),
+            &|_| stop.load(Ordering::SeqCst),
+            &mut |e| display.event(e),
+        )?;
+        trainer
+            .checkpoint(&ds.class_names, &fit, validation_split)?
+            .save(&ckpt_dir)?;
+        if done.is_none() {
+            display.clear();
+            eprintln!(
+                "interrupted at epoch {}, batch {}: checkpoint written to {}; continue with \
+                 `cifar-wgpu train --resume {}`",
+                trainer.progress.epoch + 1,
+                trainer.progress.batch,
+                ckpt_dir.display(),
+                ckpt_dir.display()
+            );
+            return Ok(ExitCode::from(130));
+        }
+    }
+    let saved = SavedModel {
+        model: model.clone(),
+        class_names: ds.class_names.clone(),
+        params: trainer.net.read_params(&gpu)?,
+    };
+    saved.save(&args.out)?;
+    save_history(&args.out, &trainer.history)?;
+    eprintln!("model saved to {}", args.out.display());
+    if !ds.test.is_empty() {
+        evaluate_and_print(&mut trainer, &test_images, &ds, fit.batch_size)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn evaluate_and_print(
+    trainer: &mut Trainer,
+    test: &DeviceImages,
+    ds: &Dataset,
+    batch_size: usize,
+) -> Result<(), Error> {
+    let split = DeviceSplit {
+        images: test,
+        records: 0..test.len,
+    };
+    let t = std::time::Instant::now();
+    let (m, logits) = trainer.evaluate_with_logits(&split, batch_size)?;
+    println!(
+        "test: loss {:.4} - accuracy {:.4} ({} images, {:.1}s)",
+        m.loss(),
+        m.accuracy(),
+        m.count,
+        t.elapsed().as_secs_f64()
+    );
+    let predicted = argmax_rows(&logits, ds.num_classes());
+    let per_class = per_class_accuracy(&predicted, &ds.test.labels, ds.num_classes());
+    println!("{:<14} {:>9} {:>7}", "class", "accuracy", "images");
+    for (name, (correct, total)) in ds.class_names.iter().zip(&per_class) {
+        println!(
+            "{name:<14} {:>9.4} {total:>7}",
+            *correct as f64 / (*total).max(1) as f64
+        );
+    }
+    Ok(())
+}
+
+/// `history.json` (Keras' History.history: one list per metric) and `history.csv`.
+fn save_history(out: &Path, history: &[EpochLog]) -> Result<(), Error> {
+    let col = |f: fn(&EpochLog) -> Option<f64>| history.iter().map(f).collect::<Vec<_>>();
+    let json = serde_json::json!({
+        "loss": col(|e| Some(e.loss)),
+        "accuracy": col(|e| Some(e.accuracy)),
+        "val_loss": col(|e| e.val_loss),
+        "val_accuracy": col(|e| e.val_accuracy),
+        "seconds": col(|e| Some(e.seconds)),
+    });
+    cifar_wgpu::model::io::write_atomic(
+        &out.join("history.json"),
+        serde_json::to_string_pretty(&json)?.as_bytes(),
+    )?;
+    let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.6}"));
+    let mut csv = String::from("epoch,loss,accuracy,val_loss,val_accuracy,seconds\n");
+    for e in history {
+        csv.push_str(&format!(
+            "{},{:.6},{:.6},{},{},{:.3}\n",
+            e.epoch,
+            e.loss,
+            e.accuracy,
+            opt(e.val_loss),
+            opt(e.val_accuracy),
+            e.seconds
+        ));
+    }
+    cifar_wgpu::model::io::write_atomic(&out.join("history.csv"), csv.as_bytes())?;
+    Ok(())
+}
+
+/// Keras' `verbose=1` display: "Epoch 3/20", then a bar with batch n/N, ETA and the running loss and
+/// accuracy, ending in the epoch's line with validation metrics and time.
+struct Display {
+    quiet: bool,
+    json: bool,
+    bar: Option<ProgressBar>,
+    batches: usize,
+}
+
+impl Display {
+    fn new(quiet: bool, json: bool) -> Display {
+        Display {
+            quiet,
+            json,
+            bar: None,
+            batches: 0,
+        }
+    }
+
+    fn clear(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.abandon();
+        }
+    }
+
+    fn event(&mut self, e: Event) {
+        match e {
+            Event::EpochStart {
+                epoch,
+                epochs,
+                batches,
+            } => {
+                self.batches = batches;
+                if self.json {
+                    return;
+                }
+                println!("Epoch {}/{}", epoch + 1, epochs);
+                if !self.quiet {
+                    let bar = ProgressBar::new(batches as u64);
+                    bar.set_style(
+                        ProgressStyle::with_template(
+                            "{pos:>5}/{len} {bar:20} {elapsed} ETA {eta} {msg}",
+                        )
+                        .unwrap()
+                        .progress_chars("━━─"),
+                    );
+                    self.bar = Some(bar);
+                }
+            }
+            Event::Batch { batch, metrics } => {
+                if let Some(bar) = &self.bar {
+                    bar.set_position(batch as u64);
+                    bar.set_message(format_metrics(&metrics));
+                }
+            }
+            Event::EpochEnd(log) => {
+                if self.json {
+                    println!("{}", serde_json::to_string(log).unwrap());
+                    return;
+                }
+                if let Some(bar) = self.bar.take() {
+                    bar.finish_and_clear();
+                }
+                let mut line = format!(
+                    "{n}/{n} - {:.1}s {:.0}ms/step - accuracy: {:.4} - loss: {:.4}",
+                    log.seconds,
+                    log.seconds * 1000.0 / self.batches.max(1) as f64,
+                    log.accuracy,
+                    log.loss,
+                    n = self.batches
+                );
+                if let (Some(vl), Some(va)) = (log.val_loss, log.val_accuracy) {
+                    line.push_str(&format!(" - val_accuracy: {va:.4} - val_loss: {vl:.4}"));
+                }
+                println!("{line}");
+            }
+        }
+    }
+}
+
+fn format_metrics(m: &Metrics) -> String {
+    format!("- accuracy: {:.4} - loss: {:.4}", m.accuracy(), m.loss())
 }

@@ -78,11 +78,15 @@ impl Flavor {
         }
     }
     fn from_folder(name: &str) -> Option<Flavor> {
-        [Flavor::Binary, Flavor::Python].into_iter().find(|f| f.folder() == name)
+        [Flavor::Binary, Flavor::Python]
+            .into_iter()
+            .find(|f| f.folder() == name)
     }
     /// The flavor of an extracted folder, judged by its files.
     pub(crate) fn of_dir(dir: &Path) -> Option<Flavor> {
-        [Flavor::Binary, Flavor::Python].into_iter().find(|f| dir.join(f.train(1)).is_file() || dir.join(f.meta()).is_file())
+        [Flavor::Binary, Flavor::Python]
+            .into_iter()
+            .find(|f| dir.join(f.train(1)).is_file() || dir.join(f.meta()).is_file())
     }
     fn all_members(self) -> Vec<String> {
         let mut v: Vec<String> = (1..=5).map(|i| self.train(i)).collect();
@@ -136,20 +140,35 @@ struct Collector {
 
 impl Collector {
     fn new(flavor: Flavor, origin: &Path, in_archive: bool) -> Self {
-        Collector { flavor, origin: origin.to_path_buf(), in_archive, train: Default::default(), test: None, classes: None }
+        Collector {
+            flavor,
+            origin: origin.to_path_buf(),
+            in_archive,
+            train: Default::default(),
+            test: None,
+            classes: None,
+        }
     }
 
     /// How an error names a member.
     fn describe(&self, member: &str) -> String {
         if self.in_archive {
-            format!("{} (member {}/{member})", self.origin.display(), self.flavor.folder())
+            format!(
+                "{} (member {}/{member})",
+                self.origin.display(),
+                self.flavor.folder()
+            )
         } else {
             self.origin.join(member).display().to_string()
         }
     }
 
     fn member_path(&self, member: &str) -> String {
-        if self.in_archive { format!("{}/{member}", self.flavor.folder()) } else { member.to_string() }
+        if self.in_archive {
+            format!("{}/{member}", self.flavor.folder())
+        } else {
+            member.to_string()
+        }
     }
 
     fn kind(&self, name: &str) -> Kind {
@@ -189,7 +208,11 @@ impl Collector {
             Kind::Other => false,
         };
         if duplicate {
-            return Err(DataError::DuplicateMember { path: self.origin.clone(), member: self.member_path(name) }.into());
+            return Err(DataError::DuplicateMember {
+                path: self.origin.clone(),
+                member: self.member_path(name),
+            }
+            .into());
         }
         let file = self.describe(name);
         match kind {
@@ -206,7 +229,7 @@ impl Collector {
             Kind::Train(_) | Kind::Test => {
                 let batch = match self.flavor {
                     Flavor::Binary => binary_batch(r, size, &file)?,
-                    Flavor::Python => python_batch(&read_member(r, size)?, &file)?,
+                    Flavor::Python => python_batch(read_member(r, size)?, &file)?,
                 };
                 match kind {
                     Kind::Train(i) => self.train[i] = Some(batch),
@@ -218,7 +241,10 @@ impl Collector {
     }
 
     fn finish(self) -> Result<Dataset, DataError> {
-        let missing = |c: &Collector, member: &str| DataError::MissingMember { path: c.origin.clone(), member: c.member_path(member) };
+        let missing = |c: &Collector, member: &str| DataError::MissingMember {
+            path: c.origin.clone(),
+            member: c.member_path(member),
+        };
         for (i, b) in self.train.iter().enumerate() {
             if b.is_none() {
                 return Err(missing(&self, &self.flavor.train(i + 1)));
@@ -237,16 +263,28 @@ impl Collector {
                 return Err(DataError::BatchSize {
                     file: self.describe(&self.flavor.train(i + 1)),
                     records: n,
-                    expected: format!("{first}, as {} (all training batches hold the same number)", self.flavor.train(1)),
+                    expected: format!(
+                        "{first}, as {} (all training batches hold the same number)",
+                        self.flavor.train(1)
+                    ),
                 });
             }
         }
-        let mut train = Split { images: Vec::with_capacity(5 * first * IMAGE_BYTES), labels: Vec::with_capacity(5 * first) };
+        let mut train = Split {
+            images: Vec::with_capacity(5 * first * IMAGE_BYTES),
+            labels: Vec::with_capacity(5 * first),
+        };
         for b in self.train.into_iter().flatten() {
             train.images.extend_from_slice(&b.images);
             train.labels.extend_from_slice(&b.labels);
         }
-        let test = self.test.map(|b| Split { images: b.images, labels: b.labels }).unwrap_or_default();
+        let test = self
+            .test
+            .map(|b| Split {
+                images: b.images,
+                labels: b.labels,
+            })
+            .unwrap_or_default();
         Ok(Dataset {
             name: "cifar10".to_string(),
             height: 32,
@@ -265,25 +303,44 @@ fn read_member(r: &mut dyn Read, size: u64) -> io::Result<Vec<u8>> {
     let mut buf = Vec::with_capacity(size as usize);
     r.take(size).read_to_end(&mut buf)?;
     if (buf.len() as u64) < size {
-        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("member ends after {} of {size} bytes", buf.len())));
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("member ends after {} of {size} bytes", buf.len()),
+        ));
     }
     Ok(buf)
 }
 
 fn check_classes(names: Vec<String>, file: &str) -> Result<Vec<String>, DataError> {
     if names.len() != CLASSES {
-        return Err(DataError::BadMeta { file: file.to_string(), detail: format!("{} class names, expected {CLASSES}", names.len()) });
+        return Err(DataError::BadMeta {
+            file: file.to_string(),
+            detail: format!("{} class names, expected {CLASSES}", names.len()),
+        });
     }
     if let Some(i) = names.iter().position(|n| n.trim().is_empty()) {
-        return Err(DataError::BadMeta { file: file.to_string(), detail: format!("class name {i} is empty") });
+        return Err(DataError::BadMeta {
+            file: file.to_string(),
+            detail: format!("class name {i} is empty"),
+        });
     }
     Ok(names)
 }
 
 /// `batches.meta.txt`: one class name a line; blank lines (the real file ends with some) are ignored.
 fn meta_txt(bytes: &[u8], file: &str) -> Result<Vec<String>, DataError> {
-    let text = std::str::from_utf8(bytes).map_err(|_| DataError::BadMeta { file: file.to_string(), detail: "not UTF-8 text".into() })?;
-    check_classes(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect(), file)
+    let text = std::str::from_utf8(bytes).map_err(|_| DataError::BadMeta {
+        file: file.to_string(),
+        detail: "not UTF-8 text".into(),
+    })?;
+    check_classes(
+        text.lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect(),
+        file,
+    )
 }
 
 /// Planar RGB (CHW) → channels-last (HWC), appended to `out`.
@@ -301,19 +358,28 @@ fn label_check(label: i64, index: usize, file: &str) -> Result<u8, DataError> {
     if (0..CLASSES as i64).contains(&label) {
         Ok(label as u8)
     } else {
-        Err(DataError::LabelOutOfRange { file: file.to_string(), index, label, classes: CLASSES })
+        Err(DataError::LabelOutOfRange {
+            file: file.to_string(),
+            index,
+            label,
+            classes: CLASSES,
+        })
     }
 }
 
 fn records_check(records: usize, file: &str) -> Result<(), DataError> {
     if records == 0 || records > RECORDS_PER_BATCH {
-        return Err(DataError::BatchSize { file: file.to_string(), records, expected: format!("1..={RECORDS_PER_BATCH}") });
+        return Err(DataError::BatchSize {
+            file: file.to_string(),
+            records,
+            expected: format!("1..={RECORDS_PER_BATCH}"),
+        });
     }
     Ok(())
 }
 
 fn binary_batch(r: &mut dyn Read, size: u64, file: &str) -> Result<Batch, Fail> {
-    if size % RECORD_BYTES as u64 != 0 {
+    if !size.is_multiple_of(RECORD_BYTES as u64) {
         return Err(DataError::RecordLength {
             file: file.to_string(),
             detail: format!(
@@ -325,28 +391,39 @@ fn binary_batch(r: &mut dyn Read, size: u64, file: &str) -> Result<Batch, Fail> 
     }
     let records = (size / RECORD_BYTES as u64) as usize;
     records_check(records, file)?;
-    let mut batch = Batch { images: Vec::with_capacity(records * IMAGE_BYTES), labels: Vec::with_capacity(records) };
+    let mut batch = Batch {
+        images: Vec::with_capacity(records * IMAGE_BYTES),
+        labels: Vec::with_capacity(records),
+    };
     let mut record = [0u8; RECORD_BYTES];
     for index in 0..records {
         r.read_exact(&mut record).map_err(|e| {
             if e.kind() == io::ErrorKind::UnexpectedEof {
-                io::Error::new(e.kind(), format!("member ends inside record {index} of {records}"))
+                io::Error::new(
+                    e.kind(),
+                    format!("member ends inside record {index} of {records}"),
+                )
             } else {
                 e
             }
         })?;
-        batch.labels.push(label_check(record[0] as i64, index, file)?);
+        batch
+            .labels
+            .push(label_check(record[0] as i64, index, file)?);
         planar_to_hwc(&record[1..], 3, &mut batch.images);
     }
     Ok(batch)
 }
 
-fn python_batch(bytes: &[u8], file: &str) -> Result<Batch, DataError> {
+fn python_batch(bytes: Vec<u8>, file: &str) -> Result<Batch, DataError> {
     let b = pickle::read_batch(bytes, file)?;
     if b.cols != IMAGE_BYTES {
         return Err(DataError::RecordLength {
             file: file.to_string(),
-            detail: format!("b'data' rows are {} bytes, expected {IMAGE_BYTES} (3 planes of 32x32)", b.cols),
+            detail: format!(
+                "b'data' rows are {} bytes, expected {IMAGE_BYTES} (3 planes of 32x32)",
+                b.cols
+            ),
         });
     }
     records_check(b.rows, file)?;
@@ -356,8 +433,16 @@ fn python_batch(bytes: &[u8], file: &str) -> Result<Batch, DataError> {
             detail: format!("{} labels for {} images", b.labels.len(), b.rows),
         });
     }
-    let mut batch = Batch { images: Vec::with_capacity(b.data.len()), labels: Vec::with_capacity(b.rows) };
-    for (index, (&label, row)) in b.labels.iter().zip(b.data.chunks_exact(IMAGE_BYTES)).enumerate() {
+    let mut batch = Batch {
+        images: Vec::with_capacity(b.data.len()),
+        labels: Vec::with_capacity(b.rows),
+    };
+    for (index, (&label, row)) in b
+        .labels
+        .iter()
+        .zip(b.data.chunks_exact(IMAGE_BYTES))
+        .enumerate()
+    {
         batch.labels.push(label_check(label, index, file)?);
         planar_to_hwc(row, 3, &mut batch.images);
     }
@@ -371,12 +456,20 @@ fn components(path: &Path, raw: &[u8]) -> Result<Vec<String>, DataError> {
         member: String::from_utf8_lossy(raw).into_owned(),
         why: "name is not UTF-8".into(),
     })?;
-    let unsafe_member = || DataError::UnsafeMember { path: path.to_path_buf(), member: name.to_string() };
-    let windows_drive = name.len() >= 2 && name.as_bytes()[1] == b':' && name.as_bytes()[0].is_ascii_alphabetic();
+    let unsafe_member = || DataError::UnsafeMember {
+        path: path.to_path_buf(),
+        member: name.to_string(),
+    };
+    let windows_drive =
+        name.len() >= 2 && name.as_bytes()[1] == b':' && name.as_bytes()[0].is_ascii_alphabetic();
     if name.starts_with('/') || name.starts_with('\\') || windows_drive {
         return Err(unsafe_member());
     }
-    let parts: Vec<String> = name.split(['/', '\\']).filter(|c| !c.is_empty() && *c != ".").map(String::from).collect();
+    let parts: Vec<String> = name
+        .split(['/', '\\'])
+        .filter(|c| !c.is_empty() && *c != ".")
+        .map(String::from)
+        .collect();
     if parts.iter().any(|c| c == "..") {
         return Err(unsafe_member());
     }
@@ -387,28 +480,42 @@ fn components(path: &Path, raw: &[u8]) -> Result<Vec<String>, DataError> {
 pub(crate) fn read_archive(path: &Path) -> Result<Dataset, DataError> {
     let meta = std::fs::metadata(path).map_err(|e| DataError::io(path, e))?;
     if meta.len() > MAX_ARCHIVE_FILE {
-        return Err(DataError::ArchiveTooLarge { path: path.to_path_buf(), what: "file size", size: meta.len(), max: MAX_ARCHIVE_FILE });
+        return Err(DataError::ArchiveTooLarge {
+            path: path.to_path_buf(),
+            what: "file size",
+            size: meta.len(),
+            max: MAX_ARCHIVE_FILE,
+        });
     }
     let file = File::open(path).map_err(|e| DataError::io(path, e))?;
     let mut buffered = BufReader::with_capacity(1 << 16, file);
     let gzip = is_gzip(buffered.fill_buf().map_err(|e| DataError::io(path, e))?);
-    let inner: Box<dyn Read> = if gzip { Box::new(GzDecoder::new(buffered)) } else { Box::new(buffered) };
+    let inner: Box<dyn Read> = if gzip {
+        Box::new(GzDecoder::new(buffered))
+    } else {
+        Box::new(buffered)
+    };
     let (watched, state) = Watched::new(inner, MAX_DECOMPRESSED);
     let mut archive = tar::Archive::new(watched);
-    let result = read_tar(path, &mut archive).and_then(|collector| {
-        // Read to the end so that the gzip CRC and length are checked and a truncated or oversized
-        // tail is noticed even after the tar end marker.
-        io::copy(&mut archive.into_inner(), &mut io::sink())?;
-        Ok(collector)
-    });
-    let state = state.borrow();
-    if let Some(e) = explain(path, &state, gzip, MAX_DECOMPRESSED) {
+    let result = read_tar(path, &mut archive);
+    // Read to the end of the stream, also after the tar end marker or a content error: this checks
+    // the gzip CRC and length, notices an oversized tail, and tells whether a content error (a bad
+    // label, say) is really a corrupt or truncated file, which is then what we report.
+    let drained = io::copy(&mut archive.into_inner(), &mut io::sink());
+    if let Some(e) = explain(path, &state.borrow(), gzip, MAX_DECOMPRESSED) {
         return Err(e);
     }
+    let corrupt_tar = |e: io::Error| DataError::CorruptTar {
+        path: path.to_path_buf(),
+        detail: e.to_string(),
+    };
     match result {
-        Ok(collector) => collector.finish(),
+        Ok(collector) => {
+            drained.map_err(corrupt_tar)?;
+            collector.finish()
+        }
         Err(Fail::Data(e)) => Err(e),
-        Err(Fail::Io(e)) => Err(DataError::CorruptTar { path: path.to_path_buf(), detail: e.to_string() }),
+        Err(Fail::Io(e)) => Err(corrupt_tar(e)),
     }
 }
 
@@ -418,7 +525,11 @@ fn read_tar<R: Read>(path: &Path, archive: &mut tar::Archive<R>) -> Result<Colle
         let mut entry = entry?;
         let parts = components(path, &entry.path_bytes())?;
         let member = parts.join("/");
-        let unexpected = |why: &str| DataError::UnexpectedMember { path: path.to_path_buf(), member: member.clone(), why: why.to_string() };
+        let unexpected = |why: &str| DataError::UnexpectedMember {
+            path: path.to_path_buf(),
+            member: member.clone(),
+            why: why.to_string(),
+        };
         let entry_type = entry.header().entry_type();
         if entry_type.is_pax_global_extensions() {
             continue;
@@ -440,7 +551,11 @@ fn read_tar<R: Read>(path: &Path, archive: &mut tar::Archive<R>) -> Result<Colle
             }
         };
         if top != flavor.folder() {
-            return Err(unexpected(&format!("outside {}/ (the archive holds one folder)", flavor.folder())).into());
+            return Err(unexpected(&format!(
+                "outside {}/ (the archive holds one folder)",
+                flavor.folder()
+            ))
+            .into());
         }
         if entry_type.is_dir() {
             if parts.len() == 1 {
@@ -449,7 +564,9 @@ fn read_tar<R: Read>(path: &Path, archive: &mut tar::Archive<R>) -> Result<Colle
             return Err(unexpected("nested folder").into());
         }
         if !(entry_type.is_file() || entry_type.is_contiguous()) {
-            return Err(unexpected("not a regular file (links and devices are not allowed)").into());
+            return Err(
+                unexpected("not a regular file (links and devices are not allowed)").into(),
+            );
         }
         if parts.len() != 2 {
             return Err(unexpected(&format!("not directly inside {}/", flavor.folder())).into());
@@ -459,7 +576,12 @@ fn read_tar<R: Read>(path: &Path, archive: &mut tar::Archive<R>) -> Result<Colle
             c.accept(&parts[1], size, &mut entry)?;
         }
     }
-    collector.ok_or_else(|| Fail::Data(DataError::UnknownFormat { path: path.to_path_buf(), detail: "empty tar archive".into() }))
+    collector.ok_or_else(|| {
+        Fail::Data(DataError::UnknownFormat {
+            path: path.to_path_buf(),
+            detail: "empty tar archive".into(),
+        })
+    })
 }
 
 /// Read an extracted `cifar-10-batches-bin/` or `cifar-10-batches-py/` folder.
@@ -470,10 +592,17 @@ pub(crate) fn read_dir(dir: &Path, flavor: Flavor) -> Result<Dataset, DataError>
         let meta = match std::fs::metadata(&path) {
             Ok(m) if m.is_file() => m,
             Ok(_) => {
-                return Err(DataError::UnexpectedMember { path: dir.to_path_buf(), member: name, why: "not a regular file".into() });
+                return Err(DataError::UnexpectedMember {
+                    path: dir.to_path_buf(),
+                    member: name,
+                    why: "not a regular file".into(),
+                });
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(DataError::MissingMember { path: dir.to_path_buf(), member: name });
+                return Err(DataError::MissingMember {
+                    path: dir.to_path_buf(),
+                    member: name,
+                });
             }
             Err(e) => return Err(DataError::io(path, e)),
         };
@@ -502,10 +631,25 @@ mod tests {
     #[test]
     fn member_names() {
         let p = Path::new("a.tar.gz");
-        assert_eq!(components(p, b"./cifar-10-batches-bin/x").unwrap(), vec!["cifar-10-batches-bin", "x"]);
-        assert!(matches!(components(p, b"../x"), Err(DataError::UnsafeMember { .. })));
-        assert!(matches!(components(p, b"/etc/passwd"), Err(DataError::UnsafeMember { .. })));
-        assert!(matches!(components(p, b"a/../../x"), Err(DataError::UnsafeMember { .. })));
-        assert!(matches!(components(p, b"C:\\x"), Err(DataError::UnsafeMember { .. })));
+        assert_eq!(
+            components(p, b"./cifar-10-batches-bin/x").unwrap(),
+            vec!["cifar-10-batches-bin", "x"]
+        );
+        assert!(matches!(
+            components(p, b"../x"),
+            Err(DataError::UnsafeMember { .. })
+        ));
+        assert!(matches!(
+            components(p, b"/etc/passwd"),
+            Err(DataError::UnsafeMember { .. })
+        ));
+        assert!(matches!(
+            components(p, b"a/../../x"),
+            Err(DataError::UnsafeMember { .. })
+        ));
+        assert!(matches!(
+            components(p, b"C:\\x"),
+            Err(DataError::UnsafeMember { .. })
+        ));
     }
 }

@@ -31,7 +31,11 @@ pub enum DataError {
 
     /// The gzip stream is not gzip, or its deflate data or CRC is wrong.
     #[error("{}: corrupt gzip data after {decompressed} decompressed bytes: {detail}", .path.display())]
-    CorruptGzip { path: PathBuf, decompressed: u64, detail: String },
+    CorruptGzip {
+        path: PathBuf,
+        decompressed: u64,
+        detail: String,
+    },
 
     /// The (decompressed) tar stream is malformed.
     #[error("{}: corrupt tar archive: {detail}", .path.display())]
@@ -43,7 +47,12 @@ pub enum DataError {
          not the official archive (delete it to download it again)",
         .path.display()
     )]
-    ChecksumMismatch { path: PathBuf, algorithm: &'static str, expected: String, actual: String },
+    ChecksumMismatch {
+        path: PathBuf,
+        algorithm: &'static str,
+        expected: String,
+        actual: String,
+    },
 
     /// A file's size differs from the published one.
     #[error(
@@ -51,7 +60,11 @@ pub enum DataError {
          incomplete or not the official archive (delete it to download it again)",
         .path.display()
     )]
-    SizeMismatch { path: PathBuf, expected: u64, actual: u64 },
+    SizeMismatch {
+        path: PathBuf,
+        expected: u64,
+        actual: u64,
+    },
 
     /// A member that the format requires is absent.
     #[error("{}: missing member {member}", .path.display())]
@@ -70,21 +83,35 @@ pub enum DataError {
 
     /// A member that has no place in the format (wrong folder, wrong kind of entry, ...).
     #[error("{}: unexpected member {member:?}: {why}", .path.display())]
-    UnexpectedMember { path: PathBuf, member: String, why: String },
+    UnexpectedMember {
+        path: PathBuf,
+        member: String,
+        why: String,
+    },
 
     /// A member larger than the same member of the real data set.
     #[error(
         "{}: member {member} claims {size} bytes, more than the {max} bytes the real one has; refusing to read it",
         .path.display()
     )]
-    MemberTooLarge { path: PathBuf, member: String, size: u64, max: u64 },
+    MemberTooLarge {
+        path: PathBuf,
+        member: String,
+        size: u64,
+        max: u64,
+    },
 
     /// A file (or its decompressed content) far larger than the real archive.
     #[error(
         "{}: {what} exceeds {max} bytes (at least {size} bytes), far more than the real archive; refusing to read it",
         .path.display()
     )]
-    ArchiveTooLarge { path: PathBuf, what: &'static str, size: u64, max: u64 },
+    ArchiveTooLarge {
+        path: PathBuf,
+        what: &'static str,
+        size: u64,
+        max: u64,
+    },
 
     /// A batch whose size is not a whole number of records, or whose rows have the wrong length.
     #[error("{file}: record of wrong length: {detail}")]
@@ -92,11 +119,20 @@ pub enum DataError {
 
     /// A label outside `0..classes`.
     #[error("{file}: label {label} of record {index} is out of range (the data set has {classes} classes, 0..={})", .classes.saturating_sub(1))]
-    LabelOutOfRange { file: String, index: usize, label: i64, classes: usize },
+    LabelOutOfRange {
+        file: String,
+        index: usize,
+        label: i64,
+        classes: usize,
+    },
 
     /// Training batches that do not all hold the same number of records, or a batch over the real count.
     #[error("{file}: holds {records} records, expected {expected}")]
-    BatchSize { file: String, records: usize, expected: String },
+    BatchSize {
+        file: String,
+        records: usize,
+        expected: String,
+    },
 
     /// `batches.meta.txt` / `batches.meta` does not list the class names.
     #[error("{file}: bad class-name list: {detail}")]
@@ -128,10 +164,16 @@ pub enum DataError {
 
     /// The download failed (connection, HTTP status, interrupted transfer).
     #[error("could not download {url}: {detail}. {hint}")]
-    Download { url: String, detail: String, hint: String },
+    Download {
+        url: String,
+        detail: String,
+        hint: String,
+    },
 
     /// Offline (or asked to be), and no local copy was found.
-    #[error("no local copy of the data set was found and downloading is disabled (offline). {hint}")]
+    #[error(
+        "no local copy of the data set was found and downloading is disabled (offline). {hint}"
+    )]
     Offline { hint: String },
 
     /// We do not know the checksum of what `url` points at, so we will not download it.
@@ -148,6 +190,9 @@ pub enum DataError {
 
 impl DataError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        DataError::Io { path: path.into(), source }
+        DataError::Io {
+            path: path.into(),
+            source,
+        }
     }
 }

@@ -28,12 +28,26 @@ pub const MAX_SIDE: usize = 4096;
 pub const MAX_BYTES: u64 = 1 << 30;
 
 /// Fashion-MNIST's class names, in label order (from zalandoresearch/fashion-mnist's README).
-pub const FASHION_MNIST_CLASSES: [&str; 10] =
-    ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"];
+pub const FASHION_MNIST_CLASSES: [&str; 10] = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+];
 
 /// The four files, by stem.
-pub const IDX_FILES: [&str; 4] =
-    ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"];
+pub const IDX_FILES: [&str; 4] = [
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+];
 
 /// Whether `dir` holds (at least the first of) the IDX files.
 pub(crate) fn is_idx_dir(dir: &Path) -> bool {
@@ -42,7 +56,10 @@ pub(crate) fn is_idx_dir(dir: &Path) -> bool {
 
 /// `stem` or `stem.gz` in `dir`.
 fn find(dir: &Path, stem: &str) -> Option<PathBuf> {
-    [stem.to_string(), format!("{stem}.gz")].into_iter().map(|n| dir.join(n)).find(|p| p.is_file())
+    [stem.to_string(), format!("{stem}.gz")]
+        .into_iter()
+        .map(|n| dir.join(n))
+        .find(|p| p.is_file())
 }
 
 /// One parsed IDX file: its sizes and data.
@@ -52,12 +69,19 @@ struct Idx {
 }
 
 fn read_idx(path: &Path, ndim: usize) -> Result<Idx, DataError> {
-    let bad = |d: String| DataError::BadIdx { path: path.to_path_buf(), detail: d };
+    let bad = |d: String| DataError::BadIdx {
+        path: path.to_path_buf(),
+        detail: d,
+    };
     let file = File::open(path).map_err(|e| DataError::io(path, e))?;
     let file_len = file.metadata().map_err(|e| DataError::io(path, e))?.len();
     let mut buffered = BufReader::with_capacity(1 << 16, file);
     let gzip = is_gzip(buffered.fill_buf().map_err(|e| DataError::io(path, e))?);
-    let inner: Box<dyn Read> = if gzip { Box::new(GzDecoder::new(buffered)) } else { Box::new(buffered) };
+    let inner: Box<dyn Read> = if gzip {
+        Box::new(GzDecoder::new(buffered))
+    } else {
+        Box::new(buffered)
+    };
     let cap = MAX_BYTES + 64;
     let (mut reader, state) = Watched::new(inner, cap);
     let result = parse(&mut reader, ndim, gzip, file_len, &bad);
@@ -68,21 +92,39 @@ fn read_idx(path: &Path, ndim: usize) -> Result<Idx, DataError> {
     match result {
         Ok(idx) => Ok(idx),
         Err(Ok(e)) => Err(e),
-        Err(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => Err(bad(format!("truncated: {e}"))),
+        Err(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
+            Err(bad(format!("truncated: {e}")))
+        }
         Err(Err(e)) => Err(DataError::io(path, e)),
     }
 }
 
 type ParseResult = Result<Idx, Result<DataError, io::Error>>;
 
-fn parse(r: &mut dyn Read, ndim: usize, gzip: bool, file_len: u64, bad: &dyn Fn(String) -> DataError) -> ParseResult {
+fn parse(
+    r: &mut dyn Read,
+    ndim: usize,
+    gzip: bool,
+    file_len: u64,
+    bad: &dyn Fn(String) -> DataError,
+) -> ParseResult {
     let mut head = [0u8; 4];
-    r.read_exact(&mut head).map_err(|e| Err(io::Error::new(e.kind(), "file is shorter than the 4-byte magic")))?;
+    r.read_exact(&mut head).map_err(|e| {
+        Err(io::Error::new(
+            e.kind(),
+            "file is shorter than the 4-byte magic",
+        ))
+    })?;
     if head[0] != 0 || head[1] != 0 {
-        return Err(Ok(bad(format!("magic {head:02x?} does not start with two zero bytes"))));
+        return Err(Ok(bad(format!(
+            "magic {head:02x?} does not start with two zero bytes"
+        ))));
     }
     if head[2] != 0x08 {
-        return Err(Ok(bad(format!("element type 0x{:02x}, only unsigned bytes (0x08) are supported", head[2]))));
+        return Err(Ok(bad(format!(
+            "element type 0x{:02x}, only unsigned bytes (0x08) are supported",
+            head[2]
+        ))));
     }
     if head[3] as usize != ndim {
         return Err(Ok(bad(format!("{} dimensions, expected {ndim}", head[3]))));
@@ -90,18 +132,26 @@ fn parse(r: &mut dyn Read, ndim: usize, gzip: bool, file_len: u64, bad: &dyn Fn(
     let mut dims = Vec::with_capacity(ndim);
     for _ in 0..ndim {
         let mut d = [0u8; 4];
-        r.read_exact(&mut d).map_err(|e| Err(io::Error::new(e.kind(), "header ends inside the sizes")))?;
+        r.read_exact(&mut d)
+            .map_err(|e| Err(io::Error::new(e.kind(), "header ends inside the sizes")))?;
         dims.push(u32::from_be_bytes(d) as usize);
     }
     if dims[0] > MAX_COUNT {
-        return Err(Ok(bad(format!("header claims {} items, more than the {MAX_COUNT} we accept", dims[0]))));
+        return Err(Ok(bad(format!(
+            "header claims {} items, more than the {MAX_COUNT} we accept",
+            dims[0]
+        ))));
     }
     if let Some(&side) = dims[1..].iter().find(|&&s| s == 0 || s > MAX_SIDE) {
-        return Err(Ok(bad(format!("header claims an image side of {side}, outside 1..={MAX_SIDE}"))));
+        return Err(Ok(bad(format!(
+            "header claims an image side of {side}, outside 1..={MAX_SIDE}"
+        ))));
     }
     let total = dims.iter().map(|&d| d as u64).product::<u64>();
     if total > MAX_BYTES {
-        return Err(Ok(bad(format!("header claims {total} data bytes, more than the {MAX_BYTES} we accept"))));
+        return Err(Ok(bad(format!(
+            "header claims {total} data bytes, more than the {MAX_BYTES} we accept"
+        ))));
     }
     let header = 4 + 4 * ndim as u64;
     if !gzip && file_len != header + total {
@@ -113,18 +163,30 @@ fn parse(r: &mut dyn Read, ndim: usize, gzip: bool, file_len: u64, bad: &dyn Fn(
     let mut data = Vec::with_capacity(total as usize);
     r.take(total + 1).read_to_end(&mut data).map_err(Err)?;
     if (data.len() as u64) < total {
-        return Err(Ok(bad(format!("truncated: {} data bytes, the header ({dims:?}) needs {total}", data.len()))));
+        return Err(Ok(bad(format!(
+            "truncated: {} data bytes, the header ({dims:?}) needs {total}",
+            data.len()
+        ))));
     }
     if data.len() as u64 > total {
-        return Err(Ok(bad(format!("more data than the header ({dims:?}) describes"))));
+        return Err(Ok(bad(format!(
+            "more data than the header ({dims:?}) describes"
+        ))));
     }
     // Reach the end of the gzip stream so its CRC is checked.
     io::copy(r, &mut io::sink()).map_err(Err)?;
     Ok(Idx { dims, data })
 }
 
-fn split(dir: &Path, images: &str, labels: &str) -> Result<(Split, usize, usize, PathBuf), DataError> {
-    let missing = |stem: &str| DataError::MissingMember { path: dir.to_path_buf(), member: format!("{stem}[.gz]") };
+fn split(
+    dir: &Path,
+    images: &str,
+    labels: &str,
+) -> Result<(Split, usize, usize, PathBuf), DataError> {
+    let missing = |stem: &str| DataError::MissingMember {
+        path: dir.to_path_buf(),
+        member: format!("{stem}[.gz]"),
+    };
     let ipath = find(dir, images).ok_or_else(|| missing(images))?;
     let lpath = find(dir, labels).ok_or_else(|| missing(labels))?;
     let img = read_idx(&ipath, 3)?;
@@ -132,10 +194,23 @@ fn split(dir: &Path, images: &str, labels: &str) -> Result<(Split, usize, usize,
     if img.dims[0] != lab.dims[0] {
         return Err(DataError::BadIdx {
             path: lpath,
-            detail: format!("{} labels but {} has {} images", lab.dims[0], ipath.display(), img.dims[0]),
+            detail: format!(
+                "{} labels but {} has {} images",
+                lab.dims[0],
+                ipath.display(),
+                img.dims[0]
+            ),
         });
     }
-    Ok((Split { images: img.data, labels: lab.data }, img.dims[1], img.dims[2], lpath))
+    Ok((
+        Split {
+            images: img.data,
+            labels: lab.data,
+        },
+        img.dims[1],
+        img.dims[2],
+        lpath,
+    ))
 }
 
 /// Read the four IDX files of `dir`.
@@ -149,18 +224,37 @@ pub(crate) fn read_dir(dir: &Path) -> Result<Dataset, DataError> {
         });
     }
     let folder = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
-    let folder = folder.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "idx".into());
+    let folder = folder
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "idx".into());
     let lower = folder.to_ascii_lowercase();
     let (name, class_names): (String, Vec<String>) = if lower.contains("fashion") {
-        ("fashion-mnist".into(), FASHION_MNIST_CLASSES.iter().map(|s| s.to_string()).collect())
+        (
+            "fashion-mnist".into(),
+            FASHION_MNIST_CLASSES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        )
     } else if lower.contains("mnist") {
         ("mnist".into(), (0..10).map(|i| i.to_string()).collect())
     } else {
-        let max = train.labels.iter().chain(&test.labels).copied().max().unwrap_or(0) as usize;
+        let max = train
+            .labels
+            .iter()
+            .chain(&test.labels)
+            .copied()
+            .max()
+            .unwrap_or(0) as usize;
         (folder, (0..=max).map(|i| i.to_string()).collect())
     };
     for (split, path) in [(&train, &train_labels), (&test, &test_labels)] {
-        if let Some(index) = split.labels.iter().position(|&l| l as usize >= class_names.len()) {
+        if let Some(index) = split
+            .labels
+            .iter()
+            .position(|&l| l as usize >= class_names.len())
+        {
             return Err(DataError::LabelOutOfRange {
                 file: path.display().to_string(),
                 index,
@@ -169,5 +263,14 @@ pub(crate) fn read_dir(dir: &Path) -> Result<Dataset, DataError> {
             });
         }
     }
-    Ok(Dataset { name, height: h, width: w, channels: 1, class_names, train, test, source: dir.to_path_buf() })
+    Ok(Dataset {
+        name,
+        height: h,
+        width: w,
+        channels: 1,
+        class_names,
+        train,
+        test,
+        source: dir.to_path_buf(),
+    })
 }

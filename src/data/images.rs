@@ -38,7 +38,9 @@ const MAX_SIDE: u32 = 16_384;
 pub const MAX_TOTAL_BYTES: u64 = 4 << 30;
 
 fn hidden(path: &Path) -> bool {
-    path.file_name().and_then(|n| n.to_str()).is_none_or(|n| n.starts_with('.'))
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_none_or(|n| n.starts_with('.'))
 }
 
 fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
@@ -54,7 +56,10 @@ fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
 }
 
 fn subdirs(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
-    Ok(sorted_entries(dir)?.into_iter().filter(|p| p.is_dir()).collect())
+    Ok(sorted_entries(dir)?
+        .into_iter()
+        .filter(|p| p.is_dir())
+        .collect())
 }
 
 fn is_image(path: &Path) -> bool {
@@ -86,11 +91,18 @@ fn images_under(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), DataError> {
 fn list(root: &Path, classes: &[String]) -> Result<Vec<(PathBuf, u8)>, DataError> {
     let mut files = Vec::new();
     for class_dir in subdirs(root)? {
-        let name = class_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let label = classes.iter().position(|c| *c == name).ok_or_else(|| DataError::BadImageFolder {
-            path: class_dir.clone(),
-            detail: format!("class {name:?} does not exist in the training folder"),
-        })?;
+        let name = class_dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let label =
+            classes
+                .iter()
+                .position(|c| *c == name)
+                .ok_or_else(|| DataError::BadImageFolder {
+                    path: class_dir.clone(),
+                    detail: format!("class {name:?} does not exist in the training folder"),
+                })?;
         let mut images = Vec::new();
         images_under(&class_dir, &mut images)?;
         if images.is_empty() {
@@ -100,28 +112,44 @@ fn list(root: &Path, classes: &[String]) -> Result<Vec<(PathBuf, u8)>, DataError
     }
     let order = epoch_order(files.len(), IMAGE_FOLDER_ORDER_SEED, 0, true);
     let mut slots: Vec<Option<(PathBuf, u8)>> = files.into_iter().map(Some).collect();
-    Ok(order.iter().filter_map(|&i| slots[i as usize].take()).collect())
+    Ok(order
+        .iter()
+        .filter_map(|&i| slots[i as usize].take())
+        .collect())
 }
 
 fn class_names(root: &Path) -> Result<Vec<String>, DataError> {
     let names: Vec<String> = subdirs(root)?
         .iter()
-        .map(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())
+        .map(|d| {
+            d.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        })
         .collect();
     if names.is_empty() {
-        return Err(DataError::BadImageFolder { path: root.to_path_buf(), detail: "no class subfolders".into() });
+        return Err(DataError::BadImageFolder {
+            path: root.to_path_buf(),
+            detail: "no class subfolders".into(),
+        });
     }
     if names.len() > 256 {
         return Err(DataError::BadImageFolder {
             path: root.to_path_buf(),
-            detail: format!("{} class folders; at most 256 are supported (labels are bytes)", names.len()),
+            detail: format!(
+                "{} class folders; at most 256 are supported (labels are bytes)",
+                names.len()
+            ),
         });
     }
     Ok(names)
 }
 
 fn decode(path: &Path) -> Result<image::DynamicImage, DataError> {
-    let unreadable = |detail: String| DataError::UnreadableImage { path: path.to_path_buf(), detail };
+    let unreadable = |detail: String| DataError::UnreadableImage {
+        path: path.to_path_buf(),
+        detail,
+    };
     let mut reader = ImageReader::open(path)
         .map_err(|e| DataError::io(path, e))?
         .with_guessed_format()
@@ -147,13 +175,18 @@ impl Loader {
         for (path, label) in files {
             let img = decode(path)?;
             let gray = !img.color().has_color();
-            let (h, w) = *self.size.get_or_insert((img.height() as usize, img.width() as usize));
+            let (h, w) = *self
+                .size
+                .get_or_insert((img.height() as usize, img.width() as usize));
             if split.images.is_empty() {
                 let total = (files.len() as u64) * (h as u64) * (w as u64) * 3;
                 if total > MAX_TOTAL_BYTES {
                     return Err(DataError::BadImageFolder {
                         path: path.parent().unwrap_or(path).to_path_buf(),
-                        detail: format!("{} images of {h}x{w}x3 need {total} bytes, over {MAX_TOTAL_BYTES}", files.len()),
+                        detail: format!(
+                            "{} images of {h}x{w}x3 need {total} bytes, over {MAX_TOTAL_BYTES}",
+                            files.len()
+                        ),
                     });
                 }
                 split.images.reserve_exact(total as usize);
@@ -171,19 +204,41 @@ impl Loader {
 }
 
 /// Read an image folder (see module docs).
-pub(crate) fn read_dir(root: &Path, image_size: Option<(usize, usize)>) -> Result<Dataset, DataError> {
-    if let Some((h, w)) = image_size.filter(|&(h, w)| h == 0 || w == 0 || h.max(w) > MAX_SIDE as usize) {
-        return Err(DataError::InvalidArgument { detail: format!("image size {h}x{w} must be 1..={MAX_SIDE} per side") });
+pub(crate) fn read_dir(
+    root: &Path,
+    image_size: Option<(usize, usize)>,
+) -> Result<Dataset, DataError> {
+    if let Some((h, w)) =
+        image_size.filter(|&(h, w)| h == 0 || w == 0 || h.max(w) > MAX_SIDE as usize)
+    {
+        return Err(DataError::InvalidArgument {
+            detail: format!("image size {h}x{w} must be 1..={MAX_SIDE} per side"),
+        });
     }
     let top = subdirs(root)?;
-    let names: Vec<String> = top.iter().filter_map(|d| d.file_name()).map(|n| n.to_string_lossy().into_owned()).collect();
+    let names: Vec<String> = top
+        .iter()
+        .filter_map(|d| d.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .collect();
     let split_layout = names == ["test", "train"];
-    let train_root = if split_layout { root.join("train") } else { root.to_path_buf() };
+    let train_root = if split_layout {
+        root.join("train")
+    } else {
+        root.to_path_buf()
+    };
     let classes = class_names(&train_root)?;
     let train_files = list(&train_root, &classes)?;
-    let test_files = if split_layout { list(&root.join("test"), &classes)? } else { Vec::new() };
+    let test_files = if split_layout {
+        list(&root.join("test"), &classes)?
+    } else {
+        Vec::new()
+    };
 
-    let mut loader = Loader { size: image_size, all_gray: true };
+    let mut loader = Loader {
+        size: image_size,
+        all_gray: true,
+    };
     let mut train = Split::default();
     let mut test = Split::default();
     loader.load(&train_files, &mut train)?;
@@ -198,6 +253,18 @@ pub(crate) fn read_dir(root: &Path, image_size: Option<(usize, usize)>) -> Resul
         3
     };
     let canonical = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
-    let name = canonical.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "images".into());
-    Ok(Dataset { name, height, width, channels, class_names: classes, train, test, source: root.to_path_buf() })
+    let name = canonical
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "images".into());
+    Ok(Dataset {
+        name,
+        height,
+        width,
+        channels,
+        class_names: classes,
+        train,
+        test,
+        source: root.to_path_buf(),
+    })
 }

@@ -18,6 +18,7 @@ use serde_pickle::{DeOptions, HashableValue, Value};
 use super::DataError;
 
 /// One decoded batch: `rows` records of `cols` bytes, and one label per row.
+#[derive(Debug)]
 pub(crate) struct PickledBatch {
     pub rows: usize,
     pub cols: usize,
@@ -31,12 +32,17 @@ fn options() -> DeOptions {
 
 /// Parse a whole pickle (already bounded in size by the caller).
 fn parse(bytes: &[u8], file: &str) -> Result<Value, DataError> {
-    serde_pickle::value_from_slice(bytes, options())
-        .map_err(|e| DataError::BadPickle { file: file.to_string(), detail: format!("cannot unpickle: {e}") })
+    serde_pickle::value_from_slice(bytes, options()).map_err(|e| DataError::BadPickle {
+        file: file.to_string(),
+        detail: format!("cannot unpickle: {e}"),
+    })
 }
 
 fn bad(file: &str, detail: impl Into<String>) -> DataError {
-    DataError::BadPickle { file: file.to_string(), detail: detail.into() }
+    DataError::BadPickle {
+        file: file.to_string(),
+        detail: detail.into(),
+    }
 }
 
 /// Take `key` (bytes or str) out of a dict.
@@ -45,10 +51,16 @@ fn take(dict: &mut std::collections::BTreeMap<HashableValue, Value>, key: &str) 
         .or_else(|| dict.remove(&HashableValue::String(key.to_string())))
 }
 
-fn into_dict(value: Value, file: &str) -> Result<std::collections::BTreeMap<HashableValue, Value>, DataError> {
+fn into_dict(
+    value: Value,
+    file: &str,
+) -> Result<std::collections::BTreeMap<HashableValue, Value>, DataError> {
     match value {
         Value::Dict(d) => Ok(d),
-        other => Err(bad(file, format!("top level is {}, expected a dict", kind(&other)))),
+        other => Err(bad(
+            file,
+            format!("top level is {}, expected a dict", kind(&other)),
+        )),
     }
 }
 
@@ -85,7 +97,10 @@ fn numpy_array(value: Value, file: &str) -> Result<(Vec<usize>, Vec<u8>), DataEr
         other => return Err(bad(&format!("found {}", kind(&other)))),
     };
     if items.len() != 5 {
-        return Err(bad(&format!("state tuple has {} items, expected 5", items.len())));
+        return Err(bad(&format!(
+            "state tuple has {} items, expected 5",
+            items.len()
+        )));
     }
     let raw = match items.pop() {
         Some(Value::Bytes(b)) => b,
@@ -109,7 +124,9 @@ fn numpy_array(value: Value, file: &str) -> Result<(Vec<usize>, Vec<u8>), DataEr
         let single_byte = matches!(order, Some(Value::Bytes(b)) if b == b"|")
             || matches!(order, Some(Value::String(s)) if s == "|");
         if !single_byte {
-            return Err(bad("dtype is not a single-byte type (byte order is not '|')"));
+            return Err(bad(
+                "dtype is not a single-byte type (byte order is not '|')",
+            ));
         }
     }
     let shape = match items.pop() {
@@ -132,41 +149,71 @@ fn numpy_array(value: Value, file: &str) -> Result<(Vec<usize>, Vec<u8>), DataEr
 }
 
 /// A `data_batch_N` / `test_batch` pickle: dict with b'data' (N×3072 uint8) and b'labels' (N ints).
-pub(crate) fn read_batch(bytes: &[u8], file: &str) -> Result<PickledBatch, DataError> {
-    let mut dict = into_dict(parse(bytes, file)?, file)?;
+/// Takes the bytes by value to free them as soon as they are parsed.
+pub(crate) fn read_batch(bytes: Vec<u8>, file: &str) -> Result<PickledBatch, DataError> {
+    let value = parse(&bytes, file)?;
+    drop(bytes);
+    let mut dict = into_dict(value, file)?;
     let data = take(&mut dict, "data").ok_or_else(|| bad(file, "no b'data' key"))?;
     let (shape, data) = numpy_array(data, file)?;
     let (rows, cols) = match shape[..] {
         [rows, cols] => (rows, cols),
         [flat] => (1, flat),
-        _ => return Err(bad(file, format!("b'data' has shape {shape:?}, expected (records, 3072)"))),
+        _ => {
+            return Err(bad(
+                file,
+                format!("b'data' has shape {shape:?}, expected (records, 3072)"),
+            ));
+        }
     };
     let labels = match take(&mut dict, "labels") {
         Some(Value::List(l)) | Some(Value::Tuple(l)) => l,
-        Some(other) => return Err(bad(file, format!("b'labels' is {}, expected a list", kind(&other)))),
+        Some(other) => {
+            return Err(bad(
+                file,
+                format!("b'labels' is {}, expected a list", kind(&other)),
+            ));
+        }
         None => return Err(bad(file, "no b'labels' key")),
     };
     let labels = labels
         .iter()
         .enumerate()
-        .map(|(i, v)| as_int(v).ok_or_else(|| bad(file, format!("label {i} is {}, not an int", kind(v)))))
+        .map(|(i, v)| {
+            as_int(v).ok_or_else(|| bad(file, format!("label {i} is {}, not an int", kind(v))))
+        })
         .collect::<Result<Vec<i64>, _>>()?;
-    Ok(PickledBatch { rows, cols, data, labels })
+    Ok(PickledBatch {
+        rows,
+        cols,
+        data,
+        labels,
+    })
 }
 
 /// `batches.meta`: dict with b'label_names' (list of bytes or str).
 pub(crate) fn read_meta(bytes: &[u8], file: &str) -> Result<Vec<String>, DataError> {
-    let meta_err = |d: String| DataError::BadMeta { file: file.to_string(), detail: d };
+    let meta_err = |d: String| DataError::BadMeta {
+        file: file.to_string(),
+        detail: d,
+    };
     let mut dict = into_dict(parse(bytes, file)?, file)?;
     let names = match take(&mut dict, "label_names") {
         Some(Value::List(l)) | Some(Value::Tuple(l)) => l,
-        Some(other) => return Err(meta_err(format!("b'label_names' is {}, expected a list", kind(&other)))),
+        Some(other) => {
+            return Err(meta_err(format!(
+                "b'label_names' is {}, expected a list",
+                kind(&other)
+            )));
+        }
         None => return Err(meta_err("no b'label_names' key".into())),
     };
     names
         .into_iter()
         .map(|v| match v {
-            Value::Bytes(b) => String::from_utf8(b).map_err(|_| meta_err("a class name is not UTF-8".into())),
+            Value::Bytes(b) => {
+                String::from_utf8(b).map_err(|_| meta_err("a class name is not UTF-8".into()))
+            }
             Value::String(s) => Ok(s),
             other => Err(meta_err(format!("a class name is {}", kind(&other)))),
         })
@@ -189,7 +236,7 @@ mod tests {
     #[test]
     fn python3_numpy_pickles_protocol_2_and_4() {
         for bytes in [PY3_PROTOCOL2, PY3_PROTOCOL4] {
-            let b = read_batch(bytes, "t").unwrap();
+            let b = read_batch(bytes.to_vec(), "t").unwrap();
             assert_eq!((b.rows, b.cols), (2, 3));
             assert_eq!(b.data, vec![0, 1, 2, 3, 4, 5]);
             assert_eq!(b.labels, vec![3, 7]);
@@ -198,9 +245,13 @@ mod tests {
 
     #[test]
     fn rejects_non_dict_and_missing_keys() {
-        let e = read_batch(b"\x80\x02K\x01.", "f").unwrap_err().to_string();
+        let e = read_batch(b"\x80\x02K\x01.".to_vec(), "f")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("expected a dict"), "{e}");
-        let e = read_batch(b"\x80\x02}q\x00.", "f").unwrap_err().to_string();
+        let e = read_batch(b"\x80\x02}q\x00.".to_vec(), "f")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("no b'data' key"), "{e}");
     }
 }

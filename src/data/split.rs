@@ -76,7 +76,10 @@ fn below(rng: &mut Pcg64, range: u64) -> u64 {
 /// # Panics
 /// If `n` exceeds `u32::MAX` (indices are u32 for the GPU index buffer).
 pub fn epoch_order(n: usize, seed: u64, epoch: u64, shuffle: bool) -> Vec<u32> {
-    assert!(n <= u32::MAX as usize, "epoch_order: {n} samples do not fit u32 indices");
+    assert!(
+        n <= u32::MAX as usize,
+        "epoch_order: {n} samples do not fit u32 indices"
+    );
     let mut order: Vec<u32> = (0..n as u32).collect();
     if !shuffle || n < 2 {
         return order;

@@ -30,7 +30,14 @@ pub(crate) struct Watched<R> {
 impl<R: Read> Watched<R> {
     pub(crate) fn new(inner: R, cap: u64) -> (Self, Rc<RefCell<WatchState>>) {
         let state = Rc::new(RefCell::new(WatchState::default()));
-        (Watched { inner, cap, state: state.clone() }, state)
+        (
+            Watched {
+                inner,
+                cap,
+                state: state.clone(),
+            },
+            state,
+        )
     }
 }
 
@@ -70,19 +77,26 @@ pub(crate) fn explain(path: &Path, state: &WatchState, gzip: bool, cap: u64) -> 
     if state.over_cap {
         return Some(DataError::ArchiveTooLarge {
             path: path.to_path_buf(),
-            what: if gzip { "decompressed content" } else { "content" },
+            what: if gzip {
+                "decompressed content"
+            } else {
+                "content"
+            },
             size: state.bytes,
             max: cap,
         });
     }
     let (kind, message) = state.failure.as_ref()?;
     Some(match (gzip, kind) {
-        (true, io::ErrorKind::UnexpectedEof) => {
-            DataError::TruncatedGzip { path: path.to_path_buf(), decompressed: state.bytes }
-        }
-        (true, _) => {
-            DataError::CorruptGzip { path: path.to_path_buf(), decompressed: state.bytes, detail: message.clone() }
-        }
+        (true, io::ErrorKind::UnexpectedEof) => DataError::TruncatedGzip {
+            path: path.to_path_buf(),
+            decompressed: state.bytes,
+        },
+        (true, _) => DataError::CorruptGzip {
+            path: path.to_path_buf(),
+            decompressed: state.bytes,
+            detail: message.clone(),
+        },
         (false, kind) => DataError::io(path, io::Error::new(*kind, message.clone())),
     })
 }

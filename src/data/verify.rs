@@ -74,15 +74,25 @@ pub const KNOWN_ARCHIVES: [KnownArchive; 2] = [CIFAR10_BINARY, CIFAR10_PYTHON];
 
 /// The published checksums of an official archive, looked up by file name.
 pub fn known_checksums(file_name: &str) -> Option<Checksums> {
-    KNOWN_ARCHIVES.iter().find(|a| a.file_name == file_name).map(KnownArchive::checksums)
+    KNOWN_ARCHIVES
+        .iter()
+        .find(|a| a.file_name == file_name)
+        .map(KnownArchive::checksums)
 }
 
 /// The file name a URL downloads to: its last path segment, without query or fragment.
 pub fn url_file_name(url: &str) -> Result<String, DataError> {
-    let bad = |why: &str| DataError::InvalidArgument { detail: format!("data URL {url:?}: {why}") };
-    let rest = url.split_once("://").map(|(_, r)| r).ok_or_else(|| bad("has no scheme (https://...)"))?;
+    let bad = |why: &str| DataError::InvalidArgument {
+        detail: format!("data URL {url:?}: {why}"),
+    };
+    let rest = url
+        .split_once("://")
+        .map(|(_, r)| r)
+        .ok_or_else(|| bad("has no scheme (https://...)"))?;
     let rest = rest.split(['?', '#']).next().unwrap_or_default();
-    let (_, path) = rest.split_once('/').ok_or_else(|| bad("has no file name"))?;
+    let (_, path) = rest
+        .split_once('/')
+        .ok_or_else(|| bad("has no file name"))?;
     let name = path.rsplit('/').next().unwrap_or_default();
     if name.is_empty() || name == "." || name == ".." || name.contains('\\') {
         return Err(bad("does not end in a file name"));
@@ -105,9 +115,23 @@ pub struct Digests {
     pub sha256: String,
 }
 
+impl From<Digests> for Checksums {
+    fn from(d: Digests) -> Self {
+        Checksums {
+            size: Some(d.size),
+            md5: Some(d.md5),
+            sha256: Some(d.sha256),
+        }
+    }
+}
+
 impl Hasher {
     pub(crate) fn new() -> Self {
-        Hasher { md5: Md5::new(), sha256: Sha256::new(), len: 0 }
+        Hasher {
+            md5: Md5::new(),
+            sha256: Sha256::new(),
+            len: 0,
+        }
     }
     pub(crate) fn update(&mut self, bytes: &[u8]) {
         self.md5.update(bytes);
@@ -115,7 +139,11 @@ impl Hasher {
         self.len += bytes.len() as u64;
     }
     pub(crate) fn finish(self) -> Digests {
-        Digests { size: self.len, md5: hex(&self.md5.finalize()), sha256: hex(&self.sha256.finalize()) }
+        Digests {
+            size: self.len,
+            md5: hex(&self.md5.finalize()),
+            sha256: hex(&self.sha256.finalize()),
+        }
     }
 }
 
@@ -123,8 +151,8 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Hash a whole file (1 MiB reads).
-pub(crate) fn hash_file(path: &Path) -> Result<Digests, DataError> {
+/// Size, MD5 and SHA-256 of a whole file (read in 1 MiB pieces).
+pub fn hash_file(path: &Path) -> Result<Digests, DataError> {
     let mut file = File::open(path).map_err(|e| DataError::io(path, e))?;
     let mut hasher = Hasher::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -143,9 +171,17 @@ pub(crate) fn hash_file(path: &Path) -> Result<Digests, DataError> {
 /// Compare digests with what is expected; the first difference is the error.
 pub(crate) fn check(path: &Path, got: &Digests, expected: &Checksums) -> Result<(), DataError> {
     if let Some(size) = expected.size.filter(|&s| s != got.size) {
-        return Err(DataError::SizeMismatch { path: path.to_path_buf(), expected: size, actual: got.size });
+        return Err(DataError::SizeMismatch {
+            path: path.to_path_buf(),
+            expected: size,
+            actual: got.size,
+        });
     }
-    if let Some(md5) = expected.md5.as_ref().filter(|m| !m.eq_ignore_ascii_case(&got.md5)) {
+    if let Some(md5) = expected
+        .md5
+        .as_ref()
+        .filter(|m| !m.eq_ignore_ascii_case(&got.md5))
+    {
         return Err(DataError::ChecksumMismatch {
             path: path.to_path_buf(),
             algorithm: "MD5",
@@ -153,7 +189,11 @@ pub(crate) fn check(path: &Path, got: &Digests, expected: &Checksums) -> Result<
             actual: got.md5.clone(),
         });
     }
-    if let Some(sha) = expected.sha256.as_ref().filter(|s| !s.eq_ignore_ascii_case(&got.sha256)) {
+    if let Some(sha) = expected
+        .sha256
+        .as_ref()
+        .filter(|s| !s.eq_ignore_ascii_case(&got.sha256))
+    {
         return Err(DataError::ChecksumMismatch {
             path: path.to_path_buf(),
             algorithm: "SHA-256",
@@ -181,7 +221,11 @@ pub fn stamp_path(archive: &Path) -> PathBuf {
 }
 
 fn mtime_ns(meta: &std::fs::Metadata) -> u128 {
-    meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_nanos()).unwrap_or(0)
+    meta.modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
 }
 
 /// How an archive's checksum was established.
@@ -198,14 +242,22 @@ pub enum Verified {
 pub(crate) fn verify_file(path: &Path, expected: &Checksums) -> Result<Verified, DataError> {
     let meta = std::fs::metadata(path).map_err(|e| DataError::io(path, e))?;
     if let Some(size) = expected.size.filter(|&s| s != meta.len()) {
-        return Err(DataError::SizeMismatch { path: path.to_path_buf(), expected: size, actual: meta.len() });
+        return Err(DataError::SizeMismatch {
+            path: path.to_path_buf(),
+            expected: size,
+            actual: meta.len(),
+        });
     }
     let stamp = std::fs::read_to_string(stamp_path(path))
         .ok()
         .and_then(|text| serde_json::from_str::<Stamp>(&text).ok())
         .filter(|stamp| stamp.size == meta.len() && stamp.mtime_ns == mtime_ns(&meta));
     if let Some(stamp) = stamp {
-        let recorded = Digests { size: stamp.size, md5: stamp.md5, sha256: stamp.sha256 };
+        let recorded = Digests {
+            size: stamp.size,
+            md5: stamp.md5,
+            sha256: stamp.sha256,
+        };
         if check(path, &recorded, expected).is_ok() {
             return Ok(Verified::Stamp);
         }
@@ -228,11 +280,17 @@ pub(crate) fn write_stamp(path: &Path, digests: &Digests) {
         };
         let target = stamp_path(path);
         let tmp = target.with_extension(format!("json.tmp-{}", std::process::id()));
-        std::fs::write(&tmp, serde_json::to_string_pretty(&stamp).map_err(io::Error::other)?)?;
+        std::fs::write(
+            &tmp,
+            serde_json::to_string_pretty(&stamp).map_err(io::Error::other)?,
+        )?;
         std::fs::rename(&tmp, &target)
     })();
     if let Err(e) = result {
-        log::warn!("{}: could not write the verification stamp: {e}", path.display());
+        log::warn!(
+            "{}: could not write the verification stamp: {e}",
+            path.display()
+        );
     }
 }
 
@@ -242,8 +300,14 @@ mod tests {
 
     #[test]
     fn url_names() {
-        assert_eq!(url_file_name(CIFAR10_BINARY_URL).unwrap(), "cifar-10-binary.tar.gz");
-        assert_eq!(url_file_name("http://127.0.0.1:80/a/b.tgz?x=1#y").unwrap(), "b.tgz");
+        assert_eq!(
+            url_file_name(CIFAR10_BINARY_URL).unwrap(),
+            "cifar-10-binary.tar.gz"
+        );
+        assert_eq!(
+            url_file_name("http://127.0.0.1:80/a/b.tgz?x=1#y").unwrap(),
+            "b.tgz"
+        );
         assert!(url_file_name("http://host/").is_err());
         assert!(url_file_name("no-scheme").is_err());
     }
@@ -254,6 +318,9 @@ mod tests {
         h.update(b"abc");
         let d = h.finish();
         assert_eq!(d.md5, "900150983cd24fb0d6963f7d28e17f72");
-        assert_eq!(d.sha256, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            d.sha256,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 }

@@ -42,7 +42,11 @@ impl Tensor {
     /// A view of `len` elements starting at element `start`. The caller keeps `start` aligned to the
     /// adapter's `min_storage_buffer_offset_alignment`, or the bind group is rejected.
     pub fn slice(&self, start: usize, len: usize) -> Tensor {
-        assert!(start + len <= self.len, "slice {start}+{len} of a tensor of {}", self.len);
+        assert!(
+            start + len <= self.len,
+            "slice {start}+{len} of a tensor of {}",
+            self.len
+        );
         Tensor {
             buffer: self.buffer.clone(),
             offset: self.offset + start as u64 * WORD,
@@ -54,7 +58,11 @@ impl Tensor {
 impl Gpu {
     /// A tensor initialised from host data (f32 or u32).
     pub fn upload<T: bytemuck::Pod>(&self, label: &str, data: &[T]) -> Tensor {
-        assert_eq!(std::mem::size_of::<T>() as u64, WORD, "tensors hold 32-bit words");
+        assert_eq!(
+            std::mem::size_of::<T>() as u64,
+            WORD,
+            "tensors hold 32-bit words"
+        );
         let mut bytes: &[u8] = bytemuck::cast_slice(data);
         let word = [0u8; WORD as usize];
         if bytes.is_empty() {
@@ -92,16 +100,25 @@ impl Gpu {
     /// Overwrites a tensor's contents from the host (queued; takes effect before the next submission).
     pub fn write<T: bytemuck::Pod>(&self, tensor: &Tensor, data: &[T]) {
         let bytes: &[u8] = bytemuck::cast_slice(data);
-        assert_eq!(bytes.len() as u64, tensor.bytes(), "write of the wrong size");
+        assert_eq!(
+            bytes.len() as u64,
+            tensor.bytes(),
+            "write of the wrong size"
+        );
         if !bytes.is_empty() {
-            self.queue.write_buffer(&tensor.buffer, tensor.offset, bytes);
+            self.queue
+                .write_buffer(&tensor.buffer, tensor.offset, bytes);
         }
     }
 
     /// Copies a tensor back to the host. This waits for the GPU: call it for metrics, evaluation and
     /// saving, never inside a batch.
     pub fn read<T: bytemuck::Pod>(&self, tensor: &Tensor) -> Result<Vec<T>, GpuError> {
-        assert_eq!(std::mem::size_of::<T>() as u64, WORD, "tensors hold 32-bit words");
+        assert_eq!(
+            std::mem::size_of::<T>() as u64,
+            WORD,
+            "tensors hold 32-bit words"
+        );
         if tensor.len == 0 {
             return Ok(Vec::new());
         }
@@ -113,7 +130,9 @@ impl Gpu {
         });
         let mut encoder = self
             .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("readback") });
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("readback"),
+            });
         encoder.copy_buffer_to_buffer(&tensor.buffer, tensor.offset, &staging, 0, tensor.bytes());
         self.queue.submit([encoder.finish()]);
         let (tx, rx) = std::sync::mpsc::channel();

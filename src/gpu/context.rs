@@ -124,7 +124,7 @@ impl Gpu {
     /// The largest single storage binding, rounded down to a multiple of 4 bytes.
     pub fn max_binding_bytes(&self) -> u64 {
         let lim = &self.limits;
-        (lim.max_storage_buffer_binding_size as u64).min(lim.max_buffer_size) & !3
+        lim.max_storage_buffer_binding_size.min(lim.max_buffer_size) & !3
     }
 }
 
@@ -225,7 +225,7 @@ impl AdapterSummary {
              workgroup: {} invocations, {}x{}x{} size, {} KiB shared memory; subgroups {}..{}\n    \
              timestamps: {} (inside passes: {}), shader-f16: {}, subgroups: {}",
             mib(l.max_buffer_size),
-            mib(l.max_storage_buffer_binding_size as u64),
+            mib(l.max_storage_buffer_binding_size),
             l.max_storage_buffers_per_shader_stage,
             l.max_compute_invocations_per_workgroup,
             l.max_compute_workgroup_size_x,

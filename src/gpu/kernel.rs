@@ -153,10 +153,15 @@ impl Gpu {
             binding: 0,
             resource: uniform.as_entire_binding(),
         }];
-        entries.extend(buffers.iter().enumerate().map(|(i, t)| wgpu::BindGroupEntry {
-            binding: i as u32 + 1,
-            resource: t.binding(),
-        }));
+        entries.extend(
+            buffers
+                .iter()
+                .enumerate()
+                .map(|(i, t)| wgpu::BindGroupEntry {
+                    binding: i as u32 + 1,
+                    resource: t.binding(),
+                }),
+        );
         let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(name),
             layout: &pipeline.get_bind_group_layout(0),

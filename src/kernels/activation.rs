@@ -1,3 +1,53 @@
-//! (being written)
+//! ReLU and its backward, `shaders/activation.wgsl`. CPU twin: `crate::reference::activation`.
+
+use crate::gpu::{Cost, Dispatch, Gpu, Tensor, WORD};
 
 super::shader!("activation.wgsl");
+
+/// Invocations per workgroup; must match `WG` in the shader.
+const WG: u32 = 256;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    len: u32,
+}
+
+/// y = max(x, 0), elementwise. `x` and `y` have the same length (any shape, flattened).
+pub fn relu_forward(gpu: &Gpu, x: &Tensor, y: &Tensor) -> Dispatch {
+    assert_eq!(x.len, y.len, "relu_forward: x and y differ in length");
+    let n = x.len;
+    gpu.dispatch(
+        "relu_forward",
+        &SHADER,
+        "relu_forward",
+        &[],
+        &Params { len: n as u32 },
+        &[x, y],
+        super::grid(gpu, n, WG),
+        Cost {
+            flops: n as u64,
+            bytes: 2 * n as u64 * WORD,
+        },
+    )
+}
+
+/// dx = dy where x > 0, else 0 (0 at exactly x = 0, as TensorFlow). `x` is the forward's input.
+pub fn relu_backward(gpu: &Gpu, x: &Tensor, dy: &Tensor, dx: &Tensor) -> Dispatch {
+    assert_eq!(x.len, dy.len, "relu_backward: x and dy differ in length");
+    assert_eq!(x.len, dx.len, "relu_backward: x and dx differ in length");
+    let n = x.len;
+    gpu.dispatch(
+        "relu_backward",
+        &SHADER,
+        "relu_backward",
+        &[],
+        &Params { len: n as u32 },
+        &[x, dy, dx],
+        super::grid(gpu, n, WG),
+        Cost {
+            flops: n as u64,
+            bytes: 3 * n as u64 * WORD,
+        },
+    )
+}

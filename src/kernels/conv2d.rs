@@ -1,3 +1,302 @@
-//! (being written)
+//! Stride-1 2-D convolution, channels-last, forward and backward: `shaders/conv2d.wgsl`.
+//!
+//! x [n, h, w, cin], w [kh, kw, cin, cout] (Keras' layout), b [cout], y / dy [n, oh, ow, cout].
+//! The bias and weight gradients end in `reduce::column_sum`; see each function for its scratch space.
+
+use crate::gpu::{Cost, Dispatch, Gpu, Tensor, WORD};
+use crate::kernels::reduce::{column_sum, column_sum_scratch};
+use crate::shape::Conv2dShape;
 
 super::shader!("conv2d.wgsl");
+
+/// Invocations per workgroup (1-D grids).
+const WG: u32 = 64;
+/// The register tile of the forward and input-gradient kernels: PX pixels along a row (at most 8) x CV
+/// groups of 4 channels (at most 2).
+const PX: usize = 8;
+const CV: usize = 2;
+/// Fewest rows (n, oy, ox) summed by one invocation of the weight-gradient kernel's first pass. The
+/// notebook at batch 128 has 131,072 rows: 1,024 chunks, 57,344 invocations, a one-pass column sum.
+const ROWS_PER_CHUNK: usize = 128;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n: u32,
+    h: u32,
+    w: u32,
+    cin: u32,
+    cout: u32,
+    kh: u32,
+    kw: u32,
+    oh: u32,
+    ow: u32,
+    pad_top: u32,
+    pad_left: u32,
+    rows_per_chunk: u32,
+}
+
+impl Params {
+    fn of(s: &Conv2dShape) -> Params {
+        assert!(
+            s.kh >= 1 && s.kw >= 1 && s.cin >= 1 && s.cout >= 1,
+            "conv2d: empty shape {s:?}"
+        );
+        assert!(
+            s.out_h() >= 1 && s.out_w() >= 1,
+            "conv2d: kernel larger than the input {s:?}"
+        );
+        Params {
+            n: s.n as u32,
+            h: s.h as u32,
+            w: s.w as u32,
+            cin: s.cin as u32,
+            cout: s.cout as u32,
+            kh: s.kh as u32,
+            kw: s.kw as u32,
+            oh: s.out_h() as u32,
+            ow: s.out_w() as u32,
+            pad_top: s.pad_top() as u32,
+            pad_left: s.pad_left() as u32,
+            rows_per_chunk: 0,
+        }
+    }
+}
+
+fn constants() -> [(&'static str, f64); 3] {
+    let e = |k: &str, d: usize| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d as f64)
+    };
+    [
+        ("WG", e("WG", WG as usize)),
+        ("PX", e("PX", PX)),
+        ("CV", e("CV", CV)),
+    ]
+}
+fn wconstants() -> [(&'static str, f64); 3] {
+    let e = |k: &str, d: usize| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d as f64)
+    };
+    [
+        ("WG", e("WG", WG as usize)),
+        ("TK", e("TK", 8)),
+        ("WV", e("WV", 1)),
+    ]
+}
+fn px() -> usize {
+    constants()[1].1 as usize
+}
+fn cv() -> usize {
+    constants()[2].1 as usize
+}
+
+/// Multiply-adds of one convolution, counting every tap (padded ones too, as frameworks do).
+fn macs(s: &Conv2dShape) -> u64 {
+    (s.output_len() * s.kh * s.kw * s.cin) as u64
+}
+
+/// y = conv(x, w) + b, bias fused. One invocation computes 4 output pixels of a row x 4 output channels.
+/// Cost: 2 FLOPs per multiply-add plus the bias add; x, w, b read once and y written once.
+pub fn conv2d_forward(
+    gpu: &Gpu,
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    y: &Tensor,
+    s: Conv2dShape,
+) -> Dispatch {
+    assert_eq!(
+        x.len,
+        s.input_len(),
+        "conv2d_forward: x has the wrong size for {s:?}"
+    );
+    assert_eq!(
+        w.len,
+        s.kernel_len(),
+        "conv2d_forward: w has the wrong size for {s:?}"
+    );
+    assert_eq!(
+        b.len, s.cout,
+        "conv2d_forward: b has the wrong size for {s:?}"
+    );
+    assert_eq!(
+        y.len,
+        s.output_len(),
+        "conv2d_forward: y has the wrong size for {s:?}"
+    );
+    let invocations = s.n * s.out_h() * s.out_w().div_ceil(px()) * s.cout.div_ceil(4 * cv());
+    let cost = Cost {
+        flops: 2 * macs(&s) + s.output_len() as u64,
+        bytes: (s.input_len() + s.kernel_len() + s.cout + s.output_len()) as u64 * WORD,
+    };
+    gpu.dispatch(
+        "conv2d_forward",
+        &SHADER,
+        "conv2d_forward",
+        &constants(),
+        &Params::of(&s),
+        &[x, w, b, y],
+        super::grid(gpu, invocations, WG),
+        cost,
+    )
+}
+
+/// dx = full correlation of dy with the flipped kernel: the gradient of the loss with respect to x,
+/// for any padding. Every element of dx is written. One invocation: 4 input pixels of a row x 4 input
+/// channels. Cost: 2 FLOPs per multiply-add (the forward's count); dy and w read once, dx written once.
+pub fn conv2d_backward_input(
+    gpu: &Gpu,
+    dy: &Tensor,
+    w: &Tensor,
+    dx: &Tensor,
+    s: Conv2dShape,
+) -> Dispatch {
+    assert_eq!(
+        dy.len,
+        s.output_len(),
+        "conv2d_backward_input: dy has the wrong size for {s:?}"
+    );
+    assert_eq!(
+        w.len,
+        s.kernel_len(),
+        "conv2d_backward_input: w has the wrong size for {s:?}"
+    );
+    assert_eq!(
+        dx.len,
+        s.input_len(),
+        "conv2d_backward_input: dx has the wrong size for {s:?}"
+    );
+    let invocations = s.n * s.h * s.w.div_ceil(px()) * s.cin.div_ceil(4 * cv());
+    let cost = Cost {
+        flops: 2 * macs(&s),
+        bytes: (s.output_len() + s.kernel_len() + s.input_len()) as u64 * WORD,
+    };
+    gpu.dispatch(
+        "conv2d_backward_input",
+        &SHADER,
+        "conv2d_backward_input",
+        &constants(),
+        &Params::of(&s),
+        &[dy, w, dx],
+        super::grid(gpu, invocations, WG),
+        cost,
+    )
+}
+
+/// Rows per chunk and chunks of the weight gradient's first pass: chunks of `ROWS_PER_CHUNK` rows, or
+/// of twice, four times ... as many, until `column_sum` adds the chunks in one pass. That pass then
+/// needs no scratch of its own, which matters: a second pass would read the partial sums and write its
+/// own partials in the same scratch buffer within one dispatch, and wgpu tracks usage per buffer, so
+/// a read-only and a read-write binding of one buffer conflict even on disjoint ranges.
+fn weight_chunks(s: &Conv2dShape) -> (usize, usize) {
+    let rows = s.n * s.out_h() * s.out_w();
+    let mut per_chunk = ROWS_PER_CHUNK;
+    while column_sum_scratch(rows.div_ceil(per_chunk), s.kernel_len()) != 0 {
+        per_chunk *= 2;
+    }
+    (per_chunk, rows.div_ceil(per_chunk))
+}
+
+/// Scratch words `conv2d_backward_weight` needs: the partial sums [chunks, kh*kw*cin*cout].
+pub fn conv2d_weight_scratch(s: Conv2dShape) -> usize {
+    weight_chunks(&s).1 * s.kernel_len()
+}
+
+/// dw[i, j, ci, co] = sum over (n, oy, ox) of x[n, oy + i - pt, ox + j - pl, ci] * dy[n, oy, ox, co].
+///
+/// Two dispatches: partial sums over chunks of at least 128 rows into `scratch` (one invocation per
+/// chunk x 4 kernel rows x 4 output channels), then `column_sum` of those partials into `dw`, in one
+/// pass (see `weight_chunks`). `scratch` holds at least `conv2d_weight_scratch(s)` words and must not
+/// share a buffer with `x` or `dy`; its contents are overwritten.
+/// Cost of the first pass: 2 FLOPs per multiply-add; x and dy read once, the partials written once.
+pub fn conv2d_backward_weight(
+    gpu: &Gpu,
+    x: &Tensor,
+    dy: &Tensor,
+    scratch: &Tensor,
+    dw: &Tensor,
+    s: Conv2dShape,
+) -> Vec<Dispatch> {
+    assert_eq!(
+        x.len,
+        s.input_len(),
+        "conv2d_backward_weight: x has the wrong size for {s:?}"
+    );
+    assert_eq!(
+        dy.len,
+        s.output_len(),
+        "conv2d_backward_weight: dy has the wrong size for {s:?}"
+    );
+    assert_eq!(
+        dw.len,
+        s.kernel_len(),
+        "conv2d_backward_weight: dw has the wrong size for {s:?}"
+    );
+    assert!(
+        scratch.len >= conv2d_weight_scratch(s),
+        "conv2d_backward_weight: scratch holds {} words, needs {}",
+        scratch.len,
+        conv2d_weight_scratch(s)
+    );
+    let (per_chunk, chunks) = weight_chunks(&s);
+    let kdim = s.kh * s.kw * s.cin;
+    let partial = scratch.slice(0, chunks * s.kernel_len());
+    let invocations = chunks
+        * kdim.div_ceil(wconstants()[1].1 as usize)
+        * s.cout.div_ceil(4 * wconstants()[2].1 as usize);
+    let cost = Cost {
+        flops: 2 * macs(&s),
+        bytes: (s.input_len() + s.output_len() + partial.len) as u64 * WORD,
+    };
+    let params = Params {
+        rows_per_chunk: per_chunk as u32,
+        ..Params::of(&s)
+    };
+    let mut dispatches = vec![gpu.dispatch(
+        "conv2d_backward_weight",
+        &SHADER,
+        "conv2d_backward_weight",
+        &wconstants(),
+        &params,
+        &[x, dy, &partial],
+        super::grid(gpu, invocations, WG),
+        cost,
+    )];
+    // One pass, so the column sum never touches its scratch argument.
+    let reduce = column_sum(gpu, &partial, &partial, dw, chunks, s.kernel_len());
+    debug_assert_eq!(reduce.len(), 1);
+    dispatches.extend(reduce);
+    dispatches
+}
+
+/// Scratch words `conv2d_backward_bias` needs (0 for small outputs).
+pub fn conv2d_bias_scratch(s: Conv2dShape) -> usize {
+    column_sum_scratch(s.n * s.out_h() * s.out_w(), s.cout)
+}
+
+/// db[co] = sum over (n, oy, ox) of dy[n, oy, ox, co]: `column_sum` of dy viewed as [n*oh*ow, cout],
+/// with `scratch` of at least `conv2d_bias_scratch(s)` words.
+pub fn conv2d_backward_bias(
+    gpu: &Gpu,
+    dy: &Tensor,
+    scratch: &Tensor,
+    db: &Tensor,
+    s: Conv2dShape,
+) -> Vec<Dispatch> {
+    assert_eq!(
+        dy.len,
+        s.output_len(),
+        "conv2d_backward_bias: dy has the wrong size for {s:?}"
+    );
+    assert_eq!(
+        db.len, s.cout,
+        "conv2d_backward_bias: db has the wrong size for {s:?}"
+    );
+    column_sum(gpu, dy, scratch, db, s.n * s.out_h() * s.out_w(), s.cout)
+}

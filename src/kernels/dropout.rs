@@ -1,3 +1,116 @@
-//! (being written)
+//! Inverted dropout with a stateless mask, `shaders/dropout.wgsl`. CPU twin: `crate::reference::dropout`.
+//!
+//! The mask of element i at a step is a hash of (seed, step, salt, i); see the shader for the hash and
+//! why its decisions are exact. The step comes from the `StepState` tensor, so one `Dispatch` serves
+//! every step, and the backward regenerates the forward's mask rather than storing it.
+
+use crate::gpu::{Cost, Dispatch, Gpu, Tensor, WORD};
+use crate::kernels::StepState;
 
 super::shader!("dropout.wgsl");
+
+/// Invocations per workgroup; must match `WG` in the shader.
+const WG: u32 = 256;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    len: u32,
+    seed_lo: u32,
+    seed_hi: u32,
+    salt: u32,
+    rate: f32,
+    scale: f32,
+}
+
+/// Keras' inverted scaling 1 / (1 - rate), in f32 as TensorFlow computes it.
+pub fn scale(rate: f32) -> f32 {
+    1.0 / (1.0 - rate)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn dropout(
+    gpu: &Gpu,
+    name: &'static str,
+    input: &Tensor,
+    output: &Tensor,
+    step_state: &Tensor,
+    seed: u64,
+    salt: u32,
+    rate: f32,
+) -> Dispatch {
+    assert_eq!(
+        input.len, output.len,
+        "{name}: input and output differ in length"
+    );
+    assert_eq!(
+        step_state.len,
+        StepState::WORDS,
+        "{name}: step_state is not a StepState"
+    );
+    assert!(
+        (0.0..1.0).contains(&rate),
+        "{name}: rate {rate} is not in [0, 1)"
+    );
+    let n = input.len;
+    let params = Params {
+        len: n as u32,
+        seed_lo: seed as u32,
+        seed_hi: (seed >> 32) as u32,
+        salt,
+        rate,
+        scale: scale(rate),
+    };
+    gpu.dispatch(
+        name,
+        &SHADER,
+        "dropout",
+        &[],
+        &params,
+        &[input, output, step_state],
+        super::grid(gpu, n, WG),
+        Cost {
+            // The multiply; the hash is integer work.
+            flops: n as u64,
+            bytes: (2 * n + StepState::WORDS) as u64 * WORD,
+        },
+    )
+}
+
+/// y = x / (1 - rate) where element i is kept at this step, 0 elsewhere. `step_state` holds the
+/// step (its other fields are ignored); `salt` differs between the model's dropout layers. Keras keeps
+/// an element iff a uniform draw in [0, 1) is >= rate; rate 0 is the identity.
+pub fn dropout_forward(
+    gpu: &Gpu,
+    x: &Tensor,
+    y: &Tensor,
+    step_state: &Tensor,
+    seed: u64,
+    salt: u32,
+    rate: f32,
+) -> Dispatch {
+    dropout(gpu, "dropout_forward", x, y, step_state, seed, salt, rate)
+}
+
+/// dx = dy / (1 - rate) where kept, 0 elsewhere: the same mask as `dropout_forward` with the same
+/// (seed, salt, rate) at the same step.
+pub fn dropout_backward(
+    gpu: &Gpu,
+    dy: &Tensor,
+    dx: &Tensor,
+    step_state: &Tensor,
+    seed: u64,
+    salt: u32,
+    rate: f32,
+) -> Dispatch {
+    dropout(
+        gpu,
+        "dropout_backward",
+        dy,
+        dx,
+        step_state,
+        seed,
+        salt,
+        rate,
+    )
+}

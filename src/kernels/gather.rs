@@ -99,7 +99,11 @@ pub fn gather_batch(
     batch_labels: &Tensor,
 ) -> Vec<Dispatch> {
     let count = indices.len;
-    assert_eq!(images.len, count * data.image_bytes, "gather_batch: image tensor size");
+    assert_eq!(
+        images.len,
+        count * data.image_bytes,
+        "gather_batch: image tensor size"
+    );
     assert_eq!(batch_labels.len, count, "gather_batch: label tensor size");
     data.chunks
         .iter()

@@ -1,3 +1,142 @@
-//! (being written)
+//! 2-D max pooling, channels-last, forward and backward: `shaders/maxpool2d.wgsl`.
+//!
+//! x / dx [n, h, w, c], y / dy / argmax [n, oh, ow, c]; argmax holds u32 flat indices into x.
+
+use crate::gpu::{Cost, Dispatch, Gpu, Tensor, WORD};
+use crate::shape::Pool2dShape;
 
 super::shader!("maxpool2d.wgsl");
+
+/// Invocations per workgroup (1-D grids).
+const WG: u32 = 64;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n: u32,
+    h: u32,
+    w: u32,
+    c: u32,
+    pool_h: u32,
+    pool_w: u32,
+    stride_h: u32,
+    stride_w: u32,
+    oh: u32,
+    ow: u32,
+    pad_top: u32,
+    pad_left: u32,
+}
+
+impl Params {
+    fn of(s: &Pool2dShape) -> Params {
+        assert!(
+            s.pool_h >= 1 && s.pool_w >= 1 && s.stride_h >= 1 && s.stride_w >= 1,
+            "maxpool2d: empty window or zero stride in {s:?}"
+        );
+        assert!(
+            s.padding == crate::shape::Padding::Same || (s.pool_h <= s.h && s.pool_w <= s.w),
+            "maxpool2d: window larger than the input in {s:?}"
+        );
+        assert!(
+            s.input_len() <= u32::MAX as usize,
+            "maxpool2d: argmax indices overflow u32"
+        );
+        Params {
+            n: s.n as u32,
+            h: s.h as u32,
+            w: s.w as u32,
+            c: s.c as u32,
+            pool_h: s.pool_h as u32,
+            pool_w: s.pool_w as u32,
+            stride_h: s.stride_h as u32,
+            stride_w: s.stride_w as u32,
+            oh: s.out_h() as u32,
+            ow: s.out_w() as u32,
+            pad_top: s.pad_top() as u32,
+            pad_left: s.pad_left() as u32,
+        }
+    }
+}
+
+/// y = max over each window of x, and argmax = the flat index into x of the winner (the first maximum
+/// in row-major window order on a tie; padded cells never win). One invocation per output element.
+/// Cost: one comparison per window cell; x read once, y and argmax written once.
+pub fn maxpool2d_forward(
+    gpu: &Gpu,
+    x: &Tensor,
+    y: &Tensor,
+    argmax: &Tensor,
+    s: Pool2dShape,
+) -> Dispatch {
+    assert_eq!(
+        x.len,
+        s.input_len(),
+        "maxpool2d_forward: x has the wrong size for {s:?}"
+    );
+    assert_eq!(
+        y.len,
+        s.output_len(),
+        "maxpool2d_forward: y has the wrong size for {s:?}"
+    );
+    assert_eq!(
+        argmax.len,
+        s.output_len(),
+        "maxpool2d_forward: argmax has the wrong size for {s:?}"
+    );
+    let cost = Cost {
+        flops: (s.output_len() * s.pool_h * s.pool_w) as u64,
+        bytes: (s.input_len() + 2 * s.output_len()) as u64 * WORD,
+    };
+    gpu.dispatch(
+        "maxpool2d_forward",
+        &SHADER,
+        "maxpool2d_forward",
+        &[("WG", WG as f64)],
+        &Params::of(&s),
+        &[x, y, argmax],
+        super::grid(gpu, s.output_len(), WG),
+        cost,
+    )
+}
+
+/// dx[i] = sum of dy[o] over the outputs o whose argmax is i. Every element of dx is written (zero where
+/// no window chose it). A gather: one invocation per input element visits the windows that contain it,
+/// so there are no atomics and the sums are deterministic; overlapping windows (stride < pool) work.
+/// Cost: one add per output; dy and argmax read once, dx written once.
+pub fn maxpool2d_backward(
+    gpu: &Gpu,
+    dy: &Tensor,
+    argmax: &Tensor,
+    dx: &Tensor,
+    s: Pool2dShape,
+) -> Dispatch {
+    assert_eq!(
+        dy.len,
+        s.output_len(),
+        "maxpool2d_backward: dy has the wrong size for {s:?}"
+    );
+    assert_eq!(
+        argmax.len,
+        s.output_len(),
+        "maxpool2d_backward: argmax has the wrong size for {s:?}"
+    );
+    assert_eq!(
+        dx.len,
+        s.input_len(),
+        "maxpool2d_backward: dx has the wrong size for {s:?}"
+    );
+    let cost = Cost {
+        flops: s.output_len() as u64,
+        bytes: (2 * s.output_len() + s.input_len()) as u64 * WORD,
+    };
+    gpu.dispatch(
+        "maxpool2d_backward",
+        &SHADER,
+        "maxpool2d_backward",
+        &[("WG", WG as f64)],
+        &Params::of(&s),
+        &[dy, argmax, dx],
+        super::grid(gpu, s.input_len(), WG),
+        cost,
+    )
+}

@@ -1,3 +1,140 @@
-//! (being written)
+//! One dispatch updates every parameter of a model, `shaders/optimizer.wgsl`. CPU twin:
+//! `crate::reference::optimizer`; configuration and Keras' defaults: `crate::optimizer`.
+
+use crate::gpu::{Cost, Dispatch, Gpu, Tensor, WORD};
+use crate::kernels::StepState;
+use crate::optimizer::{Optimizer, one_minus};
 
 super::shader!("optimizer.wgsl");
+
+/// Invocations per workgroup; must match `WG` in the shader.
+const WG: u32 = 256;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    len: u32,
+    momentum: f32,
+    decay: f32,
+    one_minus_decay: f32,
+    one_minus_decay2: f32,
+    epsilon: f32,
+    nesterov: u32,
+    legacy_epsilon: u32,
+}
+
+/// Applies one step of `opt` to `params` (read and written) from `grads`, keeping `state`: exactly
+/// `opt.state_buffers()` tensors (zero before the first step), in the order `Optimizer::state_buffers`
+/// gives, each as long as `params`. The learning rate (and Adam's bias-corrected step size) are read
+/// from `step_state`, which the host fills with `opt.step_state(step)` before each step.
+///
+/// Binding order in the shader: params, grads, step_state, state...
+pub fn update(
+    gpu: &Gpu,
+    opt: &Optimizer,
+    params: &Tensor,
+    grads: &Tensor,
+    state: &[&Tensor],
+    step_state: &Tensor,
+) -> Dispatch {
+    let n = params.len;
+    assert_eq!(
+        grads.len, n,
+        "optimizer: {} gradients for {n} parameters",
+        grads.len
+    );
+    assert_eq!(
+        state.len(),
+        opt.state_buffers(),
+        "optimizer: {opt:?} keeps {} state tensors",
+        opt.state_buffers()
+    );
+    for (k, s) in state.iter().enumerate() {
+        assert_eq!(
+            s.len, n,
+            "optimizer: state tensor {k} has {} words for {n} parameters",
+            s.len
+        );
+    }
+    assert_eq!(
+        step_state.len,
+        StepState::WORDS,
+        "optimizer: step_state is not a StepState"
+    );
+    let mut p = Params {
+        len: n as u32,
+        momentum: 0.0,
+        decay: 0.0,
+        one_minus_decay: 0.0,
+        one_minus_decay2: 0.0,
+        epsilon: 0.0,
+        nesterov: 0,
+        legacy_epsilon: 0,
+    };
+    // (entry point, FLOPs per parameter counting sqrt and division as one, words moved per parameter:
+    // params read and written, gradient read, each state tensor read and written).
+    let (entry, flops) = match *opt {
+        Optimizer::Sgd {
+            momentum, nesterov, ..
+        } => {
+            p.momentum = momentum;
+            p.nesterov = nesterov as u32;
+            if momentum != 0.0 {
+                ("sgd_momentum", if nesterov { 6 } else { 4 })
+            } else {
+                ("sgd", 2)
+            }
+        }
+        Optimizer::RmsProp {
+            rho,
+            momentum,
+            epsilon,
+            centered,
+            legacy_epsilon,
+            ..
+        } => {
+            p.momentum = momentum;
+            p.decay = rho;
+            p.one_minus_decay = one_minus(rho);
+            p.epsilon = epsilon;
+            p.legacy_epsilon = legacy_epsilon as u32;
+            match (centered, momentum > 0.0) {
+                (false, false) => ("rmsprop", 9),
+                (false, true) => ("rmsprop_momentum", 11),
+                (true, false) => ("rmsprop_centered", 15),
+                (true, true) => ("rmsprop_centered_momentum", 17),
+            }
+        }
+        Optimizer::Adam {
+            beta1,
+            beta2,
+            epsilon,
+            amsgrad,
+            ..
+        } => {
+            p.one_minus_decay = one_minus(beta1);
+            p.one_minus_decay2 = one_minus(beta2);
+            p.epsilon = epsilon;
+            if amsgrad {
+                ("adam_amsgrad", 13)
+            } else {
+                ("adam", 12)
+            }
+        }
+    };
+    let mut buffers = vec![params, grads, step_state];
+    buffers.extend_from_slice(state);
+    gpu.dispatch(
+        entry,
+        &SHADER,
+        entry,
+        &[],
+        &p,
+        &buffers,
+        super::grid(gpu, n, WG),
+        Cost {
+            flops: flops * n as u64,
+            bytes: ((3 + 2 * state.len()) * n + StepState::WORDS) as u64 * WORD,
+        },
+    )
+}

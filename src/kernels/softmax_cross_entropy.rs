@@ -1,3 +1,124 @@
-//! (being written)
+//! Softmax fused with categorical cross-entropy (training) and plain softmax (prediction),
+//! `shaders/softmax_cross_entropy.wgsl`. CPU twin: `crate::reference::softmax_cross_entropy`.
+//!
+//! The loss is computed from the logits (logsumexp(z) - z[label]), as Keras' TensorFlow backend does
+//! when the model ends in a Softmax; see the shader for why that differs from Keras' clipped-probability
+//! form and what the `metrics` words hold.
+
+use crate::gpu::{Cost, Dispatch, Gpu, Tensor, WORD};
+use crate::kernels::StepState;
 
 super::shader!("softmax_cross_entropy.wgsl");
+
+/// Words of the metrics accumulator: [loss sum (f32 bits), correct (u32), samples (u32),
+/// first bad step + 1 (u32, 0 = none)]. Zero it (kernels::fill with 0.0) at the start of an epoch.
+pub const METRICS_WORDS: usize = 4;
+
+/// Invocations of the single workgroup of `softmax_cross_entropy`; must match `WG` in the shader.
+const WG: u32 = 256;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    batch: u32,
+    classes: u32,
+}
+
+fn check_shape(name: &str, logits: &Tensor, batch: usize, classes: usize) {
+    assert!(
+        batch >= 1 && classes >= 1,
+        "{name}: batch {batch} x classes {classes}"
+    );
+    assert_eq!(
+        logits.len,
+        batch * classes,
+        "{name}: logits are not [{batch}, {classes}]"
+    );
+}
+
+/// For logits [batch, classes] and labels [batch] (class indices): writes dlogits [batch, classes] =
+/// (softmax(logits) - onehot(labels)) / batch, the gradient of the batch's mean loss, and ADDS the batch's
+/// loss sum, correct count and sample count into `metrics` (see `METRICS_WORDS`). If any row's loss is
+/// NaN or infinite (or its label is out of range) and metrics[3] is 0, sets metrics[3] to step + 1, the
+/// step read from `step_state`. One workgroup, deterministic, any batch and class count.
+#[allow(clippy::too_many_arguments)]
+pub fn softmax_cross_entropy(
+    gpu: &Gpu,
+    logits: &Tensor,
+    labels: &Tensor,
+    dlogits: &Tensor,
+    metrics: &Tensor,
+    step_state: &Tensor,
+    batch: usize,
+    classes: usize,
+) -> Dispatch {
+    let name = "softmax_cross_entropy";
+    check_shape(name, logits, batch, classes);
+    assert_eq!(labels.len, batch, "{name}: labels are not [{batch}]");
+    assert_eq!(
+        dlogits.len,
+        batch * classes,
+        "{name}: dlogits are not [{batch}, {classes}]"
+    );
+    assert_eq!(
+        metrics.len, METRICS_WORDS,
+        "{name}: metrics must be {METRICS_WORDS} words"
+    );
+    assert_eq!(
+        step_state.len,
+        StepState::WORDS,
+        "{name}: step_state is not a StepState"
+    );
+    let n = (batch * classes) as u64;
+    gpu.dispatch(
+        name,
+        &SHADER,
+        "softmax_cross_entropy",
+        &[],
+        &Params {
+            batch: batch as u32,
+            classes: classes as u32,
+        },
+        &[logits, labels, dlogits, metrics, step_state],
+        [1, 1, 1],
+        Cost {
+            // Per element: max, subtract and exp twice, sum, scale, subtract the target, divide.
+            flops: 8 * n + 3 * batch as u64 + WG as u64 * 3,
+            bytes: (2 * n + batch as u64 + 2 * METRICS_WORDS as u64 + StepState::WORDS as u64)
+                * WORD,
+        },
+    )
+}
+
+/// probs [batch, classes] = softmax(logits) row by row, for prediction.
+pub fn softmax(
+    gpu: &Gpu,
+    logits: &Tensor,
+    probs: &Tensor,
+    batch: usize,
+    classes: usize,
+) -> Dispatch {
+    check_shape("softmax", logits, batch, classes);
+    assert_eq!(
+        probs.len,
+        batch * classes,
+        "softmax: probs are not [{batch}, {classes}]"
+    );
+    let n = (batch * classes) as u64;
+    gpu.dispatch(
+        "softmax",
+        &SHADER,
+        "softmax",
+        &[],
+        &Params {
+            batch: batch as u32,
+            classes: classes as u32,
+        },
+        &[logits, probs],
+        super::grid(gpu, batch, 64),
+        Cost {
+            flops: 6 * n,
+            bytes: 2 * n * WORD,
+        },
+    )
+}

@@ -1,1 +1,223 @@
-//! (being written)
+//! CPU twin of `shaders/conv2d.wgsl`: a stride-1 2-D convolution, channels-last, in plain loops.
+//!
+//! x [n, h, w, cin], w [kh, kw, cin, cout] (Keras' layout), b [cout], y [n, oh, ow, cout]. Input pixel
+//! (oy + i - pad_top, ox + j - pad_left) meets kernel tap (i, j); taps that fall outside the input read
+//! zero ('same' padding). Like Keras this is a correlation: the kernel is not flipped.
+
+use crate::shape::Conv2dShape;
+
+/// The input pixel that output pixel (oy, ox) meets at kernel tap (i, j), if it is inside the image.
+fn input_pixel(
+    s: &Conv2dShape,
+    oy: usize,
+    ox: usize,
+    i: usize,
+    j: usize,
+) -> Option<(usize, usize)> {
+    let iy = (oy + i).checked_sub(s.pad_top()).filter(|&v| v < s.h)?;
+    let ix = (ox + j).checked_sub(s.pad_left()).filter(|&v| v < s.w)?;
+    Some((iy, ix))
+}
+
+/// y[n, oy, ox, co] = b[co] + sum_{i, j, ci} x[n, oy + i - pt, ox + j - pl, ci] * w[i, j, ci, co].
+pub fn conv2d_forward(x: &[f64], w: &[f64], b: &[f64], s: Conv2dShape) -> Vec<f64> {
+    assert_eq!(
+        x.len(),
+        s.input_len(),
+        "conv2d: input has the wrong size for {s:?}"
+    );
+    assert_eq!(
+        w.len(),
+        s.kernel_len(),
+        "conv2d: kernel has the wrong size for {s:?}"
+    );
+    assert_eq!(b.len(), s.cout, "conv2d: bias has the wrong size for {s:?}");
+    let (oh, ow) = (s.out_h(), s.out_w());
+    let mut y = vec![0.0; s.output_len()];
+    for n in 0..s.n {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let out = &mut y[((n * oh + oy) * ow + ox) * s.cout..][..s.cout];
+                out.copy_from_slice(b);
+                for i in 0..s.kh {
+                    for j in 0..s.kw {
+                        let Some((iy, ix)) = input_pixel(&s, oy, ox, i, j) else {
+                            continue;
+                        };
+                        let xin = &x[((n * s.h + iy) * s.w + ix) * s.cin..][..s.cin];
+                        for (ci, &xv) in xin.iter().enumerate() {
+                            let wrow = &w[((i * s.kw + j) * s.cin + ci) * s.cout..][..s.cout];
+                            for (o, &wv) in out.iter_mut().zip(wrow) {
+                                *o += xv * wv;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    y
+}
+
+/// Gradients of `conv2d_forward` given dy [n, oh, ow, cout]: (dx, dw, db).
+/// - dx[n, iy, ix, ci] = sum over (oy, ox, i, j) that meet (iy, ix), and co, of dy[n, oy, ox, co] * w[i, j, ci, co]
+///   (a full correlation of dy with the flipped kernel);
+/// - dw[i, j, ci, co] = sum_{n, oy, ox} x[n, oy + i - pt, ox + j - pl, ci] * dy[n, oy, ox, co];
+/// - db[co] = sum_{n, oy, ox} dy[n, oy, ox, co].
+pub fn conv2d_backward(
+    x: &[f64],
+    w: &[f64],
+    dy: &[f64],
+    s: Conv2dShape,
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    assert_eq!(
+        x.len(),
+        s.input_len(),
+        "conv2d: input has the wrong size for {s:?}"
+    );
+    assert_eq!(
+        w.len(),
+        s.kernel_len(),
+        "conv2d: kernel has the wrong size for {s:?}"
+    );
+    assert_eq!(
+        dy.len(),
+        s.output_len(),
+        "conv2d: dy has the wrong size for {s:?}"
+    );
+    let (oh, ow) = (s.out_h(), s.out_w());
+    let mut dx = vec![0.0; s.input_len()];
+    let mut dw = vec![0.0; s.kernel_len()];
+    let mut db = vec![0.0; s.cout];
+    for n in 0..s.n {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let g = &dy[((n * oh + oy) * ow + ox) * s.cout..][..s.cout];
+                for (d, &gv) in db.iter_mut().zip(g) {
+                    *d += gv;
+                }
+                for i in 0..s.kh {
+                    for j in 0..s.kw {
+                        let Some((iy, ix)) = input_pixel(&s, oy, ox, i, j) else {
+                            continue;
+                        };
+                        let at = ((n * s.h + iy) * s.w + ix) * s.cin;
+                        for ci in 0..s.cin {
+                            let k = ((i * s.kw + j) * s.cin + ci) * s.cout;
+                            let wrow = &w[k..][..s.cout];
+                            dx[at + ci] += g.iter().zip(wrow).map(|(gv, wv)| gv * wv).sum::<f64>();
+                            let xv = x[at + ci];
+                            for (d, &gv) in dw[k..][..s.cout].iter_mut().zip(g) {
+                                *d += xv * gv;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    (dx, dw, db)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reference::gradcheck::{check_gradient, seeded};
+    use crate::shape::Padding;
+
+    fn check(s: Conv2dShape, seed: u64) {
+        let x = seeded(s.input_len(), seed);
+        let w = seeded(s.kernel_len(), seed + 1);
+        let b = seeded(s.cout, seed + 2);
+        let dy = seeded(s.output_len(), seed + 3);
+        // Loss L = sum(y * dy) has dL/dy = dy, so each analytic gradient is the backward of dy.
+        let loss = |x: &[f64], w: &[f64], b: &[f64]| -> f64 {
+            conv2d_forward(x, w, b, s)
+                .iter()
+                .zip(&dy)
+                .map(|(y, g)| y * g)
+                .sum()
+        };
+        let (dx, dw, db) = conv2d_backward(&x, &w, &dy, s);
+        let name = format!(
+            "conv2d {}x{} {:?} cin {} cout {}",
+            s.kh, s.kw, s.padding, s.cin, s.cout
+        );
+        check_gradient(&format!("{name} dx"), &x, &dx, |v| loss(v, &w, &b));
+        check_gradient(&format!("{name} dw"), &w, &dw, |v| loss(&x, v, &b));
+        check_gradient(&format!("{name} db"), &b, &db, |v| loss(&x, &w, v));
+    }
+
+    fn shape(kh: usize, kw: usize, padding: Padding) -> Conv2dShape {
+        Conv2dShape {
+            n: 2,
+            h: 5,
+            w: 4,
+            cin: 2,
+            cout: 3,
+            kh,
+            kw,
+            padding,
+        }
+    }
+
+    #[test]
+    fn backward_matches_finite_differences_same_padding() {
+        // Odd, even (TensorFlow puts the extra padding after) and rectangular kernels.
+        for (i, &(kh, kw)) in [(3, 3), (2, 2), (1, 1), (3, 2), (4, 5)].iter().enumerate() {
+            check(shape(kh, kw, Padding::Same), 10 * i as u64);
+        }
+    }
+
+    #[test]
+    fn backward_matches_finite_differences_valid_padding() {
+        for (i, &(kh, kw)) in [(3, 3), (2, 2), (1, 1), (2, 3), (5, 4)].iter().enumerate() {
+            check(shape(kh, kw, Padding::Valid), 100 + 10 * i as u64);
+        }
+    }
+
+    #[test]
+    fn same_padding_puts_the_odd_pixel_after() {
+        // A 2x2 all-ones kernel on a single-channel ramp: with the padding after, output (0, 0) sums
+        // input pixels (0, 0), (0, 1), (1, 0), (1, 1), and the last row and column see zeros below/right.
+        let s = Conv2dShape {
+            n: 1,
+            h: 2,
+            w: 2,
+            cin: 1,
+            cout: 1,
+            kh: 2,
+            kw: 2,
+            padding: Padding::Same,
+        };
+        let y = conv2d_forward(&[1.0, 2.0, 3.0, 4.0], &[1.0; 4], &[0.0], s);
+        assert_eq!(y, vec![10.0, 6.0, 7.0, 4.0]);
+    }
+
+    #[test]
+    fn a_one_by_one_kernel_is_a_matrix_product_per_pixel() {
+        let s = Conv2dShape {
+            n: 2,
+            h: 3,
+            w: 2,
+            cin: 4,
+            cout: 5,
+            kh: 1,
+            kw: 1,
+            padding: Padding::Same,
+        };
+        let x = seeded(s.input_len(), 7);
+        let w = seeded(s.kernel_len(), 8);
+        let b = seeded(s.cout, 9);
+        let y = conv2d_forward(&x, &w, &b, s);
+        let mm = crate::reference::matmul::matmul(
+            &x,
+            &w,
+            Some(&b),
+            crate::shape::MatmulShape::new(s.n * s.h * s.w, s.cout, s.cin),
+        );
+        for (p, q) in y.iter().zip(&mm) {
+            assert!((p - q).abs() < 1e-12);
+        }
+    }
+}

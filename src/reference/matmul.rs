@@ -6,8 +6,20 @@ use crate::shape::MatmulShape;
 pub fn matmul(a: &[f64], b: &[f64], bias: Option<&[f64]>, s: MatmulShape) -> Vec<f64> {
     assert_eq!(a.len(), s.m * s.k);
     assert_eq!(b.len(), s.k * s.n);
-    let at = |i: usize, kk: usize| if s.trans_a { a[kk * s.m + i] } else { a[i * s.k + kk] };
-    let bt = |kk: usize, j: usize| if s.trans_b { b[j * s.k + kk] } else { b[kk * s.n + j] };
+    let at = |i: usize, kk: usize| {
+        if s.trans_a {
+            a[kk * s.m + i]
+        } else {
+            a[i * s.k + kk]
+        }
+    };
+    let bt = |kk: usize, j: usize| {
+        if s.trans_b {
+            b[j * s.k + kk]
+        } else {
+            b[kk * s.n + j]
+        }
+    };
     let mut c = vec![0.0; s.m * s.n];
     for i in 0..s.m {
         for j in 0..s.n {
@@ -22,7 +34,14 @@ pub fn matmul(a: &[f64], b: &[f64], bias: Option<&[f64]>, s: MatmulShape) -> Vec
 }
 
 /// Forward of a dense layer: y[batch, out] = x[batch, in] * w[in, out] + b[out].
-pub fn dense_forward(x: &[f64], w: &[f64], b: &[f64], batch: usize, inp: usize, out: usize) -> Vec<f64> {
+pub fn dense_forward(
+    x: &[f64],
+    w: &[f64],
+    b: &[f64],
+    batch: usize,
+    inp: usize,
+    out: usize,
+) -> Vec<f64> {
     matmul(x, w, Some(b), MatmulShape::new(batch, out, inp))
 }
 
@@ -35,8 +54,24 @@ pub fn dense_backward(
     inp: usize,
     out: usize,
 ) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
-    let dx = matmul(dy, w, None, MatmulShape { trans_b: true, ..MatmulShape::new(batch, inp, out) });
-    let dw = matmul(x, dy, None, MatmulShape { trans_a: true, ..MatmulShape::new(inp, out, batch) });
+    let dx = matmul(
+        dy,
+        w,
+        None,
+        MatmulShape {
+            trans_b: true,
+            ..MatmulShape::new(batch, inp, out)
+        },
+    );
+    let dw = matmul(
+        x,
+        dy,
+        None,
+        MatmulShape {
+            trans_a: true,
+            ..MatmulShape::new(inp, out, batch)
+        },
+    );
     let db = super::reduce::column_sum(dy, batch, out);
     (dx, dw, db)
 }
@@ -55,7 +90,11 @@ mod tests {
         let dy = seeded(batch * out, 4);
         // Loss L = sum(y * dy) has dL/dy = dy, so each analytic gradient is the backward of dy.
         let loss = |x: &[f64], w: &[f64], b: &[f64]| -> f64 {
-            dense_forward(x, w, b, batch, inp, out).iter().zip(&dy).map(|(y, g)| y * g).sum()
+            dense_forward(x, w, b, batch, inp, out)
+                .iter()
+                .zip(&dy)
+                .map(|(y, g)| y * g)
+                .sum()
         };
         let (dx, dw, db) = dense_backward(&x, &w, &dy, batch, inp, out);
         check_gradient("dense dx", &x, &dx, |v| loss(v, &w, &b));
@@ -70,11 +109,22 @@ mod tests {
         let b = seeded(k * n, 6);
         let plain = matmul(&a, &b, None, MatmulShape::new(m, n, k));
         let transpose = |v: &[f64], rows: usize, cols: usize| {
-            (0..cols * rows).map(|i| v[(i % rows) * cols + i / rows]).collect::<Vec<_>>()
+            (0..cols * rows)
+                .map(|i| v[(i % rows) * cols + i / rows])
+                .collect::<Vec<_>>()
         };
         let at = transpose(&a, m, k);
         let bt = transpose(&b, k, n);
-        let both = matmul(&at, &bt, None, MatmulShape { trans_a: true, trans_b: true, ..MatmulShape::new(m, n, k) });
+        let both = matmul(
+            &at,
+            &bt,
+            None,
+            MatmulShape {
+                trans_a: true,
+                trans_b: true,
+                ..MatmulShape::new(m, n, k)
+            },
+        );
         for (p, q) in plain.iter().zip(&both) {
             assert!((p - q).abs() < 1e-12);
         }

@@ -26,7 +26,9 @@ pub fn random(n: usize, seed: u64, lo: f32, hi: f32) -> Vec<f32> {
     let mut s = seed.wrapping_mul(0x9E3779B97F4A7C15) ^ 0xD1B54A32D192ED03;
     (0..n)
         .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             lo + (hi - lo) * ((s >> 40) as f32 / (1u64 << 24) as f32)
         })
         .collect()
@@ -57,12 +59,21 @@ pub fn read(t: &Tensor) -> Vec<f32> {
 /// Compares a GPU result with its reference: relative error of the norm within `tol`, no NaN or
 /// infinity anywhere. Prints one line per tensor; returns the relative error.
 pub fn compare(name: &str, got: &[f32], want: &[f64], tol: f64) -> f64 {
-    assert_eq!(got.len(), want.len(), "{name}: length {} != {}", got.len(), want.len());
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "{name}: length {} != {}",
+        got.len(),
+        want.len()
+    );
     let mut diff2 = 0.0f64;
     let mut norm2 = 0.0f64;
     let mut worst = (0usize, 0.0f64);
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        assert!(g.is_finite(), "{name}: element {i} is {g} (want {w}): never written or overflowed");
+        assert!(
+            g.is_finite(),
+            "{name}: element {i} is {g} (want {w}): never written or overflowed"
+        );
         let d = (g as f64 - w).abs();
         if d > worst.1 {
             worst = (i, d);
@@ -70,7 +81,11 @@ pub fn compare(name: &str, got: &[f32], want: &[f64], tol: f64) -> f64 {
         diff2 += d * d;
         norm2 += w * w;
     }
-    let rel = if norm2 > 0.0 { (diff2 / norm2).sqrt() } else { diff2.sqrt() };
+    let rel = if norm2 > 0.0 {
+        (diff2 / norm2).sqrt()
+    } else {
+        diff2.sqrt()
+    };
     let verdict = if rel <= tol { "OK" } else { "FAIL" };
     println!(
         "{name}: {verdict} rel {rel:.2e} (tol {tol:.0e}), max diff {:.2e} at {} of {}",
@@ -78,7 +93,12 @@ pub fn compare(name: &str, got: &[f32], want: &[f64], tol: f64) -> f64 {
         worst.0,
         got.len()
     );
-    assert!(rel <= tol, "{name}: relative error {rel:.2e} exceeds {tol:.0e}; max diff {:.2e} at element {}", worst.1, worst.0);
+    assert!(
+        rel <= tol,
+        "{name}: relative error {rel:.2e} exceeds {tol:.0e}; max diff {:.2e} at element {}",
+        worst.1,
+        worst.0
+    );
     rel
 }
 
@@ -87,7 +107,10 @@ pub fn compare_exact(name: &str, got: &[u32], want: &[u32]) {
     assert_eq!(got.len(), want.len(), "{name}: length");
     let bad = got.iter().zip(want).position(|(g, w)| g != w);
     if let Some(i) = bad {
-        panic!("{name}: element {i} is {} but should be {}", got[i], want[i]);
+        panic!(
+            "{name}: element {i} is {} but should be {}",
+            got[i], want[i]
+        );
     }
     println!("{name}: OK exact ({} elements)", got.len());
 }

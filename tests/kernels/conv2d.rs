@@ -1,1 +1,219 @@
-// (being written)
+use cifar_wgpu::kernels::conv2d::*;
+use cifar_wgpu::reference;
+use cifar_wgpu::shape::{Conv2dShape, Padding};
+
+use crate::common::*;
+
+fn shape(
+    n: usize,
+    h: usize,
+    w: usize,
+    cin: usize,
+    cout: usize,
+    k: (usize, usize),
+    padding: Padding,
+) -> Conv2dShape {
+    Conv2dShape {
+        n,
+        h,
+        w,
+        cin,
+        cout,
+        kh: k.0,
+        kw: k.1,
+        padding,
+    }
+}
+
+fn label(s: &Conv2dShape) -> String {
+    format!(
+        "n{} {}x{}x{} -> {} k{}x{} {:?}",
+        s.n, s.h, s.w, s.cin, s.cout, s.kh, s.kw, s.padding
+    )
+}
+
+/// Runs the forward and all three gradients on the GPU and compares each with the CPU twin.
+fn check(s: Conv2dShape, seed: u64) {
+    let g = gpu();
+    let x = random(s.input_len(), seed, -1.0, 1.0);
+    let w = random(s.kernel_len(), seed + 1, -1.0, 1.0);
+    let b = random(s.cout, seed + 2, -1.0, 1.0);
+    let dy = random(s.output_len(), seed + 3, -1.0, 1.0);
+    let (tx, tw, tb, tdy) = (
+        g.upload("x", &x),
+        g.upload("w", &w),
+        g.upload("b", &b),
+        g.upload("dy", &dy),
+    );
+    let ty = poisoned(s.output_len());
+    let tdx = poisoned(s.input_len());
+    let tdw = poisoned(s.kernel_len());
+    let tdb = poisoned(s.cout);
+    let wscratch = poisoned(conv2d_weight_scratch(s));
+    let bscratch = poisoned(conv2d_bias_scratch(s));
+    let mut ds = vec![
+        conv2d_forward(g, &tx, &tw, &tb, &ty, s),
+        conv2d_backward_input(g, &tdy, &tw, &tdx, s),
+    ];
+    ds.extend(conv2d_backward_weight(g, &tx, &tdy, &wscratch, &tdw, s));
+    ds.extend(conv2d_backward_bias(g, &tdy, &bscratch, &tdb, s));
+    run_all(&ds);
+
+    let (x, w, b, dy) = (to_f64(&x), to_f64(&w), to_f64(&b), to_f64(&dy));
+    let want_y = reference::conv2d::conv2d_forward(&x, &w, &b, s);
+    let (want_dx, want_dw, want_db) = reference::conv2d::conv2d_backward(&x, &w, &dy, s);
+    let name = label(&s);
+    compare(
+        &format!("conv2d_forward {name} y"),
+        &read(&ty),
+        &want_y,
+        F32_TOL,
+    );
+    compare(
+        &format!("conv2d_backward_input {name} dx"),
+        &read(&tdx),
+        &want_dx,
+        F32_TOL,
+    );
+    compare(
+        &format!("conv2d_backward_weight {name} dw"),
+        &read(&tdw),
+        &want_dw,
+        F32_TOL,
+    );
+    compare(
+        &format!("conv2d_backward_bias {name} db"),
+        &read(&tdb),
+        &want_db,
+        F32_TOL,
+    );
+}
+
+#[test]
+fn conv2d_kernel_sizes_and_paddings_on_awkward_shapes() {
+    // Widths not multiples of the 4-pixel register tile, channels not multiples of 4, batch 1,
+    // kernels 1x1 to 5x5 (even ones put the odd 'same' pixel after), rectangular kernels.
+    let mut seed = 0;
+    for padding in [Padding::Same, Padding::Valid] {
+        for k in [(1, 1), (2, 2), (3, 3), (5, 5), (3, 2), (1, 4)] {
+            for &(n, h, w, cin, cout) in &[(1, 7, 9, 3, 5), (2, 6, 5, 1, 1), (3, 5, 13, 6, 9)] {
+                check(shape(n, h, w, cin, cout, k, padding), seed);
+                seed += 10;
+            }
+        }
+    }
+}
+
+#[test]
+fn conv2d_many_channels() {
+    check(shape(2, 6, 7, 40, 70, (3, 3), Padding::Same), 1000);
+    check(shape(1, 9, 6, 40, 70, (5, 5), Padding::Valid), 1010);
+    check(shape(1, 4, 4, 33, 17, (2, 2), Padding::Same), 1020);
+}
+
+#[test]
+fn conv2d_kernel_as_large_as_the_input() {
+    // 'valid' gives a 1x1 output; 'same' pads more than the image on some taps.
+    check(shape(2, 3, 4, 2, 6, (3, 4), Padding::Valid), 1100);
+    check(shape(2, 3, 4, 2, 6, (5, 5), Padding::Same), 1110);
+}
+
+#[test]
+fn conv2d_notebook_first_layer_at_batch_2() {
+    // 32x32x3 -> 32 filters 3x3 'same'. 2,048 rows: the weight gradient's chunks and column sum are
+    // those of a real batch, just fewer.
+    check(shape(2, 32, 32, 3, 32, (3, 3), Padding::Same), 1200);
+}
+
+#[test]
+fn conv2d_weight_gradient_with_more_chunks_than_one_column_sum_pass_takes() {
+    // 160 x 30 x 30 = 144,000 rows: over 1,024 chunks of 128, so the chunks grow until one pass of
+    // the column sum adds them all. Checks the weight and bias gradients only (the others are above).
+    let g = gpu();
+    let s = shape(160, 30, 30, 2, 3, (3, 3), Padding::Same);
+    let x = random(s.input_len(), 1300, -1.0, 1.0);
+    let dy = random(s.output_len(), 1301, -1.0, 1.0);
+    let (tx, tdy) = (g.upload("x", &x), g.upload("dy", &dy));
+    let (tdw, tdb) = (poisoned(s.kernel_len()), poisoned(s.cout));
+    let wscratch = poisoned(conv2d_weight_scratch(s));
+    let bscratch = poisoned(conv2d_bias_scratch(s));
+    let mut ds = conv2d_backward_weight(g, &tx, &tdy, &wscratch, &tdw, s);
+    ds.extend(conv2d_backward_bias(g, &tdy, &bscratch, &tdb, s));
+    run_all(&ds);
+    let w = vec![0.0; s.kernel_len()];
+    let (_, want_dw, want_db) =
+        reference::conv2d::conv2d_backward(&to_f64(&x), &w, &to_f64(&dy), s);
+    compare(
+        &format!("conv2d_backward_weight {} dw", label(&s)),
+        &read(&tdw),
+        &want_dw,
+        F32_TOL,
+    );
+    compare(
+        &format!("conv2d_backward_bias {} db", label(&s)),
+        &read(&tdb),
+        &want_db,
+        F32_TOL,
+    );
+}
+
+/// Wall time of the notebook's first layer at batch 128 on this adapter, the fastest of 10 runs of each kernel
+/// after a warm-up, with the napkin math. `cargo test --release --test kernels conv2d_timing -- --ignored --nocapture`
+#[test]
+#[ignore = "timing, not a check"]
+fn conv2d_timing_notebook_batch_128() {
+    let g = gpu();
+    let s = shape(128, 32, 32, 3, 32, (3, 3), Padding::Same);
+    let tx = g.upload("x", &random(s.input_len(), 1, -1.0, 1.0));
+    let tw = g.upload("w", &random(s.kernel_len(), 2, -1.0, 1.0));
+    let tb = g.upload("b", &random(s.cout, 3, -1.0, 1.0));
+    let tdy = g.upload("dy", &random(s.output_len(), 4, -1.0, 1.0));
+    let (ty, tdx, tdw, tdb) = (
+        g.zeros("y", s.output_len()),
+        g.zeros("dx", s.input_len()),
+        g.zeros("dw", s.kernel_len()),
+        g.zeros("db", s.cout),
+    );
+    let wscratch = g.zeros("wscratch", conv2d_weight_scratch(s));
+    let bscratch = g.zeros("bscratch", conv2d_bias_scratch(s));
+    let cases: Vec<(&str, Vec<cifar_wgpu::gpu::Dispatch>)> = vec![
+        (
+            "conv2d_forward",
+            vec![conv2d_forward(g, &tx, &tw, &tb, &ty, s)],
+        ),
+        (
+            "conv2d_backward_input",
+            vec![conv2d_backward_input(g, &tdy, &tw, &tdx, s)],
+        ),
+        (
+            "conv2d_backward_weight",
+            conv2d_backward_weight(g, &tx, &tdy, &wscratch, &tdw, s),
+        ),
+        (
+            "conv2d_backward_bias",
+            conv2d_backward_bias(g, &tdy, &bscratch, &tdb, s),
+        ),
+    ];
+    for (name, ds) in &cases {
+        run_all(ds);
+        // The fastest of 10 runs: the machine may be shared, and a slow run says little about the kernel.
+        let secs = (0..10)
+            .map(|_| {
+                let start = std::time::Instant::now();
+                run_all(ds);
+                start.elapsed().as_secs_f64()
+            })
+            .fold(f64::INFINITY, f64::min);
+        let flops: u64 = ds.iter().map(|d| d.cost.flops).sum();
+        let bytes: u64 = ds.iter().map(|d| d.cost.bytes).sum();
+        println!(
+            "{name}: {:.2} ms (fastest of 10, {} dispatches), {:.1} MFLOP -> {:.2} GFLOP/s, {:.1} MB -> {:.2} GB/s",
+            secs * 1e3,
+            ds.len(),
+            flops as f64 / 1e6,
+            flops as f64 / secs / 1e9,
+            bytes as f64 / 1e6,
+            bytes as f64 / secs / 1e9
+        );
+    }
+}

@@ -18,10 +18,15 @@ fn gather_batch_across_chunks_is_bit_exact() {
     let batch_labels = g.upload("labels", &vec![u32::MAX; indices.len()]);
     let ds = gather_batch(g, &dev, &ti, &images, &batch_labels);
     run_all(&ds);
-    let (want_images, want_labels) = reference::gather::gather_batch(&data, &labels, image_bytes, &indices);
+    let (want_images, want_labels) =
+        reference::gather::gather_batch(&data, &labels, image_bytes, &indices);
     let got = read(&images);
     let got_bits: Vec<u32> = got.iter().map(|v| v.to_bits()).collect();
     let want_bits: Vec<u32> = want_images.iter().map(|v| v.to_bits()).collect();
     compare_exact("gather_batch images (bits)", &got_bits, &want_bits);
-    compare_exact("gather_batch labels", &g.read_u32(&batch_labels).unwrap(), &want_labels);
+    compare_exact(
+        "gather_batch labels",
+        &g.read_u32(&batch_labels).unwrap(),
+        &want_labels,
+    );
 }

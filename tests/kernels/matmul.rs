@@ -15,17 +15,39 @@ fn check(s: MatmulShape, with_bias: bool, seed: u64) {
     let tc = poisoned(s.m * s.n);
     let d = matmul(g, &ta, &tb, with_bias.then_some(&tbias), &tc, s);
     run(&[&d]);
-    let want = reference::matmul::matmul(&to_f64(&a), &to_f64(&b), with_bias.then_some(&to_f64(&bias)[..]), s);
-    compare(&format!("{} {}x{}x{} bias={with_bias}", d.name, s.m, s.n, s.k), &read(&tc), &want, F32_TOL);
+    let want = reference::matmul::matmul(
+        &to_f64(&a),
+        &to_f64(&b),
+        with_bias.then_some(&to_f64(&bias)[..]),
+        s,
+    );
+    compare(
+        &format!("{} {}x{}x{} bias={with_bias}", d.name, s.m, s.n, s.k),
+        &read(&tc),
+        &want,
+        F32_TOL,
+    );
 }
 
 #[test]
 fn matmul_all_transposes_on_awkward_shapes() {
     // Sizes that are not multiples of the 4x4 register tile nor of the 8x8 workgroup.
-    let shapes = [(1, 1, 1), (1, 10, 37), (5, 3, 7), (33, 65, 17), (130, 70, 129)];
+    let shapes = [
+        (1, 1, 1),
+        (1, 10, 37),
+        (5, 3, 7),
+        (33, 65, 17),
+        (130, 70, 129),
+    ];
     for (i, &(m, n, k)) in shapes.iter().enumerate() {
         for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
-            let s = MatmulShape { m, n, k, trans_a: ta, trans_b: tb };
+            let s = MatmulShape {
+                m,
+                n,
+                k,
+                trans_a: ta,
+                trans_b: tb,
+            };
             check(s, i % 2 == 0, 10 * i as u64);
         }
     }
@@ -35,7 +57,21 @@ fn matmul_all_transposes_on_awkward_shapes() {
 fn dense_layer_shapes_of_the_notebook_at_batch_3() {
     // The second dense layer of the notebook (512 -> 10) and a slice of the first, with a tiny batch.
     check(MatmulShape::new(3, 10, 512), true, 100);
-    check(MatmulShape { trans_b: true, ..MatmulShape::new(3, 512, 10) }, false, 101);
-    check(MatmulShape { trans_a: true, ..MatmulShape::new(512, 10, 3) }, false, 102);
+    check(
+        MatmulShape {
+            trans_b: true,
+            ..MatmulShape::new(3, 512, 10)
+        },
+        false,
+        101,
+    );
+    check(
+        MatmulShape {
+            trans_a: true,
+            ..MatmulShape::new(512, 10, 3)
+        },
+        false,
+        102,
+    );
     check(MatmulShape::new(2, 512, 1024), true, 103);
 }

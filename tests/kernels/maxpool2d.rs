@@ -1,1 +1,140 @@
-// (being written)
+use cifar_wgpu::kernels::maxpool2d::{maxpool2d_backward, maxpool2d_forward};
+use cifar_wgpu::reference;
+use cifar_wgpu::shape::{Padding, Pool2dShape};
+
+use crate::common::*;
+
+fn pool(
+    n: usize,
+    h: usize,
+    w: usize,
+    c: usize,
+    size: (usize, usize),
+    stride: (usize, usize),
+    padding: Padding,
+) -> Pool2dShape {
+    Pool2dShape {
+        n,
+        h,
+        w,
+        c,
+        pool_h: size.0,
+        pool_w: size.1,
+        stride_h: stride.0,
+        stride_w: stride.1,
+        padding,
+    }
+}
+
+/// Forward (y and argmax) and backward on the GPU against the CPU twin, for input `x`.
+fn check_with(s: Pool2dShape, x: &[f32], seed: u64) {
+    let g = gpu();
+    let dy = random(s.output_len(), seed, -1.0, 1.0);
+    let (tx, tdy) = (g.upload("x", x), g.upload("dy", &dy));
+    let ty = poisoned(s.output_len());
+    let targmax = poisoned(s.output_len());
+    let tdx = poisoned(s.input_len());
+    let ds = [
+        maxpool2d_forward(g, &tx, &ty, &targmax, s),
+        maxpool2d_backward(g, &tdy, &targmax, &tdx, s),
+    ];
+    run_all(&ds);
+    let (want_y, want_argmax) = reference::maxpool2d::maxpool2d_forward(&to_f64(x), s);
+    let want_dx = reference::maxpool2d::maxpool2d_backward(&to_f64(&dy), &want_argmax, s);
+    let name = format!(
+        "n{} {}x{}x{} pool {}x{} stride {}x{} {:?}",
+        s.n, s.h, s.w, s.c, s.pool_h, s.pool_w, s.stride_h, s.stride_w, s.padding
+    );
+    compare(
+        &format!("maxpool2d_forward {name} y"),
+        &read(&ty),
+        &want_y,
+        0.0,
+    );
+    compare_exact(
+        &format!("maxpool2d_forward {name} argmax"),
+        &g.read_u32(&targmax).unwrap(),
+        &want_argmax,
+    );
+    compare(
+        &format!("maxpool2d_backward {name} dx"),
+        &read(&tdx),
+        &want_dx,
+        F32_TOL,
+    );
+}
+
+fn check(s: Pool2dShape, seed: u64) {
+    check_with(s, &random(s.input_len(), seed, -1.0, 1.0), seed + 1);
+}
+
+#[test]
+fn maxpool2d_general_sizes_strides_and_paddings() {
+    let mut seed = 0;
+    for padding in [Padding::Valid, Padding::Same] {
+        for (size, stride) in [
+            ((2, 2), (2, 2)),
+            ((3, 3), (2, 2)),
+            ((3, 2), (1, 2)),
+            ((1, 1), (1, 1)),
+            ((2, 3), (3, 2)),
+        ] {
+            for &(n, h, w, c) in &[(1, 7, 9, 3), (2, 5, 6, 1), (3, 8, 5, 70)] {
+                check(pool(n, h, w, c, size, stride, padding), seed);
+                seed += 10;
+            }
+        }
+    }
+}
+
+#[test]
+fn maxpool2d_overlapping_windows_pool_3_stride_2() {
+    // Interior cells belong to up to four windows; the backward must sum them all.
+    check(pool(2, 9, 11, 5, (3, 3), (2, 2), Padding::Valid), 500);
+    check(pool(2, 9, 11, 5, (3, 3), (2, 2), Padding::Same), 510);
+    // Stride 1: nine windows per cell, and the same cell often wins several of them.
+    check(pool(1, 6, 7, 4, (3, 3), (1, 1), Padding::Same), 520);
+}
+
+#[test]
+fn maxpool2d_notebook_layer_at_batch_2() {
+    // 2x2 pooling of the first conv layer's 32x32x32 output.
+    check(Pool2dShape::new(2, 32, 32, 32, 2), 600);
+}
+
+#[test]
+fn maxpool2d_ties_go_to_the_first_maximum() {
+    // Values from a set of four, so most windows hold ties; rows of an all-equal image; and an
+    // overlapping case, where one cell can be the first maximum of one window and not of another.
+    let quantised = |n: usize, seed: u64| -> Vec<f32> {
+        random(n, seed, 0.0, 4.0)
+            .iter()
+            .map(|v| v.floor())
+            .collect()
+    };
+    for (i, s) in [
+        Pool2dShape::new(2, 8, 8, 3, 2),
+        pool(1, 7, 9, 2, (3, 3), (2, 2), Padding::Same),
+        pool(1, 6, 6, 5, (3, 3), (1, 1), Padding::Valid),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        check_with(s, &quantised(s.input_len(), 700 + i as u64), 710 + i as u64);
+        check_with(s, &vec![1.5; s.input_len()], 720 + i as u64);
+    }
+    // An explicit window: 1 5 / 5 2 -> the 5 at flat index 1.
+    let s = Pool2dShape::new(1, 2, 2, 1, 2);
+    let g = gpu();
+    let (tx, ty, targmax) = (
+        g.upload("x", &[1.0f32, 5.0, 5.0, 2.0]),
+        poisoned(1),
+        poisoned(1),
+    );
+    run_all(&[maxpool2d_forward(g, &tx, &ty, &targmax, s)]);
+    compare_exact(
+        "maxpool2d_forward 1 5 / 5 2 argmax",
+        &g.read_u32(&targmax).unwrap(),
+        &[1],
+    );
+}

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The project's test command: sets up what a fresh Debian machine lacks, then runs formatting, lints and
+# every test. CI runs exactly this (.ci/run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+have_vulkan_adapter() {
+    # lavapipe or a real driver leaves an ICD manifest in one of these places.
+    compgen -G "/usr/share/vulkan/icd.d/*.json" >/dev/null || compgen -G "/etc/vulkan/icd.d/*.json" >/dev/null \
+        || [ -n "${VK_DRIVER_FILES:-}${VK_ICD_FILENAMES:-}" ]
+}
+
+if ! have_vulkan_adapter || ! ldconfig -p | grep -q libvulkan.so.1; then
+    if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+        echo "== installing lavapipe (mesa-vulkan-drivers), Mesa's software Vulkan driver, for headless GPU tests"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq mesa-vulkan-drivers libvulkan1 >/dev/null
+    else
+        echo "error: no Vulkan driver found. The kernel tests need a GPU adapter; for headless use install" >&2
+        echo "       Mesa's lavapipe: sudo apt-get install mesa-vulkan-drivers" >&2
+        exit 1
+    fi
+fi
+
+# Real Fashion-MNIST, for the tests that read a real data set.
+if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    echo "== installing dataset-fashion-mnist"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq dataset-fashion-mnist >/dev/null
+fi
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --all-targets --locked -- -D warnings
+echo "== cargo test"
+cargo test --locked -- --test-threads 2

@@ -1,0 +1,128 @@
+//! `model.summary()` in Keras 3's layout.
+
+use super::{ModelError, Sequential};
+
+const WIDTHS: [usize; 3] = [33, 24, 15];
+
+fn rule(left: char, fill: char, mid: char, right: char) -> String {
+    let cells: Vec<String> = WIDTHS.iter().map(|&w| fill.to_string().repeat(w)).collect();
+    format!("{left}{}{right}", cells.join(&mid.to_string()))
+}
+
+fn row(sep: char, cells: [&str; 3]) -> String {
+    format!(
+        "{sep} {:<a$} {sep} {:<b$} {sep} {:>c$} {sep}",
+        cells[0],
+        cells[1],
+        cells[2],
+        a = WIDTHS[0] - 2,
+        b = WIDTHS[1] - 2,
+        c = WIDTHS[2] - 2,
+    )
+}
+
+/// 4200842 -> "4,200,842".
+pub fn thousands(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, ch) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+/// Keras' `readable_memory_size`: powers of 1024, two decimals.
+fn memory(bytes: usize) -> String {
+    let units = ["B", "KB", "MB", "GB", "TB"];
+    let mut size = bytes as f64;
+    let mut unit = 0;
+    while size >= 1024.0 && unit + 1 < units.len() {
+        size /= 1024.0;
+        unit += 1;
+    }
+    format!("{size:.2} {}", units[unit])
+}
+
+pub fn render(model: &Sequential) -> Result<String, ModelError> {
+    let shapes = model.output_shapes()?;
+    let mut input = model.input();
+    let mut lines = vec![
+        format!("Model: \"{}\"", model.name),
+        rule('┏', '━', '┳', '┓'),
+        row('┃', ["Layer (type)", "Output Shape", "Param #"]),
+        rule('┡', '━', '╇', '┩'),
+    ];
+    for (i, (l, shape)) in model.layers.iter().zip(&shapes).enumerate() {
+        let params: usize = l
+            .layer
+            .param_shapes(&input)
+            .iter()
+            .map(|(_, s)| s.iter().product::<usize>())
+            .sum();
+        let name = format!("{} ({})", l.name, l.layer.class_name());
+        lines.push(row('│', [&name, &shape.to_string(), &thousands(params)]));
+        if i + 1 < shapes.len() {
+            lines.push(rule('├', '─', '┼', '┤'));
+        }
+        input = shape.clone();
+    }
+    lines.push(rule('└', '─', '┴', '┘'));
+    let total = model.param_count()?;
+    lines.push(format!(
+        " Total params: {} ({})",
+        thousands(total),
+        memory(total * 4)
+    ));
+    lines.push(format!(
+        " Trainable params: {} ({})",
+        thousands(total),
+        memory(total * 4)
+    ));
+    lines.push(format!(" Non-trainable params: 0 ({})", memory(0)));
+    Ok(lines.join("\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notebook_summary_lists_ten_layers_and_keras_totals() {
+        let s = Sequential::notebook([32, 32, 3], 10).summary().unwrap();
+        println!("{s}");
+        for (name, shape, params) in [
+            ("conv2d (Conv2D)", "(None, 32, 32, 32)", "896"),
+            ("activation (Activation)", "(None, 32, 32, 32)", "0"),
+            ("max_pooling2d (MaxPooling2D)", "(None, 16, 16, 32)", "0"),
+            ("dropout (Dropout)", "(None, 16, 16, 32)", "0"),
+            ("flatten (Flatten)", "(None, 8192)", "0"),
+            ("dense (Dense)", "(None, 512)", "4,194,816"),
+            ("activation_1 (Activation)", "(None, 512)", "0"),
+            ("dropout_1 (Dropout)", "(None, 512)", "0"),
+            ("dense_1 (Dense)", "(None, 10)", "5,130"),
+            ("activation_2 (Activation)", "(None, 10)", "0"),
+        ] {
+            let line = s
+                .lines()
+                .find(|l| l.contains(name))
+                .unwrap_or_else(|| panic!("no {name}"));
+            assert!(
+                line.contains(shape) && line.trim_end_matches(" │").ends_with(params),
+                "{line}"
+            );
+        }
+        assert!(s.contains(" Total params: 4,200,842 (16.02 MB)"));
+        assert!(s.contains(" Non-trainable params: 0 (0.00 B)"));
+    }
+
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(4200842), "4,200,842");
+    }
+}

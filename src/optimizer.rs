@@ -1,0 +1,246 @@
+//! Optimizer configuration: which update rule, its hyperparameters (Keras' defaults), how many state
+//! tensors it keeps per parameter, and the per-step values the host writes into `StepState`. Pure
+//! configuration, no GPU: the update itself is `kernels::optimizer::update`, its CPU twin
+//! `reference::optimizer::update`.
+//!
+//! Every rule is Keras 3's (`keras/src/optimizers/{sgd,rmsprop,adam}.py`); RMSprop can also put epsilon
+//! outside the square root as standalone Keras 2.3 did, the form the original notebook trained with.
+//! Hyperparameters are f32 like the variables Keras updates. Where Keras computes with the Python float
+//! (`1 - rho`, `1 - beta_1`, in f64, then cast to f32) we recover that float as the shortest decimal
+//! that round-trips the f32 (0.9f32 -> 0.9), so the constants the kernel uses are Keras' to the bit.
+
+use serde::{Deserialize, Serialize};
+
+use crate::kernels::StepState;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Optimizer {
+    /// Keras 3 SGD: without momentum w -= lr * g; with momentum m = momentum * m - lr * g, then
+    /// w += m, or with Nesterov w += momentum * m - lr * g.
+    Sgd {
+        lr: f32,
+        momentum: f32,
+        nesterov: bool,
+    },
+    /// Keras 3 RMSprop: v = rho * v + (1 - rho) * g^2; w -= lr * g / sqrt(v + epsilon).
+    /// `centered` subtracts the squared moving average of g from v inside the root; `momentum` > 0 keeps
+    /// m = momentum * m + increment and subtracts m. `legacy_epsilon` uses Keras 2.3's
+    /// lr * g / (sqrt(v) + epsilon) instead (Keras 2.3 had neither momentum nor centering; combined with
+    /// them, only the placement of epsilon changes).
+    #[serde(rename = "rmsprop")]
+    RmsProp {
+        lr: f32,
+        rho: f32,
+        momentum: f32,
+        epsilon: f32,
+        centered: bool,
+        legacy_epsilon: bool,
+    },
+    /// Keras 3 Adam: m += (g - m)(1 - beta1); v += (g^2 - v)(1 - beta2); w -= m * alpha / (sqrt(v) + epsilon)
+    /// with alpha = lr * sqrt(1 - beta2^t) / (1 - beta1^t), t = step + 1 (see `adam_alpha`). `amsgrad`
+    /// divides by the running maximum of v instead.
+    Adam {
+        lr: f32,
+        beta1: f32,
+        beta2: f32,
+        epsilon: f32,
+        amsgrad: bool,
+    },
+}
+
+impl Optimizer {
+    /// keras.optimizers.SGD(): learning_rate 0.01, momentum 0, nesterov False.
+    pub fn sgd_default() -> Optimizer {
+        Optimizer::Sgd {
+            lr: 0.01,
+            momentum: 0.0,
+            nesterov: false,
+        }
+    }
+
+    /// keras.optimizers.RMSprop(): learning_rate 0.001, rho 0.9, momentum 0, epsilon 1e-7, centered False.
+    pub fn rmsprop_default() -> Optimizer {
+        Optimizer::RmsProp {
+            lr: 0.001,
+            rho: 0.9,
+            momentum: 0.0,
+            epsilon: 1e-7,
+            centered: false,
+            legacy_epsilon: false,
+        }
+    }
+
+    /// keras.optimizers.Adam(): learning_rate 0.001, beta_1 0.9, beta_2 0.999, epsilon 1e-7, amsgrad False.
+    pub fn adam_default() -> Optimizer {
+        Optimizer::Adam {
+            lr: 0.001,
+            beta1: 0.9,
+            beta2: 0.999,
+            epsilon: 1e-7,
+            amsgrad: false,
+        }
+    }
+
+    /// The learning rate.
+    pub fn lr(&self) -> f32 {
+        match *self {
+            Optimizer::Sgd { lr, .. }
+            | Optimizer::RmsProp { lr, .. }
+            | Optimizer::Adam { lr, .. } => lr,
+        }
+    }
+
+    /// Per-parameter state tensors the update needs, each as long as the parameters, zero at the start.
+    /// In order: SGD [momentum if momentum != 0]; RMSprop [velocity, momentum if momentum > 0,
+    /// average gradient if centered]; Adam [momentum, velocity, velocity_hat if amsgrad] (Keras' order).
+    pub fn state_buffers(&self) -> usize {
+        match *self {
+            Optimizer::Sgd { momentum, .. } => (momentum != 0.0) as usize,
+            Optimizer::RmsProp {
+                momentum, centered, ..
+            } => 1 + (momentum > 0.0) as usize + centered as usize,
+            Optimizer::Adam { amsgrad, .. } => 2 + amsgrad as usize,
+        }
+    }
+
+    /// The values the kernels read for `step` (counted from 0): the step, the learning rate, and for
+    /// Adam its bias-corrected step size.
+    pub fn step_state(&self, step: u32) -> StepState {
+        let adam_alpha = match *self {
+            Optimizer::Adam {
+                lr, beta1, beta2, ..
+            } => adam_alpha(lr, beta1, beta2, step),
+            _ => 0.0,
+        };
+        StepState {
+            step,
+            lr: self.lr(),
+            adam_alpha,
+            _pad: 0,
+        }
+    }
+}
+
+/// Adam's step size lr * sqrt(1 - beta2^t) / (1 - beta1^t) with t = step + 1, in f32 as Keras 3
+/// computes it (`local_step = iterations + 1`, `ops.power` of the f32-cast betas).
+pub fn adam_alpha(lr: f32, beta1: f32, beta2: f32, step: u32) -> f32 {
+    let t = (step as f32) + 1.0;
+    lr * (1.0 - beta2.powf(t)).sqrt() / (1.0 - beta1.powf(t))
+}
+
+/// The Python float a user wrote to get this f32: the shortest decimal that round-trips it, read as f64.
+pub(crate) fn python_float(x: f32) -> f64 {
+    x.to_string()
+        .parse()
+        .expect("an f32 prints as a valid number")
+}
+
+/// `1 - x` computed as Keras does with a Python float hyperparameter (in f64), then cast to f32.
+pub fn one_minus(x: f32) -> f32 {
+    (1.0 - python_float(x)) as f32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_buffers_follow_the_options() {
+        assert_eq!(Optimizer::sgd_default().state_buffers(), 0);
+        assert_eq!(
+            Optimizer::Sgd {
+                lr: 0.01,
+                momentum: 0.9,
+                nesterov: true
+            }
+            .state_buffers(),
+            1
+        );
+        assert_eq!(Optimizer::rmsprop_default().state_buffers(), 1);
+        let both = Optimizer::RmsProp {
+            lr: 0.001,
+            rho: 0.9,
+            momentum: 0.5,
+            epsilon: 1e-7,
+            centered: true,
+            legacy_epsilon: false,
+        };
+        assert_eq!(both.state_buffers(), 3);
+        assert_eq!(Optimizer::adam_default().state_buffers(), 2);
+        assert_eq!(
+            Optimizer::Adam {
+                lr: 0.001,
+                beta1: 0.9,
+                beta2: 0.999,
+                epsilon: 1e-7,
+                amsgrad: true
+            }
+            .state_buffers(),
+            3
+        );
+    }
+
+    #[test]
+    fn one_minus_matches_python_floats() {
+        // Python: 1 - 0.9 == 0.09999999999999998, which float32 rounds to 0.1f32; 1.0f32 - 0.9f32 is
+        // 0.100000024, one ulp and a bit away.
+        assert_eq!(one_minus(0.9), 0.1f32);
+        assert_ne!(1.0f32 - 0.9f32, 0.1f32);
+        assert_eq!(one_minus(0.999), (1.0f64 - 0.999) as f32);
+        assert_eq!(python_float(1e-7), 1e-7);
+    }
+
+    #[test]
+    fn adam_alpha_is_the_bias_correction() {
+        // t = 1: lr * sqrt(1 - 0.999) / (1 - 0.9) = 0.001 * 0.0316228 / 0.1 = 3.16228e-4.
+        // In f32, 1 - 0.999f32 is 0.00099998713 (0.999 is not exact in binary), so alpha is 3.4e-6 below
+        // the exact value; Keras computes the same f32 expression.
+        let a = adam_alpha(0.001, 0.9, 0.999, 0);
+        let exact = 0.001 * 0.001f64.sqrt() / 0.1;
+        assert!((a as f64 / exact - 1.0).abs() < 1e-5, "{a} vs {exact}");
+        // Large t: both corrections tend to 1.
+        assert!((adam_alpha(0.001, 0.9, 0.999, 100_000) - 0.001).abs() < 1e-9);
+        let st = Optimizer::adam_default().step_state(4);
+        assert_eq!(
+            (st.step, st.lr, st.adam_alpha),
+            (4, 0.001, adam_alpha(0.001, 0.9, 0.999, 4))
+        );
+        assert_eq!(Optimizer::rmsprop_default().step_state(3).adam_alpha, 0.0);
+    }
+
+    #[test]
+    fn serde_round_trip_keeps_every_field() {
+        for opt in [
+            Optimizer::sgd_default(),
+            Optimizer::rmsprop_default(),
+            Optimizer::RmsProp {
+                lr: 0.0001,
+                rho: 0.95,
+                momentum: 0.1,
+                epsilon: 1e-6,
+                centered: true,
+                legacy_epsilon: true,
+            },
+            Optimizer::Adam {
+                lr: 0.002,
+                beta1: 0.8,
+                beta2: 0.99,
+                epsilon: 1e-8,
+                amsgrad: true,
+            },
+        ] {
+            let json = serde_json::to_string(&opt).unwrap();
+            assert_eq!(
+                serde_json::from_str::<Optimizer>(&json).unwrap(),
+                opt,
+                "{json}"
+            );
+        }
+        let json = serde_json::to_string(&Optimizer::rmsprop_default()).unwrap();
+        assert!(
+            json.contains("\"lr\":0.001") && json.contains("\"kind\":\"rmsprop\""),
+            "{json}"
+        );
+    }
+}

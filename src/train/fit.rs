@@ -1,0 +1,579 @@
+//! `model.fit` and `model.evaluate` on the GPU.
+//!
+//! Per batch the host does three things and never waits: it writes the step state (step number,
+//! learning rate), records a copy of the batch's slice of the epoch's shuffled index buffer plus the
+//! step's dispatches into one encoder, and submits it. At most two submissions are in flight; the
+//! progress bar is fed from a non-blocking readback of metrics summed on the GPU.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::gpu::{Dispatch, Gpu, GpuError, Tensor};
+use crate::kernels::gather::DeviceImages;
+use crate::train::network::{Mode, Network};
+
+/// Submissions allowed in flight before the host waits for the oldest. Two keep the GPU fed while the
+/// host records the next batch, without queueing seconds of work behind a Ctrl-C.
+const IN_FLIGHT: usize = 2;
+/// How often the progress bar asks for the running metrics.
+const REFRESH: Duration = Duration::from_millis(250);
+
+/// Metrics summed on the GPU: see `shaders/softmax_cross_entropy.wgsl`.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Metrics {
+    pub loss_sum: f32,
+    pub correct: u32,
+    pub count: u32,
+    /// First step (counted from 1) whose loss was NaN or infinite; 0 if none.
+    pub first_bad_step: u32,
+}
+
+impl Metrics {
+    pub fn from_words(w: &[u32]) -> Metrics {
+        Metrics {
+            loss_sum: f32::from_bits(w[0]),
+            correct: w[1],
+            count: w[2],
+            first_bad_step: w[3],
+        }
+    }
+    pub fn loss(&self) -> f64 {
+        self.loss_sum as f64 / self.count.max(1) as f64
+    }
+    pub fn accuracy(&self) -> f64 {
+        self.correct as f64 / self.count.max(1) as f64
+    }
+}
+
+/// One epoch's line of Keras' `History`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochLog {
+    pub epoch: usize,
+    pub loss: f64,
+    pub accuracy: f64,
+    pub val_loss: Option<f64>,
+    pub val_accuracy: Option<f64>,
+    pub seconds: f64,
+}
+
+/// What `fit` reports as it goes, for the CLI's progress bar and JSON log.
+pub enum Event<'a> {
+    EpochStart {
+        epoch: usize,
+        epochs: usize,
+        batches: usize,
+    },
+    Batch {
+        batch: usize,
+        metrics: Metrics,
+    },
+    EpochEnd(&'a EpochLog),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Gpu(#[from] GpuError),
+    #[error(
+        "the loss became NaN or infinite at epoch {epoch}, batch {batch} (step {step}); \
+         try a lower learning rate"
+    )]
+    NonFinite {
+        epoch: usize,
+        batch: usize,
+        step: u64,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// `fit` settings; defaults are the notebook's.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FitConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub shuffle: bool,
+    pub seed: u64,
+}
+
+impl Default for FitConfig {
+    fn default() -> Self {
+        FitConfig {
+            epochs: 20,
+            batch_size: 128,
+            shuffle: true,
+            seed: 0,
+        }
+    }
+}
+
+/// Where training stands: enough to resume and end with the same weights as an uninterrupted run.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Epochs finished.
+    pub epoch: usize,
+    /// Batches finished in the current epoch.
+    pub batch: usize,
+    /// Optimizer steps taken over the whole run.
+    pub step: u64,
+}
+
+/// Images on the GPU and which of them to use, in Keras' order: records `indices` of `images`.
+pub struct DeviceSplit<'a> {
+    pub images: &'a DeviceImages,
+    /// Record numbers of this split (the training part is `0..split`, validation `split..n`).
+    pub records: std::ops::Range<usize>,
+}
+
+impl DeviceSplit<'_> {
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+}
+
+/// Drives a `Network` through epochs. Programs (dispatch lists) are built once per batch size.
+pub struct Trainer<'g> {
+    gpu: &'g Gpu,
+    pub net: Network,
+    programs: HashMap<(usize, Mode, usize), Vec<Dispatch>>,
+    order: Option<Tensor>,
+    pub progress: Progress,
+    pub history: Vec<EpochLog>,
+}
+
+impl<'g> Trainer<'g> {
+    pub fn new(gpu: &'g Gpu, net: Network) -> Trainer<'g> {
+        Trainer {
+            gpu,
+            net,
+            programs: HashMap::new(),
+            order: None,
+            progress: Progress::default(),
+            history: Vec::new(),
+        }
+    }
+
+    fn program(&mut self, data: &DeviceImages, batch: usize, mode: Mode) -> &[Dispatch] {
+        // Keyed by the data's address too: the gather dispatches bind that data set's buffers.
+        let key = (batch, mode, data as *const DeviceImages as usize);
+        let (gpu, net) = (self.gpu, &self.net);
+        self.programs.entry(key).or_insert_with(|| {
+            let mut d = net.gather(gpu, data, batch);
+            d.extend(net.step(gpu, batch, mode));
+            d
+        })
+    }
+
+    /// Records and submits one batch: the copy of its indices, then its program, in one submission.
+    fn submit_batch(
+        &mut self,
+        data: &DeviceImages,
+        indices: &Tensor,
+        start: usize,
+        count: usize,
+        mode: Mode,
+        extra: impl FnOnce(&mut wgpu::CommandEncoder),
+    ) -> wgpu::SubmissionIndex {
+        let gpu = self.gpu;
+        let batch_indices = self.net.batch_indices.clone();
+        let mut encoder = gpu
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("batch"),
+            });
+        encoder.copy_buffer_to_buffer(
+            &indices.buffer,
+            indices.offset + start as u64 * 4,
+            &batch_indices.buffer,
+            batch_indices.offset,
+            count as u64 * 4,
+        );
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("step"),
+                timestamp_writes: None,
+            });
+            for d in self.program(data, count, mode) {
+                d.record(&mut pass);
+            }
+        }
+        extra(&mut encoder);
+        gpu.queue.submit([encoder.finish()])
+    }
+
+    /// One epoch of training over `train` and, if it is not empty, evaluation on `val`.
+    /// Stops early (returning `Ok(None)`) after any batch for which `stop(&progress)` is true
+    /// (Ctrl-C in the CLI).
+    pub fn train_epoch(
+        &mut self,
+        cfg: &FitConfig,
+        train: &DeviceSplit,
+        val: Option<&DeviceSplit>,
+        stop: &dyn Fn(&Progress) -> bool,
+        on_event: &mut dyn FnMut(Event),
+    ) -> Result<Option<EpochLog>, TrainError> {
+        let gpu = self.gpu;
+        let n = train.len();
+        let bs = cfg.batch_size;
+        let batches = n.div_ceil(bs);
+        let epoch = self.progress.epoch;
+        on_event(Event::EpochStart {
+            epoch,
+            epochs: cfg.epochs,
+            batches,
+        });
+        // The epoch's order, in record numbers of the uploaded images.
+        let order: Vec<u32> = crate::data::epoch_order(n, cfg.seed, epoch as u64, cfg.shuffle)
+            .into_iter()
+            .map(|i| i + train.records.start as u32)
+            .collect();
+        let order_tensor = match &self.order {
+            Some(t) if t.len == n => t.clone(),
+            _ => {
+                let t = gpu.zeros("epoch order", n);
+                self.order = Some(t.clone());
+                t
+            }
+        };
+        gpu.write(&order_tensor, &order);
+        if self.progress.batch == 0 {
+            gpu.write(&self.net.train_metrics, &[0u32; 4]);
+        }
+        let started = Instant::now();
+        let readback = Readback::new(gpu, &self.net.train_metrics);
+        let mut in_flight = VecDeque::new();
+        let mut last_refresh = Instant::now();
+        while self.progress.batch < batches {
+            let b = self.progress.batch;
+            let count = bs.min(n - b * bs);
+            self.net.set_step(gpu, self.progress.step as u32);
+            let refresh = b + 1 == batches || last_refresh.elapsed() >= REFRESH;
+            let want_read = refresh && readback.idle();
+            let idx = self.submit_batch(
+                train.images,
+                &order_tensor,
+                b * bs,
+                count,
+                Mode::Train,
+                |enc| {
+                    if want_read {
+                        readback.record_copy(enc);
+                    }
+                },
+            );
+            if want_read {
+                readback.request();
+                last_refresh = Instant::now();
+            }
+            self.progress.batch += 1;
+            self.progress.step += 1;
+            in_flight.push_back(idx);
+            if in_flight.len() > IN_FLIGHT {
+                let oldest = in_flight.pop_front().unwrap();
+                gpu.device
+                    .poll(wgpu::PollType::Wait {
+                        submission_index: Some(oldest),
+                        timeout: None,
+                    })
+                    .map_err(|e| GpuError::Device(e.to_string()))?;
+            } else {
+                let _ = gpu.device.poll(wgpu::PollType::Poll);
+            }
+            if let Some(m) = readback.take() {
+                self.check_finite(&m)?;
+                on_event(Event::Batch {
+                    batch: self.progress.batch,
+                    metrics: m,
+                });
+            }
+            if stop(&self.progress) {
+                gpu.wait()?;
+                return Ok(None);
+            }
+        }
+        gpu.wait()?;
+        let m = Metrics::from_words(&gpu.read_u32(&self.net.train_metrics)?);
+        self.check_finite(&m)?;
+        on_event(Event::Batch {
+            batch: batches,
+            metrics: m,
+        });
+        let (val_loss, val_accuracy) = match val {
+            Some(v) if !v.is_empty() => {
+                let vm = self.evaluate(v, bs)?;
+                (Some(vm.loss()), Some(vm.accuracy()))
+            }
+            _ => (None, None),
+        };
+        self.progress.epoch += 1;
+        self.progress.batch = 0;
+        let log = EpochLog {
+            epoch: self.progress.epoch,
+            loss: m.loss(),
+            accuracy: m.accuracy(),
+            val_loss,
+            val_accuracy,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        on_event(Event::EpochEnd(&log));
+        self.history.push(log.clone());
+        Ok(Some(log))
+    }
+
+    /// Fails with the epoch and batch where the loss first stopped being finite.
+    fn check_finite(&self, m: &Metrics) -> Result<(), TrainError> {
+        if m.first_bad_step == 0 {
+            return Ok(());
+        }
+        // Steps are counted over the run; this epoch began `batches done` steps ago.
+        let step = m.first_bad_step as u64 - 1;
+        let epoch_first_step = self.progress.step - self.progress.batch as u64;
+        let batch = step.saturating_sub(epoch_first_step) as usize;
+        Err(TrainError::NonFinite {
+            epoch: self.progress.epoch + 1,
+            batch: batch + 1,
+            step: step + 1,
+        })
+    }
+
+    /// `model.evaluate`: mean loss and accuracy over `split`, no dropout, in order.
+    pub fn evaluate(
+        &mut self,
+        split: &DeviceSplit,
+        batch_size: usize,
+    ) -> Result<Metrics, TrainError> {
+        Ok(self.run_eval(split, batch_size, None)?)
+    }
+
+    /// `evaluate` plus every example's logits ([n, classes], in the split's order), for predictions,
+    /// per-class accuracy and confusion matrices. The logits are copied on the GPU after each batch
+    /// and read back once at the end.
+    pub fn evaluate_with_logits(
+        &mut self,
+        split: &DeviceSplit,
+        batch_size: usize,
+    ) -> Result<(Metrics, Vec<f32>), TrainError> {
+        let all = self.gpu.zeros("all logits", split.len() * self.net.classes);
+        let m = self.run_eval(split, batch_size, Some(&all))?;
+        Ok((m, self.gpu.read_f32(&all)?))
+    }
+
+    fn run_eval(
+        &mut self,
+        split: &DeviceSplit,
+        batch_size: usize,
+        logits_out: Option<&Tensor>,
+    ) -> Result<Metrics, GpuError> {
+        let gpu = self.gpu;
+        let n = split.len();
+        let classes = self.net.classes;
+        // Buffers exist for `max_batch` examples; results do not depend on the batching.
+        let batch_size = batch_size.min(self.net.max_batch);
+        let records: Vec<u32> = split.records.clone().map(|r| r as u32).collect();
+        let indices = gpu.upload("evaluation order", &records);
+        gpu.write(&self.net.eval_metrics, &[0u32; 4]);
+        let mut in_flight = VecDeque::new();
+        for b in 0..n.div_ceil(batch_size) {
+            let count = batch_size.min(n - b * batch_size);
+            let logits = self.net.logits(count, Mode::Eval);
+            let idx = self.submit_batch(
+                split.images,
+                &indices,
+                b * batch_size,
+                count,
+                Mode::Eval,
+                |enc| {
+                    if let Some(all) = logits_out {
+                        let at = all.offset + (b * batch_size * classes) as u64 * 4;
+                        enc.copy_buffer_to_buffer(
+                            &logits.buffer,
+                            logits.offset,
+                            &all.buffer,
+                            at,
+                            logits.bytes(),
+                        );
+                    }
+                },
+            );
+            in_flight.push_back(idx);
+            if in_flight.len() > IN_FLIGHT {
+                let oldest = in_flight.pop_front().unwrap();
+                gpu.device
+                    .poll(wgpu::PollType::Wait {
+                        submission_index: Some(oldest),
+                        timeout: None,
+                    })
+                    .map_err(|e| GpuError::Device(e.to_string()))?;
+            }
+        }
+        Ok(Metrics::from_words(&gpu.read_u32(&self.net.eval_metrics)?))
+    }
+}
+
+/// The predicted class of each row of `logits` ([n, classes]): the first maximum, as tf.argmax.
+pub fn argmax_rows(logits: &[f32], classes: usize) -> Vec<usize> {
+    logits
+        .chunks(classes)
+        .map(|row| {
+            let mut best = 0;
+            for (i, &v) in row.iter().enumerate() {
+                if v > row[best] {
+                    best = i;
+                }
+            }
+            best
+        })
+        .collect()
+}
+
+/// Accuracy per class: (correct, total) for each true class.
+pub fn per_class_accuracy(
+    predicted: &[usize],
+    labels: &[u8],
+    classes: usize,
+) -> Vec<(usize, usize)> {
+    let mut out = vec![(0, 0); classes];
+    for (&p, &l) in predicted.iter().zip(labels) {
+        let e = &mut out[l as usize];
+        e.1 += 1;
+        if p == l as usize {
+            e.0 += 1;
+        }
+    }
+    out
+}
+
+/// A non-blocking read of a small tensor: a copy recorded at the end of some submission into a
+/// mappable buffer, mapped asynchronously, picked up on a later batch once the GPU got there.
+struct Readback {
+    source: Tensor,
+    staging: wgpu::Buffer,
+    state: Arc<Mutex<ReadState>>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ReadState {
+    Idle,
+    Pending,
+    Ready,
+}
+
+impl Readback {
+    fn new(gpu: &Gpu, source: &Tensor) -> Readback {
+        Readback {
+            source: source.clone(),
+            staging: gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("metrics readback"),
+                size: source.bytes(),
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }),
+            state: Arc::new(Mutex::new(ReadState::Idle)),
+        }
+    }
+
+    fn idle(&self) -> bool {
+        *self.state.lock().unwrap() == ReadState::Idle
+    }
+
+    fn record_copy(&self, encoder: &mut wgpu::CommandEncoder) {
+        encoder.copy_buffer_to_buffer(
+            &self.source.buffer,
+            self.source.offset,
+            &self.staging,
+            0,
+            self.source.bytes(),
+        );
+    }
+
+    /// Asks for the mapping; call after submitting the copy.
+    fn request(&self) {
+        *self.state.lock().unwrap() = ReadState::Pending;
+        let state = self.state.clone();
+        self.staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            *state.lock().unwrap() = if r.is_ok() {
+                ReadState::Ready
+            } else {
+                ReadState::Idle
+            };
+        });
+    }
+
+    /// The metrics, if the mapping has completed.
+    fn take(&self) -> Option<Metrics> {
+        let mut state = self.state.lock().unwrap();
+        if *state != ReadState::Ready {
+            return None;
+        }
+        let m = {
+            let view = self.staging.get_mapped_range(..).ok()?;
+            Metrics::from_words(bytemuck::cast_slice(&view))
+        };
+        self.staging.unmap();
+        *state = ReadState::Idle;
+        Some(m)
+    }
+}
+
+impl Trainer<'_> {
+    /// Everything needed to resume from here.
+    pub fn checkpoint(
+        &self,
+        class_names: &[String],
+        fit: &FitConfig,
+        validation_split: f64,
+    ) -> Result<crate::train::checkpoint::Checkpoint, TrainError> {
+        use crate::train::checkpoint::{Checkpoint, RunState};
+        let gpu = self.gpu;
+        let optimizer_state = self
+            .net
+            .opt_state
+            .iter()
+            .map(|t| gpu.read_f32(t))
+            .collect::<Result<_, _>>()?;
+        let metrics = gpu.read_u32(&self.net.train_metrics)?;
+        Ok(Checkpoint {
+            model: crate::model::io::SavedModel {
+                model: self.net.model.clone(),
+                class_names: class_names.to_vec(),
+                params: self.net.read_params(gpu)?,
+            },
+            optimizer_state,
+            state: RunState {
+                progress: self.progress.clone(),
+                fit: fit.clone(),
+                optimizer: self.net.optimizer.clone(),
+                validation_split,
+                history: self.history.clone(),
+                partial_metrics: [metrics[0], metrics[1], metrics[2], metrics[3]],
+            },
+        })
+    }
+
+    /// Continues from `ckpt`: its optimizer state, progress, history and partial metrics. The network
+    /// must have been built from the checkpoint's model and weights.
+    pub fn restore(
+        &mut self,
+        ckpt: &crate::train::checkpoint::Checkpoint,
+    ) -> Result<(), TrainError> {
+        if ckpt.optimizer_state.len() != self.net.opt_state.len() {
+            return Err(TrainError::Invalid(
+                "the checkpoint's optimizer state does not match the optimizer".into(),
+            ));
+        }
+        for (t, v) in self.net.opt_state.iter().zip(&ckpt.optimizer_state) {
+            self.gpu.write(t, v);
+        }
+        self.gpu
+            .write(&self.net.train_metrics, &ckpt.state.partial_metrics);
+        self.progress = ckpt.state.progress.clone();
+        self.history = ckpt.state.history.clone();
+        Ok(())
+    }
+}

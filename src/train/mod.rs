@@ -1,0 +1,9 @@
+//! Training and evaluation on the GPU: the model's buffers and dispatch programs (`network`), and the
+//! epoch loop that feeds them (`fit`).
+
+pub mod fit;
+pub mod network;
+
+pub use fit::{DeviceSplit, EpochLog, Event, FitConfig, Metrics, Progress, TrainError, Trainer};
+pub use network::{Mode, Network};
+pub mod checkpoint;

@@ -1,0 +1,360 @@
+//! Training on the GPU: one step against the CPU reference step, learning a learnable data set,
+//! reproducibility from the seed, and interrupt-and-resume.
+
+use std::sync::OnceLock;
+
+use cifar_wgpu::data::{self, Dataset};
+use cifar_wgpu::gpu::{Gpu, GpuOptions, run_dispatches};
+use cifar_wgpu::kernels::gather::{DeviceImages, upload_images};
+use cifar_wgpu::model::{Activation, Layer, Sequential, reference};
+use cifar_wgpu::optimizer::Optimizer;
+use cifar_wgpu::shape::Padding;
+use cifar_wgpu::train::{DeviceSplit, FitConfig, Metrics, Mode, Network, Progress, Trainer};
+
+fn gpu() -> &'static Gpu {
+    static GPU: OnceLock<Gpu> = OnceLock::new();
+    GPU.get_or_init(|| {
+        Gpu::new(&GpuOptions::default()).unwrap_or_else(|e| {
+            panic!("training tests need a GPU adapter (lavapipe is enough): {e}")
+        })
+    })
+}
+
+/// Every layer kind, two dropouts, two convolutions (so the first conv's input gradient is exercised
+/// by the second), and shapes that are multiples of nothing in particular.
+fn every_layer_model(input: [usize; 3], classes: usize) -> Sequential {
+    Sequential::from_layers(
+        "every_layer",
+        input,
+        vec![
+            Layer::Conv2D {
+                filters: 5,
+                kernel_size: [3, 3],
+                padding: Padding::Same,
+                activation: Activation::Linear,
+            },
+            Layer::Activation {
+                activation: Activation::Relu,
+            },
+            Layer::MaxPooling2D {
+                pool_size: [2, 2],
+                strides: [2, 2],
+                padding: Padding::Valid,
+            },
+            Layer::Dropout { rate: 0.25 },
+            Layer::Conv2D {
+                filters: 6,
+                kernel_size: [2, 2],
+                padding: Padding::Valid,
+                activation: Activation::Relu,
+            },
+            Layer::Flatten,
+            Layer::Dense {
+                units: 13,
+                activation: Activation::Relu,
+            },
+            Layer::Dropout { rate: 0.5 },
+            Layer::Dense {
+                units: classes,
+                activation: Activation::Linear,
+            },
+            Layer::Activation {
+                activation: Activation::Softmax,
+            },
+        ],
+    )
+}
+
+fn rel_err(name: &str, got: &[f32], want: &[f64], tol: f64) {
+    assert_eq!(got.len(), want.len(), "{name}: length");
+    let mut d2 = 0.0;
+    let mut n2 = 0.0;
+    let mut worst = 0.0f64;
+    for (&g, &w) in got.iter().zip(want) {
+        assert!(g.is_finite(), "{name}: {g}");
+        let d = g as f64 - w;
+        d2 += d * d;
+        n2 += w * w;
+        worst = worst.max(d.abs());
+    }
+    let rel = (d2 / n2.max(1e-30)).sqrt();
+    println!("{name}: rel {rel:.2e} (tol {tol:.0e}), max diff {worst:.2e}");
+    assert!(
+        rel <= tol,
+        "{name}: relative error {rel:.2e} exceeds {tol:.0e}"
+    );
+}
+
+#[test]
+fn one_gpu_training_step_equals_the_cpu_reference_step() {
+    let g = gpu();
+    let (input, classes, batch) = ([9, 7, 3], 4, 5);
+    let model = every_layer_model(input, classes);
+    for opt in [
+        Optimizer::rmsprop_default(),
+        Optimizer::adam_default(),
+        Optimizer::Sgd {
+            lr: 0.05,
+            momentum: 0.9,
+            nesterov: true,
+        },
+    ] {
+        let params = model.init_params(11).unwrap();
+        let seed = 1234;
+        let step = 7;
+        let net = Network::new(g, &model, opt.clone(), &params, batch, seed).unwrap();
+        let x: Vec<f32> = (0..batch * 9 * 7 * 3)
+            .map(|i| ((i * 7919) % 256) as f32 / 255.0)
+            .collect();
+        let labels: Vec<u32> = (0..batch as u32)
+            .map(|i| (i * 3) % classes as u32)
+            .collect();
+        g.write(&net.input(batch), &x);
+        g.write(&net.labels.slice(0, batch), &labels);
+        net.set_step(g, step);
+        let dispatches = net.step(g, batch, Mode::Train);
+        run_dispatches(g, &dispatches.iter().collect::<Vec<_>>()).unwrap();
+
+        let p64: Vec<f64> = params.iter().map(|&v| v as f64).collect();
+        let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+        let want =
+            reference::forward_backward(&model, &p64, &x64, &labels, batch, seed, step, true);
+        let metrics = Metrics::from_words(&g.read_u32(&net.train_metrics).unwrap());
+        println!("{opt:?}");
+        rel_err(
+            "logits",
+            &g.read_f32(&net.logits(batch, Mode::Train)).unwrap(),
+            &want.logits,
+            1e-4,
+        );
+        rel_err("loss", &[metrics.loss_sum], &[want.loss_sum], 1e-5);
+        assert_eq!(metrics.correct, want.correct, "correct count");
+        assert_eq!(metrics.count, batch as u32);
+        // Per tensor, so a failure names the layer.
+        let grads = net.read_grads(g).unwrap();
+        for t in model.param_tensors().unwrap() {
+            rel_err(
+                &format!("d {}", t.name),
+                &grads[t.offset..t.offset + t.len],
+                &want.grads[t.offset..t.offset + t.len],
+                1e-4,
+            );
+        }
+        let mut updated = p64.clone();
+        let mut state = vec![vec![0.0; p64.len()]; opt.state_buffers()];
+        cifar_wgpu::reference::optimizer::update(&opt, &mut updated, &want.grads, &mut state, step);
+        let got = net.read_params(g).unwrap();
+        // The update moves weights by about lr; compare the moves, not the weights, so the tolerance
+        // means something.
+        let moved_got: Vec<f32> = got.iter().zip(&params).map(|(a, b)| a - b).collect();
+        let moved_want: Vec<f64> = updated.iter().zip(&p64).map(|(a, b)| a - b).collect();
+        rel_err("parameter update", &moved_got, &moved_want, 1e-3);
+    }
+}
+
+fn device_data(g: &Gpu, ds: &Dataset) -> (DeviceImages, DeviceImages) {
+    let bytes = ds.image_bytes();
+    let limit = g.max_binding_bytes();
+    (
+        upload_images(g, &ds.train.images, &ds.train.labels, bytes, limit).unwrap(),
+        upload_images(g, &ds.test.images, &ds.test.labels, bytes, limit).unwrap(),
+    )
+}
+
+/// A small CNN for 12x12x3 synthetic images.
+fn small_cnn(classes: usize) -> Sequential {
+    Sequential::from_layers(
+        "small_cnn",
+        [12, 12, 3],
+        vec![
+            Layer::Conv2D {
+                filters: 8,
+                kernel_size: [3, 3],
+                padding: Padding::Same,
+                activation: Activation::Relu,
+            },
+            Layer::MaxPooling2D {
+                pool_size: [2, 2],
+                strides: [2, 2],
+                padding: Padding::Valid,
+            },
+            Layer::Dropout { rate: 0.25 },
+            Layer::Flatten,
+            Layer::Dense {
+                units: 32,
+                activation: Activation::Relu,
+            },
+            Layer::Dense {
+                units: classes,
+                activation: Activation::Softmax,
+            },
+        ],
+    )
+}
+
+/// Trains `epochs` epochs (stopping when `stop_after` batches of the run have been done, if given)
+/// and returns the trainer's final weights, history losses and validation metrics.
+fn train_run(
+    ds: &Dataset,
+    seed: u64,
+    epochs: usize,
+    stop_after: Option<usize>,
+) -> (Vec<f32>, Vec<f64>, Option<Metrics>) {
+    let g = gpu();
+    let (train_images, _) = device_data(g, ds);
+    let model = small_cnn(ds.num_classes());
+    let fit = FitConfig {
+        epochs,
+        batch_size: 32,
+        shuffle: true,
+        seed,
+    };
+    let split = data::validation_split_index(ds.train.len(), 0.2).unwrap();
+    let train = DeviceSplit {
+        images: &train_images,
+        records: 0..split,
+    };
+    let val = DeviceSplit {
+        images: &train_images,
+        records: split..ds.train.len(),
+    };
+    let params = model.init_params(seed).unwrap();
+    let net = Network::new(g, &model, Optimizer::rmsprop_default(), &params, 32, seed).unwrap();
+    let mut trainer = Trainer::new(g, net);
+    let mut resumed = false;
+    while trainer.progress.epoch < epochs {
+        let stop = |p: &Progress| !resumed && stop_after.is_some_and(|n| p.step as usize == n);
+        let done = trainer
+            .train_epoch(&fit, &train, Some(&val), &stop, &mut |_| {})
+            .unwrap();
+        if done.is_none() {
+            // Interrupted: checkpoint to disk, rebuild everything from it, continue.
+            let dir = tempfile::tempdir().unwrap();
+            let names = ds.class_names.clone();
+            trainer
+                .checkpoint(&names, &fit, 0.2)
+                .unwrap()
+                .save(dir.path())
+                .unwrap();
+            let ckpt = cifar_wgpu::train::checkpoint::Checkpoint::load(dir.path()).unwrap();
+            let net = Network::new(
+                g,
+                &ckpt.model.model,
+                ckpt.state.optimizer.clone(),
+                &ckpt.model.params,
+                32,
+                seed,
+            )
+            .unwrap();
+            trainer = Trainer::new(g, net);
+            trainer.restore(&ckpt).unwrap();
+            assert_eq!(trainer.progress.step as usize, stop_after.unwrap());
+            resumed = true;
+        }
+    }
+    assert_eq!(
+        resumed,
+        stop_after.is_some(),
+        "the run was interrupted iff asked to"
+    );
+    let params = trainer.net.read_params(g).unwrap();
+    let losses = trainer.history.iter().map(|e| e.loss).collect();
+    let val_metrics = trainer.evaluate(&val, 64).ok();
+    (params, losses, val_metrics)
+}
+
+#[test]
+fn a_learnable_data_set_reaches_90_percent_validation_accuracy() {
+    let ds = data::synthetic::learnable(1500, 0, 12, 12, 3, 8, 5);
+    let t = std::time::Instant::now();
+    let (_, losses, val) = train_run(&ds, 3, 3, None);
+    let val = val.unwrap();
+    println!(
+        "losses per epoch {losses:?}; validation accuracy {:.4}, loss {:.4}; {:.1}s",
+        val.accuracy(),
+        val.loss(),
+        t.elapsed().as_secs_f64()
+    );
+    assert!(
+        losses.windows(2).all(|w| w[1] < w[0]),
+        "loss must fall every epoch: {losses:?}"
+    );
+    assert!(
+        val.accuracy() >= 0.9,
+        "validation accuracy {:.4} < 0.9",
+        val.accuracy()
+    );
+}
+
+#[test]
+fn the_same_seed_gives_bit_identical_weights_and_another_seed_does_not() {
+    let ds = data::synthetic::learnable(300, 0, 12, 12, 3, 5, 8);
+    let (a, la, _) = train_run(&ds, 21, 1, None);
+    let (b, lb, _) = train_run(&ds, 21, 1, None);
+    let (c, _, _) = train_run(&ds, 22, 1, None);
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&a), bits(&b), "same seed, different weights");
+    assert_eq!(la, lb, "same seed, different losses");
+    assert_ne!(bits(&a), bits(&c), "a different seed gave the same weights");
+}
+
+#[test]
+fn interrupt_and_resume_ends_with_the_same_weights_as_a_straight_run() {
+    let ds = data::synthetic::learnable(300, 0, 12, 12, 3, 5, 9);
+    let (straight, ls, _) = train_run(&ds, 4, 2, None);
+    // 240 training images in batches of 32: 8 per epoch; stop in the middle of the second epoch.
+    let (resumed, lr, _) = train_run(&ds, 4, 2, Some(11));
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(
+        bits(&straight),
+        bits(&resumed),
+        "resumed run ended with other weights"
+    );
+    assert_eq!(ls, lr, "resumed run reported other losses");
+}
+
+#[test]
+fn evaluation_uses_no_dropout_and_is_repeatable() {
+    let g = gpu();
+    let ds = data::synthetic::learnable(100, 40, 12, 12, 3, 4, 2);
+    let (_, test_images) = device_data(g, &ds);
+    let model = small_cnn(4);
+    let net = Network::new(
+        g,
+        &model,
+        Optimizer::rmsprop_default(),
+        &model.init_params(1).unwrap(),
+        16,
+        1,
+    )
+    .unwrap();
+    let mut trainer = Trainer::new(g, net);
+    let split = DeviceSplit {
+        images: &test_images,
+        records: 0..40,
+    };
+    let (m1, logits1) = trainer.evaluate_with_logits(&split, 16).unwrap();
+    let (m2, logits2) = trainer.evaluate_with_logits(&split, 7).unwrap();
+    assert_eq!(m1.count, 40);
+    assert_eq!(m1.correct, m2.correct);
+    // Batch size changes nothing per example: same logits bit for bit, whatever the batching.
+    assert_eq!(logits1, logits2);
+    // And the CPU reference (dropout off) agrees.
+    let params: Vec<f64> = trainer
+        .net
+        .read_params(g)
+        .unwrap()
+        .iter()
+        .map(|&v| v as f64)
+        .collect();
+    let x: Vec<f64> = ds
+        .test
+        .images
+        .iter()
+        .map(|&b| (b as f32 / 255.0) as f64)
+        .collect();
+    let labels: Vec<u32> = ds.test.labels.iter().map(|&l| l as u32).collect();
+    let want = reference::forward_backward(&model, &params, &x, &labels, 40, 1, 0, false);
+    rel_err("evaluation logits", &logits1, &want.logits, 1e-4);
+    assert!((m1.loss() - want.loss_sum / 40.0).abs() < 1e-4);
+}
