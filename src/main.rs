@@ -42,6 +42,9 @@ struct GpuArgs {
     /// Use the adapter whose name contains this (default: WGPU_ADAPTER_NAME, else the best GPU).
     #[arg(long)]
     adapter: Option<String>,
+    /// Keep naga's run-time bounds checks in the shaders (slower; for debugging kernels).
+    #[arg(long)]
+    shader_bounds_checks: bool,
 }
 
 impl GpuArgs {
@@ -49,6 +52,7 @@ impl GpuArgs {
         let gpu = Gpu::new(&GpuOptions {
             backend: self.backend,
             adapter: self.adapter.clone(),
+            shader_bounds_checks: self.shader_bounds_checks,
         })?;
         eprintln!(
             "adapter: {} ({:?}, {:?})",
@@ -240,6 +244,22 @@ enum Command {
     },
     /// Train the notebook's model (model.fit), save it and evaluate it on the test set.
     Train(Box<TrainArgs>),
+    /// Time the notebook's recipe (one warm-up epoch, then the best of EPOCHS) on synthetic
+    /// CIFAR-shaped data, or on --data; prints and optionally writes the result as JSON.
+    Bench {
+        #[arg(long, default_value_t = 2)]
+        epochs: usize,
+        #[arg(long, default_value_t = 128)]
+        batch_size: usize,
+        /// Benchmark on this data set instead of 50,000 random 32x32x3 images.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Also write the result to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        #[command(flatten)]
+        gpu: GpuArgs,
+    },
     /// Evaluate a saved model on the test set (model.evaluate), with per-class accuracy.
     Evaluate {
         /// A folder written by `train`.
@@ -351,6 +371,28 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             println!("{}", model.summary()?);
         }
         Command::Train(args) => return train(*args),
+        Command::Bench {
+            epochs,
+            batch_size,
+            data,
+            json,
+            gpu,
+        } => {
+            if epochs == 0 || batch_size == 0 {
+                return Err("--epochs and --batch-size must be positive".into());
+            }
+            let ds = match data {
+                Some(path) => data::read(&path, None)?,
+                None => data::synthetic::random_like_cifar(50_000, 0, 0),
+            };
+            let gpu = gpu.open()?;
+            let r = cifar_wgpu::train::bench::bench(&gpu, &ds, epochs, batch_size)?;
+            let line = serde_json::to_string(&r)?;
+            println!("{line}");
+            if let Some(path) = json {
+                cifar_wgpu::model::io::write_atomic(&path, line.as_bytes())?;
+            }
+        }
         Command::Evaluate {
             model,
             batch_size,
@@ -555,7 +597,10 @@ fn evaluate_and_print(
     );
     let predicted = argmax_rows(&logits, ds.num_classes());
     let per_class = per_class_accuracy(&predicted, &ds.test.labels, ds.num_classes());
-    println!("{:<14} {:>9} {:>7}", "class", "accuracy", "images");
+    println!(
+        "per class:\n{:<14} {:>9} {:>7}",
+        "class", "accuracy", "images"
+    );
     for (name, (correct, total)) in ds.class_names.iter().zip(&per_class) {
         println!(
             "{name:<14} {:>9.4} {total:>7}",

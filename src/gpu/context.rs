@@ -38,6 +38,8 @@ pub struct GpuOptions {
     pub backend: BackendChoice,
     /// Case-insensitive part of the adapter's name; `WGPU_ADAPTER_NAME` is used when this is `None`.
     pub adapter: Option<String>,
+    /// Keep naga's run-time bounds checks in every shader (slower; for debugging a kernel).
+    pub shader_bounds_checks: bool,
 }
 
 /// Optional features we use when the adapter offers them.
@@ -56,6 +58,7 @@ pub struct Gpu {
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
     pub kernels: Kernels,
+    pub shader_bounds_checks: bool,
 }
 
 impl Gpu {
@@ -65,10 +68,10 @@ impl Gpu {
         let instance = new_instance(opts.backend);
         let adapters = pollster::block_on(instance.enumerate_adapters(opts.backend.backends()));
         let adapter = choose_adapter(adapters, opts)?;
-        Gpu::open(adapter)
+        Gpu::open(adapter, opts.shader_bounds_checks)
     }
 
-    fn open(adapter: wgpu::Adapter) -> Result<Gpu, GpuError> {
+    fn open(adapter: wgpu::Adapter, shader_bounds_checks: bool) -> Result<Gpu, GpuError> {
         let info = adapter.get_info();
         if info.device_type == wgpu::DeviceType::Cpu {
             log::warn!(
@@ -102,6 +105,7 @@ impl Gpu {
             limits,
             features,
             kernels: Kernels::default(),
+            shader_bounds_checks,
         })
     }
 

@@ -9,6 +9,32 @@ const WG_X: u32 = 8;
 const WG_Y: u32 = 8;
 /// Outputs per invocation along each axis (the register tile in the shader).
 const TILE: usize = 4;
+/// Rows per workgroup and invocations per workgroup of the fast entry points.
+const FAST_ROWS: usize = 4;
+const FAST_WG: usize = 64;
+
+/// The entry point for `s` and its workgroup counts: a vec4 fast path when the widths allow it
+/// (every dense layer whose sizes are multiples of 4), else the general kernel.
+fn entry_point(s: MatmulShape) -> (&'static str, [u32; 3]) {
+    let rows = s.m.div_ceil(FAST_ROWS) as u32;
+    match (s.trans_a, s.trans_b) {
+        (_, false) if s.n.is_multiple_of(4) => (
+            "matmul_rows_vec4",
+            [(s.n / 4).div_ceil(FAST_WG) as u32, rows, 1],
+        ),
+        (false, true) if s.k.is_multiple_of(4) => {
+            ("matmul_nt_vec4", [s.n.div_ceil(FAST_WG) as u32, rows, 1])
+        }
+        _ => (
+            "matmul",
+            [
+                s.n.div_ceil(TILE).div_ceil(WG_X as usize) as u32,
+                s.m.div_ceil(TILE).div_ceil(WG_Y as usize) as u32,
+                1,
+            ],
+        ),
+    }
+}
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -47,11 +73,7 @@ pub fn matmul(
         k: s.k as u32,
         has_bias: bias.is_some() as u32,
     };
-    let groups = [
-        s.n.div_ceil(TILE).div_ceil(WG_X as usize) as u32,
-        s.m.div_ceil(TILE).div_ceil(WG_Y as usize) as u32,
-        1,
-    ];
+    let (entry, groups) = entry_point(s);
     let bias_len = if bias.is_some() { s.n } else { 0 };
     let cost = Cost {
         flops: 2 * (s.m * s.n * s.k) as u64 + (s.m * bias_len) as u64,
@@ -60,7 +82,7 @@ pub fn matmul(
     gpu.dispatch(
         name,
         &SHADER,
-        "matmul",
+        entry,
         &[
             ("TRANS_A", s.trans_a as u32 as f64),
             ("TRANS_B", s.trans_b as u32 as f64),

@@ -56,7 +56,11 @@ pub struct EpochLog {
     pub accuracy: f64,
     pub val_loss: Option<f64>,
     pub val_accuracy: Option<f64>,
+    /// Wall time of the epoch, validation included.
     pub seconds: f64,
+    /// Wall time of the training part alone.
+    #[serde(default)]
+    pub train_seconds: f64,
 }
 
 /// What `fit` reports as it goes, for the CLI's progress bar and JSON log.
@@ -298,6 +302,7 @@ impl<'g> Trainer<'g> {
             }
         }
         gpu.wait()?;
+        let train_seconds = started.elapsed().as_secs_f64();
         let m = Metrics::from_words(&gpu.read_u32(&self.net.train_metrics)?);
         self.check_finite(&m)?;
         on_event(Event::Batch {
@@ -320,6 +325,7 @@ impl<'g> Trainer<'g> {
             val_loss,
             val_accuracy,
             seconds: started.elapsed().as_secs_f64(),
+            train_seconds,
         };
         on_event(Event::EpochEnd(&log));
         self.history.push(log.clone());

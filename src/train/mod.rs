@@ -1,9 +1,10 @@
-//! Training and evaluation on the GPU: the model's buffers and dispatch programs (`network`), and the
-//! epoch loop that feeds them (`fit`).
+//! Training and evaluation on the GPU: the model's buffers and dispatch programs (`network`), the
+//! epoch loop that feeds them (`fit`), checkpoints, and the benchmark.
 
+pub mod bench;
+pub mod checkpoint;
 pub mod fit;
 pub mod network;
 
 pub use fit::{DeviceSplit, EpochLog, Event, FitConfig, Metrics, Progress, TrainError, Trainer};
 pub use network::{Mode, Network};
-pub mod checkpoint;

@@ -54,6 +54,32 @@ fn matmul_all_transposes_on_awkward_shapes() {
 }
 
 #[test]
+fn matmul_vec4_fast_paths_on_awkward_shapes() {
+    // Widths that are multiples of 4 take the vec4 entry points; rows not a multiple of their 4-row
+    // blocks, and column counts past one 64-wide workgroup, exercise their edges.
+    let shapes = [
+        (1, 4, 4),
+        (5, 12, 7),
+        (6, 20, 20),
+        (33, 260, 17),
+        (130, 68, 132),
+        (3, 516, 8),
+    ];
+    for (i, &(m, n, k)) in shapes.iter().enumerate() {
+        for (ta, tb) in [(false, false), (false, true), (true, false)] {
+            let s = MatmulShape {
+                m,
+                n,
+                k,
+                trans_a: ta,
+                trans_b: tb,
+            };
+            check(s, i % 2 == 1, 50 + 10 * i as u64);
+        }
+    }
+}
+
+#[test]
 fn dense_layer_shapes_of_the_notebook_at_batch_3() {
     // The second dense layer of the notebook (512 -> 10) and a slice of the first, with a tiny batch.
     check(MatmulShape::new(3, 10, 512), true, 100);

@@ -1,0 +1,106 @@
+//! `cifar-wgpu bench`: the notebook's recipe timed the way `shared/bench/torch_seed.py` times PyTorch,
+//! so the two figures compare directly: 40,000 training images in batches of 128 plus 10,000
+//! validation images per epoch, one warm-up epoch not counted, the best epoch reported.
+
+use serde::Serialize;
+
+use crate::data::{self, Dataset};
+use crate::gpu::Gpu;
+use crate::kernels::gather::upload_images;
+use crate::model::Sequential;
+use crate::optimizer::Optimizer;
+use crate::train::{DeviceSplit, FitConfig, Network, TrainError, Trainer};
+
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchResult {
+    pub peer: &'static str,
+    pub adapter: String,
+    pub backend: String,
+    pub device_type: String,
+    pub data: String,
+    pub batch_size: usize,
+    pub train_images: usize,
+    pub val_images: usize,
+    pub epochs_timed: usize,
+    /// Best epoch, training plus validation, in seconds.
+    pub best_epoch_s: f64,
+    /// Training images per second in the best epoch's training part.
+    pub train_images_per_s: f64,
+    pub epoch_s: Vec<f64>,
+    pub train_s: Vec<f64>,
+    /// Pipelines compiled for the whole run (a measure of start-up cost).
+    pub pipelines: usize,
+}
+
+/// Trains the notebook's model on `ds` (validation split 0.2) for one warm-up epoch plus `epochs`
+/// timed ones.
+pub fn bench(
+    gpu: &Gpu,
+    ds: &Dataset,
+    epochs: usize,
+    batch_size: usize,
+) -> Result<BenchResult, TrainError> {
+    let model = Sequential::notebook([ds.height, ds.width, ds.channels], ds.num_classes());
+    let params = model
+        .init_params(0)
+        .map_err(|e| TrainError::Invalid(e.to_string()))?;
+    let images = upload_images(
+        gpu,
+        &ds.train.images,
+        &ds.train.labels,
+        ds.image_bytes(),
+        gpu.max_binding_bytes(),
+    )?;
+    let split = data::validation_split_index(ds.train.len(), 0.2)
+        .map_err(|e| TrainError::Invalid(e.to_string()))?;
+    let net = Network::new(
+        gpu,
+        &model,
+        Optimizer::rmsprop_default(),
+        &params,
+        batch_size,
+        0,
+    )
+    .map_err(|e| TrainError::Invalid(e.to_string()))?;
+    let mut trainer = Trainer::new(gpu, net);
+    let fit = FitConfig {
+        epochs: epochs + 1,
+        batch_size,
+        shuffle: true,
+        seed: 0,
+    };
+    let train = DeviceSplit {
+        images: &images,
+        records: 0..split,
+    };
+    let val = DeviceSplit {
+        images: &images,
+        records: split..ds.train.len(),
+    };
+    let mut logs = Vec::new();
+    for _ in 0..=epochs {
+        if let Some(log) = trainer.train_epoch(&fit, &train, Some(&val), &|_| false, &mut |_| {})? {
+            logs.push(log);
+        }
+    }
+    let timed = &logs[1..];
+    let epoch_s: Vec<f64> = timed.iter().map(|l| l.seconds).collect();
+    let train_s: Vec<f64> = timed.iter().map(|l| l.train_seconds).collect();
+    Ok(BenchResult {
+        peer: "cifar-wgpu",
+        adapter: gpu.info.name.clone(),
+        backend: format!("{:?}", gpu.info.backend),
+        device_type: format!("{:?}", gpu.info.device_type),
+        data: ds.name.clone(),
+        batch_size,
+        train_images: train.len(),
+        val_images: val.len(),
+        epochs_timed: timed.len(),
+        best_epoch_s: epoch_s.iter().cloned().fold(f64::INFINITY, f64::min),
+        train_images_per_s: train.len() as f64
+            / train_s.iter().cloned().fold(f64::INFINITY, f64::min),
+        epoch_s,
+        train_s,
+        pipelines: gpu.kernels.pipeline_count(),
+    })
+}

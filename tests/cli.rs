@@ -1,0 +1,246 @@
+//! The `cifar-wgpu` command as a user runs it: train on a small archive in CIFAR-10's real format,
+//! find the files it promises, evaluate the saved model, and get clear errors (never a panic) for bad
+//! input.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use cifar_wgpu::data::{synthetic, writers};
+
+fn cli(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cifar-wgpu"))
+        .args(args)
+        .env(
+            "CIFAR_WGPU_CACHE",
+            std::env::temp_dir().join("cifar-wgpu-cli-test-cache"),
+        )
+        .env(
+            "KERAS_HOME",
+            std::env::temp_dir().join("cifar-wgpu-cli-test-no-keras"),
+        )
+        .output()
+        .expect("the binary runs")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A failure: non-zero exit, an `error:` line, no panic.
+fn assert_clean_failure(o: &Output, must_mention: &[&str]) {
+    let t = text(o);
+    assert!(!o.status.success(), "should fail:\n{t}");
+    assert!(!t.contains("panicked"), "panicked:\n{t}");
+    for m in must_mention {
+        assert!(t.contains(m), "message should mention '{m}':\n{t}");
+    }
+}
+
+/// A tiny learnable data set written as CIFAR-10's binary archive (5 training batches + 1 test batch).
+fn tiny_cifar(dir: &Path) -> String {
+    let ds = synthetic::learnable(250, 60, 32, 32, 3, 10, 3);
+    let path = dir.join("cifar-10-binary.tar.gz");
+    writers::write_cifar_binary_tar_gz(&ds, &path).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+#[test]
+fn summary_prints_the_notebook_model() {
+    let o = cli(&["summary"]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(
+        t.contains("conv2d (Conv2D)") && t.contains("activation_2 (Activation)"),
+        "{t}"
+    );
+    assert!(t.contains("Total params: 4,200,842 (16.02 MB)"), "{t}");
+}
+
+#[test]
+fn train_saves_everything_then_evaluate_reads_it_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = tiny_cifar(dir.path());
+    let out = dir.path().join("run");
+    let out_s = out.to_str().unwrap();
+    let o = cli(&[
+        "train",
+        "--data",
+        &data,
+        "--epochs",
+        "2",
+        "--batch-size",
+        "50",
+        "--out",
+        out_s,
+        "--quiet",
+        "--seed",
+        "5",
+    ]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    for expected in [
+        "Epoch 1/2",
+        "Epoch 2/2",
+        "val_accuracy",
+        "val_loss",
+        "test: loss",
+        "per class",
+    ] {
+        assert!(
+            t.contains(expected),
+            "train output lacks '{expected}':\n{t}"
+        );
+    }
+    for f in [
+        "model.json",
+        "weights.bin",
+        "history.json",
+        "history.csv",
+        "checkpoint/progress.json",
+    ] {
+        assert!(out.join(f).is_file(), "{f} was not written");
+    }
+    let history: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("history.json")).unwrap()).unwrap();
+    assert_eq!(history["loss"].as_array().unwrap().len(), 2);
+    assert_eq!(history["val_accuracy"].as_array().unwrap().len(), 2);
+    let csv = std::fs::read_to_string(out.join("history.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+    // Nothing half-written is left behind.
+    let leftovers: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+
+    let o = cli(&["evaluate", "--model", out_s, "--data", &data]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("test: loss") && t.contains("per class"), "{t}");
+
+    // --log-json: one JSON object per epoch on stdout.
+    let out2 = dir.path().join("run2");
+    let o = cli(&[
+        "train",
+        "--data",
+        &data,
+        "--epochs",
+        "1",
+        "--batch-size",
+        "50",
+        "--out",
+        out2.to_str().unwrap(),
+        "--log-json",
+        "--optimizer",
+        "adam",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .expect("a JSON line");
+    let epoch: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(epoch["epoch"], 1);
+    assert!(epoch["val_accuracy"].as_f64().is_some());
+}
+
+#[test]
+fn resume_continues_from_the_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = tiny_cifar(dir.path());
+    let out = dir.path().join("run");
+    let out_s = out.to_str().unwrap();
+    let base = [
+        "--data",
+        &data,
+        "--batch-size",
+        "50",
+        "--out",
+        out_s,
+        "--quiet",
+    ];
+    let o = cli(&[&["train", "--epochs", "1"][..], &base].concat());
+    assert!(o.status.success(), "{}", text(&o));
+    let ckpt = out.join("checkpoint");
+    let o = cli(&[
+        &["train", "--epochs", "2", "--resume", ckpt.to_str().unwrap()][..],
+        &base,
+    ]
+    .concat());
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(
+        t.contains("resuming at epoch 2") && t.contains("Epoch 2/2") && !t.contains("Epoch 1/2"),
+        "{t}"
+    );
+}
+
+#[test]
+fn bad_input_gets_a_clear_error_and_no_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    // Unknown flag: clap's usage error.
+    let o = cli(&["train", "--no-such-flag"]);
+    assert_clean_failure(&o, &["--no-such-flag"]);
+    // A data path that does not exist.
+    let o = cli(&[
+        "train",
+        "--data",
+        "/nonexistent/cifar.tar.gz",
+        "--epochs",
+        "1",
+    ]);
+    assert_clean_failure(&o, &["error:", "/nonexistent/cifar.tar.gz"]);
+    // A corrupt archive.
+    let bad = dir.path().join("bad.tar.gz");
+    std::fs::write(&bad, b"\x1f\x8b\x08\x00 definitely not gzip").unwrap();
+    let o = cli(&["train", "--data", bad.to_str().unwrap()]);
+    assert_clean_failure(&o, &["error:", "bad.tar.gz"]);
+    // A model folder that does not exist, and a malformed one.
+    let o = cli(&["evaluate", "--model", "/nonexistent/model"]);
+    assert_clean_failure(&o, &["error:", "/nonexistent/model"]);
+    let m = dir.path().join("model");
+    std::fs::create_dir(&m).unwrap();
+    std::fs::write(
+        m.join("model.json"),
+        b"{\"format\": \"cifar-wgpu-model/1\", \"model\": 7}",
+    )
+    .unwrap();
+    let o = cli(&["evaluate", "--model", m.to_str().unwrap()]);
+    assert_clean_failure(&o, &["error:", "model.json"]);
+    // Bad numbers.
+    let o = cli(&["train", "--epochs", "0"]);
+    assert_clean_failure(&o, &["error:", "--epochs"]);
+    let o = cli(&[
+        "train",
+        "--validation-split",
+        "1.5",
+        "--data",
+        &tiny_cifar(dir.path()),
+    ]);
+    assert_clean_failure(&o, &["error:", "1.5"]);
+}
+
+#[test]
+fn a_backend_without_adapters_is_a_loud_explained_failure() {
+    // This machine has no Metal (Linux) and no DX12: no adapter can be found through them.
+    if cfg!(any(
+        target_os = "macos",
+        target_os = "ios",
+        target_os = "windows"
+    )) {
+        // Explicit: on those systems Metal or DX12 exist, so this check has nothing to test.
+        println!("skipped: this platform has Metal or DX12 adapters");
+        return;
+    }
+    let o = cli(&["adapters", "--backend", "metal"]);
+    assert_clean_failure(&o, &["no GPU adapter found", "mesa-vulkan-drivers"]);
+    let o = cli(&["adapters"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("max storage binding"), "{}", text(&o));
+}
