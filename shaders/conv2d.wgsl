@@ -18,7 +18,8 @@
 // Every kernel keeps a register tile, like matmul.wgsl, so each value loaded feeds several multiply-adds
 // and no workgroup barrier is needed (lavapipe, a CPU implementation, pays dearly for barriers; real GPUs
 // get their reuse from the cache). Loads are clamped into the tensors and masked with `select` instead of
-// branched on; only stores are guarded. Tile sizes are override constants, so loops over them unroll.
+// branched on; only stores are guarded (and kernel rows that miss the image entirely are skipped).
+// Tile sizes are override constants, so loops over them unroll and the tiles stay in registers.
 
 struct Params {
     n: u32,
@@ -40,12 +41,15 @@ struct Params {
 
 // Invocations per workgroup, along x; the grid may spill into y (kernels/mod.rs `grid`).
 override WG: u32 = 64u;
-// The register tile of conv2d_forward and conv2d_backward_input: PX neighbouring pixels of one row
-// (at most 8) x CV groups of 4 channels (at most 2).
+// Register tile of conv2d_forward and conv2d_backward_input: PX neighbouring pixels of one row (at most
+// MAX_PX) x 4 channels. Of the tiles measured on lavapipe (instructions per run, notebook layer),
+// 8 pixels x 4 channels ran a fifth fewer than 4 x 4, and fewer than 8 x 8 (8 channels waste loads
+// when CIN is 3).
 override PX: u32 = 8u;
-override CV: u32 = 2u;
 const MAX_PX: u32 = 8u;
-const MAX_TILE: u32 = 16u;
+// Register tile of conv2d_backward_weight: TK kernel rows (at most MAX_TK) x 4 output channels.
+override TK: u32 = 4u;
+const MAX_TK: u32 = 8u;
 
 fn linear_id(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * WG;
@@ -57,8 +61,8 @@ fn channels(c0: u32, count: u32) -> vec4<u32> {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Forward. One invocation: PX neighbouring output pixels of one row x 4*CV output channels, so per
-// (tap, input channel) PX input loads and 4*CV kernel loads feed 4*CV*PX multiply-adds. Neighbouring
+// Forward. One invocation: PX neighbouring output pixels of one row x 4 output channels, so per
+// (tap, input channel) PX input loads and 4 kernel loads feed 4*PX multiply-adds. Neighbouring
 // invocations take neighbouring channel groups of the same pixels: they share input reads and read the
 // kernel contiguously.
 
@@ -70,20 +74,21 @@ fn channels(c0: u32, count: u32) -> vec4<u32> {
 @compute @workgroup_size(WG)
 fn conv2d_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let t = linear_id(gid, nwg);
-    let groups = (p.cout + 4u * CV - 1u) / (4u * CV);
+    let groups = (p.cout + 3u) / 4u;
     let tiles = (p.ow + PX - 1u) / PX;
     if t >= groups * tiles * p.oh * p.n {
         return;
     }
-    let co0 = (t % groups) * 4u * CV;
+    let co0 = (t % groups) * 4u;
     let rest = t / groups;
     let ox0 = (rest % tiles) * PX;
     let oy = (rest / tiles) % p.oh;
     let n = rest / tiles / p.oh;
+    let co = channels(co0, p.cout);
 
-    var acc: array<vec4<f32>, MAX_TILE>;
-    for (var a = 0u; a < PX * CV; a++) {
-        acc[a] = vec4<f32>(0.0);
+    var acc: array<vec4<f32>, MAX_PX>;
+    for (var q = 0u; q < PX; q++) {
+        acc[q] = vec4<f32>(0.0);
     }
     for (var i = 0u; i < p.kh; i++) {
         let iy = i32(oy + i) - i32(p.pad_top);
@@ -103,33 +108,22 @@ fn conv2d_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
             let tap = (i * p.kw + j) * p.cin;
             for (var ci = 0u; ci < p.cin; ci++) {
                 let k = (tap + ci) * p.cout;
-                var xv: array<f32, MAX_PX>;
+                let wv = vec4<f32>(fwd_w[k + co.x], fwd_w[k + co.y], fwd_w[k + co.z], fwd_w[k + co.w]);
                 for (var q = 0u; q < PX; q++) {
-                    xv[q] = select(0.0, fwd_x[at[q] + ci], inside[q]);
-                }
-                for (var v = 0u; v < CV; v++) {
-                    let co = channels(co0 + 4u * v, p.cout);
-                    let wv = vec4<f32>(fwd_w[k + co.x], fwd_w[k + co.y], fwd_w[k + co.z], fwd_w[k + co.w]);
-                    for (var q = 0u; q < PX; q++) {
-                        acc[q * CV + v] += xv[q] * wv;
-                    }
+                    acc[q] += select(0.0, fwd_x[at[q] + ci], inside[q]) * wv;
                 }
             }
         }
     }
-    for (var v = 0u; v < CV; v++) {
-        let c0 = co0 + 4u * v;
-        let co = channels(c0, p.cout);
-        let bias = vec4<f32>(fwd_b[co.x], fwd_b[co.y], fwd_b[co.z], fwd_b[co.w]);
-        for (var q = 0u; q < PX; q++) {
-            let ox = ox0 + q;
-            if ox < p.ow {
-                let out = ((n * p.oh + oy) * p.ow + ox) * p.cout;
-                let y = acc[q * CV + v] + bias;
-                for (var c = 0u; c < 4u; c++) {
-                    if c0 + c < p.cout {
-                        fwd_y[out + c0 + c] = y[c];
-                    }
+    let bias = vec4<f32>(fwd_b[co.x], fwd_b[co.y], fwd_b[co.z], fwd_b[co.w]);
+    for (var q = 0u; q < PX; q++) {
+        let ox = ox0 + q;
+        if ox < p.ow {
+            let out = ((n * p.oh + oy) * p.ow + ox) * p.cout + co0;
+            let y = acc[q] + bias;
+            for (var c = 0u; c < 4u; c++) {
+                if co0 + c < p.cout {
+                    fwd_y[out + c] = y[c];
                 }
             }
         }
@@ -140,7 +134,8 @@ fn conv2d_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
 // Gradient with respect to the input:
 //   dx[n, iy, ix, ci] = sum_{i, j, co} dy[n, iy + pad_top - i, ix + pad_left - j, co] * w[i, j, ci, co]
 // over the output pixels that exist: a full correlation of dy with the flipped kernel. One invocation:
-// PX neighbouring input pixels of one row x 4*CV input channels. Every element of dx is written.
+// PX neighbouring input pixels of one row x 4 input channels, so per (tap, output channel) PX dy loads
+// and 4 kernel loads feed 4*PX multiply-adds. Every element of dx is written.
 
 @group(0) @binding(1) var<storage, read> bin_dy: array<f32>;
 @group(0) @binding(2) var<storage, read> bin_w: array<f32>;
@@ -149,20 +144,21 @@ fn conv2d_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
 @compute @workgroup_size(WG)
 fn conv2d_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let t = linear_id(gid, nwg);
-    let groups = (p.cin + 4u * CV - 1u) / (4u * CV);
+    let groups = (p.cin + 3u) / 4u;
     let tiles = (p.w + PX - 1u) / PX;
     if t >= groups * tiles * p.h * p.n {
         return;
     }
-    let ci0 = (t % groups) * 4u * CV;
+    let ci0 = (t % groups) * 4u;
     let rest = t / groups;
     let ix0 = (rest % tiles) * PX;
     let iy = (rest / tiles) % p.h;
     let n = rest / tiles / p.h;
+    let ci = channels(ci0, p.cin);
 
-    var acc: array<vec4<f32>, MAX_TILE>;
-    for (var a = 0u; a < PX * CV; a++) {
-        acc[a] = vec4<f32>(0.0);
+    var acc: array<vec4<f32>, MAX_PX>;
+    for (var q = 0u; q < PX; q++) {
+        acc[q] = vec4<f32>(0.0);
     }
     for (var i = 0u; i < p.kh; i++) {
         let oy = i32(iy + p.pad_top) - i32(i);
@@ -178,32 +174,23 @@ fn conv2d_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin
                 inside[q] = ox >= 0 && ox < i32(p.ow);
                 at[q] = (row + u32(clamp(ox, 0, i32(p.ow) - 1))) * p.cout;
             }
-            let tap = (i * p.kw + j) * p.cin;
+            // Kernel rows w[i, j, ci, :] of the tile's four input channels.
+            let k = (vec4<u32>((i * p.kw + j) * p.cin) + ci) * p.cout;
             for (var co = 0u; co < p.cout; co++) {
-                var gv: array<f32, MAX_PX>;
+                let wv = vec4<f32>(bin_w[k.x + co], bin_w[k.y + co], bin_w[k.z + co], bin_w[k.w + co]);
                 for (var q = 0u; q < PX; q++) {
-                    gv[q] = select(0.0, bin_dy[at[q] + co], inside[q]);
-                }
-                for (var v = 0u; v < CV; v++) {
-                    let k = (vec4<u32>(tap) + channels(ci0 + 4u * v, p.cin)) * p.cout + co;
-                    let wv = vec4<f32>(bin_w[k.x], bin_w[k.y], bin_w[k.z], bin_w[k.w]);
-                    for (var q = 0u; q < PX; q++) {
-                        acc[q * CV + v] += gv[q] * wv;
-                    }
+                    acc[q] += select(0.0, bin_dy[at[q] + co], inside[q]) * wv;
                 }
             }
         }
     }
-    for (var v = 0u; v < CV; v++) {
-        let c0 = ci0 + 4u * v;
-        for (var q = 0u; q < PX; q++) {
-            let ix = ix0 + q;
-            if ix < p.w {
-                let out = ((n * p.h + iy) * p.w + ix) * p.cin;
-                for (var c = 0u; c < 4u; c++) {
-                    if c0 + c < p.cin {
-                        bin_dx[out + c0 + c] = acc[q * CV + v][c];
-                    }
+    for (var q = 0u; q < PX; q++) {
+        let ix = ix0 + q;
+        if ix < p.w {
+            let out = ((n * p.h + iy) * p.w + ix) * p.cin + ci0;
+            for (var c = 0u; c < 4u; c++) {
+                if ci0 + c < p.cin {
+                    bin_dx[out + c] = acc[q][c];
                 }
             }
         }
@@ -213,16 +200,10 @@ fn conv2d_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin
 // ---------------------------------------------------------------------------------------------------
 // Gradient with respect to the kernel, first pass. Viewing dW as a [KH*KW*CIN, COUT] matrix with row
 // k = (i*KW + j)*CIN + ci, it is x_col^T * dy summed over the R = N*OH*OW rows (n, oy, ox), where x_col
-// holds the input value each row meets at each k. The sum over R is split into chunks of
-// rows_per_chunk rows; this pass writes partial[chunk, k, co], and column_sum adds the chunks. One
-// invocation: one chunk x TK values of k x 4*WV output channels, so per row TK input loads and 4*WV
-// dy loads feed 4*WV*TK multiply-adds. Rows are added in order, so the result is deterministic.
-
-// The register tile of conv2d_backward_weight: TK kernel rows (at most 8) x WV groups of 4 channels
-// (at most 2).
-override TK: u32 = 8u;
-override WV: u32 = 1u;
-const MAX_TK: u32 = 8u;
+// holds the input value each row meets at each k (zero in the padding). The sum over R is split into
+// chunks of rows_per_chunk rows; this pass writes partial[chunk, k, co], and column_sum adds the chunks.
+// One invocation: one chunk x TK values of k x 4 output channels, so per row TK input loads and 4 dy
+// loads feed 4*TK multiply-adds. Rows are added in order, so the result is deterministic.
 
 @group(0) @binding(1) var<storage, read> bw_x: array<f32>;
 @group(0) @binding(2) var<storage, read> bw_dy: array<f32>;
@@ -234,14 +215,15 @@ fn conv2d_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builti
     let kdim = p.kh * p.kw * p.cin;
     let rows = p.n * p.oh * p.ow;
     let chunks = (rows + p.rows_per_chunk - 1u) / p.rows_per_chunk;
-    let col_tiles = (p.cout + 4u * WV - 1u) / (4u * WV);
+    let col_tiles = (p.cout + 3u) / 4u;
     let k_tiles = (kdim + TK - 1u) / TK;
     if t >= col_tiles * k_tiles * chunks {
         return;
     }
-    let co0 = (t % col_tiles) * 4u * WV;
+    let co0 = (t % col_tiles) * 4u;
     let k0 = ((t / col_tiles) % k_tiles) * TK;
     let chunk = t / col_tiles / k_tiles;
+    let co = channels(co0, p.cout);
     // Each k of the tile as (input channel, row offset, column offset) from the output pixel.
     var kc: array<u32, MAX_TK>;
     var ky: array<i32, MAX_TK>;
@@ -253,10 +235,6 @@ fn conv2d_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builti
         ky[a] = i32(tap / p.kw) - i32(p.pad_top);
         kx[a] = i32(tap % p.kw) - i32(p.pad_left);
     }
-    var co: array<vec4<u32>, 2>;
-    for (var v = 0u; v < WV; v++) {
-        co[v] = channels(co0 + 4u * v, p.cout);
-    }
 
     let start = chunk * p.rows_per_chunk;
     let end = min(start + p.rows_per_chunk, rows);
@@ -264,27 +242,20 @@ fn conv2d_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builti
     var ox = start % p.ow;
     var oy = (start / p.ow) % p.oh;
     var n = start / p.ow / p.oh;
-    var acc: array<vec4<f32>, MAX_TILE>;
-    for (var a = 0u; a < TK * WV; a++) {
+    var acc: array<vec4<f32>, MAX_TK>;
+    for (var a = 0u; a < TK; a++) {
         acc[a] = vec4<f32>(0.0);
     }
     for (var r = start; r < end; r++) {
         let g = r * p.cout;
-        var gv: array<vec4<f32>, 2>;
-        for (var v = 0u; v < WV; v++) {
-            let c = co[v];
-            gv[v] = vec4<f32>(bw_dy[g + c.x], bw_dy[g + c.y], bw_dy[g + c.z], bw_dy[g + c.w]);
-        }
+        let gv = vec4<f32>(bw_dy[g + co.x], bw_dy[g + co.y], bw_dy[g + co.z], bw_dy[g + co.w]);
         let image = n * p.h;
         for (var a = 0u; a < TK; a++) {
             let iy = i32(oy) + ky[a];
             let ix = i32(ox) + kx[a];
             let inside = iy >= 0 && iy < i32(p.h) && ix >= 0 && ix < i32(p.w);
             let pix = (image + u32(clamp(iy, 0, i32(p.h) - 1))) * p.w + u32(clamp(ix, 0, i32(p.w) - 1));
-            let xv = select(0.0, bw_x[pix * p.cin + kc[a]], inside);
-            for (var v = 0u; v < WV; v++) {
-                acc[a * WV + v] += xv * gv[v];
-            }
+            acc[a] += select(0.0, bw_x[pix * p.cin + kc[a]], inside) * gv;
         }
         ox += 1u;
         if ox == p.ow {
@@ -299,12 +270,10 @@ fn conv2d_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builti
     let base = chunk * kdim * p.cout;
     for (var a = 0u; a < TK; a++) {
         if k0 + a < kdim {
-            for (var v = 0u; v < WV; v++) {
-                for (var c = 0u; c < 4u; c++) {
-                    let col = co0 + 4u * v + c;
-                    if col < p.cout {
-                        bw_partial[base + (k0 + a) * p.cout + col] = acc[a * WV + v][c];
-                    }
+            let out = base + (k0 + a) * p.cout + co0;
+            for (var c = 0u; c < 4u; c++) {
+                if co0 + c < p.cout {
+                    bw_partial[out + c] = acc[a][c];
                 }
             }
         }

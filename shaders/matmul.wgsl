@@ -2,17 +2,32 @@
 //
 // op(A) is A stored row-major as [M,K], or its transpose stored as [K,M] when TRANS_A; likewise op(B) is
 // [K,N], or [N,K] when TRANS_B. The three products of a dense layer are then one kernel family:
-//   forward   y  = x  * W     (no transposes)      -> matmul_rows_vec4 when N % 4 == 0
-//   backward  dW = x^T * dy   (TRANS_A)            -> matmul_rows_vec4 when N % 4 == 0
-//   backward  dx = dy * W^T   (TRANS_B)            -> matmul_nt_vec4 when K % 4 == 0
+//   forward   y  = x  * W     (no transposes)      -> matmul_tile when N % 4 == 0
+//   backward  dW = x^T * dy   (TRANS_A)            -> matmul_tile when N % 4 == 0
+//   backward  dx = dy * W^T   (TRANS_B)            -> matmul_tile_nt when K % 4 == 0
 // and `matmul` handles every other shape and transpose.
 //
-// The fast entry points give each workgroup a block of ROWS rows of C and each invocation its own
-// columns: rows are the same for the whole workgroup, so A is read with workgroup-uniform addresses
-// (one load broadcast to all invocations: what a CPU implementation of Vulkan such as lavapipe turns
-// into a single scalar load, and a broadcast from L1 on a GPU), while neighbouring invocations read
-// neighbouring columns of B as vec4 (coalesced on GPUs, one vector load per invocation on lavapipe).
-// No shared memory and no barriers, which lavapipe pays for dearly.
+// Why big register tiles. On lavapipe (llvmpipe: invocations run 8 to a SIMD register on the CPU) every
+// storage-buffer load is emulated one lane at a time with an exec-mask test and a bounds test, even when
+// the address is the same for every invocation, and a vec4 load costs as much as four scalar ones;
+// multiply-adds are nearly free. Measured on 2 cores: a loop of FMAs runs at ~10 GFLOP/s, the same
+// loop with 4 uniform scalar loads per step at 2.2, with one vec4 load per step at 1.55. So the kernels
+// maximise multiply-adds per loaded element: each invocation keeps TM x 4*TQ = 8 x 16 outputs in
+// registers and, per step of K, loads 8 values of A (workgroup-uniform) and 16 of B, for 128 FMAs (5.3
+// per loaded element, against 2 for the 4x4 tiles before). Workgroup-shared memory does not help
+// there: its loads are emulated per lane too (a 16-row shared-memory tile ran 1.7x slower than the
+// same kernel reading A from the buffer). On a GPU the same shape is a classic register-tiled GEMM: A
+// uniform (a broadcast from cache), B read as vec4 with neighbouring invocations on neighbouring
+// quads. No barriers, so no coroutine switches on lavapipe.
+//
+// Not here: sharing A through subgroups (each lane loads one of 8 values of A, subgroupBroadcast hands
+// it to the others) cut the forward product to ~170 ms with 32x16 tiles on lavapipe, but subgroup
+// operations in this file would make the whole module fail to compile on adapters without
+// Features::SUBGROUP; it needs a shader file of its own, chosen when the feature is present.
+//
+// Measured on lavapipe (Mesa 22.3, 2 cores, load average 3-4.5 from other jobs), batch 128, old 4x1
+// tiles -> these: forward 128x512x8192 ~1100-1400 ms -> ~250 ms; dW 8192x512x128 ~420-660 ms -> ~200
+// ms; dx 128x8192x512 ~650-860 ms -> ~300-540 ms.
 //
 // `a4`, `b4` and `c4` are vec4 views of the same bindings as `a`, `b` and `c`; each entry point uses
 // one view of each, so its automatic layout has one variable per binding.
@@ -38,9 +53,14 @@ override TRANS_B: bool = false;
 // The general kernel's workgroup: WG_X invocations along N, WG_Y along M, each computing 4x4.
 override WG_X: u32 = 8u;
 override WG_Y: u32 = 8u;
-// Rows of C per workgroup in the fast kernels (they are unrolled: keep in sync with the code).
-const ROWS: u32 = 4u;
-const FAST_WG: u32 = 64u;
+// The tiled kernels: TILE_WG invocations per workgroup, each computing TM rows of C times TQ column
+// quads (matmul_tile) or TN columns (matmul_tile_nt). Constants, so the loops over them unroll and the
+// tiles live in registers (keep in sync with src/kernels/matmul.rs). Measured alternatives on lavapipe:
+// 4x4 tiles (the old kernels) are 4-5x slower; 16x8 tiles about as fast, 8x32 and 12x16 slower (spills).
+const TILE_WG: u32 = 16u;
+const TM: u32 = 8u;
+const TQ: u32 = 4u;
+const TN: u32 = 16u;
 
 fn load_a(row: u32, kk: u32) -> f32 {
     if TRANS_A {
@@ -96,73 +116,95 @@ fn matmul(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
 }
 
-// op(B) = B stored [K,N] with N % 4 == 0; A stored [M,K], or [K,M] when TRANS_A. Workgroup (x, y) computes
-// rows 4y..4y+3 and column quads 64x..64x+63; each invocation one quad of four rows.
-@compute @workgroup_size(FAST_WG)
-fn matmul_rows_vec4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+// op(B) = B stored [K,N] with N % 4 == 0; A stored [M,K], or [K,M] when TRANS_A (the forward product
+// and the weight gradient). Workgroup (x, y) computes rows TM*y .. TM*y+TM-1 and TILE_WG*TQ column
+// quads from quad TILE_WG*TQ*x; invocation i owns quads i, i+TILE_WG, ... (so neighbours read
+// neighbouring quads, and stores are coalesced on a GPU).
+@compute @workgroup_size(TILE_WG)
+fn matmul_tile(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let quads = p.n / 4u;
-    let q = wg.x * FAST_WG + lid.x;
-    let qc = min(q, quads - 1u);
-    let row0 = wg.y * ROWS;
-    // Rows past the end are clamped for loading (the values are discarded at the store).
-    let r0 = min(row0, p.m - 1u);
-    let r1 = min(row0 + 1u, p.m - 1u);
-    let r2 = min(row0 + 2u, p.m - 1u);
-    let r3 = min(row0 + 3u, p.m - 1u);
-    var acc0 = vec4<f32>(0.0);
-    var acc1 = vec4<f32>(0.0);
-    var acc2 = vec4<f32>(0.0);
-    var acc3 = vec4<f32>(0.0);
+    let q0 = wg.x * (TILE_WG * TQ) + lid.x;
+    let row0 = wg.y * TM;
+    // Rows and quads past the end are clamped for loading; their results are dropped at the store.
+    var rows: array<u32, TM>;
+    for (var r = 0u; r < TM; r++) {
+        rows[r] = min(row0 + r, p.m - 1u);
+    }
+    var qs: array<u32, TQ>;
+    for (var t = 0u; t < TQ; t++) {
+        qs[t] = min(q0 + t * TILE_WG, quads - 1u);
+    }
+    var acc: array<vec4<f32>, TM * TQ>;
     for (var kk = 0u; kk < p.k; kk++) {
-        let bq = b4[kk * quads + qc];
-        acc0 += load_a(r0, kk) * bq;
-        acc1 += load_a(r1, kk) * bq;
-        acc2 += load_a(r2, kk) * bq;
-        acc3 += load_a(r3, kk) * bq;
+        var bq: array<vec4<f32>, TQ>;
+        for (var t = 0u; t < TQ; t++) {
+            bq[t] = b4[kk * quads + qs[t]];
+        }
+        for (var r = 0u; r < TM; r++) {
+            let ar = load_a(rows[r], kk);
+            for (var t = 0u; t < TQ; t++) {
+                acc[r * TQ + t] += ar * bq[t];
+            }
+        }
     }
-    if q >= quads {
-        return;
-    }
-    var bias_v = vec4<f32>(0.0);
-    if p.has_bias != 0u {
-        bias_v = vec4<f32>(bias[4u * q], bias[4u * q + 1u], bias[4u * q + 2u], bias[4u * q + 3u]);
-    }
-    let rows = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
-    for (var i = 0u; i < ROWS; i++) {
-        if row0 + i < p.m {
-            c4[(row0 + i) * quads + q] = rows[i] + bias_v;
+    for (var t = 0u; t < TQ; t++) {
+        let q = q0 + t * TILE_WG;
+        if q < quads {
+            var bias_v = vec4<f32>(0.0);
+            if p.has_bias != 0u {
+                let bq = 4u * q;
+                bias_v = vec4<f32>(bias[bq], bias[bq + 1u], bias[bq + 2u], bias[bq + 3u]);
+            }
+            for (var r = 0u; r < TM; r++) {
+                if row0 + r < p.m {
+                    c4[(row0 + r) * quads + q] = acc[r * TQ + t] + bias_v;
+                }
+            }
         }
     }
 }
 
-// C = A * B^T with A stored [M,K], B stored [N,K] and K % 4 == 0 (a dense layer's input gradient,
-// dy * W^T). Both operands are read along K as vec4: A's rows uniformly, B's rows one per invocation.
-// Workgroup (x, y) computes rows 4y..4y+3 and columns 64x..64x+63.
-@compute @workgroup_size(FAST_WG)
-fn matmul_nt_vec4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+// C = A * B^T with A stored [M,K], B stored [N,K] and K % 4 == 0 (the input gradient dy * W^T). Both
+// operands are read along K as vec4: A's TM rows at workgroup-uniform addresses, B's rows (columns of C)
+// TN per invocation: i, i+TILE_WG, ... Workgroup (x, y) computes rows TM*y.. and TILE_WG*TN columns.
+@compute @workgroup_size(TILE_WG)
+fn matmul_tile_nt(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let k4 = p.k / 4u;
-    let col = wg.x * FAST_WG + lid.x;
-    let cc = min(col, p.n - 1u);
-    let row0 = wg.y * ROWS;
-    let r0 = min(row0, p.m - 1u) * k4;
-    let r1 = min(row0 + 1u, p.m - 1u) * k4;
-    let r2 = min(row0 + 2u, p.m - 1u) * k4;
-    let r3 = min(row0 + 3u, p.m - 1u) * k4;
-    var acc = vec4<f32>(0.0);
+    let col0 = wg.x * (TILE_WG * TN) + lid.x;
+    let row0 = wg.y * TM;
+    var rows: array<u32, TM>;
+    for (var r = 0u; r < TM; r++) {
+        rows[r] = min(row0 + r, p.m - 1u) * k4;
+    }
+    var cols: array<u32, TN>;
+    for (var t = 0u; t < TN; t++) {
+        cols[t] = min(col0 + t * TILE_WG, p.n - 1u) * k4;
+    }
+    var acc: array<f32, TM * TN>;
     for (var kq = 0u; kq < k4; kq++) {
-        let bq = b4[cc * k4 + kq];
-        acc += vec4<f32>(dot(a4[r0 + kq], bq), dot(a4[r1 + kq], bq), dot(a4[r2 + kq], bq), dot(a4[r3 + kq], bq));
+        var bq: array<vec4<f32>, TN>;
+        for (var t = 0u; t < TN; t++) {
+            bq[t] = b4[cols[t] + kq];
+        }
+        for (var r = 0u; r < TM; r++) {
+            let aq = a4[rows[r] + kq];
+            for (var t = 0u; t < TN; t++) {
+                acc[r * TN + t] += dot(aq, bq[t]);
+            }
+        }
     }
-    if col >= p.n {
-        return;
-    }
-    var bias_v = 0.0;
-    if p.has_bias != 0u {
-        bias_v = bias[col];
-    }
-    for (var i = 0u; i < ROWS; i++) {
-        if row0 + i < p.m {
-            c[(row0 + i) * p.n + col] = acc[i] + bias_v;
+    for (var t = 0u; t < TN; t++) {
+        let col = col0 + t * TILE_WG;
+        if col < p.n {
+            var bias_v = 0.0;
+            if p.has_bias != 0u {
+                bias_v = bias[col];
+            }
+            for (var r = 0u; r < TM; r++) {
+                if row0 + r < p.m {
+                    c[(row0 + r) * p.n + col] = acc[r * TN + t] + bias_v;
+                }
+            }
         }
     }
 }

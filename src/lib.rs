@@ -5,9 +5,11 @@
 
 pub mod data;
 pub mod gpu;
+pub mod keras;
 pub mod kernels;
 pub mod model;
 pub mod optimizer;
 pub mod reference;
+pub mod report;
 pub mod shape;
 pub mod train;

@@ -16,6 +16,7 @@ use cifar_wgpu::model::io::SavedModel;
 use cifar_wgpu::optimizer::Optimizer;
 use cifar_wgpu::train::checkpoint::{Checkpoint, checkpoint_dir};
 use cifar_wgpu::train::fit::{argmax_rows, per_class_accuracy};
+use cifar_wgpu::train::profile;
 use cifar_wgpu::train::{DeviceSplit, EpochLog, Event, FitConfig, Metrics, Network, Trainer};
 
 type Error = Box<dyn std::error::Error>;
@@ -260,6 +261,9 @@ enum Command {
         #[command(flatten)]
         gpu: GpuArgs,
     },
+    /// Time each kernel of a training step of the notebook's recipe (GPU timestamps when the adapter
+    /// has them), on synthetic data of the right shape unless --data is given.
+    Profile(Box<ProfileArgs>),
     /// Evaluate a saved model on the test set (model.evaluate), with per-class accuracy.
     Evaluate {
         /// A folder written by `train`.
@@ -286,6 +290,31 @@ enum DataCommand {
         #[command(flatten)]
         data: DataArgs,
     },
+}
+
+#[derive(Args)]
+struct ProfileArgs {
+    /// Timed steps.
+    #[arg(long, default_value_t = 10)]
+    steps: usize,
+    /// Untimed steps first (pipeline creation, caches).
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+    #[arg(long, default_value_t = 128)]
+    batch_size: usize,
+    #[command(flatten)]
+    optimizer: OptimizerArgs,
+    /// Profile on this data set's shape and first images instead of random CIFAR-shaped ones.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Write a Chrome trace (chrome://tracing, Perfetto) of the timed steps.
+    #[arg(long)]
+    trace: Option<PathBuf>,
+    /// Ignore the adapter's timestamp queries and time on the host.
+    #[arg(long)]
+    no_timestamps: bool,
+    #[command(flatten)]
+    gpu: GpuArgs,
 }
 
 #[derive(Args)]
@@ -320,6 +349,9 @@ struct TrainArgs {
     /// One JSON object per epoch on stdout instead of the progress display.
     #[arg(long)]
     log_json: bool,
+    /// After training, time each kernel of a few training steps and print the table.
+    #[arg(long)]
+    profile: bool,
     #[command(flatten)]
     data: DataArgs,
     #[command(flatten)]
@@ -371,6 +403,41 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             println!("{}", model.summary()?);
         }
         Command::Train(args) => return train(*args),
+        Command::Profile(args) => {
+            if args.steps == 0 || args.batch_size == 0 {
+                return Err("--steps and --batch-size must be positive".into());
+            }
+            let ds = match &args.data {
+                Some(path) => data::read(path, None)?,
+                None => data::synthetic::random_like_cifar(args.batch_size, 0, 0),
+            };
+            let gpu = args.gpu.open()?;
+            let model = Sequential::notebook([ds.height, ds.width, ds.channels], ds.num_classes());
+            let images = upload(&gpu, &ds.train.images, &ds.train.labels, &ds)?;
+            let net = Network::new(
+                &gpu,
+                &model,
+                args.optimizer.build(),
+                &model.init_params(0)?,
+                args.batch_size,
+                0,
+            )?;
+            let (report, timings) = profile::profile_steps(
+                &gpu,
+                &net,
+                &images,
+                args.batch_size,
+                args.warmup,
+                args.steps,
+                !args.no_timestamps,
+            )?;
+            print!("{report}");
+            if let Some(path) = &args.trace {
+                let trace = serde_json::to_vec(&profile::chrome_trace(&timings))?;
+                cifar_wgpu::model::io::write_atomic(path, &trace)?;
+                eprintln!("trace written to {}", path.display());
+            }
+        }
         Command::Bench {
             epochs,
             batch_size,
@@ -572,6 +639,19 @@ fn train(args: TrainArgs) -> Result<ExitCode, Error> {
     eprintln!("model saved to {}", args.out.display());
     if !ds.test.is_empty() {
         evaluate_and_print(&mut trainer, &test_images, &ds, fit.batch_size)?;
+    }
+    if args.profile {
+        // Last, because profiled steps train: the saved model and its evaluation come first.
+        let (report, _) = profile::profile_steps(
+            &gpu,
+            &trainer.net,
+            &train_images,
+            fit.batch_size,
+            2,
+            5,
+            true,
+        )?;
+        print!("{report}");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -244,3 +244,57 @@ fn a_backend_without_adapters_is_a_loud_explained_failure() {
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("max storage binding"), "{}", text(&o));
 }
+
+#[test]
+fn ctrl_c_writes_a_checkpoint_and_exits_cleanly() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let data = tiny_cifar(dir.path());
+    let out = dir.path().join("run");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cifar-wgpu"))
+        .args([
+            "train",
+            "--data",
+            &data,
+            "--epochs",
+            "50",
+            "--batch-size",
+            "10",
+            "--quiet",
+        ])
+        .args(["--out", out.to_str().unwrap()])
+        .env("KERAS_HOME", dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until training is under way, then interrupt as a terminal would.
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut seen = String::new();
+    for line in stdout.lines() {
+        let line = line.unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.starts_with("Epoch 2/") {
+            break;
+        }
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let o = child.wait_with_output().unwrap();
+    let t = format!("{seen}{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(o.status.code(), Some(130), "{t}");
+    assert!(!t.contains("panicked"), "{t}");
+    assert!(
+        t.contains("interrupted at epoch 2") && t.contains("--resume"),
+        "{t}"
+    );
+    assert!(out.join("checkpoint/progress.json").is_file());
+    let progress: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("checkpoint/progress.json")).unwrap())
+            .unwrap();
+    assert_eq!(progress["progress"]["epoch"], 1, "{progress}");
+}

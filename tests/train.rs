@@ -358,3 +358,33 @@ fn evaluation_uses_no_dropout_and_is_repeatable() {
     rel_err("evaluation logits", &logits1, &want.logits, 1e-4);
     assert!((m1.loss() - want.loss_sum / 40.0).abs() < 1e-4);
 }
+
+#[test]
+fn a_non_finite_loss_stops_training_naming_the_epoch_and_batch() {
+    let g = gpu();
+    let ds = data::synthetic::learnable(200, 0, 12, 12, 3, 4, 6);
+    let (train_images, _) = device_data(g, &ds);
+    let model = small_cnn(4);
+    // One infinite weight in the last layer's bias makes the first step's logits, and loss, non-finite.
+    let mut params = model.init_params(1).unwrap();
+    let bias = model.param_tensors().unwrap().last().unwrap().clone();
+    params[bias.offset] = f32::INFINITY;
+    let net = Network::new(g, &model, Optimizer::rmsprop_default(), &params, 32, 1).unwrap();
+    let mut trainer = Trainer::new(g, net);
+    let fit = FitConfig {
+        epochs: 1,
+        batch_size: 32,
+        shuffle: true,
+        seed: 1,
+    };
+    let train = DeviceSplit {
+        images: &train_images,
+        records: 0..160,
+    };
+    let err = trainer
+        .train_epoch(&fit, &train, None, &|_| false, &mut |_| {})
+        .unwrap_err();
+    let msg = err.to_string();
+    println!("{msg}");
+    assert!(msg.contains("epoch 1, batch 1"), "{msg}");
+}

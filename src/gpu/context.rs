@@ -22,8 +22,10 @@ pub enum BackendChoice {
 impl BackendChoice {
     fn backends(self) -> wgpu::Backends {
         match self {
-            // wgpu's own variable (WGPU_BACKEND=vulkan,gl ...) narrows the automatic choice.
-            BackendChoice::Auto => wgpu::Backends::all().with_env(),
+            // The modern APIs first: probing GL too costs start-up time and prints EGL noise on headless
+            // machines. wgpu's own WGPU_BACKEND (e.g. `gl`) overrides the automatic choice, and GL is
+            // tried when nothing else is found.
+            BackendChoice::Auto => wgpu::Backends::PRIMARY.with_env(),
             BackendChoice::Vulkan => wgpu::Backends::VULKAN,
             BackendChoice::Metal => wgpu::Backends::METAL,
             BackendChoice::Dx12 => wgpu::Backends::DX12,
@@ -65,8 +67,10 @@ impl Gpu {
     /// Opens the best adapter that matches `opts`: a real GPU when there is one, a software one
     /// (lavapipe, llvmpipe, WARP) only when it is all there is, with a warning.
     pub fn new(opts: &GpuOptions) -> Result<Gpu, GpuError> {
-        let instance = new_instance(opts.backend);
-        let adapters = pollster::block_on(instance.enumerate_adapters(opts.backend.backends()));
+        let mut adapters = enumerate(opts.backend.backends());
+        if adapters.is_empty() && opts.backend == BackendChoice::Auto {
+            adapters = enumerate(wgpu::Backends::GL);
+        }
         let adapter = choose_adapter(adapters, opts)?;
         Gpu::open(adapter, opts.shader_bounds_checks)
     }
@@ -132,10 +136,10 @@ impl Gpu {
     }
 }
 
-fn new_instance(backend: BackendChoice) -> wgpu::Instance {
+fn enumerate(backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
-    desc.backends = backend.backends();
-    wgpu::Instance::new(desc)
+    desc.backends = backends;
+    pollster::block_on(wgpu::Instance::new(desc).enumerate_adapters(backends))
 }
 
 fn device_rank(t: wgpu::DeviceType) -> u8 {
@@ -246,10 +250,13 @@ impl AdapterSummary {
     }
 }
 
-/// Every adapter visible through `backend`, best first.
+/// Every adapter visible through `backend` (for `Auto`, every backend, GL included), best first.
 pub fn list_adapters(backend: BackendChoice) -> Vec<AdapterSummary> {
-    let instance = new_instance(backend);
-    let mut adapters = pollster::block_on(instance.enumerate_adapters(backend.backends()));
+    let backends = match backend {
+        BackendChoice::Auto => wgpu::Backends::all().with_env(),
+        b => b.backends(),
+    };
+    let mut adapters = enumerate(backends);
     adapters.sort_by_key(|a| device_rank(a.get_info().device_type));
     adapters.iter().map(AdapterSummary::of).collect()
 }

@@ -5,6 +5,7 @@ mod buffer;
 mod context;
 mod error;
 mod kernel;
+pub mod timing;
 
 pub use buffer::{Tensor, WORD};
 pub use context::{AdapterSummary, BackendChoice, Gpu, GpuOptions, list_adapters};

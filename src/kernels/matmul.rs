@@ -9,22 +9,27 @@ const WG_X: u32 = 8;
 const WG_Y: u32 = 8;
 /// Outputs per invocation along each axis (the register tile in the shader).
 const TILE: usize = 4;
-/// Rows per workgroup and invocations per workgroup of the fast entry points.
-const FAST_ROWS: usize = 4;
-const FAST_WG: usize = 64;
+/// The tiled entry points (constants in the shader): invocations per workgroup, rows of C per invocation,
+/// column quads per invocation (`matmul_tile`) and columns per invocation (`matmul_tile_nt`).
+const TILE_WG: usize = 16;
+const TM: usize = 8;
+const TQ: usize = 4;
+const TN: usize = 16;
 
-/// The entry point for `s` and its workgroup counts: a vec4 fast path when the widths allow it
-/// (every dense layer whose sizes are multiples of 4), else the general kernel.
+/// The entry point for `s` and its workgroup counts: a register-tiled kernel (8x16 outputs per
+/// invocation, see the shader for why lavapipe needs that) when the widths allow vec4 loads (every
+/// dense layer whose sizes are multiples of 4), else the general 4x4 kernel.
 fn entry_point(s: MatmulShape) -> (&'static str, [u32; 3]) {
-    let rows = s.m.div_ceil(FAST_ROWS) as u32;
+    let rows = s.m.div_ceil(TM) as u32;
     match (s.trans_a, s.trans_b) {
         (_, false) if s.n.is_multiple_of(4) => (
-            "matmul_rows_vec4",
-            [(s.n / 4).div_ceil(FAST_WG) as u32, rows, 1],
+            "matmul_tile",
+            [(s.n / 4).div_ceil(TILE_WG * TQ) as u32, rows, 1],
         ),
-        (false, true) if s.k.is_multiple_of(4) => {
-            ("matmul_nt_vec4", [s.n.div_ceil(FAST_WG) as u32, rows, 1])
-        }
+        (false, true) if s.k.is_multiple_of(4) => (
+            "matmul_tile_nt",
+            [s.n.div_ceil(TILE_WG * TN) as u32, rows, 1],
+        ),
         _ => (
             "matmul",
             [

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod checkpoint;
 pub mod fit;
 pub mod network;
+pub mod profile;
 
 pub use fit::{DeviceSplit, EpochLog, Event, FitConfig, Metrics, Progress, TrainError, Trainer};
 pub use network::{Mode, Network};

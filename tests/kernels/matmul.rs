@@ -54,9 +54,12 @@ fn matmul_all_transposes_on_awkward_shapes() {
 }
 
 #[test]
-fn matmul_vec4_fast_paths_on_awkward_shapes() {
-    // Widths that are multiples of 4 take the vec4 entry points; rows not a multiple of their 4-row
-    // blocks, and column counts past one 64-wide workgroup, exercise their edges.
+fn matmul_tiled_paths_on_awkward_shapes() {
+    // Widths that are multiples of 4 take the tiled entry points (`matmul_tile` when N % 4 == 0 without
+    // TRANS_B, `matmul_tile_nt` when K % 4 == 0 with TRANS_B). Their workgroups cover 8 rows and 256
+    // columns, each invocation 8 rows and 4 quads (or 16 columns) strided by 16: rows not a multiple of 8,
+    // a batch of 1, columns past one workgroup, and invocations whose later quads fall off the end (68
+    // columns = 17 quads) exercise every edge.
     let shapes = [
         (1, 4, 4),
         (5, 12, 7),
@@ -64,6 +67,8 @@ fn matmul_vec4_fast_paths_on_awkward_shapes() {
         (33, 260, 17),
         (130, 68, 132),
         (3, 516, 8),
+        (1, 264, 40),
+        (17, 1028, 12),
     ];
     for (i, &(m, n, k)) in shapes.iter().enumerate() {
         for (ta, tb) in [(false, false), (false, true), (true, false)] {

@@ -1,0 +1,117 @@
+"""Makes the golden Keras files that tests/keras_golden.rs reads, with real Keras 3.
+
+    python3 -m venv /tmp/kvenv && /tmp/kvenv/bin/pip install keras "jax[cpu]"
+    KERAS_BACKEND=jax /tmp/kvenv/bin/python assets/keras/make_golden.py
+
+(made with keras 3.15.1, jax 0.10.2, h5py 3.16.0, numpy 2.4.6). Every weight is set from a formula
+the Rust test repeats, so the test checks each value one by one:
+
+    tensor k (0-based, in model.weights order), flat index i (C order of Keras' own shape):
+        value = ((7 * i + 13 * k) % 23 - 11) / 64          (exact in float32)
+
+The prediction input is image n, row y, column x, channel c of shape (2, 8, 8, 3):
+        x[n, y, x, c] = ((5 * flat + 3 * n) % 17) / 16     where flat is the C-order index
+"""
+
+import json
+import os
+import zipfile
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+import h5py  # noqa: E402
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+from keras import layers  # noqa: E402
+from keras.src.legacy.saving import legacy_h5_format  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def notebook(input_shape, hidden, classes, filters):
+    """The notebook's model: Conv2D, relu, pool, dropout, flatten, Dense, relu, dropout, Dense, softmax."""
+    return keras.Sequential(
+        [
+            keras.Input(input_shape),
+            layers.Conv2D(filters, (3, 3), padding="same"),
+            layers.Activation("relu"),
+            layers.MaxPooling2D(pool_size=(2, 2)),
+            layers.Dropout(0.25),
+            layers.Flatten(),
+            layers.Dense(hidden),
+            layers.Activation("relu"),
+            layers.Dropout(0.5),
+            layers.Dense(classes),
+            layers.Activation("softmax"),
+        ]
+    )
+
+
+def path(name):
+    return os.path.join(HERE, name)
+
+
+def write_json(name, text):
+    with open(path(name), "w") as f:
+        f.write(text)
+        f.write("\n")
+
+
+def main():
+    # The notebook's own model (32x32x3, 10 classes): architecture only, the weights would be 16 MB.
+    big = notebook((32, 32, 3), 512, 10, 32)
+    write_json("notebook_architecture.json", big.to_json())
+
+    # The tiny variant: same layers, 8x8x3 input, Conv2D(4), Dense(6), Dense(3).
+    tiny = notebook((8, 8, 3), 6, 3, 4)
+    values = []
+    for k, w in enumerate(tiny.weights):
+        i = np.arange(int(np.prod(w.shape)), dtype=np.int64)
+        v = (((7 * i + 13 * k) % 23 - 11) / 64).astype(np.float32).reshape(w.shape)
+        w.assign(v)
+        values.append(v)
+    write_json("tiny_architecture.json", tiny.to_json())
+
+    # Legacy HDF5 weights, as Keras 3 writes them for model.save_weights in the old layout.
+    with h5py.File(path("tiny_weights.h5"), "w") as f:
+        legacy_h5_format.save_weights_to_hdf5_group(f, tiny)
+    # Keras 3's own weights file and archive.
+    tiny.save_weights(path("tiny.weights.h5"))
+    tiny.save(path("tiny.keras"))
+    # A whole model in one legacy HDF5 file (model_config attribute + model_weights group).
+    tiny.save(path("tiny_model.h5"))
+
+    # Predictions on a fixed input, for the forward pass check.
+    flat = np.arange(2 * 8 * 8 * 3).reshape(2, 8, 8, 3)
+    n = np.arange(2).reshape(2, 1, 1, 1)
+    x = (((5 * flat + 3 * n) % 17) / 16).astype(np.float32)
+    probs = np.asarray(tiny.predict(x, verbose=0), dtype=np.float64)
+    write_json(
+        "tiny_predictions.json",
+        json.dumps({"input": "((5 * flat + 3 * n) % 17) / 16, shape [2, 8, 8, 3]",
+                    "probabilities": probs.tolist()}),
+    )
+
+    # Models we must refuse, made by real Keras too.
+    strided = keras.Sequential(
+        [keras.Input((8, 8, 3)), layers.Conv2D(4, (3, 3), strides=(2, 2)), layers.Flatten(),
+         layers.Dense(3, activation="softmax")]
+    )
+    write_json("unsupported_strides.json", strided.to_json())
+    batchnorm = keras.Sequential(
+        [keras.Input((8, 8, 3)), layers.Conv2D(4, (3, 3)), layers.BatchNormalization(),
+         layers.Flatten(), layers.Dense(3, activation="softmax")]
+    )
+    write_json("unsupported_layer.json", batchnorm.to_json())
+
+    # Check that Keras reads back what it wrote, and report the layouts.
+    again = keras.models.load_model(path("tiny.keras"))
+    for a, b in zip(again.weights, values):
+        assert np.array_equal(np.asarray(a), b)
+    with zipfile.ZipFile(path("tiny.keras")) as z:
+        print("tiny.keras:", [(i.filename, i.compress_type) for i in z.infolist()])
+    print("keras", keras.__version__, "backend", keras.backend.backend(), "h5py", h5py.__version__)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+//! The `.keras` archive: a zip of `metadata.json`, `config.json` (the architecture, as in
+//! `to_json`) and `model.weights.h5` (Keras 3's layout). Keras stores the members uncompressed;
+//! we write them the same way and read stored or deflated members.
+
+use std::io::{Read, Write};
+use std::path::Path;
+
+use zip::write::SimpleFileOptions;
+
+use super::{KERAS_VERSION, KerasError, SavedModel, h5, model_to_json};
+
+const METADATA: &str = "metadata.json";
+const CONFIG: &str = "config.json";
+const WEIGHTS: &str = "model.weights.h5";
+
+/// The archive's bytes, `weights` being Keras 3's `.weights.h5` for `saved`.
+pub fn keras_archive(saved: &SavedModel, weights: &[u8]) -> Result<Vec<u8>, String> {
+    let config = model_to_json(&saved.model)?;
+    let metadata = serde_json::json!({
+        "keras_version": KERAS_VERSION,
+        // Keras writes "%Y-%m-%d@%H:%M:%S" and never reads it back; ours is UTC.
+        "date_saved": date_saved(std::time::SystemTime::now()),
+        "saved_by": concat!("cifar-wgpu ", env!("CARGO_PKG_VERSION")),
+    })
+    .to_string();
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    for (name, bytes) in [
+        (METADATA, metadata.as_bytes()),
+        (CONFIG, config.as_bytes()),
+        (WEIGHTS, weights),
+    ] {
+        zip.start_file(name, options).map_err(|e| e.to_string())?;
+        zip.write_all(bytes).map_err(|e| e.to_string())?;
+    }
+    Ok(zip.finish().map_err(|e| e.to_string())?.into_inner())
+}
+
+/// Opens a `.keras` archive.
+pub fn load_archive(path: &Path) -> Result<SavedModel, KerasError> {
+    let bytes = std::fs::read(path).map_err(KerasError::io(path))?;
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| {
+        KerasError::malformed(path, format!("not a .keras archive (unreadable zip): {e}"))
+    })?;
+    let mut member = |name: &str| -> Result<Vec<u8>, KerasError> {
+        let mut f = zip.by_name(name).map_err(|e| {
+            KerasError::malformed(
+                path,
+                format!("not a .keras archive: no {name} inside ({e})"),
+            )
+        })?;
+        let mut out = Vec::new();
+        f.read_to_end(&mut out)
+            .map_err(|e| KerasError::malformed(path, format!("{name} inside: {e}")))?;
+        Ok(out)
+    };
+    let config = member(CONFIG)?;
+    let weights = member(WEIGHTS)?;
+    let inner = path.join(CONFIG);
+    let text =
+        String::from_utf8(config).map_err(|_| KerasError::malformed(&inner, "not UTF-8 text"))?;
+    let model = super::model_from_json(&text).map_err(|e| e.at(&inner))?;
+    let inner = path.join(WEIGHTS);
+    let file = h5::open(&inner, weights)?;
+    h5::load_weights(&inner, &file, model)
+}
+
+/// `%Y-%m-%d@%H:%M:%S` in UTC, as Keras formats `date_saved`.
+fn date_saved(t: std::time::SystemTime) -> String {
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}@{:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn date_saved_is_keras_format_in_utc() {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_795_885_261);
+        assert_eq!(super::date_saved(t), "2026-11-28@17:01:01");
+        assert_eq!(
+            super::date_saved(std::time::UNIX_EPOCH),
+            "1970-01-01@00:00:00"
+        );
+    }
+}

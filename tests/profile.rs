@@ -1,0 +1,258 @@
+//! The profiler: every kernel of a step appears with a positive time, the times add up to no more than
+//! the step, the trace is valid Chrome trace JSON, the host fallback works, and each kernel's stated
+//! FLOPs and bytes equal hand-computed values for the notebook's shapes.
+
+use std::sync::OnceLock;
+
+use cifar_wgpu::data::synthetic;
+use cifar_wgpu::gpu::timing::TimingMode;
+use cifar_wgpu::gpu::{Dispatch, Gpu, GpuOptions};
+use cifar_wgpu::kernels::gather::upload_images;
+use cifar_wgpu::model::{Activation, Layer, Sequential};
+use cifar_wgpu::optimizer::Optimizer;
+use cifar_wgpu::shape::Padding;
+use cifar_wgpu::train::profile::{chrome_trace, profile_steps};
+use cifar_wgpu::train::{Mode, Network};
+
+fn gpu() -> &'static Gpu {
+    static GPU: OnceLock<Gpu> = OnceLock::new();
+    GPU.get_or_init(|| {
+        Gpu::new(&GpuOptions::default()).expect("profile tests need a GPU adapter (lavapipe)")
+    })
+}
+
+fn small() -> Sequential {
+    Sequential::from_layers(
+        "small",
+        [10, 10, 3],
+        vec![
+            Layer::Conv2D {
+                filters: 4,
+                kernel_size: [3, 3],
+                padding: Padding::Same,
+                activation: Activation::Relu,
+            },
+            Layer::MaxPooling2D {
+                pool_size: [2, 2],
+                strides: [2, 2],
+                padding: Padding::Valid,
+            },
+            Layer::Dropout { rate: 0.25 },
+            Layer::Flatten,
+            Layer::Dense {
+                units: 8,
+                activation: Activation::Relu,
+            },
+            Layer::Dense {
+                units: 3,
+                activation: Activation::Softmax,
+            },
+        ],
+    )
+}
+
+fn profile(
+    allow_timestamps: bool,
+) -> (
+    cifar_wgpu::train::profile::ProfileReport,
+    Vec<cifar_wgpu::gpu::timing::StepTiming>,
+    Vec<&'static str>,
+) {
+    let g = gpu();
+    let model = small();
+    let ds = synthetic::learnable(40, 0, 10, 10, 3, 3, 1);
+    let images = upload_images(
+        g,
+        &ds.train.images,
+        &ds.train.labels,
+        300,
+        g.max_binding_bytes(),
+    )
+    .unwrap();
+    let net = Network::new(
+        g,
+        &model,
+        Optimizer::adam_default(),
+        &model.init_params(0).unwrap(),
+        16,
+        0,
+    )
+    .unwrap();
+    let mut names: Vec<&'static str> = net.gather(g, &images, 16).iter().map(|d| d.name).collect();
+    names.extend(net.step(g, 16, Mode::Train).iter().map(|d| d.name));
+    let (report, timings) = profile_steps(g, &net, &images, 16, 1, 3, allow_timestamps).unwrap();
+    (report, timings, names)
+}
+
+#[test]
+fn the_table_lists_every_kernel_with_positive_times_within_the_step() {
+    let (report, timings, names) = profile(true);
+    println!("{report}");
+    assert_ne!(
+        report.mode,
+        TimingMode::Host,
+        "lavapipe offers timestamp queries"
+    );
+    assert_eq!(report.steps, 3);
+    for t in &timings {
+        assert_eq!(t.dispatches.len(), names.len());
+        for d in &t.dispatches {
+            assert!(d.ns > 0.0, "{} took no time", d.name);
+        }
+        let sum: f64 = t.dispatches.iter().map(|d| d.ns).sum();
+        assert!(sum <= t.wall_ns, "kernels {sum} ns > step {} ns", t.wall_ns);
+    }
+    for name in &names {
+        let row = report
+            .rows
+            .iter()
+            .find(|r| r.name == *name)
+            .unwrap_or_else(|| panic!("{name} missing"));
+        assert!(row.ms > 0.0 && row.calls >= 1);
+    }
+    let calls: usize = report.rows.iter().map(|r| r.calls).sum();
+    assert_eq!(calls, names.len());
+    assert!(report.gpu_ms <= report.step_ms);
+    let shares: f64 = report.rows.iter().map(|r| r.share).sum();
+    assert!((shares - 1.0).abs() < 1e-9);
+    let text = report.to_string();
+    assert!(
+        text.contains("GFLOP/s") && text.contains("adam") && text.contains("images/s"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_trace_is_chrome_trace_json_with_gpu_and_host_events() {
+    let (_, timings, names) = profile(true);
+    let text = serde_json::to_string(&chrome_trace(&timings)).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let events = v["traceEvents"].as_array().unwrap();
+    let gpu_events: Vec<_> = events
+        .iter()
+        .filter(|e| e["ph"] == "X" && e["tid"] == 1)
+        .collect();
+    assert_eq!(gpu_events.len(), names.len() * timings.len());
+    for e in &gpu_events {
+        assert!(e["dur"].as_f64().unwrap() > 0.0 && e["ts"].as_f64().unwrap() >= 0.0);
+        assert!(names.contains(&e["name"].as_str().unwrap()));
+    }
+    let host: Vec<&str> = events
+        .iter()
+        .filter(|e| e["ph"] == "X" && e["tid"] == 2)
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    for expected in ["record", "submit", "wait + readback"] {
+        assert!(
+            host.contains(&expected),
+            "no '{expected}' host event: {host:?}"
+        );
+    }
+}
+
+#[test]
+fn without_timestamps_the_host_fallback_runs_and_says_so() {
+    let (report, timings, names) = profile(false);
+    assert_eq!(report.mode, TimingMode::Host);
+    assert!(report.to_string().contains("host timing"));
+    assert_eq!(timings[0].dispatches.len(), names.len());
+    assert!(
+        timings
+            .iter()
+            .all(|t| t.dispatches.iter().all(|d| d.ns > 0.0))
+    );
+}
+
+fn find<'a>(ds: &'a [Dispatch], name: &str, nth: usize) -> &'a Dispatch {
+    ds.iter()
+        .filter(|d| d.name == name)
+        .nth(nth)
+        .unwrap_or_else(|| panic!("no {name} #{nth}"))
+}
+
+#[test]
+fn stated_flops_and_bytes_equal_hand_computed_values_for_the_notebook() {
+    let g = gpu();
+    let model = Sequential::notebook([32, 32, 3], 10);
+    let net = Network::new(
+        g,
+        &model,
+        Optimizer::rmsprop_default(),
+        &model.init_params(0).unwrap(),
+        128,
+        0,
+    )
+    .unwrap();
+    let ds = net.step(g, 128, Mode::Train);
+    let w = 4u64; // bytes per f32
+    let conv_out = 128 * 32 * 32 * 32u64; // 4,194,304
+    let pooled = 128 * 16 * 16 * 32u64; // 1,048,576
+    let conv_macs = conv_out * 3 * 3 * 3;
+    let check = |d: &Dispatch, flops: u64, bytes: u64| {
+        println!("{}: {} FLOP, {} bytes", d.name, d.cost.flops, d.cost.bytes);
+        assert_eq!((d.cost.flops, d.cost.bytes), (flops, bytes), "{}", d.name);
+    };
+    // Conv2D 32x32x3 -> 32 filters 3x3 same, bias fused: a multiply-add per tap, an add per output.
+    check(
+        find(&ds, "conv2d_forward", 0),
+        2 * conv_macs + conv_out,
+        (128 * 3072 + 864 + 32 + conv_out) * w,
+    );
+    check(find(&ds, "relu_forward", 0), conv_out, 2 * conv_out * w);
+    // 2x2 windows: 4 comparisons per output; reads the input, writes values and argmax.
+    check(
+        find(&ds, "maxpool2d_forward", 0),
+        4 * pooled,
+        (conv_out + 2 * pooled) * w,
+    );
+    check(
+        find(&ds, "dropout_forward", 0),
+        pooled,
+        (2 * pooled + 4) * w,
+    );
+    // Dense 8192 -> 512 at batch 128.
+    check(
+        find(&ds, "matmul_nn", 0),
+        2 * 128 * 512 * 8192 + 128 * 512,
+        (128 * 8192 + 8192 * 512 + 512 + 128 * 512) * w,
+    );
+    check(
+        find(&ds, "matmul_nn", 1),
+        2 * 128 * 10 * 512 + 128 * 10,
+        (128 * 512 + 512 * 10 + 10 + 128 * 10) * w,
+    );
+    // Backward of the big dense layer: dW = x^T dy and dx = dy W^T, no bias.
+    check(
+        find(&ds, "matmul_tn", 1),
+        2 * 8192 * 512 * 128,
+        (128 * 8192 + 128 * 512 + 8192 * 512) * w,
+    );
+    check(
+        find(&ds, "matmul_nt", 1),
+        2 * 128 * 8192 * 512,
+        (128 * 512 + 8192 * 512 + 128 * 8192) * w,
+    );
+    check(
+        find(&ds, "maxpool2d_backward", 0),
+        pooled,
+        (2 * pooled + conv_out) * w,
+    );
+    check(find(&ds, "relu_backward", 1), conv_out, 3 * conv_out * w);
+    // RMSprop over the padded flat parameter vector: params, grads, one state vector read and two
+    // vectors written, plus the step state.
+    let n = model.param_words().unwrap() as u64;
+    let rms = find(&ds, "rmsprop", 0);
+    assert_eq!(rms.cost.bytes, (5 * n + 4) * w, "rmsprop bytes");
+    assert_eq!(
+        rms.cost.flops % n,
+        0,
+        "rmsprop FLOPs are a whole number per parameter"
+    );
+    // Softmax cross-entropy over [128, 10]: logits read, gradient written, labels, metrics, step.
+    let sce = find(&ds, "softmax_cross_entropy", 0);
+    assert_eq!(
+        sce.cost.bytes,
+        (2 * 1280 + 128 + 2 * 4 + 4) * w,
+        "softmax_cross_entropy bytes"
+    );
+}
