@@ -8,8 +8,15 @@
 // or the output of a ReLU fed to another). A NaN input stays NaN in the forward pass (`x <= 0` is false
 // for NaN), so a diverging model is not silently cleaned up; its gradient is 0 (`x > 0` is false).
 //
-// One invocation per element; the 1-D grid may be split over x and y when it exceeds the adapter's
-// per-dimension workgroup limit (see kernels::grid), so the index is rebuilt from both.
+// `relu_forward` / `relu_backward` take one element per invocation; the `_vec4` entry points take four,
+// through vec4 views of the same bindings, and are used when `len` is a multiple of 4 (every activation
+// of the notebook). lavapipe emulates each storage access one SIMD lane at a time, so moving four words
+// per access pays: on the notebook's 4.2M-element conv output, forward 54 -> 11 ms and backward
+// 47 -> 15 ms (best of 5, load ~5 on 2 cores). Loops of four scalar accesses per invocation were only
+// 3x faster, and two vec4 or one mat4x4 per invocation no faster than one vec4.
+//
+// The 1-D grid may be split over x and y when it exceeds the adapter's per-dimension workgroup limit
+// (see kernels::grid), so the index is rebuilt from both.
 
 struct Params {
     len: u32,
@@ -22,6 +29,11 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 @group(0) @binding(2) var<storage, read> dy: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dx: array<f32>;
+// The same bindings four words at a time (len / 4 elements), for the _vec4 entry points.
+@group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> y4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> dy4: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> dx4: array<vec4<f32>>;
 
 const WG: u32 = 256u;
 
@@ -39,5 +51,22 @@ fn relu_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     let i = gid.x + gid.y * nwg.x * WG;
     if i < p.len {
         dx[i] = select(0.0, dy[i], x[i] > 0.0);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn relu_forward_vec4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * WG;
+    if i < p.len / 4u {
+        let v = x4[i];
+        y4[i] = select(v, vec4<f32>(0.0), v <= vec4<f32>(0.0));
+    }
+}
+
+@compute @workgroup_size(WG)
+fn relu_backward_vec4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * WG;
+    if i < p.len / 4u {
+        dx4[i] = select(vec4<f32>(0.0), dy4[i], x4[i] > vec4<f32>(0.0));
     }
 }

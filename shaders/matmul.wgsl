@@ -25,9 +25,9 @@
 // operations in this file would make the whole module fail to compile on adapters without
 // Features::SUBGROUP; it needs a shader file of its own, chosen when the feature is present.
 //
-// Measured on lavapipe (Mesa 22.3, 2 cores, load average 3-4.5 from other jobs), batch 128, old 4x1
-// tiles -> these: forward 128x512x8192 ~1100-1400 ms -> ~250 ms; dW 8192x512x128 ~420-660 ms -> ~200
-// ms; dx 128x8192x512 ~650-860 ms -> ~300-540 ms.
+// Measured on lavapipe (Mesa 22.3, 2 cores shared with other jobs, load average ~5), batch 128, the
+// previous 4-row kernels -> these, medians of 5 interleaved runs: forward 128x512x8192 2365 -> 572 ms
+// (4.1x); dW 8192x512x128 945 -> 366 ms (2.6x); dx 128x8192x512 1329 -> ~330 ms (4x, 8x8 tiles).
 //
 // `a4`, `b4` and `c4` are vec4 views of the same bindings as `a`, `b` and `c`; each entry point uses
 // one view of each, so its automatic layout has one variable per binding.
@@ -56,11 +56,12 @@ override WG_Y: u32 = 8u;
 // The tiled kernels: TILE_WG invocations per workgroup, each computing TM rows of C times TQ column
 // quads (matmul_tile) or TN columns (matmul_tile_nt). Constants, so the loops over them unroll and the
 // tiles live in registers (keep in sync with src/kernels/matmul.rs). Measured alternatives on lavapipe:
-// 4x4 tiles (the old kernels) are 4-5x slower; 16x8 tiles about as fast, 8x32 and 12x16 slower (spills).
+// matmul_tile with 16x8 tiles about as fast, 8x32 and 12x16 slower (spills); matmul_tile_nt holds
+// TN vec4 of B besides its TM*TN sums, so 8x8 beat 8x16 there (~320 against ~560 ms) and 4x8 was slower.
 const TILE_WG: u32 = 16u;
 const TM: u32 = 8u;
 const TQ: u32 = 4u;
-const TN: u32 = 16u;
+const TN: u32 = 8u;
 
 fn load_a(row: u32, kk: u32) -> f32 {
     if TRANS_A {

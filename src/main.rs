@@ -14,10 +14,11 @@ use cifar_wgpu::kernels::gather::{DeviceImages, upload_images};
 use cifar_wgpu::model::Sequential;
 use cifar_wgpu::model::io::SavedModel;
 use cifar_wgpu::optimizer::Optimizer;
+use cifar_wgpu::report::{self, ReportInputs};
 use cifar_wgpu::train::checkpoint::{Checkpoint, checkpoint_dir};
 use cifar_wgpu::train::fit::{argmax_rows, per_class_accuracy};
-use cifar_wgpu::train::profile;
 use cifar_wgpu::train::{DeviceSplit, EpochLog, Event, FitConfig, Metrics, Network, Trainer};
+use cifar_wgpu::train::{history, profile};
 
 type Error = Box<dyn std::error::Error>;
 
@@ -264,6 +265,22 @@ enum Command {
     /// Time each kernel of a training step of the notebook's recipe (GPU timestamps when the adapter
     /// has them), on synthetic data of the right shape unless --data is given.
     Profile(Box<ProfileArgs>),
+    /// Write curves, the confusion matrix, per-class metrics, sample predictions and an HTML page for
+    /// a saved model (the same files `train` writes at its end).
+    Report {
+        /// A folder written by `train`.
+        #[arg(long)]
+        model: PathBuf,
+        /// Where to write (default: the model's folder).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long, default_value_t = 128)]
+        batch_size: usize,
+        #[command(flatten)]
+        data: DataArgs,
+        #[command(flatten)]
+        gpu: GpuArgs,
+    },
     /// Evaluate a saved model on the test set (model.evaluate), with per-class accuracy.
     Evaluate {
         /// A folder written by `train`.
@@ -460,6 +477,47 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 cifar_wgpu::model::io::write_atomic(&path, line.as_bytes())?;
             }
         }
+        Command::Report {
+            model,
+            out,
+            batch_size,
+            data,
+            gpu,
+        } => {
+            let started = std::time::Instant::now();
+            let saved = SavedModel::load(&model)?;
+            let history = history::load(&model)?;
+            let ds = data.load()?;
+            check_fits(&saved.model, &ds)?;
+            if ds.test.is_empty() {
+                return Err(format!("{} has no test images to report on", ds.name).into());
+            }
+            let gpu = gpu.open()?;
+            let test = upload(&gpu, &ds.test.images, &ds.test.labels, &ds)?;
+            let net = Network::new(
+                &gpu,
+                &saved.model,
+                Optimizer::rmsprop_default(),
+                &saved.params,
+                batch_size,
+                0,
+            )?;
+            let mut trainer = Trainer::new(&gpu, net);
+            let dir = out.unwrap_or(model.clone());
+            let request = ReportRequest {
+                dir: &dir,
+                history: &history,
+                settings: vec![
+                    ("model".to_string(), model.display().to_string()),
+                    (
+                        "data".to_string(),
+                        format!("{} ({})", ds.name, ds.source.display()),
+                    ),
+                ],
+                seconds: started.elapsed().as_secs_f64(),
+            };
+            evaluate_and_print(&mut trainer, &test, &ds, batch_size, Some(request))?;
+        }
         Command::Evaluate {
             model,
             batch_size,
@@ -480,7 +538,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 0,
             )?;
             let mut trainer = Trainer::new(&gpu, net);
-            evaluate_and_print(&mut trainer, &test, &ds, batch_size)?;
+            evaluate_and_print(&mut trainer, &test, &ds, batch_size, None)?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -513,6 +571,7 @@ fn check_fits(model: &Sequential, ds: &Dataset) -> Result<(), Error> {
 }
 
 fn train(args: TrainArgs) -> Result<ExitCode, Error> {
+    let run_started = std::time::Instant::now();
     if args.batch_size == 0 || args.epochs == 0 {
         return Err("--epochs and --batch-size must be positive".into());
     }
@@ -635,10 +694,38 @@ fn train(args: TrainArgs) -> Result<ExitCode, Error> {
         params: trainer.net.read_params(&gpu)?,
     };
     saved.save(&args.out)?;
-    save_history(&args.out, &trainer.history)?;
+    history::save(&args.out, &trainer.history)?;
     eprintln!("model saved to {}", args.out.display());
     if !ds.test.is_empty() {
-        evaluate_and_print(&mut trainer, &test_images, &ds, fit.batch_size)?;
+        let settings = vec![
+            (
+                "data".to_string(),
+                format!("{} ({})", ds.name, ds.source.display()),
+            ),
+            ("epochs".to_string(), fit.epochs.to_string()),
+            ("batch size".to_string(), fit.batch_size.to_string()),
+            (
+                "optimizer".to_string(),
+                format!("{:?}", trainer.net.optimizer),
+            ),
+            ("validation split".to_string(), validation_split.to_string()),
+            ("shuffle".to_string(), fit.shuffle.to_string()),
+            ("seed".to_string(), fit.seed.to_string()),
+        ];
+        let history = trainer.history.clone();
+        let report_to = ReportRequest {
+            dir: &args.out,
+            history: &history,
+            settings,
+            seconds: run_started.elapsed().as_secs_f64(),
+        };
+        evaluate_and_print(
+            &mut trainer,
+            &test_images,
+            &ds,
+            fit.batch_size,
+            Some(report_to),
+        )?;
     }
     if args.profile {
         // Last, because profiled steps train: the saved model and its evaluation come first.
@@ -656,11 +743,20 @@ fn train(args: TrainArgs) -> Result<ExitCode, Error> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// What the report page says about the run, beside the model's results.
+struct ReportRequest<'a> {
+    dir: &'a Path,
+    history: &'a [EpochLog],
+    settings: Vec<(String, String)>,
+    seconds: f64,
+}
+
 fn evaluate_and_print(
     trainer: &mut Trainer,
     test: &DeviceImages,
     ds: &Dataset,
     batch_size: usize,
+    report_to: Option<ReportRequest>,
 ) -> Result<(), Error> {
     let split = DeviceSplit {
         images: test,
@@ -675,49 +771,44 @@ fn evaluate_and_print(
         m.count,
         t.elapsed().as_secs_f64()
     );
-    let predicted = argmax_rows(&logits, ds.num_classes());
-    let per_class = per_class_accuracy(&predicted, &ds.test.labels, ds.num_classes());
-    println!(
-        "per class:\n{:<14} {:>9} {:>7}",
-        "class", "accuracy", "images"
-    );
-    for (name, (correct, total)) in ds.class_names.iter().zip(&per_class) {
-        println!(
-            "{name:<14} {:>9.4} {total:>7}",
-            *correct as f64 / (*total).max(1) as f64
-        );
+    match report_to {
+        None => {
+            let predicted = argmax_rows(&logits, ds.num_classes());
+            let per_class = per_class_accuracy(&predicted, &ds.test.labels, ds.num_classes());
+            println!(
+                "per class:\n{:<14} {:>9} {:>7}",
+                "class", "accuracy", "images"
+            );
+            for (name, (correct, total)) in ds.class_names.iter().zip(&per_class) {
+                println!(
+                    "{name:<14} {:>9.4} {total:>7}",
+                    *correct as f64 / (*total).max(1) as f64
+                );
+            }
+        }
+        Some(r) => {
+            let summary = report::write_report(
+                r.dir,
+                &ReportInputs {
+                    history: r.history,
+                    class_names: &ds.class_names,
+                    test: &ds.test,
+                    height: ds.height,
+                    width: ds.width,
+                    channels: ds.channels,
+                    logits: &logits,
+                    settings: r.settings,
+                    adapter: trainer.adapter_name(),
+                    seconds: r.seconds,
+                },
+            )?;
+            print!("{}", summary.table);
+            eprintln!(
+                "report written to {} (curves, confusion matrix, per-class table, samples)",
+                r.dir.join("report.html").display()
+            );
+        }
     }
-    Ok(())
-}
-
-/// `history.json` (Keras' History.history: one list per metric) and `history.csv`.
-fn save_history(out: &Path, history: &[EpochLog]) -> Result<(), Error> {
-    let col = |f: fn(&EpochLog) -> Option<f64>| history.iter().map(f).collect::<Vec<_>>();
-    let json = serde_json::json!({
-        "loss": col(|e| Some(e.loss)),
-        "accuracy": col(|e| Some(e.accuracy)),
-        "val_loss": col(|e| e.val_loss),
-        "val_accuracy": col(|e| e.val_accuracy),
-        "seconds": col(|e| Some(e.seconds)),
-    });
-    cifar_wgpu::model::io::write_atomic(
-        &out.join("history.json"),
-        serde_json::to_string_pretty(&json)?.as_bytes(),
-    )?;
-    let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.6}"));
-    let mut csv = String::from("epoch,loss,accuracy,val_loss,val_accuracy,seconds\n");
-    for e in history {
-        csv.push_str(&format!(
-            "{},{:.6},{:.6},{},{},{:.3}\n",
-            e.epoch,
-            e.loss,
-            e.accuracy,
-            opt(e.val_loss),
-            opt(e.val_accuracy),
-            e.seconds
-        ));
-    }
-    cifar_wgpu::model::io::write_atomic(&out.join("history.csv"), csv.as_bytes())?;
     Ok(())
 }
 

@@ -88,7 +88,8 @@ fn train_saves_everything_then_evaluate_reads_it_back() {
         "val_accuracy",
         "val_loss",
         "test: loss",
-        "per class",
+        "precision",
+        "report.html",
     ] {
         assert!(
             t.contains(expected),
@@ -101,6 +102,12 @@ fn train_saves_everything_then_evaluate_reads_it_back() {
         "history.json",
         "history.csv",
         "checkpoint/progress.json",
+        "curves.png",
+        "curves.svg",
+        "confusion.png",
+        "per_class.csv",
+        "samples.png",
+        "report.html",
     ] {
         assert!(out.join(f).is_file(), "{f} was not written");
     }
@@ -122,6 +129,24 @@ fn train_saves_everything_then_evaluate_reads_it_back() {
     let t = text(&o);
     assert!(o.status.success(), "{t}");
     assert!(t.contains("test: loss") && t.contains("per class"), "{t}");
+
+    // The report can be rebuilt from the saved model, into another folder.
+    let again = dir.path().join("again");
+    let o = cli(&[
+        "report",
+        "--model",
+        out_s,
+        "--data",
+        &data,
+        "--out",
+        again.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let html = std::fs::read_to_string(again.join("report.html")).unwrap();
+    assert!(
+        html.contains("data:image/png;base64,"),
+        "the page embeds its pictures"
+    );
 
     // --log-json: one JSON object per epoch on stdout.
     let out2 = dir.path().join("run2");

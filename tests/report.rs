@@ -18,7 +18,7 @@ fn made_up_logits(labels: &[u8], classes: usize) -> Vec<f32> {
     let mut out = Vec::with_capacity(labels.len() * classes);
     for (i, &l) in labels.iter().enumerate() {
         let l = l as usize;
-        let wrong = (i + l) % 4 == 0 || (l == 0 && i % 3 == 0);
+        let wrong = (i + l).is_multiple_of(4) || (l == 0 && i.is_multiple_of(3));
         let p = if wrong { (l + 1 + i % 2) % classes } else { l };
         for c in 0..classes {
             // A little spread everywhere, plus a margin for the chosen class that varies with i.
@@ -192,10 +192,10 @@ fn check_all(r: &Run, hist: &[EpochLog]) {
     // Confusion matrix: as recomputed, rows sum to the class counts.
     assert_eq!(r.summary.confusion.counts, expected);
     let counts = r.ds.test.class_counts(classes);
-    for t in 0..classes {
+    for (t, &count) in counts.iter().enumerate() {
         assert_eq!(
             r.summary.confusion.row_sum(t),
-            counts[t],
+            count,
             "row {t} of the confusion matrix"
         );
     }
@@ -331,6 +331,49 @@ fn one_epoch_and_no_history() {
     }
 }
 
+/// Image folders can have many classes with long or non-ASCII names: the picture stays bounded
+/// and the CSV keeps every name intact (quoted where it has a comma).
+#[test]
+fn many_classes_and_long_names() {
+    let classes = 40;
+    let mut ds = learnable(4, 120, 16, 12, 3, classes, 5);
+    ds.class_names = (0..classes)
+        .map(|c| format!("a rather long class name, número {c} of many"))
+        .collect();
+    let logits = made_up_logits(&ds.test.labels, classes);
+    let dir = tempfile::tempdir().unwrap();
+    let s = report::write_report(
+        dir.path(),
+        &ReportInputs {
+            history: &history(2, true),
+            class_names: &ds.class_names,
+            test: &ds.test,
+            height: 16,
+            width: 12,
+            channels: 3,
+            logits: &logits,
+            settings: Vec::new(),
+            adapter: String::new(),
+            seconds: 0.0,
+        },
+    )
+    .unwrap();
+    let (w, h) = dims(&dir.path().join(CONFUSION_PNG));
+    assert!(w <= 1400 && h <= 1400, "confusion.png is {w}x{h}");
+    let longest = ds
+        .class_names
+        .iter()
+        .map(|n| n.chars().count())
+        .max()
+        .unwrap();
+    let l = confusion_layout(classes, longest);
+    assert_eq!((w, h), (l.width, l.height));
+    let csv = std::fs::read_to_string(dir.path().join(PER_CLASS_CSV)).unwrap();
+    assert!(csv.contains("\"a rather long class name, número 7 of many\""));
+    assert_eq!(csv.lines().count(), classes + 2);
+    assert_eq!(s.worst.len(), 3);
+}
+
 #[test]
 fn all_right_means_no_mistakes_section() {
     let ds = learnable(4, 20, 8, 8, 3, 2, 1);
@@ -424,13 +467,21 @@ fn example_report() {
         return;
     };
     let hist = history(20, true);
-    for (sub, h, w, c, classes) in [("cifar", 32, 32, 3, 10), ("fashion", 28, 28, 1, 10)] {
+    for (sub, h, w, c, classes) in [
+        ("cifar", 32, 32, 3, 10),
+        ("fashion", 28, 28, 1, 10),
+        ("many", 16, 12, 3, 40),
+    ] {
         let ds = learnable(8, 300, h, w, c, classes, 7);
         let mut ds = ds;
         if sub == "cifar" {
             ds.class_names = cifar_wgpu::data::CIFAR10_CLASSES
                 .iter()
                 .map(|s| s.to_string())
+                .collect();
+        } else if sub == "many" {
+            ds.class_names = (0..classes)
+                .map(|c| format!("a rather long class name, número {c} of many"))
                 .collect();
         } else {
             ds.class_names = cifar_wgpu::data::FASHION_MNIST_CLASSES

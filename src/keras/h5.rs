@@ -15,9 +15,13 @@
 //! that has weights, and a layer's tensors are read in `weight_names` order, whatever their names
 //! (Keras 3 names them `sequential/conv2d/kernel`). We read it the same way.
 //!
-//! Keras 3 (`model.save_weights("x.weights.h5")`, and inside `.keras`): `layers/<layer>/vars/0`
-//! (kernel), `…/1` (bias), a `vars` group (attribute `name`) for every layer and the model. Keras
-//! 3 loads it by layer name, as we do.
+//! Keras 3 (`model.save_weights("x.weights.h5")`, and inside `.keras`): `layers/<key>/vars/0`
+//! (kernel), `…/1` (bias), a `vars` group (attribute `name`: the layer's name) for every layer and
+//! the model. `<key>` is NOT the layer's name: Keras 3 keys each layer by its class in snake case,
+//! numbered within the model (`conv2d`, `dense`, `dense_1`, …, see `_get_unique_name` in
+//! `keras/src/saving/saving_lib.py`), so a model whose layers are named `conv2d_1`, `dense_2` (the
+//! second model built in a Python session) still stores `layers/conv2d`, `layers/dense`. We key
+//! them the same way, and read them so.
 
 use std::path::Path;
 
@@ -32,6 +36,27 @@ const BACKEND: &str = "tensorflow";
 
 /// Our extra root attribute (Keras ignores it): the class names, in label order.
 const CLASS_NAMES_ATTR: &str = "class_names";
+
+/// Keras 3's key for each layer of `model` inside `layers/`: the class in snake case, then `_1`,
+/// `_2` … for repeats within the model.
+fn keras3_keys(model: &Sequential) -> Vec<String> {
+    let mut used = std::collections::HashMap::new();
+    model
+        .layers
+        .iter()
+        .map(|l| {
+            let base = l.layer.keras_base_name();
+            let n = used.entry(base).or_insert(0usize);
+            let key = if *n == 0 {
+                base.to_string()
+            } else {
+                format!("{base}_{n}")
+            };
+            *n += 1;
+            key
+        })
+        .collect()
+}
 
 /// Parameter tensors grouped by layer, in model order, for layers that have any.
 fn tensors_by_layer(model: &Sequential) -> Result<Vec<(String, Vec<ParamTensor>)>, String> {
@@ -114,8 +139,8 @@ pub fn keras3_weights(saved: &SavedModel) -> Result<Vec<u8>, String> {
         AttrValue::StringArray(saved.class_names.clone()),
     );
     let mut layers = b.create_group("layers");
-    for l in &saved.model.layers {
-        let mut g = layers.create_group(&l.name);
+    for (l, key) in saved.model.layers.iter().zip(keras3_keys(&saved.model)) {
+        let mut g = layers.create_group(&key);
         let mut vars = g.create_group("vars");
         vars.set_attr("name", AttrValue::VarLenString(l.name.clone()));
         if let Some((_, tensors)) = by_layer.iter().find(|(n, _)| *n == l.name) {
@@ -147,12 +172,23 @@ pub fn open(path: &Path, bytes: Vec<u8>) -> Result<File, KerasError> {
         ));
     }
     let len = bytes.len();
-    File::from_bytes(bytes).map_err(|e| {
+    let file = File::from_bytes(bytes).map_err(|e| {
         KerasError::malformed(
             path,
             format!("unreadable HDF5 file ({len} bytes; truncated or damaged?): {e}"),
         )
-    })
+    })?;
+    // As libhdf5 does: a file shorter than its superblock's end-of-file address was cut short,
+    // even when what remains happens to parse.
+    let sb = file.superblock();
+    let end = sb.base_address.get().saturating_add(sb.eof_address);
+    if end > len as u64 {
+        return Err(KerasError::malformed(
+            path,
+            format!("truncated HDF5 file: {len} bytes, its superblock says {end}"),
+        ));
+    }
+    Ok(file)
 }
 
 fn h5err(path: &Path, what: &str) -> impl Fn(hdf5_pure::Error) -> KerasError {
@@ -289,7 +325,7 @@ pub fn load_weights(path: &Path, file: &File, model: Sequential) -> Result<Saved
     } else if groups.iter().any(|g| g == "model_weights") {
         load_legacy(path, file, "model_weights/", &by_layer, &mut params)?;
     } else if groups.iter().any(|g| g == "layers") {
-        load_keras3(path, file, &by_layer, &mut params)?;
+        load_keras3(path, file, &model, &by_layer, &mut params)?;
     } else {
         return Err(KerasError::malformed(
             path,
@@ -379,6 +415,7 @@ fn load_legacy(
 fn load_keras3(
     path: &Path,
     file: &File,
+    model: &Sequential,
     by_layer: &[(String, Vec<ParamTensor>)],
     params: &mut [f32],
 ) -> Result<(), KerasError> {
@@ -386,19 +423,27 @@ fn load_keras3(
         .group("layers")
         .and_then(|g| g.groups())
         .map_err(h5err(path, "layers"))?;
+    let keys = keras3_keys(model);
     for (layer, tensors) in by_layer {
-        if !present.contains(layer) {
+        let key = model
+            .layers
+            .iter()
+            .zip(&keys)
+            .find(|(l, _)| l.name == *layer)
+            .map(|(_, k)| k.clone())
+            .expect("every layer has a key");
+        if !present.contains(&key) {
             let mut present = present.clone();
             present.sort();
             return Err(KerasError::mismatch(
                 path,
                 format!(
-                    "no weights for layer '{layer}' (no group layers/{layer}; the file has {})",
+                    "no weights for layer '{layer}' (no group layers/{key}; the file has {})",
                     present.join(", ")
                 ),
             ));
         }
-        let vars = format!("layers/{layer}/vars");
+        let vars = format!("layers/{key}/vars");
         let stored = file
             .group(&vars)
             .and_then(|g| g.datasets())

@@ -13,18 +13,29 @@ struct Params {
     len: u32,
 }
 
+/// The entry point and invocation count for `n` elements: four per invocation when `n` allows it
+/// (5x faster on lavapipe, see the shader), else one.
+fn entry(scalar: &'static str, vec4: &'static str, n: usize) -> (&'static str, usize) {
+    if n % 4 == 0 {
+        (vec4, n / 4)
+    } else {
+        (scalar, n)
+    }
+}
+
 /// y = max(x, 0), elementwise. `x` and `y` have the same length (any shape, flattened).
 pub fn relu_forward(gpu: &Gpu, x: &Tensor, y: &Tensor) -> Dispatch {
     assert_eq!(x.len, y.len, "relu_forward: x and y differ in length");
     let n = x.len;
+    let (entry, invocations) = entry("relu_forward", "relu_forward_vec4", n);
     gpu.dispatch(
         "relu_forward",
         &SHADER,
-        "relu_forward",
+        entry,
         &[],
         &Params { len: n as u32 },
         &[x, y],
-        super::grid(gpu, n, WG),
+        super::grid(gpu, invocations, WG),
         Cost {
             flops: n as u64,
             bytes: 2 * n as u64 * WORD,
@@ -37,14 +48,15 @@ pub fn relu_backward(gpu: &Gpu, x: &Tensor, dy: &Tensor, dx: &Tensor) -> Dispatc
     assert_eq!(x.len, dy.len, "relu_backward: x and dy differ in length");
     assert_eq!(x.len, dx.len, "relu_backward: x and dx differ in length");
     let n = x.len;
+    let (entry, invocations) = entry("relu_backward", "relu_backward_vec4", n);
     gpu.dispatch(
         "relu_backward",
         &SHADER,
-        "relu_backward",
+        entry,
         &[],
         &Params { len: n as u32 },
         &[x, dy, dx],
-        super::grid(gpu, n, WG),
+        super::grid(gpu, invocations, WG),
         Cost {
             flops: n as u64,
             bytes: 3 * n as u64 * WORD,

@@ -61,14 +61,20 @@ fn dropout(
         rate,
         scale: scale(rate),
     };
+    // Four elements per invocation when the length allows (3x faster on lavapipe, see the shader).
+    let (entry, invocations) = if n % 4 == 0 {
+        ("dropout_vec4", n / 4)
+    } else {
+        ("dropout", n)
+    };
     gpu.dispatch(
         name,
         &SHADER,
-        "dropout",
+        entry,
         &[],
         &params,
         &[input, output, step_state],
-        super::grid(gpu, n, WG),
+        super::grid(gpu, invocations, WG),
         Cost {
             // The multiply; the hash is integer work.
             flops: n as u64,

@@ -9,14 +9,15 @@ const WG_X: u32 = 8;
 const WG_Y: u32 = 8;
 /// Outputs per invocation along each axis (the register tile in the shader).
 const TILE: usize = 4;
-/// The tiled entry points (constants in the shader): invocations per workgroup, rows of C per invocation,
-/// column quads per invocation (`matmul_tile`) and columns per invocation (`matmul_tile_nt`).
+/// The tiled entry points (constants in the shader): invocations per workgroup, rows of C per
+/// invocation, column quads per invocation (`matmul_tile`) and columns per invocation
+/// (`matmul_tile_nt`).
 const TILE_WG: usize = 16;
 const TM: usize = 8;
 const TQ: usize = 4;
-const TN: usize = 16;
+const TN: usize = 8;
 
-/// The entry point for `s` and its workgroup counts: a register-tiled kernel (8x16 outputs per
+/// The entry point for `s` and its workgroup counts: a register-tiled kernel (8x16 or 8x8 outputs per
 /// invocation, see the shader for why lavapipe needs that) when the widths allow vec4 loads (every
 /// dense layer whose sizes are multiples of 4), else the general 4x4 kernel.
 fn entry_point(s: MatmulShape) -> (&'static str, [u32; 3]) {

@@ -28,7 +28,8 @@ struct Params {
 /// gives, each as long as `params`. The learning rate (and Adam's bias-corrected step size) are read
 /// from `step_state`, which the host fills with `opt.step_state(step)` before each step.
 ///
-/// Binding order in the shader: params, grads, step_state, state...
+/// Binding order in the shader: params, grads, step_state, state... When the length is a multiple of 4
+/// the `<rule>_vec4` entry point updates four parameters per invocation; otherwise `<rule>` updates one.
 pub fn update(
     gpu: &Gpu,
     opt: &Optimizer,
@@ -124,17 +125,39 @@ pub fn update(
     };
     let mut buffers = vec![params, grads, step_state];
     buffers.extend_from_slice(state);
+    // Four parameters per invocation when the length allows (the model's flat buffer always does):
+    // 2.8x faster on lavapipe, see the shader. The dispatch keeps the rule's name in profiles.
+    let (shader_entry, invocations) = if n % 4 == 0 {
+        (vec4_entry(entry), n / 4)
+    } else {
+        (entry, n)
+    };
     gpu.dispatch(
         entry,
         &SHADER,
-        entry,
+        shader_entry,
         &[],
         &p,
         &buffers,
-        super::grid(gpu, n, WG),
+        super::grid(gpu, invocations, WG),
         Cost {
             flops: flops * n as u64,
             bytes: ((3 + 2 * state.len()) * n + StepState::WORDS) as u64 * WORD,
         },
     )
+}
+
+/// The entry point that applies `entry`'s rule to four parameters per invocation.
+fn vec4_entry(entry: &str) -> &'static str {
+    match entry {
+        "sgd" => "sgd_vec4",
+        "sgd_momentum" => "sgd_momentum_vec4",
+        "rmsprop" => "rmsprop_vec4",
+        "rmsprop_momentum" => "rmsprop_momentum_vec4",
+        "rmsprop_centered" => "rmsprop_centered_vec4",
+        "rmsprop_centered_momentum" => "rmsprop_centered_momentum_vec4",
+        "adam" => "adam_vec4",
+        "adam_amsgrad" => "adam_amsgrad_vec4",
+        _ => unreachable!("optimizer entry point {entry} has no vec4 twin"),
+    }
 }

@@ -140,9 +140,14 @@ fn draw_panel<DB: DrawingBackend>(
     Ok(())
 }
 
+/// Longer class names (image folders can have any) are cut to this many characters.
+pub const NAME_CHARS: usize = 22;
+
 /// Layout of the confusion-matrix picture for `classes` classes and the longest name.
 pub struct ConfusionLayout {
     pub cell: u32,
+    /// Font size of the class names, in pixels.
+    pub name_size: f64,
     pub left: u32,
     pub top: u32,
     pub width: u32,
@@ -152,12 +157,15 @@ pub struct ConfusionLayout {
 pub fn confusion_layout(classes: usize, longest_name: usize) -> ConfusionLayout {
     // Cells shrink with many classes so the picture stays under ~1200 px.
     let cell = (1000 / classes.max(1) as u32).clamp(12, 64);
-    let name_px = (longest_name as u32 * 9).clamp(40, 200);
+    let name_size = (cell as f64 * 0.3).clamp(9.0, 16.0);
+    // DejaVu Sans averages about 0.6 em a character.
+    let name_px = ((longest_name.min(NAME_CHARS) as f64 * name_size * 0.6) as u32).max(40);
     let left = name_px + 60;
     let top = name_px + 70;
     let side = cell * classes as u32;
     ConfusionLayout {
         cell,
+        name_size,
         left,
         top,
         width: left + side + 24,
@@ -177,7 +185,7 @@ pub fn draw_confusion<DB: DrawingBackend>(
     let l = confusion_layout(n, longest);
     let (cell, left, top) = (l.cell as i32, l.left as i32, l.top as i32);
     root.fill(&WHITE).map_err(plot_err)?;
-    let name_size = (cell as f64 * 0.3).clamp(9.0, 16.0);
+    let name_size = l.name_size;
     let count_size = (cell as f64 * 0.3).clamp(8.0, 17.0);
     let total = confusion.total();
     let correct = confusion.correct();
@@ -240,6 +248,7 @@ pub fn draw_confusion<DB: DrawingBackend>(
     }
     // Class names: rows on the left, columns on top written upwards so long names fit.
     for (c, name) in names.iter().enumerate() {
+        let name = super::samples::fit(name, NAME_CHARS);
         let mid = c as i32 * cell + cell / 2;
         root.draw(&Text::new(
             name.clone(),
@@ -248,7 +257,7 @@ pub fn draw_confusion<DB: DrawingBackend>(
         ))
         .map_err(plot_err)?;
         root.draw(&Text::new(
-            name.clone(),
+            name,
             (left + mid, top - 8),
             TextStyle::from(
                 (FONT, name_size)

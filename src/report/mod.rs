@@ -28,8 +28,9 @@ pub use samples::{COLUMNS, PER_SECTION, SamplesLayout, samples_layout};
 /// which names the family instead of embedding glyphs, falls back to the viewer's sans-serif.
 pub(crate) const FONT: &str = "sans-serif";
 
-/// DejaVu Sans cut down to ASCII and a few symbols (15 kB; see `FONT-LICENSE.md`). Bundled because
-/// plotters' system-font path needs fontconfig and freetype, which headless machines and CI lack.
+/// DejaVu Sans cut down to Latin-1, Latin Extended-A and a few symbols (30 kB; see
+/// `FONT-LICENSE.md`). Bundled because plotters' system-font path needs fontconfig and freetype,
+/// which headless machines and CI lack.
 static FONT_BYTES: &[u8] = include_bytes!("DejaVuSans-subset.ttf");
 
 fn register_font() {

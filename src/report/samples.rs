@@ -73,7 +73,7 @@ fn pixel(img: &[u8], channels: usize, i: usize) -> Rgb<u8> {
 }
 
 /// Names are cut to fit a tile; about 8 pixels a character at the labels' size.
-fn fit(name: &str, max_chars: usize) -> String {
+pub(crate) fn fit(name: &str, max_chars: usize) -> String {
     if name.chars().count() <= max_chars {
         name.to_string()
     } else {

@@ -152,6 +152,14 @@ pub struct Trainer<'g> {
 }
 
 impl<'g> Trainer<'g> {
+    /// The adapter the trainer runs on, for reports.
+    pub fn adapter_name(&self) -> String {
+        format!(
+            "{} ({:?}, {:?})",
+            self.gpu.info.name, self.gpu.info.backend, self.gpu.info.device_type
+        )
+    }
+
     pub fn new(gpu: &'g Gpu, net: Network) -> Trainer<'g> {
         Trainer {
             gpu,

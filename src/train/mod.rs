@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod checkpoint;
 pub mod fit;
+pub mod history;
 pub mod network;
 pub mod profile;
 

@@ -57,9 +57,9 @@ fn matmul_all_transposes_on_awkward_shapes() {
 fn matmul_tiled_paths_on_awkward_shapes() {
     // Widths that are multiples of 4 take the tiled entry points (`matmul_tile` when N % 4 == 0 without
     // TRANS_B, `matmul_tile_nt` when K % 4 == 0 with TRANS_B). Their workgroups cover 8 rows and 256
-    // columns, each invocation 8 rows and 4 quads (or 16 columns) strided by 16: rows not a multiple of 8,
-    // a batch of 1, columns past one workgroup, and invocations whose later quads fall off the end (68
-    // columns = 17 quads) exercise every edge.
+    // (or 128) columns, each invocation 8 rows and 4 quads (or 8 columns) strided by 16: rows not a
+    // multiple of 8, a batch of 1, columns past one workgroup, and invocations whose later quads or
+    // columns fall off the end (68 columns = 17 quads) exercise every edge.
     let shapes = [
         (1, 4, 4),
         (5, 12, 7),
