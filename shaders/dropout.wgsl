@@ -71,7 +71,7 @@ fn key() -> u32 {
 }
 
 // Uniform in [0, 1) from the hash's top 24 bits, exact in f32.
-fn uniform(h: vec4<u32>) -> vec4<f32> {
+fn to_unit(h: vec4<u32>) -> vec4<f32> {
     return vec4<f32>(h >> vec4<u32>(8u)) * (1.0 / 16777216.0);
 }
 
@@ -81,7 +81,7 @@ fn dropout(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     if i >= p.len {
         return;
     }
-    let u = uniform(vec4<u32>(pcg(key() ^ pcg(i)))).x;
+    let u = to_unit(vec4<u32>(pcg(key() ^ pcg(i)))).x;
     output[i] = select(0.0, input[i] * p.scale, u >= p.rate);
 }
 
@@ -92,6 +92,6 @@ fn dropout_vec4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
         return;
     }
     let elements = vec4<u32>(4u * i) + vec4<u32>(0u, 1u, 2u, 3u);
-    let u = uniform(pcg4(vec4<u32>(key()) ^ pcg4(elements)));
+    let u = to_unit(pcg4(vec4<u32>(key()) ^ pcg4(elements)));
     output4[i] = select(vec4<f32>(0.0), input4[i] * p.scale, u >= vec4<f32>(p.rate));
 }

@@ -10,6 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use cifar_wgpu::data::{self, DataOptions, Dataset};
 use cifar_wgpu::gpu::{self, BackendChoice, Gpu, GpuOptions};
+use cifar_wgpu::keras;
 use cifar_wgpu::kernels::gather::{DeviceImages, upload_images};
 use cifar_wgpu::model::Sequential;
 use cifar_wgpu::model::io::SavedModel;
@@ -281,6 +282,23 @@ enum Command {
         #[command(flatten)]
         gpu: GpuArgs,
     },
+    /// The top-3 classes of each image (PNG/JPEG of any size, resized to the model's input; folders are
+    /// searched), as a table or JSON.
+    Predict {
+        /// Our model folder or Keras files.
+        #[arg(long)]
+        model: PathBuf,
+        /// Images or folders of images.
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        /// One JSON object per image instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value_t = 128)]
+        batch_size: usize,
+        #[command(flatten)]
+        gpu: GpuArgs,
+    },
     /// Evaluate a saved model on the test set (model.evaluate), with per-class accuracy.
     Evaluate {
         /// A folder written by `train`.
@@ -410,7 +428,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         },
         Command::Summary { data, model } => {
             let model = match (model, data) {
-                (Some(dir), _) => SavedModel::load(&dir)?.model,
+                (Some(dir), _) => load_model(&dir)?.model,
                 (None, Some(path)) => {
                     let ds = data::read(&path, None)?;
                     Sequential::notebook([ds.height, ds.width, ds.channels], ds.num_classes())
@@ -485,7 +503,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             gpu,
         } => {
             let started = std::time::Instant::now();
-            let saved = SavedModel::load(&model)?;
+            let saved = load_model(&model)?;
             let history = history::load(&model)?;
             let ds = data.load()?;
             check_fits(&saved.model, &ds)?;
@@ -518,13 +536,20 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             };
             evaluate_and_print(&mut trainer, &test, &ds, batch_size, Some(request))?;
         }
+        Command::Predict {
+            model,
+            images,
+            json,
+            batch_size,
+            gpu,
+        } => predict(&model, &images, json, batch_size, &gpu)?,
         Command::Evaluate {
             model,
             batch_size,
             data,
             gpu,
         } => {
-            let saved = SavedModel::load(&model)?;
+            let saved = load_model(&model)?;
             let ds = data.load()?;
             check_fits(&saved.model, &ds)?;
             let gpu = gpu.open()?;
@@ -542,6 +567,16 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--model PATH`: our own folder, or Keras files (a `.keras` archive, a JSON + weights pair, a
+/// legacy `.h5`, or a folder holding them).
+fn load_model(path: &Path) -> Result<SavedModel, Error> {
+    Ok(if keras::is_keras_path(path) {
+        keras::load(path)?
+    } else {
+        SavedModel::load(path)?
+    })
 }
 
 fn upload(gpu: &Gpu, images: &[u8], labels: &[u8], ds: &Dataset) -> Result<DeviceImages, Error> {
@@ -598,7 +633,7 @@ fn train(args: TrainArgs) -> Result<ExitCode, Error> {
             };
             let (model, params) = match &args.model {
                 Some(dir) => {
-                    let saved = SavedModel::load(dir)?;
+                    let saved = load_model(dir)?;
                     (saved.model, saved.params)
                 }
                 None => {
@@ -694,6 +729,7 @@ fn train(args: TrainArgs) -> Result<ExitCode, Error> {
         params: trainer.net.read_params(&gpu)?,
     };
     saved.save(&args.out)?;
+    keras::save_keras_files(&args.out, &saved)?;
     history::save(&args.out, &trainer.history)?;
     eprintln!("model saved to {}", args.out.display());
     if !ds.test.is_empty() {
@@ -741,6 +777,78 @@ fn train(args: TrainArgs) -> Result<ExitCode, Error> {
         print!("{report}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn predict(
+    model: &Path,
+    images: &[PathBuf],
+    json: bool,
+    batch_size: usize,
+    gpu: &GpuArgs,
+) -> Result<(), Error> {
+    let saved = load_model(model)?;
+    let [h, w, c] = saved.model.input_shape;
+    let files = data::image_files(images)?;
+    if files.is_empty() {
+        return Err("no PNG or JPEG images found in the given paths".into());
+    }
+    let mut bytes = Vec::with_capacity(files.len() * h * w * c);
+    for f in &files {
+        bytes.extend(data::read_image(f, h, w, c)?);
+    }
+    let gpu = gpu.open()?;
+    let labels = vec![0u8; files.len()];
+    let device = upload_images(&gpu, &bytes, &labels, h * w * c, gpu.max_binding_bytes())?;
+    let net = Network::new(
+        &gpu,
+        &saved.model,
+        Optimizer::rmsprop_default(),
+        &saved.params,
+        batch_size,
+        0,
+    )?;
+    let mut trainer = Trainer::new(&gpu, net);
+    let split = DeviceSplit {
+        images: &device,
+        records: 0..files.len(),
+    };
+    let (_, logits) = trainer.evaluate_with_logits(&split, batch_size)?;
+    let classes = saved.class_names.len();
+    for (f, row) in files.iter().zip(logits.chunks(classes)) {
+        let top = top_k(row, 3);
+        if json {
+            let top: Vec<_> = top
+                .iter()
+                .map(|&(i, p)| serde_json::json!({"class": saved.class_names[i], "index": i, "probability": p}))
+                .collect();
+            println!(
+                "{}",
+                serde_json::json!({"image": f.display().to_string(), "top": top})
+            );
+        } else {
+            let cells: Vec<String> = top
+                .iter()
+                .map(|&(i, p)| format!("{} {:.1}%", saved.class_names[i], 100.0 * p))
+                .collect();
+            println!("{}: {}", f.display(), cells.join(", "));
+        }
+    }
+    Ok(())
+}
+
+/// The `k` most probable classes of one row of logits, with their softmax probabilities.
+fn top_k(logits: &[f32], k: usize) -> Vec<(usize, f32)> {
+    let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+    let exp: Vec<f64> = logits.iter().map(|&z| ((z - max) as f64).exp()).collect();
+    let sum: f64 = exp.iter().sum();
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    // Stable: equal probabilities keep class order, as argmax picks the first.
+    order.sort_by(|&a, &b| exp[b].total_cmp(&exp[a]));
+    order
+        .into_iter()
+        .take(k)
+        .map(|i| (i, (exp[i] / sum) as f32))
+        .collect()
 }
 
 /// What the report page says about the run, beside the model's results.

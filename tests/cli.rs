@@ -323,3 +323,104 @@ fn ctrl_c_writes_a_checkpoint_and_exits_cleanly() {
             .unwrap();
     assert_eq!(progress["progress"]["epoch"], 1, "{progress}");
 }
+
+#[test]
+fn keras_files_load_back_and_predict_matches_the_cpu_reference() {
+    use cifar_wgpu::model::io::SavedModel;
+    let dir = tempfile::tempdir().unwrap();
+    let data = tiny_cifar(dir.path());
+    let out = dir.path().join("run");
+    let out_s = out.to_str().unwrap();
+    let o = cli(&[
+        "train",
+        "--data",
+        &data,
+        "--epochs",
+        "1",
+        "--batch-size",
+        "50",
+        "--out",
+        out_s,
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    for f in [
+        "cifar10_architecture.json",
+        "cifar10_weights.h5",
+        "model.weights.h5",
+        "model.keras",
+    ] {
+        assert!(out.join(f).is_file(), "{f} was not written");
+    }
+    // The same model through our files and through each Keras form evaluates identically.
+    let accuracy = |model: &str| {
+        let o = cli(&["evaluate", "--model", model, "--data", &data]);
+        let t = text(&o);
+        assert!(o.status.success(), "{t}");
+        t.lines()
+            .find(|l| l.starts_with("test: loss"))
+            .unwrap()
+            .split(" (")
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    let ours = accuracy(out_s);
+    assert_eq!(accuracy(out.join("model.keras").to_str().unwrap()), ours);
+    assert_eq!(
+        accuracy(out.join("cifar10_architecture.json").to_str().unwrap()),
+        ours
+    );
+
+    // Predict on PNG files of test images equals the CPU reference's argmax on the same pixels.
+    let ds = cifar_wgpu::data::read(Path::new(&data), None).unwrap();
+    let pics = dir.path().join("pics");
+    std::fs::create_dir(&pics).unwrap();
+    let n = 6;
+    for i in 0..n {
+        let img = image::RgbImage::from_raw(32, 32, ds.test.image(i).to_vec()).unwrap();
+        img.save(pics.join(format!("img{i}.png"))).unwrap();
+    }
+    let o = cli(&[
+        "predict",
+        "--model",
+        out_s,
+        "--json",
+        pics.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let got: Vec<usize> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["top"][0]["index"]
+                .as_u64()
+                .unwrap() as usize
+        })
+        .collect();
+    let saved = SavedModel::load(&out).unwrap();
+    let params: Vec<f64> = saved.params.iter().map(|&v| v as f64).collect();
+    let x: Vec<f64> = ds.test.images[..n * 3072]
+        .iter()
+        .map(|&b| (b as f32 / 255.0) as f64)
+        .collect();
+    let r = cifar_wgpu::model::reference::forward_backward(
+        &saved.model,
+        &params,
+        &x,
+        &[0; 6],
+        n,
+        0,
+        0,
+        false,
+    );
+    let want: Vec<usize> = r
+        .logits
+        .chunks(10)
+        .map(|row| (0..10).fold(0, |best, i| if row[i] > row[best] { i } else { best }))
+        .collect();
+    assert_eq!(got, want);
+    // A file that is not an image is a clear error.
+    std::fs::write(pics.join("broken.png"), b"not a png").unwrap();
+    let o = cli(&["predict", "--model", out_s, pics.to_str().unwrap()]);
+    assert_clean_failure(&o, &["broken.png"]);
+}

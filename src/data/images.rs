@@ -268,3 +268,56 @@ pub(crate) fn read_dir(
         source: root.to_path_buf(),
     })
 }
+
+/// One PNG or JPEG file as a model's input: decoded, resized (bilinear) to `height` x `width`, and
+/// converted to `channels` (1: luminance, 3: RGB), as HWC bytes. For `cifar-wgpu predict`.
+pub fn read_image(
+    path: &Path,
+    height: usize,
+    width: usize,
+    channels: usize,
+) -> Result<Vec<u8>, DataError> {
+    let img = decode(path)?;
+    let (w, h) = (width as u32, height as u32);
+    match channels {
+        1 => {
+            let mut g = img.into_luma8();
+            if (g.width(), g.height()) != (w, h) {
+                g = image::imageops::resize(&g, w, h, FilterType::Triangle);
+            }
+            Ok(g.into_raw())
+        }
+        3 => {
+            let mut rgb = img.into_rgb8();
+            if (rgb.width(), rgb.height()) != (w, h) {
+                rgb = image::imageops::resize(&rgb, w, h, FilterType::Triangle);
+            }
+            Ok(rgb.into_raw())
+        }
+        c => Err(DataError::UnreadableImage {
+            path: path.to_path_buf(),
+            detail: format!("models with {c} input channels cannot take images (1 or 3 only)"),
+        }),
+    }
+}
+
+/// The PNG and JPEG files named by `paths`: files as given, folders searched recursively, sorted.
+pub fn image_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, DataError> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut found = Vec::new();
+            images_under(p, &mut found)?;
+            found.sort();
+            out.extend(found);
+        } else if p.exists() {
+            out.push(p.clone());
+        } else {
+            return Err(DataError::io(
+                p,
+                std::io::Error::from(std::io::ErrorKind::NotFound),
+            ));
+        }
+    }
+    Ok(out)
+}

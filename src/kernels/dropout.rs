@@ -62,7 +62,7 @@ fn dropout(
         scale: scale(rate),
     };
     // Four elements per invocation when the length allows (3x faster on lavapipe, see the shader).
-    let (entry, invocations) = if n % 4 == 0 {
+    let (entry, invocations) = if n.is_multiple_of(4) {
         ("dropout_vec4", n / 4)
     } else {
         ("dropout", n)

@@ -47,11 +47,15 @@ fn check_exact(name: &str, x: &[f32], got: &[f32], step: u32, salt: u32, rate: f
 
 #[test]
 fn dropout_forward_and_backward_equal_the_twin_exactly() {
+    // Odd lengths take the scalar entry point, multiples of 4 the vec4 one (the notebook's 65,536).
     for (i, &(n, rate, step, salt)) in [
         (1usize, 0.5f32, 0u32, 0u32),
         (257, 0.25, 1, 1),
         (10_001, 0.5, 77, 2),
         (100_003, 0.25, 123_456, 3),
+        (4, 0.5, 2, 4),
+        (1_000, 0.25, 9, 5),
+        (65_536, 0.5, 123_457, 6),
     ]
     .iter()
     .enumerate()

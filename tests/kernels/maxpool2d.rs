@@ -56,11 +56,13 @@ fn check_with(s: Pool2dShape, x: &[f32], seed: u64) {
         &g.read_u32(&targmax).unwrap(),
         &want_argmax,
     );
+    // Disjoint windows: each dx element is one dy value or 0, so the tiles kernels must be exact.
+    let disjoint = s.stride_h >= s.pool_h && s.stride_w >= s.pool_w;
     compare(
         &format!("maxpool2d_backward {name} dx"),
         &read(&tdx),
         &want_dx,
-        F32_TOL,
+        if disjoint { 0.0 } else { F32_TOL },
     );
 }
 
@@ -85,6 +87,34 @@ fn maxpool2d_general_sizes_strides_and_paddings() {
             }
         }
     }
+}
+
+/// The fast paths: `_vec4` entry points (c % 4 == 0) for the forward and the disjoint-window backward,
+/// and the scalar disjoint-window backward (c % 4 != 0), on strides equal to and larger than the pool
+/// (gaps no window reaches), odd sizes that leave rows and columns uncovered, 'same' padding, batch 1,
+/// and overlapping windows with c % 4 == 0 (vec4 forward, gather backward).
+#[test]
+fn maxpool2d_vec4_channels_and_disjoint_windows() {
+    let mut seed = 1000;
+    for padding in [Padding::Valid, Padding::Same] {
+        for (size, stride) in [
+            ((2, 2), (2, 2)),
+            ((3, 3), (3, 3)),
+            ((2, 2), (3, 3)),
+            ((2, 3), (3, 4)),
+            ((1, 1), (2, 3)),
+            ((3, 3), (2, 2)),
+            ((2, 2), (1, 2)),
+        ] {
+            for &(n, h, w, c) in &[(1, 7, 9, 4), (2, 5, 6, 8), (1, 9, 7, 3), (3, 4, 5, 12)] {
+                check(pool(n, h, w, c, size, stride, padding), seed);
+                seed += 10;
+            }
+        }
+    }
+    // One window covering the whole input, and a 1x1 input in 'same' padding.
+    check(pool(2, 3, 3, 4, (3, 3), (3, 3), Padding::Valid), 1900);
+    check(pool(1, 1, 1, 8, (2, 2), (2, 2), Padding::Same), 1910);
 }
 
 #[test]
@@ -116,12 +146,19 @@ fn maxpool2d_ties_go_to_the_first_maximum() {
         Pool2dShape::new(2, 8, 8, 3, 2),
         pool(1, 7, 9, 2, (3, 3), (2, 2), Padding::Same),
         pool(1, 6, 6, 5, (3, 3), (1, 1), Padding::Valid),
+        // The vec4 entry points: each lane keeps its own first maximum.
+        Pool2dShape::new(2, 7, 8, 8, 2),
+        pool(1, 7, 9, 4, (3, 3), (2, 2), Padding::Same),
     ]
     .into_iter()
     .enumerate()
     {
-        check_with(s, &quantised(s.input_len(), 700 + i as u64), 710 + i as u64);
-        check_with(s, &vec![1.5; s.input_len()], 720 + i as u64);
+        check_with(
+            s,
+            &quantised(s.input_len(), 700 + 30 * i as u64),
+            710 + 30 * i as u64,
+        );
+        check_with(s, &vec![1.5; s.input_len()], 720 + 30 * i as u64);
     }
     // An explicit window: 1 5 / 5 2 -> the 5 at flat index 1.
     let s = Pool2dShape::new(1, 2, 2, 1, 2);
@@ -136,5 +173,21 @@ fn maxpool2d_ties_go_to_the_first_maximum() {
         "maxpool2d_forward 1 5 / 5 2 argmax",
         &g.read_u32(&targmax).unwrap(),
         &[1],
+    );
+    // The same window in four channels (vec4 path), each with its tie in a different place.
+    let s = Pool2dShape::new(1, 2, 2, 4, 2);
+    #[rustfmt::skip]
+    let x = [
+        1.0f32, 5.0, 5.0, 5.0,
+        5.0, 5.0, 1.0, 5.0,
+        5.0, 2.0, 5.0, 5.0,
+        2.0, 1.0, 2.0, 5.0,
+    ];
+    let (tx, ty, targmax) = (g.upload("x", &x), poisoned(4), poisoned(4));
+    run_all(&[maxpool2d_forward(g, &tx, &ty, &targmax, s)]);
+    compare_exact(
+        "maxpool2d_forward 4 channels argmax",
+        &g.read_u32(&targmax).unwrap(),
+        &[4, 1, 2, 3],
     );
 }

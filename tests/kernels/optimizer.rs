@@ -146,9 +146,14 @@ fn every_optimizer_follows_the_twin_for_five_steps() {
     ];
     let mut summary = Vec::new();
     for (i, (name, opt)) in cases.iter().enumerate() {
-        // Lengths that are not multiples of the 256-wide workgroup.
-        let n = [1003, 257][i % 2];
-        summary.push((name, trajectory(name, opt.clone(), n, 5, 10 * i as u64)));
+        // Lengths that are not multiples of the 256-wide workgroup: odd ones take the scalar entry
+        // points, multiples of 4 the vec4 ones.
+        for n in [[1003, 257][i % 2], [1004, 260][i % 2]] {
+            summary.push((
+                name,
+                trajectory(name, opt.clone(), n, 5, 10 * i as u64 + n as u64),
+            ));
+        }
     }
     for (name, rel) in summary {
         println!("optimizer {name}: OK, largest relative error over 5 steps {rel:.2e}");
@@ -159,6 +164,14 @@ fn every_optimizer_follows_the_twin_for_five_steps() {
 fn one_parameter_and_a_long_flat_buffer() {
     trajectory("rmsprop default", Optimizer::rmsprop_default(), 1, 3, 900);
     trajectory("adam default", Optimizer::adam_default(), 70_001, 3, 901);
+    trajectory("rmsprop default", Optimizer::rmsprop_default(), 4, 3, 902);
+    trajectory(
+        "rmsprop default",
+        Optimizer::rmsprop_default(),
+        70_000,
+        3,
+        903,
+    );
 }
 
 /// One RMSprop step with Keras' defaults, worked by hand:
@@ -178,29 +191,21 @@ fn one_rmsprop_step_equals_the_hand_computed_keras_example() {
             legacy_epsilon: legacy,
         };
         assert!(legacy || opt == Optimizer::rmsprop_default());
-        let r = Run::new(&opt, &[1.0, 0.0]);
-        r.steps(&opt, &[vec![0.5, 0.5]]);
-        let w = read(&r.params);
-        let v = read(&r.state[0]);
-        println!("rmsprop legacy_epsilon={legacy}: w = {w:?}, v = {v:?}");
-        assert!(
-            (v[0] as f64 - 0.025).abs() < 1e-9 && v[0] == v[1],
-            "v = {v:?}"
-        );
-        if !legacy {
-            // 1 - 0.003162271336 = 0.996837728664, to f32's resolution at 1 (6e-8).
+        // Two parameters take the scalar entry point, four the vec4 one; [1, 0] repeated.
+        for n in [2, 4] {
+            let w0: Vec<f32> = (0..n).map(|i| [1.0, 0.0][i % 2]).collect();
+            let r = Run::new(&opt, &w0);
+            r.steps(&opt, &[vec![0.5; n]]);
+            let w = read(&r.params);
+            let v = read(&r.state[0]);
+            println!("rmsprop legacy_epsilon={legacy} n={n}: w = {w:?}, v = {v:?}");
             assert!(
-                (w[0] as f64 - 0.996_837_728_664).abs() < 6e-8,
-                "w = {}",
-                w[0]
+                (v[0] as f64 - 0.025).abs() < 1e-9 && v.iter().all(|&x| x == v[0]),
+                "v = {v:?}"
             );
+            assert_eq!(w[..2], w[n - 2..], "n={n}: equal inputs, different updates");
+            check_hand_step(legacy, want_step, &w);
         }
-        let rel = ((-w[1] as f64) - want_step).abs() / want_step;
-        assert!(
-            rel < 2e-7,
-            "legacy_epsilon={legacy}: step {} vs {want_step} (rel {rel:.1e})",
-            -w[1]
-        );
     }
     // Keras' RMSprop docstring: learning_rate=0.1, var = 10, gradient = var: one step gives 9.683772.
     let opt = Optimizer::RmsProp {
@@ -211,11 +216,32 @@ fn one_rmsprop_step_equals_the_hand_computed_keras_example() {
         centered: false,
         legacy_epsilon: false,
     };
-    let r = Run::new(&opt, &[10.0]);
-    r.steps(&opt, &[vec![10.0]]);
-    let w = read(&r.params)[0];
-    assert!((w - 9.683772).abs() <= 1e-6, "Keras docstring example: {w}");
-    println!("rmsprop Keras docstring example: OK {w} (Keras prints 9.683772)");
+    for n in [1, 4] {
+        let r = Run::new(&opt, &vec![10.0; n]);
+        r.steps(&opt, &[vec![10.0; n]]);
+        for w in read(&r.params) {
+            assert!((w - 9.683772).abs() <= 1e-6, "Keras docstring example: {w}");
+        }
+        println!("rmsprop Keras docstring example n={n}: OK (Keras prints 9.683772)");
+    }
+}
+
+/// The hand-computed step of the test above, on w = [1, 0, ...] after one step.
+fn check_hand_step(legacy: bool, want_step: f64, w: &[f32]) {
+    if !legacy {
+        // 1 - 0.003162271336 = 0.996837728664, to f32's resolution at 1 (6e-8).
+        assert!(
+            (w[0] as f64 - 0.996_837_728_664).abs() < 6e-8,
+            "w = {}",
+            w[0]
+        );
+    }
+    let rel = ((-w[1] as f64) - want_step).abs() / want_step;
+    assert!(
+        rel < 2e-7,
+        "legacy_epsilon={legacy}: step {} vs {want_step} (rel {rel:.1e})",
+        -w[1]
+    );
 }
 
 /// The learning rate comes from the step state, so a schedule can change it without a new dispatch.
