@@ -23,12 +23,18 @@ if ! have_vulkan_adapter || ! ldconfig -p | grep -q libvulkan.so.1; then
     fi
 fi
 
-# Real Fashion-MNIST, for the tests that read a real data set.
-if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
-    echo "== installing dataset-fashion-mnist"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq dataset-fashion-mnist >/dev/null
+# Real Fashion-MNIST, for the tests that read a real data set, and h5py, with which a test reads our
+# HDF5 files as Keras users' tools do.
+if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    missing=()
+    [ -d /usr/share/datasets/fashion-mnist ] || missing+=(dataset-fashion-mnist)
+    /usr/bin/python3 -c 'import h5py' 2>/dev/null || missing+=(python3-h5py)
+    if [ ${#missing[@]} -gt 0 ]; then
+        echo "== installing ${missing[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
 fi
 
 echo "== cargo fmt --check"

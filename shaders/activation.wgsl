@@ -11,9 +11,9 @@
 // `relu_forward` / `relu_backward` take one element per invocation; the `_vec4` entry points take four,
 // through vec4 views of the same bindings, and are used when `len` is a multiple of 4 (every activation
 // of the notebook). lavapipe emulates each storage access one SIMD lane at a time, so moving four words
-// per access pays: on the notebook's 4.2M-element conv output, forward 54 -> 11 ms and backward
-// 47 -> 15 ms (best of 5, load ~5 on 2 cores). Loops of four scalar accesses per invocation were only
-// 3x faster, and two vec4 or one mat4x4 per invocation no faster than one vec4.
+// per access pays: on the notebook's 4.2M-element conv output, forward 23 -> 11 ms and backward
+// 28 -> 13 ms (best of 5, run alternately, load ~2.5 on 2 cores). A loop of four scalar elements per
+// invocation was slower than one vec4, and two vec4 or one mat4x4 per invocation no faster.
 //
 // The 1-D grid may be split over x and y when it exceeds the adapter's per-dimension workgroup limit
 // (see kernels::grid), so the index is rebuilt from both.

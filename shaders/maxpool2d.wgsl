@@ -14,12 +14,12 @@
 // take four channels per invocation through vec4 views of the same bindings: lavapipe emulates each
 // storage access one SIMD lane at a time, so an access that moves four words costs little more than one
 // that moves a word. Entry points, and the notebook's 2x2 pooling of [128, 32, 32, 32] on lavapipe
-// (best of 5 at load ~5 on 2 cores):
-//   maxpool2d_forward              any shape, one output per invocation            77 ms
-//   maxpool2d_forward_vec4         c % 4 == 0, four channels of one output          28 ms
-//   maxpool2d_backward             any shape, a gather, one input per invocation  281 ms
-//   maxpool2d_backward_tiles       stride >= pool (disjoint windows), one output   67 ms
-//   maxpool2d_backward_tiles_vec4  the same with c % 4 == 0, four channels         24 ms
+// (best of 5, run alternately, load ~2.5 on 2 cores):
+//   maxpool2d_forward              any shape, one output per invocation             40 ms
+//   maxpool2d_forward_vec4         c % 4 == 0, four channels of one output           16 ms
+//   maxpool2d_backward             any shape, a gather, one input per invocation   177 ms
+//   maxpool2d_backward_tiles       stride >= pool (disjoint windows), one output    30 ms
+//   maxpool2d_backward_tiles_vec4  the same with c % 4 == 0, four channels          12 ms
 
 struct Params {
     n: u32,
@@ -190,8 +190,8 @@ fn maxpool2d_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
 // start(0) = 0 and start(oy) = oy*stride_h - pad_top, the last output's rows running on to h: this
 // contains its window's rows (stride >= pool) and also covers the rows no window reaches (h % pool
 // in the valid case, the gaps when stride > pool); columns alike. One invocation per output (or per
-// four channels of one), reading dy and argmax once instead of once per input: 281 -> 24 ms on the
-// notebook's shape. start(oy) >= stride - pad_top > 0 for oy >= 1, since pad_top < pool <= stride.
+// four channels of one), reading dy and argmax once instead of once per input, and no window search:
+// 177 -> 12 ms on the notebook's shape (table above). start(oy) >= stride - pad_top > 0 for oy >= 1, since pad_top < pool <= stride.
 
 // The input rows (or columns) [lo, hi) that output coordinate `o` of `outs` writes.
 fn owned(o: u32, outs: u32, stride: u32, pad: u32, size: u32) -> vec2<u32> {

@@ -17,8 +17,8 @@
 // through vec4 views of the same bindings, when the length is a multiple of 4 (the model's flat buffer
 // always is: every tensor in it is padded to 64 words). lavapipe emulates each storage access one SIMD
 // lane at a time, so a vec4 access that moves four words costs little more than a scalar one: RMSprop
-// over the notebook's 4.2M parameters took 89 ms scalar and 32 ms vec4 (best of 5, load ~5 on 2
-// cores). The arithmetic is written once, on vec4<f32>; the scalar entry points splat their operands
+// over the notebook's 4.2M parameters took 56 ms scalar and 24 ms vec4 (best of 5, run alternately,
+// load ~2.5 on 2 cores). The arithmetic is written once, on vec4<f32>; the scalar entry points splat their operands
 // and keep lane x, so both paths round identically (component-wise f32 operations).
 
 struct Params {

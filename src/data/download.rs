@@ -87,12 +87,12 @@ pub(crate) fn download(
         .get("content-length")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    if let (Some(len), Some(size)) = (announced, expected.size) {
-        if len != size {
-            return Err(fail(format!(
-                "the server announces {len} bytes but the expected file has {size} bytes"
-            )));
-        }
+    if let (Some(len), Some(size)) = (announced, expected.size)
+        && len != size
+    {
+        return Err(fail(format!(
+            "the server announces {len} bytes but the expected file has {size} bytes"
+        )));
     }
     // Never accept more than the expected size (or, without one, a far-larger-than-real file).
     let cap = expected.size.unwrap_or(cifar::MAX_ARCHIVE_FILE);

@@ -210,14 +210,13 @@ pub(crate) fn local_copy_hint(opts: &DataOptions) -> String {
 pub(crate) fn cache_candidates(opts: &DataOptions) -> Vec<(PathBuf, Checksums)> {
     let dir = cache_dir(opts);
     let mut out = Vec::new();
-    if let Ok(name) = verify::url_file_name(&opts.url) {
-        if let Some(expected) = opts
+    if let Ok(name) = verify::url_file_name(&opts.url)
+        && let Some(expected) = opts
             .expected
             .clone()
             .or_else(|| verify::known_checksums(&name))
-        {
-            out.push((dir.join(&name), expected));
-        }
+    {
+        out.push((dir.join(&name), expected));
     }
     for known in verify::KNOWN_ARCHIVES {
         let path = dir.join(known.file_name);

@@ -61,7 +61,7 @@ fn dropout(
         rate,
         scale: scale(rate),
     };
-    // Four elements per invocation when the length allows (3x faster on lavapipe, see the shader).
+    // Four elements per invocation when the length allows (2.5x faster on lavapipe, see the shader).
     let (entry, invocations) = if n.is_multiple_of(4) {
         ("dropout_vec4", n / 4)
     } else {
