@@ -256,3 +256,23 @@ fn stated_flops_and_bytes_equal_hand_computed_values_for_the_notebook() {
         "softmax_cross_entropy bytes"
     );
 }
+
+#[test]
+fn bench_times_warm_epochs_and_reports_the_best() {
+    let g = gpu();
+    let ds = synthetic::learnable(150, 0, 8, 8, 3, 10, 2);
+    let r = cifar_wgpu::train::bench::bench(g, &ds, 2, 32).unwrap();
+    let json = serde_json::to_value(&r).unwrap();
+    println!("{json}");
+    assert_eq!(r.epochs_timed, 2);
+    assert_eq!((r.train_images, r.val_images), (120, 30));
+    assert_eq!(r.epoch_s.len(), 2);
+    assert!(r.epoch_s.iter().all(|&s| s >= r.best_epoch_s && s > 0.0));
+    assert!(
+        r.train_s.iter().zip(&r.epoch_s).all(|(t, e)| t <= e),
+        "training is part of the epoch"
+    );
+    let best_train = r.train_s.iter().cloned().fold(f64::INFINITY, f64::min);
+    assert!((r.train_images_per_s - 120.0 / best_train).abs() < 1e-6 * r.train_images_per_s);
+    assert!(json["adapter"].as_str().unwrap().contains(&g.info.name));
+}

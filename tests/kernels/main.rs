@@ -8,6 +8,7 @@ mod common;
 mod activation;
 mod conv2d;
 mod dropout;
+mod fill;
 mod gather;
 mod matmul;
 mod maxpool2d;
