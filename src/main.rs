@@ -502,39 +502,8 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             data,
             gpu,
         } => {
-            let started = std::time::Instant::now();
-            let saved = load_model(&model)?;
-            let history = history::load(&model)?;
-            let ds = data.load()?;
-            check_fits(&saved.model, &ds)?;
-            if ds.test.is_empty() {
-                return Err(format!("{} has no test images to report on", ds.name).into());
-            }
-            let gpu = gpu.open()?;
-            let test = upload(&gpu, &ds.test.images, &ds.test.labels, &ds)?;
-            let net = Network::new(
-                &gpu,
-                &saved.model,
-                Optimizer::rmsprop_default(),
-                &saved.params,
-                batch_size,
-                0,
-            )?;
-            let mut trainer = Trainer::new(&gpu, net);
             let dir = out.unwrap_or(model.clone());
-            let request = ReportRequest {
-                dir: &dir,
-                history: &history,
-                settings: vec![
-                    ("model".to_string(), model.display().to_string()),
-                    (
-                        "data".to_string(),
-                        format!("{} ({})", ds.name, ds.source.display()),
-                    ),
-                ],
-                seconds: started.elapsed().as_secs_f64(),
-            };
-            evaluate_and_print(&mut trainer, &test, &ds, batch_size, Some(request))?;
+            evaluate_saved(&model, &data, &gpu, batch_size, Some(&dir))?
         }
         Command::Predict {
             model,
@@ -548,23 +517,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             batch_size,
             data,
             gpu,
-        } => {
-            let saved = load_model(&model)?;
-            let ds = data.load()?;
-            check_fits(&saved.model, &ds)?;
-            let gpu = gpu.open()?;
-            let test = upload(&gpu, &ds.test.images, &ds.test.labels, &ds)?;
-            let net = Network::new(
-                &gpu,
-                &saved.model,
-                Optimizer::rmsprop_default(),
-                &saved.params,
-                batch_size,
-                0,
-            )?;
-            let mut trainer = Trainer::new(&gpu, net);
-            evaluate_and_print(&mut trainer, &test, &ds, batch_size, None)?;
-        }
+        } => evaluate_saved(&model, &data, &gpu, batch_size, None)?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -777,6 +730,51 @@ fn train(args: TrainArgs) -> Result<ExitCode, Error> {
         print!("{report}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `evaluate`, and with `report_dir` the `report` command: a saved model on the test set.
+fn evaluate_saved(
+    model: &Path,
+    data: &DataArgs,
+    gpu: &GpuArgs,
+    batch_size: usize,
+    report_dir: Option<&Path>,
+) -> Result<(), Error> {
+    let started = std::time::Instant::now();
+    let saved = load_model(model)?;
+    let ds = data.load()?;
+    check_fits(&saved.model, &ds)?;
+    if ds.test.is_empty() {
+        return Err(format!("{} has no test images to evaluate on", ds.name).into());
+    }
+    let gpu = gpu.open()?;
+    let test = upload(&gpu, &ds.test.images, &ds.test.labels, &ds)?;
+    let net = Network::new(
+        &gpu,
+        &saved.model,
+        Optimizer::rmsprop_default(),
+        &saved.params,
+        batch_size,
+        0,
+    )?;
+    let mut trainer = Trainer::new(&gpu, net);
+    let history = match report_dir {
+        Some(_) => history::load(model)?,
+        None => Vec::new(),
+    };
+    let request = report_dir.map(|dir| ReportRequest {
+        dir,
+        history: &history,
+        settings: vec![
+            ("model".to_string(), model.display().to_string()),
+            (
+                "data".to_string(),
+                format!("{} ({})", ds.name, ds.source.display()),
+            ),
+        ],
+        seconds: started.elapsed().as_secs_f64(),
+    });
+    evaluate_and_print(&mut trainer, &test, &ds, batch_size, request)
 }
 
 fn predict(
