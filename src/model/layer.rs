@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::Shape;
-use crate::shape::Padding;
+use crate::shape::{Conv2dShape, Padding, Pool2dShape};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -160,6 +160,57 @@ impl Layer {
                 vec![("kernel", vec![*n, *units]), ("bias", vec![*units])]
             }
             _ => Vec::new(),
+        }
+    }
+
+    /// The kernel shape of a Conv2D layer on `input` for a batch of `n`; `None` for other layers or a
+    /// flat input.
+    pub fn conv_shape(&self, input: &Shape, n: usize) -> Option<Conv2dShape> {
+        match (self, input) {
+            (
+                Layer::Conv2D {
+                    filters,
+                    kernel_size: [kh, kw],
+                    padding,
+                    ..
+                },
+                Shape::Image { h, w, c },
+            ) => Some(Conv2dShape {
+                n,
+                h: *h,
+                w: *w,
+                cin: *c,
+                cout: *filters,
+                kh: *kh,
+                kw: *kw,
+                padding: *padding,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The kernel shape of a MaxPooling2D layer on `input` for a batch of `n`.
+    pub fn pool_shape(&self, input: &Shape, n: usize) -> Option<Pool2dShape> {
+        match (self, input) {
+            (
+                Layer::MaxPooling2D {
+                    pool_size: [ph, pw],
+                    strides: [sh, sw],
+                    padding,
+                },
+                Shape::Image { h, w, c },
+            ) => Some(Pool2dShape {
+                n,
+                h: *h,
+                w: *w,
+                c: *c,
+                pool_h: *ph,
+                pool_w: *pw,
+                stride_h: *sh,
+                stride_w: *sw,
+                padding: *padding,
+            }),
+            _ => None,
         }
     }
 }

@@ -27,51 +27,11 @@ struct Cache {
 }
 
 fn conv_shape(layer: &Layer, input: &Shape, n: usize) -> Conv2dShape {
-    match (layer, input) {
-        (
-            Layer::Conv2D {
-                filters,
-                kernel_size: [kh, kw],
-                padding,
-                ..
-            },
-            Shape::Image { h, w, c },
-        ) => Conv2dShape {
-            n,
-            h: *h,
-            w: *w,
-            cin: *c,
-            cout: *filters,
-            kh: *kh,
-            kw: *kw,
-            padding: *padding,
-        },
-        _ => unreachable!("validated model"),
-    }
+    layer.conv_shape(input, n).expect("validated model")
 }
 
 fn pool_shape(layer: &Layer, input: &Shape, n: usize) -> Pool2dShape {
-    match (layer, input) {
-        (
-            Layer::MaxPooling2D {
-                pool_size: [ph, pw],
-                strides: [sh, sw],
-                padding,
-            },
-            Shape::Image { h, w, c },
-        ) => Pool2dShape {
-            n,
-            h: *h,
-            w: *w,
-            c: *c,
-            pool_h: *ph,
-            pool_w: *pw,
-            stride_h: *sh,
-            stride_w: *sw,
-            padding: *padding,
-        },
-        _ => unreachable!("validated model"),
-    }
+    layer.pool_shape(input, n).expect("validated model")
 }
 
 /// Forward pass (dropout on when `train`), loss and, when `train`, gradients.

@@ -259,7 +259,7 @@ impl<'g> Trainer<'g> {
         }
         let started = Instant::now();
         let readback = Readback::new(gpu, &self.net.train_metrics);
-        let mut in_flight = VecDeque::new();
+        let mut in_flight = InFlight::default();
         let mut last_refresh = Instant::now();
         while self.progress.batch < batches {
             let b = self.progress.batch;
@@ -285,18 +285,7 @@ impl<'g> Trainer<'g> {
             }
             self.progress.batch += 1;
             self.progress.step += 1;
-            in_flight.push_back(idx);
-            if in_flight.len() > IN_FLIGHT {
-                let oldest = in_flight.pop_front().unwrap();
-                gpu.device
-                    .poll(wgpu::PollType::Wait {
-                        submission_index: Some(oldest),
-                        timeout: None,
-                    })
-                    .map_err(|e| GpuError::Device(e.to_string()))?;
-            } else {
-                let _ = gpu.device.poll(wgpu::PollType::Poll);
-            }
+            in_flight.push(gpu, idx)?;
             if let Some(m) = readback.take() {
                 self.check_finite(&m)?;
                 on_event(Event::Batch {
@@ -392,7 +381,7 @@ impl<'g> Trainer<'g> {
         let records: Vec<u32> = split.records.clone().map(|r| r as u32).collect();
         let indices = gpu.upload("evaluation order", &records);
         gpu.write(&self.net.eval_metrics, &[0u32; 4]);
-        let mut in_flight = VecDeque::new();
+        let mut in_flight = InFlight::default();
         for b in 0..n.div_ceil(batch_size) {
             let count = batch_size.min(n - b * batch_size);
             let logits = self.net.logits(count, Mode::Eval);
@@ -415,16 +404,7 @@ impl<'g> Trainer<'g> {
                     }
                 },
             );
-            in_flight.push_back(idx);
-            if in_flight.len() > IN_FLIGHT {
-                let oldest = in_flight.pop_front().unwrap();
-                gpu.device
-                    .poll(wgpu::PollType::Wait {
-                        submission_index: Some(oldest),
-                        timeout: None,
-                    })
-                    .map_err(|e| GpuError::Device(e.to_string()))?;
-            }
+            in_flight.push(gpu, idx)?;
         }
         Ok(Metrics::from_words(&gpu.read_u32(&self.net.eval_metrics)?))
     }
@@ -461,6 +441,30 @@ pub fn per_class_accuracy(
         }
     }
     out
+}
+
+/// The submissions still on the GPU, at most `IN_FLIGHT` of them.
+#[derive(Default)]
+struct InFlight(VecDeque<wgpu::SubmissionIndex>);
+
+impl InFlight {
+    /// Adds a submission; waits for the oldest once more than `IN_FLIGHT` are queued, else only polls
+    /// (which runs pending map callbacks, such as the progress readback's).
+    fn push(&mut self, gpu: &Gpu, idx: wgpu::SubmissionIndex) -> Result<(), GpuError> {
+        self.0.push_back(idx);
+        if self.0.len() <= IN_FLIGHT {
+            let _ = gpu.device.poll(wgpu::PollType::Poll);
+            return Ok(());
+        }
+        let oldest = self.0.pop_front().unwrap();
+        gpu.device
+            .poll(wgpu::PollType::Wait {
+                submission_index: Some(oldest),
+                timeout: None,
+            })
+            .map(|_| ())
+            .map_err(|e| GpuError::Device(e.to_string()))
+    }
 }
 
 /// A non-blocking read of a small tensor: a copy recorded at the end of some submission into a

@@ -77,25 +77,8 @@ fn lower(model: &Sequential) -> Result<(Vec<Op>, Vec<usize>), ModelError> {
             lens.push(len);
         };
         let activation = match (&l.layer, &input) {
-            (
-                Layer::Conv2D {
-                    filters,
-                    kernel_size: [kh, kw],
-                    padding,
-                    activation,
-                },
-                Shape::Image { h, w, c },
-            ) => {
-                let s = Conv2dShape {
-                    n: 0,
-                    h: *h,
-                    w: *w,
-                    cin: *c,
-                    cout: *filters,
-                    kh: *kh,
-                    kw: *kw,
-                    padding: *padding,
-                };
+            (Layer::Conv2D { activation, .. }, _) => {
+                let s = l.layer.conv_shape(&input, 0).expect("validated model");
                 let (w, b) = (
                     find(format!("{}/kernel", l.name)),
                     find(format!("{}/bias", l.name)),
@@ -103,25 +86,8 @@ fn lower(model: &Sequential) -> Result<(Vec<Op>, Vec<usize>), ModelError> {
                 push(Op::Conv { s, w, b }, shape.len());
                 *activation
             }
-            (
-                Layer::MaxPooling2D {
-                    pool_size: [ph, pw],
-                    strides: [sh, sw],
-                    padding,
-                },
-                Shape::Image { h, w, c },
-            ) => {
-                let s = Pool2dShape {
-                    n: 0,
-                    h: *h,
-                    w: *w,
-                    c: *c,
-                    pool_h: *ph,
-                    pool_w: *pw,
-                    stride_h: *sh,
-                    stride_w: *sw,
-                    padding: *padding,
-                };
+            (Layer::MaxPooling2D { .. }, _) => {
+                let s = l.layer.pool_shape(&input, 0).expect("validated model");
                 push(Op::Pool { s }, shape.len());
                 Activation::Linear
             }
@@ -263,16 +229,14 @@ impl Network {
                 },
                 Op::Conv { s, .. } => {
                     let s = Conv2dShape { n: max_batch, ..*s };
-                    let rows = s.n * s.out_h() * s.out_w();
                     OpBuffers {
                         weight_scratch: Some(gpu.zeros(
                             "conv weight scratch",
                             conv2d::conv2d_weight_scratch(s).max(1),
                         )),
-                        bias_scratch: Some(gpu.zeros(
-                            "bias scratch",
-                            reduce::column_sum_scratch(rows, s.cout).max(1),
-                        )),
+                        bias_scratch: Some(
+                            gpu.zeros("bias scratch", conv2d::conv2d_bias_scratch(s).max(1)),
+                        ),
                         ..Default::default()
                     }
                 }
