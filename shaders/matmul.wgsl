@@ -29,14 +29,41 @@
 // previous 4-row kernels -> these, medians of 5 interleaved runs: forward 128x512x8192 2365 -> 572 ms
 // (4.1x); dW 8192x512x128 945 -> 366 ms (2.6x); dx 128x8192x512 1329 -> ~330 ms (4x, 8x8 tiles).
 //
+// Two flavours, chosen per adapter by `Gpu::tiling` (src/kernels/matmul.rs). Everything above is
+// the `Registers` flavour, the default on software adapters. On a real GPU it starves: the forward
+// product 128x512x8192 is 32 workgroups of 16 invocations, each walking all of K = 8192, on a GPU that
+// wants tens of thousands of invocations in flight and hands out fast shared memory. The `Shared`
+// flavour (default on every other device type) is the classic block-tiled GEMM instead:
+// `matmul_shared` computes a BM x BN = 64x64 tile of C per workgroup of 16x16 invocations, each
+// invocation a 4x4 block of outputs in registers. K is stepped BK = 16 at a time: all 256 invocations
+// copy a 64x16 slab of op(A) and a 16x64 slab of op(B) into workgroup memory with coalesced loads
+// (zero-filled past the matrix, so any M, N, K works), barrier, then 16 steps of two vec4 loads from
+// workgroup memory and 16 FMAs each, barrier. The slabs are stored K-major as vec4 (as TF.js's WebGPU
+// matmul does), padded by one vec4 per k against bank conflicts in the copies.
+//
+// Split-K. When M x N alone gives too few tiles to fill a GPU (the forward product: 2 x 8 = 16
+// tiles) and K is long, workgroup z handles one contiguous range of K (`k_split` words, a multiple of
+// BK) and writes its partial tile to a scratch tensor [splits, M, N] bound in place of C;
+// `matmul_split_sum` then adds the splits in order (deterministic: no float atomics in WGSL, and we
+// want none) and the bias into C. With one split `matmul_shared` writes C and the bias itself. How
+// many splits: see `shared_splits` in src/kernels/matmul.rs.
+//
 // `a4`, `b4` and `c4` are vec4 views of the same bindings as `a`, `b` and `c`; each entry point uses
-// one view of each, so its automatic layout has one variable per binding.
+// one view of each, so its automatic layout has one variable per binding. `matmul_split_sum` has its
+// own three storage bindings (`parts`, `sum_bias`, `sum_out`), all of which it uses.
 
 struct Params {
     m: u32,
     n: u32,
     k: u32,
     has_bias: u32,
+    // `matmul_shared`: the length of K each workgroup z handles (a multiple of BK); `matmul_split_sum`:
+    // nothing. The register kernels read neither.
+    k_split: u32,
+    // `matmul_split_sum`: the number of partial products in `parts`.
+    splits: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -208,4 +235,129 @@ fn matmul_tile_nt(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocatio
             }
         }
     }
+}
+
+// ---- Shared flavour: block-tiled GEMM through workgroup memory (see the header) ----
+// Keep in sync with src/kernels/matmul.rs.
+const BM: u32 = 64u;
+const BN: u32 = 64u;
+const BK: u32 = 16u;
+// 16 x 16 invocations, each SH_T x SH_T outputs: BM = SH_WG * SH_T.
+const SH_WG: u32 = 16u;
+const SH_T: u32 = 4u;
+// The slabs hold, for each k, BM rows of op(A) (BN columns of op(B)) as BM/4 vec4: invocation (x, y)
+// reads its 4 rows and 4 columns with two vec4 loads per step of k, for 16 FMAs. One vec4 of padding
+// per k: the plain copy of A (16 consecutive invocations on 16 consecutive k of one row) then spreads
+// over the banks two to a bank, instead of all sixteen on one.
+const SLAB_STRIDE: u32 = BM / 4u + 1u;
+
+var<workgroup> slab_a: array<vec4<f32>, BK * SLAB_STRIDE>;
+var<workgroup> slab_b: array<vec4<f32>, BK * SLAB_STRIDE>;
+
+// Workgroup (x, y, z) computes C[64y.., 64x..] over K range [z * k_split, (z+1) * k_split), writing to
+// `c` at offset z*M*N: C itself with one split, the scratch tensor of partial sums with several.
+// Invocation (x, y) owns rows 64y + 4y' .. +3 and columns 64x + 4x' .. +3 (x', y' its local id).
+@compute @workgroup_size(SH_WG, SH_WG, 1)
+fn matmul_shared(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let m0 = wg.y * BM;
+    let n0 = wg.x * BN;
+    let k_begin = wg.z * p.k_split;
+    let k_end = min(p.k, k_begin + p.k_split);
+    var acc: array<vec4<f32>, SH_T>;
+    // Uniform across the workgroup (workgroup id and uniforms only), so the barriers inside are legal.
+    for (var k0 = k_begin; k0 < k_end; k0 += BK) {
+        // Each invocation copies BM*BK/256 = 4 words of each slab. Consecutive invocations take
+        // consecutive addresses in memory: along K for A stored [M,K], along M for A stored [K,M].
+        for (var t = 0u; t < (BM * BK) / (SH_WG * SH_WG); t++) {
+            let e = li + t * SH_WG * SH_WG;
+            var row: u32;
+            var kk: u32;
+            if TRANS_A {
+                kk = e / BM;
+                row = e % BM;
+            } else {
+                row = e / BK;
+                kk = e % BK;
+            }
+            var v = 0.0;
+            if m0 + row < p.m && k0 + kk < k_end {
+                v = load_a(m0 + row, k0 + kk);
+            }
+            slab_a[kk * SLAB_STRIDE + row / 4u][row % 4u] = v;
+        }
+        for (var t = 0u; t < (BN * BK) / (SH_WG * SH_WG); t++) {
+            let e = li + t * SH_WG * SH_WG;
+            var col: u32;
+            var kk: u32;
+            if TRANS_B {
+                col = e / BK;
+                kk = e % BK;
+            } else {
+                kk = e / BN;
+                col = e % BN;
+            }
+            var v = 0.0;
+            if n0 + col < p.n && k0 + kk < k_end {
+                v = load_b(k0 + kk, n0 + col);
+            }
+            slab_b[kk * SLAB_STRIDE + col / 4u][col % 4u] = v;
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < BK; kk++) {
+            let av = slab_a[kk * SLAB_STRIDE + lid.y];
+            let bv = slab_b[kk * SLAB_STRIDE + lid.x];
+            acc[0] += av.x * bv;
+            acc[1] += av.y * bv;
+            acc[2] += av.z * bv;
+            acc[3] += av.w * bv;
+        }
+        workgroupBarrier();
+    }
+    let base = wg.z * p.m * p.n;
+    let row0 = m0 + lid.y * SH_T;
+    let col0 = n0 + lid.x * SH_T;
+    for (var i = 0u; i < SH_T; i++) {
+        let row = row0 + i;
+        if row < p.m {
+            for (var j = 0u; j < SH_T; j++) {
+                let col = col0 + j;
+                if col < p.n {
+                    var v = acc[i][j];
+                    if p.has_bias != 0u {
+                        v += bias[col];
+                    }
+                    c[base + row * p.n + col] = v;
+                }
+            }
+        }
+    }
+}
+
+@group(0) @binding(1) var<storage, read> parts: array<f32>;
+@group(0) @binding(2) var<storage, read> sum_bias: array<f32>;
+@group(0) @binding(3) var<storage, read_write> sum_out: array<f32>;
+
+const SUM_WG: u32 = 256u;
+
+// C = sum over z of parts[z] (+ bias): parts is [splits, M, N], one invocation per element of C,
+// splits added in order. Linear index over a grid_1d grid.
+@compute @workgroup_size(SUM_WG)
+fn matmul_split_sum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * SUM_WG;
+    let len = p.m * p.n;
+    if i >= len {
+        return;
+    }
+    var v = parts[i];
+    for (var z = 1u; z < p.splits; z++) {
+        v += parts[z * len + i];
+    }
+    if p.has_bias != 0u {
+        v += sum_bias[i % p.n];
+    }
+    sum_out[i] = v;
 }

@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use cifar_wgpu::data::{self, DataOptions, Dataset};
-use cifar_wgpu::gpu::{self, BackendChoice, Gpu, GpuOptions};
+use cifar_wgpu::gpu::{self, BackendChoice, Gpu, GpuOptions, TilingChoice};
 use cifar_wgpu::keras;
 use cifar_wgpu::kernels::gather::{DeviceImages, upload_images};
 use cifar_wgpu::model::Sequential;
@@ -19,7 +19,7 @@ use cifar_wgpu::report::{self, ReportInputs};
 use cifar_wgpu::train::checkpoint::{Checkpoint, checkpoint_dir};
 use cifar_wgpu::train::fit::{argmax_rows, per_class_accuracy};
 use cifar_wgpu::train::{DeviceSplit, EpochLog, Event, FitConfig, Metrics, Network, Trainer};
-use cifar_wgpu::train::{history, profile};
+use cifar_wgpu::train::{history, output, profile};
 
 type Error = Box<dyn std::error::Error>;
 
@@ -48,6 +48,10 @@ struct GpuArgs {
     /// Keep naga's run-time bounds checks in the shaders (slower; for debugging kernels).
     #[arg(long)]
     shader_bounds_checks: bool,
+    /// Matmul kernels: `registers` (big register tiles, for software adapters), `shared`
+    /// (shared-memory tiles with split-K, for GPUs); `auto` picks by the adapter's type.
+    #[arg(long, value_enum, default_value_t = TilingChoice::Auto)]
+    tiling: TilingChoice,
 }
 
 impl GpuArgs {
@@ -56,10 +60,11 @@ impl GpuArgs {
             backend: self.backend,
             adapter: self.adapter.clone(),
             shader_bounds_checks: self.shader_bounds_checks,
+            tiling: self.tiling.forced(),
         })?;
         eprintln!(
-            "adapter: {} ({:?}, {:?})",
-            gpu.info.name, gpu.info.backend, gpu.info.device_type
+            "adapter: {} ({:?}, {:?}), matmul tiling: {:?}",
+            gpu.info.name, gpu.info.backend, gpu.info.device_type, gpu.tiling
         );
         Ok(gpu)
     }
@@ -299,6 +304,16 @@ enum Command {
         #[command(flatten)]
         gpu: GpuArgs,
     },
+    /// Write a model (our folder, a training checkpoint, or Keras files) as a complete model folder:
+    /// our model.json and weights.bin, and Keras' four files, published together.
+    Export {
+        /// Our model folder, a checkpoint folder, or Keras files.
+        #[arg(long)]
+        model: PathBuf,
+        /// The folder to write (created if needed; other files in it are kept).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Evaluate a saved model on the test set (model.evaluate), with per-class accuracy.
     Evaluate {
         /// A folder written by `train`.
@@ -512,6 +527,16 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             batch_size,
             gpu,
         } => predict(&model, &images, json, batch_size, &gpu)?,
+        Command::Export { model, out } => {
+            let saved = load_model(&model)?;
+            output::export_model_folder(&out, &saved)?;
+            eprintln!(
+                "{} ({} parameters) written to {}",
+                model.display(),
+                saved.model.param_count()?,
+                out.display()
+            );
+        }
         Command::Evaluate {
             model,
             batch_size,
@@ -681,9 +706,8 @@ fn train(args: TrainArgs) -> Result<ExitCode, Error> {
         class_names: ds.class_names.clone(),
         params: trainer.net.read_params(&gpu)?,
     };
-    saved.save(&args.out)?;
-    keras::save_keras_files(&args.out, &saved)?;
-    history::save(&args.out, &trainer.history)?;
+    // One folder swap: a crash leaves the previous model files or these, never a mix.
+    output::save_model_folder(&args.out, &saved, &trainer.history)?;
     eprintln!("model saved to {}", args.out.display());
     if !ds.test.is_empty() {
         let settings = vec![

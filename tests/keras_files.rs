@@ -5,7 +5,9 @@
 //! - `h5py_reads_our_files`: any `python3` with h5py (`apt-get install python3-h5py`; Debian's
 //!   `/usr/bin/python3` is tried as well as the one on PATH);
 //! - `real_keras_opens_our_files`: only when `CIFAR_WGPU_KERAS_PYTHON` names a Python with Keras 3
-//!   (e.g. a venv from `pip install keras "jax[cpu]"`, as `assets/keras/make_golden.py` says).
+//!   (e.g. a venv from `pip install keras "jax[cpu]"`, as `assets/keras/make_golden.py` says);
+//! - `real_keras2_loads_our_legacy_weights`: only when `CIFAR_WGPU_KERAS2_PYTHON` names a Python with
+//!   TensorFlow 2.15 or older, i.e. Keras 2 (e.g. a Python 3.11 venv from `pip install tensorflow-cpu==2.15.1`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -242,6 +244,56 @@ fn real_keras_opens_our_files() {
         );
         return;
     };
+    let dir = saved_with_expected();
+    run_python(&python, KERAS_CHECK, dir.path());
+}
+
+/// Keras 2 reads Keras 3's JSON only after a translation (its `InputLayer` knows no `batch_shape`, its
+/// layers no `DTypePolicy` objects or `quantization_config`): Keras 2 users rebuild the notebook's model
+/// in code, as the notebook does, and load `cifar10_weights.h5`. The translation here only rebuilds the
+/// layers; the weights file is what is checked.
+const KERAS2_CHECK: &str = r#"
+import sys, json, numpy as np, tensorflow as tf, keras
+assert keras.__version__.startswith("2."), "not Keras 2: " + keras.__version__
+d = sys.argv[1]
+def keras2(o):
+    if isinstance(o, dict):
+        if o.get("class_name") == "DTypePolicy":
+            return o["config"]["name"]
+        skip = ("optional", "input_axes", "output_axes", "quantization_config")
+        o = {k: keras2(v) for k, v in o.items() if k not in skip}
+        if "batch_shape" in o:
+            o["batch_input_shape"] = o.pop("batch_shape")
+        return o
+    if isinstance(o, list):
+        return [keras2(v) for v in o]
+    return o
+m = tf.keras.models.model_from_json(json.dumps(keras2(json.load(open(d + "/cifar10_architecture.json")))))
+m.load_weights(d + "/cifar10_weights.h5")
+expected = np.load(d + "/expected.npz")
+for i, w in enumerate(m.get_weights()):
+    assert np.array_equal(w, expected[f"w{i}"]), i
+p = m.predict(expected["x"], verbose=0)
+assert np.allclose(p, expected["probs"], atol=1e-5), (p, expected["probs"])
+print("keras", keras.__version__, "(tensorflow", tf.__version__ + "): load_weights(cifar10_weights.h5): every weight equal, predictions within 1e-5")
+"#;
+
+#[test]
+fn real_keras2_loads_our_legacy_weights() {
+    let Ok(python) = std::env::var("CIFAR_WGPU_KERAS2_PYTHON") else {
+        eprintln!(
+            "\n*** SKIPPED real_keras2_loads_our_legacy_weights: set CIFAR_WGPU_KERAS2_PYTHON to a \
+             Python with TensorFlow 2.15 or older (Keras 2) to run it ***\n"
+        );
+        return;
+    };
+    let dir = saved_with_expected();
+    run_python(&python, KERAS2_CHECK, dir.path());
+}
+
+/// A small model's Keras files, with `expected.npz` beside them: its weights in Keras' order, an input
+/// batch and our probabilities for it.
+fn saved_with_expected() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let m = small(3, 5);
     keras::save_keras_files(dir.path(), &m).unwrap();
@@ -273,7 +325,7 @@ fn real_keras_opens_our_files() {
         .collect();
     arrays.push(("probs".into(), vec![2, 3], probs));
     write_npz(&dir.path().join("expected.npz"), &arrays);
-    run_python(&python, KERAS_CHECK, dir.path());
+    dir
 }
 
 fn write_npz(path: &PathBuf, arrays: &[(String, Vec<usize>, Vec<f32>)]) {

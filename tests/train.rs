@@ -4,7 +4,7 @@
 use std::sync::OnceLock;
 
 use cifar_wgpu::data::{self, Dataset};
-use cifar_wgpu::gpu::{Gpu, GpuOptions, run_dispatches};
+use cifar_wgpu::gpu::{Gpu, GpuOptions, Tiling, run_dispatches};
 use cifar_wgpu::kernels::gather::{DeviceImages, upload_images};
 use cifar_wgpu::model::{Activation, Layer, Sequential, reference};
 use cifar_wgpu::optimizer::Optimizer;
@@ -87,7 +87,28 @@ fn rel_err(name: &str, got: &[f32], want: &[f64], tol: f64) {
 
 #[test]
 fn one_gpu_training_step_equals_the_cpu_reference_step() {
-    let g = gpu();
+    one_step_against_the_reference(gpu());
+}
+
+#[test]
+fn one_gpu_training_step_with_the_other_matmul_tiling_equals_the_cpu_reference_step() {
+    // The other flavour of matmul kernels than the adapter's default (on lavapipe: the GPU one), on a
+    // device of its own since a `Gpu`'s tiling is fixed when it is opened.
+    let default = gpu().tiling;
+    let other = match default {
+        Tiling::Registers => Tiling::Shared,
+        Tiling::Shared => Tiling::Registers,
+    };
+    let g = Gpu::new(&GpuOptions {
+        tiling: Some(other),
+        ..GpuOptions::default()
+    })
+    .expect("a second device on the test adapter");
+    assert_eq!(g.tiling, other);
+    one_step_against_the_reference(&g);
+}
+
+fn one_step_against_the_reference(g: &Gpu) {
     let (input, classes, batch) = ([9, 7, 3], 4, 5);
     let model = every_layer_model(input, classes);
     for opt in [

@@ -34,6 +34,45 @@ impl BackendChoice {
     }
 }
 
+/// Which flavour of matrix-product kernels to use (see the header of `shaders/matmul.wgsl`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tiling {
+    /// Big register tiles, tiny workgroups, no shared memory, no barriers: for software adapters
+    /// (lavapipe, llvmpipe, WARP), where shared memory and barriers are emulated and slow.
+    Registers,
+    /// Shared-memory block tiles (64x64 per workgroup of 256) with split-K: for real GPUs.
+    Shared,
+}
+
+impl Tiling {
+    /// The default for an adapter: `Registers` on a CPU, `Shared` on anything else.
+    pub fn auto(device_type: wgpu::DeviceType) -> Tiling {
+        match device_type {
+            wgpu::DeviceType::Cpu => Tiling::Registers,
+            _ => Tiling::Shared,
+        }
+    }
+}
+
+/// `--tiling`: a flavour of matmul kernels, or `Auto` for `Tiling::auto`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum TilingChoice {
+    #[default]
+    Auto,
+    Registers,
+    Shared,
+}
+
+impl TilingChoice {
+    pub fn forced(self) -> Option<Tiling> {
+        match self {
+            TilingChoice::Auto => None,
+            TilingChoice::Registers => Some(Tiling::Registers),
+            TilingChoice::Shared => Some(Tiling::Shared),
+        }
+    }
+}
+
 /// How the user wants the adapter chosen.
 #[derive(Clone, Debug, Default)]
 pub struct GpuOptions {
@@ -42,6 +81,8 @@ pub struct GpuOptions {
     pub adapter: Option<String>,
     /// Keep naga's run-time bounds checks in every shader (slower; for debugging a kernel).
     pub shader_bounds_checks: bool,
+    /// Force a flavour of matmul kernels; `None` picks `Tiling::auto` for the adapter.
+    pub tiling: Option<Tiling>,
 }
 
 /// Optional features we use when the adapter offers them.
@@ -61,6 +102,8 @@ pub struct Gpu {
     pub features: wgpu::Features,
     pub kernels: Kernels,
     pub shader_bounds_checks: bool,
+    /// The flavour of matmul kernels `kernels::matmul::matmul` builds.
+    pub tiling: Tiling,
 }
 
 impl Gpu {
@@ -72,11 +115,12 @@ impl Gpu {
             adapters = enumerate(wgpu::Backends::GL);
         }
         let adapter = choose_adapter(adapters, opts)?;
-        Gpu::open(adapter, opts.shader_bounds_checks)
+        Gpu::open(adapter, opts)
     }
 
-    fn open(adapter: wgpu::Adapter, shader_bounds_checks: bool) -> Result<Gpu, GpuError> {
+    fn open(adapter: wgpu::Adapter, opts: &GpuOptions) -> Result<Gpu, GpuError> {
         let info = adapter.get_info();
+        let tiling = opts.tiling.unwrap_or(Tiling::auto(info.device_type));
         if info.device_type == wgpu::DeviceType::Cpu {
             log::warn!(
                 "using the software adapter '{}' ({:?}): kernels are correct but training is slow; \
@@ -109,7 +153,8 @@ impl Gpu {
             limits,
             features,
             kernels: Kernels::default(),
-            shader_bounds_checks,
+            shader_bounds_checks: opts.shader_bounds_checks,
+            tiling,
         })
     }
 
@@ -231,7 +276,7 @@ impl AdapterSummary {
         format!(
             "{self}\n    max buffer {:.0} MiB, max storage binding {:.0} MiB, storage buffers per stage {}\n    \
              workgroup: {} invocations, {}x{}x{} size, {} KiB shared memory; subgroups {}..{}\n    \
-             timestamps: {} (inside passes: {}), shader-f16: {}, subgroups: {}",
+             timestamps: {} (inside passes: {}), shader-f16: {}, subgroups: {}; matmul tiling (auto): {:?}",
             mib(l.max_buffer_size),
             mib(l.max_storage_buffer_binding_size),
             l.max_storage_buffers_per_shader_stage,
@@ -246,6 +291,7 @@ impl AdapterSummary {
             has(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES),
             has(wgpu::Features::SHADER_F16),
             has(wgpu::Features::SUBGROUP),
+            Tiling::auto(self.info.device_type),
         )
     }
 }

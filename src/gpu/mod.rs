@@ -8,6 +8,8 @@ mod kernel;
 pub mod timing;
 
 pub use buffer::{Tensor, WORD};
-pub use context::{AdapterSummary, BackendChoice, Gpu, GpuOptions, list_adapters};
+pub use context::{
+    AdapterSummary, BackendChoice, Gpu, GpuOptions, Tiling, TilingChoice, list_adapters,
+};
 pub use error::GpuError;
 pub use kernel::{Cost, Dispatch, Kernels, Shader, grid_1d, run_dispatches};

@@ -1,7 +1,8 @@
 //! Keras' own model files: what the notebook saves, what `keras.models.load_model` opens, and
 //! the files a model trained in Keras comes in.
 //!
-//! Written by [`save_keras_files`] into a folder, each atomically (temporary name, then rename):
+//! Written by [`save_keras_files`] into a folder, each atomically (temporary name, then rename), or
+//! by `train` together with our own files in one folder swap ([`crate::train::output`]):
 //!
 //! - `cifar10_architecture.json` — what Keras 3's `model.to_json()` writes for the Sequential
 //!   model (`module`, `class_name`, `config`, `registered_name`, `build_config`, an `InputLayer`
@@ -90,6 +91,20 @@ impl KerasError {
     }
 }
 
+/// Our own files' errors, where they happen while writing Keras' (same folder, same save).
+impl From<crate::model::io::ModelFileError> for KerasError {
+    fn from(e: crate::model::io::ModelFileError) -> KerasError {
+        match e {
+            crate::model::io::ModelFileError::Io { path, source } => {
+                KerasError::Io { path, source }
+            }
+            crate::model::io::ModelFileError::Malformed { ref path, .. } => {
+                KerasError::malformed(path, e.to_string())
+            }
+        }
+    }
+}
+
 /// Class names when the files do not say: CIFAR-10's for 10 classes, else `class0`, `class1`, ….
 pub fn default_class_names(classes: usize) -> Vec<String> {
     if classes == crate::data::CIFAR10_CLASSES.len() {
@@ -124,13 +139,7 @@ pub fn keras_files(saved: &SavedModel) -> Result<Vec<(&'static str, Vec<u8>)>, K
 /// architecture that refers to them.
 pub fn save_keras_files(dir: &Path, saved: &SavedModel) -> Result<(), KerasError> {
     for (name, bytes) in keras_files(saved)? {
-        let path = dir.join(name);
-        crate::model::io::write_atomic(&path, &bytes).map_err(|e| match e {
-            crate::model::io::ModelFileError::Io { path, source } => {
-                KerasError::Io { path, source }
-            }
-            other => KerasError::malformed(&path, other.to_string()),
-        })?;
+        crate::model::io::write_atomic(&dir.join(name), &bytes)?;
     }
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! Dense-layer products, `shaders/matmul.wgsl`.
 
-use crate::gpu::{Cost, Dispatch, Gpu, Tensor, WORD};
+use crate::gpu::{Cost, Dispatch, Gpu, Tensor, Tiling, WORD, grid_1d};
 use crate::shape::MatmulShape;
 
 super::shader!("matmul.wgsl");
@@ -16,6 +16,58 @@ const TILE_WG: usize = 16;
 const TM: usize = 8;
 const TQ: usize = 4;
 const TN: usize = 8;
+/// The shared-memory entry point (constants in the shader): a BM x BN tile of C per workgroup, K
+/// staged BK at a time; `matmul_split_sum` runs SUM_WG invocations per workgroup.
+const BM: usize = 64;
+const BN: usize = 64;
+const BK: usize = 16;
+const SUM_WG: usize = 256;
+/// Split-K targets. A launch should have at least MIN_WORKGROUPS workgroups (of 256 invocations):
+/// about twice the multiprocessors of a large GPU (132 on an H200), so every one gets work and the
+/// tail is short. Each split keeps at least MIN_K_PER_SPLIT of K, so a workgroup's partial tile
+/// (BM*BN words written, then read again by the sum) is at most 1/256 of its FMAs and 1/8 of its
+/// slab loads ((BM+BN) words per step of K): splitting adds traffic, not much of it. The forward
+/// dense product 128x512x8192 has 2 x 8 = 16 tiles, so it takes 16 splits of 512 (256 workgroups;
+/// 4 MiB of partials, which stay in a large GPU's L2); dW (8192x512x128, 1024 tiles) and dx
+/// (128x8192x512, 256 tiles) need none.
+const MIN_WORKGROUPS: usize = 256;
+const MIN_K_PER_SPLIT: usize = 256;
+
+/// How a product is computed: the register-tiled kernels (one dispatch), or the shared-memory kernel
+/// with `splits` ranges of K (one dispatch, plus `matmul_split_sum` when `splits > 1`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Plan {
+    Registers,
+    Shared { splits: usize },
+}
+
+impl Plan {
+    /// The plan for `s` with the given flavour, choosing the number of splits for `Shared`.
+    pub fn auto(gpu: &Gpu, tiling: Tiling, s: MatmulShape) -> Plan {
+        match tiling {
+            Tiling::Registers => Plan::Registers,
+            Tiling::Shared => Plan::Shared {
+                splits: shared_splits(s, (gpu.max_binding_bytes() / WORD) as usize),
+            },
+        }
+    }
+}
+
+/// Splits of K for the shared-memory kernel: enough to reach MIN_WORKGROUPS, never below
+/// MIN_K_PER_SPLIT of K each, at least 1, and few enough that the partials fit `max_words`.
+fn shared_splits(s: MatmulShape, max_words: usize) -> usize {
+    let tiles = s.m.div_ceil(BM) * s.n.div_ceil(BN);
+    let wanted = MIN_WORKGROUPS.div_ceil(tiles.max(1));
+    let fit = max_words / (s.m * s.n).max(1);
+    wanted.min(s.k / MIN_K_PER_SPLIT).min(fit).max(1)
+}
+
+/// The length of K per split, a multiple of BK so splits start on a slab, and the number of splits
+/// that leaves (rounding up can leave fewer than asked, e.g. K = 20 in 3 splits is 16 + 4).
+fn k_ranges(k: usize, splits: usize) -> (usize, usize) {
+    let k_split = k.div_ceil(splits.max(1)).next_multiple_of(BK).max(BK);
+    (k_split, k.div_ceil(k_split).max(1))
+}
 
 /// The entry point for `s` and its workgroup counts: a register-tiled kernel (8x16 or 8x8 outputs per
 /// invocation, see the shader for why lavapipe needs that) when the widths allow vec4 loads (every
@@ -49,10 +101,15 @@ struct Params {
     n: u32,
     k: u32,
     has_bias: u32,
+    /// `matmul_shared`: the length of K per workgroup z.
+    k_split: u32,
+    /// `matmul_split_sum`: the number of partial products.
+    splits: u32,
+    _pad: [u32; 2],
 }
 
-/// c = op(a) * op(b) (+ bias broadcast over rows). Without a bias, `a` is bound in its place (a binding
-/// cannot be left empty, and binding `c` twice would alias a writable buffer) and never read.
+/// c = op(a) * op(b) (+ bias broadcast over rows), with the kernels of `gpu.tiling`. One dispatch, or
+/// two when the shared-memory kernel splits K; record them in order.
 pub fn matmul(
     gpu: &Gpu,
     a: &Tensor,
@@ -60,7 +117,25 @@ pub fn matmul(
     bias: Option<&Tensor>,
     c: &Tensor,
     s: MatmulShape,
-) -> Dispatch {
+) -> Vec<Dispatch> {
+    matmul_planned(gpu, a, b, bias, c, s, Plan::auto(gpu, gpu.tiling, s))
+}
+
+/// `matmul` with the flavour and number of splits given (the tests run every plan on one device).
+///
+/// Without a bias, `a` is bound in its place (a binding cannot be left empty, and binding `c` twice
+/// would alias a writable buffer) and never read. With several splits the partial products go to a
+/// scratch tensor allocated here, when the program is built; the dispatches' bind groups keep it
+/// alive (wgpu resources are reference-counted), so nothing else has to hold it.
+pub fn matmul_planned(
+    gpu: &Gpu,
+    a: &Tensor,
+    b: &Tensor,
+    bias: Option<&Tensor>,
+    c: &Tensor,
+    s: MatmulShape,
+    plan: Plan,
+) -> Vec<Dispatch> {
     assert_eq!(a.len, s.m * s.k, "matmul: A has the wrong size for {s:?}");
     assert_eq!(b.len, s.k * s.n, "matmul: B has the wrong size for {s:?}");
     assert_eq!(c.len, s.m * s.n, "matmul: C has the wrong size for {s:?}");
@@ -73,31 +148,136 @@ pub fn matmul(
         (true, false) => "matmul_tn",
         (true, true) => "matmul_tt",
     };
-    let params = Params {
+    let constants = [
+        ("TRANS_A", s.trans_a as u32 as f64),
+        ("TRANS_B", s.trans_b as u32 as f64),
+        ("WG_X", WG_X as f64),
+        ("WG_Y", WG_Y as f64),
+    ];
+    let bias_len = if bias.is_some() { s.n } else { 0 };
+    let (m, n, k) = (s.m as u64, s.n as u64, s.k as u64);
+    // The fewest bytes: each input read once, each output written once (the blocked kernel reads A
+    // ceil(N/64) and B ceil(M/64) times, mostly from cache; the profiler's bytes/s is against the minimum).
+    let product = Cost {
+        flops: 2 * m * n * k + m * bias_len as u64,
+        bytes: (m * k + k * n + bias_len as u64 + m * n) * WORD,
+    };
+    let mut params = Params {
         m: s.m as u32,
         n: s.n as u32,
         k: s.k as u32,
         has_bias: bias.is_some() as u32,
+        k_split: s.k as u32,
+        splits: 1,
+        _pad: [0; 2],
     };
-    let (entry, groups) = entry_point(s);
-    let bias_len = if bias.is_some() { s.n } else { 0 };
-    let cost = Cost {
-        flops: 2 * (s.m * s.n * s.k) as u64 + (s.m * bias_len) as u64,
-        bytes: (s.m * s.k + s.k * s.n + bias_len + s.m * s.n) as u64 * WORD,
+    let splits = match plan {
+        Plan::Registers => {
+            let (entry, groups) = entry_point(s);
+            return vec![gpu.dispatch(
+                name,
+                &SHADER,
+                entry,
+                &constants,
+                &params,
+                &[a, b, bias.unwrap_or(a), c],
+                groups,
+                product,
+            )];
+        }
+        Plan::Shared { splits } => splits,
     };
-    gpu.dispatch(
+    let (k_split, splits) = k_ranges(s.k, splits);
+    params.k_split = k_split as u32;
+    params.splits = splits as u32;
+    let tiles = [
+        s.n.div_ceil(BN) as u32,
+        s.m.div_ceil(BM) as u32,
+        splits as u32,
+    ];
+    if splits == 1 {
+        return vec![gpu.dispatch(
+            name,
+            &SHADER,
+            "matmul_shared",
+            &constants,
+            &params,
+            &[a, b, bias.unwrap_or(a), c],
+            tiles,
+            product,
+        )];
+    }
+    // Several splits: partial products into the scratch (no bias), then their sum (+ bias) into C.
+    let scratch = gpu.zeros("matmul_split_scratch", splits * s.m * s.n);
+    let parts = (splits * s.m * s.n) as u64;
+    let partial = Cost {
+        flops: 2 * m * n * k,
+        bytes: (m * k + k * n + parts) * WORD,
+    };
+    params.has_bias = 0;
+    let first = gpu.dispatch(
         name,
         &SHADER,
-        entry,
-        &[
-            ("TRANS_A", s.trans_a as u32 as f64),
-            ("TRANS_B", s.trans_b as u32 as f64),
-            ("WG_X", WG_X as f64),
-            ("WG_Y", WG_Y as f64),
-        ],
+        "matmul_shared",
+        &constants,
         &params,
-        &[a, b, bias.unwrap_or(a), c],
+        &[a, b, a, &scratch],
+        tiles,
+        partial,
+    );
+    params.has_bias = bias.is_some() as u32;
+    let sum = Cost {
+        flops: parts - m * n + m * bias_len as u64,
+        bytes: (parts + bias_len as u64 + m * n) * WORD,
+    };
+    let groups = grid_1d(
+        (s.m * s.n).div_ceil(SUM_WG) as u32,
+        gpu.limits.max_compute_workgroups_per_dimension,
+    );
+    let second = gpu.dispatch(
+        "matmul_split_sum",
+        &SHADER,
+        "matmul_split_sum",
+        &[],
+        &params,
+        &[&scratch, bias.unwrap_or(&scratch), c],
         groups,
-        cost,
-    )
+        sum,
+    );
+    vec![first, second]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_k_goes_where_tiles_are_few_and_k_is_long() {
+        let big = usize::MAX;
+        let nt = |m, n, k| MatmulShape {
+            trans_b: true,
+            ..MatmulShape::new(m, n, k)
+        };
+        let tn = |m, n, k| MatmulShape {
+            trans_a: true,
+            ..MatmulShape::new(m, n, k)
+        };
+        // The notebook's dense layers at batch 128.
+        assert_eq!(shared_splits(MatmulShape::new(128, 512, 8192), big), 16);
+        assert_eq!(shared_splits(tn(8192, 512, 128), big), 1);
+        assert_eq!(shared_splits(nt(128, 8192, 512), big), 1);
+        assert_eq!(shared_splits(MatmulShape::new(128, 10, 512), big), 2);
+        assert_eq!(shared_splits(nt(128, 512, 10), big), 1);
+        // The partials must fit one binding.
+        assert_eq!(
+            shared_splits(MatmulShape::new(128, 512, 8192), 4 * 128 * 512),
+            4
+        );
+        // K ranges are whole slabs; rounding can leave fewer splits than asked.
+        assert_eq!(k_ranges(8192, 16), (512, 16));
+        assert_eq!(k_ranges(131, 3), (48, 3));
+        assert_eq!(k_ranges(20, 3), (16, 2));
+        assert_eq!(k_ranges(1, 3), (16, 1));
+        assert_eq!(k_ranges(0, 1), (16, 1));
+    }
 }

@@ -1,7 +1,8 @@
 //! Our own model files, until Keras-compatible ones exist: `model.json` (architecture, class names,
 //! tensor names and shapes) and `weights.bin` (every parameter tensor as little-endian f32, in the
 //! order and shape `model.json` lists, Keras' own layouts). Files are written to a temporary name and
-//! renamed, so a crash never leaves a half-written model that looks complete.
+//! renamed, so a crash never leaves a half-written model that looks complete; `train` replaces them
+//! together with the Keras and history files in one folder swap ([`super::folder`]).
 
 use std::path::{Path, PathBuf};
 
@@ -63,9 +64,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelFileError> {
 }
 
 impl SavedModel {
-    pub fn save(&self, dir: &Path) -> Result<(), ModelFileError> {
+    /// `weights.bin` and `model.json` as bytes, in the order [`SavedModel::save`] writes them.
+    pub fn files(&self) -> Result<Vec<(&'static str, Vec<u8>)>, ModelFileError> {
         let malformed = |message: String| ModelFileError::Malformed {
-            path: dir.join(MODEL_FILE),
+            path: PathBuf::from(MODEL_FILE),
             message,
         };
         let tensors = self
@@ -91,9 +93,23 @@ impl SavedModel {
                 .collect(),
         };
         let json = serde_json::to_vec_pretty(&file).expect("model serialises");
-        // Weights first: a model.json is only ever next to complete weights.
-        write_atomic(&dir.join(WEIGHTS_FILE), &weights)?;
-        write_atomic(&dir.join(MODEL_FILE), &json)
+        Ok(vec![(WEIGHTS_FILE, weights), (MODEL_FILE, json)])
+    }
+
+    /// Writes `model.json` and `weights.bin` into `dir`, each atomically but not as a pair in one
+    /// step: weights first, so a `model.json` is only ever next to complete weights. To replace
+    /// them together with other files, pass [`SavedModel::files`] to [`super::folder::replace_files`].
+    pub fn save(&self, dir: &Path) -> Result<(), ModelFileError> {
+        for (name, bytes) in self.files().map_err(|e| match e {
+            ModelFileError::Malformed { message, .. } => ModelFileError::Malformed {
+                path: dir.join(MODEL_FILE),
+                message,
+            },
+            other => other,
+        })? {
+            write_atomic(&dir.join(name), &bytes)?;
+        }
+        Ok(())
     }
 
     pub fn load(dir: &Path) -> Result<SavedModel, ModelFileError> {

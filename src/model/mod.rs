@@ -6,6 +6,7 @@
 //! kernel binds one tensor of it. Tensors keep Keras' own shapes and order: Conv2D kernel
 //! [kh, kw, in, out], Dense kernel [in, out], then each bias.
 
+pub mod folder;
 pub mod io;
 mod layer;
 pub mod reference;

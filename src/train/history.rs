@@ -9,7 +9,8 @@ use crate::train::EpochLog;
 pub const HISTORY_JSON: &str = "history.json";
 pub const HISTORY_CSV: &str = "history.csv";
 
-pub fn save(out: &Path, history: &[EpochLog]) -> Result<(), ModelFileError> {
+/// `history.json` and `history.csv` as bytes.
+pub fn files(history: &[EpochLog]) -> Vec<(&'static str, Vec<u8>)> {
     let col = |f: fn(&EpochLog) -> Option<f64>| history.iter().map(f).collect::<Vec<_>>();
     let json = serde_json::json!({
         "loss": col(|e| Some(e.loss)),
@@ -18,12 +19,7 @@ pub fn save(out: &Path, history: &[EpochLog]) -> Result<(), ModelFileError> {
         "val_accuracy": col(|e| e.val_accuracy),
         "seconds": col(|e| Some(e.seconds)),
     });
-    write_atomic(
-        &out.join(HISTORY_JSON),
-        serde_json::to_string_pretty(&json)
-            .expect("history serialises")
-            .as_bytes(),
-    )?;
+    let json = serde_json::to_string_pretty(&json).expect("history serialises");
     let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.6}"));
     let mut csv = String::from("epoch,loss,accuracy,val_loss,val_accuracy,seconds\n");
     for e in history {
@@ -37,7 +33,18 @@ pub fn save(out: &Path, history: &[EpochLog]) -> Result<(), ModelFileError> {
             e.seconds
         ));
     }
-    write_atomic(&out.join(HISTORY_CSV), csv.as_bytes())
+    vec![
+        (HISTORY_JSON, json.into_bytes()),
+        (HISTORY_CSV, csv.into_bytes()),
+    ]
+}
+
+/// Writes the two history files into `out`, each atomically.
+pub fn save(out: &Path, history: &[EpochLog]) -> Result<(), ModelFileError> {
+    for (name, bytes) in files(history) {
+        write_atomic(&out.join(name), &bytes)?;
+    }
+    Ok(())
 }
 
 /// Reads `history.json` back; a folder without one has an empty history.

@@ -383,7 +383,7 @@ impl Network {
                     out: units,
                     w,
                     b,
-                } => out.push(matmul::matmul(
+                } => out.extend(matmul::matmul(
                     gpu,
                     &x,
                     &self.param_views[w],
@@ -475,7 +475,7 @@ impl Network {
                     w,
                     b,
                 } => {
-                    out.push(matmul::matmul(
+                    out.extend(matmul::matmul(
                         gpu,
                         x,
                         &dy,
@@ -495,7 +495,7 @@ impl Network {
                         units,
                     ));
                     if needs_dx {
-                        out.push(matmul::matmul(
+                        out.extend(matmul::matmul(
                             gpu,
                             &dy,
                             &self.param_views[w],

@@ -1,10 +1,18 @@
-use cifar_wgpu::kernels::matmul::matmul;
+use cifar_wgpu::gpu::Tiling;
+use cifar_wgpu::kernels::matmul::{Plan, matmul_planned};
 use cifar_wgpu::reference;
 use cifar_wgpu::shape::MatmulShape;
 
 use crate::common::*;
 
+/// With the device's own flavour (`Registers` on lavapipe).
 fn check(s: MatmulShape, with_bias: bool, seed: u64) {
+    check_plan(s, with_bias, seed, Plan::auto(gpu(), gpu().tiling, s));
+}
+
+/// Runs `plan` on fresh data against the f64 reference; returns the relative error and the number of
+/// dispatches it took.
+fn check_plan(s: MatmulShape, with_bias: bool, seed: u64, plan: Plan) -> (f64, usize) {
     let g = gpu();
     let a = random(s.m * s.k, seed, -1.0, 1.0);
     let b = random(s.k * s.n, seed + 1, -1.0, 1.0);
@@ -13,20 +21,77 @@ fn check(s: MatmulShape, with_bias: bool, seed: u64) {
     let tb = g.upload("b", &b);
     let tbias = g.upload("bias", &bias);
     let tc = poisoned(s.m * s.n);
-    let d = matmul(g, &ta, &tb, with_bias.then_some(&tbias), &tc, s);
-    run(&[&d]);
+    let d = matmul_planned(g, &ta, &tb, with_bias.then_some(&tbias), &tc, s, plan);
+    run_all(&d);
     let want = reference::matmul::matmul(
         &to_f64(&a),
         &to_f64(&b),
         with_bias.then_some(&to_f64(&bias)[..]),
         s,
     );
-    compare(
-        &format!("{} {}x{}x{} bias={with_bias}", d.name, s.m, s.n, s.k),
+    let names: Vec<&str> = d.iter().map(|d| d.name).collect();
+    let rel = compare(
+        &format!(
+            "{} {plan:?} {}x{}x{} bias={with_bias}",
+            names.join("+"),
+            s.m,
+            s.n,
+            s.k
+        ),
         &read(&tc),
         &want,
         F32_TOL,
     );
+    (rel, d.len())
+}
+
+#[test]
+fn both_tilings_all_transposes_every_split_on_awkward_shapes() {
+    // M, N, K multiples of nothing the kernels tile by (64x64 blocks, slabs of 16 along K, 4x4 and
+    // 8x16 register tiles, vec4 loads), one more than a block, and a K long enough to split three ways
+    // into ranges of 48 and 176 with a ragged last slab. Kept small: lavapipe runs the shared-memory
+    // kernel's 256 invocations and barriers on 2 CPU cores.
+    let shapes = [(1, 1, 1), (67, 45, 131), (130, 10, 513), (3, 65, 40)];
+    let mut worst: Vec<(String, f64)> = Vec::new();
+    for (i, &(m, n, k)) in shapes.iter().enumerate() {
+        for (t, (ta, tb)) in [(false, false), (false, true), (true, false), (true, true)]
+            .into_iter()
+            .enumerate()
+        {
+            let s = MatmulShape {
+                m,
+                n,
+                k,
+                trans_a: ta,
+                trans_b: tb,
+            };
+            let with_bias = (i + t) % 2 == 0;
+            let seed = 200 + 10 * i as u64 + t as u64;
+            let plans = [
+                Plan::Registers,
+                Plan::Shared { splits: 1 },
+                Plan::Shared { splits: 3 },
+                Plan::auto(gpu(), Tiling::Shared, s),
+            ];
+            for plan in plans {
+                let (rel, dispatches) = check_plan(s, with_bias, seed, plan);
+                // The split path must really run where K holds more than one slab of 16.
+                if plan == (Plan::Shared { splits: 3 }) {
+                    assert_eq!(dispatches, if k > 16 { 2 } else { 1 }, "{s:?}");
+                }
+                let key = format!("{plan:?}");
+                match worst.iter_mut().find(|(p, _)| *p == key) {
+                    Some(w) => w.1 = w.1.max(rel),
+                    None => worst.push((key, rel)),
+                }
+            }
+            // With and without the bias on the split path, on every shape and transpose.
+            check_plan(s, !with_bias, seed + 5, Plan::Shared { splits: 3 });
+        }
+    }
+    for (plan, rel) in worst {
+        println!("max relative error, {plan}: {rel:.2e}");
+    }
 }
 
 #[test]
