@@ -5,6 +5,13 @@
 // Tall inputs (a conv layer's 131,072 rows) are summed in two dispatches so that enough invocations run:
 // the first writes partial sums of `rows_per_chunk` rows each, [chunks, cols]; the second sums those.
 // Rows are always added in the same order, so results are deterministic.
+//
+// Two flavours of the last pass, chosen with the matmul tiling (src/kernels/reduce.rs). `column_sum`
+// gives each column one invocation that walks its rows: right for lavapipe (few invocations, no
+// barriers), but on a GPU a final pass over 512 partial rows x 32 columns is 32 invocations walking
+// 512 loads each, ~30 us on an H200, and the 864 columns of a conv weight gradient's chunk sums took
+// 66 us. `column_sum_lanes` gives each column a workgroup of LANES invocations that sum every
+// LANES-th row and then add their sums in a fixed tree through workgroup memory (deterministic too).
 
 struct Params {
     rows: u32,
@@ -35,4 +42,36 @@ fn column_sum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
         s += x[r * p.cols + col];
     }
     out[chunk * p.cols + col] = s;
+}
+
+const LANES: u32 = 64u;
+var<workgroup> lane_sums: array<f32, LANES>;
+
+// One workgroup per column (grid spilling into y). The column is workgroup-uniform, so the early
+// return is uniform control flow and every invocation that reaches a barrier has its whole workgroup.
+@compute @workgroup_size(LANES)
+fn column_sum_lanes(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lane: u32,
+) {
+    let col = wg.x + wg.y * nwg.x;
+    if col >= p.cols {
+        return;
+    }
+    var s = 0.0;
+    for (var r = lane; r < p.rows; r += LANES) {
+        s += x[r * p.cols + col];
+    }
+    lane_sums[lane] = s;
+    workgroupBarrier();
+    for (var width = LANES / 2u; width > 0u; width /= 2u) {
+        if lane < width {
+            lane_sums[lane] += lane_sums[lane + width];
+        }
+        workgroupBarrier();
+    }
+    if lane == 0u {
+        out[col] = lane_sums[0];
+    }
 }

@@ -1,6 +1,6 @@
 //! Column sums (bias gradients), `shaders/reduce.wgsl`.
 
-use crate::gpu::{Cost, Dispatch, Gpu, Tensor, WORD};
+use crate::gpu::{Cost, Dispatch, Gpu, Tensor, Tiling, WORD};
 
 super::shader!("reduce.wgsl");
 
@@ -26,8 +26,12 @@ pub fn column_sum_scratch(rows: usize, cols: usize) -> usize {
     }
 }
 
+/// Invocations per column in `column_sum_lanes` (the shader's LANES).
+const LANES: usize = 64;
+
 /// out[c] = sum_r x[r, c] for x stored as [rows, cols]. Tall inputs take two dispatches through
-/// `scratch`, which must hold `column_sum_scratch(rows, cols)` words.
+/// `scratch`, which must hold `column_sum_scratch(rows, cols)` words. The last pass has a workgroup
+/// per column on GPUs (`Tiling::Shared`), an invocation per column on software adapters.
 pub fn column_sum(
     gpu: &Gpu,
     x: &Tensor,
@@ -35,6 +39,27 @@ pub fn column_sum(
     out: &Tensor,
     rows: usize,
     cols: usize,
+) -> Vec<Dispatch> {
+    column_sum_with(
+        gpu,
+        x,
+        scratch,
+        out,
+        rows,
+        cols,
+        gpu.tiling == Tiling::Shared,
+    )
+}
+
+/// `column_sum` with the last pass's flavour given: `lanes` for a workgroup per column.
+pub fn column_sum_with(
+    gpu: &Gpu,
+    x: &Tensor,
+    scratch: &Tensor,
+    out: &Tensor,
+    rows: usize,
+    cols: usize,
+    lanes: bool,
 ) -> Vec<Dispatch> {
     assert_eq!(x.len, rows * cols, "column_sum: input has the wrong size");
     assert_eq!(out.len, cols, "column_sum: output has the wrong size");
@@ -50,14 +75,23 @@ pub fn column_sum(
             flops: (rows * cols) as u64,
             bytes: ((rows + chunks) * cols) as u64 * WORD,
         };
+        let last = per_chunk >= rows;
+        let (entry, groups) = if last && lanes {
+            (
+                "column_sum_lanes",
+                super::grid(gpu, cols * LANES, LANES as u32),
+            )
+        } else {
+            ("column_sum", super::grid(gpu, chunks * cols, 64))
+        };
         gpu.dispatch(
             "column_sum",
             &SHADER,
-            "column_sum",
+            entry,
             &[],
             &params,
             &[input, output],
-            super::grid(gpu, chunks * cols, 64),
+            groups,
             cost,
         )
     };

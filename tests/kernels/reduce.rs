@@ -1,4 +1,4 @@
-use cifar_wgpu::kernels::reduce::{column_sum, column_sum_scratch};
+use cifar_wgpu::kernels::reduce::{column_sum_scratch, column_sum_with};
 use cifar_wgpu::reference;
 
 use crate::common::*;
@@ -7,7 +7,20 @@ use crate::common::*;
 fn column_sum_one_and_two_passes() {
     let g = gpu();
     // Short inputs take one pass; tall ones (a conv bias over batch x pixels) take two.
-    for (i, &(rows, cols)) in [(1, 1), (7, 10), (1000, 3), (1025, 32), (5000, 7)]
+    // Both flavours of the last pass: an invocation per column, a workgroup of 64 per column.
+    let shapes = [
+        (1, 1),
+        (7, 10),
+        (63, 5),
+        (65, 130),
+        (1000, 3),
+        (1025, 32),
+        (5000, 7),
+    ];
+    for (i, &(rows, cols, lanes)) in shapes
+        .iter()
+        .flat_map(|&(r, c)| [(r, c, false), (r, c, true)])
+        .collect::<Vec<_>>()
         .iter()
         .enumerate()
     {
@@ -15,11 +28,15 @@ fn column_sum_one_and_two_passes() {
         let tx = g.upload("x", &x);
         let scratch = poisoned(column_sum_scratch(rows, cols));
         let out = poisoned(cols);
-        let ds = column_sum(g, &tx, &scratch, &out, rows, cols);
+        let ds = column_sum_with(g, &tx, &scratch, &out, rows, cols, lanes);
         run_all(&ds);
         let want = reference::reduce::column_sum(&to_f64(&x), rows, cols);
         compare(
-            &format!("column_sum {rows}x{cols} ({} pass)", ds.len()),
+            &format!(
+                "column_sum {rows}x{cols} ({} pass, {})",
+                ds.len(),
+                if lanes { "lanes" } else { "serial" }
+            ),
             &read(&out),
             &want,
             F32_TOL,
