@@ -20,6 +20,38 @@
 // get their reuse from the cache). Loads are clamped into the tensors and masked with `select` instead of
 // branched on; only stores are guarded (and kernel rows that miss the image entirely are skipped).
 // Tile sizes are override constants, so loops over them unroll and the tiles stay in registers.
+//
+// Two tile sets for conv2d_forward and conv2d_backward_weight (`Conv2dTiles` in src/kernels/conv2d.rs,
+// chosen by the adapter's `Tiling`, like matmul's flavours). On lavapipe every storage-buffer load is
+// emulated one lane at a time, even at a workgroup-uniform address (the weights), while multiply-adds
+// are nearly free (see matmul.wgsl), so the software tiles are as big as they go: per (tap, input
+// channel) the forward loads FPX inputs and 4*FCQ weights for FPX*4*FCQ multiply-adds, and per row the
+// weight gradient loads TK inputs and 4*BCQ values of dy for TK*4*BCQ. Software: 32 pixels x 32
+// channels (16 multiply-adds per load, against 2.7 for 8 x 4) and 27 kernel rows x 32 channels (14.6,
+// against 2 for 4 x 4); 4,096 and 1,024 invocations for the notebook layer at batch 128, plenty for 2
+// cores. The accumulators spill to the stack, which costs far less than the loads saved. Each software
+// size equals its array's bound (MAX_FPX = 32, MAX_FCQ = 8, MAX_TK = 27, MAX_BCQ = 8): Mesa's loop
+// unroller forces a loop open when its trip count equals the length of the array it indexes; a smaller
+// trip count left the loops rolled and the tiles in scratch memory, 3 to 6 times slower. On a real
+// GPU the same code with the GPU set (8 pixels x 4 channels, 4 kernel rows x 4 channels: 131,072 and
+// 57,344 invocations) keeps the old kernels' shape: a GPU wants many invocations in flight, not 1,024
+// invocations of 864 accumulators each.
+//
+// Measured on lavapipe (Mesa 22.3, 2 cores shared with other jobs, load average 2.3-3.3), notebook
+// layer at batch 128. `cifar-wgpu profile` (GPU timestamps, ms per step): forward 145 -> 48-53 ms
+// (1.6 -> 4.5 GFLOP/s), weight gradient's first pass 138 -> 26-30 ms (1.6 -> 8 GFLOP/s). The old
+// kernels (8 x 4 and 4 x 4 tiles) against these in one process, fastest of 10 wall-clock runs, three
+// interleaved rounds: forward 238 / 207 / 144 -> 34 / 99 / 52 ms, first pass 130 / 134 / 124 -> 62 /
+// 34 / 30 ms. Of the sizes tried (same rounds), bigger was faster: forward 8, 16, 32 pixels x 32
+// channels 75-141, 56-112, 34-99 ms; weight gradient 9, 18, 27 rows x 32 channels 44-60, 44, 30-62 ms.
+// On an NVIDIA H200 (Vulkan) the GPU set runs as the old kernels did: forward 44 us, first pass 63 us
+// (65 before); the software set there takes 900 and 1,200 us, which is why real GPUs keep the GPU set.
+// Tried and dropped: walking each kernel row 3 taps at a time, so that a 32-pixel tile loads its 34
+// inputs once per input channel instead of 96 times, ran the forward in 76-85 ms against 58-65 ms for
+// this one (same process, interleaved). Not done: reading the weights from a uniform binding, which
+// lavapipe loads once per SIMD group at a constant address rather than lane by lane, needs UNIFORM
+// usage on the parameter buffer (src/gpu/buffer.rs) and a binding as long as the shader's fixed-size
+// array.
 
 struct Params {
     n: u32,
@@ -41,15 +73,23 @@ struct Params {
 
 // Invocations per workgroup, along x; the grid may spill into y (kernels/mod.rs `grid`).
 override WG: u32 = 64u;
-// Register tile of conv2d_forward and conv2d_backward_input: PX neighbouring pixels of one row (at most
-// MAX_PX) x 4 channels. Of the tiles measured on lavapipe (instructions per run, notebook layer),
-// 8 pixels x 4 channels ran a fifth fewer than 4 x 4, and fewer than 8 x 8 (8 channels waste loads
-// when CIN is 3).
+// Register tile of conv2d_backward_input: PX neighbouring pixels of one row (at most MAX_PX) x 4
+// channels. Of the tiles measured on lavapipe (instructions per run, notebook layer), 8 pixels x 4
+// channels ran a fifth fewer than 4 x 4, and fewer than 8 x 8 (8 channels waste loads when CIN is 3).
 override PX: u32 = 8u;
 const MAX_PX: u32 = 8u;
-// Register tile of conv2d_backward_weight: TK kernel rows (at most MAX_TK) x 4 output channels.
+// Register tile of conv2d_forward: FPX neighbouring pixels of one row (at most MAX_FPX) x FCQ quads of
+// output channels (at most MAX_FCQ). The defaults are the GPU set; the software set is the bounds.
+override FPX: u32 = 8u;
+const MAX_FPX: u32 = 32u;
+override FCQ: u32 = 1u;
+const MAX_FCQ: u32 = 8u;
+// Register tile of conv2d_backward_weight: TK kernel rows (at most MAX_TK) x BCQ quads of output
+// channels (at most MAX_BCQ). The defaults are the GPU set; the software set is the bounds.
 override TK: u32 = 4u;
-const MAX_TK: u32 = 8u;
+const MAX_TK: u32 = 27u;
+override BCQ: u32 = 1u;
+const MAX_BCQ: u32 = 8u;
 
 fn linear_id(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * WG;
@@ -61,10 +101,10 @@ fn channels(c0: u32, count: u32) -> vec4<u32> {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Forward. One invocation: PX neighbouring output pixels of one row x 4 output channels, so per
-// (tap, input channel) PX input loads and 4 kernel loads feed 4*PX multiply-adds. Neighbouring
-// invocations take neighbouring channel groups of the same pixels: they share input reads and read the
-// kernel contiguously.
+// Forward. One invocation: FPX neighbouring output pixels of one row x 4*FCQ output channels, so per
+// (tap, input channel) FPX input loads and 4*FCQ kernel loads feed FPX*4*FCQ multiply-adds.
+// Neighbouring invocations take neighbouring channel groups of the same pixels: they share input reads
+// and read the kernel contiguously.
 
 @group(0) @binding(1) var<storage, read> fwd_x: array<f32>;
 @group(0) @binding(2) var<storage, read> fwd_w: array<f32>;
@@ -74,21 +114,27 @@ fn channels(c0: u32, count: u32) -> vec4<u32> {
 @compute @workgroup_size(WG)
 fn conv2d_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let t = linear_id(gid, nwg);
-    let groups = (p.cout + 3u) / 4u;
-    let tiles = (p.ow + PX - 1u) / PX;
+    let tc = 4u * FCQ;
+    let groups = (p.cout + tc - 1u) / tc;
+    let tiles = (p.ow + FPX - 1u) / FPX;
     if t >= groups * tiles * p.oh * p.n {
         return;
     }
-    let co0 = (t % groups) * 4u;
+    let co0 = (t % groups) * tc;
     let rest = t / groups;
-    let ox0 = (rest % tiles) * PX;
+    let ox0 = (rest % tiles) * FPX;
     let oy = (rest / tiles) % p.oh;
     let n = rest / tiles / p.oh;
-    let co = channels(co0, p.cout);
+    var co: array<vec4<u32>, MAX_FCQ>;
+    for (var c = 0u; c < FCQ; c++) {
+        co[c] = channels(co0 + 4u * c, p.cout);
+    }
 
-    var acc: array<vec4<f32>, MAX_PX>;
-    for (var q = 0u; q < PX; q++) {
-        acc[q] = vec4<f32>(0.0);
+    var acc: array<array<vec4<f32>, MAX_FCQ>, MAX_FPX>;
+    for (var q = 0u; q < FPX; q++) {
+        for (var c = 0u; c < FCQ; c++) {
+            acc[q][c] = vec4<f32>(0.0);
+        }
     }
     for (var i = 0u; i < p.kh; i++) {
         let iy = i32(oy + i) - i32(p.pad_top);
@@ -98,9 +144,9 @@ fn conv2d_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
         let row = (n * p.h + u32(iy)) * p.w;
         for (var j = 0u; j < p.kw; j++) {
             // Where each pixel of the tile reads the input at this tap, and whether that is padding.
-            var at: array<u32, MAX_PX>;
-            var inside: array<bool, MAX_PX>;
-            for (var q = 0u; q < PX; q++) {
+            var at: array<u32, MAX_FPX>;
+            var inside: array<bool, MAX_FPX>;
+            for (var q = 0u; q < FPX; q++) {
                 let ix = i32(ox0 + q + j) - i32(p.pad_left);
                 inside[q] = ix >= 0 && ix < i32(p.w);
                 at[q] = (row + u32(clamp(ix, 0, i32(p.w) - 1))) * p.cin;
@@ -108,22 +154,31 @@ fn conv2d_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
             let tap = (i * p.kw + j) * p.cin;
             for (var ci = 0u; ci < p.cin; ci++) {
                 let k = (tap + ci) * p.cout;
-                let wv = vec4<f32>(fwd_w[k + co.x], fwd_w[k + co.y], fwd_w[k + co.z], fwd_w[k + co.w]);
-                for (var q = 0u; q < PX; q++) {
-                    acc[q] += select(0.0, fwd_x[at[q] + ci], inside[q]) * wv;
+                var wv: array<vec4<f32>, MAX_FCQ>;
+                for (var c = 0u; c < FCQ; c++) {
+                    let kc = k + co[c];
+                    wv[c] = vec4<f32>(fwd_w[kc.x], fwd_w[kc.y], fwd_w[kc.z], fwd_w[kc.w]);
+                }
+                for (var q = 0u; q < FPX; q++) {
+                    let xv = select(0.0, fwd_x[at[q] + ci], inside[q]);
+                    for (var c = 0u; c < FCQ; c++) {
+                        acc[q][c] += xv * wv[c];
+                    }
                 }
             }
         }
     }
-    let bias = vec4<f32>(fwd_b[co.x], fwd_b[co.y], fwd_b[co.z], fwd_b[co.w]);
-    for (var q = 0u; q < PX; q++) {
-        let ox = ox0 + q;
-        if ox < p.ow {
-            let out = ((n * p.oh + oy) * p.ow + ox) * p.cout + co0;
-            let y = acc[q] + bias;
-            for (var c = 0u; c < 4u; c++) {
-                if co0 + c < p.cout {
-                    fwd_y[out + c] = y[c];
+    for (var c = 0u; c < FCQ; c++) {
+        let bias = vec4<f32>(fwd_b[co[c].x], fwd_b[co[c].y], fwd_b[co[c].z], fwd_b[co[c].w]);
+        for (var q = 0u; q < FPX; q++) {
+            let ox = ox0 + q;
+            if ox < p.ow {
+                let out = ((n * p.oh + oy) * p.ow + ox) * p.cout + co0 + 4u * c;
+                let y = acc[q][c] + bias;
+                for (var e = 0u; e < 4u; e++) {
+                    if co0 + 4u * c + e < p.cout {
+                        fwd_y[out + e] = y[e];
+                    }
                 }
             }
         }
@@ -202,8 +257,8 @@ fn conv2d_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin
 // k = (i*KW + j)*CIN + ci, it is x_col^T * dy summed over the R = N*OH*OW rows (n, oy, ox), where x_col
 // holds the input value each row meets at each k (zero in the padding). The sum over R is split into
 // chunks of rows_per_chunk rows; this pass writes partial[chunk, k, co], and column_sum adds the chunks.
-// One invocation: one chunk x TK values of k x 4 output channels, so per row TK input loads and 4 dy
-// loads feed 4*TK multiply-adds. Rows are added in order, so the result is deterministic.
+// One invocation: one chunk x TK values of k x 4*BCQ output channels, so per row TK input loads and
+// 4*BCQ dy loads feed TK*4*BCQ multiply-adds. Rows are added in order, so the result is deterministic.
 
 @group(0) @binding(1) var<storage, read> bw_x: array<f32>;
 @group(0) @binding(2) var<storage, read> bw_dy: array<f32>;
@@ -215,26 +270,34 @@ fn conv2d_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builti
     let kdim = p.kh * p.kw * p.cin;
     let rows = p.n * p.oh * p.ow;
     let chunks = (rows + p.rows_per_chunk - 1u) / p.rows_per_chunk;
-    let col_tiles = (p.cout + 3u) / 4u;
+    let tc = 4u * BCQ;
+    let col_tiles = (p.cout + tc - 1u) / tc;
     let k_tiles = (kdim + TK - 1u) / TK;
     if t >= col_tiles * k_tiles * chunks {
         return;
     }
-    let co0 = (t % col_tiles) * 4u;
+    let co0 = (t % col_tiles) * tc;
     let k0 = ((t / col_tiles) % k_tiles) * TK;
     let chunk = t / col_tiles / k_tiles;
-    let co = channels(co0, p.cout);
-    // Each k of the tile as (input channel, row offset, column offset) from the output pixel.
-    var kc: array<u32, MAX_TK>;
-    var ky: array<i32, MAX_TK>;
-    var kx: array<i32, MAX_TK>;
+    var co: array<vec4<u32>, MAX_BCQ>;
+    for (var c = 0u; c < BCQ; c++) {
+        co[c] = channels(co0 + 4u * c, p.cout);
+    }
+    // Each k of the tile as a row and column offset from the output pixel, and as the offset of the
+    // input value it reads from the output pixel's own (n, oy, ox) position in x.
+    var ky: array<u32, MAX_TK>;
+    var kx: array<u32, MAX_TK>;
+    var delta: array<i32, MAX_TK>;
     for (var a = 0u; a < TK; a++) {
         let k = min(k0 + a, kdim - 1u);
         let tap = k / p.cin;
-        kc[a] = k % p.cin;
-        ky[a] = i32(tap / p.kw) - i32(p.pad_top);
-        kx[a] = i32(tap % p.kw) - i32(p.pad_left);
+        let ry = i32(tap / p.kw) - i32(p.pad_top);
+        let rx = i32(tap % p.kw) - i32(p.pad_left);
+        ky[a] = u32(ry);
+        kx[a] = u32(rx);
+        delta[a] = (ry * i32(p.w) + rx) * i32(p.cin) + i32(k % p.cin);
     }
+    let last = i32(p.n * p.h * p.w * p.cin) - 1;
 
     let start = chunk * p.rows_per_chunk;
     let end = min(start + p.rows_per_chunk, rows);
@@ -242,20 +305,28 @@ fn conv2d_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builti
     var ox = start % p.ow;
     var oy = (start / p.ow) % p.oh;
     var n = start / p.ow / p.oh;
-    var acc: array<vec4<f32>, MAX_TK>;
+    var acc: array<array<vec4<f32>, MAX_BCQ>, MAX_TK>;
     for (var a = 0u; a < TK; a++) {
-        acc[a] = vec4<f32>(0.0);
+        for (var c = 0u; c < BCQ; c++) {
+            acc[a][c] = vec4<f32>(0.0);
+        }
     }
     for (var r = start; r < end; r++) {
         let g = r * p.cout;
-        let gv = vec4<f32>(bw_dy[g + co.x], bw_dy[g + co.y], bw_dy[g + co.z], bw_dy[g + co.w]);
-        let image = n * p.h;
+        var gv: array<vec4<f32>, MAX_BCQ>;
+        for (var c = 0u; c < BCQ; c++) {
+            let gc = g + co[c];
+            gv[c] = vec4<f32>(bw_dy[gc.x], bw_dy[gc.y], bw_dy[gc.z], bw_dy[gc.w]);
+        }
+        // x[n, oy, ox, 0] as a word index; the tap offsets are relative to it. Unsigned wrap-around
+        // makes one comparison test both ends of each range.
+        let base = i32(((n * p.h + oy) * p.w + ox) * p.cin);
         for (var a = 0u; a < TK; a++) {
-            let iy = i32(oy) + ky[a];
-            let ix = i32(ox) + kx[a];
-            let inside = iy >= 0 && iy < i32(p.h) && ix >= 0 && ix < i32(p.w);
-            let pix = (image + u32(clamp(iy, 0, i32(p.h) - 1))) * p.w + u32(clamp(ix, 0, i32(p.w) - 1));
-            acc[a] += select(0.0, bw_x[pix * p.cin + kc[a]], inside) * gv;
+            let inside = oy + ky[a] < p.h && ox + kx[a] < p.w;
+            let xv = select(0.0, bw_x[u32(clamp(base + delta[a], 0, last))], inside);
+            for (var c = 0u; c < BCQ; c++) {
+                acc[a][c] += xv * gv[c];
+            }
         }
         ox += 1u;
         if ox == p.ow {
@@ -267,13 +338,15 @@ fn conv2d_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builti
             }
         }
     }
-    let base = chunk * kdim * p.cout;
+    let out0 = chunk * kdim * p.cout;
     for (var a = 0u; a < TK; a++) {
         if k0 + a < kdim {
-            let out = base + (k0 + a) * p.cout + co0;
-            for (var c = 0u; c < 4u; c++) {
-                if co0 + c < p.cout {
-                    bw_partial[out + c] = acc[a][c];
+            for (var c = 0u; c < BCQ; c++) {
+                let out = out0 + (k0 + a) * p.cout + co0 + 4u * c;
+                for (var e = 0u; e < 4u; e++) {
+                    if co0 + 4u * c + e < p.cout {
+                        bw_partial[out + e] = acc[a][c][e];
+                    }
                 }
             }
         }

@@ -3,7 +3,7 @@
 //! x [n, h, w, cin], w [kh, kw, cin, cout] (Keras' layout), b [cout], y / dy [n, oh, ow, cout].
 //! The bias and weight gradients end in `reduce::column_sum`; see each function for its scratch space.
 
-use crate::gpu::{Cost, Dispatch, Gpu, Tensor, WORD};
+use crate::gpu::{Cost, Dispatch, Gpu, Tensor, Tiling, WORD};
 use crate::kernels::reduce::{column_sum, column_sum_scratch};
 use crate::shape::Conv2dShape;
 
@@ -11,14 +11,67 @@ super::shader!("conv2d.wgsl");
 
 /// Invocations per workgroup (1-D grids).
 const WG: u32 = 64;
-/// Register tile of the forward and input-gradient kernels: PX pixels along a row (at most 8) x 4
-/// channels (the shader's `PX`; see there for how it was chosen).
+/// Register tile of the input-gradient kernel: PX pixels along a row (at most 8) x 4 channels (the
+/// shader's `PX`; see there for how it was chosen).
 const PX: usize = 8;
-/// Register tile of the weight-gradient kernel: TK kernel rows (at most 8) x 4 output channels.
-const TK: usize = 4;
 /// Fewest rows (n, oy, ox) summed by one invocation of the weight-gradient kernel's first pass. The
-/// notebook at batch 128 has 131,072 rows: 1,024 chunks, 57,344 invocations, a one-pass column sum.
+/// notebook at batch 128 has 131,072 rows: 1,024 chunks and a one-pass column sum.
 const ROWS_PER_CHUNK: usize = 128;
+
+/// Register tiles of `conv2d_forward` and `conv2d_backward_weight`: the shader's override constants.
+/// Two sets, chosen by the adapter's `Tiling` (see the header of `shaders/conv2d.wgsl` for the
+/// measurements behind them); the `_tiled` functions take one explicitly, so tests check both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dTiles {
+    /// `conv2d_forward`: pixels along a row per invocation (1 to 32).
+    pub forward_pixels: u32,
+    /// `conv2d_forward`: quads of output channels per invocation (1 to 8).
+    pub forward_quads: u32,
+    /// `conv2d_backward_weight`: kernel rows (i, j, ci) per invocation (1 to 27).
+    pub weight_rows: u32,
+    /// `conv2d_backward_weight`: quads of output channels per invocation (1 to 8).
+    pub weight_quads: u32,
+}
+
+impl Conv2dTiles {
+    /// Small tiles, many invocations: what a real GPU wants (the notebook layer at batch 128 is
+    /// 131,072 forward and 57,344 weight-gradient invocations, 44 and 63 µs on an H200; the
+    /// software set takes 900 and 1,200 µs there).
+    pub const GPU: Conv2dTiles = Conv2dTiles {
+        forward_pixels: 8,
+        forward_quads: 1,
+        weight_rows: 4,
+        weight_quads: 1,
+    };
+    /// Big tiles, few invocations: what lavapipe wants, where every load is emulated lane by lane
+    /// (the notebook layer at batch 128: 4,096 forward and 1,024 weight-gradient invocations). Each
+    /// size equals the shader's array bound (`MAX_FPX`, `MAX_FCQ`, `MAX_TK`, `MAX_BCQ`): lavapipe only
+    /// unrolls the tile loops, and so keeps the tiles out of scratch memory, when they do.
+    pub const SOFTWARE: Conv2dTiles = Conv2dTiles {
+        forward_pixels: 32,
+        forward_quads: 8,
+        weight_rows: 27,
+        weight_quads: 8,
+    };
+
+    /// The tiles for `gpu`'s adapter: `SOFTWARE` with register tiling, `GPU` otherwise.
+    pub fn of(gpu: &Gpu) -> Conv2dTiles {
+        match gpu.tiling {
+            Tiling::Registers => Conv2dTiles::SOFTWARE,
+            Tiling::Shared => Conv2dTiles::GPU,
+        }
+    }
+
+    fn check(&self) {
+        assert!(
+            (1..=32).contains(&self.forward_pixels)
+                && (1..=8).contains(&self.forward_quads)
+                && (1..=27).contains(&self.weight_rows)
+                && (1..=8).contains(&self.weight_quads),
+            "conv2d: tiles {self:?} exceed the shader's register arrays"
+        );
+    }
+}
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -64,17 +117,12 @@ impl Params {
     }
 }
 
-fn constants() -> [(&'static str, f64); 3] {
-    [("WG", WG as f64), ("PX", PX as f64), ("TK", TK as f64)]
-}
-
 /// Multiply-adds of one convolution, counting every tap (padded ones too, as frameworks do).
 fn macs(s: &Conv2dShape) -> u64 {
     (s.output_len() * s.kh * s.kw * s.cin) as u64
 }
 
-/// y = conv(x, w) + b, bias fused. One invocation computes 8 output pixels of a row x 4 output channels.
-/// Cost: 2 FLOPs per multiply-add plus the bias add; x, w, b read once and y written once.
+/// y = conv(x, w) + b, bias fused, with the adapter's tiles (`Conv2dTiles::of`).
 pub fn conv2d_forward(
     gpu: &Gpu,
     x: &Tensor,
@@ -83,6 +131,22 @@ pub fn conv2d_forward(
     y: &Tensor,
     s: Conv2dShape,
 ) -> Dispatch {
+    conv2d_forward_tiled(gpu, x, w, b, y, s, Conv2dTiles::of(gpu))
+}
+
+/// y = conv(x, w) + b, bias fused. One invocation computes `forward_pixels` output pixels of a row x
+/// 4 * `forward_quads` output channels. Cost: 2 FLOPs per multiply-add plus the bias add; x, w, b read
+/// once and y written once.
+pub fn conv2d_forward_tiled(
+    gpu: &Gpu,
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    y: &Tensor,
+    s: Conv2dShape,
+    tiles: Conv2dTiles,
+) -> Dispatch {
+    tiles.check();
     assert_eq!(
         x.len,
         s.input_len(),
@@ -102,7 +166,9 @@ pub fn conv2d_forward(
         s.output_len(),
         "conv2d_forward: y has the wrong size for {s:?}"
     );
-    let invocations = s.n * s.out_h() * s.out_w().div_ceil(PX) * s.cout.div_ceil(4);
+    let (px, quads) = (tiles.forward_pixels, tiles.forward_quads);
+    let invocations =
+        s.n * s.out_h() * s.out_w().div_ceil(px as usize) * s.cout.div_ceil(4 * quads as usize);
     let cost = Cost {
         flops: 2 * macs(&s) + s.output_len() as u64,
         bytes: (s.input_len() + s.kernel_len() + s.cout + s.output_len()) as u64 * WORD,
@@ -111,7 +177,7 @@ pub fn conv2d_forward(
         "conv2d_forward",
         &SHADER,
         "conv2d_forward",
-        &constants(),
+        &[("WG", WG as f64), ("FPX", px as f64), ("FCQ", quads as f64)],
         &Params::of(&s),
         &[x, w, b, y],
         super::grid(gpu, invocations, WG),
@@ -153,7 +219,7 @@ pub fn conv2d_backward_input(
         "conv2d_backward_input",
         &SHADER,
         "conv2d_backward_input",
-        &constants(),
+        &[("WG", WG as f64), ("PX", PX as f64)],
         &Params::of(&s),
         &[dy, w, dx],
         super::grid(gpu, invocations, WG),
@@ -182,11 +248,10 @@ pub fn conv2d_weight_scratch(s: Conv2dShape) -> usize {
 
 /// dw[i, j, ci, co] = sum over (n, oy, ox) of x[n, oy + i - pt, ox + j - pl, ci] * dy[n, oy, ox, co].
 ///
-/// Two dispatches: partial sums over chunks of at least 128 rows into `scratch` (one invocation per
-/// chunk x 4 kernel rows x 4 output channels), then `column_sum` of those partials into `dw`, in one
-/// pass (see `weight_chunks`). `scratch` holds at least `conv2d_weight_scratch(s)` words and must not
-/// share a buffer with `x` or `dy`; its contents are overwritten.
-/// Cost of the first pass: 2 FLOPs per multiply-add; x and dy read once, the partials written once.
+/// Two dispatches: partial sums over chunks of at least 128 rows into `scratch`, then `column_sum` of
+/// those partials into `dw`, in one pass (see `weight_chunks`), with the adapter's tiles
+/// (`Conv2dTiles::of`). `scratch` holds at least `conv2d_weight_scratch(s)` words and must not share
+/// a buffer with `x` or `dy`; its contents are overwritten.
 pub fn conv2d_backward_weight(
     gpu: &Gpu,
     x: &Tensor,
@@ -195,6 +260,22 @@ pub fn conv2d_backward_weight(
     dw: &Tensor,
     s: Conv2dShape,
 ) -> Vec<Dispatch> {
+    conv2d_backward_weight_tiled(gpu, x, dy, scratch, dw, s, Conv2dTiles::of(gpu))
+}
+
+/// `conv2d_backward_weight` with explicit tiles: one invocation of the first pass sums one chunk of
+/// rows for `weight_rows` kernel rows x 4 * `weight_quads` output channels.
+/// Cost of the first pass: 2 FLOPs per multiply-add; x and dy read once, the partials written once.
+pub fn conv2d_backward_weight_tiled(
+    gpu: &Gpu,
+    x: &Tensor,
+    dy: &Tensor,
+    scratch: &Tensor,
+    dw: &Tensor,
+    s: Conv2dShape,
+    tiles: Conv2dTiles,
+) -> Vec<Dispatch> {
+    tiles.check();
     assert_eq!(
         x.len,
         s.input_len(),
@@ -219,7 +300,8 @@ pub fn conv2d_backward_weight(
     let (per_chunk, chunks) = weight_chunks(&s);
     let kdim = s.kh * s.kw * s.cin;
     let partial = scratch.slice(0, chunks * s.kernel_len());
-    let invocations = chunks * kdim.div_ceil(TK) * s.cout.div_ceil(4);
+    let (tk, quads) = (tiles.weight_rows, tiles.weight_quads);
+    let invocations = chunks * kdim.div_ceil(tk as usize) * s.cout.div_ceil(4 * quads as usize);
     let cost = Cost {
         flops: 2 * macs(&s),
         bytes: (s.input_len() + s.output_len() + partial.len) as u64 * WORD,
@@ -232,7 +314,7 @@ pub fn conv2d_backward_weight(
         "conv2d_backward_weight",
         &SHADER,
         "conv2d_backward_weight",
-        &constants(),
+        &[("WG", WG as f64), ("TK", tk as f64), ("BCQ", quads as f64)],
         &params,
         &[x, dy, &partial],
         super::grid(gpu, invocations, WG),

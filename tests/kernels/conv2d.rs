@@ -1,3 +1,4 @@
+use cifar_wgpu::gpu::Tensor;
 use cifar_wgpu::kernels::conv2d::*;
 use cifar_wgpu::reference;
 use cifar_wgpu::shape::{Conv2dShape, Padding};
@@ -32,7 +33,27 @@ fn label(s: &Conv2dShape) -> String {
     )
 }
 
-/// Runs the forward and all three gradients on the GPU and compares each with the CPU twin.
+/// Odd tile sizes that leave partial tiles along every axis, next to the two sets the wrappers choose.
+const ODD_TILES: Conv2dTiles = Conv2dTiles {
+    forward_pixels: 3,
+    forward_quads: 2,
+    weight_rows: 5,
+    weight_quads: 3,
+};
+
+fn tiles_label(t: &Conv2dTiles) -> String {
+    format!(
+        "[{}x{} / {}x{}]",
+        t.forward_pixels,
+        4 * t.forward_quads,
+        t.weight_rows,
+        4 * t.weight_quads
+    )
+}
+
+/// Runs the forward and all three gradients on the GPU and compares each with the CPU twin; the
+/// forward and the weight gradient with every tile set (`Conv2dTiles::GPU`, `SOFTWARE`, `ODD_TILES`),
+/// the others as the wrappers choose.
 fn check(s: Conv2dShape, seed: u64) {
     let g = gpu();
     let x = random(s.input_len(), seed, -1.0, 1.0);
@@ -45,17 +66,21 @@ fn check(s: Conv2dShape, seed: u64) {
         g.upload("b", &b),
         g.upload("dy", &dy),
     );
-    let ty = poisoned(s.output_len());
+    let tile_sets = [Conv2dTiles::GPU, Conv2dTiles::SOFTWARE, ODD_TILES];
+    let tys: Vec<Tensor> = tile_sets.iter().map(|_| poisoned(s.output_len())).collect();
+    let tdws: Vec<Tensor> = tile_sets.iter().map(|_| poisoned(s.kernel_len())).collect();
     let tdx = poisoned(s.input_len());
-    let tdw = poisoned(s.kernel_len());
     let tdb = poisoned(s.cout);
     let wscratch = poisoned(conv2d_weight_scratch(s));
     let bscratch = poisoned(conv2d_bias_scratch(s));
-    let mut ds = vec![
-        conv2d_forward(g, &tx, &tw, &tb, &ty, s),
-        conv2d_backward_input(g, &tdy, &tw, &tdx, s),
-    ];
-    ds.extend(conv2d_backward_weight(g, &tx, &tdy, &wscratch, &tdw, s));
+    let mut ds = vec![conv2d_backward_input(g, &tdy, &tw, &tdx, s)];
+    for ((tiles, ty), tdw) in tile_sets.iter().zip(&tys).zip(&tdws) {
+        ds.push(conv2d_forward_tiled(g, &tx, &tw, &tb, ty, s, *tiles));
+        // The weight gradients share one scratch buffer: each pair of dispatches runs in order.
+        ds.extend(conv2d_backward_weight_tiled(
+            g, &tx, &tdy, &wscratch, tdw, s, *tiles,
+        ));
+    }
     ds.extend(conv2d_backward_bias(g, &tdy, &bscratch, &tdb, s));
     run_all(&ds);
 
@@ -63,22 +88,25 @@ fn check(s: Conv2dShape, seed: u64) {
     let want_y = reference::conv2d::conv2d_forward(&x, &w, &b, s);
     let (want_dx, want_dw, want_db) = reference::conv2d::conv2d_backward(&x, &w, &dy, s);
     let name = label(&s);
-    compare(
-        &format!("conv2d_forward {name} y"),
-        &read(&ty),
-        &want_y,
-        F32_TOL,
-    );
+    for ((tiles, ty), tdw) in tile_sets.iter().zip(&tys).zip(&tdws) {
+        let t = tiles_label(tiles);
+        compare(
+            &format!("conv2d_forward {name} {t} y"),
+            &read(ty),
+            &want_y,
+            F32_TOL,
+        );
+        compare(
+            &format!("conv2d_backward_weight {name} {t} dw"),
+            &read(tdw),
+            &want_dw,
+            F32_TOL,
+        );
+    }
     compare(
         &format!("conv2d_backward_input {name} dx"),
         &read(&tdx),
         &want_dx,
-        F32_TOL,
-    );
-    compare(
-        &format!("conv2d_backward_weight {name} dw"),
-        &read(&tdw),
-        &want_dw,
         F32_TOL,
     );
     compare(
@@ -109,6 +137,53 @@ fn conv2d_many_channels() {
     check(shape(2, 6, 7, 40, 70, (3, 3), Padding::Same), 1000);
     check(shape(1, 9, 6, 40, 70, (5, 5), Padding::Valid), 1010);
     check(shape(1, 4, 4, 33, 17, (2, 2), Padding::Same), 1020);
+}
+
+#[test]
+fn conv2d_partial_tiles_of_the_software_tiles() {
+    // Rows wider than 32 pixels (a full and a partial pixel tile), 36 output channels (a full and a
+    // partial channel tile of 32), kernel rows not a multiple of 27 (3x3x4 = 36, 5x5x3 = 75), CIN = 1
+    // with more kernel rows than one tile of 27 (7x7x1 = 49).
+    check(shape(1, 3, 45, 4, 36, (3, 3), Padding::Same), 1400);
+    check(shape(2, 7, 40, 3, 33, (5, 5), Padding::Valid), 1410);
+    check(shape(1, 9, 34, 1, 6, (7, 7), Padding::Same), 1420);
+}
+
+#[test]
+fn conv2d_default_wrappers_use_the_adapters_tiles() {
+    // `conv2d_forward` and `conv2d_backward_weight` without tiles are the `_tiled` ones with
+    // `Conv2dTiles::of`; one shape through them, so the default path is checked as such.
+    let g = gpu();
+    let s = shape(2, 5, 33, 3, 10, (3, 3), Padding::Same);
+    let x = random(s.input_len(), 1500, -1.0, 1.0);
+    let w = random(s.kernel_len(), 1501, -1.0, 1.0);
+    let b = random(s.cout, 1502, -1.0, 1.0);
+    let dy = random(s.output_len(), 1503, -1.0, 1.0);
+    let (tx, tw, tb, tdy) = (
+        g.upload("x", &x),
+        g.upload("w", &w),
+        g.upload("b", &b),
+        g.upload("dy", &dy),
+    );
+    let (ty, tdw) = (poisoned(s.output_len()), poisoned(s.kernel_len()));
+    let wscratch = poisoned(conv2d_weight_scratch(s));
+    let mut ds = vec![conv2d_forward(g, &tx, &tw, &tb, &ty, s)];
+    ds.extend(conv2d_backward_weight(g, &tx, &tdy, &wscratch, &tdw, s));
+    run_all(&ds);
+    let (x, w, b, dy) = (to_f64(&x), to_f64(&w), to_f64(&b), to_f64(&dy));
+    let t = tiles_label(&Conv2dTiles::of(g));
+    compare(
+        &format!("conv2d_forward {} {t} y", label(&s)),
+        &read(&ty),
+        &reference::conv2d::conv2d_forward(&x, &w, &b, s),
+        F32_TOL,
+    );
+    compare(
+        &format!("conv2d_backward_weight {} {t} dw", label(&s)),
+        &read(&tdw),
+        &reference::conv2d::conv2d_backward(&x, &w, &dy, s).1,
+        F32_TOL,
+    );
 }
 
 #[test]
@@ -157,8 +232,30 @@ fn conv2d_weight_gradient_with_more_chunks_than_one_column_sum_pass_takes() {
     );
 }
 
+/// Tile sets to time: `Conv2dTiles::of` the adapter and `Conv2dTiles::GPU`, or those in
+/// `CONV2D_TILES`, e.g. `8,8,14,8;16,4,28,8` (forward pixels, forward quads, weight rows, weight quads).
+fn timing_tiles() -> Vec<Conv2dTiles> {
+    match std::env::var("CONV2D_TILES") {
+        Ok(list) => list
+            .split(';')
+            .map(|t| {
+                let v: Vec<u32> = t.split(',').map(|x| x.trim().parse().unwrap()).collect();
+                assert_eq!(v.len(), 4, "CONV2D_TILES: {t}: four numbers per tile set");
+                Conv2dTiles {
+                    forward_pixels: v[0],
+                    forward_quads: v[1],
+                    weight_rows: v[2],
+                    weight_quads: v[3],
+                }
+            })
+            .collect(),
+        Err(_) => vec![Conv2dTiles::of(gpu()), Conv2dTiles::GPU],
+    }
+}
+
 /// Wall time of the notebook's first layer at batch 128 on this adapter, the fastest of 10 runs of each kernel
-/// after a warm-up, with the napkin math. `cargo test --release --test kernels conv2d_timing -- --ignored --nocapture`
+/// after a warm-up, with the napkin math, for each tile set of `timing_tiles`.
+/// `cargo test --release --test kernels conv2d_timing -- --ignored --nocapture`
 #[test]
 #[ignore = "timing, not a check"]
 fn conv2d_timing_notebook_batch_128() {
@@ -176,24 +273,32 @@ fn conv2d_timing_notebook_batch_128() {
     );
     let wscratch = g.zeros("wscratch", conv2d_weight_scratch(s));
     let bscratch = g.zeros("bscratch", conv2d_bias_scratch(s));
-    let cases: Vec<(&str, Vec<cifar_wgpu::gpu::Dispatch>)> = vec![
-        (
-            "conv2d_forward",
-            vec![conv2d_forward(g, &tx, &tw, &tb, &ty, s)],
-        ),
-        (
-            "conv2d_backward_input",
-            vec![conv2d_backward_input(g, &tdy, &tw, &tdx, s)],
-        ),
-        (
-            "conv2d_backward_weight",
-            conv2d_backward_weight(g, &tx, &tdy, &wscratch, &tdw, s),
-        ),
-        (
-            "conv2d_backward_bias",
-            conv2d_backward_bias(g, &tdy, &bscratch, &tdb, s),
-        ),
-    ];
+    let mut cases: Vec<(String, Vec<cifar_wgpu::gpu::Dispatch>)> = Vec::new();
+    for tiles in timing_tiles() {
+        let t = format!(
+            "{}x{} / {}x{}",
+            tiles.forward_pixels,
+            4 * tiles.forward_quads,
+            tiles.weight_rows,
+            4 * tiles.weight_quads
+        );
+        cases.push((
+            format!("conv2d_forward [{t}]"),
+            vec![conv2d_forward_tiled(g, &tx, &tw, &tb, &ty, s, tiles)],
+        ));
+        cases.push((
+            format!("conv2d_backward_weight [{t}]"),
+            conv2d_backward_weight_tiled(g, &tx, &tdy, &wscratch, &tdw, s, tiles),
+        ));
+    }
+    cases.push((
+        "conv2d_backward_input".into(),
+        vec![conv2d_backward_input(g, &tdy, &tw, &tdx, s)],
+    ));
+    cases.push((
+        "conv2d_backward_bias".into(),
+        conv2d_backward_bias(g, &tdy, &bscratch, &tdb, s),
+    ));
     for (name, ds) in &cases {
         run_all(ds);
         // The fastest of 10 runs: the machine may be shared, and a slow run says little about the kernel.
