@@ -20,10 +20,12 @@
 // uniform (a broadcast from cache), B read as vec4 with neighbouring invocations on neighbouring
 // quads. No barriers, so no coroutine switches on lavapipe.
 //
-// Not here: sharing A through subgroups (each lane loads one of 8 values of A, subgroupBroadcast hands
-// it to the others) cut the forward product to ~170 ms with 32x16 tiles on lavapipe, but subgroup
-// operations in this file would make the whole module fail to compile on adapters without
-// Features::SUBGROUP; it needs a shader file of its own, chosen when the feature is present.
+// Not here: sharing A through subgroups (each lane loads a few of the values of A, subgroupBroadcast
+// hands them to the others). Subgroup operations in this file would make the whole module fail to
+// compile on adapters without Features::SUBGROUP, so those kernels live in matmul_subgroup.wgsl, which
+// replaces matmul_tile and matmul_tile_nt where the adapter has subgroups of 8 lanes (lavapipe;
+// `Gpu::matmul_subgroups`, `--tiling subgroups`). The kernels here remain the fallback for every other
+// adapter of the `Registers` flavour and for the shapes that file does not cover.
 //
 // Measured on lavapipe (Mesa 22.3, 2 cores shared with other jobs, load average ~5), batch 128, the
 // previous 4-row kernels -> these, medians of 5 interleaved runs: forward 128x512x8192 2365 -> 572 ms

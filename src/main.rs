@@ -48,8 +48,11 @@ struct GpuArgs {
     /// Keep naga's run-time bounds checks in the shaders (slower; for debugging kernels).
     #[arg(long)]
     shader_bounds_checks: bool,
-    /// Matmul kernels: `registers` (big register tiles, for software adapters), `shared`
-    /// (shared-memory tiles with split-K, for GPUs); `auto` picks by the adapter's type.
+    /// Matmul kernels: `registers` (big register tiles, for software adapters), `subgroups` (the
+    /// same with A shared through subgroups; an error where the adapter has no subgroups of 8 or
+    /// more lanes), `shared` (shared-memory tiles with split-K, for GPUs); `auto` picks by the
+    /// adapter: `shared` on GPUs, else `subgroups` where subgroups are exactly 8 wide (lavapipe),
+    /// else `registers`.
     #[arg(long, value_enum, default_value_t = TilingChoice::Auto)]
     tiling: TilingChoice,
 }
@@ -61,10 +64,14 @@ impl GpuArgs {
             adapter: self.adapter.clone(),
             shader_bounds_checks: self.shader_bounds_checks,
             tiling: self.tiling.forced(),
+            matmul_subgroups: self.tiling.subgroups(),
         })?;
         eprintln!(
-            "adapter: {} ({:?}, {:?}), matmul tiling: {:?}",
-            gpu.info.name, gpu.info.backend, gpu.info.device_type, gpu.tiling
+            "adapter: {} ({:?}, {:?}), matmul tiling: {}",
+            gpu.info.name,
+            gpu.info.backend,
+            gpu.info.device_type,
+            gpu.tiling_name()
         );
         Ok(gpu)
     }

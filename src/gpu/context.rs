@@ -38,7 +38,8 @@ impl BackendChoice {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Tiling {
     /// Big register tiles, tiny workgroups, no shared memory, no barriers: for software adapters
-    /// (lavapipe, llvmpipe, WARP), where shared memory and barriers are emulated and slow.
+    /// (lavapipe, llvmpipe, WARP), where shared memory and barriers are emulated and slow. With
+    /// `Gpu::matmul_subgroups`, the dense layers' shapes run `shaders/matmul_subgroup.wgsl` instead.
     Registers,
     /// Shared-memory block tiles (64x64 per workgroup of 256) with split-K: for real GPUs.
     Shared,
@@ -54,12 +55,29 @@ impl Tiling {
     }
 }
 
+/// Lanes per subgroup that `shaders/matmul_subgroup.wgsl` is written for: its workgroups are 8
+/// invocations that must form one subgroup, so subgroups must have at least 8 lanes.
+pub const MATMUL_SUBGROUP_LANES: u32 = 8;
+
+/// Whether the subgroup matmul kernels are correct on an adapter (subgroup operations, and subgroups
+/// never narrower than `MATMUL_SUBGROUP_LANES`), and whether to choose them by default: only where
+/// every subgroup has exactly that width (lavapipe: 8..8), the case they were written and measured for.
+fn subgroup_matmul(info: &wgpu::AdapterInfo, features: wgpu::Features) -> (bool, bool) {
+    let ok = features.contains(wgpu::Features::SUBGROUP)
+        && info.subgroup_min_size >= MATMUL_SUBGROUP_LANES;
+    let exact = info.subgroup_min_size == MATMUL_SUBGROUP_LANES
+        && info.subgroup_max_size == MATMUL_SUBGROUP_LANES;
+    (ok, ok && exact)
+}
+
 /// `--tiling`: a flavour of matmul kernels, or `Auto` for `Tiling::auto`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum TilingChoice {
     #[default]
     Auto,
     Registers,
+    // `Registers` with A shared through subgroups (`shaders/matmul_subgroup.wgsl`).
+    Subgroups,
     Shared,
 }
 
@@ -67,8 +85,17 @@ impl TilingChoice {
     pub fn forced(self) -> Option<Tiling> {
         match self {
             TilingChoice::Auto => None,
-            TilingChoice::Registers => Some(Tiling::Registers),
+            TilingChoice::Registers | TilingChoice::Subgroups => Some(Tiling::Registers),
             TilingChoice::Shared => Some(Tiling::Shared),
+        }
+    }
+
+    /// `GpuOptions::matmul_subgroups` for this choice: forced on or off, or `None` to decide by adapter.
+    pub fn subgroups(self) -> Option<bool> {
+        match self {
+            TilingChoice::Auto => None,
+            TilingChoice::Subgroups => Some(true),
+            TilingChoice::Registers | TilingChoice::Shared => Some(false),
         }
     }
 }
@@ -83,6 +110,10 @@ pub struct GpuOptions {
     pub shader_bounds_checks: bool,
     /// Force a flavour of matmul kernels; `None` picks `Tiling::auto` for the adapter.
     pub tiling: Option<Tiling>,
+    /// With `Tiling::Registers`: `Some(true)` requires the subgroup kernels (an error where the
+    /// adapter cannot run them), `Some(false)` refuses them, `None` uses them where subgroups are
+    /// exactly `MATMUL_SUBGROUP_LANES` wide.
+    pub matmul_subgroups: Option<bool>,
 }
 
 /// Optional features we use when the adapter offers them.
@@ -104,6 +135,9 @@ pub struct Gpu {
     pub shader_bounds_checks: bool,
     /// The flavour of matmul kernels `kernels::matmul::matmul` builds.
     pub tiling: Tiling,
+    /// With `Tiling::Registers`, share A through subgroups (`shaders/matmul_subgroup.wgsl`) where the
+    /// shape allows; always false with `Tiling::Shared`.
+    pub matmul_subgroups: bool,
 }
 
 impl Gpu {
@@ -130,6 +164,29 @@ impl Gpu {
             );
         }
         let features = adapter.features() & WANTED_FEATURES;
+        let (subgroups_ok, subgroups_auto) = subgroup_matmul(&info, features);
+        let matmul_subgroups = tiling == Tiling::Registers
+            && match opts.matmul_subgroups {
+                None => subgroups_auto,
+                Some(false) => false,
+                Some(true) if subgroups_ok => true,
+                Some(true) => {
+                    return Err(GpuError::Device(format!(
+                        "the subgroup matmul kernels (--tiling subgroups) need subgroup operations \
+                         with at least {MATMUL_SUBGROUP_LANES} lanes; '{}' ({:?}) has {}",
+                        info.name,
+                        info.backend,
+                        if features.contains(wgpu::Features::SUBGROUP) {
+                            format!(
+                                "subgroups of {}..{} lanes",
+                                info.subgroup_min_size, info.subgroup_max_size
+                            )
+                        } else {
+                            "no subgroup operations".to_string()
+                        }
+                    )));
+                }
+            };
         let limits = adapter.limits();
         let desc = wgpu::DeviceDescriptor {
             label: Some("cifar-wgpu"),
@@ -155,11 +212,26 @@ impl Gpu {
             kernels: Kernels::default(),
             shader_bounds_checks: opts.shader_bounds_checks,
             tiling,
+            matmul_subgroups,
         })
     }
 
     pub fn is_software(&self) -> bool {
         self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// The matmul kernels in use, for display: `Registers`, `Registers+subgroups` or `Shared`.
+    pub fn tiling_name(&self) -> String {
+        if self.matmul_subgroups {
+            format!("{:?}+subgroups", self.tiling)
+        } else {
+            format!("{:?}", self.tiling)
+        }
+    }
+
+    /// Whether `shaders/matmul_subgroup.wgsl` runs correctly on this device (whatever the default).
+    pub fn can_run_subgroup_matmul(&self) -> bool {
+        subgroup_matmul(&self.info, self.features).0
     }
 
     pub fn has_timestamps(&self) -> bool {
@@ -276,7 +348,7 @@ impl AdapterSummary {
         format!(
             "{self}\n    max buffer {:.0} MiB, max storage binding {:.0} MiB, storage buffers per stage {}\n    \
              workgroup: {} invocations, {}x{}x{} size, {} KiB shared memory; subgroups {}..{}\n    \
-             timestamps: {} (inside passes: {}), shader-f16: {}, subgroups: {}; matmul tiling (auto): {:?}",
+             timestamps: {} (inside passes: {}), shader-f16: {}, subgroups: {}; matmul tiling (auto): {:?}{}",
             mib(l.max_buffer_size),
             mib(l.max_storage_buffer_binding_size),
             l.max_storage_buffers_per_shader_stage,
@@ -292,6 +364,13 @@ impl AdapterSummary {
             has(wgpu::Features::SHADER_F16),
             has(wgpu::Features::SUBGROUP),
             Tiling::auto(self.info.device_type),
+            if Tiling::auto(self.info.device_type) == Tiling::Registers
+                && subgroup_matmul(&self.info, self.features).1
+            {
+                "+subgroups"
+            } else {
+                ""
+            },
         )
     }
 }

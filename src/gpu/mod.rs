@@ -9,7 +9,8 @@ pub mod timing;
 
 pub use buffer::{Tensor, WORD};
 pub use context::{
-    AdapterSummary, BackendChoice, Gpu, GpuOptions, Tiling, TilingChoice, list_adapters,
+    AdapterSummary, BackendChoice, Gpu, GpuOptions, MATMUL_SUBGROUP_LANES, Tiling, TilingChoice,
+    list_adapters,
 };
 pub use error::GpuError;
 pub use kernel::{Cost, Dispatch, Kernels, Shader, grid_1d, run_dispatches};

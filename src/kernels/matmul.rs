@@ -1,9 +1,16 @@
-//! Dense-layer products, `shaders/matmul.wgsl`.
+//! Dense-layer products, `shaders/matmul.wgsl`, and `shaders/matmul_subgroup.wgsl` on adapters with
+//! subgroups.
 
 use crate::gpu::{Cost, Dispatch, Gpu, Tensor, Tiling, WORD, grid_1d};
 use crate::shape::MatmulShape;
 
 super::shader!("matmul.wgsl");
+
+/// The register-tiled kernels with A shared through subgroups; compiled only when `Plan::Subgroups`
+/// runs, since the module needs Features::SUBGROUP.
+pub mod subgroup {
+    crate::kernels::shader!("matmul_subgroup.wgsl");
+}
 
 const WG_X: u32 = 8;
 const WG_Y: u32 = 8;
@@ -16,6 +23,13 @@ const TILE_WG: usize = 16;
 const TM: usize = 8;
 const TQ: usize = 4;
 const TN: usize = 8;
+/// The subgroup entry points (constants in `matmul_subgroup.wgsl`): invocations per workgroup (lanes
+/// that share A), rows of C per workgroup, column quads per lane (`matmul_sg_tile`) and columns per
+/// lane (`matmul_sg_tile_nt`).
+const SG_LANES: usize = crate::gpu::MATMUL_SUBGROUP_LANES as usize;
+const SG_ROWS: usize = 32;
+const SG_QUADS: usize = 2;
+const SG_COLS: usize = 2;
 /// The shared-memory entry point (constants in the shader): a BM x BN tile of C per workgroup, K
 /// staged BK at a time; `matmul_split_sum` runs SUM_WG invocations per workgroup.
 const BM: usize = 64;
@@ -33,18 +47,25 @@ const SUM_WG: usize = 256;
 const MIN_WORKGROUPS: usize = 256;
 const MIN_K_PER_SPLIT: usize = 256;
 
-/// How a product is computed: the register-tiled kernels (one dispatch), or the shared-memory kernel
-/// with `splits` ranges of K (one dispatch, plus `matmul_split_sum` when `splits > 1`).
+/// How a product is computed: the register-tiled kernels (one dispatch), the same with A shared
+/// through subgroups (one dispatch; shapes it does not cover run the register kernels), or the
+/// shared-memory kernel with `splits` ranges of K (one dispatch, plus `matmul_split_sum` when
+/// `splits > 1`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Plan {
     Registers,
+    Subgroups,
     Shared { splits: usize },
 }
 
 impl Plan {
-    /// The plan for `s` with the given flavour, choosing the number of splits for `Shared`.
+    /// The plan for `s` with the given flavour, choosing the number of splits for `Shared`, and
+    /// subgroups for `Registers` where `gpu.matmul_subgroups` says the adapter runs them.
     pub fn auto(gpu: &Gpu, tiling: Tiling, s: MatmulShape) -> Plan {
         match tiling {
+            Tiling::Registers if gpu.matmul_subgroups && subgroup_entry_point(s).is_some() => {
+                Plan::Subgroups
+            }
             Tiling::Registers => Plan::Registers,
             Tiling::Shared => Plan::Shared {
                 splits: shared_splits(s, (gpu.max_binding_bytes() / WORD) as usize),
@@ -94,6 +115,30 @@ fn entry_point(s: MatmulShape) -> (&'static str, [u32; 3]) {
     }
 }
 
+/// Whether `Plan::Subgroups` runs `s` on the subgroup kernels (the other shapes run `Plan::Registers`'
+/// kernels): N % 4 == 0 without TRANS_B, K % 4 == 0 with TRANS_B alone.
+pub fn subgroups_cover(s: MatmulShape) -> bool {
+    subgroup_entry_point(s).is_some()
+}
+
+/// The subgroup kernel for `s` and its workgroup counts, where one covers it: the same shapes as the
+/// register-tiled kernels of `entry_point`.
+fn subgroup_entry_point(s: MatmulShape) -> Option<(&'static str, [u32; 3])> {
+    let rows = s.m.div_ceil(SG_ROWS) as u32;
+    match (s.trans_a, s.trans_b) {
+        (_, false) if s.n.is_multiple_of(4) => Some((
+            "matmul_sg_tile",
+            [(s.n / 4).div_ceil(SG_LANES * SG_QUADS) as u32, rows, 1],
+        )),
+        (false, true) if s.k.is_multiple_of(4) => Some((
+            "matmul_sg_tile_nt",
+            [s.n.div_ceil(SG_LANES * SG_COLS) as u32, rows, 1],
+        )),
+        _ => None,
+    }
+}
+
+/// Both shaders declare this struct (`matmul_subgroup.wgsl` reads its first four fields only).
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
@@ -172,13 +217,24 @@ pub fn matmul_planned(
         _pad: [0; 2],
     };
     let splits = match plan {
-        Plan::Registers => {
-            let (entry, groups) = entry_point(s);
+        Plan::Registers | Plan::Subgroups => {
+            // The subgroup kernels declare TRANS_A only; shapes they do not cover run matmul.wgsl's.
+            let sg = subgroup_entry_point(s).filter(|_| plan == Plan::Subgroups);
+            let (shader, (entry, groups), constants) = match sg {
+                Some(e) => {
+                    assert!(
+                        gpu.can_run_subgroup_matmul(),
+                        "matmul: Plan::Subgroups on an adapter without subgroups of {SG_LANES} lanes"
+                    );
+                    (&subgroup::SHADER, e, &constants[..1])
+                }
+                None => (&SHADER, entry_point(s), &constants[..]),
+            };
             return vec![gpu.dispatch(
                 name,
-                &SHADER,
+                shader,
                 entry,
-                &constants,
+                constants,
                 &params,
                 &[a, b, bias.unwrap_or(a), c],
                 groups,
@@ -279,5 +335,43 @@ mod tests {
         assert_eq!(k_ranges(20, 3), (16, 2));
         assert_eq!(k_ranges(1, 3), (16, 1));
         assert_eq!(k_ranges(0, 1), (16, 1));
+    }
+
+    #[test]
+    fn subgroup_kernels_take_the_first_dense_layer_and_leave_the_rest() {
+        let nt = |m, n, k| MatmulShape {
+            trans_b: true,
+            ..MatmulShape::new(m, n, k)
+        };
+        let tn = |m, n, k| MatmulShape {
+            trans_a: true,
+            ..MatmulShape::new(m, n, k)
+        };
+        // 8192 -> 512 at batch 128: blocks of 32 rows by 16 quads (matmul_sg_tile) or 16 columns
+        // (matmul_sg_tile_nt).
+        let first = [
+            (
+                MatmulShape::new(128, 512, 8192),
+                "matmul_sg_tile",
+                [8, 4, 1],
+            ),
+            (tn(8192, 512, 128), "matmul_sg_tile", [8, 256, 1]),
+            (nt(128, 8192, 512), "matmul_sg_tile_nt", [512, 4, 1]),
+        ];
+        for (s, entry, groups) in first {
+            assert_eq!(subgroup_entry_point(s), Some((entry, groups)), "{s:?}");
+        }
+        // 512 -> 10: N or K of 10 is not a multiple of 4, and no kernel here transposes both.
+        for s in [
+            MatmulShape::new(128, 10, 512),
+            tn(512, 10, 128),
+            nt(128, 512, 10),
+            MatmulShape {
+                trans_a: true,
+                ..nt(4, 4, 4)
+            },
+        ] {
+            assert_eq!(subgroup_entry_point(s), None, "{s:?}");
+        }
     }
 }

@@ -27,7 +27,8 @@ macro_rules! shader {
 pub(crate) use shader;
 
 /// Every shader the crate compiles, for validation and for warming the pipeline cache.
-pub fn all_shaders() -> [&'static Shader; 10] {
+/// `matmul::subgroup::SHADER` compiles only on devices with Features::SUBGROUP.
+pub fn all_shaders() -> [&'static Shader; 11] {
     [
         &activation::SHADER,
         &conv2d::SHADER,
@@ -35,6 +36,7 @@ pub fn all_shaders() -> [&'static Shader; 10] {
         &fill::SHADER,
         &gather::SHADER,
         &matmul::SHADER,
+        &matmul::subgroup::SHADER,
         &maxpool2d::SHADER,
         &optimizer::SHADER,
         &reduce::SHADER,

@@ -1,11 +1,11 @@
 use cifar_wgpu::gpu::Tiling;
-use cifar_wgpu::kernels::matmul::{Plan, matmul_planned};
+use cifar_wgpu::kernels::matmul::{Plan, matmul_planned, subgroups_cover};
 use cifar_wgpu::reference;
 use cifar_wgpu::shape::MatmulShape;
 
 use crate::common::*;
 
-/// With the device's own flavour (`Registers` on lavapipe).
+/// With the device's own flavour (`Registers` with subgroups on lavapipe).
 fn check(s: MatmulShape, with_bias: bool, seed: u64) {
     check_plan(s, with_bias, seed, Plan::auto(gpu(), gpu().tiling, s));
 }
@@ -170,4 +170,93 @@ fn dense_layer_shapes_of_the_notebook_at_batch_3() {
         102,
     );
     check(MatmulShape::new(2, 512, 1024), true, 103);
+}
+
+#[test]
+fn subgroup_kernels_on_awkward_shapes() {
+    // Not skipped where the adapter lacks them: on lavapipe (the test adapter here and in CI) they are
+    // the default kernels of every dense layer, and a silent skip would leave them unchecked.
+    let g = gpu();
+    assert!(
+        g.can_run_subgroup_matmul(),
+        "the test adapter '{}' ({:?}) cannot run shaders/matmul_subgroup.wgsl: it needs \
+         Features::SUBGROUP with subgroups of at least 8 lanes (has SUBGROUP: {}, subgroups {}..{}); \
+         run the kernel tests on lavapipe (Mesa's Vulkan driver), which has them",
+        g.info.name,
+        g.info.backend,
+        g.features.contains(wgpu::Features::SUBGROUP),
+        g.info.subgroup_min_size,
+        g.info.subgroup_max_size,
+    );
+    // Workgroups of 8 lanes cover 32 rows and 16 quads, 2 per lane (matmul_sg_tile), or 16 columns,
+    // 2 per lane (matmul_sg_tile_nt). Rows below, at and past one workgroup's 32 (1, 7, 31, 33, 65,
+    // 130), quads not a multiple of 16 (N = 4, 12, 36, 68, 260: 1, 3, 9, 17, 65 quads, so some lanes
+    // own no quad or only their first), columns past 16 for the transposed B (N = 33, 36, 70, 260),
+    // K of 1 to 132 (multiples of 4 for matmul_sg_tile_nt, ragged for the others); N = 10, and
+    // K not a multiple of 4 with the transposed B, fall back to the register kernels under the same
+    // plan, and so does transposing both.
+    let shapes = [
+        (1, 4, 4),
+        (7, 12, 1),
+        (33, 36, 12),
+        (65, 68, 131),
+        (130, 260, 20),
+        (31, 33, 132),
+        (2, 70, 8),
+        (40, 10, 7),
+    ];
+    let mut worst = 0.0f64;
+    for (i, &(m, n, k)) in shapes.iter().enumerate() {
+        for (t, (ta, tb)) in [(false, false), (true, false), (false, true), (true, true)]
+            .into_iter()
+            .enumerate()
+        {
+            let s = MatmulShape {
+                m,
+                n,
+                k,
+                trans_a: ta,
+                trans_b: tb,
+            };
+            let covered = if tb { !ta && k % 4 == 0 } else { n % 4 == 0 };
+            assert_eq!(subgroups_cover(s), covered, "{s:?}");
+            if g.matmul_subgroups {
+                let want = if covered {
+                    Plan::Subgroups
+                } else {
+                    Plan::Registers
+                };
+                assert_eq!(Plan::auto(g, Tiling::Registers, s), want, "{s:?}");
+            }
+            let seed = 300 + 10 * i as u64 + t as u64;
+            for with_bias in [false, true] {
+                let (rel, _) =
+                    check_plan(s, with_bias, seed + with_bias as u64 * 5, Plan::Subgroups);
+                worst = worst.max(rel);
+            }
+        }
+    }
+    println!("max relative error, Subgroups: {worst:.2e}");
+}
+
+#[test]
+fn subgroup_kernels_on_the_notebooks_dense_layer_at_batch_128() {
+    // The shapes the subgroup kernels exist for, whole: the first dense layer (8192 -> 512) at batch
+    // 128, all three products.
+    let (batch, inputs, units) = (128, 8192, 512);
+    let shapes = [
+        MatmulShape::new(batch, units, inputs),
+        MatmulShape {
+            trans_a: true,
+            ..MatmulShape::new(inputs, units, batch)
+        },
+        MatmulShape {
+            trans_b: true,
+            ..MatmulShape::new(batch, inputs, units)
+        },
+    ];
+    for (i, s) in shapes.into_iter().enumerate() {
+        assert!(subgroups_cover(s), "{s:?}");
+        check_plan(s, i == 0, 400 + i as u64, Plan::Subgroups);
+    }
 }
