@@ -1,6 +1,6 @@
 #!/bin/bash
 # One call on a lent NVIDIA machine (see the device tool's README): our kernel tests on the real GPU,
-# the per-kernel profile of both matmul tilings, our bench next to PyTorch eager and compiled (the same
+# the per-kernel profile of the GPU tiling (and of the subgroup kernels meant for lavapipe), our bench next to PyTorch eager and compiled (the same
 # machine, the same recipe), and a short Fashion-MNIST training to check accuracy on a real GPU.
 #
 # Carried in .dev/: the stripped release binary `cifar-wgpu`, the stripped kernel-test binary `kernels`
@@ -25,14 +25,12 @@ if ! $B adapters 2>&1 | tee -a "$L" | grep -q "Vulkan"; then
 fi
 step kernel tests
 timeout 150 .dev/kernels --test-threads 8 2>&1 | grep -v '^test .* ok$' | tail -30 | tee -a "$L"
-for t in shared registers; do
+for t in shared subgroups; do
     step profile --tiling $t
     timeout 60 $B profile --steps 20 --warmup 5 --tiling $t --trace "$OUT/trace-$t.json" 2>&1 | tee -a "$L"
 done
 step bench
 timeout 120 $B bench --epochs 3 --json "$OUT/bench.json" 2>&1 | tail -3 | tee -a "$L"
-step bench --tiling registers
-timeout 120 $B bench --epochs 2 --tiling registers 2>&1 | tail -1 | tee -a "$L"
 if [ -z "${SKIP_TORCH:-}" ]; then
     step torch eager
     timeout 90 python3 .dev/torch_seed.py --epochs 3 2>&1 | tail -1 | tee -a "$L"
