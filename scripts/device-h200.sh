@@ -1,7 +1,8 @@
 #!/bin/bash
 # One call on a lent NVIDIA machine (see the device tool's README): our kernel tests on the real GPU,
-# the per-kernel profile of the GPU tiling (and of the subgroup kernels meant for lavapipe), our bench next to PyTorch eager and compiled (the same
-# machine, the same recipe), and a short Fashion-MNIST training to check accuracy on a real GPU.
+# the per-kernel profile of the GPU tiling (and of the subgroup kernels meant for lavapipe), our bench
+# next to PyTorch eager and compiled (the same machine, the same recipe), and a short Fashion-MNIST
+# training to check accuracy on a real GPU.
 #
 # Carried in .dev/: the stripped release binary `cifar-wgpu`, the stripped kernel-test binary `kernels`
 # (`cargo test --test kernels --no-run`), `torch_seed.py` (../shared/bench) and Fashion-MNIST's four
