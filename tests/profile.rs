@@ -2,54 +2,18 @@
 //! the step, the trace is valid Chrome trace JSON, the host fallback works, and each kernel's stated
 //! FLOPs and bytes equal hand-computed values for the notebook's shapes.
 
-use std::sync::OnceLock;
+#[path = "common/gpu.rs"]
+mod common_gpu;
+use common_gpu::{gpu, small_cnn};
 
 use cifar_wgpu::data::synthetic;
+use cifar_wgpu::gpu::Dispatch;
 use cifar_wgpu::gpu::timing::TimingMode;
-use cifar_wgpu::gpu::{Dispatch, Gpu, GpuOptions};
 use cifar_wgpu::kernels::gather::upload_images;
-use cifar_wgpu::model::{Activation, Layer, Sequential};
+use cifar_wgpu::model::Sequential;
 use cifar_wgpu::optimizer::Optimizer;
-use cifar_wgpu::shape::Padding;
 use cifar_wgpu::train::profile::{chrome_trace, profile_steps};
 use cifar_wgpu::train::{Mode, Network};
-
-fn gpu() -> &'static Gpu {
-    static GPU: OnceLock<Gpu> = OnceLock::new();
-    GPU.get_or_init(|| {
-        Gpu::new(&GpuOptions::default()).expect("profile tests need a GPU adapter (lavapipe)")
-    })
-}
-
-fn small() -> Sequential {
-    Sequential::from_layers(
-        "small",
-        [10, 10, 3],
-        vec![
-            Layer::Conv2D {
-                filters: 4,
-                kernel_size: [3, 3],
-                padding: Padding::Same,
-                activation: Activation::Relu,
-            },
-            Layer::MaxPooling2D {
-                pool_size: [2, 2],
-                strides: [2, 2],
-                padding: Padding::Valid,
-            },
-            Layer::Dropout { rate: 0.25 },
-            Layer::Flatten,
-            Layer::Dense {
-                units: 8,
-                activation: Activation::Relu,
-            },
-            Layer::Dense {
-                units: 3,
-                activation: Activation::Softmax,
-            },
-        ],
-    )
-}
 
 fn profile(
     allow_timestamps: bool,
@@ -59,7 +23,7 @@ fn profile(
     Vec<&'static str>,
 ) {
     let g = gpu();
-    let model = small();
+    let model = small_cnn([10, 10, 3], 4, 8, 3);
     let ds = synthetic::learnable(40, 0, 10, 10, 3, 3, 1);
     let images = upload_images(
         g,

@@ -1,7 +1,9 @@
 //! Training on the GPU: one step against the CPU reference step, learning a learnable data set,
 //! reproducibility from the seed, and interrupt-and-resume.
 
-use std::sync::OnceLock;
+#[path = "common/gpu.rs"]
+mod common_gpu;
+use common_gpu::{gpu, small_cnn};
 
 use cifar_wgpu::data::{self, Dataset};
 use cifar_wgpu::gpu::{Gpu, GpuOptions, Tiling, run_dispatches};
@@ -10,15 +12,6 @@ use cifar_wgpu::model::{Activation, Layer, Sequential, reference};
 use cifar_wgpu::optimizer::Optimizer;
 use cifar_wgpu::shape::Padding;
 use cifar_wgpu::train::{DeviceSplit, FitConfig, Metrics, Mode, Network, Progress, Trainer};
-
-fn gpu() -> &'static Gpu {
-    static GPU: OnceLock<Gpu> = OnceLock::new();
-    GPU.get_or_init(|| {
-        Gpu::new(&GpuOptions::default()).unwrap_or_else(|e| {
-            panic!("training tests need a GPU adapter (lavapipe is enough): {e}")
-        })
-    })
-}
 
 /// Every layer kind, two dropouts, two convolutions (so the first conv's input gradient is exercised
 /// by the second), and shapes that are multiples of nothing in particular.
@@ -182,37 +175,6 @@ fn device_data(g: &Gpu, ds: &Dataset) -> (DeviceImages, DeviceImages) {
     )
 }
 
-/// A small CNN for 12x12x3 synthetic images.
-fn small_cnn(classes: usize) -> Sequential {
-    Sequential::from_layers(
-        "small_cnn",
-        [12, 12, 3],
-        vec![
-            Layer::Conv2D {
-                filters: 8,
-                kernel_size: [3, 3],
-                padding: Padding::Same,
-                activation: Activation::Relu,
-            },
-            Layer::MaxPooling2D {
-                pool_size: [2, 2],
-                strides: [2, 2],
-                padding: Padding::Valid,
-            },
-            Layer::Dropout { rate: 0.25 },
-            Layer::Flatten,
-            Layer::Dense {
-                units: 32,
-                activation: Activation::Relu,
-            },
-            Layer::Dense {
-                units: classes,
-                activation: Activation::Softmax,
-            },
-        ],
-    )
-}
-
 /// Trains `epochs` epochs (stopping when `stop_after` batches of the run have been done, if given)
 /// and returns the trainer's final weights, history losses and validation metrics.
 fn train_run(
@@ -223,7 +185,7 @@ fn train_run(
 ) -> (Vec<f32>, Vec<f64>, Option<Metrics>) {
     let g = gpu();
     let (train_images, _) = device_data(g, ds);
-    let model = small_cnn(ds.num_classes());
+    let model = small_cnn([12, 12, 3], 8, 32, ds.num_classes());
     let fit = FitConfig {
         epochs,
         batch_size: 32,
@@ -339,7 +301,7 @@ fn evaluation_uses_no_dropout_and_is_repeatable() {
     let g = gpu();
     let ds = data::synthetic::learnable(100, 40, 12, 12, 3, 4, 2);
     let (_, test_images) = device_data(g, &ds);
-    let model = small_cnn(4);
+    let model = small_cnn([12, 12, 3], 8, 32, 4);
     let net = Network::new(
         g,
         &model,
@@ -385,7 +347,7 @@ fn a_non_finite_loss_stops_training_naming_the_epoch_and_batch() {
     let g = gpu();
     let ds = data::synthetic::learnable(200, 0, 12, 12, 3, 4, 6);
     let (train_images, _) = device_data(g, &ds);
-    let model = small_cnn(4);
+    let model = small_cnn([12, 12, 3], 8, 32, 4);
     // One infinite weight in the last layer's bias makes the first step's logits, and loss, non-finite.
     let mut params = model.init_params(1).unwrap();
     let bias = model.param_tensors().unwrap().last().unwrap().clone();

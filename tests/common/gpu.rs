@@ -1,0 +1,49 @@
+//! Shared by the training and profiler tests: one device per test binary and a small CNN.
+
+use std::sync::OnceLock;
+
+use cifar_wgpu::gpu::{Gpu, GpuOptions};
+use cifar_wgpu::model::{Activation, Layer, Sequential};
+use cifar_wgpu::shape::Padding;
+
+/// The test device. A machine without an adapter fails loudly here: a skipped GPU test would hide
+/// that nothing was checked.
+pub fn gpu() -> &'static Gpu {
+    static GPU: OnceLock<Gpu> = OnceLock::new();
+    GPU.get_or_init(|| {
+        Gpu::new(&GpuOptions::default())
+            .unwrap_or_else(|e| panic!("these tests need a GPU adapter (lavapipe is enough): {e}"))
+    })
+}
+
+/// The notebook's layers at a small size: Conv2D(filters, 3x3, same, relu), MaxPool 2x2, Dropout
+/// 0.25, Flatten, Dense(units, relu), Dense(classes, softmax).
+pub fn small_cnn(input: [usize; 3], filters: usize, units: usize, classes: usize) -> Sequential {
+    Sequential::from_layers(
+        "small_cnn",
+        input,
+        vec![
+            Layer::Conv2D {
+                filters,
+                kernel_size: [3, 3],
+                padding: Padding::Same,
+                activation: Activation::Relu,
+            },
+            Layer::MaxPooling2D {
+                pool_size: [2, 2],
+                strides: [2, 2],
+                padding: Padding::Valid,
+            },
+            Layer::Dropout { rate: 0.25 },
+            Layer::Flatten,
+            Layer::Dense {
+                units,
+                activation: Activation::Relu,
+            },
+            Layer::Dense {
+                units: classes,
+                activation: Activation::Softmax,
+            },
+        ],
+    )
+}
