@@ -323,7 +323,7 @@ enum Command {
     },
     /// Evaluate a saved model on the test set (model.evaluate), with per-class accuracy.
     Evaluate {
-        /// A folder written by `train`.
+        /// Our model folder or Keras files.
         #[arg(long)]
         model: PathBuf,
         #[arg(long, default_value_t = 128)]

@@ -1,4 +1,4 @@
-//! Our own model files, until Keras-compatible ones exist: `model.json` (architecture, class names,
+//! Our own model files (Keras' are in `crate::keras`): `model.json` (architecture, class names,
 //! tensor names and shapes) and `weights.bin` (every parameter tensor as little-endian f32, in the
 //! order and shape `model.json` lists, Keras' own layouts). Files are written to a temporary name and
 //! renamed, so a crash never leaves a half-written model that looks complete; `train` replaces them

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::model::io::{ModelFileError, write_atomic};
+use crate::model::io::ModelFileError;
 use crate::train::EpochLog;
 
 pub const HISTORY_JSON: &str = "history.json";
@@ -37,14 +37,6 @@ pub fn files(history: &[EpochLog]) -> Vec<(&'static str, Vec<u8>)> {
         (HISTORY_JSON, json.into_bytes()),
         (HISTORY_CSV, csv.into_bytes()),
     ]
-}
-
-/// Writes the two history files into `out`, each atomically.
-pub fn save(out: &Path, history: &[EpochLog]) -> Result<(), ModelFileError> {
-    for (name, bytes) in files(history) {
-        write_atomic(&out.join(name), &bytes)?;
-    }
-    Ok(())
 }
 
 /// Reads `history.json` back; a folder without one has an empty history.
@@ -118,7 +110,9 @@ mod tests {
                 train_seconds: 0.0,
             },
         ];
-        save(dir.path(), &h).unwrap();
+        for (name, bytes) in files(&h) {
+            std::fs::write(dir.path().join(name), bytes).unwrap();
+        }
         assert_eq!(load(dir.path()).unwrap(), h);
         let csv = std::fs::read_to_string(dir.path().join(HISTORY_CSV)).unwrap();
         assert_eq!(csv.lines().nth(2).unwrap(), "2,1.100000,0.600000,,,2.500");
