@@ -564,6 +564,24 @@ fn load_model(path: &Path) -> Result<SavedModel, Error> {
     })
 }
 
+/// A saved model placed on the GPU to evaluate or predict: no training step runs, so the optimizer
+/// (and its state) and the dropout seed play no part.
+fn inference<'g>(
+    gpu: &'g Gpu,
+    saved: &SavedModel,
+    batch_size: usize,
+) -> Result<Trainer<'g>, Error> {
+    let net = Network::new(
+        gpu,
+        &saved.model,
+        Optimizer::rmsprop_default(),
+        &saved.params,
+        batch_size,
+        0,
+    )?;
+    Ok(Trainer::new(gpu, net))
+}
+
 fn upload(gpu: &Gpu, images: &[u8], labels: &[u8], ds: &Dataset) -> Result<DeviceImages, Error> {
     Ok(upload_images(
         gpu,
@@ -656,14 +674,7 @@ fn train(args: TrainArgs) -> Result<ExitCode, Error> {
     if !args.quiet && !args.log_json {
         println!("{}", model.summary()?);
     }
-    let train_split = DeviceSplit {
-        images: &train_images,
-        records: 0..split,
-    };
-    let val_split = DeviceSplit {
-        images: &train_images,
-        records: split..ds.train.len(),
-    };
+    let (train_split, val_split) = DeviceSplit::train_and_validation(&train_images, split);
     eprintln!(
         "training on {} images, validating on {}, batch {}, {} epochs, {:?}",
         train_split.len(),
@@ -780,15 +791,7 @@ fn evaluate_saved(
     }
     let gpu = gpu.open()?;
     let test = upload(&gpu, &ds.test.images, &ds.test.labels, &ds)?;
-    let net = Network::new(
-        &gpu,
-        &saved.model,
-        Optimizer::rmsprop_default(),
-        &saved.params,
-        batch_size,
-        0,
-    )?;
-    let mut trainer = Trainer::new(&gpu, net);
+    let mut trainer = inference(&gpu, &saved, batch_size)?;
     let history = match report_dir {
         Some(_) => history::load(model)?,
         None => Vec::new(),
@@ -828,19 +831,8 @@ fn predict(
     let gpu = gpu.open()?;
     let labels = vec![0u8; files.len()];
     let device = upload_images(&gpu, &bytes, &labels, h * w * c, gpu.max_binding_bytes())?;
-    let net = Network::new(
-        &gpu,
-        &saved.model,
-        Optimizer::rmsprop_default(),
-        &saved.params,
-        batch_size,
-        0,
-    )?;
-    let mut trainer = Trainer::new(&gpu, net);
-    let split = DeviceSplit {
-        images: &device,
-        records: 0..files.len(),
-    };
+    let mut trainer = inference(&gpu, &saved, batch_size)?;
+    let split = DeviceSplit::all(&device);
     let (_, logits) = trainer.evaluate_with_logits(&split, batch_size)?;
     let classes = saved.class_names.len();
     for (f, row) in files.iter().zip(logits.chunks(classes)) {
@@ -895,10 +887,7 @@ fn evaluate_and_print(
     batch_size: usize,
     report_to: Option<ReportRequest>,
 ) -> Result<(), Error> {
-    let split = DeviceSplit {
-        images: test,
-        records: 0..test.len,
-    };
+    let split = DeviceSplit::all(test);
     let t = std::time::Instant::now();
     let (m, logits) = trainer.evaluate_with_logits(&split, batch_size)?;
     println!(

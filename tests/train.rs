@@ -193,14 +193,7 @@ fn train_run(
         seed,
     };
     let split = data::validation_split_index(ds.train.len(), 0.2).unwrap();
-    let train = DeviceSplit {
-        images: &train_images,
-        records: 0..split,
-    };
-    let val = DeviceSplit {
-        images: &train_images,
-        records: split..ds.train.len(),
-    };
+    let (train, val) = DeviceSplit::train_and_validation(&train_images, split);
     let params = model.init_params(seed).unwrap();
     let net = Network::new(g, &model, Optimizer::rmsprop_default(), &params, 32, seed).unwrap();
     let mut trainer = Trainer::new(g, net);

@@ -69,14 +69,7 @@ pub fn bench(
         shuffle: true,
         seed: 0,
     };
-    let train = DeviceSplit {
-        images: &images,
-        records: 0..split,
-    };
-    let val = DeviceSplit {
-        images: &images,
-        records: split..ds.train.len(),
-    };
+    let (train, val) = DeviceSplit::train_and_validation(&images, split);
     let mut logs = Vec::new();
     for _ in 0..=epochs {
         if let Some(log) = trainer.train_epoch(&fit, &train, Some(&val), &|_| false, &mut |_| {})? {

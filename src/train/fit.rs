@@ -132,7 +132,38 @@ pub struct DeviceSplit<'a> {
     pub records: std::ops::Range<usize>,
 }
 
-impl DeviceSplit<'_> {
+impl<'a> DeviceSplit<'a> {
+    /// Every record of `images`.
+    pub fn all(images: &'a DeviceImages) -> DeviceSplit<'a> {
+        DeviceSplit {
+            images,
+            records: 0..images.len,
+        }
+    }
+
+    /// Records `0..split` for training and `split..` for validation, as Keras' `validation_split`
+    /// takes them (see `data::validation_split_index`).
+    pub fn train_and_validation(
+        images: &'a DeviceImages,
+        split: usize,
+    ) -> (DeviceSplit<'a>, DeviceSplit<'a>) {
+        assert!(
+            split <= images.len,
+            "split {split} past {} records",
+            images.len
+        );
+        (
+            DeviceSplit {
+                images,
+                records: 0..split,
+            },
+            DeviceSplit {
+                images,
+                records: split..images.len,
+            },
+        )
+    }
+
     pub fn len(&self) -> usize {
         self.records.len()
     }
