@@ -3,60 +3,14 @@
 
 #[path = "common/gpu.rs"]
 mod common_gpu;
-use common_gpu::{gpu, small_cnn};
+use common_gpu::{every_layer_model, gpu, small_cnn};
 
 use cifar_wgpu::data::{self, Dataset};
 use cifar_wgpu::gpu::{Gpu, GpuOptions, Tiling, run_dispatches};
 use cifar_wgpu::kernels::gather::{DeviceImages, upload_images};
-use cifar_wgpu::model::{Activation, Layer, Sequential, reference};
+use cifar_wgpu::model::{Sequential, reference};
 use cifar_wgpu::optimizer::Optimizer;
-use cifar_wgpu::shape::Padding;
 use cifar_wgpu::train::{DeviceSplit, FitConfig, Metrics, Mode, Network, Progress, Trainer};
-
-/// Every layer kind, two dropouts, two convolutions (so the first conv's input gradient is exercised
-/// by the second), and shapes that are multiples of nothing in particular.
-fn every_layer_model(input: [usize; 3], classes: usize) -> Sequential {
-    Sequential::from_layers(
-        "every_layer",
-        input,
-        vec![
-            Layer::Conv2D {
-                filters: 5,
-                kernel_size: [3, 3],
-                padding: Padding::Same,
-                activation: Activation::Linear,
-            },
-            Layer::Activation {
-                activation: Activation::Relu,
-            },
-            Layer::MaxPooling2D {
-                pool_size: [2, 2],
-                strides: [2, 2],
-                padding: Padding::Valid,
-            },
-            Layer::Dropout { rate: 0.25 },
-            Layer::Conv2D {
-                filters: 6,
-                kernel_size: [2, 2],
-                padding: Padding::Valid,
-                activation: Activation::Relu,
-            },
-            Layer::Flatten,
-            Layer::Dense {
-                units: 13,
-                activation: Activation::Relu,
-            },
-            Layer::Dropout { rate: 0.5 },
-            Layer::Dense {
-                units: classes,
-                activation: Activation::Linear,
-            },
-            Layer::Activation {
-                activation: Activation::Softmax,
-            },
-        ],
-    )
-}
 
 fn rel_err(name: &str, got: &[f32], want: &[f64], tol: f64) {
     assert_eq!(got.len(), want.len(), "{name}: length");

@@ -1,4 +1,6 @@
 //! Shared by the training and profiler tests: one device per test binary and a small CNN.
+// Each test binary uses its own subset of these helpers.
+#![allow(dead_code)]
 
 use std::sync::OnceLock;
 
@@ -42,6 +44,51 @@ pub fn small_cnn(input: [usize; 3], filters: usize, units: usize, classes: usize
             },
             Layer::Dense {
                 units: classes,
+                activation: Activation::Softmax,
+            },
+        ],
+    )
+}
+
+/// Every layer kind, two dropouts, two convolutions (so the first conv's input gradient is exercised
+/// by the second), and shapes that are multiples of nothing in particular.
+pub fn every_layer_model(input: [usize; 3], classes: usize) -> Sequential {
+    Sequential::from_layers(
+        "every_layer",
+        input,
+        vec![
+            Layer::Conv2D {
+                filters: 5,
+                kernel_size: [3, 3],
+                padding: Padding::Same,
+                activation: Activation::Linear,
+            },
+            Layer::Activation {
+                activation: Activation::Relu,
+            },
+            Layer::MaxPooling2D {
+                pool_size: [2, 2],
+                strides: [2, 2],
+                padding: Padding::Valid,
+            },
+            Layer::Dropout { rate: 0.25 },
+            Layer::Conv2D {
+                filters: 6,
+                kernel_size: [2, 2],
+                padding: Padding::Valid,
+                activation: Activation::Relu,
+            },
+            Layer::Flatten,
+            Layer::Dense {
+                units: 13,
+                activation: Activation::Relu,
+            },
+            Layer::Dropout { rate: 0.5 },
+            Layer::Dense {
+                units: classes,
+                activation: Activation::Linear,
+            },
+            Layer::Activation {
                 activation: Activation::Softmax,
             },
         ],
