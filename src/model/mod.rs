@@ -3,23 +3,29 @@
 //!
 //! Parameters live in one flat f32 vector (and one flat GPU buffer), each tensor starting at a
 //! 64-word boundary so that any adapter's storage offset alignment (at most 256 bytes) is met when a
-//! kernel binds one tensor of it. Tensors keep Keras' own shapes and order: Conv2D kernel
-//! [kh, kw, in, out], Dense kernel [in, out], then each bias.
+//! kernel binds one tensor of it. Tensors keep Keras' own shapes and order (Conv2D kernel
+//! [kh, kw, in, out], Dense kernel [in, out], then each bias); tensors the optimizer must not touch
+//! (none yet) follow all trainable ones. What each layer is lives in [`crate::layers`].
 
 pub mod folder;
 pub mod io;
-mod layer;
 pub mod reference;
 mod summary;
 
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
-pub use layer::{Activation, Layer};
+use crate::layers::{Activation, ActivationLayer, Conv2D, Dense, Dropout, Flatten, Init, Layer};
+use crate::layers::{MaxPooling2D, ParamSpec};
 
 /// Words between the starts of parameter tensors: 256 bytes, the largest storage offset alignment
 /// WebGPU allows an adapter to demand.
 pub const PARAM_ALIGN: usize = 64;
+
+/// The most values one activation (per example) or all parameters together may hold: kernels index
+/// their tensors with u32. Shapes and sizes are computed with checked arithmetic up to it, so a
+/// model file asking for more is an error, not an overflow.
+pub const MAX_WORDS: usize = u32::MAX as usize;
 
 /// Height, width, channels of one example.
 pub type InputShape = [usize; 3];
@@ -47,6 +53,11 @@ pub struct ParamTensor {
     pub shape: Vec<usize>,
     pub offset: usize,
     pub len: usize,
+    /// Index of the layer it belongs to.
+    pub layer: usize,
+    pub init: Init,
+    /// See [`ParamSpec::trainable`]: trainable tensors come first in the flat vector.
+    pub trainable: bool,
 }
 
 /// The output shape of a layer, without the batch dimension.
@@ -57,11 +68,21 @@ pub enum Shape {
 }
 
 impl Shape {
+    /// Values per example; the model checks every shape's with [`Shape::checked_len`] first.
     pub fn len(&self) -> usize {
         match *self {
             Shape::Image { h, w, c } => h * w * c,
             Shape::Flat(n) => n,
         }
+    }
+
+    /// Values per example, if at most [`MAX_WORDS`].
+    pub fn checked_len(&self) -> Option<usize> {
+        match *self {
+            Shape::Image { h, w, c } => h.checked_mul(w)?.checked_mul(c),
+            Shape::Flat(n) => Some(n),
+        }
+        .filter(|&n| n <= MAX_WORDS)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -91,38 +112,39 @@ impl Sequential {
     /// The notebook's model, layer by layer as the notebook adds them (so the summary lists ten layers,
     /// named as Keras names them).
     pub fn notebook(input_shape: InputShape, classes: usize) -> Sequential {
+        let relu = || {
+            Layer::Activation(ActivationLayer {
+                activation: Activation::Relu,
+            })
+        };
         let layers = vec![
-            Layer::Conv2D {
+            Layer::Conv2D(Conv2D {
                 filters: 32,
                 kernel_size: [3, 3],
                 padding: crate::shape::Padding::Same,
                 activation: Activation::Linear,
-            },
-            Layer::Activation {
-                activation: Activation::Relu,
-            },
-            Layer::MaxPooling2D {
+            }),
+            relu(),
+            Layer::MaxPooling2D(MaxPooling2D {
                 pool_size: [2, 2],
                 strides: [2, 2],
                 padding: crate::shape::Padding::Valid,
-            },
-            Layer::Dropout { rate: 0.25 },
-            Layer::Flatten,
-            Layer::Dense {
+            }),
+            Layer::Dropout(Dropout { rate: 0.25 }),
+            Layer::Flatten(Flatten),
+            Layer::Dense(Dense {
                 units: 512,
                 activation: Activation::Linear,
-            },
-            Layer::Activation {
-                activation: Activation::Relu,
-            },
-            Layer::Dropout { rate: 0.5 },
-            Layer::Dense {
+            }),
+            relu(),
+            Layer::Dropout(Dropout { rate: 0.5 }),
+            Layer::Dense(Dense {
                 units: classes,
                 activation: Activation::Linear,
-            },
-            Layer::Activation {
+            }),
+            Layer::Activation(ActivationLayer {
                 activation: Activation::Softmax,
-            },
+            }),
         ];
         Sequential::from_layers("sequential", input_shape, layers)
     }
@@ -158,13 +180,27 @@ impl Sequential {
 
     /// Output shape of every layer, in order; an error names the first layer that does not fit.
     pub fn output_shapes(&self) -> Result<Vec<Shape>, ModelError> {
+        let too_large = |layer: &str, shape: &Shape| ModelError {
+            layer: layer.into(),
+            message: format!("the shape {shape} holds more than {MAX_WORDS} values"),
+        };
         let mut shape = self.input();
+        shape
+            .checked_len()
+            .ok_or_else(|| too_large("input", &shape))?;
         let mut out = Vec::with_capacity(self.layers.len());
         for l in &self.layers {
-            shape = l.layer.output_shape(&shape).map_err(|message| ModelError {
-                layer: l.name.clone(),
-                message,
-            })?;
+            shape = l
+                .layer
+                .kind()
+                .output_shape(&shape)
+                .map_err(|message| ModelError {
+                    layer: l.name.clone(),
+                    message,
+                })?;
+            shape
+                .checked_len()
+                .ok_or_else(|| too_large(&l.name, &shape))?;
             out.push(shape.clone());
         }
         Ok(out)
@@ -188,65 +224,67 @@ impl Sequential {
     /// (the loss is categorical cross-entropy on its logits).
     pub fn validate(&self) -> Result<(), ModelError> {
         self.classes()?;
-        let ends_in_softmax = match self.layers.last().map(|l| &l.layer) {
-            Some(Layer::Activation {
-                activation: Activation::Softmax,
-            }) => true,
-            Some(Layer::Dense { activation, .. }) => *activation == Activation::Softmax,
-            _ => false,
-        };
-        if !ends_in_softmax {
+        let softmax = |l: &NamedLayer| l.layer.kind().activation() == Activation::Softmax;
+        let last = self.layers.last().expect("a model with classes has layers");
+        if !softmax(last) {
             return Err(ModelError {
-                layer: self
-                    .layers
-                    .last()
-                    .map_or("input".into(), |l| l.name.clone()),
+                layer: last.name.clone(),
                 message: "the model must end in a softmax (categorical cross-entropy is computed \
                           from its logits)"
                     .into(),
             });
         }
-        for (i, l) in self.layers.iter().enumerate() {
-            let softmax_inside = matches!(
-                l.layer,
-                Layer::Activation {
-                    activation: Activation::Softmax
-                }
-            ) || matches!(
-                l.layer,
-                Layer::Dense {
-                    activation: Activation::Softmax,
-                    ..
-                }
-            );
-            if softmax_inside && i + 1 != self.layers.len() {
-                return Err(ModelError {
-                    layer: l.name.clone(),
-                    message: "softmax is supported only as the last layer".into(),
-                });
-            }
+        if let Some(l) = self.layers[..self.layers.len() - 1]
+            .iter()
+            .find(|l| softmax(l))
+        {
+            return Err(ModelError {
+                layer: l.name.clone(),
+                message: "softmax is supported only as the last layer".into(),
+            });
         }
         Ok(())
     }
 
-    /// Every parameter tensor with its place in the flat vector.
+    /// Every parameter tensor with its place in the flat vector: the trainable ones in model order,
+    /// then the others (none in today's layers), so that the optimizer updates one prefix.
     pub fn param_tensors(&self) -> Result<Vec<ParamTensor>, ModelError> {
         let shapes = self.output_shapes()?;
+        let mut specs: Vec<(usize, ParamSpec)> = Vec::new();
         let mut input = self.input();
-        let mut offset = 0;
-        let mut out = Vec::new();
-        for (l, shape) in self.layers.iter().zip(shapes) {
-            for (suffix, tshape) in l.layer.param_shapes(&input) {
-                let len = tshape.iter().product();
-                out.push(ParamTensor {
-                    name: format!("{}/{}", l.name, suffix),
-                    shape: tshape,
-                    offset,
-                    len,
-                });
-                offset += len.next_multiple_of(PARAM_ALIGN);
-            }
+        for (i, (l, shape)) in self.layers.iter().zip(shapes).enumerate() {
+            specs.extend(l.layer.kind().params(&input).into_iter().map(|p| (i, p)));
             input = shape;
+        }
+        specs.sort_by_key(|(_, p)| !p.trainable);
+        let mut offset = 0;
+        let mut out = Vec::with_capacity(specs.len());
+        for (layer, p) in specs {
+            let name = format!("{}/{}", self.layers[layer].name, p.name);
+            let too_large = |what: String| ModelError {
+                layer: self.layers[layer].name.clone(),
+                message: format!("{what} holds more than {MAX_WORDS} values"),
+            };
+            let len = p
+                .shape
+                .iter()
+                .try_fold(1usize, |n, &d| n.checked_mul(d))
+                .filter(|&n| n <= MAX_WORDS)
+                .ok_or_else(|| too_large(format!("the tensor {name} {:?}", p.shape)))?;
+            out.push(ParamTensor {
+                name,
+                shape: p.shape,
+                offset,
+                len,
+                layer,
+                init: p.init,
+                trainable: p.trainable,
+            });
+            offset = len
+                .checked_next_multiple_of(PARAM_ALIGN)
+                .and_then(|padded| offset.checked_add(padded))
+                .filter(|&end| end <= MAX_WORDS)
+                .ok_or_else(|| too_large("the model's parameter vector".into()))?;
         }
         Ok(out)
     }
@@ -259,28 +297,29 @@ impl Sequential {
             .map_or(0, |t| t.offset + t.len.next_multiple_of(PARAM_ALIGN)))
     }
 
-    /// Trainable parameters, as Keras counts them.
+    /// Words of the vector's trainable prefix, which the optimizer updates.
+    pub fn trainable_words(&self) -> Result<usize, ModelError> {
+        Ok(self
+            .param_tensors()?
+            .iter()
+            .rfind(|t| t.trainable)
+            .map_or(0, |t| t.offset + t.len.next_multiple_of(PARAM_ALIGN)))
+    }
+
+    /// Parameters, trainable and not, as Keras counts them.
     pub fn param_count(&self) -> Result<usize, ModelError> {
         Ok(self.param_tensors()?.iter().map(|t| t.len).sum())
     }
 
-    /// Initial parameters as Keras draws them by default: glorot_uniform kernels
-    /// (U(±sqrt(6 / (fan_in + fan_out))), fans counting the receptive field) and zero biases.
-    /// The stream depends only on `seed`, so a seed fixes the initial weights.
+    /// Initial parameters as Keras draws them by default, each tensor by its initialiser (today
+    /// glorot_uniform kernels and zero biases) in the vector's order. The stream depends only on
+    /// `seed`, so a seed fixes the initial weights.
     pub fn init_params(&self, seed: u64) -> Result<Vec<f32>, ModelError> {
         let mut rng = rand_pcg::Pcg64::seed_from_u64(seed ^ 0x1417_0001);
         let mut params = vec![0.0f32; self.param_words()?];
         for t in self.param_tensors()? {
-            if t.shape.len() < 2 {
-                continue; // biases start at zero
-            }
-            let receptive: usize = t.shape[..t.shape.len() - 2].iter().product();
-            let fan_in = receptive * t.shape[t.shape.len() - 2];
-            let fan_out = receptive * t.shape[t.shape.len() - 1];
-            let limit = (6.0 / (fan_in + fan_out) as f64).sqrt() as f32;
-            for p in &mut params[t.offset..t.offset + t.len] {
-                *p = rng.random_range(-limit..limit);
-            }
+            t.init
+                .fill(&t.shape, &mut rng, &mut params[t.offset..t.offset + t.len]);
         }
         Ok(params)
     }
