@@ -23,7 +23,7 @@ pub use conv2d::Conv2D;
 pub use dense::Dense;
 pub use dropout::Dropout;
 pub use flatten::Flatten;
-pub use keras::KerasEntry;
+pub(crate) use keras::KerasEntry;
 pub use max_pooling2d::MaxPooling2D;
 
 use crate::gpu::{Dispatch, Gpu, Tensor};
@@ -74,7 +74,7 @@ const KERAS_READERS: [(&[&str], KerasReader); 6] = [
 ];
 
 /// Reads a layer of Keras class `entry.class`; `None` for a class we do not know.
-pub fn from_keras(entry: &KerasEntry) -> Option<Result<Layer, ConfigError>> {
+pub(crate) fn from_keras(entry: &KerasEntry) -> Option<Result<Layer, ConfigError>> {
     KERAS_READERS
         .iter()
         .find(|(classes, _)| classes.contains(&entry.class))
@@ -244,4 +244,74 @@ pub struct CpuStep {
     pub seed: u64,
     pub step: u32,
     pub index: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shape::Padding;
+
+    /// One layer of each kind. The match fails to compile when a kind is added without a sample here.
+    fn one_of_each() -> Vec<Layer> {
+        let all = vec![
+            Layer::Conv2D(Conv2D {
+                filters: 3,
+                kernel_size: [3, 2],
+                padding: Padding::Valid,
+                activation: Activation::Relu,
+            }),
+            Layer::Activation(ActivationLayer {
+                activation: Activation::Softmax,
+            }),
+            Layer::MaxPooling2D(MaxPooling2D {
+                pool_size: [3, 3],
+                strides: [2, 1],
+                padding: Padding::Same,
+            }),
+            Layer::Dropout(Dropout { rate: 0.1 }),
+            Layer::Flatten(Flatten),
+            Layer::Dense(Dense {
+                units: 7,
+                activation: Activation::Linear,
+            }),
+        ];
+        for l in &all {
+            match l {
+                Layer::Conv2D(_)
+                | Layer::Activation(_)
+                | Layer::MaxPooling2D(_)
+                | Layer::Dropout(_)
+                | Layer::Flatten(_)
+                | Layer::Dense(_) => {}
+            }
+        }
+        all
+    }
+
+    /// The registry agrees with itself: `model.json`'s tag is the Keras class name, the Keras reader
+    /// of that class reads back what `keras_config` writes, and no two kinds share a base name.
+    #[test]
+    fn every_kind_reads_back_what_it_writes() {
+        let mut base_names = Vec::new();
+        for layer in one_of_each() {
+            let kind = layer.kind();
+            let tagged = serde_json::to_value(&layer).unwrap();
+            assert_eq!(tagged["class_name"], kind.class_name());
+            let config = kind.keras_config();
+            let entry = KerasEntry {
+                class: kind.class_name(),
+                name: kind.base_name().into(),
+                config: config.as_object().unwrap(),
+            };
+            let read = from_keras(&entry)
+                .expect("a reader for every kind")
+                .unwrap();
+            assert_eq!(read, layer, "{}", kind.class_name());
+            base_names.push(kind.base_name());
+        }
+        let count = base_names.len();
+        base_names.sort();
+        base_names.dedup();
+        assert_eq!(base_names.len(), count, "{base_names:?}");
+    }
 }

@@ -227,11 +227,10 @@ impl Network {
         if !train {
             return out;
         }
-        // Backward, from the logits' gradient to the first op's parameters; nothing flows into the
-        // input.
+        // Backward, from the logits' gradient to the first op's parameters. The input has no
+        // gradient buffer (`dv(0)` is `None`), so the first op computes no dx.
         for (i, op) in self.ops.iter().enumerate().rev() {
-            let dx = if i > 0 { dv(i) } else { None };
-            out.extend(op.backward(&s, &inputs[i], &dv(i + 1).unwrap(), dx.as_ref()));
+            out.extend(op.backward(&s, &inputs[i], &dv(i + 1).unwrap(), dv(i).as_ref()));
         }
         let state: Vec<Tensor> = self
             .opt_state
