@@ -93,12 +93,12 @@ impl LayerKind for Conv2D {
     fn params(&self, input: &Shape) -> Vec<ParamSpec> {
         let s = self.shape(input, 0);
         vec![
-            ParamSpec::trainable(
+            ParamSpec::new(
                 "kernel",
                 vec![s.kh, s.kw, s.cin, s.cout],
                 Init::GlorotUniform,
             ),
-            ParamSpec::trainable("bias", vec![s.cout], Init::Zeros),
+            ParamSpec::new("bias", vec![s.cout], Init::Constant(0.0)),
         ]
     }
 

@@ -54,8 +54,8 @@ impl LayerKind for Dense {
 
     fn params(&self, input: &Shape) -> Vec<ParamSpec> {
         vec![
-            ParamSpec::trainable("kernel", vec![input.len(), self.units], Init::GlorotUniform),
-            ParamSpec::trainable("bias", vec![self.units], Init::Zeros),
+            ParamSpec::new("kernel", vec![input.len(), self.units], Init::GlorotUniform),
+            ParamSpec::new("bias", vec![self.units], Init::Constant(0.0)),
         ]
     }
 

@@ -132,21 +132,22 @@ pub trait LayerKind {
 }
 
 /// One parameter tensor of a layer.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ParamSpec {
     /// Keras' name within the layer, e.g. `kernel`.
     pub name: &'static str,
     pub shape: Vec<usize>,
     pub init: Init,
-    /// False for state the optimizer must not touch (e.g. BatchNormalization's moving statistics):
-    /// it still lives in the flat parameter vector and is saved with the weights, but after every
-    /// trainable tensor, outside the part the optimizer updates.
+    /// False for state the optimizer must not touch (e.g. BatchNormalization's moving statistics,
+    /// which its forward op updates): it still lives in the flat parameter vector, is saved with the
+    /// weights and counted by the summary as non-trainable, but is placed after every trainable
+    /// tensor, outside the prefix the optimizer updates.
     pub trainable: bool,
 }
 
 impl ParamSpec {
-    /// A trainable tensor.
-    pub fn trainable(name: &'static str, shape: Vec<usize>, init: Init) -> ParamSpec {
+    /// A trainable tensor (Keras' `add_weight` default).
+    pub fn new(name: &'static str, shape: Vec<usize>, init: Init) -> ParamSpec {
         ParamSpec {
             name,
             shape,
@@ -157,12 +158,13 @@ impl ParamSpec {
 }
 
 /// Keras' initialisers that our layers use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Init {
     /// U(±sqrt(6 / (fan_in + fan_out))), fans counting the receptive field: a kernel's default.
     GlorotUniform,
-    /// A bias's default; draws nothing from the stream.
-    Zeros,
+    /// Every value the same (Keras' `Zeros` for biases, `Ones`, `Constant`); draws nothing from the
+    /// stream.
+    Constant(f32),
 }
 
 impl Init {
@@ -180,7 +182,7 @@ impl Init {
                     *p = rng.random_range(-limit..limit);
                 }
             }
-            Init::Zeros => out.fill(0.0),
+            Init::Constant(value) => out.fill(value),
         }
     }
 }

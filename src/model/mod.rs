@@ -15,8 +15,9 @@ mod summary;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
-use crate::layers::{Activation, ActivationLayer, Conv2D, Dense, Dropout, Flatten, Init, Layer};
-use crate::layers::{MaxPooling2D, ParamSpec};
+use crate::layers::{
+    Activation, ActivationLayer, Conv2D, Dense, Dropout, Flatten, Init, Layer, MaxPooling2D,
+};
 
 /// Words between the starts of parameter tensors: 256 bytes, the largest storage offset alignment
 /// WebGPU allows an adapter to demand.
@@ -46,7 +47,7 @@ pub struct Sequential {
 }
 
 /// Where one parameter tensor lives in the flat parameter vector.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ParamTensor {
     /// Keras' name, e.g. `conv2d/kernel`.
     pub name: String,
@@ -56,8 +57,16 @@ pub struct ParamTensor {
     /// Index of the layer it belongs to.
     pub layer: usize,
     pub init: Init,
-    /// See [`ParamSpec::trainable`]: trainable tensors come first in the flat vector.
+    /// As its layer says ([`crate::layers::ParamSpec`]); trainable tensors have the lower offsets.
     pub trainable: bool,
+}
+
+/// Words from the vector's start to the end of the last of `tensors`, alignment padding included.
+fn words<'a>(tensors: impl Iterator<Item = &'a ParamTensor>) -> usize {
+    tensors
+        .map(|t| t.offset + t.len.next_multiple_of(PARAM_ALIGN))
+        .max()
+        .unwrap_or(0)
 }
 
 /// The output shape of a layer, without the batch dimension.
@@ -246,64 +255,69 @@ impl Sequential {
         Ok(())
     }
 
-    /// Every parameter tensor with its place in the flat vector: the trainable ones in model order,
-    /// then the others (none in today's layers), so that the optimizer updates one prefix.
+    /// Every parameter tensor with its place in the flat vector, listed in model order (each layer's
+    /// as its `params()` gives them, Keras' order). Trainable tensors are placed first, in that
+    /// order, and the others (none in today's layers) after them, so that the optimizer updates one
+    /// prefix of the vector.
     pub fn param_tensors(&self) -> Result<Vec<ParamTensor>, ModelError> {
         let shapes = self.output_shapes()?;
-        let mut specs: Vec<(usize, ParamSpec)> = Vec::new();
+        let mut out = Vec::new();
         let mut input = self.input();
-        for (i, (l, shape)) in self.layers.iter().zip(shapes).enumerate() {
-            specs.extend(l.layer.kind().params(&input).into_iter().map(|p| (i, p)));
+        for (layer, (l, shape)) in self.layers.iter().zip(shapes).enumerate() {
+            for p in l.layer.kind().params(&input) {
+                let name = format!("{}/{}", l.name, p.name);
+                let len = p
+                    .shape
+                    .iter()
+                    .try_fold(1usize, |n, &d| n.checked_mul(d))
+                    .filter(|&n| n <= MAX_WORDS)
+                    .ok_or_else(|| ModelError {
+                        layer: l.name.clone(),
+                        message: format!(
+                            "the tensor {name} {:?} holds more than {MAX_WORDS} values",
+                            p.shape
+                        ),
+                    })?;
+                out.push(ParamTensor {
+                    name,
+                    shape: p.shape,
+                    offset: 0,
+                    len,
+                    layer,
+                    init: p.init,
+                    trainable: p.trainable,
+                });
+            }
             input = shape;
         }
-        specs.sort_by_key(|(_, p)| !p.trainable);
-        let mut offset = 0;
-        let mut out = Vec::with_capacity(specs.len());
-        for (layer, p) in specs {
-            let name = format!("{}/{}", self.layers[layer].name, p.name);
-            let too_large = |what: String| ModelError {
-                layer: self.layers[layer].name.clone(),
-                message: format!("{what} holds more than {MAX_WORDS} values"),
-            };
-            let len = p
-                .shape
-                .iter()
-                .try_fold(1usize, |n, &d| n.checked_mul(d))
-                .filter(|&n| n <= MAX_WORDS)
-                .ok_or_else(|| too_large(format!("the tensor {name} {:?}", p.shape)))?;
-            out.push(ParamTensor {
-                name,
-                shape: p.shape,
-                offset,
-                len,
-                layer,
-                init: p.init,
-                trainable: p.trainable,
-            });
-            offset = len
-                .checked_next_multiple_of(PARAM_ALIGN)
-                .and_then(|padded| offset.checked_add(padded))
-                .filter(|&end| end <= MAX_WORDS)
-                .ok_or_else(|| too_large("the model's parameter vector".into()))?;
+        let mut end = 0usize;
+        for trainable in [true, false] {
+            for t in out.iter_mut().filter(|t| t.trainable == trainable) {
+                t.offset = end;
+                end = t
+                    .len
+                    .checked_next_multiple_of(PARAM_ALIGN)
+                    .and_then(|padded| end.checked_add(padded))
+                    .filter(|&end| end <= MAX_WORDS)
+                    .ok_or_else(|| ModelError {
+                        layer: self.layers[t.layer].name.clone(),
+                        message: format!(
+                            "all parameters together hold more than {MAX_WORDS} values"
+                        ),
+                    })?;
+            }
         }
         Ok(out)
     }
 
     /// Words in the flat parameter vector, alignment padding included.
     pub fn param_words(&self) -> Result<usize, ModelError> {
-        Ok(self
-            .param_tensors()?
-            .last()
-            .map_or(0, |t| t.offset + t.len.next_multiple_of(PARAM_ALIGN)))
+        Ok(words(self.param_tensors()?.iter()))
     }
 
     /// Words of the vector's trainable prefix, which the optimizer updates.
     pub fn trainable_words(&self) -> Result<usize, ModelError> {
-        Ok(self
-            .param_tensors()?
-            .iter()
-            .rfind(|t| t.trainable)
-            .map_or(0, |t| t.offset + t.len.next_multiple_of(PARAM_ALIGN)))
+        Ok(words(self.param_tensors()?.iter().filter(|t| t.trainable)))
     }
 
     /// Parameters, trainable and not, as Keras counts them.
@@ -312,7 +326,7 @@ impl Sequential {
     }
 
     /// Initial parameters as Keras draws them by default, each tensor by its initialiser (today
-    /// glorot_uniform kernels and zero biases) in the vector's order. The stream depends only on
+    /// glorot_uniform kernels and zero biases) in model order. The stream depends only on
     /// `seed`, so a seed fixes the initial weights.
     pub fn init_params(&self, seed: u64) -> Result<Vec<f32>, ModelError> {
         let mut rng = rand_pcg::Pcg64::seed_from_u64(seed ^ 0x1417_0001);
