@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::keras::{initializer, malformed, padding_name};
+use super::keras::{malformed, padding_name, with_kernel_and_bias};
 use super::{
     Activation, CpuStep, GpuOp, GpuStep, Init, KerasEntry, Layer, LayerKind, Lowering, ParamSpec,
     image_input,
@@ -107,7 +107,7 @@ impl LayerKind for Conv2D {
     }
 
     fn keras_config(&self) -> Value {
-        json!({
+        with_kernel_and_bias(json!({
             "filters": self.filters,
             "kernel_size": self.kernel_size,
             "strides": [1, 1],
@@ -116,15 +116,8 @@ impl LayerKind for Conv2D {
             "dilation_rate": [1, 1],
             "groups": 1,
             "activation": self.activation.keras_name(),
-            "use_bias": true,
-            "kernel_initializer": initializer("GlorotUniform"),
-            "bias_initializer": initializer("Zeros"),
-            "kernel_regularizer": null,
-            "bias_regularizer": null,
-            "activity_regularizer": null,
-            "kernel_constraint": null,
-            "bias_constraint": null
-        })
+            "activity_regularizer": null
+        }))
     }
 
     fn keras_builds(&self) -> bool {

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::keras::initializer;
+use super::keras::with_kernel_and_bias;
 use super::{
     Activation, CpuStep, GpuOp, GpuStep, Init, KerasEntry, Layer, LayerKind, Lowering, ParamSpec,
 };
@@ -64,18 +64,11 @@ impl LayerKind for Dense {
     }
 
     fn keras_config(&self) -> Value {
-        json!({
+        with_kernel_and_bias(json!({
             "units": self.units,
             "activation": self.activation.keras_name(),
-            "use_bias": true,
-            "kernel_initializer": initializer("GlorotUniform"),
-            "bias_initializer": initializer("Zeros"),
-            "kernel_regularizer": null,
-            "bias_regularizer": null,
-            "kernel_constraint": null,
-            "bias_constraint": null,
             "quantization_config": null
-        })
+        }))
     }
 
     fn keras_builds(&self) -> bool {

@@ -159,7 +159,7 @@ impl KerasEntry<'_> {
 }
 
 /// An initializer as Keras 3 writes it in a layer's config.
-pub fn initializer(class_name: &str) -> Value {
+fn initializer(class_name: &str) -> Value {
     let config = if class_name == "GlorotUniform" {
         json!({"seed": null, "input_axes": null, "output_axes": null})
     } else {
@@ -171,6 +171,24 @@ pub fn initializer(class_name: &str) -> Value {
         "config": config,
         "registered_name": null
     })
+}
+
+/// `settings` with what Keras 3 writes for a layer with a bias and default kernel and bias: a
+/// glorot_uniform kernel, zero bias, no regularizers or constraints.
+pub fn with_kernel_and_bias(mut settings: Value) -> Value {
+    let map = settings.as_object_mut().expect("settings are an object");
+    map.insert("use_bias".into(), json!(true));
+    map.insert("kernel_initializer".into(), initializer("GlorotUniform"));
+    map.insert("bias_initializer".into(), initializer("Zeros"));
+    for key in [
+        "kernel_regularizer",
+        "bias_regularizer",
+        "kernel_constraint",
+        "bias_constraint",
+    ] {
+        map.insert(key.into(), Value::Null);
+    }
+    settings
 }
 
 pub fn padding_name(p: Padding) -> &'static str {
