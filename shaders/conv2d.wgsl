@@ -13,7 +13,7 @@
 //   conv2d_forward          y = conv(x, w) + b, bias fused
 //   conv2d_backward_input   dx = full correlation of dy with the flipped kernel
 //   conv2d_backward_weight  partial dW over one chunk of (n, oy, ox) rows; the host sums the chunks
-//                           with reduce.wgsl's column_sum. The bias gradient is column_sum alone.
+//                           with column_sum.wgsl. The bias gradient is column_sum alone.
 //
 // Every kernel keeps a register tile, like matmul.wgsl, so each value loaded feeds several multiply-adds
 // and no workgroup barrier is needed (lavapipe, a CPU implementation, pays dearly for barriers; real GPUs
@@ -72,23 +72,23 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 
 // Invocations per workgroup, along x; the grid may spill into y (kernels/mod.rs `grid`).
-override WG: u32 = 64u;
+override WG: u32;
 // Register tile of conv2d_backward_input: PX neighbouring pixels of one row (at most MAX_PX) x 4
 // channels. Of the tiles measured on lavapipe (instructions per run, notebook layer), 8 pixels x 4
 // channels ran a fifth fewer than 4 x 4, and fewer than 8 x 8 (8 channels waste loads when CIN is 3).
-override PX: u32 = 8u;
+override PX: u32;
 const MAX_PX: u32 = 8u;
 // Register tile of conv2d_forward: FPX neighbouring pixels of one row (at most MAX_FPX) x FCQ quads of
-// output channels (at most MAX_FCQ). The defaults are the GPU set; the software set is the bounds.
-override FPX: u32 = 8u;
+// output channels (at most MAX_FCQ).
+override FPX: u32;
 const MAX_FPX: u32 = 32u;
-override FCQ: u32 = 1u;
+override FCQ: u32;
 const MAX_FCQ: u32 = 8u;
 // Register tile of conv2d_backward_weight: TK kernel rows (at most MAX_TK) x BCQ quads of output
-// channels (at most MAX_BCQ). The defaults are the GPU set; the software set is the bounds.
-override TK: u32 = 4u;
+// channels (at most MAX_BCQ).
+override TK: u32;
 const MAX_TK: u32 = 27u;
-override BCQ: u32 = 1u;
+override BCQ: u32;
 const MAX_BCQ: u32 = 8u;
 
 fn linear_id(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {

@@ -38,12 +38,7 @@ struct Params {
     scale: f32,
 }
 
-struct StepState {
-    step: u32,
-    lr: f32,
-    adam_alpha: f32,
-    _pad: u32,
-}
+//!include common/step_state.wgsl
 
 @group(0) @binding(0) var<uniform> p: Params;
 // dropout_forward: x -> y. dropout_backward: dy -> dx (the same computation, the same mask).
@@ -54,7 +49,7 @@ struct StepState {
 @group(0) @binding(1) var<storage, read> input4: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> output4: array<vec4<f32>>;
 
-const WG: u32 = 256u;
+override WG: u32;
 
 // PCG-RXS-M-XS 32 on four words at once; `pcg` is one lane of it, so both entry points hash alike.
 fn pcg4(v: vec4<u32>) -> vec4<u32> {

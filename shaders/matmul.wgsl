@@ -54,19 +54,7 @@
 // one view of each, so its automatic layout has one variable per binding. `matmul_split_sum` has its
 // own three storage bindings (`parts`, `sum_bias`, `sum_out`), all of which it uses.
 
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    has_bias: u32,
-    // `matmul_shared`: the length of K each workgroup z handles (a multiple of BK); `matmul_split_sum`:
-    // nothing. The register kernels read neither.
-    k_split: u32,
-    // `matmul_split_sum`: the number of partial products in `parts`.
-    splits: u32,
-    _pad0: u32,
-    _pad1: u32,
-}
+//!include common/matmul_params.wgsl
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
@@ -80,8 +68,8 @@ struct Params {
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
 // The general kernel's workgroup: WG_X invocations along N, WG_Y along M, each computing 4x4.
-override WG_X: u32 = 8u;
-override WG_Y: u32 = 8u;
+override WG_X: u32;
+override WG_Y: u32;
 // The tiled kernels: TILE_WG invocations per workgroup, each computing TM rows of C times TQ column
 // quads (matmul_tile) or TN columns (matmul_tile_nt). Constants, so the loops over them unroll and the
 // tiles live in registers (keep in sync with src/kernels/matmul.rs). Measured alternatives on lavapipe:
@@ -343,7 +331,7 @@ fn matmul_shared(
 @group(0) @binding(2) var<storage, read> sum_bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> sum_out: array<f32>;
 
-const SUM_WG: u32 = 256u;
+override SUM_WG: u32;
 
 // C = sum over z of parts[z] (+ bias): parts is [splits, M, N], one invocation per element of C,
 // splits added in order. Linear index over a grid_1d grid.

@@ -47,17 +47,7 @@
 //   matmul_nt (dx 128x8192x512)        157 ->  80 (2.0x)
 // about 510 -> 290 ms of a step, all three products together.
 
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    has_bias: u32,
-    // Read by matmul.wgsl's shared-memory kernels only; kept so both files share the Rust struct.
-    k_split: u32,
-    splits: u32,
-    _pad0: u32,
-    _pad1: u32,
-}
+//!include common/matmul_params.wgsl
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;

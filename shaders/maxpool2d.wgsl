@@ -38,7 +38,7 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 
-override WG: u32 = 64u;
+override WG: u32;
 
 fn linear_id(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * WG;

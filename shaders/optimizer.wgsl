@@ -35,12 +35,7 @@ struct Params {
     legacy_epsilon: u32,
 }
 
-struct StepState {
-    step: u32,
-    lr: f32,
-    adam_alpha: f32,
-    _pad: u32,
-}
+//!include common/step_state.wgsl
 
 alias v4 = vec4<f32>;
 
@@ -58,7 +53,7 @@ alias v4 = vec4<f32>;
 @group(0) @binding(5) var<storage, read_write> s1_4: array<v4>;
 @group(0) @binding(6) var<storage, read_write> s2_4: array<v4>;
 
-const WG: u32 = 256u;
+override WG: u32;
 
 fn index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * WG;

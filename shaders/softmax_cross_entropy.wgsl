@@ -31,11 +31,15 @@ struct Params {
     classes: u32,
 }
 
-struct StepState {
-    step: u32,
-    lr: f32,
-    adam_alpha: f32,
-    _pad: u32,
+//!include common/step_state.wgsl
+
+// What `softmax_cross_entropy` adds each batch into (`kernels::softmax_cross_entropy::Metrics`).
+struct Metrics {
+    loss_sum: f32,
+    correct: u32,
+    samples: u32,
+    // step + 1 of the first batch with a NaN or infinite loss; 0 while there is none.
+    first_bad_step: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -43,7 +47,7 @@ struct StepState {
 // softmax_cross_entropy only:
 @group(0) @binding(2) var<storage, read> labels: array<u32>;
 @group(0) @binding(3) var<storage, read_write> dlogits: array<f32>;
-@group(0) @binding(4) var<storage, read_write> metrics: array<u32>;
+@group(0) @binding(4) var<storage, read_write> metrics: Metrics;
 @group(0) @binding(5) var<storage, read> st: StepState;
 // softmax only (each entry point's layout holds only the variables it uses, so binding 2 is shared):
 @group(0) @binding(2) var<storage, read_write> probs: array<f32>;
@@ -113,19 +117,21 @@ fn softmax_cross_entropy(@builtin(local_invocation_index) lid: u32) {
         workgroupBarrier();
     }
     if lid == 0u {
-        metrics[0] = bitcast<u32>(bitcast<f32>(metrics[0]) + wg_loss[0]);
-        metrics[1] += wg_correct[0];
-        metrics[2] += p.batch;
-        if metrics[3] == 0u && wg_bad[0] != 0u {
-            metrics[3] = st.step + 1u;
+        metrics.loss_sum += wg_loss[0];
+        metrics.correct += wg_correct[0];
+        metrics.samples += p.batch;
+        if metrics.first_bad_step == 0u && wg_bad[0] != 0u {
+            metrics.first_bad_step = st.step + 1u;
         }
     }
 }
 
 // probs = softmax(logits) row by row, one invocation per row (prediction needs no loss).
-@compute @workgroup_size(64)
+override ROW_WG: u32;
+
+@compute @workgroup_size(ROW_WG)
 fn softmax(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let row = gid.x + gid.y * nwg.x * 64u;
+    let row = gid.x + gid.y * nwg.x * ROW_WG;
     if row >= p.batch {
         return;
     }

@@ -1,7 +1,7 @@
 //! Choosing an adapter and opening a device on it.
 //!
 //! We ask for the adapter's real limits (not WebGPU's conservative defaults) because the dense layer's
-//! weights and the data set are large, and for every optional feature we can use (timestamps, f16,
+//! weights and the data set are large, and for every optional feature we can use (timestamps,
 //! subgroups) without requiring any of them, so the same binary runs on any adapter.
 
 use std::fmt;
@@ -120,7 +120,6 @@ pub struct GpuOptions {
 const WANTED_FEATURES: wgpu::Features = wgpu::Features::TIMESTAMP_QUERY
     .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS)
     .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES)
-    .union(wgpu::Features::SHADER_F16)
     .union(wgpu::Features::SUBGROUP);
 
 /// An open device and what we learned about its adapter.
@@ -216,10 +215,6 @@ impl Gpu {
         })
     }
 
-    pub fn is_software(&self) -> bool {
-        self.info.device_type == wgpu::DeviceType::Cpu
-    }
-
     /// The matmul kernels in use, for display: `Registers`, `Registers+subgroups` or `Shared`.
     pub fn tiling_name(&self) -> String {
         if self.matmul_subgroups {
@@ -232,10 +227,6 @@ impl Gpu {
     /// Whether `shaders/matmul_subgroup.wgsl` runs correctly on this device (whatever the default).
     pub fn can_run_subgroup_matmul(&self) -> bool {
         subgroup_matmul(&self.info, self.features).0
-    }
-
-    pub fn has_timestamps(&self) -> bool {
-        self.features.contains(wgpu::Features::TIMESTAMP_QUERY)
     }
 
     /// Blocks until every submitted command has finished.
@@ -348,7 +339,7 @@ impl AdapterSummary {
         format!(
             "{self}\n    max buffer {:.0} MiB, max storage binding {:.0} MiB, storage buffers per stage {}\n    \
              workgroup: {} invocations, {}x{}x{} size, {} KiB shared memory; subgroups {}..{}\n    \
-             timestamps: {} (inside passes: {}), shader-f16: {}, subgroups: {}; matmul tiling (auto): {:?}{}",
+             timestamps: {} (inside passes: {}), subgroups: {}; matmul tiling (auto): {:?}{}",
             mib(l.max_buffer_size),
             mib(l.max_storage_buffer_binding_size),
             l.max_storage_buffers_per_shader_stage,
@@ -361,7 +352,6 @@ impl AdapterSummary {
             self.info.subgroup_max_size,
             has(wgpu::Features::TIMESTAMP_QUERY),
             has(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES),
-            has(wgpu::Features::SHADER_F16),
             has(wgpu::Features::SUBGROUP),
             Tiling::auto(self.info.device_type),
             if Tiling::auto(self.info.device_type) == Tiling::Registers

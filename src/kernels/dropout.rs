@@ -7,7 +7,30 @@
 use crate::gpu::{Cost, Dispatch, Gpu, Tensor, WORD};
 use crate::kernels::StepState;
 
-super::shader!("dropout.wgsl");
+super::shader!("dropout.wgsl", includes[super::common::STEP_STATE]);
+
+pub(super) fn contracts() -> Vec<super::Contract> {
+    vec![super::Contract {
+        shader: &SHADER,
+        structs: vec![
+            super::host_struct!(Params {
+                len,
+                seed_lo,
+                seed_hi,
+                salt,
+                rate,
+                scale
+            }),
+            super::host_struct!(StepState {
+                step,
+                lr,
+                adam_alpha,
+                _pad
+            }),
+        ],
+        consts: vec![],
+    }]
+}
 
 /// Invocations per workgroup; must match `WG` in the shader.
 const WG: u32 = 256;
@@ -71,7 +94,7 @@ fn dropout(
         name,
         &SHADER,
         entry,
-        &[],
+        &[("WG", WG as f64)],
         &params,
         &[input, output, step_state],
         super::grid(gpu, invocations, WG),

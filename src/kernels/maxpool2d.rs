@@ -7,6 +7,27 @@ use crate::shape::Pool2dShape;
 
 super::shader!("maxpool2d.wgsl");
 
+pub(super) fn contracts() -> Vec<super::Contract> {
+    vec![super::Contract {
+        shader: &SHADER,
+        structs: vec![super::host_struct!(Params {
+            n,
+            h,
+            w,
+            c,
+            pool_h,
+            pool_w,
+            stride_h,
+            stride_w,
+            oh,
+            ow,
+            pad_top,
+            pad_left
+        })],
+        consts: vec![],
+    }]
+}
+
 /// Invocations per workgroup (1-D grids).
 const WG: u32 = 64;
 

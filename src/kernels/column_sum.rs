@@ -1,8 +1,21 @@
-//! Column sums (bias gradients), `shaders/reduce.wgsl`.
+//! Column sums (bias gradients), `shaders/column_sum.wgsl`. CPU twin: `crate::reference::column_sum`.
 
 use crate::gpu::{Cost, Dispatch, Gpu, Tensor, Tiling, WORD};
 
-super::shader!("reduce.wgsl");
+super::shader!("column_sum.wgsl");
+
+pub(super) fn contracts() -> Vec<super::Contract> {
+    vec![super::Contract {
+        shader: &SHADER,
+        structs: vec![super::host_struct!(Params {
+            rows,
+            cols,
+            rows_per_chunk,
+            _pad
+        })],
+        consts: vec![("LANES", LANES as u32)],
+    }]
+}
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -26,8 +39,10 @@ pub fn column_sum_scratch(rows: usize, cols: usize) -> usize {
     }
 }
 
-/// Invocations per column in `column_sum_lanes` (the shader's LANES).
+/// Invocations per column in `column_sum_lanes` (the shader's `LANES`, an array bound).
 const LANES: usize = 64;
+/// Invocations per workgroup of `column_sum`: the shader's `WG` override.
+const WG: u32 = 64;
 
 /// out[c] = sum_r x[r, c] for x stored as [rows, cols]. Tall inputs take two dispatches through
 /// `scratch`, which must hold `column_sum_scratch(rows, cols)` words. The last pass has a workgroup
@@ -82,13 +97,13 @@ pub fn column_sum_with(
                 super::grid(gpu, cols * LANES, LANES as u32),
             )
         } else {
-            ("column_sum", super::grid(gpu, chunks * cols, 64))
+            ("column_sum", super::grid(gpu, chunks * cols, WG))
         };
         gpu.dispatch(
             "column_sum",
             &SHADER,
             entry,
-            &[],
+            &[("WG", WG as f64)],
             &params,
             &[input, output],
             groups,

@@ -35,7 +35,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read> dy4: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> dx4: array<vec4<f32>>;
 
-const WG: u32 = 256u;
+override WG: u32;
 
 @compute @workgroup_size(WG)
 fn relu_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {

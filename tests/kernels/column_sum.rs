@@ -1,4 +1,4 @@
-use cifar_wgpu::kernels::reduce::{column_sum_scratch, column_sum_with};
+use cifar_wgpu::kernels::column_sum::{column_sum_scratch, column_sum_with};
 use cifar_wgpu::reference;
 
 use crate::common::*;
@@ -30,7 +30,7 @@ fn column_sum_one_and_two_passes() {
         let out = poisoned(cols);
         let ds = column_sum_with(g, &tx, &scratch, &out, rows, cols, lanes);
         run_all(&ds);
-        let want = reference::reduce::column_sum(&to_f64(&x), rows, cols);
+        let want = reference::column_sum::column_sum(&to_f64(&x), rows, cols);
         compare(
             &format!(
                 "column_sum {rows}x{cols} ({} pass, {})",
