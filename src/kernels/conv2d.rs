@@ -3,7 +3,7 @@
 //! x [n, h, w, cin], w [kh, kw, cin, cout] (Keras' layout), b [cout], y / dy [n, oh, ow, cout].
 //! The bias and weight gradients end in `column_sum::column_sum`; see each function for its scratch space.
 
-use crate::gpu::{Cost, Dispatch, Gpu, Tensor, Tiling, WORD};
+use crate::gpu::{Conv2dFlavour, Cost, Dispatch, Gpu, Tensor, WORD};
 use crate::kernels::column_sum::{column_sum, column_sum_scratch};
 use crate::shape::Conv2dShape;
 
@@ -47,7 +47,7 @@ const PX: usize = 8;
 const ROWS_PER_CHUNK: usize = 128;
 
 /// Register tiles of `conv2d_forward` and `conv2d_backward_weight`: the shader's override constants.
-/// Two sets, chosen by the adapter's `Tiling` (see the header of `shaders/conv2d.wgsl` for the
+/// Two sets, chosen by `gpu.flavours.conv2d` (see the header of `shaders/conv2d.wgsl` for the
 /// measurements behind them); the `_tiled` functions take one explicitly, so tests check both.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Conv2dTiles {
@@ -83,11 +83,11 @@ impl Conv2dTiles {
         weight_quads: 8,
     };
 
-    /// The tiles for `gpu`'s adapter: `SOFTWARE` with register tiling, `GPU` otherwise.
+    /// The tiles of `gpu.flavours.conv2d`.
     pub fn of(gpu: &Gpu) -> Conv2dTiles {
-        match gpu.tiling {
-            Tiling::Registers => Conv2dTiles::SOFTWARE,
-            Tiling::Shared => Conv2dTiles::GPU,
+        match gpu.flavours.conv2d {
+            Conv2dFlavour::BigTiles => Conv2dTiles::SOFTWARE,
+            Conv2dFlavour::SmallTiles => Conv2dTiles::GPU,
         }
     }
 

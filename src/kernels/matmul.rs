@@ -1,7 +1,7 @@
 //! Dense-layer products, `shaders/matmul.wgsl`, and `shaders/matmul_subgroup.wgsl` on adapters with
 //! subgroups.
 
-use crate::gpu::{Cost, Dispatch, Gpu, Tensor, Tiling, WORD, grid_1d};
+use crate::gpu::{Cost, Dispatch, Gpu, MatmulFlavour, Tensor, WORD, grid_1d};
 use crate::shape::MatmulShape;
 
 super::shader!("matmul.wgsl", includes[super::common::MATMUL_PARAMS]);
@@ -104,15 +104,13 @@ pub enum Plan {
 }
 
 impl Plan {
-    /// The plan for `s` with the given flavour, choosing the number of splits for `Shared`, and
-    /// subgroups for `Registers` where `gpu.matmul_subgroups` says the adapter runs them.
-    pub fn auto(gpu: &Gpu, tiling: Tiling, s: MatmulShape) -> Plan {
-        match tiling {
-            Tiling::Registers if gpu.matmul_subgroups && subgroup_entry_point(s).is_some() => {
-                Plan::Subgroups
-            }
-            Tiling::Registers => Plan::Registers,
-            Tiling::Shared => Plan::Shared {
+    /// The plan for `s` in `flavour`: the number of splits for `Shared`, and `Registers` for the
+    /// shapes the subgroup kernels do not cover.
+    pub fn auto(gpu: &Gpu, flavour: MatmulFlavour, s: MatmulShape) -> Plan {
+        match flavour {
+            MatmulFlavour::Subgroups if subgroup_entry_point(s).is_some() => Plan::Subgroups,
+            MatmulFlavour::Registers | MatmulFlavour::Subgroups => Plan::Registers,
+            MatmulFlavour::Shared => Plan::Shared {
                 splits: shared_splits(s, (gpu.max_binding_bytes() / WORD) as usize),
             },
         }
@@ -199,7 +197,7 @@ struct Params {
     _pad1: u32,
 }
 
-/// c = op(a) * op(b) (+ bias broadcast over rows), with the kernels of `gpu.tiling`. One dispatch, or
+/// c = op(a) * op(b) (+ bias broadcast over rows), with the kernels of `gpu.flavours.matmul`. One dispatch, or
 /// two when the shared-memory kernel splits K; record them in order.
 pub fn matmul(
     gpu: &Gpu,
@@ -209,7 +207,15 @@ pub fn matmul(
     c: &Tensor,
     s: MatmulShape,
 ) -> Vec<Dispatch> {
-    matmul_planned(gpu, a, b, bias, c, s, Plan::auto(gpu, gpu.tiling, s))
+    matmul_planned(
+        gpu,
+        a,
+        b,
+        bias,
+        c,
+        s,
+        Plan::auto(gpu, gpu.flavours.matmul, s),
+    )
 }
 
 /// `matmul` with the flavour and number of splits given (the tests run every plan on one device).
