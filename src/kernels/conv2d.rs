@@ -47,8 +47,8 @@ const PX: usize = 8;
 const ROWS_PER_CHUNK: usize = 128;
 
 /// Register tiles of `conv2d_forward` and `conv2d_backward_weight`: the shader's override constants.
-/// Two sets, chosen by `gpu.flavours.conv2d` (see the header of `shaders/conv2d.wgsl` for the
-/// measurements behind them); the `_tiled` functions take one explicitly, so tests check both.
+/// Two sets, chosen by `gpu.flavours.conv2d` (docs/PERFORMANCE.md has the measurements behind them);
+/// the `_tiled` functions take one explicitly, so tests check both.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Conv2dTiles {
     /// `conv2d_forward`: pixels along a row per invocation (1 to 32).
@@ -63,8 +63,7 @@ pub struct Conv2dTiles {
 
 impl Conv2dTiles {
     /// Small tiles, many invocations: what a real GPU wants (the notebook layer at batch 128 is
-    /// 131,072 forward and 57,344 weight-gradient invocations, 44 and 63 µs on an H200; the
-    /// software set takes 900 and 1,200 µs there).
+    /// 131,072 forward and 57,344 weight-gradient invocations; docs/PERFORMANCE.md has the timings).
     pub const GPU: Conv2dTiles = Conv2dTiles {
         forward_pixels: 8,
         forward_quads: 1,

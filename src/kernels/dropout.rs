@@ -84,7 +84,7 @@ fn dropout(
         rate,
         scale: scale(rate),
     };
-    // Four elements per invocation when the length allows (2.5x faster on lavapipe, see the shader).
+    // Four elements per invocation when the length allows (2.5x faster on lavapipe, docs/PERFORMANCE.md).
     let (entry, invocations) = if n.is_multiple_of(4) {
         ("dropout_vec4", n / 4)
     } else {

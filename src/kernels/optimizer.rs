@@ -151,7 +151,7 @@ pub fn update(
     let mut buffers = vec![params, grads, step_state];
     buffers.extend_from_slice(state);
     // Four parameters per invocation when the length allows (the model's flat buffer always does):
-    // 2.3x faster on lavapipe, see the shader. The dispatch keeps the rule's name in profiles.
+    // 2.3x faster on lavapipe (docs/PERFORMANCE.md). The dispatch keeps the rule's name in profiles.
     let (shader_entry, invocations) = if n.is_multiple_of(4) {
         (vec4_entry(entry), n / 4)
     } else {

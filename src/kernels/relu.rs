@@ -22,7 +22,7 @@ struct Params {
 }
 
 /// The entry point and invocation count for `n` elements: four per invocation when `n` allows it
-/// (2x faster on lavapipe, see the shader), else one.
+/// (twice as fast on lavapipe, docs/PERFORMANCE.md), else one.
 fn entry(scalar: &'static str, vec4: &'static str, n: usize) -> (&'static str, usize) {
     if n.is_multiple_of(4) {
         (vec4, n / 4)
