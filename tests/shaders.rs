@@ -129,11 +129,21 @@ fn contract_mismatches(c: &Contract) -> Vec<String> {
         })
         .collect();
     bad.extend(const_mismatches(&module, &c.consts));
+    // Every struct the shader declares is in the contract, so none is left unchecked.
+    for (_, ty) in module.types.iter() {
+        if let (Some(name), naga::TypeInner::Struct { .. }) = (&ty.name, &ty.inner)
+            && !name.starts_with("__")
+            && !c.structs.iter().any(|s| s.name == name)
+        {
+            bad.push(format!("struct {name} is not in the contract"));
+        }
+    }
     bad
 }
 
-/// Every `#[repr(C)]` struct the host shares with a shader has the WGSL struct's size and its fields'
-/// names, offsets and types in order; every Rust constant a shader mirrors as a `const` has its value.
+/// Every WGSL struct is in its shader's contract; every `#[repr(C)]` struct the host shares with a
+/// shader has the WGSL struct's size and its fields' names, offsets and types in order; every Rust
+/// constant a shader mirrors as a `const` has its value.
 #[test]
 fn host_structs_and_constants_match_the_shaders() {
     let mut failures = Vec::new();

@@ -1,6 +1,8 @@
 //! Rust wrappers for the WGSL kernels in `shaders/`: each builds `Dispatch`es from tensors and shapes,
 //! deriving workgroup counts, and states the FLOPs and bytes of each launch. One module per shader file;
-//! the CPU twin of each module is in `crate::reference` under the same name.
+//! the CPU twin of each module is in `crate::reference` under the same name. Each module also lists its
+//! shader's `Contract` with the host (the structs and constants both sides declare), which
+//! tests/shaders.rs checks against the shader with naga.
 
 pub mod column_sum;
 pub mod conv2d;
@@ -151,10 +153,7 @@ pub fn all_shaders() -> Vec<&'static Shader> {
 
 /// Values that change from one training step to the next, in a small storage buffer the host rewrites
 /// (with `queue.write_buffer`, not a round trip) before each step's submission. Kernels that need them
-/// bind it read-only and declare the same struct:
-/// ```wgsl
-/// struct StepState { step: u32, lr: f32, adam_alpha: f32, _pad: u32 }
-/// ```
+/// bind it read-only and include its WGSL twin, `shaders/common/step_state.wgsl`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct StepState {
