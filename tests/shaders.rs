@@ -261,3 +261,27 @@ fn includes_are_resolved_once_each() {
         }
     }
 }
+
+/// Workgroup and tile sizes that are `override`s have no default in WGSL: the Rust constant passed at
+/// pipeline creation is their only definition, and a pipeline built without it fails instead of running
+/// a stale default. (The boolean TRANS_A / TRANS_B keep `false`: no transpose.)
+#[test]
+fn size_overrides_have_no_default() {
+    let mut sizes = 0;
+    for shader in cifar_wgpu::kernels::all_shaders() {
+        let module = parse(shader);
+        for (_, o) in module.overrides.iter() {
+            let name = o.name.as_deref().unwrap_or("?");
+            if wgsl_type(&module, o.ty) == "u32" {
+                assert!(
+                    o.init.is_none(),
+                    "{}: override {name} has a default",
+                    shader.name
+                );
+                sizes += 1;
+            }
+        }
+    }
+    assert!(sizes > 0);
+    println!("{sizes} size overrides, none with a default");
+}
