@@ -8,7 +8,7 @@ use common_gpu::{every_layer_model, gpu, small_cnn};
 use cifar_wgpu::data::{self, Dataset};
 use cifar_wgpu::gpu::{Gpu, GpuOptions, Tiling, run_dispatches};
 use cifar_wgpu::kernels::gather::{DeviceImages, upload_images};
-use cifar_wgpu::model::{Sequential, reference};
+use cifar_wgpu::model::reference;
 use cifar_wgpu::optimizer::Optimizer;
 use cifar_wgpu::train::{DeviceSplit, FitConfig, Metrics, Mode, Network, Progress, Trainer};
 
