@@ -14,10 +14,6 @@ pub mod optimizer;
 pub mod relu;
 pub mod softmax_cross_entropy;
 
-// TODO(integrator): remove after call sites move (src/train/network.rs).
-pub use column_sum as reduce;
-pub use relu as activation;
-
 use crate::gpu::Shader;
 
 /// Declares a `static SHADER` for a file under `shaders/`, optionally with the shared files under

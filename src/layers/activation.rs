@@ -39,7 +39,7 @@ impl Activation {
     /// y = f(z) on the CPU.
     pub(super) fn cpu_forward(self, z: Vec<f64>) -> Vec<f64> {
         match self {
-            Activation::Relu => reference::activation::relu_forward(&z),
+            Activation::Relu => reference::relu::relu_forward(&z),
             Activation::Linear | Activation::Softmax => z,
         }
     }
@@ -47,7 +47,7 @@ impl Activation {
     /// dz from dy, given the activation's input z.
     pub(super) fn cpu_backward(self, z: &[f64], dy: Vec<f64>) -> Vec<f64> {
         match self {
-            Activation::Relu => reference::activation::relu_backward(z, &dy),
+            Activation::Relu => reference::relu::relu_backward(z, &dy),
             Activation::Linear | Activation::Softmax => dy,
         }
     }
@@ -114,11 +114,11 @@ struct Relu;
 
 impl GpuOp for Relu {
     fn forward(&self, s: &GpuStep, x: &Tensor, y: &Tensor) -> Vec<Dispatch> {
-        vec![kernels::activation::relu_forward(s.gpu, x, y)]
+        vec![kernels::relu::relu_forward(s.gpu, x, y)]
     }
 
     fn backward(&self, s: &GpuStep, x: &Tensor, dy: &Tensor, dx: Option<&Tensor>) -> Vec<Dispatch> {
-        dx.map(|dx| kernels::activation::relu_backward(s.gpu, x, dy, dx))
+        dx.map(|dx| kernels::relu::relu_backward(s.gpu, x, dy, dx))
             .into_iter()
             .collect()
     }

@@ -166,7 +166,9 @@ impl LayerKind for Conv2D {
         let shape = self.shape(input, s.batch);
         let z = reference::conv2d::conv2d_forward(x, p[0], p[1], shape);
         let dz = self.activation.cpu_backward(&z, dy.to_vec());
-        let (dx, dw, db) = reference::conv2d::conv2d_backward(x, p[0], &dz, shape);
+        let dx = reference::conv2d::conv2d_backward_input(&dz, p[0], shape);
+        let dw = reference::conv2d::conv2d_backward_weight(x, &dz, shape);
+        let db = reference::conv2d::conv2d_backward_bias(&dz, shape);
         (dx, vec![dw, db])
     }
 }

@@ -85,7 +85,7 @@ impl LayerKind for Dense {
             db: l.grads[1].clone(),
             bias_scratch: l.gpu.zeros(
                 "bias scratch",
-                kernels::reduce::column_sum_scratch(l.max_batch, self.units).max(1),
+                kernels::column_sum::column_sum_scratch(l.max_batch, self.units).max(1),
             ),
         };
         let mut ops: Vec<Box<dyn GpuOp>> = vec![Box::new(dense)];
@@ -152,7 +152,7 @@ impl GpuOp for DenseOp {
                 ..MatmulShape::new(inp, units, batch)
             },
         );
-        out.extend(kernels::reduce::column_sum(
+        out.extend(kernels::column_sum::column_sum(
             s.gpu,
             dy,
             &self.bias_scratch,

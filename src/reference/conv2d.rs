@@ -130,21 +130,6 @@ pub fn conv2d_backward_bias(dy: &[f64], s: Conv2dShape) -> Vec<f64> {
     super::column_sum::column_sum(dy, s.n * s.out_h() * s.out_w(), s.cout)
 }
 
-/// (dx, dw, db) from the three twins above.
-// TODO(integrator): remove after call sites move (src/model/reference.rs).
-pub fn conv2d_backward(
-    x: &[f64],
-    w: &[f64],
-    dy: &[f64],
-    s: Conv2dShape,
-) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
-    (
-        conv2d_backward_input(dy, w, s),
-        conv2d_backward_weight(x, dy, s),
-        conv2d_backward_bias(dy, s),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,8 +12,5 @@ pub mod optimizer;
 pub mod relu;
 pub mod softmax_cross_entropy;
 
-// TODO(integrator): remove after call sites move (src/model/reference.rs).
-pub use relu as activation;
-
 #[cfg(test)]
 pub(crate) mod gradcheck;
