@@ -8,7 +8,7 @@ use common_gpu::{every_layer_model, gpu, small_cnn};
 use cifar_wgpu::data::{self, Dataset};
 use cifar_wgpu::gpu::{Gpu, GpuOptions, Tiling, run_dispatches};
 use cifar_wgpu::kernels::gather::{DeviceImages, upload_images};
-use cifar_wgpu::model::{Sequential, reference};
+use cifar_wgpu::model::reference;
 use cifar_wgpu::optimizer::Optimizer;
 use cifar_wgpu::train::{DeviceSplit, FitConfig, Metrics, Mode, Network, Progress, Trainer};
 
@@ -241,6 +241,39 @@ fn interrupt_and_resume_ends_with_the_same_weights_as_a_straight_run() {
         "resumed run ended with other weights"
     );
     assert_eq!(ls, lr, "resumed run reported other losses");
+}
+
+/// Regression: the trainer cached each data set's programs under the address of its uploaded
+/// images, so images uploaded where dropped ones had lived were served the old bindings, and
+/// evaluating them silently evaluated the old data.
+#[test]
+fn images_uploaded_where_dropped_ones_lived_are_not_served_old_programs() {
+    let g = gpu();
+    let first = data::synthetic::learnable(0, 48, 12, 12, 3, 4, 1);
+    let second = data::synthetic::learnable(0, 48, 12, 12, 3, 4, 2);
+    let model = small_cnn([12, 12, 3], 8, 32, 4);
+    let params = model.init_params(1).unwrap();
+    let trainer = || {
+        let net = Network::new(g, &model, Optimizer::rmsprop_default(), &params, 16, 1).unwrap();
+        Trainer::new(g, net)
+    };
+    let mut cached = trainer();
+    let mut images = device_data(g, &first).1;
+    let address = &images as *const DeviceImages;
+    let (_, old) = cached
+        .evaluate_with_logits(&DeviceSplit::all(&images), 16)
+        .unwrap();
+    // Assigning drops the first upload and puts the second in the same place.
+    images = device_data(g, &second).1;
+    assert_eq!(address, &images as *const DeviceImages);
+    let (_, got) = cached
+        .evaluate_with_logits(&DeviceSplit::all(&images), 16)
+        .unwrap();
+    let (_, want) = trainer()
+        .evaluate_with_logits(&DeviceSplit::all(&images), 16)
+        .unwrap();
+    assert_ne!(old, want, "the two data sets should give different logits");
+    assert_eq!(got, want);
 }
 
 #[test]

@@ -5,6 +5,7 @@ mod buffer;
 mod context;
 mod error;
 mod kernel;
+mod submit;
 pub mod timing;
 
 pub use buffer::{Tensor, WORD};
@@ -14,3 +15,4 @@ pub use context::{
 };
 pub use error::GpuError;
 pub use kernel::{Cost, Dispatch, Kernels, Shader, grid_1d, run_dispatches};
+pub use submit::{InFlight, Op, Readback, Submission};
