@@ -14,13 +14,14 @@ use cifar_wgpu::model::Sequential;
 use cifar_wgpu::model::io::write_atomic;
 use cifar_wgpu::optimizer::Optimizer;
 use cifar_wgpu::report::ReportSummary;
+use cifar_wgpu::session::bench;
 use cifar_wgpu::session::{
     self, EvaluateOptions, Observer, SessionError, SessionOptions, SessionOutcome, Start,
     TrainingStart,
 };
 use cifar_wgpu::train::profile::ProfileReport;
 use cifar_wgpu::train::{Event, FitConfig, Metrics, Progress};
-use cifar_wgpu::train::{bench, output, profile};
+use cifar_wgpu::train::{output, profile};
 
 /// Any failure, printed as `error: ...`.
 type Error = SessionError;
@@ -461,7 +462,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 None => data::synthetic::random_like_cifar(args.batch_size, 0, 0),
             };
             let gpu = args.gpu.open()?;
-            let (report, timings) = profile::profile_notebook(
+            let (report, timings) = session::profile(
                 &gpu,
                 &ds,
                 args.optimizer.build(),
@@ -565,6 +566,7 @@ fn train(args: TrainArgs) -> Result<ExitCode, Error> {
     };
     let mut console = Console::new(args.quiet, args.log_json);
     let stop = console.stop.clone();
+    let stop = |_: &Progress| stop.load(Ordering::SeqCst);
     match session::train(&opts, &stop, &mut console)? {
         SessionOutcome::Finished { .. } => Ok(ExitCode::SUCCESS),
         SessionOutcome::Interrupted {

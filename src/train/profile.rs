@@ -6,13 +6,9 @@ use std::fmt;
 
 use serde_json::json;
 
-use crate::data::Dataset;
 use crate::gpu::timing::{GpuTimer, StepTiming, TimingMode};
 use crate::gpu::{Cost, Dispatch, Gpu, GpuError};
-use crate::kernels::gather::{DeviceImages, upload_images};
-use crate::model::Sequential;
-use crate::optimizer::Optimizer;
-use crate::session::SessionError;
+use crate::kernels::gather::DeviceImages;
 use crate::train::{Mode, Network};
 
 /// One kernel's line in the table, per training step.
@@ -184,37 +180,6 @@ pub fn profile_steps(
         summarize(&timings, timer.mode, &gpu.info.name, batch),
         timings,
     ))
-}
-
-/// `cifar-wgpu profile`: the notebook's model sized to `ds`, with fresh weights (seed 0), profiled
-/// on the first `batch` training images of `ds`.
-pub fn profile_notebook(
-    gpu: &Gpu,
-    ds: &Dataset,
-    optimizer: Optimizer,
-    batch: usize,
-    warmup: usize,
-    steps: usize,
-    allow_timestamps: bool,
-) -> Result<(ProfileReport, Vec<StepTiming>), SessionError> {
-    let model = Sequential::notebook([ds.height, ds.width, ds.channels], ds.num_classes());
-    let images = upload_images(
-        gpu,
-        &ds.train.images,
-        &ds.train.labels,
-        ds.image_bytes(),
-        gpu.max_binding_bytes(),
-    )?;
-    let net = Network::new(gpu, &model, optimizer, &model.init_params(0)?, batch, 0)?;
-    Ok(profile_steps(
-        gpu,
-        &net,
-        &images,
-        batch,
-        warmup,
-        steps,
-        allow_timestamps,
-    )?)
 }
 
 /// The Chrome trace event format (chrome://tracing, Perfetto): one track for GPU kernels, one for

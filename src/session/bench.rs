@@ -2,7 +2,6 @@
 //! so the two figures compare directly: 40,000 training images in batches of 128 plus 10,000
 //! validation images per epoch, one warm-up epoch not counted, the best epoch reported.
 
-use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use serde::Serialize;
@@ -63,7 +62,7 @@ pub fn bench(
         profile: false,
         started: Instant::now(),
     };
-    let history = match session::run(gpu, ds, plan, &AtomicBool::new(false), &mut Silent)? {
+    let history = match session::run(gpu, ds, plan, &|_| false, &mut Silent)? {
         SessionOutcome::Finished { history, .. } => history,
         SessionOutcome::Interrupted { .. } => unreachable!("nothing asks the benchmark to stop"),
     };

@@ -1,14 +1,20 @@
 //! The commands' work, from arguments to results, for the CLI, the benchmark and tests alike:
 //! [`train`] runs a whole training session (load the data, place the model, fit with checkpoints,
-//! save the model folder, evaluate on the test set, write the report); [`evaluate`] and [`predict`]
-//! run a saved model. Nothing here prints: what happens is told to an [`Observer`], and the CLI's
-//! observer draws the progress bar or the JSON log.
+//! save the model folder, evaluate on the test set, write the report), [`run`] the same once data
+//! and device are in hand (the benchmark, tests); [`evaluate`] and [`predict`] run a saved model,
+//! [`profile`] times a training step. Nothing here prints: what happens is told to an [`Observer`],
+//! and the CLI's observer draws the progress bar or the JSON log.
+//!
+//! The flow is one-way: `main.rs` calls `session`, which calls `data`, `train`, `report` and `gpu`;
+//! nothing below calls back up.
+
+pub mod bench;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use crate::data::{self, DataOptions, Dataset};
+use crate::gpu::timing::StepTiming;
 use crate::gpu::{Gpu, GpuOptions};
 use crate::keras;
 use crate::kernels::gather::{DeviceImages, upload_images};
@@ -126,10 +132,13 @@ pub struct Plan {
     pub started: Instant,
 }
 
-/// `cifar-wgpu train`: the whole session. `stop` is polled after every batch (Ctrl-C in the CLI).
+/// Asked after every batch whether to stop there (Ctrl-C in the CLI).
+pub type Stop<'a> = &'a dyn Fn(&Progress) -> bool;
+
+/// `cifar-wgpu train`: the whole session.
 pub fn train(
     opts: &SessionOptions,
-    stop: &AtomicBool,
+    stop: Stop,
     observer: &mut dyn Observer,
 ) -> Result<SessionOutcome, SessionError> {
     let started = Instant::now();
@@ -195,7 +204,7 @@ pub fn run(
     gpu: &Gpu,
     ds: &Dataset,
     plan: Plan,
-    stop: &AtomicBool,
+    stop: Stop,
     observer: &mut dyn Observer,
 ) -> Result<SessionOutcome, SessionError> {
     let fit = &plan.fit;
@@ -228,13 +237,9 @@ pub fn run(
     })?;
     let checkpoint = plan.out.as_deref().map(checkpoint_dir);
     while trainer.progress.epoch < fit.epochs {
-        let done = trainer.train_epoch(
-            fit,
-            &train_split,
-            Some(&val_split),
-            &|_| stop.load(Ordering::SeqCst),
-            &mut |e| observer.event(e),
-        )?;
+        let done = trainer.train_epoch(fit, &train_split, Some(&val_split), stop, &mut |e| {
+            observer.event(e)
+        })?;
         if let Some(dir) = &checkpoint {
             trainer
                 .checkpoint(&ds.class_names, fit, plan.validation_split)?
@@ -304,6 +309,31 @@ pub fn run(
         history: trainer.history,
         test,
     })
+}
+
+/// `cifar-wgpu profile`: the notebook's model sized to `ds`, with fresh weights (seed 0), profiled
+/// on the first `batch` training images of `ds`.
+pub fn profile(
+    gpu: &Gpu,
+    ds: &Dataset,
+    optimizer: Optimizer,
+    batch: usize,
+    warmup: usize,
+    steps: usize,
+    allow_timestamps: bool,
+) -> Result<(ProfileReport, Vec<StepTiming>), SessionError> {
+    let model = Sequential::notebook([ds.height, ds.width, ds.channels], ds.num_classes());
+    let images = upload(gpu, &ds.train.images, &ds.train.labels, ds)?;
+    let net = Network::new(gpu, &model, optimizer, &model.init_params(0)?, batch, 0)?;
+    Ok(profile::profile_steps(
+        gpu,
+        &net,
+        &images,
+        batch,
+        warmup,
+        steps,
+        allow_timestamps,
+    )?)
 }
 
 /// `evaluate` and `report`: a saved model on a data set's test images.
