@@ -66,9 +66,16 @@ fn check_pinned(g: &Gpu, name: &str, got: &[f32]) {
         got.len()
     );
     if g.info.name.contains(PINNED_ADAPTER) {
-        assert_eq!(differing, 0, "{name}: weights changed (max diff {worst:.2e})");
+        assert_eq!(
+            differing, 0,
+            "{name}: weights changed (max diff {worst:.2e})"
+        );
     } else {
-        assert!(worst <= 1e-4, "{name}: max diff {worst:.2e} on {}", g.info.name);
+        assert!(
+            worst <= 1e-4,
+            "{name}: max diff {worst:.2e} on {}",
+            g.info.name
+        );
     }
 }
 
@@ -77,7 +84,15 @@ fn three_steps(g: &Gpu) -> Vec<f32> {
     let (input, classes, batch) = ([9, 7, 3], 4, 5);
     let model = every_layer_model(input, classes);
     let params = model.init_params(11).unwrap();
-    let net = Network::new(g, &model, Optimizer::rmsprop_default(), &params, batch, 1234).unwrap();
+    let net = Network::new(
+        g,
+        &model,
+        Optimizer::rmsprop_default(),
+        &params,
+        batch,
+        1234,
+    )
+    .unwrap();
     for step in 1..=3u32 {
         let x: Vec<f32> = (0..batch * 9 * 7 * 3)
             .map(|i| ((i * 7919 + step as usize * 104_729) % 256) as f32 / 255.0)
