@@ -1,9 +1,9 @@
 //! `model.fit` and `model.evaluate` on the GPU.
 //!
 //! Per batch the host does three things and never waits: it writes the step state (step number,
-//! learning rate), records a copy of the batch's slice of the epoch's shuffled index buffer plus the
-//! step's dispatches into one encoder, and submits it. At most two submissions are in flight; the
-//! progress bar is fed from a non-blocking readback of metrics summed on the GPU.
+//! learning rate), submits a copy of the batch's slice of the epoch's shuffled index buffer plus the
+//! step's dispatches as one submission (`Gpu::submit`). At most two submissions are in flight; the
+//! progress bar is fed from a non-blocking `Readback` of metrics summed on the GPU.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -213,7 +213,8 @@ impl<'g> Trainer<'g> {
         })
     }
 
-    /// Submits one batch: the copy of its indices, its program, then `after` (copies of results).
+    /// Submits one batch: the copy of its indices, its program, then `after` (a copy of its logits
+    /// or a snapshot of the running metrics).
     fn submit_batch(
         &mut self,
         data: &DeviceImages,
@@ -230,11 +231,9 @@ impl<'g> Trainer<'g> {
             from: &from,
             to: &to,
         };
-        let program = self.program(data, count, mode);
-        match after {
-            Some(after) => gpu.submit(&[copy, Op::Pass(program), after]),
-            None => gpu.submit(&[copy, Op::Pass(program)]),
-        }
+        let mut ops = vec![copy, Op::Pass(self.program(data, count, mode))];
+        ops.extend(after);
+        gpu.submit(&ops)
     }
 
     /// One epoch of training over `train` and, if it is not empty, evaluation on `val`.
