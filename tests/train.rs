@@ -5,17 +5,22 @@
 mod common_gpu;
 use common_gpu::{every_layer_model, gpu, small_cnn};
 
+use std::path::Path;
 use std::time::Instant;
 
-use cifar_wgpu::data::{self, Dataset};
+use cifar_wgpu::data::{self, DataOptions, Dataset};
 use cifar_wgpu::gpu::{Gpu, GpuOptions, Tiling, run_dispatches};
 use cifar_wgpu::kernels::gather::{DeviceImages, upload_images};
 use cifar_wgpu::model::io::SavedModel;
 use cifar_wgpu::model::reference;
 use cifar_wgpu::optimizer::Optimizer;
-use cifar_wgpu::session::{self, Plan, SessionOutcome, Silent};
+use cifar_wgpu::report::ReportSummary;
+use cifar_wgpu::session::{
+    self, EvaluateOptions, Observer, Plan, SessionError, SessionOptions, SessionOutcome, Silent,
+    Start, TrainingStart,
+};
 use cifar_wgpu::train::checkpoint::Checkpoint;
-use cifar_wgpu::train::{DeviceSplit, FitConfig, Metrics, Mode, Network, Progress, Trainer};
+use cifar_wgpu::train::{DeviceSplit, Event, FitConfig, Metrics, Mode, Network, Progress, Trainer};
 
 fn rel_err(name: &str, got: &[f32], want: &[f64], tol: f64) {
     assert_eq!(got.len(), want.len(), "{name}: length");
@@ -237,6 +242,101 @@ fn interrupt_and_resume_ends_with_the_same_weights_as_a_straight_run() {
         "resumed run ended with other weights"
     );
     assert_eq!(ls, lr, "resumed run reported other losses");
+}
+
+/// Writes down which stages a session reports, in order.
+#[derive(Default)]
+struct Stages(Vec<String>);
+
+impl Observer for Stages {
+    fn data_loaded(&mut self, ds: &Dataset, _: f64) {
+        self.0.push(format!("data {}", ds.train.len()));
+    }
+    fn gpu_opened(&mut self, _: &Gpu) {
+        self.0.push("gpu".into());
+    }
+    fn training_starts(&mut self, s: &TrainingStart) -> Result<(), SessionError> {
+        self.0
+            .push(format!("start {}+{}", s.train_images, s.val_images));
+        Ok(())
+    }
+    fn event(&mut self, e: Event) {
+        if let Event::EpochEnd(log) = e {
+            self.0.push(format!("epoch {}", log.epoch));
+        }
+    }
+    fn model_saved(&mut self, _: &Path) {
+        self.0.push("saved".into());
+    }
+    fn tested(&mut self, m: &Metrics, _: f64) {
+        self.0.push(format!("tested {}", m.count));
+    }
+    fn report_written(&mut self, _: &ReportSummary, _: &Path) {
+        self.0.push("report".into());
+    }
+}
+
+#[test]
+fn a_training_session_runs_every_stage_in_order_and_evaluate_agrees_with_its_test() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("cifar-10-binary.tar.gz");
+    let ds = data::synthetic::learnable(100, 30, 32, 32, 3, 10, 6);
+    data::writers::write_cifar_binary_tar_gz(&ds, &archive).unwrap();
+    let data = DataOptions {
+        data: Some(archive),
+        offline: true,
+        keras_datasets: None,
+        ..DataOptions::default()
+    };
+    let out = dir.path().join("run");
+    let opts = SessionOptions {
+        data: data.clone(),
+        gpu: GpuOptions::default(),
+        start: Start::Notebook,
+        fit: FitConfig {
+            epochs: 2,
+            batch_size: 25,
+            ..FitConfig::default()
+        },
+        optimizer: Optimizer::rmsprop_default(),
+        validation_split: 0.2,
+        out: out.clone(),
+        profile: false,
+    };
+    let mut stages = Stages::default();
+    let outcome = session::train(&opts, &|_| false, &mut stages).unwrap();
+    assert_eq!(
+        stages.0,
+        [
+            "data 100",
+            "gpu",
+            "start 80+20",
+            "epoch 1",
+            "epoch 2",
+            "saved",
+            "tested 30",
+            "report"
+        ]
+    );
+    let SessionOutcome::Finished { history, test } = outcome else {
+        panic!("the session was not asked to stop");
+    };
+    assert_eq!(history.len(), 2);
+    assert!(out.join("report.html").is_file() && out.join("checkpoint").is_dir());
+    let evaluation = session::evaluate(
+        &EvaluateOptions {
+            model: out,
+            data,
+            gpu: GpuOptions::default(),
+            batch_size: 25,
+            report: None,
+        },
+        &mut Silent,
+    )
+    .unwrap();
+    assert_eq!(Some(evaluation.metrics), test);
+    let correct: usize = evaluation.per_class.iter().map(|c| c.0).sum();
+    assert_eq!(correct as u32, evaluation.metrics.correct);
 }
 
 /// Regression: the trainer cached each data set's programs under the address of its uploaded
