@@ -14,14 +14,12 @@ use cifar_wgpu::model::Sequential;
 use cifar_wgpu::model::io::write_atomic;
 use cifar_wgpu::optimizer::Optimizer;
 use cifar_wgpu::report::ReportSummary;
-use cifar_wgpu::session::bench;
 use cifar_wgpu::session::{
     self, EvaluateOptions, Observer, SessionError, SessionOptions, SessionOutcome, Start,
-    TrainingStart,
+    TrainingStart, bench,
 };
-use cifar_wgpu::train::profile::ProfileReport;
-use cifar_wgpu::train::{Event, FitConfig, Metrics, Progress};
-use cifar_wgpu::train::{output, profile};
+use cifar_wgpu::train::profile::{self, ProfileReport};
+use cifar_wgpu::train::{Event, FitConfig, Metrics, Progress, output};
 
 /// Any failure, printed as `error: ...`.
 type Error = SessionError;
@@ -642,8 +640,6 @@ fn print_prediction(p: &session::Prediction, names: &[String], json: bool) {
 
 /// The terminal side of a session: what it prints as the library reports progress.
 struct Console {
-    quiet: bool,
-    json: bool,
     display: Display,
     /// Set by the first Ctrl-C once training runs.
     stop: Arc<AtomicBool>,
@@ -652,8 +648,6 @@ struct Console {
 impl Console {
     fn new(quiet: bool, json: bool) -> Console {
         Console {
-            quiet,
-            json,
             display: Display::new(quiet, json),
             stop: Arc::new(AtomicBool::new(false)),
         }
@@ -690,7 +684,7 @@ impl Observer for Console {
     }
 
     fn training_starts(&mut self, s: &TrainingStart) -> Result<(), SessionError> {
-        if !self.quiet && !self.json {
+        if !self.display.quiet && !self.display.json {
             println!("{}", s.model.summary()?);
         }
         eprintln!(
