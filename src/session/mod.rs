@@ -2,7 +2,7 @@
 //! [`train`] runs a whole training session (load the data, place the model, fit with checkpoints,
 //! save the model folder, evaluate on the test set, write the report), [`run`] the same once data
 //! and device are in hand (the benchmark, tests); [`evaluate`] and [`predict`] run a saved model,
-//! [`profile`] times a training step. Nothing here prints: what happens is told to an [`Observer`],
+//! [`profile()`] times a training step. Nothing here prints: what happens is told to an [`Observer`],
 //! and the CLI's observer draws the progress bar or the JSON log.
 //!
 //! The flow is one-way: `main.rs` calls `session`, which calls `data`, `train`, `report` and `gpu`;
