@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use cifar_wgpu::data::{self, DataOptions, Dataset};
-use cifar_wgpu::gpu::{self, BackendChoice, Gpu, GpuOptions, TilingChoice};
+use cifar_wgpu::gpu::{self, BackendChoice, FlavourChoice, Gpu, GpuOptions};
 use cifar_wgpu::model::Sequential;
 use cifar_wgpu::model::io::write_atomic;
 use cifar_wgpu::optimizer::Optimizer;
@@ -49,13 +49,15 @@ struct GpuArgs {
     /// Keep naga's run-time bounds checks in the shaders (slower; for debugging kernels).
     #[arg(long)]
     shader_bounds_checks: bool,
-    /// Matmul kernels: `registers` (big register tiles, for software adapters), `subgroups` (the
-    /// same with A shared through subgroups; an error where the adapter has no subgroups of 8 or
-    /// more lanes), `shared` (shared-memory tiles with split-K, for GPUs); `auto` picks by the
-    /// adapter: `shared` on GPUs, else `subgroups` where subgroups are exactly 8 wide (lavapipe),
-    /// else `registers`.
-    #[arg(long, value_enum, default_value_t = TilingChoice::Auto)]
-    tiling: TilingChoice,
+    /// Kernel flavours for every operation that has several (dense products, convolution tiles,
+    /// column sums): `registers` (big register tiles, one invocation per column sum: for software
+    /// adapters), `subgroups` (the same with the dense products sharing A through subgroups; an
+    /// error where the adapter has no subgroups of 8 or more lanes), `shared` (shared-memory matmul
+    /// with split-K, small convolution tiles, a workgroup per column sum: for GPUs); `auto` picks by
+    /// the adapter: `shared` on GPUs, else `subgroups` where subgroups are exactly 8 wide
+    /// (lavapipe), else `registers`.
+    #[arg(long, value_enum, default_value_t = FlavourChoice::Auto)]
+    tiling: FlavourChoice,
 }
 
 impl GpuArgs {

@@ -16,7 +16,7 @@ use common_gpu::{every_layer_model, gpu, small_cnn};
 use std::path::PathBuf;
 
 use cifar_wgpu::data;
-use cifar_wgpu::gpu::{Gpu, GpuOptions, Tiling, run_dispatches};
+use cifar_wgpu::gpu::{Gpu, GpuOptions, MatmulFlavour, Tiling, run_dispatches};
 use cifar_wgpu::kernels::gather::upload_images;
 use cifar_wgpu::optimizer::Optimizer;
 use cifar_wgpu::train::{DeviceSplit, FitConfig, Mode, Network, Trainer};
@@ -131,7 +131,7 @@ fn three_steps_with_register_tiles_are_pinned() {
 fn three_steps_with_subgroup_tiles_are_pinned() {
     let g = gpu();
     // Only adapters with 8-lane subgroups run these kernels (lavapipe does).
-    if !g.matmul_subgroups {
+    if g.flavours.matmul != MatmulFlavour::Subgroups {
         assert!(
             !g.info.name.contains(PINNED_ADAPTER),
             "lavapipe should choose the subgroup kernels"

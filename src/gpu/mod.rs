@@ -4,15 +4,17 @@
 mod buffer;
 mod context;
 mod error;
+pub mod flavours;
 mod kernel;
 mod submit;
 pub mod timing;
 
 pub use buffer::{Tensor, WORD};
-pub use context::{
-    AdapterSummary, BackendChoice, Gpu, GpuOptions, MATMUL_SUBGROUP_LANES, Tiling, TilingChoice,
-    list_adapters,
-};
+pub use context::{AdapterSummary, BackendChoice, Gpu, GpuOptions, list_adapters};
 pub use error::GpuError;
+pub use flavours::{
+    ColumnSumFlavour, Conv2dFlavour, FlavourChoice, KernelFlavours, MATMUL_SUBGROUP_LANES,
+    MatmulFlavour, Tiling,
+};
 pub use kernel::{Cost, Dispatch, Kernels, Shader, grid_1d, run_dispatches};
 pub use submit::{InFlight, Op, Readback, Submission};
