@@ -80,11 +80,8 @@ impl GpuArgs {
 
 fn print_adapter(gpu: &Gpu) {
     eprintln!(
-        "adapter: {} ({:?}, {:?}), matmul tiling: {}",
-        gpu.info.name,
-        gpu.info.backend,
-        gpu.info.device_type,
-        gpu.tiling_name()
+        "adapter: {} ({:?}, {:?}), kernels: {}",
+        gpu.info.name, gpu.info.backend, gpu.info.device_type, gpu.flavours
     );
 }
 
