@@ -124,12 +124,6 @@ impl Gpu {
         })
     }
 
-    /// The kernel flavours in use, for display.
-    // TODO(integrator): remove after call sites move (src/main.rs): print `gpu.flavours`.
-    pub fn tiling_name(&self) -> String {
-        self.flavours.to_string()
-    }
-
     /// Whether `shaders/matmul_subgroup.wgsl` runs correctly on this device (whatever the default).
     pub fn can_run_subgroup_matmul(&self) -> bool {
         subgroup_matmul_runs(&self.info, self.features)

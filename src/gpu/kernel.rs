@@ -73,6 +73,15 @@ struct PipelineKey {
     constants: Vec<(&'static str, u64)>,
 }
 
+/// A pipeline in the cache: which entry point of which shader, with which override constants.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CompiledPipeline {
+    /// File name under `shaders/`.
+    pub shader: &'static str,
+    pub entry: &'static str,
+    pub constants: Vec<(&'static str, f64)>,
+}
+
 /// The pipeline cache. Each (shader, entry point, override constants) is compiled once per device.
 #[derive(Default)]
 pub struct Kernels {
@@ -83,6 +92,28 @@ pub struct Kernels {
 impl Kernels {
     pub fn pipeline_count(&self) -> usize {
         self.pipelines.lock().unwrap().len()
+    }
+
+    /// Every pipeline compiled so far, sorted. Tests hand these to other compilers (Tint, naga's
+    /// MSL, HLSL, GLSL and SPIR-V writers).
+    pub fn compiled(&self) -> Vec<CompiledPipeline> {
+        let mut out: Vec<_> = self
+            .pipelines
+            .lock()
+            .unwrap()
+            .keys()
+            .map(|k| CompiledPipeline {
+                shader: k.shader,
+                entry: k.entry,
+                constants: k
+                    .constants
+                    .iter()
+                    .map(|&(name, bits)| (name, f64::from_bits(bits)))
+                    .collect(),
+            })
+            .collect();
+        out.sort_by_key(|p| (p.shader, p.entry, format!("{:?}", p.constants)));
+        out
     }
 }
 

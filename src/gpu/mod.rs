@@ -16,5 +16,5 @@ pub use flavours::{
     ColumnSumFlavour, Conv2dFlavour, FlavourChoice, KernelFlavours, MATMUL_SUBGROUP_LANES,
     MatmulFlavour, Tiling,
 };
-pub use kernel::{Cost, Dispatch, Kernels, Shader, grid_1d, run_dispatches};
+pub use kernel::{CompiledPipeline, Cost, Dispatch, Kernels, Shader, grid_1d, run_dispatches};
 pub use submit::{InFlight, Op, Readback, Submission};

@@ -1,22 +1,19 @@
 // Compiles shaders and pipelines with Tint, the WGSL compiler Chrome ships, through Dawn's null backend:
-// no GPU is needed. Reads a manifest on standard input (written by tests/shaders.rs):
+// no GPU is needed. Reads the manifest file named by its argument (written by tests/shader_compilers.rs):
 //   { "shaders":   [{ "name", "source", "features": ["subgroups", ...] }],
 //     "pipelines": [{ "shader", "entry", "constants": { NAME: number } }] }
 // and fails on any error or warning. The device gets WebGPU's default limits, so a pipeline that needs
 // more (workgroup size, workgroup storage) fails here too.
+import { readFileSync } from 'node:fs';
 import { create, globals } from 'webgpu';
 
 Object.assign(globalThis, globals);
 
-const input = await new Promise((resolve) => {
-  let text = '';
-  process.stdin.setEncoding('utf8');
-  process.stdin.on('data', (chunk) => (text += chunk));
-  process.stdin.on('end', () => resolve(text));
-});
-const manifest = JSON.parse(input);
+const manifest = JSON.parse(readFileSync(process.argv[2], 'utf8'));
 
-const adapter = await create(['backend=null']).requestAdapter();
+// Keep the GPU object referenced to the end: dawn.node aborts once it is collected.
+const gpu = create(['backend=null']);
+const adapter = await gpu.requestAdapter();
 if (!adapter) {
   console.error('Dawn offered no null adapter');
   process.exit(2);
