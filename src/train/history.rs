@@ -8,6 +8,8 @@ use crate::train::EpochLog;
 
 pub const HISTORY_JSON: &str = "history.json";
 pub const HISTORY_CSV: &str = "history.csv";
+/// Largest `history.json` read back: 16 MiB.
+pub const MAX_HISTORY_BYTES: u64 = 16 << 20;
 
 /// `history.json` and `history.csv` as bytes.
 pub fn files(history: &[EpochLog]) -> Vec<(&'static str, Vec<u8>)> {
@@ -41,9 +43,10 @@ pub fn files(history: &[EpochLog]) -> Vec<(&'static str, Vec<u8>)> {
 
 /// Reads `history.json` back; a folder without one has an empty history.
 pub fn load(dir: &Path) -> Result<Vec<EpochLog>, ModelFileError> {
+    use std::io::Read;
     let path = dir.join(HISTORY_JSON);
-    let bytes = match std::fs::read(&path) {
-        Ok(b) => b,
+    let file = match std::fs::File::open(&path) {
+        Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(source) => return Err(ModelFileError::Io { path, source }),
     };
@@ -51,6 +54,18 @@ pub fn load(dir: &Path) -> Result<Vec<EpochLog>, ModelFileError> {
         path: path.clone(),
         message,
     };
+    let mut bytes = Vec::new();
+    file.take(MAX_HISTORY_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|source| ModelFileError::Io {
+            path: path.clone(),
+            source,
+        })?;
+    if bytes.len() as u64 > MAX_HISTORY_BYTES {
+        return Err(malformed(format!(
+            "over {MAX_HISTORY_BYTES} bytes; a history of 100,000 epochs takes about 10 MB"
+        )));
+    }
     let v: serde_json::Value =
         serde_json::from_slice(&bytes).map_err(|e| malformed(e.to_string()))?;
     let column = |key: &str| -> Vec<Option<f64>> {
