@@ -412,3 +412,25 @@ fn idx_labels_with_one_stray_255() {
         ],
     );
 }
+
+#[test]
+fn image_folder_resized_past_the_total_cap() {
+    bounded(
+        "image_folder_resized_past_the_total_cap",
+        |dir| {
+            let root = dir.join("small");
+            tiny_image_folder(&root);
+            root
+        },
+        // Two images at 16384x16384x3 would be 1.5 GiB.
+        |root| {
+            data::read(root, Some((16_384, 16_384)))
+                .expect_err("the crafted input was accepted")
+                .to_string()
+        },
+        &[
+            "2 images of 16384x16384x3",
+            "more than the 1073741824 bytes",
+        ],
+    );
+}
