@@ -148,12 +148,15 @@ fn parse(
             "header claims an image side of {side}, outside 1..={MAX_SIDE}"
         ))));
     }
-    let total = dims.iter().map(|&d| d as u64).product::<u64>();
-    if total > MAX_BYTES {
-        return Err(Ok(bad(format!(
-            "header claims {total} data bytes, more than the {MAX_BYTES} we accept"
-        ))));
-    }
+    let total = dims
+        .iter()
+        .try_fold(1u64, |n, &d| n.checked_mul(d as u64))
+        .filter(|&t| t <= MAX_BYTES)
+        .ok_or_else(|| {
+            Ok(bad(format!(
+                "header ({dims:?}) claims more than the {MAX_BYTES} data bytes we accept"
+            )))
+        })?;
     let header = 4 + 4 * ndim as u64;
     if !gzip && file_len != header + total {
         return Err(Ok(bad(format!(

@@ -7,9 +7,10 @@
 //! `numpy.core.multiarray._reconstruct(numpy.ndarray, (0,), b'b')` followed by `BUILD` with the
 //! state `(version, shape, numpy.dtype('u1', 0, 1), is_fortran, raw)`. The raw data is a byte string
 //! (Python 2), `_codecs.encode(str, 'latin1')` (Python 3, protocol 2) or `bytes` (protocol 3+).
-//! Opcodes of protocols 2 to 4 that such pickles use are read; any other opcode is refused.
+//! Protocol 5 writes the array as `numpy.core.numeric._frombuffer(bytearray, dtype, shape, 'C')`.
+//! Opcodes of protocols 2 to 5 that such pickles use are read; any other opcode is refused.
 //!
-//! Nothing is executed or imported: `GLOBAL`/`STACK_GLOBAL` may only name the four callables above
+//! Nothing is executed or imported: `GLOBAL`/`STACK_GLOBAL` may only name the five callables above
 //! (`numpy._core...` too, as numpy 2 writes it), which `REDUCE` and `BUILD` interpret here; any
 //! other name is refused.
 //!
@@ -44,6 +45,8 @@ enum Global {
     Ndarray,
     Dtype,
     CodecsEncode,
+    /// `numpy.core.numeric._frombuffer(buffer, dtype, shape, order)`: protocol 5's array.
+    FromBuffer,
 }
 
 impl Global {
@@ -55,6 +58,9 @@ impl Global {
             ("numpy", "ndarray") => Some(Global::Ndarray),
             ("numpy", "dtype") => Some(Global::Dtype),
             ("_codecs", "encode") => Some(Global::CodecsEncode),
+            ("numpy.core.numeric" | "numpy._core.numeric", "_frombuffer") => {
+                Some(Global::FromBuffer)
+            }
             _ => None,
         }
     }
@@ -364,6 +370,12 @@ impl<'a> Machine<'a> {
                 }
                 Value::Bytes(Rc::new(latin1(s)?))
             }
+            (Value::Global(Global::FromBuffer), [raw, dtype, shape, order]) => {
+                if order.as_text() != Some("C") {
+                    return Err("not a uint8 numpy array: it is not in C order".into());
+                }
+                uint8_array(shape.clone(), dtype, raw.clone())?
+            }
             (callable, args) => {
                 return Err(format!(
                     "REDUCE of {} with {} arguments is not part of a CIFAR pickle",
@@ -594,19 +606,32 @@ fn latin1(s: &str) -> Fallible<Vec<u8>> {
 
 /// The numpy state `(version, shape, dtype, is_fortran, raw)` of a uint8 array, checked.
 fn numpy_array(state: Value) -> Fallible<Value> {
-    let bad = |d: String| format!("not a uint8 numpy array: {d}");
     let Value::Tuple(items, _) = state else {
-        return Err(bad(format!("its state is {}", state.kind())));
+        return Err(format!(
+            "not a uint8 numpy array: its state is {}",
+            state.kind()
+        ));
     };
-    let [_version, shape, dtype, fortran, raw] = <[Value; 5]>::try_from(items)
-        .map_err(|i| bad(format!("its state has {} items, expected 5", i.len())))?;
-    match &dtype {
+    let [_version, shape, dtype, fortran, raw] = <[Value; 5]>::try_from(items).map_err(|i| {
+        format!(
+            "not a uint8 numpy array: its state has {} items, expected 5",
+            i.len()
+        )
+    })?;
+    if fortran.as_int() != Some(0) {
+        return Err("not a uint8 numpy array: it is in Fortran order".into());
+    }
+    uint8_array(shape, &dtype, raw)
+}
+
+/// A C-order array of `shape` and `dtype` over `raw`: the dtype must be 'u1' and the raw data
+/// exactly one byte per element.
+fn uint8_array(shape: Value, dtype: &Value, raw: Value) -> Fallible<Value> {
+    let bad = |d: String| format!("not a uint8 numpy array: {d}");
+    match dtype {
         Value::Dtype(code) if code.as_str() == "u1" => {}
         Value::Dtype(code) => return Err(bad(format!("its dtype is '{code}'"))),
         other => return Err(bad(format!("its dtype is {}", other.kind()))),
-    }
-    if fortran.as_int() != Some(0) {
-        return Err(bad("it is in Fortran order".into()));
     }
     let raw = match raw {
         Value::Bytes(b) => b,
@@ -767,18 +792,18 @@ pub(crate) fn read_meta(bytes: &[u8], file: &str) -> Result<Vec<String>, DataErr
 mod tests {
     use super::*;
 
-    /// Written by CPython 3 `pickle.dumps(d, protocol=2)` where `d = {'data': A, 'labels': [3, 7]}` and
-    /// `A` is an object whose `__reduce__` returns exactly what numpy's `ndarray.__reduce__` returns for
-    /// `np.arange(6, dtype=np.uint8).reshape(2, 3)` (numpy is not installed here). Python 3 writes the
-    /// raw bytes as `_codecs.encode('\x00\x01...', 'latin1')`, keys as str.
-    const PY3_PROTOCOL2: &[u8] = b"\x80\x02}q\x00(X\x04\x00\x00\x00dataq\x01cnumpy.core.multiarray\n_reconstruct\nq\x02cnumpy\nndarray\nq\x03K\x00\x85q\x04c_codecs\nencode\nq\x05X\x01\x00\x00\x00bq\x06X\x06\x00\x00\x00latin1q\x07\x86q\x08Rq\t\x87q\nRq\x0b(K\x01K\x02K\x03\x86q\x0ccnumpy\ndtype\nq\rX\x02\x00\x00\x00u1q\x0eK\x00K\x01\x87q\x0fRq\x10(K\x03X\x01\x00\x00\x00|q\x11NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tq\x12b\x89h\x05X\x06\x00\x00\x00\x00\x01\x02\x03\x04\x05q\x13h\x07\x86q\x14Rq\x15tq\x16bX\x06\x00\x00\x00labelsq\x17]q\x18(K\x03K\x07eu.";
-
-    /// The same object written with `protocol=4` (FRAME, STACK_GLOBAL, MEMOIZE, SHORT_BINBYTES).
-    const PY3_PROTOCOL4: &[u8] = b"\x80\x04\x95\xae\x00\x00\x00\x00\x00\x00\x00}\x94(\x8c\x04data\x94\x8c\x15numpy.core.multiarray\x94\x8c\x0c_reconstruct\x94\x93\x94\x8c\x05numpy\x94\x8c\x07ndarray\x94\x93\x94K\x00\x85\x94C\x01b\x94\x87\x94R\x94(K\x01K\x02K\x03\x86\x94h\x05\x8c\x05dtype\x94\x93\x94\x8c\x02u1\x94K\x00K\x01\x87\x94R\x94(K\x03\x8c\x01|\x94NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00t\x94b\x89C\x06\x00\x01\x02\x03\x04\x05\x94t\x94b\x8c\x06labels\x94]\x94(K\x03K\x07eu.";
+    /// Written by CPython 3.11 with numpy 1.24: `pickle.dumps(d, protocol=P)` for P = 2 to 5, where
+    /// `d = {'data': np.arange(6, dtype=np.uint8).reshape(2, 3), 'labels': [3, 7]}`. Protocol 2
+    /// writes the raw bytes as `_codecs.encode(str, 'latin1')`, 3 and 4 as bytes (4 with FRAME,
+    /// STACK_GLOBAL, MEMOIZE), 5 as `_frombuffer(bytearray, dtype, shape, 'C')`.
+    const PROTOCOL_2: &[u8] = b"\x80\x02}q\x00(X\x04\x00\x00\x00dataq\x01cnumpy.core.multiarray\n_reconstruct\nq\x02cnumpy\nndarray\nq\x03K\x00\x85q\x04c_codecs\nencode\nq\x05X\x01\x00\x00\x00bq\x06X\x06\x00\x00\x00latin1q\x07\x86q\x08Rq\t\x87q\nRq\x0b(K\x01K\x02K\x03\x86q\x0ccnumpy\ndtype\nq\x0dX\x02\x00\x00\x00u1q\x0e\x89\x88\x87q\x0fRq\x10(K\x03X\x01\x00\x00\x00|q\x11NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tq\x12b\x89h\x05X\x06\x00\x00\x00\x00\x01\x02\x03\x04\x05q\x13h\x07\x86q\x14Rq\x15tq\x16bX\x06\x00\x00\x00labelsq\x17]q\x18(K\x03K\x07eu.";
+    const PROTOCOL_3: &[u8] = b"\x80\x03}q\x00(X\x04\x00\x00\x00dataq\x01cnumpy.core.multiarray\n_reconstruct\nq\x02cnumpy\nndarray\nq\x03K\x00\x85q\x04C\x01bq\x05\x87q\x06Rq\x07(K\x01K\x02K\x03\x86q\x08cnumpy\ndtype\nq\tX\x02\x00\x00\x00u1q\n\x89\x88\x87q\x0bRq\x0c(K\x03X\x01\x00\x00\x00|q\x0dNNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tq\x0eb\x89C\x06\x00\x01\x02\x03\x04\x05q\x0ftq\x10bX\x06\x00\x00\x00labelsq\x11]q\x12(K\x03K\x07eu.";
+    const PROTOCOL_4: &[u8] = b"\x80\x04\x95\xac\x00\x00\x00\x00\x00\x00\x00}\x94(\x8c\x04data\x94\x8c\x15numpy.core.multiarray\x94\x8c\x0c_reconstruct\x94\x93\x94\x8c\x05numpy\x94\x8c\x07ndarray\x94\x93\x94K\x00\x85\x94C\x01b\x94\x87\x94R\x94(K\x01K\x02K\x03\x86\x94h\x05\x8c\x05dtype\x94\x93\x94\x8c\x02u1\x94\x89\x88\x87\x94R\x94(K\x03\x8c\x01|\x94NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00t\x94b\x89C\x06\x00\x01\x02\x03\x04\x05\x94t\x94b\x8c\x06labels\x94]\x94(K\x03K\x07eu.";
+    const PROTOCOL_5: &[u8] = b"\x80\x05\x95\x97\x00\x00\x00\x00\x00\x00\x00}\x94(\x8c\x04data\x94\x8c\x12numpy.core.numeric\x94\x8c\x0b_frombuffer\x94\x93\x94(\x96\x06\x00\x00\x00\x00\x00\x00\x00\x00\x01\x02\x03\x04\x05\x94\x8c\x05numpy\x94\x8c\x05dtype\x94\x93\x94\x8c\x02u1\x94\x89\x88\x87\x94R\x94(K\x03\x8c\x01|\x94NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00t\x94bK\x02K\x03\x86\x94\x8c\x01C\x94t\x94R\x94\x8c\x06labels\x94]\x94(K\x03K\x07eu.";
 
     #[test]
-    fn python3_numpy_pickles_protocol_2_and_4() {
-        for bytes in [PY3_PROTOCOL2, PY3_PROTOCOL4] {
+    fn python3_numpy_pickles_protocols_2_to_5() {
+        for bytes in [PROTOCOL_2, PROTOCOL_3, PROTOCOL_4, PROTOCOL_5] {
             let b = read_batch(bytes.to_vec(), "t").unwrap();
             assert_eq!((b.rows, b.cols), (2, 3));
             assert_eq!(b.data, vec![0, 1, 2, 3, 4, 5]);
