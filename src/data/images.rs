@@ -20,6 +20,11 @@
 //! split, the files (listed class by class, each class sorted) are put in the order
 //! `epoch_order(n, IMAGE_FOLDER_ORDER_SEED, 0, true)`, so `validation_split` (last fraction) sees
 //! every class and the order is reproducible.
+//!
+//! Bounds: symbolic links are followed, and one leading back to its own ancestor is an error (not
+//! an endless walk); at most [`MAX_FILES`] files are listed; an image's size is read from its header
+//! and checked ([`MAX_SIDE`], [`MAX_DECODED_BYTES`]) before it is decoded; the whole data set may
+//! take at most [`MAX_TOTAL_BYTES`] after resizing.
 
 use std::path::{Path, PathBuf};
 
@@ -338,7 +343,7 @@ pub(crate) fn read_dir(
 }
 
 /// Refuses an input shape (height, width, channels) that no image can fill: a side of 0 or over
-/// [`MAX_SIDE`], or no channel or more than 4. Models read from files are checked with it before any
+/// 16,384, or no channel or more than 4. Models read from files are checked with it before any
 /// buffer is sized from their shape.
 pub fn check_input_shape(shape: [usize; 3]) -> Result<(), String> {
     let [h, w, c] = shape;
