@@ -1,57 +1,19 @@
-// Stride-1 2-D convolution, channels-last, as Keras computes it (a correlation: the kernel is not flipped).
+// Stride-1 2-D convolution, channels-last, as Keras computes it (a correlation: the kernel is not
+// flipped). x [N, H, W, CIN], w [KH, KW, CIN, COUT] (Keras' layout), b [COUT], y [N, OH, OW, COUT].
+// Output pixel (oy, ox) meets input pixel (oy + i - pad_top, ox + j - pad_left) at tap (i, j); taps
+// outside the input read zero. 'same' and 'valid' differ only in OH, OW and the pads (host-computed).
 //
-//   x  [N, H, W, CIN]      input
-//   w  [KH, KW, CIN, COUT] kernel, Keras' own layout
-//   b  [COUT]              bias
-//   y  [N, OH, OW, COUT]   output
-//
-// Output pixel (oy, ox) meets input pixel (oy + i - pad_top, ox + j - pad_left) at kernel tap (i, j);
-// taps outside the input read zero. 'same' and 'valid' padding differ only in OH, OW and the pads,
-// which the host computes (TensorFlow puts the odd pixel of 'same' padding after).
-//
-// Entry points (CPU twin: src/reference/conv2d.rs):
+// Entry points (CPU twins of the same names in src/reference/conv2d.rs):
 //   conv2d_forward          y = conv(x, w) + b, bias fused
 //   conv2d_backward_input   dx = full correlation of dy with the flipped kernel
-//   conv2d_backward_weight  partial dW over one chunk of (n, oy, ox) rows; the host sums the chunks
-//                           with reduce.wgsl's column_sum. The bias gradient is column_sum alone.
+//   conv2d_backward_weight  partial dW over one chunk of (n, oy, ox) rows, summed by column_sum.wgsl
 //
-// Every kernel keeps a register tile, like matmul.wgsl, so each value loaded feeds several multiply-adds
-// and no workgroup barrier is needed (lavapipe, a CPU implementation, pays dearly for barriers; real GPUs
-// get their reuse from the cache). Loads are clamped into the tensors and masked with `select` instead of
-// branched on; only stores are guarded (and kernel rows that miss the image entirely are skipped).
-// Tile sizes are override constants, so loops over them unroll and the tiles stay in registers.
-//
-// Two tile sets for conv2d_forward and conv2d_backward_weight (`Conv2dTiles` in src/kernels/conv2d.rs,
-// chosen by the adapter's `Tiling`, like matmul's flavours). On lavapipe every storage-buffer load is
-// emulated one lane at a time, even at a workgroup-uniform address (the weights), while multiply-adds
-// are nearly free (see matmul.wgsl), so the software tiles are as big as they go: per (tap, input
-// channel) the forward loads FPX inputs and 4*FCQ weights for FPX*4*FCQ multiply-adds, and per row the
-// weight gradient loads TK inputs and 4*BCQ values of dy for TK*4*BCQ. Software: 32 pixels x 32
-// channels (16 multiply-adds per load, against 2.7 for 8 x 4) and 27 kernel rows x 32 channels (14.6,
-// against 2 for 4 x 4); 4,096 and 1,024 invocations for the notebook layer at batch 128, plenty for 2
-// cores. The accumulators spill to the stack, which costs far less than the loads saved. Each software
-// size equals its array's bound (MAX_FPX = 32, MAX_FCQ = 8, MAX_TK = 27, MAX_BCQ = 8): Mesa's loop
-// unroller forces a loop open when its trip count equals the length of the array it indexes; a smaller
-// trip count left the loops rolled and the tiles in scratch memory, 3 to 6 times slower. On a real
-// GPU the same code with the GPU set (8 pixels x 4 channels, 4 kernel rows x 4 channels: 131,072 and
-// 57,344 invocations) keeps the old kernels' shape: a GPU wants many invocations in flight, not 1,024
-// invocations of 864 accumulators each.
-//
-// Measured on lavapipe (Mesa 22.3, 2 cores shared with other jobs, load average 2.3-3.3), notebook
-// layer at batch 128. `cifar-wgpu profile` (GPU timestamps, ms per step): forward 145 -> 48-53 ms
-// (1.6 -> 4.5 GFLOP/s), weight gradient's first pass 138 -> 26-30 ms (1.6 -> 8 GFLOP/s). The old
-// kernels (8 x 4 and 4 x 4 tiles) against these in one process, fastest of 10 wall-clock runs, three
-// interleaved rounds: forward 238 / 207 / 144 -> 34 / 99 / 52 ms, first pass 130 / 134 / 124 -> 62 /
-// 34 / 30 ms. Of the sizes tried (same rounds), bigger was faster: forward 8, 16, 32 pixels x 32
-// channels 75-141, 56-112, 34-99 ms; weight gradient 9, 18, 27 rows x 32 channels 44-60, 44, 30-62 ms.
-// On an NVIDIA H200 (Vulkan) the GPU set runs as the old kernels did: forward 44 us, first pass 63 us
-// (65 before); the software set there takes 900 and 1,200 us, which is why real GPUs keep the GPU set.
-// Tried and dropped: walking each kernel row 3 taps at a time, so that a 32-pixel tile loads its 34
-// inputs once per input channel instead of 96 times, ran the forward in 76-85 ms against 58-65 ms for
-// this one (same process, interleaved). Not done: reading the weights from a uniform binding, which
-// lavapipe loads once per SIMD group at a constant address rather than lane by lane, needs UNIFORM
-// usage on the parameter buffer (src/gpu/buffer.rs) and a binding as long as the shader's fixed-size
-// array.
+// Every kernel keeps a register tile, so each value loaded feeds several multiply-adds and no barrier
+// is needed. Loads are clamped and masked with `select`; only stores are guarded. Tile sizes are
+// override constants set from Rust (`Conv2dTiles`), bounded by MAX_* array sizes. Two tile sets
+// (`Conv2dFlavour`): big tiles for software adapters, which emulate every load lane by lane, and small
+// ones for GPUs, which want many invocations. Mesa unrolls a tile loop (keeping the tile in registers)
+// only when the tile equals its array bound, so the big set is the bounds. Timings: docs/PERFORMANCE.md.
 
 struct Params {
     n: u32,
@@ -72,23 +34,22 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 
 // Invocations per workgroup, along x; the grid may spill into y (kernels/mod.rs `grid`).
-override WG: u32 = 64u;
+override WG: u32;
 // Register tile of conv2d_backward_input: PX neighbouring pixels of one row (at most MAX_PX) x 4
-// channels. Of the tiles measured on lavapipe (instructions per run, notebook layer), 8 pixels x 4
-// channels ran a fifth fewer than 4 x 4, and fewer than 8 x 8 (8 channels waste loads when CIN is 3).
-override PX: u32 = 8u;
+// channels.
+override PX: u32;
 const MAX_PX: u32 = 8u;
 // Register tile of conv2d_forward: FPX neighbouring pixels of one row (at most MAX_FPX) x FCQ quads of
-// output channels (at most MAX_FCQ). The defaults are the GPU set; the software set is the bounds.
-override FPX: u32 = 8u;
+// output channels (at most MAX_FCQ).
+override FPX: u32;
 const MAX_FPX: u32 = 32u;
-override FCQ: u32 = 1u;
+override FCQ: u32;
 const MAX_FCQ: u32 = 8u;
 // Register tile of conv2d_backward_weight: TK kernel rows (at most MAX_TK) x BCQ quads of output
-// channels (at most MAX_BCQ). The defaults are the GPU set; the software set is the bounds.
-override TK: u32 = 4u;
+// channels (at most MAX_BCQ).
+override TK: u32;
 const MAX_TK: u32 = 27u;
-override BCQ: u32 = 1u;
+override BCQ: u32;
 const MAX_BCQ: u32 = 8u;
 
 fn linear_id(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {

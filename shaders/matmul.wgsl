@@ -1,72 +1,24 @@
-// Matrix products for dense layers: C[M,N] = op(A)[M,K] * op(B)[K,N] (+ bias[N]).
+// Matrix products for dense layers: C[M,N] = op(A)[M,K] * op(B)[K,N] (+ bias[N]). op(A) is A stored
+// [M,K], or [K,M] when TRANS_A; op(B) is [K,N], or [N,K] when TRANS_B. CPU twin: src/reference/matmul.rs.
+//   forward   y  = x  * W     (no transposes)  -> matmul_tile when N % 4 == 0
+//   backward  dW = x^T * dy   (TRANS_A)        -> matmul_tile when N % 4 == 0
+//   backward  dx = dy * W^T   (TRANS_B)        -> matmul_tile_nt when K % 4 == 0
+// and `matmul` (4x4 per invocation) every other shape and transpose.
 //
-// op(A) is A stored row-major as [M,K], or its transpose stored as [K,M] when TRANS_A; likewise op(B) is
-// [K,N], or [N,K] when TRANS_B. The three products of a dense layer are then one kernel family:
-//   forward   y  = x  * W     (no transposes)      -> matmul_tile when N % 4 == 0
-//   backward  dW = x^T * dy   (TRANS_A)            -> matmul_tile when N % 4 == 0
-//   backward  dx = dy * W^T   (TRANS_B)            -> matmul_tile_nt when K % 4 == 0
-// and `matmul` handles every other shape and transpose.
+// Two flavours (`MatmulFlavour`, src/gpu/flavours.rs). `Registers` (matmul, matmul_tile, matmul_tile_nt)
+// for software adapters, which emulate every storage load lane by lane while FMAs are nearly free: each
+// invocation keeps TM x 4*TQ outputs in registers, maximising FMAs per loaded word, with no shared memory
+// and no barriers. `Shared` (matmul_shared) for GPUs: a classic block-tiled GEMM, a BM x BN tile per
+// workgroup of 16x16, K staged BK at a time through K-major vec4 slabs in workgroup memory (padded
+// against bank conflicts). Split-K: when M x N gives too few tiles, workgroup z takes `k_split` of K
+// into a scratch [splits, M, N] and `matmul_split_sum` adds the splits in order, and the bias (no
+// atomics: deterministic). The subgroup variant of `Registers` is matmul_subgroup.wgsl. Timings and the
+// tiles tried: docs/PERFORMANCE.md.
 //
-// Why big register tiles. On lavapipe (llvmpipe: invocations run 8 to a SIMD register on the CPU) every
-// storage-buffer load is emulated one lane at a time with an exec-mask test and a bounds test, even when
-// the address is the same for every invocation, and a vec4 load costs as much as four scalar ones;
-// multiply-adds are nearly free. Measured on 2 cores: a loop of FMAs runs at ~10 GFLOP/s, the same
-// loop with 4 uniform scalar loads per step at 2.2, with one vec4 load per step at 1.55. So the kernels
-// maximise multiply-adds per loaded element: each invocation keeps TM x 4*TQ = 8 x 16 outputs in
-// registers and, per step of K, loads 8 values of A (workgroup-uniform) and 16 of B, for 128 FMAs (5.3
-// per loaded element, against 2 for the 4x4 tiles before). Workgroup-shared memory does not help
-// there: its loads are emulated per lane too (a 16-row shared-memory tile ran 1.7x slower than the
-// same kernel reading A from the buffer). On a GPU the same shape is a classic register-tiled GEMM: A
-// uniform (a broadcast from cache), B read as vec4 with neighbouring invocations on neighbouring
-// quads. No barriers, so no coroutine switches on lavapipe.
-//
-// Not here: sharing A through subgroups (each lane loads a few of the values of A, subgroupBroadcast
-// hands them to the others). Subgroup operations in this file would make the whole module fail to
-// compile on adapters without Features::SUBGROUP, so those kernels live in matmul_subgroup.wgsl, which
-// replaces matmul_tile and matmul_tile_nt where the adapter has subgroups of 8 lanes (lavapipe;
-// `Gpu::matmul_subgroups`, `--tiling subgroups`). The kernels here remain the fallback for every other
-// adapter of the `Registers` flavour and for the shapes that file does not cover.
-//
-// Measured on lavapipe (Mesa 22.3, 2 cores shared with other jobs, load average ~5), batch 128, the
-// previous 4-row kernels -> these, medians of 5 interleaved runs: forward 128x512x8192 2365 -> 572 ms
-// (4.1x); dW 8192x512x128 945 -> 366 ms (2.6x); dx 128x8192x512 1329 -> ~330 ms (4x, 8x8 tiles).
-//
-// Two flavours, chosen per adapter by `Gpu::tiling` (src/kernels/matmul.rs). Everything above is
-// the `Registers` flavour, the default on software adapters. On a real GPU it starves: the forward
-// product 128x512x8192 is 32 workgroups of 16 invocations, each walking all of K = 8192, on a GPU that
-// wants tens of thousands of invocations in flight and hands out fast shared memory. The `Shared`
-// flavour (default on every other device type) is the classic block-tiled GEMM instead:
-// `matmul_shared` computes a BM x BN = 64x64 tile of C per workgroup of 16x16 invocations, each
-// invocation a 4x4 block of outputs in registers. K is stepped BK = 16 at a time: all 256 invocations
-// copy a 64x16 slab of op(A) and a 16x64 slab of op(B) into workgroup memory with coalesced loads
-// (zero-filled past the matrix, so any M, N, K works), barrier, then 16 steps of two vec4 loads from
-// workgroup memory and 16 FMAs each, barrier. The slabs are stored K-major as vec4 (as TF.js's WebGPU
-// matmul does), padded by one vec4 per k against bank conflicts in the copies.
-//
-// Split-K. When M x N alone gives too few tiles to fill a GPU (the forward product: 2 x 8 = 16
-// tiles) and K is long, workgroup z handles one contiguous range of K (`k_split` words, a multiple of
-// BK) and writes its partial tile to a scratch tensor [splits, M, N] bound in place of C;
-// `matmul_split_sum` then adds the splits in order (deterministic: no float atomics in WGSL, and we
-// want none) and the bias into C. With one split `matmul_shared` writes C and the bias itself. How
-// many splits: see `shared_splits` in src/kernels/matmul.rs.
-//
-// `a4`, `b4` and `c4` are vec4 views of the same bindings as `a`, `b` and `c`; each entry point uses
-// one view of each, so its automatic layout has one variable per binding. `matmul_split_sum` has its
-// own three storage bindings (`parts`, `sum_bias`, `sum_out`), all of which it uses.
+// `a4`, `b4` and `c4` are vec4 views of the bindings of `a`, `b` and `c`; each entry point uses one view
+// of each, so its automatic layout has one variable per binding.
 
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    has_bias: u32,
-    // `matmul_shared`: the length of K each workgroup z handles (a multiple of BK); `matmul_split_sum`:
-    // nothing. The register kernels read neither.
-    k_split: u32,
-    // `matmul_split_sum`: the number of partial products in `parts`.
-    splits: u32,
-    _pad0: u32,
-    _pad1: u32,
-}
+//!include common/matmul_params.wgsl
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
@@ -80,13 +32,12 @@ struct Params {
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
 // The general kernel's workgroup: WG_X invocations along N, WG_Y along M, each computing 4x4.
-override WG_X: u32 = 8u;
-override WG_Y: u32 = 8u;
+override WG_X: u32;
+override WG_Y: u32;
 // The tiled kernels: TILE_WG invocations per workgroup, each computing TM rows of C times TQ column
-// quads (matmul_tile) or TN columns (matmul_tile_nt). Constants, so the loops over them unroll and the
-// tiles live in registers (keep in sync with src/kernels/matmul.rs). Measured alternatives on lavapipe:
-// matmul_tile with 16x8 tiles about as fast, 8x32 and 12x16 slower (spills); matmul_tile_nt holds
-// TN vec4 of B besides its TM*TN sums, so 8x8 beat 8x16 there (~320 against ~560 ms) and 4x8 was slower.
+// quads (matmul_tile) or TN columns (matmul_tile_nt). Constants, since they bound private arrays, so the
+// loops over them unroll and the tiles live in registers; tests/shaders.rs checks them against
+// src/kernels/matmul.rs.
 const TILE_WG: u32 = 16u;
 const TM: u32 = 8u;
 const TQ: u32 = 4u;
@@ -343,7 +294,7 @@ fn matmul_shared(
 @group(0) @binding(2) var<storage, read> sum_bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> sum_out: array<f32>;
 
-const SUM_WG: u32 = 256u;
+override SUM_WG: u32;
 
 // C = sum over z of parts[z] (+ bias): parts is [splits, M, N], one invocation per element of C,
 // splits added in order. Linear index over a grid_1d grid.

@@ -1,63 +1,20 @@
-// Dense-layer products with A shared through subgroups: the `Registers` flavour of matmul.wgsl for
-// adapters with Features::SUBGROUP (chosen by `Gpu::matmul_subgroups`, see src/kernels/matmul.rs).
+// Dense-layer products with A shared through subgroups: `MatmulFlavour::Subgroups`, the `Registers`
+// flavour of matmul.wgsl for adapters whose subgroups have at least LANES lanes. Same products, bindings
+// and `Params` as matmul.wgsl (read its header first):
+//   forward   y  = x  * W     (no transposes)  -> matmul_sg_tile when N % 4 == 0
+//   backward  dW = x^T * dy   (TRANS_A)        -> matmul_sg_tile when N % 4 == 0
+//   backward  dx = dy * W^T   (TRANS_B)        -> matmul_sg_tile_nt when K % 4 == 0
+// Other shapes run matmul.wgsl. A file of its own because a module calling a subgroup builtin fails
+// validation without Features::SUBGROUP (and naga 30 rejects `enable subgroups;`).
 //
-// Same products, bindings and `Params` as matmul.wgsl (read its header first):
-//   forward   y  = x  * W     (no transposes)      -> matmul_sg_tile when N % 4 == 0
-//   backward  dW = x^T * dy   (TRANS_A)            -> matmul_sg_tile when N % 4 == 0
-//   backward  dx = dy * W^T   (TRANS_B)            -> matmul_sg_tile_nt when K % 4 == 0
-// Every other shape runs matmul.wgsl's kernels. A file of its own because a module that calls a
-// subgroup builtin fails validation on a device without Features::SUBGROUP. (No `enable subgroups;`:
-// naga 30 rejects the directive as "not yet supported" and takes the builtins without it, checked
-// against the device's features instead.)
-//
-// Why. On lavapipe every storage-buffer load is emulated one lane at a time and multiply-adds are
-// nearly free, so what counts is FMAs per loaded word. matmul_tile has each of its 16 invocations load
-// the same 8 values of A per step of K and 16 of B, for 128 FMAs. Here a workgroup is one subgroup of
-// LANES = 8 invocations that all compute the same SR rows of C: each lane loads SR/8 of the values of
-// A (rows lane, lane+8, ...) and subgroupBroadcast hands them to the others, which on llvmpipe is a
-// register shuffle, no memory. The subgroup computes an R x C block of C, and however the block is
-// split among lanes, a lane loads (R + C) / 8 words per step for R*C/8 FMAs: square blocks are best,
-// and bigger ones better, until the accumulators no longer fit. That limit decides the shapes, and it
-// is a cliff. Interleaved runs of `profile` (ms per step of batch 128, the notebook's two dense
-// layers; the second is 1 ms of it), each set measured together:
-//   matmul_sg_tile     SR x 4*SQ outputs per lane: 32x8 (chosen: 32 + 64 = 96 words per step for
-//                      2048 FMAs) 105-117 at load 1.8; 32x4 about 20-40% slower than 32x8; 32x12
-//                      and 32x16 430-580; SA = 8 slots of A (64x4, 64x8) 3 to 6 times slower.
-//   matmul_sg_tile_nt  SR x SN per lane, 4 FMAs each per vec4 step: 32x2 (chosen) and 16x4 82-93;
-//                      16x2 103-109; 32x4 166-182, no faster than matmul_tile_nt (157-249 in the
-//                      same runs: 128 scalar accumulators spill); 64x1 209-235.
-// Loading a whole cache line of each row per step (4 vec4 along K at once, against the 2 KiB stride
-// of the rows, which maps all 64 rows a workgroup reads onto two L1 sets) made matmul_sg_tile_nt
-// slower (more live registers), and writing the loop over lanes out by hand changed nothing (it is
-// unrolled either way).
-//
-// Subgroup layout. A workgroup is LANES invocations; the Rust side selects this file only when every
-// subgroup has at least LANES lanes (lavapipe: exactly 8), so a workgroup is one subgroup, or the
-// active part of a wider one. Which lane loaded which row is taken from `subgroup_invocation_id`, not
-// from the local id, so nothing assumes how the two are numbered. Broadcast needs a constant lane
-// index (WGSL and SPIR-V both), hence `lanes`/`lanes4` with eight literal indices. Every lane takes
-// the same path through every broadcast: the loop over K is bounded by a uniform, out-of-range rows
-// and columns are clamped for loading (no early return), and only the stores are guarded.
-//
-// Measured on lavapipe (Mesa 22.3, LLVM 15, 2 cores shared with other jobs, load average 1.4-1.7),
-// batch 128, `profile --steps 5 --warmup 1`, medians of 5 interleaved runs of `--tiling registers`
-// (matmul.wgsl) and `--tiling subgroups` (this file), ms per step of both dense layers:
-//   matmul_nn (forward 128x512x8192)   180 -> 105 (1.7x)
-//   matmul_tn (dW 8192x512x128)        174 -> 103 (1.7x)
-//   matmul_nt (dx 128x8192x512)        157 ->  80 (2.0x)
-// about 510 -> 290 ms of a step, all three products together.
+// Why: a workgroup is one subgroup of LANES invocations that all compute the same SR rows of C; each lane
+// loads SR/LANES of the values of A and subgroupBroadcast hands them to the others (a register shuffle on
+// llvmpipe), so a lane loads (R + C) / LANES words per step for R*C/LANES FMAs. Which lane loaded which
+// row comes from `subgroup_invocation_id`; broadcasts need constant lane indices, hence `lanes`/`lanes4`.
+// Every lane takes the same path through every broadcast: loads are clamped, only stores are guarded.
+// Timings and the tile shapes tried: docs/PERFORMANCE.md.
 
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    has_bias: u32,
-    // Read by matmul.wgsl's shared-memory kernels only; kept so both files share the Rust struct.
-    k_split: u32,
-    splits: u32,
-    _pad0: u32,
-    _pad1: u32,
-}
+//!include common/matmul_params.wgsl
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;

@@ -1,25 +1,19 @@
 // 2-D max pooling, channels-last, with the argmax its backward pass routes the gradient through.
-//
-//   x       [N, H, W, C]    input
-//   y       [N, OH, OW, C]  output
-//   argmax  [N, OH, OW, C]  u32: flat index into x of each output's winner
-//
+//   x [N, H, W, C] input, y [N, OH, OW, C] output, argmax [N, OH, OW, C] (u32 flat index into x).
 // Output (oy, ox) pools input rows oy*stride_h - pad_top + [0, pool_h) and columns
 // ox*stride_w - pad_left + [0, pool_w); cells outside the input ('same' padding) never win. The window
-// is scanned in row-major order and only a strictly greater value replaces the best so far, so a tie
-// goes to the FIRST maximum, as TensorFlow and PyTorch do.
+// is scanned row-major and only a strictly greater value wins, so a tie goes to the FIRST maximum, as
+// TensorFlow does. CPU twin: src/reference/maxpool2d.rs.
 //
-// CPU twin: src/reference/maxpool2d.rs. Every kernel is memory-bound: channels fastest, so that
-// neighbouring invocations touch neighbouring words. When c is a multiple of 4 the `_vec4` entry points
-// take four channels per invocation through vec4 views of the same bindings: lavapipe emulates each
-// storage access one SIMD lane at a time, so an access that moves four words costs little more than one
-// that moves a word. Entry points, and the notebook's 2x2 pooling of [128, 32, 32, 32] on lavapipe
-// (best of 5, run alternately, load ~2.5 on 2 cores):
-//   maxpool2d_forward              any shape, one output per invocation             40 ms
-//   maxpool2d_forward_vec4         c % 4 == 0, four channels of one output           16 ms
-//   maxpool2d_backward             any shape, a gather, one input per invocation   177 ms
-//   maxpool2d_backward_tiles       stride >= pool (disjoint windows), one output    30 ms
-//   maxpool2d_backward_tiles_vec4  the same with c % 4 == 0, four channels          12 ms
+// Memory-bound: channels fastest, so neighbouring invocations touch neighbouring words; with c % 4 == 0
+// the `_vec4` entry points take four channels per invocation (a software adapter's emulated access
+// moving four words costs little more than one). Entry points:
+//   maxpool2d_forward              any shape, one output per invocation
+//   maxpool2d_forward_vec4         c % 4 == 0, four channels of one output
+//   maxpool2d_backward             any shape, a gather, one input per invocation
+//   maxpool2d_backward_tiles       stride >= pool (disjoint windows), one output scatters its gradient
+//   maxpool2d_backward_tiles_vec4  the same with c % 4 == 0, four channels
+// Timings: docs/PERFORMANCE.md.
 
 struct Params {
     n: u32,
@@ -38,7 +32,7 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 
-override WG: u32 = 64u;
+override WG: u32;
 
 fn linear_id(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * WG;

@@ -1,25 +1,17 @@
 // Optimizer updates over flat buffers: every parameter of the model in one tensor, the gradients in
-// another of the same length, and the optimizer's per-parameter state in others, so one dispatch updates
-// the whole model. Each rule is Keras 3's `update_step`, operation for operation in f32
-// (keras/src/optimizers/{sgd,rmsprop,adam}.py); the comments quote the Keras lines.
+// another, the optimizer's per-parameter state in others, so one dispatch updates the whole model.
+// Each rule is Keras 3's `update_step`, operation for operation in f32
+// (keras/src/optimizers/{sgd,rmsprop,adam}.py). CPU twin: src/reference/optimizer.rs.
 //
-// Constants of the run (momentum, rho, 1 - rho, ... computed on the host as Keras does, with Python
-// floats) are in the uniform `p`. Per-step values are in the StepState buffer `st` that the host rewrites
-// before each step: the learning rate (so a schedule needs no new dispatch) and Adam's bias-corrected
-// step size alpha = lr * sqrt(1 - beta2^t) / (1 - beta1^t), computed on the host in f32 as Keras does.
+// Run constants (momentum, rho, 1 - rho, ... computed on the host as Keras does) are in the uniform
+// `p`; per-step values (learning rate, Adam's bias-corrected step size) in the StepState buffer `st`.
 //
 // Bindings: 1 params (read_write), 2 grads, 3 step state, 4.. state tensors in Optimizer::state_buffers
-// order. WGSL pipelines with automatic layout must use every binding they are given, and the number of
-// state tensors depends on the options (momentum, centered, amsgrad), so each combination has its own
-// entry point that touches exactly its tensors; the arithmetic is shared in functions.
-//
-// Each rule has two entry points: `<rule>` updates one parameter per invocation and `<rule>_vec4` four,
-// through vec4 views of the same bindings, when the length is a multiple of 4 (the model's flat buffer
-// always is: every tensor in it is padded to 64 words). lavapipe emulates each storage access one SIMD
-// lane at a time, so a vec4 access that moves four words costs little more than a scalar one: RMSprop
-// over the notebook's 4.2M parameters took 56 ms scalar and 24 ms vec4 (best of 5, run alternately,
-// load ~2.5 on 2 cores). The arithmetic is written once, on vec4<f32>; the scalar entry points splat their operands
-// and keep lane x, so both paths round identically (component-wise f32 operations).
+// order. Automatic layouts must use every binding, and the number of state tensors depends on the
+// options, so each combination has its own entry point; the arithmetic is shared in functions. Each
+// rule also has a `_vec4` entry point (four parameters per invocation, used when the length is a
+// multiple of 4, which the padded flat buffer always is). The arithmetic is written once on vec4<f32>;
+// scalar entry points splat and keep lane x, so both round identically. Timings: docs/PERFORMANCE.md.
 
 struct Params {
     len: u32,
@@ -35,12 +27,7 @@ struct Params {
     legacy_epsilon: u32,
 }
 
-struct StepState {
-    step: u32,
-    lr: f32,
-    adam_alpha: f32,
-    _pad: u32,
-}
+//!include common/step_state.wgsl
 
 alias v4 = vec4<f32>;
 
@@ -58,7 +45,7 @@ alias v4 = vec4<f32>;
 @group(0) @binding(5) var<storage, read_write> s1_4: array<v4>;
 @group(0) @binding(6) var<storage, read_write> s2_4: array<v4>;
 
-const WG: u32 = 256u;
+override WG: u32;
 
 fn index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * WG;

@@ -1,41 +1,31 @@
-// Softmax fused with categorical cross-entropy, and plain softmax for prediction.
+// Softmax fused with categorical cross-entropy, and plain softmax for prediction. CPU twin:
+// src/reference/softmax_cross_entropy.rs. Logits z are [batch, classes]; labels are class indices.
+// Per row, numerically stable: m = max z, s = sum exp(z - m), loss = (m - z[label]) + log(s),
+// dz = (exp(z - m) / s - onehot(label)) / batch, the gradient of the batch MEAN loss (Keras'
+// "sum_over_batch_size"). This is the logits form TensorFlow uses when the model ends in a Softmax
+// (keras/src/backend/tensorflow/nn.py `_get_logits`), not the clipped-probability form.
 //
-// Logits z are [batch, classes] row-major; labels are class indices (u32), i.e. one-hot targets.
-// For each row, numerically stable (no exp of a positive number, no log of 0):
-//   m    = max_c z[c]
-//   s    = sum_c exp(z[c] - m)
-//   loss = (m - z[label]) + log(s)             (= logsumexp(z) - z[label] = -log softmax(z)[label])
-//   dz   = (exp(z - m) / s - onehot(label)) / batch
-// dz is the gradient of the batch MEAN loss, as Keras reduces its loss ("sum_over_batch_size").
-//
-// Keras computes cross-entropy from probabilities clipped to [1e-7, 1 - 1e-7] unless it can see the
-// logits; the TensorFlow backend sees them when the model's last layer is a Softmax
-// (keras/src/backend/tensorflow/nn.py: `_get_logits` reads `output._keras_logits`), which the notebook's
-// model is, and then calls tf.nn.softmax_cross_entropy_with_logits. We always use that logits form, so
-// a very confident wrong answer costs its true loss instead of at most -log(1e-7) = 16.1.
-//
-// `softmax_cross_entropy` also ADDS this batch's results into `metrics` (4 words):
-//   [0] loss summed over samples (f32 bits)   [1] samples whose argmax == label (u32)
-//   [2] samples seen (u32)                     [3] first bad step: if 0 and any row's loss is NaN or
-//                                                  infinite, step + 1 (0 = none yet)
-// The argmax takes the first maximum on ties, as tf.argmax. One workgroup does the whole batch: each
-// invocation loops over rows lid, lid + WG, ... and keeps its partial sums, then a tree reduction in
-// workgroup memory combines them in a fixed order and invocation 0 updates `metrics`. No atomics, and
-// the same inputs give the same bits on every run.
-//
-// Non-finite values are detected from the exponent bits, not with `x != x`: WGSL lets implementations
-// assume floats are finite, so a comparison-based NaN test may be compiled away.
+// `softmax_cross_entropy` also ADDS the batch's loss sum, correct count (argmax == label, the first
+// maximum on ties as tf.argmax), sample count and first bad step into `metrics` (struct Metrics). One
+// workgroup does the whole batch: each invocation sums rows lid, lid + WG, ..., then a tree reduction
+// in workgroup memory combines them in a fixed order: no atomics, the same bits on every run.
+// Non-finite values are detected from the exponent bits, not with `x != x`, which WGSL lets
+// implementations compile away.
 
 struct Params {
     batch: u32,
     classes: u32,
 }
 
-struct StepState {
-    step: u32,
-    lr: f32,
-    adam_alpha: f32,
-    _pad: u32,
+//!include common/step_state.wgsl
+
+// What `softmax_cross_entropy` adds each batch into (`kernels::softmax_cross_entropy::Metrics`).
+struct Metrics {
+    loss_sum: f32,
+    correct: u32,
+    samples: u32,
+    // step + 1 of the first batch with a NaN or infinite loss; 0 while there is none.
+    first_bad_step: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -43,7 +33,7 @@ struct StepState {
 // softmax_cross_entropy only:
 @group(0) @binding(2) var<storage, read> labels: array<u32>;
 @group(0) @binding(3) var<storage, read_write> dlogits: array<f32>;
-@group(0) @binding(4) var<storage, read_write> metrics: array<u32>;
+@group(0) @binding(4) var<storage, read_write> metrics: Metrics;
 @group(0) @binding(5) var<storage, read> st: StepState;
 // softmax only (each entry point's layout holds only the variables it uses, so binding 2 is shared):
 @group(0) @binding(2) var<storage, read_write> probs: array<f32>;
@@ -113,19 +103,21 @@ fn softmax_cross_entropy(@builtin(local_invocation_index) lid: u32) {
         workgroupBarrier();
     }
     if lid == 0u {
-        metrics[0] = bitcast<u32>(bitcast<f32>(metrics[0]) + wg_loss[0]);
-        metrics[1] += wg_correct[0];
-        metrics[2] += p.batch;
-        if metrics[3] == 0u && wg_bad[0] != 0u {
-            metrics[3] = st.step + 1u;
+        metrics.loss_sum += wg_loss[0];
+        metrics.correct += wg_correct[0];
+        metrics.samples += p.batch;
+        if metrics.first_bad_step == 0u && wg_bad[0] != 0u {
+            metrics.first_bad_step = st.step + 1u;
         }
     }
 }
 
 // probs = softmax(logits) row by row, one invocation per row (prediction needs no loss).
-@compute @workgroup_size(64)
+override ROW_WG: u32;
+
+@compute @workgroup_size(ROW_WG)
 fn softmax(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let row = gid.x + gid.y * nwg.x * 64u;
+    let row = gid.x + gid.y * nwg.x * ROW_WG;
     if row >= p.batch {
         return;
     }

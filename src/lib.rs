@@ -7,6 +7,7 @@ pub mod data;
 pub mod gpu;
 pub mod keras;
 pub mod kernels;
+pub mod layers;
 pub mod model;
 pub mod optimizer;
 pub mod reference;

@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use cifar_wgpu::keras::{self, KerasError, SavedModel};
-use cifar_wgpu::model::{Layer, Sequential, reference};
+use cifar_wgpu::layers::Layer;
+use cifar_wgpu::model::{Sequential, reference};
 
 fn asset(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -22,8 +23,8 @@ fn tiny() -> Sequential {
     let mut m = Sequential::notebook([8, 8, 3], 3);
     for l in &mut m.layers {
         match &mut l.layer {
-            Layer::Conv2D { filters, .. } => *filters = 4,
-            Layer::Dense { units, .. } if *units == 512 => *units = 6,
+            Layer::Conv2D(conv) => conv.filters = 4,
+            Layer::Dense(dense) if dense.units == 512 => dense.units = 6,
             _ => {}
         }
     }

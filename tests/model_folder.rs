@@ -243,3 +243,16 @@ fn a_symlinked_output_folder_keeps_its_link() {
     assert_eq!(fs::read(real.join("notes.txt")).unwrap(), b"mine");
     assert_no_leftovers(tmp.path(), &["link", "real"]);
 }
+
+/// A model folder written before each layer had a module of its own (`export` of
+/// `assets/keras/tiny.keras` at that time) loads, and saves again byte for byte: `model.json` keeps
+/// its format, so old models stay readable.
+#[test]
+fn a_model_folder_from_before_the_layer_modules_loads_and_saves_byte_for_byte() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/pinned/model_v1");
+    let saved = cifar_wgpu::model::io::SavedModel::load(&dir).unwrap();
+    assert_eq!(saved.model.layers.len(), 10);
+    for (name, bytes) in saved.files().unwrap() {
+        assert!(bytes == fs::read(dir.join(name)).unwrap(), "{name} differs");
+    }
+}

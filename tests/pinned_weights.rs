@@ -16,7 +16,7 @@ use common_gpu::{every_layer_model, gpu, small_cnn};
 use std::path::PathBuf;
 
 use cifar_wgpu::data;
-use cifar_wgpu::gpu::{Gpu, GpuOptions, Tiling, run_dispatches};
+use cifar_wgpu::gpu::{Gpu, GpuOptions, MatmulFlavour, Tiling, run_dispatches};
 use cifar_wgpu::kernels::gather::upload_images;
 use cifar_wgpu::optimizer::Optimizer;
 use cifar_wgpu::train::{DeviceSplit, FitConfig, Mode, Network, Trainer};
@@ -66,9 +66,16 @@ fn check_pinned(g: &Gpu, name: &str, got: &[f32]) {
         got.len()
     );
     if g.info.name.contains(PINNED_ADAPTER) {
-        assert_eq!(differing, 0, "{name}: weights changed (max diff {worst:.2e})");
+        assert_eq!(
+            differing, 0,
+            "{name}: weights changed (max diff {worst:.2e})"
+        );
     } else {
-        assert!(worst <= 1e-4, "{name}: max diff {worst:.2e} on {}", g.info.name);
+        assert!(
+            worst <= 1e-4,
+            "{name}: max diff {worst:.2e} on {}",
+            g.info.name
+        );
     }
 }
 
@@ -77,7 +84,15 @@ fn three_steps(g: &Gpu) -> Vec<f32> {
     let (input, classes, batch) = ([9, 7, 3], 4, 5);
     let model = every_layer_model(input, classes);
     let params = model.init_params(11).unwrap();
-    let net = Network::new(g, &model, Optimizer::rmsprop_default(), &params, batch, 1234).unwrap();
+    let net = Network::new(
+        g,
+        &model,
+        Optimizer::rmsprop_default(),
+        &params,
+        batch,
+        1234,
+    )
+    .unwrap();
     for step in 1..=3u32 {
         let x: Vec<f32> = (0..batch * 9 * 7 * 3)
             .map(|i| ((i * 7919 + step as usize * 104_729) % 256) as f32 / 255.0)
@@ -116,7 +131,7 @@ fn three_steps_with_register_tiles_are_pinned() {
 fn three_steps_with_subgroup_tiles_are_pinned() {
     let g = gpu();
     // Only adapters with 8-lane subgroups run these kernels (lavapipe does).
-    if !g.matmul_subgroups {
+    if g.flavours.matmul != MatmulFlavour::Subgroups {
         assert!(
             !g.info.name.contains(PINNED_ADAPTER),
             "lavapipe should choose the subgroup kernels"

@@ -8,7 +8,7 @@ use common_gpu::{every_layer_model, gpu, small_cnn};
 use cifar_wgpu::data::{self, Dataset};
 use cifar_wgpu::gpu::{Gpu, GpuOptions, Tiling, run_dispatches};
 use cifar_wgpu::kernels::gather::{DeviceImages, upload_images};
-use cifar_wgpu::model::{Sequential, reference};
+use cifar_wgpu::model::reference;
 use cifar_wgpu::optimizer::Optimizer;
 use cifar_wgpu::train::{DeviceSplit, FitConfig, Metrics, Mode, Network, Progress, Trainer};
 
@@ -41,7 +41,7 @@ fn one_gpu_training_step_equals_the_cpu_reference_step() {
 fn one_gpu_training_step_with_the_other_matmul_tiling_equals_the_cpu_reference_step() {
     // The other flavour of matmul kernels than the adapter's default (on lavapipe: the GPU one), on a
     // device of its own since a `Gpu`'s tiling is fixed when it is opened.
-    let default = gpu().tiling;
+    let default = gpu().flavours.tiling();
     let other = match default {
         Tiling::Registers => Tiling::Shared,
         Tiling::Shared => Tiling::Registers,
@@ -51,7 +51,7 @@ fn one_gpu_training_step_with_the_other_matmul_tiling_equals_the_cpu_reference_s
         ..GpuOptions::default()
     })
     .expect("a second device on the test adapter");
-    assert_eq!(g.tiling, other);
+    assert_eq!(g.flavours.tiling(), other);
     one_step_against_the_reference(&g);
 }
 

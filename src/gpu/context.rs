@@ -1,11 +1,12 @@
 //! Choosing an adapter and opening a device on it.
 //!
 //! We ask for the adapter's real limits (not WebGPU's conservative defaults) because the dense layer's
-//! weights and the data set are large, and for every optional feature we can use (timestamps, f16,
+//! weights and the data set are large, and for every optional feature we can use (timestamps,
 //! subgroups) without requiring any of them, so the same binary runs on any adapter.
 
 use std::fmt;
 
+use crate::gpu::flavours::{KernelFlavours, Tiling, subgroup_matmul_runs};
 use crate::gpu::{GpuError, Kernels};
 
 /// Which graphics API to open the adapter through. `Auto` lets wgpu's own `WGPU_BACKEND` decide.
@@ -34,72 +35,6 @@ impl BackendChoice {
     }
 }
 
-/// Which flavour of matrix-product kernels to use (see the header of `shaders/matmul.wgsl`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Tiling {
-    /// Big register tiles, tiny workgroups, no shared memory, no barriers: for software adapters
-    /// (lavapipe, llvmpipe, WARP), where shared memory and barriers are emulated and slow. With
-    /// `Gpu::matmul_subgroups`, the dense layers' shapes run `shaders/matmul_subgroup.wgsl` instead.
-    Registers,
-    /// Shared-memory block tiles (64x64 per workgroup of 256) with split-K: for real GPUs.
-    Shared,
-}
-
-impl Tiling {
-    /// The default for an adapter: `Registers` on a CPU, `Shared` on anything else.
-    pub fn auto(device_type: wgpu::DeviceType) -> Tiling {
-        match device_type {
-            wgpu::DeviceType::Cpu => Tiling::Registers,
-            _ => Tiling::Shared,
-        }
-    }
-}
-
-/// Lanes per subgroup that `shaders/matmul_subgroup.wgsl` is written for: its workgroups are 8
-/// invocations that must form one subgroup, so subgroups must have at least 8 lanes.
-pub const MATMUL_SUBGROUP_LANES: u32 = 8;
-
-/// Whether the subgroup matmul kernels are correct on an adapter (subgroup operations, and subgroups
-/// never narrower than `MATMUL_SUBGROUP_LANES`), and whether to choose them by default: only where
-/// every subgroup has exactly that width (lavapipe: 8..8), the case they were written and measured for.
-fn subgroup_matmul(info: &wgpu::AdapterInfo, features: wgpu::Features) -> (bool, bool) {
-    let ok = features.contains(wgpu::Features::SUBGROUP)
-        && info.subgroup_min_size >= MATMUL_SUBGROUP_LANES;
-    let exact = info.subgroup_min_size == MATMUL_SUBGROUP_LANES
-        && info.subgroup_max_size == MATMUL_SUBGROUP_LANES;
-    (ok, ok && exact)
-}
-
-/// `--tiling`: a flavour of matmul kernels, or `Auto` for `Tiling::auto`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum TilingChoice {
-    #[default]
-    Auto,
-    Registers,
-    // `Registers` with A shared through subgroups (`shaders/matmul_subgroup.wgsl`).
-    Subgroups,
-    Shared,
-}
-
-impl TilingChoice {
-    pub fn forced(self) -> Option<Tiling> {
-        match self {
-            TilingChoice::Auto => None,
-            TilingChoice::Registers | TilingChoice::Subgroups => Some(Tiling::Registers),
-            TilingChoice::Shared => Some(Tiling::Shared),
-        }
-    }
-
-    /// `GpuOptions::matmul_subgroups` for this choice: forced on or off, or `None` to decide by adapter.
-    pub fn subgroups(self) -> Option<bool> {
-        match self {
-            TilingChoice::Auto => None,
-            TilingChoice::Subgroups => Some(true),
-            TilingChoice::Registers | TilingChoice::Shared => Some(false),
-        }
-    }
-}
-
 /// How the user wants the adapter chosen.
 #[derive(Clone, Debug, Default)]
 pub struct GpuOptions {
@@ -108,11 +43,11 @@ pub struct GpuOptions {
     pub adapter: Option<String>,
     /// Keep naga's run-time bounds checks in every shader (slower; for debugging a kernel).
     pub shader_bounds_checks: bool,
-    /// Force a flavour of matmul kernels; `None` picks `Tiling::auto` for the adapter.
+    /// Force a family of kernel flavours; `None` picks `Tiling::auto` for the adapter
+    /// (`FlavourChoice::forced` from `--tiling`).
     pub tiling: Option<Tiling>,
-    /// With `Tiling::Registers`: `Some(true)` requires the subgroup kernels (an error where the
-    /// adapter cannot run them), `Some(false)` refuses them, `None` uses them where subgroups are
-    /// exactly `MATMUL_SUBGROUP_LANES` wide.
+    /// With `Tiling::Registers`: `Some(true)` requires the subgroup matmul (an error where the adapter
+    /// cannot run it), `Some(false)` refuses it, `None` decides by adapter (`KernelFlavours::choose`).
     pub matmul_subgroups: Option<bool>,
 }
 
@@ -120,7 +55,6 @@ pub struct GpuOptions {
 const WANTED_FEATURES: wgpu::Features = wgpu::Features::TIMESTAMP_QUERY
     .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS)
     .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES)
-    .union(wgpu::Features::SHADER_F16)
     .union(wgpu::Features::SUBGROUP);
 
 /// An open device and what we learned about its adapter.
@@ -133,11 +67,8 @@ pub struct Gpu {
     pub features: wgpu::Features,
     pub kernels: Kernels,
     pub shader_bounds_checks: bool,
-    /// The flavour of matmul kernels `kernels::matmul::matmul` builds.
-    pub tiling: Tiling,
-    /// With `Tiling::Registers`, share A through subgroups (`shaders/matmul_subgroup.wgsl`) where the
-    /// shape allows; always false with `Tiling::Shared`.
-    pub matmul_subgroups: bool,
+    /// The flavour of each kernel family this device runs, chosen when it was opened.
+    pub flavours: KernelFlavours,
 }
 
 impl Gpu {
@@ -154,7 +85,6 @@ impl Gpu {
 
     fn open(adapter: wgpu::Adapter, opts: &GpuOptions) -> Result<Gpu, GpuError> {
         let info = adapter.get_info();
-        let tiling = opts.tiling.unwrap_or(Tiling::auto(info.device_type));
         if info.device_type == wgpu::DeviceType::Cpu {
             log::warn!(
                 "using the software adapter '{}' ({:?}): kernels are correct but training is slow; \
@@ -164,29 +94,8 @@ impl Gpu {
             );
         }
         let features = adapter.features() & WANTED_FEATURES;
-        let (subgroups_ok, subgroups_auto) = subgroup_matmul(&info, features);
-        let matmul_subgroups = tiling == Tiling::Registers
-            && match opts.matmul_subgroups {
-                None => subgroups_auto,
-                Some(false) => false,
-                Some(true) if subgroups_ok => true,
-                Some(true) => {
-                    return Err(GpuError::Device(format!(
-                        "the subgroup matmul kernels (--tiling subgroups) need subgroup operations \
-                         with at least {MATMUL_SUBGROUP_LANES} lanes; '{}' ({:?}) has {}",
-                        info.name,
-                        info.backend,
-                        if features.contains(wgpu::Features::SUBGROUP) {
-                            format!(
-                                "subgroups of {}..{} lanes",
-                                info.subgroup_min_size, info.subgroup_max_size
-                            )
-                        } else {
-                            "no subgroup operations".to_string()
-                        }
-                    )));
-                }
-            };
+        let flavours = KernelFlavours::choose(&info, features, opts.tiling, opts.matmul_subgroups)
+            .map_err(GpuError::Device)?;
         let limits = adapter.limits();
         let desc = wgpu::DeviceDescriptor {
             label: Some("cifar-wgpu"),
@@ -211,31 +120,19 @@ impl Gpu {
             features,
             kernels: Kernels::default(),
             shader_bounds_checks: opts.shader_bounds_checks,
-            tiling,
-            matmul_subgroups,
+            flavours,
         })
     }
 
-    pub fn is_software(&self) -> bool {
-        self.info.device_type == wgpu::DeviceType::Cpu
-    }
-
-    /// The matmul kernels in use, for display: `Registers`, `Registers+subgroups` or `Shared`.
+    /// The kernel flavours in use, for display.
+    // TODO(integrator): remove after call sites move (src/main.rs): print `gpu.flavours`.
     pub fn tiling_name(&self) -> String {
-        if self.matmul_subgroups {
-            format!("{:?}+subgroups", self.tiling)
-        } else {
-            format!("{:?}", self.tiling)
-        }
+        self.flavours.to_string()
     }
 
     /// Whether `shaders/matmul_subgroup.wgsl` runs correctly on this device (whatever the default).
     pub fn can_run_subgroup_matmul(&self) -> bool {
-        subgroup_matmul(&self.info, self.features).0
-    }
-
-    pub fn has_timestamps(&self) -> bool {
-        self.features.contains(wgpu::Features::TIMESTAMP_QUERY)
+        subgroup_matmul_runs(&self.info, self.features)
     }
 
     /// Blocks until every submitted command has finished.
@@ -348,7 +245,7 @@ impl AdapterSummary {
         format!(
             "{self}\n    max buffer {:.0} MiB, max storage binding {:.0} MiB, storage buffers per stage {}\n    \
              workgroup: {} invocations, {}x{}x{} size, {} KiB shared memory; subgroups {}..{}\n    \
-             timestamps: {} (inside passes: {}), shader-f16: {}, subgroups: {}; matmul tiling (auto): {:?}{}",
+             timestamps: {} (inside passes: {}), subgroups: {}\n    kernels (auto): {}",
             mib(l.max_buffer_size),
             mib(l.max_storage_buffer_binding_size),
             l.max_storage_buffers_per_shader_stage,
@@ -361,16 +258,9 @@ impl AdapterSummary {
             self.info.subgroup_max_size,
             has(wgpu::Features::TIMESTAMP_QUERY),
             has(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES),
-            has(wgpu::Features::SHADER_F16),
             has(wgpu::Features::SUBGROUP),
-            Tiling::auto(self.info.device_type),
-            if Tiling::auto(self.info.device_type) == Tiling::Registers
-                && subgroup_matmul(&self.info, self.features).1
-            {
-                "+subgroups"
-            } else {
-                ""
-            },
+            KernelFlavours::choose(&self.info, self.features, None, None)
+                .map_or_else(|e| e, |f| f.to_string()),
         )
     }
 }

@@ -16,12 +16,45 @@ use wgpu::util::DeviceExt;
 
 use crate::gpu::{Gpu, GpuError, Tensor};
 
-/// A WGSL source file compiled into the binary.
+/// A WGSL source file compiled into the binary, with the shared declarations it includes.
 #[derive(Debug)]
 pub struct Shader {
-    /// File name under `shaders/`, e.g. `matmul.wgsl`.
+    /// File name under `shaders/`, e.g. `matmul.wgsl`, or `common/step_state.wgsl` for an include.
     pub name: &'static str,
     pub source: &'static str,
+    /// The files its `//!include NAME` lines name, e.g. `common/step_state.wgsl`.
+    pub includes: &'static [&'static Shader],
+}
+
+/// The directive that pulls a shared file into a shader, alone on its line: `//!include NAME`.
+const INCLUDE: &str = "//!include ";
+
+impl Shader {
+    /// The WGSL text to compile: `source` with each `//!include NAME` line replaced by that file of
+    /// `includes`. Pipeline creation, tests/shaders.rs and any other tool compile this, never `source`,
+    /// so a declaration shared by several shaders (`StepState`) is written once.
+    pub fn wgsl(&self) -> String {
+        let mut out = String::with_capacity(self.source.len());
+        for line in self.source.lines() {
+            match line.strip_prefix(INCLUDE) {
+                Some(name) => {
+                    let file = self
+                        .includes
+                        .iter()
+                        .find(|f| f.name == name.trim())
+                        .unwrap_or_else(|| {
+                            panic!("{}: `{line}` is not in its includes", self.name)
+                        });
+                    out.push_str(&file.wgsl());
+                }
+                None => {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+        }
+        out
+    }
 }
 
 /// The work one dispatch must do: floating-point operations and the fewest bytes it must move
@@ -98,7 +131,7 @@ impl Gpu {
             .or_insert_with(|| {
                 let desc = wgpu::ShaderModuleDescriptor {
                     label: Some(shader.name),
-                    source: wgpu::ShaderSource::Wgsl(shader.source.into()),
+                    source: wgpu::ShaderSource::Wgsl(shader.wgsl().into()),
                 };
                 if self.shader_bounds_checks {
                     self.device.create_shader_module(desc)

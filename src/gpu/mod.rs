@@ -4,13 +4,17 @@
 mod buffer;
 mod context;
 mod error;
+pub mod flavours;
 mod kernel;
 pub mod timing;
 
 pub use buffer::{Tensor, WORD};
-pub use context::{
-    AdapterSummary, BackendChoice, Gpu, GpuOptions, MATMUL_SUBGROUP_LANES, Tiling, TilingChoice,
-    list_adapters,
+pub use context::{AdapterSummary, BackendChoice, Gpu, GpuOptions, list_adapters};
+pub use flavours::{
+    ColumnSumFlavour, Conv2dFlavour, FlavourChoice, KernelFlavours, MATMUL_SUBGROUP_LANES,
+    MatmulFlavour, Tiling,
 };
+// TODO(integrator): remove after call sites move (src/main.rs): `--tiling` takes a `FlavourChoice`.
 pub use error::GpuError;
+pub use flavours::FlavourChoice as TilingChoice;
 pub use kernel::{Cost, Dispatch, Kernels, Shader, grid_1d, run_dispatches};

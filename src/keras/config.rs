@@ -4,8 +4,9 @@
 use serde_json::{Value, json};
 
 use super::ConfigError;
-use crate::model::{Activation, Layer, Sequential, Shape};
-use crate::shape::Padding;
+use crate::layers::keras::{malformed, unsupported};
+use crate::layers::{self, KerasEntry};
+use crate::model::{Sequential, Shape};
 
 /// What we can run, for error messages.
 pub const SUPPORTED: &str = "a Sequential model of Conv2D (strides 1, dilation 1, groups 1, \
@@ -22,39 +23,10 @@ fn dtype_policy() -> Value {
     })
 }
 
-fn initializer(class_name: &str) -> Value {
-    let config = if class_name == "GlorotUniform" {
-        json!({"seed": null, "input_axes": null, "output_axes": null})
-    } else {
-        json!({})
-    };
-    json!({
-        "module": "keras.initializers",
-        "class_name": class_name,
-        "config": config,
-        "registered_name": null
-    })
-}
-
 fn batch_shape(shape: &Shape) -> Value {
     match *shape {
         Shape::Image { h, w, c } => json!([null, h, w, c]),
         Shape::Flat(n) => json!([null, n]),
-    }
-}
-
-fn padding_name(p: Padding) -> &'static str {
-    match p {
-        Padding::Same => "same",
-        Padding::Valid => "valid",
-    }
-}
-
-fn activation_name(a: Activation) -> &'static str {
-    match a {
-        Activation::Linear => "linear",
-        Activation::Relu => "relu",
-        Activation::Softmax => "softmax",
     }
 }
 
@@ -82,84 +54,19 @@ pub fn model_to_json(model: &Sequential) -> Result<String, String> {
             "trainable": true,
             "dtype": dtype_policy(),
         });
-        let mut build = false;
-        let extra = match &l.layer {
-            Layer::Conv2D {
-                filters,
-                kernel_size,
-                padding,
-                activation,
-            } => {
-                build = true;
-                json!({
-                    "filters": filters,
-                    "kernel_size": kernel_size,
-                    "strides": [1, 1],
-                    "padding": padding_name(*padding),
-                    "data_format": "channels_last",
-                    "dilation_rate": [1, 1],
-                    "groups": 1,
-                    "activation": activation_name(*activation),
-                    "use_bias": true,
-                    "kernel_initializer": initializer("GlorotUniform"),
-                    "bias_initializer": initializer("Zeros"),
-                    "kernel_regularizer": null,
-                    "bias_regularizer": null,
-                    "activity_regularizer": null,
-                    "kernel_constraint": null,
-                    "bias_constraint": null
-                })
-            }
-            Layer::Activation { activation } => {
-                json!({"activation": activation_name(*activation)})
-            }
-            Layer::MaxPooling2D {
-                pool_size,
-                strides,
-                padding,
-            } => json!({
-                "pool_size": pool_size,
-                "padding": padding_name(*padding),
-                "strides": strides,
-                "data_format": "channels_last"
-            }),
-            Layer::Dropout { rate } => json!({
-                // f32 → f64 through the shortest decimal, so 0.25 stays 0.25 and 0.1 stays 0.1.
-                "rate": rate.to_string().parse::<f64>().unwrap_or(*rate as f64),
-                "seed": null,
-                "noise_shape": null
-            }),
-            Layer::Flatten => {
-                build = true;
-                json!({"data_format": "channels_last"})
-            }
-            Layer::Dense { units, activation } => {
-                build = true;
-                json!({
-                    "units": units,
-                    "activation": activation_name(*activation),
-                    "use_bias": true,
-                    "kernel_initializer": initializer("GlorotUniform"),
-                    "bias_initializer": initializer("Zeros"),
-                    "kernel_regularizer": null,
-                    "bias_regularizer": null,
-                    "kernel_constraint": null,
-                    "bias_constraint": null,
-                    "quantization_config": null
-                })
-            }
-        };
+        let kind = l.layer.kind();
+        let extra = kind.keras_config();
         let map = config.as_object_mut().expect("object");
         for (k, v) in extra.as_object().expect("object") {
             map.insert(k.clone(), v.clone());
         }
         let mut entry = json!({
             "module": "keras.layers",
-            "class_name": l.layer.class_name(),
+            "class_name": kind.class_name(),
             "config": config,
             "registered_name": null
         });
-        if build {
+        if kind.keras_builds() {
             entry["build_config"] = json!({"input_shape": batch_shape(&layer_input)});
         }
         layers.push(entry);
@@ -180,156 +87,6 @@ pub fn model_to_json(model: &Sequential) -> Result<String, String> {
         "compile_config": {}
     });
     Ok(value.to_string())
-}
-
-fn malformed(message: impl Into<String>) -> ConfigError {
-    ConfigError {
-        unsupported: false,
-        message: message.into(),
-    }
-}
-
-fn unsupported(message: impl Into<String>) -> ConfigError {
-    ConfigError {
-        unsupported: true,
-        message: message.into(),
-    }
-}
-
-/// One layer's entry, with the helpers that read its settings and name it in errors.
-struct Entry<'a> {
-    class: &'a str,
-    name: String,
-    config: &'a serde_json::Map<String, Value>,
-}
-
-impl Entry<'_> {
-    fn what(&self) -> String {
-        format!("layer '{}' ({})", self.name, self.class)
-    }
-
-    fn get(&self, key: &str) -> Option<&Value> {
-        self.config.get(key).filter(|v| !v.is_null())
-    }
-
-    fn refuse(&self, setting: &str) -> ConfigError {
-        unsupported(format!(
-            "{}: {setting} = {} is not supported",
-            self.what(),
-            self.get(setting).map_or("null".into(), |v| v.to_string())
-        ))
-    }
-
-    fn usize(&self, key: &str) -> Result<usize, ConfigError> {
-        self.get(key)
-            .and_then(Value::as_u64)
-            .map(|v| v as usize)
-            .ok_or_else(|| malformed(format!("{}: '{key}' must be a whole number", self.what())))
-    }
-
-    /// A pair like `kernel_size`: `[a, b]` or one number for both.
-    fn pair(&self, key: &str) -> Result<Option<[usize; 2]>, ConfigError> {
-        let Some(v) = self.get(key) else {
-            return Ok(None);
-        };
-        let bad = || {
-            malformed(format!(
-                "{}: '{key}' must be a number or two, got {v}",
-                self.what()
-            ))
-        };
-        if let Some(n) = v.as_u64() {
-            return Ok(Some([n as usize, n as usize]));
-        }
-        match v
-            .as_array()
-            .map(|a| a.iter().map(Value::as_u64).collect::<Vec<_>>())
-        {
-            Some(a) if a.len() == 2 && a.iter().all(Option::is_some) => {
-                Ok(Some([a[0].unwrap() as usize, a[1].unwrap() as usize]))
-            }
-            _ => Err(bad()),
-        }
-    }
-
-    /// A setting that must be absent, null or one of `allowed`.
-    fn only(&self, key: &str, allowed: &[Value]) -> Result<(), ConfigError> {
-        match self.get(key) {
-            None => Ok(()),
-            Some(v) if allowed.contains(v) => Ok(()),
-            Some(_) => Err(self.refuse(key)),
-        }
-    }
-
-    fn no_extras(&self, keys: &[&str]) -> Result<(), ConfigError> {
-        keys.iter().try_for_each(|k| self.only(k, &[]))
-    }
-
-    fn padding(&self) -> Result<Padding, ConfigError> {
-        match self.get("padding").and_then(Value::as_str) {
-            None | Some("valid") => Ok(Padding::Valid),
-            Some("same") => Ok(Padding::Same),
-            Some(_) => Err(self.refuse("padding")),
-        }
-    }
-
-    fn activation(&self) -> Result<Activation, ConfigError> {
-        let Some(v) = self.get("activation") else {
-            return Ok(Activation::Linear);
-        };
-        // Keras 3 writes built-in activations as strings; older files or custom setups may write
-        // `{"class_name": "function", "config": "relu"}` or `{"class_name": "ReLU", …}`.
-        let name = match v {
-            Value::String(s) => Some(s.as_str()),
-            Value::Object(o) => o
-                .get("config")
-                .and_then(Value::as_str)
-                .or_else(|| o.get("class_name").and_then(Value::as_str)),
-            _ => None,
-        };
-        match name.map(str::to_ascii_lowercase).as_deref() {
-            Some("linear") => Ok(Activation::Linear),
-            Some("relu") => Ok(Activation::Relu),
-            Some("softmax") => Ok(Activation::Softmax),
-            _ => Err(unsupported(format!(
-                "{}: activation {v} is not supported (relu, softmax and linear are)",
-                self.what()
-            ))),
-        }
-    }
-
-    fn channels_last(&self) -> Result<(), ConfigError> {
-        self.only("data_format", &[json!("channels_last")])
-    }
-
-    fn float32(&self) -> Result<(), ConfigError> {
-        let name = match self.get("dtype") {
-            None => return Ok(()),
-            Some(Value::String(s)) => Some(s.as_str()),
-            Some(Value::Object(o)) => o
-                .get("config")
-                .and_then(|c| c.get("name"))
-                .and_then(Value::as_str),
-            Some(_) => None,
-        };
-        if name == Some("float32") {
-            Ok(())
-        } else {
-            Err(self.refuse("dtype"))
-        }
-    }
-
-    fn no_regularizers(&self) -> Result<(), ConfigError> {
-        self.no_extras(&[
-            "kernel_regularizer",
-            "bias_regularizer",
-            "activity_regularizer",
-            "kernel_constraint",
-            "bias_constraint",
-            "quantization_config",
-            "lora_rank",
-        ])
-    }
 }
 
 /// The batch shape an entry declares for the model's input, if it declares one.
@@ -393,7 +150,7 @@ pub fn model_from_json(text: &str) -> Result<Sequential, ConfigError> {
             .ok_or_else(|| malformed(format!("layer {i} has no 'class_name'")))?;
         let empty = serde_json::Map::new();
         let config = e.get("config").and_then(Value::as_object).unwrap_or(&empty);
-        let entry = Entry {
+        let entry = KerasEntry {
             class,
             name: config
                 .get("name")
@@ -420,78 +177,18 @@ pub fn model_from_json(text: &str) -> Result<Sequential, ConfigError> {
                 entry.what()
             )));
         }
-        let layer = match class {
-            "InputLayer" => {
-                if config.get("sparse").and_then(Value::as_bool) == Some(true) {
-                    return Err(entry.refuse("sparse"));
-                }
-                continue;
+        if class == "InputLayer" {
+            if config.get("sparse").and_then(Value::as_bool) == Some(true) {
+                return Err(entry.refuse("sparse"));
             }
-            "Conv2D" | "Convolution2D" => {
-                entry.float32()?;
-                entry.channels_last()?;
-                entry.no_regularizers()?;
-                entry.only("strides", &[json!([1, 1]), json!(1)])?;
-                entry.only("dilation_rate", &[json!([1, 1]), json!(1)])?;
-                entry.only("groups", &[json!(1)])?;
-                entry.only("use_bias", &[json!(true)])?;
-                let filters = entry.usize("filters")?;
-                let kernel_size = entry
-                    .pair("kernel_size")?
-                    .ok_or_else(|| malformed(format!("{}: no 'kernel_size'", entry.what())))?;
-                Layer::Conv2D {
-                    filters,
-                    kernel_size,
-                    padding: entry.padding()?,
-                    activation: entry.activation()?,
-                }
-            }
-            "Activation" => {
-                entry.float32()?;
-                Layer::Activation {
-                    activation: entry.activation()?,
-                }
-            }
-            "MaxPooling2D" | "MaxPool2D" => {
-                entry.float32()?;
-                entry.channels_last()?;
-                let pool_size = entry.pair("pool_size")?.unwrap_or([2, 2]);
-                Layer::MaxPooling2D {
-                    pool_size,
-                    strides: entry.pair("strides")?.unwrap_or(pool_size),
-                    padding: entry.padding()?,
-                }
-            }
-            "Dropout" => {
-                entry.float32()?;
-                entry.no_extras(&["noise_shape"])?;
-                let rate = entry
-                    .get("rate")
-                    .and_then(Value::as_f64)
-                    .ok_or_else(|| malformed(format!("{}: no 'rate'", entry.what())))?;
-                Layer::Dropout { rate: rate as f32 }
-            }
-            "Flatten" => {
-                entry.float32()?;
-                entry.channels_last()?;
-                Layer::Flatten
-            }
-            "Dense" => {
-                entry.float32()?;
-                entry.no_regularizers()?;
-                entry.only("use_bias", &[json!(true)])?;
-                Layer::Dense {
-                    units: entry.usize("units")?,
-                    activation: entry.activation()?,
-                }
-            }
-            other => {
-                return Err(unsupported(format!(
-                    "{}: the layer {other} is not supported",
-                    entry.what()
-                )));
-            }
-        };
+            continue;
+        }
+        let layer = layers::from_keras(&entry).unwrap_or_else(|| {
+            Err(unsupported(format!(
+                "{}: the layer {class} is not supported",
+                entry.what()
+            )))
+        })?;
         if names.contains(&entry.name) {
             return Err(malformed(format!("two layers are named '{}'", entry.name)));
         }
@@ -529,6 +226,8 @@ pub fn model_from_json(text: &str) -> Result<Sequential, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layers::{Activation, Conv2D, Layer};
+    use crate::shape::Padding;
 
     #[test]
     fn our_json_reads_back_as_the_same_model() {
@@ -554,11 +253,11 @@ mod tests {
         assert_eq!(m.layers.len(), 3);
         assert!(matches!(
             m.layers[0].layer,
-            Layer::Conv2D {
+            Layer::Conv2D(Conv2D {
                 activation: Activation::Relu,
                 padding: Padding::Same,
                 ..
-            }
+            })
         ));
     }
 }

@@ -1,26 +1,54 @@
 //! Stride-1 2-D convolution, channels-last, forward and backward: `shaders/conv2d.wgsl`.
 //!
 //! x [n, h, w, cin], w [kh, kw, cin, cout] (Keras' layout), b [cout], y / dy [n, oh, ow, cout].
-//! The bias and weight gradients end in `reduce::column_sum`; see each function for its scratch space.
+//! The bias and weight gradients end in `column_sum::column_sum`; see each function for its scratch space.
 
-use crate::gpu::{Cost, Dispatch, Gpu, Tensor, Tiling, WORD};
-use crate::kernels::reduce::{column_sum, column_sum_scratch};
+use crate::gpu::{Conv2dFlavour, Cost, Dispatch, Gpu, Tensor, WORD};
+use crate::kernels::column_sum::{column_sum, column_sum_scratch};
 use crate::shape::Conv2dShape;
 
 super::shader!("conv2d.wgsl");
 
+pub(super) fn contracts() -> Vec<super::Contract> {
+    let bounds = Conv2dTiles::SOFTWARE;
+    vec![super::Contract {
+        shader: &SHADER,
+        structs: vec![super::host_struct!(Params {
+            n,
+            h,
+            w,
+            cin,
+            cout,
+            kh,
+            kw,
+            oh,
+            ow,
+            pad_top,
+            pad_left,
+            rows_per_chunk
+        })],
+        consts: vec![
+            ("MAX_PX", PX as u32),
+            ("MAX_FPX", bounds.forward_pixels),
+            ("MAX_FCQ", bounds.forward_quads),
+            ("MAX_TK", bounds.weight_rows),
+            ("MAX_BCQ", bounds.weight_quads),
+        ],
+    }]
+}
+
 /// Invocations per workgroup (1-D grids).
 const WG: u32 = 64;
-/// Register tile of the input-gradient kernel: PX pixels along a row (at most 8) x 4 channels (the
-/// shader's `PX`; see there for how it was chosen).
+/// Register tile of the input-gradient kernel: PX pixels along a row x 4 channels (the shader's `PX`
+/// override, and its array bound `MAX_PX`).
 const PX: usize = 8;
 /// Fewest rows (n, oy, ox) summed by one invocation of the weight-gradient kernel's first pass. The
 /// notebook at batch 128 has 131,072 rows: 1,024 chunks and a one-pass column sum.
 const ROWS_PER_CHUNK: usize = 128;
 
 /// Register tiles of `conv2d_forward` and `conv2d_backward_weight`: the shader's override constants.
-/// Two sets, chosen by the adapter's `Tiling` (see the header of `shaders/conv2d.wgsl` for the
-/// measurements behind them); the `_tiled` functions take one explicitly, so tests check both.
+/// Two sets, chosen by `gpu.flavours.conv2d` (docs/PERFORMANCE.md has the measurements behind them);
+/// the `_tiled` functions take one explicitly, so tests check both.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Conv2dTiles {
     /// `conv2d_forward`: pixels along a row per invocation (1 to 32).
@@ -35,8 +63,7 @@ pub struct Conv2dTiles {
 
 impl Conv2dTiles {
     /// Small tiles, many invocations: what a real GPU wants (the notebook layer at batch 128 is
-    /// 131,072 forward and 57,344 weight-gradient invocations, 44 and 63 µs on an H200; the
-    /// software set takes 900 and 1,200 µs there).
+    /// 131,072 forward and 57,344 weight-gradient invocations; docs/PERFORMANCE.md has the timings).
     pub const GPU: Conv2dTiles = Conv2dTiles {
         forward_pixels: 8,
         forward_quads: 1,
@@ -44,9 +71,10 @@ impl Conv2dTiles {
         weight_quads: 1,
     };
     /// Big tiles, few invocations: what lavapipe wants, where every load is emulated lane by lane
-    /// (the notebook layer at batch 128: 4,096 forward and 1,024 weight-gradient invocations). Each
-    /// size equals the shader's array bound (`MAX_FPX`, `MAX_FCQ`, `MAX_TK`, `MAX_BCQ`): lavapipe only
-    /// unrolls the tile loops, and so keeps the tiles out of scratch memory, when they do.
+    /// (the notebook layer at batch 128: 4,096 forward and 1,024 weight-gradient invocations). These
+    /// are also the shader's array bounds (`MAX_FPX`, `MAX_FCQ`, `MAX_TK`, `MAX_BCQ`, checked by
+    /// tests/shaders.rs): lavapipe only unrolls the tile loops, and so keeps the tiles out of scratch
+    /// memory, when a tile equals its bound.
     pub const SOFTWARE: Conv2dTiles = Conv2dTiles {
         forward_pixels: 32,
         forward_quads: 8,
@@ -54,20 +82,21 @@ impl Conv2dTiles {
         weight_quads: 8,
     };
 
-    /// The tiles for `gpu`'s adapter: `SOFTWARE` with register tiling, `GPU` otherwise.
+    /// The tiles of `gpu.flavours.conv2d`.
     pub fn of(gpu: &Gpu) -> Conv2dTiles {
-        match gpu.tiling {
-            Tiling::Registers => Conv2dTiles::SOFTWARE,
-            Tiling::Shared => Conv2dTiles::GPU,
+        match gpu.flavours.conv2d {
+            Conv2dFlavour::BigTiles => Conv2dTiles::SOFTWARE,
+            Conv2dFlavour::SmallTiles => Conv2dTiles::GPU,
         }
     }
 
     fn check(&self) {
+        let max = Conv2dTiles::SOFTWARE;
         assert!(
-            (1..=32).contains(&self.forward_pixels)
-                && (1..=8).contains(&self.forward_quads)
-                && (1..=27).contains(&self.weight_rows)
-                && (1..=8).contains(&self.weight_quads),
+            (1..=max.forward_pixels).contains(&self.forward_pixels)
+                && (1..=max.forward_quads).contains(&self.forward_quads)
+                && (1..=max.weight_rows).contains(&self.weight_rows)
+                && (1..=max.weight_quads).contains(&self.weight_quads),
             "conv2d: tiles {self:?} exceed the shader's register arrays"
         );
     }

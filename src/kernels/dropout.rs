@@ -7,7 +7,30 @@
 use crate::gpu::{Cost, Dispatch, Gpu, Tensor, WORD};
 use crate::kernels::StepState;
 
-super::shader!("dropout.wgsl");
+super::shader!("dropout.wgsl", includes[super::common::STEP_STATE]);
+
+pub(super) fn contracts() -> Vec<super::Contract> {
+    vec![super::Contract {
+        shader: &SHADER,
+        structs: vec![
+            super::host_struct!(Params {
+                len,
+                seed_lo,
+                seed_hi,
+                salt,
+                rate,
+                scale
+            }),
+            super::host_struct!(StepState {
+                step,
+                lr,
+                adam_alpha,
+                _pad
+            }),
+        ],
+        consts: vec![],
+    }]
+}
 
 /// Invocations per workgroup; must match `WG` in the shader.
 const WG: u32 = 256;
@@ -61,7 +84,7 @@ fn dropout(
         rate,
         scale: scale(rate),
     };
-    // Four elements per invocation when the length allows (2.5x faster on lavapipe, see the shader).
+    // Four elements per invocation when the length allows (2.5x faster on lavapipe, docs/PERFORMANCE.md).
     let (entry, invocations) = if n.is_multiple_of(4) {
         ("dropout_vec4", n / 4)
     } else {
@@ -71,7 +94,7 @@ fn dropout(
         name,
         &SHADER,
         entry,
-        &[],
+        &[("WG", WG as f64)],
         &params,
         &[input, output, step_state],
         super::grid(gpu, invocations, WG),

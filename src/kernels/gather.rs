@@ -1,8 +1,24 @@
-//! The data set on the GPU, and batches gathered from it: `shaders/gather_batch.wgsl`.
+//! The data set on the GPU, and batches gathered from it: `shaders/gather.wgsl`.
 
 use crate::gpu::{Cost, Dispatch, Gpu, GpuError, Tensor, WORD};
 
-super::shader!("gather_batch.wgsl");
+super::shader!("gather.wgsl");
+
+/// Invocations per workgroup: the shader's `WG` override.
+const WG: u32 = 256;
+
+pub(super) fn contracts() -> Vec<super::Contract> {
+    vec![super::Contract {
+        shader: &SHADER,
+        structs: vec![super::host_struct!(Params {
+            count,
+            image_bytes,
+            first_record,
+            records
+        })],
+        consts: vec![],
+    }]
+}
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -124,7 +140,7 @@ pub fn gather_batch(
                 "gather_batch",
                 &SHADER,
                 "gather_batch",
-                &[],
+                &[("WG", WG as f64)],
                 &params,
                 &[
                     &chunk.data,
@@ -134,7 +150,7 @@ pub fn gather_batch(
                     batch_labels,
                     &data.byte_to_unit,
                 ],
-                super::grid(gpu, elems, 256),
+                super::grid(gpu, elems, WG),
                 cost,
             )
         })

@@ -1,37 +1,82 @@
 //! Dense-layer products, `shaders/matmul.wgsl`, and `shaders/matmul_subgroup.wgsl` on adapters with
 //! subgroups.
 
-use crate::gpu::{Cost, Dispatch, Gpu, Tensor, Tiling, WORD, grid_1d};
+use crate::gpu::{Cost, Dispatch, Gpu, MatmulFlavour, Tensor, WORD, grid_1d};
 use crate::shape::MatmulShape;
 
-super::shader!("matmul.wgsl");
+super::shader!("matmul.wgsl", includes[super::common::MATMUL_PARAMS]);
 
 /// The register-tiled kernels with A shared through subgroups; compiled only when `Plan::Subgroups`
 /// runs, since the module needs Features::SUBGROUP.
 pub mod subgroup {
-    crate::kernels::shader!("matmul_subgroup.wgsl");
+    crate::kernels::shader!(
+        "matmul_subgroup.wgsl",
+        includes[crate::kernels::common::MATMUL_PARAMS]
+    );
+}
+
+pub(super) fn contracts() -> Vec<super::Contract> {
+    let params = || {
+        super::host_struct!(Params {
+            m,
+            n,
+            k,
+            has_bias,
+            k_split,
+            splits,
+            _pad0,
+            _pad1
+        })
+    };
+    let c = |v: usize| v as u32;
+    vec![
+        super::Contract {
+            shader: &SHADER,
+            structs: vec![params()],
+            consts: vec![
+                ("TILE_WG", c(TILE_WG)),
+                ("TM", c(TM)),
+                ("TQ", c(TQ)),
+                ("TN", c(TN)),
+                ("BM", c(BM)),
+                ("BN", c(BN)),
+                ("BK", c(BK)),
+            ],
+        },
+        super::Contract {
+            shader: &subgroup::SHADER,
+            structs: vec![params()],
+            consts: vec![
+                ("LANES", c(SG_LANES)),
+                ("SR", c(SG_ROWS)),
+                ("SQ", c(SG_QUADS)),
+                ("SN", c(SG_COLS)),
+            ],
+        },
+    ]
 }
 
 const WG_X: u32 = 8;
 const WG_Y: u32 = 8;
 /// Outputs per invocation along each axis (the register tile in the shader).
 const TILE: usize = 4;
-/// The tiled entry points (constants in the shader): invocations per workgroup, rows of C per
-/// invocation, column quads per invocation (`matmul_tile`) and columns per invocation
-/// (`matmul_tile_nt`).
+/// The tiled entry points (`const`s in the shader, array bounds and unrolled strides, checked by
+/// tests/shaders.rs): invocations per workgroup, rows of C per invocation, column quads per invocation
+/// (`matmul_tile`) and columns per invocation (`matmul_tile_nt`).
 const TILE_WG: usize = 16;
 const TM: usize = 8;
 const TQ: usize = 4;
 const TN: usize = 8;
-/// The subgroup entry points (constants in `matmul_subgroup.wgsl`): invocations per workgroup (lanes
+/// The subgroup entry points (`const`s in `matmul_subgroup.wgsl`, checked likewise): invocations per workgroup (lanes
 /// that share A), rows of C per workgroup, column quads per lane (`matmul_sg_tile`) and columns per
 /// lane (`matmul_sg_tile_nt`).
 const SG_LANES: usize = crate::gpu::MATMUL_SUBGROUP_LANES as usize;
 const SG_ROWS: usize = 32;
 const SG_QUADS: usize = 2;
 const SG_COLS: usize = 2;
-/// The shared-memory entry point (constants in the shader): a BM x BN tile of C per workgroup, K
-/// staged BK at a time; `matmul_split_sum` runs SUM_WG invocations per workgroup.
+/// The shared-memory entry point (`const`s in the shader, checked likewise): a BM x BN tile of C per
+/// workgroup, K staged BK at a time; `matmul_split_sum` runs SUM_WG invocations per workgroup (the
+/// shader's `SUM_WG` override).
 const BM: usize = 64;
 const BN: usize = 64;
 const BK: usize = 16;
@@ -59,15 +104,13 @@ pub enum Plan {
 }
 
 impl Plan {
-    /// The plan for `s` with the given flavour, choosing the number of splits for `Shared`, and
-    /// subgroups for `Registers` where `gpu.matmul_subgroups` says the adapter runs them.
-    pub fn auto(gpu: &Gpu, tiling: Tiling, s: MatmulShape) -> Plan {
-        match tiling {
-            Tiling::Registers if gpu.matmul_subgroups && subgroup_entry_point(s).is_some() => {
-                Plan::Subgroups
-            }
-            Tiling::Registers => Plan::Registers,
-            Tiling::Shared => Plan::Shared {
+    /// The plan for `s` in `flavour`: the number of splits for `Shared`, and `Registers` for the
+    /// shapes the subgroup kernels do not cover.
+    pub fn auto(gpu: &Gpu, flavour: MatmulFlavour, s: MatmulShape) -> Plan {
+        match flavour {
+            MatmulFlavour::Subgroups if subgroup_entry_point(s).is_some() => Plan::Subgroups,
+            MatmulFlavour::Registers | MatmulFlavour::Subgroups => Plan::Registers,
+            MatmulFlavour::Shared => Plan::Shared {
                 splits: shared_splits(s, (gpu.max_binding_bytes() / WORD) as usize),
             },
         }
@@ -150,10 +193,11 @@ struct Params {
     k_split: u32,
     /// `matmul_split_sum`: the number of partial products.
     splits: u32,
-    _pad: [u32; 2],
+    _pad0: u32,
+    _pad1: u32,
 }
 
-/// c = op(a) * op(b) (+ bias broadcast over rows), with the kernels of `gpu.tiling`. One dispatch, or
+/// c = op(a) * op(b) (+ bias broadcast over rows), with the kernels of `gpu.flavours.matmul`. One dispatch, or
 /// two when the shared-memory kernel splits K; record them in order.
 pub fn matmul(
     gpu: &Gpu,
@@ -163,7 +207,15 @@ pub fn matmul(
     c: &Tensor,
     s: MatmulShape,
 ) -> Vec<Dispatch> {
-    matmul_planned(gpu, a, b, bias, c, s, Plan::auto(gpu, gpu.tiling, s))
+    matmul_planned(
+        gpu,
+        a,
+        b,
+        bias,
+        c,
+        s,
+        Plan::auto(gpu, gpu.flavours.matmul, s),
+    )
 }
 
 /// `matmul` with the flavour and number of splits given (the tests run every plan on one device).
@@ -214,7 +266,8 @@ pub fn matmul_planned(
         has_bias: bias.is_some() as u32,
         k_split: s.k as u32,
         splits: 1,
-        _pad: [0; 2],
+        _pad0: 0,
+        _pad1: 0,
     };
     let splits = match plan {
         Plan::Registers | Plan::Subgroups => {
@@ -294,7 +347,7 @@ pub fn matmul_planned(
         "matmul_split_sum",
         &SHADER,
         "matmul_split_sum",
-        &[],
+        &[("SUM_WG", SUM_WG as f64)],
         &params,
         &[&scratch, bias.unwrap_or(&scratch), c],
         groups,

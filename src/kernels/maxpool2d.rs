@@ -7,6 +7,27 @@ use crate::shape::Pool2dShape;
 
 super::shader!("maxpool2d.wgsl");
 
+pub(super) fn contracts() -> Vec<super::Contract> {
+    vec![super::Contract {
+        shader: &SHADER,
+        structs: vec![super::host_struct!(Params {
+            n,
+            h,
+            w,
+            c,
+            pool_h,
+            pool_w,
+            stride_h,
+            stride_w,
+            oh,
+            ow,
+            pad_top,
+            pad_left
+        })],
+        consts: vec![],
+    }]
+}
+
 /// Invocations per workgroup (1-D grids).
 const WG: u32 = 64;
 
@@ -88,7 +109,7 @@ pub fn maxpool2d_forward(
         flops: (s.output_len() * s.pool_h * s.pool_w) as u64,
         bytes: (s.input_len() + 2 * s.output_len()) as u64 * WORD,
     };
-    // Four channels per invocation when c allows it: 40 -> 16 ms on the notebook's shape (lavapipe).
+    // Four channels per invocation when c allows it (docs/PERFORMANCE.md).
     let (entry, invocations) = if s.c.is_multiple_of(4) {
         ("maxpool2d_forward_vec4", s.output_len() / 4)
     } else {
@@ -139,8 +160,8 @@ pub fn maxpool2d_backward(
         bytes: (2 * s.output_len() + s.input_len()) as u64 * WORD,
     };
     // Disjoint windows (the notebook's 2x2, stride 2): one invocation per output writes the input
-    // cells it owns, four channels at a time when c allows it; 177 -> 12 ms on the notebook's shape
-    // (lavapipe). Overlapping windows need the gather, one invocation per input.
+    // cells it owns, four channels at a time when c allows it, much faster than the gather
+    // (docs/PERFORMANCE.md). Overlapping windows need the gather, one invocation per input.
     let disjoint = s.stride_h >= s.pool_h && s.stride_w >= s.pool_w;
     let (entry, invocations) = match (disjoint, s.c.is_multiple_of(4)) {
         (true, true) => ("maxpool2d_backward_tiles_vec4", s.output_len() / 4),

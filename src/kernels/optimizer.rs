@@ -5,7 +5,32 @@ use crate::gpu::{Cost, Dispatch, Gpu, Tensor, WORD};
 use crate::kernels::StepState;
 use crate::optimizer::{Optimizer, one_minus};
 
-super::shader!("optimizer.wgsl");
+super::shader!("optimizer.wgsl", includes[super::common::STEP_STATE]);
+
+pub(super) fn contracts() -> Vec<super::Contract> {
+    vec![super::Contract {
+        shader: &SHADER,
+        structs: vec![
+            super::host_struct!(Params {
+                len,
+                momentum,
+                decay,
+                one_minus_decay,
+                one_minus_decay2,
+                epsilon,
+                nesterov,
+                legacy_epsilon
+            }),
+            super::host_struct!(StepState {
+                step,
+                lr,
+                adam_alpha,
+                _pad
+            }),
+        ],
+        consts: vec![],
+    }]
+}
 
 /// Invocations per workgroup; must match `WG` in the shader.
 const WG: u32 = 256;
@@ -126,7 +151,7 @@ pub fn update(
     let mut buffers = vec![params, grads, step_state];
     buffers.extend_from_slice(state);
     // Four parameters per invocation when the length allows (the model's flat buffer always does):
-    // 2.3x faster on lavapipe, see the shader. The dispatch keeps the rule's name in profiles.
+    // 2.3x faster on lavapipe (docs/PERFORMANCE.md). The dispatch keeps the rule's name in profiles.
     let (shader_entry, invocations) = if n.is_multiple_of(4) {
         (vec4_entry(entry), n / 4)
     } else {
@@ -136,7 +161,7 @@ pub fn update(
         entry,
         &SHADER,
         shader_entry,
-        &[],
+        &[("WG", WG as f64)],
         &p,
         &buffers,
         super::grid(gpu, invocations, WG),

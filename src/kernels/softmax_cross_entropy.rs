@@ -8,14 +8,55 @@
 use crate::gpu::{Cost, Dispatch, Gpu, Tensor, WORD};
 use crate::kernels::StepState;
 
-super::shader!("softmax_cross_entropy.wgsl");
+super::shader!(
+    "softmax_cross_entropy.wgsl",
+    includes[super::common::STEP_STATE]
+);
 
-/// Words of the metrics accumulator: [loss sum (f32 bits), correct (u32), samples (u32),
-/// first bad step + 1 (u32, 0 = none)]. Zero it (kernels::fill with 0.0) at the start of an epoch.
-pub const METRICS_WORDS: usize = 4;
+pub(super) fn contracts() -> Vec<super::Contract> {
+    vec![super::Contract {
+        shader: &SHADER,
+        structs: vec![
+            super::host_struct!(Params { batch, classes }),
+            super::host_struct!(Metrics {
+                loss_sum,
+                correct,
+                samples,
+                first_bad_step
+            }),
+            super::host_struct!(StepState {
+                step,
+                lr,
+                adam_alpha,
+                _pad
+            }),
+        ],
+        consts: vec![("WG", WG)],
+    }]
+}
 
-/// Invocations of the single workgroup of `softmax_cross_entropy`; must match `WG` in the shader.
+/// The metrics accumulator `softmax_cross_entropy` adds each batch into, as the shader declares it.
+/// Zero it (`Gpu::write`) at the start of an epoch.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Metrics {
+    /// Loss summed over samples.
+    pub loss_sum: f32,
+    /// Samples whose argmax is their label.
+    pub correct: u32,
+    /// Samples seen.
+    pub samples: u32,
+    /// The first step (+ 1) where a row's loss was NaN or infinite; 0 while there is none.
+    pub first_bad_step: u32,
+}
+
+/// Words of `Metrics`.
+pub const METRICS_WORDS: usize = size_of::<Metrics>() / 4;
+
+/// Invocations of the single workgroup of `softmax_cross_entropy`: the shader's `WG`, an array bound.
 const WG: u32 = 256;
+/// Invocations per workgroup of `softmax`: the shader's `ROW_WG` override.
+const ROW_WG: u32 = 64;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -109,13 +150,13 @@ pub fn softmax(
         "softmax",
         &SHADER,
         "softmax",
-        &[],
+        &[("ROW_WG", ROW_WG as f64)],
         &Params {
             batch: batch as u32,
             classes: classes as u32,
         },
         &[logits, probs],
-        super::grid(gpu, batch, 64),
+        super::grid(gpu, batch, ROW_WG),
         Cost {
             flops: 6 * n,
             bytes: 2 * n * WORD,

@@ -234,4 +234,29 @@ mod tests {
             .to_string();
         assert!(e.contains("missing"), "{e}");
     }
+
+    /// Issue 11: sizes a file asks for are checked before anything is allocated; `units` 2^62 used
+    /// to wrap the parameter count and panic. 2^31 units fit an output but not the kernel.
+    #[test]
+    fn sizes_that_overflow_are_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        small().save(dir.path()).unwrap();
+        let path = dir.path().join(MODEL_FILE);
+        let json = std::fs::read_to_string(&path).unwrap();
+        for units in [1u64 << 62, u64::MAX, 1 << 33, 1 << 31] {
+            let huge = json.replace("\"units\": 512", &format!("\"units\": {units}"));
+            assert_ne!(huge, json);
+            std::fs::write(&path, huge).unwrap();
+            let e = SavedModel::load(dir.path()).unwrap_err().to_string();
+            assert!(
+                e.contains("model.json") && e.contains("'dense'") && e.contains("more than"),
+                "{e}"
+            );
+        }
+        let e = Sequential::notebook([1 << 40, 1 << 40, 3], 10)
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("'input'") && e.contains("more than"), "{e}");
+    }
 }

@@ -3,23 +3,30 @@
 //!
 //! Parameters live in one flat f32 vector (and one flat GPU buffer), each tensor starting at a
 //! 64-word boundary so that any adapter's storage offset alignment (at most 256 bytes) is met when a
-//! kernel binds one tensor of it. Tensors keep Keras' own shapes and order: Conv2D kernel
-//! [kh, kw, in, out], Dense kernel [in, out], then each bias.
+//! kernel binds one tensor of it. Tensors keep Keras' own shapes and order (Conv2D kernel
+//! [kh, kw, in, out], Dense kernel [in, out], then each bias); tensors the optimizer must not touch
+//! (none yet) follow all trainable ones. What each layer is lives in [`crate::layers`].
 
 pub mod folder;
 pub mod io;
-mod layer;
 pub mod reference;
 mod summary;
 
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
-pub use layer::{Activation, Layer};
+use crate::layers::{
+    Activation, ActivationLayer, Conv2D, Dense, Dropout, Flatten, Init, Layer, MaxPooling2D,
+};
 
 /// Words between the starts of parameter tensors: 256 bytes, the largest storage offset alignment
 /// WebGPU allows an adapter to demand.
 pub const PARAM_ALIGN: usize = 64;
+
+/// The most values one activation (per example) or all parameters together may hold: kernels index
+/// their tensors with u32. Shapes and sizes are computed with checked arithmetic up to it, so a
+/// model file asking for more is an error, not an overflow.
+pub const MAX_WORDS: usize = u32::MAX as usize;
 
 /// Height, width, channels of one example.
 pub type InputShape = [usize; 3];
@@ -40,13 +47,26 @@ pub struct Sequential {
 }
 
 /// Where one parameter tensor lives in the flat parameter vector.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ParamTensor {
     /// Keras' name, e.g. `conv2d/kernel`.
     pub name: String,
     pub shape: Vec<usize>,
     pub offset: usize,
     pub len: usize,
+    /// Index of the layer it belongs to.
+    pub layer: usize,
+    pub init: Init,
+    /// As its layer says ([`crate::layers::ParamSpec`]); trainable tensors have the lower offsets.
+    pub trainable: bool,
+}
+
+/// Words from the vector's start to the end of the last of `tensors`, alignment padding included.
+fn words<'a>(tensors: impl Iterator<Item = &'a ParamTensor>) -> usize {
+    tensors
+        .map(|t| t.offset + t.len.next_multiple_of(PARAM_ALIGN))
+        .max()
+        .unwrap_or(0)
 }
 
 /// The output shape of a layer, without the batch dimension.
@@ -57,11 +77,21 @@ pub enum Shape {
 }
 
 impl Shape {
+    /// Values per example; the model checks every shape's with [`Shape::checked_len`] first.
     pub fn len(&self) -> usize {
         match *self {
             Shape::Image { h, w, c } => h * w * c,
             Shape::Flat(n) => n,
         }
+    }
+
+    /// Values per example, if at most [`MAX_WORDS`].
+    pub fn checked_len(&self) -> Option<usize> {
+        match *self {
+            Shape::Image { h, w, c } => h.checked_mul(w)?.checked_mul(c),
+            Shape::Flat(n) => Some(n),
+        }
+        .filter(|&n| n <= MAX_WORDS)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -91,38 +121,39 @@ impl Sequential {
     /// The notebook's model, layer by layer as the notebook adds them (so the summary lists ten layers,
     /// named as Keras names them).
     pub fn notebook(input_shape: InputShape, classes: usize) -> Sequential {
+        let relu = || {
+            Layer::Activation(ActivationLayer {
+                activation: Activation::Relu,
+            })
+        };
         let layers = vec![
-            Layer::Conv2D {
+            Layer::Conv2D(Conv2D {
                 filters: 32,
                 kernel_size: [3, 3],
                 padding: crate::shape::Padding::Same,
                 activation: Activation::Linear,
-            },
-            Layer::Activation {
-                activation: Activation::Relu,
-            },
-            Layer::MaxPooling2D {
+            }),
+            relu(),
+            Layer::MaxPooling2D(MaxPooling2D {
                 pool_size: [2, 2],
                 strides: [2, 2],
                 padding: crate::shape::Padding::Valid,
-            },
-            Layer::Dropout { rate: 0.25 },
-            Layer::Flatten,
-            Layer::Dense {
+            }),
+            Layer::Dropout(Dropout { rate: 0.25 }),
+            Layer::Flatten(Flatten),
+            Layer::Dense(Dense {
                 units: 512,
                 activation: Activation::Linear,
-            },
-            Layer::Activation {
-                activation: Activation::Relu,
-            },
-            Layer::Dropout { rate: 0.5 },
-            Layer::Dense {
+            }),
+            relu(),
+            Layer::Dropout(Dropout { rate: 0.5 }),
+            Layer::Dense(Dense {
                 units: classes,
                 activation: Activation::Linear,
-            },
-            Layer::Activation {
+            }),
+            Layer::Activation(ActivationLayer {
                 activation: Activation::Softmax,
-            },
+            }),
         ];
         Sequential::from_layers("sequential", input_shape, layers)
     }
@@ -158,13 +189,27 @@ impl Sequential {
 
     /// Output shape of every layer, in order; an error names the first layer that does not fit.
     pub fn output_shapes(&self) -> Result<Vec<Shape>, ModelError> {
+        let too_large = |layer: &str, shape: &Shape| ModelError {
+            layer: layer.into(),
+            message: format!("the shape {shape} holds more than {MAX_WORDS} values"),
+        };
         let mut shape = self.input();
+        shape
+            .checked_len()
+            .ok_or_else(|| too_large("input", &shape))?;
         let mut out = Vec::with_capacity(self.layers.len());
         for l in &self.layers {
-            shape = l.layer.output_shape(&shape).map_err(|message| ModelError {
-                layer: l.name.clone(),
-                message,
-            })?;
+            shape = l
+                .layer
+                .kind()
+                .output_shape(&shape)
+                .map_err(|message| ModelError {
+                    layer: l.name.clone(),
+                    message,
+                })?;
+            shape
+                .checked_len()
+                .ok_or_else(|| too_large(&l.name, &shape))?;
             out.push(shape.clone());
         }
         Ok(out)
@@ -188,99 +233,107 @@ impl Sequential {
     /// (the loss is categorical cross-entropy on its logits).
     pub fn validate(&self) -> Result<(), ModelError> {
         self.classes()?;
-        let ends_in_softmax = match self.layers.last().map(|l| &l.layer) {
-            Some(Layer::Activation {
-                activation: Activation::Softmax,
-            }) => true,
-            Some(Layer::Dense { activation, .. }) => *activation == Activation::Softmax,
-            _ => false,
-        };
-        if !ends_in_softmax {
+        let softmax = |l: &NamedLayer| l.layer.kind().activation() == Activation::Softmax;
+        let last = self.layers.last().expect("a model with classes has layers");
+        if !softmax(last) {
             return Err(ModelError {
-                layer: self
-                    .layers
-                    .last()
-                    .map_or("input".into(), |l| l.name.clone()),
+                layer: last.name.clone(),
                 message: "the model must end in a softmax (categorical cross-entropy is computed \
                           from its logits)"
                     .into(),
             });
         }
-        for (i, l) in self.layers.iter().enumerate() {
-            let softmax_inside = matches!(
-                l.layer,
-                Layer::Activation {
-                    activation: Activation::Softmax
-                }
-            ) || matches!(
-                l.layer,
-                Layer::Dense {
-                    activation: Activation::Softmax,
-                    ..
-                }
-            );
-            if softmax_inside && i + 1 != self.layers.len() {
-                return Err(ModelError {
-                    layer: l.name.clone(),
-                    message: "softmax is supported only as the last layer".into(),
-                });
-            }
+        if let Some(l) = self.layers[..self.layers.len() - 1]
+            .iter()
+            .find(|l| softmax(l))
+        {
+            return Err(ModelError {
+                layer: l.name.clone(),
+                message: "softmax is supported only as the last layer".into(),
+            });
         }
         Ok(())
     }
 
-    /// Every parameter tensor with its place in the flat vector.
+    /// Every parameter tensor with its place in the flat vector, listed in model order (each layer's
+    /// as its `params()` gives them, Keras' order). Trainable tensors are placed first, in that
+    /// order, and the others (none in today's layers) after them, so that the optimizer updates one
+    /// prefix of the vector.
     pub fn param_tensors(&self) -> Result<Vec<ParamTensor>, ModelError> {
         let shapes = self.output_shapes()?;
-        let mut input = self.input();
-        let mut offset = 0;
         let mut out = Vec::new();
-        for (l, shape) in self.layers.iter().zip(shapes) {
-            for (suffix, tshape) in l.layer.param_shapes(&input) {
-                let len = tshape.iter().product();
+        let mut input = self.input();
+        for (layer, (l, shape)) in self.layers.iter().zip(shapes).enumerate() {
+            for p in l.layer.kind().params(&input) {
+                let name = format!("{}/{}", l.name, p.name);
+                let len = p
+                    .shape
+                    .iter()
+                    .try_fold(1usize, |n, &d| n.checked_mul(d))
+                    .filter(|&n| n <= MAX_WORDS)
+                    .ok_or_else(|| ModelError {
+                        layer: l.name.clone(),
+                        message: format!(
+                            "the tensor {name} {:?} holds more than {MAX_WORDS} values",
+                            p.shape
+                        ),
+                    })?;
                 out.push(ParamTensor {
-                    name: format!("{}/{}", l.name, suffix),
-                    shape: tshape,
-                    offset,
+                    name,
+                    shape: p.shape,
+                    offset: 0,
                     len,
+                    layer,
+                    init: p.init,
+                    trainable: p.trainable,
                 });
-                offset += len.next_multiple_of(PARAM_ALIGN);
             }
             input = shape;
+        }
+        let mut end = 0usize;
+        for trainable in [true, false] {
+            for t in out.iter_mut().filter(|t| t.trainable == trainable) {
+                t.offset = end;
+                end = t
+                    .len
+                    .checked_next_multiple_of(PARAM_ALIGN)
+                    .and_then(|padded| end.checked_add(padded))
+                    .filter(|&end| end <= MAX_WORDS)
+                    .ok_or_else(|| ModelError {
+                        layer: self.layers[t.layer].name.clone(),
+                        message: format!(
+                            "all parameters together hold more than {MAX_WORDS} values"
+                        ),
+                    })?;
+            }
         }
         Ok(out)
     }
 
     /// Words in the flat parameter vector, alignment padding included.
     pub fn param_words(&self) -> Result<usize, ModelError> {
-        Ok(self
-            .param_tensors()?
-            .last()
-            .map_or(0, |t| t.offset + t.len.next_multiple_of(PARAM_ALIGN)))
+        Ok(words(self.param_tensors()?.iter()))
     }
 
-    /// Trainable parameters, as Keras counts them.
+    /// Words of the vector's trainable prefix, which the optimizer updates.
+    pub fn trainable_words(&self) -> Result<usize, ModelError> {
+        Ok(words(self.param_tensors()?.iter().filter(|t| t.trainable)))
+    }
+
+    /// Parameters, trainable and not, as Keras counts them.
     pub fn param_count(&self) -> Result<usize, ModelError> {
         Ok(self.param_tensors()?.iter().map(|t| t.len).sum())
     }
 
-    /// Initial parameters as Keras draws them by default: glorot_uniform kernels
-    /// (U(±sqrt(6 / (fan_in + fan_out))), fans counting the receptive field) and zero biases.
-    /// The stream depends only on `seed`, so a seed fixes the initial weights.
+    /// Initial parameters as Keras draws them by default, each tensor by its initialiser (today
+    /// glorot_uniform kernels and zero biases) in model order. The stream depends only on
+    /// `seed`, so a seed fixes the initial weights.
     pub fn init_params(&self, seed: u64) -> Result<Vec<f32>, ModelError> {
         let mut rng = rand_pcg::Pcg64::seed_from_u64(seed ^ 0x1417_0001);
         let mut params = vec![0.0f32; self.param_words()?];
         for t in self.param_tensors()? {
-            if t.shape.len() < 2 {
-                continue; // biases start at zero
-            }
-            let receptive: usize = t.shape[..t.shape.len() - 2].iter().product();
-            let fan_in = receptive * t.shape[t.shape.len() - 2];
-            let fan_out = receptive * t.shape[t.shape.len() - 1];
-            let limit = (6.0 / (fan_in + fan_out) as f64).sqrt() as f32;
-            for p in &mut params[t.offset..t.offset + t.len] {
-                *p = rng.random_range(-limit..limit);
-            }
+            t.init
+                .fill(&t.shape, &mut rng, &mut params[t.offset..t.offset + t.len]);
         }
         Ok(params)
     }

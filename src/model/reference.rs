@@ -1,10 +1,10 @@
-//! A whole training step on the CPU, composed from the kernels' CPU twins in f64: the reference the
-//! GPU's step is tested against, layer for layer, with the same dropout masks (same seed, step and
-//! per-layer salt).
+//! A whole training step on the CPU in f64: each layer's CPU twin (see [`crate::layers`]) in turn,
+//! then the loss and, backwards, each layer's gradients. It is the reference the GPU's step is tested
+//! against, layer for layer, with the same dropout masks (same seed, step and per-layer salt).
 
-use super::{Activation, Layer, Sequential, Shape};
-use crate::reference::{activation, conv2d, dropout, matmul, maxpool2d, softmax_cross_entropy};
-use crate::shape::{Conv2dShape, Pool2dShape};
+use super::Sequential;
+use crate::layers::CpuStep;
+use crate::reference::softmax_cross_entropy;
 
 /// What one forward and backward pass produces.
 #[derive(Clone, Debug)]
@@ -15,23 +15,6 @@ pub struct StepResult {
     pub correct: u32,
     /// Gradients of the mean loss, laid out like the flat parameter vector (padding is zero).
     pub grads: Vec<f64>,
-}
-
-/// What a layer's backward needs from its forward.
-struct Cache {
-    input: Vec<f64>,
-    input_shape: Shape,
-    /// Before the layer's own activation, when it has one.
-    pre_activation: Option<Vec<f64>>,
-    argmax: Option<Vec<u32>>,
-}
-
-fn conv_shape(layer: &Layer, input: &Shape, n: usize) -> Conv2dShape {
-    layer.conv_shape(input, n).expect("validated model")
-}
-
-fn pool_shape(layer: &Layer, input: &Shape, n: usize) -> Pool2dShape {
-    layer.pool_shape(input, n).expect("validated model")
 }
 
 /// Forward pass (dropout on when `train`), loss and, when `train`, gradients.
@@ -48,120 +31,53 @@ pub fn forward_backward(
 ) -> StepResult {
     model.validate().expect("reference needs a valid model");
     let tensors = model.param_tensors().unwrap();
-    let param = |name: String| {
-        let t = tensors.iter().find(|t| t.name == name).unwrap();
-        (t.offset, t.len)
-    };
-    let slice = |(o, l): (usize, usize)| &params[o..o + l];
     let shapes = model.output_shapes().unwrap();
     let classes = model.classes().unwrap();
-    let mut caches = Vec::new();
-    let mut cur = x.to_vec();
-    let mut input_shape = model.input();
-    for (index, (l, shape)) in model.layers.iter().zip(&shapes).enumerate() {
-        let input = cur.clone();
-        let mut pre_activation = None;
-        let mut argmax = None;
-        let (mut y, act) = match &l.layer {
-            Layer::Conv2D { activation, .. } => {
-                let s = conv_shape(&l.layer, &input_shape, batch);
-                let w = slice(param(format!("{}/kernel", l.name)));
-                let b = slice(param(format!("{}/bias", l.name)));
-                (conv2d::conv2d_forward(&input, w, b, s), *activation)
-            }
-            Layer::Dense { units, activation } => {
-                let w = slice(param(format!("{}/kernel", l.name)));
-                let b = slice(param(format!("{}/bias", l.name)));
-                (
-                    matmul::dense_forward(&input, w, b, batch, input_shape.len(), *units),
-                    *activation,
-                )
-            }
-            Layer::MaxPooling2D { .. } => {
-                let (y, am) =
-                    maxpool2d::maxpool2d_forward(&input, pool_shape(&l.layer, &input_shape, batch));
-                argmax = Some(am);
-                (y, Activation::Linear)
-            }
-            Layer::Dropout { rate } if train && *rate > 0.0 => (
-                dropout::dropout_forward(&input, seed, step, index as u32, *rate),
-                Activation::Linear,
-            ),
-            Layer::Dropout { .. } | Layer::Flatten => (input.clone(), Activation::Linear),
-            Layer::Activation { activation } => (input.clone(), *activation),
-        };
-        if act == Activation::Relu {
-            let z = y;
-            y = activation::relu_forward(&z);
-            pre_activation = Some(z);
-        }
-        // Softmax is the last layer's and belongs to the loss: `y` stays the logits.
-        caches.push(Cache {
-            input,
-            input_shape: input_shape.clone(),
-            pre_activation,
-            argmax,
-        });
-        cur = y;
-        input_shape = shape.clone();
+    // Each layer's parameter tensors, as its `params()` lists them.
+    let layer_params = |i: usize| -> Vec<&[f64]> {
+        tensors
+            .iter()
+            .filter(|t| t.layer == i)
+            .map(|t| &params[t.offset..t.offset + t.len])
+            .collect()
+    };
+    let step_of = |index| CpuStep {
+        batch,
+        train,
+        seed,
+        step,
+        index,
+    };
+    let mut input_shapes = vec![model.input()];
+    input_shapes.extend(shapes.iter().cloned());
+    // inputs[i] is layer i's input; the last entry is the logits (softmax belongs to the loss).
+    let mut inputs = vec![x.to_vec()];
+    for (i, l) in model.layers.iter().enumerate() {
+        let y =
+            l.layer
+                .kind()
+                .cpu_forward(&step_of(i), &input_shapes[i], &inputs[i], &layer_params(i));
+        inputs.push(y);
     }
-    let logits = cur;
+    let logits = inputs.pop().unwrap();
     let (loss_sum, correct, dlogits) =
         softmax_cross_entropy::softmax_cross_entropy(&logits, labels, batch, classes);
     let mut grads = vec![0.0; params.len()];
-    if !train {
-        return StepResult {
-            logits,
-            loss_sum,
-            correct,
-            grads,
-        };
-    }
-    let mut dy = dlogits;
-    for (index, (l, cache)) in model.layers.iter().zip(&caches).enumerate().rev() {
-        if let Some(z) = &cache.pre_activation {
-            dy = activation::relu_backward(z, &dy);
-        }
-        let mut put = |name: String, g: &[f64]| {
-            let (o, len) = param(name);
-            grads[o..o + len].copy_from_slice(g);
-        };
-        dy = match &l.layer {
-            Layer::Conv2D { .. } => {
-                let s = conv_shape(&l.layer, &cache.input_shape, batch);
-                let w = slice(param(format!("{}/kernel", l.name)));
-                let (dx, dw, db) = conv2d::conv2d_backward(&cache.input, w, &dy, s);
-                put(format!("{}/kernel", l.name), &dw);
-                put(format!("{}/bias", l.name), &db);
-                dx
-            }
-            Layer::Dense { units, .. } => {
-                let w = slice(param(format!("{}/kernel", l.name)));
-                let (dx, dw, db) = matmul::dense_backward(
-                    &cache.input,
-                    w,
-                    &dy,
-                    batch,
-                    cache.input_shape.len(),
-                    *units,
-                );
-                put(format!("{}/kernel", l.name), &dw);
-                put(format!("{}/bias", l.name), &db);
-                dx
-            }
-            Layer::MaxPooling2D { .. } => maxpool2d::maxpool2d_backward(
+    if train {
+        let mut dy = dlogits;
+        for (i, l) in model.layers.iter().enumerate().rev() {
+            let (dx, layer_grads) = l.layer.kind().cpu_backward(
+                &step_of(i),
+                &input_shapes[i],
+                &inputs[i],
                 &dy,
-                cache.argmax.as_ref().unwrap(),
-                pool_shape(&l.layer, &cache.input_shape, batch),
-            ),
-            Layer::Dropout { rate } if *rate > 0.0 => {
-                dropout::dropout_backward(&dy, seed, step, index as u32, *rate)
+                &layer_params(i),
+            );
+            for (t, g) in tensors.iter().filter(|t| t.layer == i).zip(layer_grads) {
+                grads[t.offset..t.offset + t.len].copy_from_slice(&g);
             }
-            Layer::Activation {
-                activation: Activation::Relu,
-            } => activation::relu_backward(&cache.input, &dy),
-            _ => dy,
-        };
+            dy = dx;
+        }
     }
     StepResult {
         logits,
@@ -174,6 +90,7 @@ pub fn forward_backward(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layers::{Activation, ActivationLayer, Conv2D, Dense, Flatten, Layer, MaxPooling2D};
     use crate::reference::gradcheck::{check_gradient, seeded};
     use crate::shape::Padding;
 
@@ -183,35 +100,35 @@ mod tests {
             "small",
             [5, 6, 2],
             vec![
-                Layer::Conv2D {
+                Layer::Conv2D(Conv2D {
                     filters: 3,
                     kernel_size: [3, 3],
                     padding: Padding::Same,
                     activation: Activation::Linear,
-                },
-                Layer::Activation {
+                }),
+                Layer::Activation(ActivationLayer {
                     activation: Activation::Relu,
-                },
-                Layer::MaxPooling2D {
+                }),
+                Layer::MaxPooling2D(MaxPooling2D {
                     pool_size: [2, 2],
                     strides: [2, 2],
                     padding: Padding::Valid,
-                },
-                Layer::Conv2D {
+                }),
+                Layer::Conv2D(Conv2D {
                     filters: 2,
                     kernel_size: [2, 2],
                     padding: Padding::Valid,
                     activation: Activation::Relu,
-                },
-                Layer::Flatten,
-                Layer::Dense {
+                }),
+                Layer::Flatten(Flatten),
+                Layer::Dense(Dense {
                     units: 4,
                     activation: Activation::Relu,
-                },
-                Layer::Dense {
+                }),
+                Layer::Dense(Dense {
                     units: 3,
                     activation: Activation::Softmax,
-                },
+                }),
             ],
         )
     }

@@ -48,7 +48,7 @@ fn memory(bytes: usize) -> String {
 
 pub fn render(model: &Sequential) -> Result<String, ModelError> {
     let shapes = model.output_shapes()?;
-    let mut input = model.input();
+    let tensors = model.param_tensors()?;
     let mut lines = vec![
         format!("Model: \"{}\"", model.name),
         rule('┏', '━', '┳', '┓'),
@@ -56,32 +56,33 @@ pub fn render(model: &Sequential) -> Result<String, ModelError> {
         rule('┡', '━', '╇', '┩'),
     ];
     for (i, (l, shape)) in model.layers.iter().zip(&shapes).enumerate() {
-        let params: usize = l
-            .layer
-            .param_shapes(&input)
-            .iter()
-            .map(|(_, s)| s.iter().product::<usize>())
-            .sum();
-        let name = format!("{} ({})", l.name, l.layer.class_name());
+        let params: usize = tensors.iter().filter(|t| t.layer == i).map(|t| t.len).sum();
+        let name = format!("{} ({})", l.name, l.layer.kind().class_name());
         lines.push(row('│', [&name, &shape.to_string(), &thousands(params)]));
         if i + 1 < shapes.len() {
             lines.push(rule('├', '─', '┼', '┤'));
         }
-        input = shape.clone();
     }
     lines.push(rule('└', '─', '┴', '┘'));
-    let total = model.param_count()?;
-    lines.push(format!(
-        " Total params: {} ({})",
-        thousands(total),
-        memory(total * 4)
-    ));
-    lines.push(format!(
-        " Trainable params: {} ({})",
-        thousands(total),
-        memory(total * 4)
-    ));
-    lines.push(format!(" Non-trainable params: 0 ({})", memory(0)));
+    let count = |trainable: bool| -> usize {
+        tensors
+            .iter()
+            .filter(|t| trainable == t.trainable)
+            .map(|t| t.len)
+            .sum()
+    };
+    let (trainable, frozen) = (count(true), count(false));
+    for (label, n) in [
+        ("Total", trainable + frozen),
+        ("Trainable", trainable),
+        ("Non-trainable", frozen),
+    ] {
+        lines.push(format!(
+            " {label} params: {} ({})",
+            thousands(n),
+            memory(n * 4)
+        ));
+    }
     Ok(lines.join("\n"))
 }
 

@@ -59,64 +59,75 @@ pub fn conv2d_forward(x: &[f64], w: &[f64], b: &[f64], s: Conv2dShape) -> Vec<f6
     y
 }
 
-/// Gradients of `conv2d_forward` given dy [n, oh, ow, cout]: (dx, dw, db).
-/// - dx[n, iy, ix, ci] = sum over (oy, ox, i, j) that meet (iy, ix), and co, of dy[n, oy, ox, co] * w[i, j, ci, co]
-///   (a full correlation of dy with the flipped kernel);
-/// - dw[i, j, ci, co] = sum_{n, oy, ox} x[n, oy + i - pt, ox + j - pl, ci] * dy[n, oy, ox, co];
-/// - db[co] = sum_{n, oy, ox} dy[n, oy, ox, co].
-pub fn conv2d_backward(
-    x: &[f64],
-    w: &[f64],
-    dy: &[f64],
-    s: Conv2dShape,
-) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
-    assert_eq!(
-        x.len(),
-        s.input_len(),
-        "conv2d: input has the wrong size for {s:?}"
-    );
-    assert_eq!(
-        w.len(),
-        s.kernel_len(),
-        "conv2d: kernel has the wrong size for {s:?}"
-    );
-    assert_eq!(
-        dy.len(),
-        s.output_len(),
-        "conv2d: dy has the wrong size for {s:?}"
-    );
+/// Checks a tensor's length against the size `s` gives it.
+fn check_len(name: &str, v: &[f64], len: usize, s: &Conv2dShape) {
+    assert_eq!(v.len(), len, "conv2d: {name} has the wrong size for {s:?}");
+}
+
+/// Calls `f(out, at, k)` for every output pixel (n, oy, ox) and kernel tap (i, j) that meets an input
+/// pixel (iy, ix): `out` is the output pixel's index, `at` indexes x[n, iy, ix, 0] and `k` indexes
+/// w[i, j, 0, 0]. The backward twins share this walk, so they add in the same order.
+fn for_each_tap(s: &Conv2dShape, mut f: impl FnMut(usize, usize, usize)) {
     let (oh, ow) = (s.out_h(), s.out_w());
-    let mut dx = vec![0.0; s.input_len()];
-    let mut dw = vec![0.0; s.kernel_len()];
-    let mut db = vec![0.0; s.cout];
     for n in 0..s.n {
         for oy in 0..oh {
             for ox in 0..ow {
-                let g = &dy[((n * oh + oy) * ow + ox) * s.cout..][..s.cout];
-                for (d, &gv) in db.iter_mut().zip(g) {
-                    *d += gv;
-                }
                 for i in 0..s.kh {
                     for j in 0..s.kw {
-                        let Some((iy, ix)) = input_pixel(&s, oy, ox, i, j) else {
+                        let Some((iy, ix)) = input_pixel(s, oy, ox, i, j) else {
                             continue;
                         };
+                        let out = (n * oh + oy) * ow + ox;
                         let at = ((n * s.h + iy) * s.w + ix) * s.cin;
-                        for ci in 0..s.cin {
-                            let k = ((i * s.kw + j) * s.cin + ci) * s.cout;
-                            let wrow = &w[k..][..s.cout];
-                            dx[at + ci] += g.iter().zip(wrow).map(|(gv, wv)| gv * wv).sum::<f64>();
-                            let xv = x[at + ci];
-                            for (d, &gv) in dw[k..][..s.cout].iter_mut().zip(g) {
-                                *d += xv * gv;
-                            }
-                        }
+                        let k = (i * s.kw + j) * s.cin * s.cout;
+                        f(out, at, k);
                     }
                 }
             }
         }
     }
-    (dx, dw, db)
+}
+
+/// Twin of the `conv2d_backward_input` entry point: dx[n, iy, ix, ci] = sum over the (oy, ox, i, j)
+/// that meet (iy, ix), and co, of dy[n, oy, ox, co] * w[i, j, ci, co] (a full correlation of dy with
+/// the flipped kernel).
+pub fn conv2d_backward_input(dy: &[f64], w: &[f64], s: Conv2dShape) -> Vec<f64> {
+    check_len("dy", dy, s.output_len(), &s);
+    check_len("kernel", w, s.kernel_len(), &s);
+    let mut dx = vec![0.0; s.input_len()];
+    for_each_tap(&s, |out, at, k| {
+        let g = &dy[out * s.cout..][..s.cout];
+        for ci in 0..s.cin {
+            let wrow = &w[k + ci * s.cout..][..s.cout];
+            dx[at + ci] += g.iter().zip(wrow).map(|(gv, wv)| gv * wv).sum::<f64>();
+        }
+    });
+    dx
+}
+
+/// Twin of the `conv2d_backward_weight` entry point:
+/// dw[i, j, ci, co] = sum_{n, oy, ox} x[n, oy + i - pt, ox + j - pl, ci] * dy[n, oy, ox, co].
+pub fn conv2d_backward_weight(x: &[f64], dy: &[f64], s: Conv2dShape) -> Vec<f64> {
+    check_len("input", x, s.input_len(), &s);
+    check_len("dy", dy, s.output_len(), &s);
+    let mut dw = vec![0.0; s.kernel_len()];
+    for_each_tap(&s, |out, at, k| {
+        let g = &dy[out * s.cout..][..s.cout];
+        for ci in 0..s.cin {
+            let xv = x[at + ci];
+            for (d, &gv) in dw[k + ci * s.cout..][..s.cout].iter_mut().zip(g) {
+                *d += xv * gv;
+            }
+        }
+    });
+    dw
+}
+
+/// Twin of `kernels::conv2d::conv2d_backward_bias` (a column sum on the GPU):
+/// db[co] = sum_{n, oy, ox} dy[n, oy, ox, co].
+pub fn conv2d_backward_bias(dy: &[f64], s: Conv2dShape) -> Vec<f64> {
+    check_len("dy", dy, s.output_len(), &s);
+    super::column_sum::column_sum(dy, s.n * s.out_h() * s.out_w(), s.cout)
 }
 
 #[cfg(test)]
@@ -138,7 +149,9 @@ mod tests {
                 .map(|(y, g)| y * g)
                 .sum()
         };
-        let (dx, dw, db) = conv2d_backward(&x, &w, &dy, s);
+        let dx = conv2d_backward_input(&dy, &w, s);
+        let dw = conv2d_backward_weight(&x, &dy, s);
+        let db = conv2d_backward_bias(&dy, s);
         let name = format!(
             "conv2d {}x{} {:?} cin {} cout {}",
             s.kh, s.kw, s.padding, s.cin, s.cout

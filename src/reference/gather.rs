@@ -1,4 +1,4 @@
-//! CPU twin of `shaders/gather_batch.wgsl`.
+//! CPU twin of `shaders/gather.wgsl`.
 
 /// Images `indices` of `data` (records of `image_bytes` bytes) as f32 / 255, with their labels.
 pub fn gather_batch(

@@ -72,7 +72,7 @@ pub fn dense_backward(
             ..MatmulShape::new(inp, out, batch)
         },
     );
-    let db = super::reduce::column_sum(dy, batch, out);
+    let db = super::column_sum::column_sum(dy, batch, out);
     (dx, dw, db)
 }
 

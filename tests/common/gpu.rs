@@ -5,7 +5,10 @@
 use std::sync::OnceLock;
 
 use cifar_wgpu::gpu::{Gpu, GpuOptions};
-use cifar_wgpu::model::{Activation, Layer, Sequential};
+use cifar_wgpu::layers::{
+    Activation, ActivationLayer, Conv2D, Dense, Dropout, Flatten, Layer, MaxPooling2D,
+};
+use cifar_wgpu::model::Sequential;
 use cifar_wgpu::shape::Padding;
 
 /// The test device. A machine without an adapter fails loudly here: a skipped GPU test would hide
@@ -25,27 +28,27 @@ pub fn small_cnn(input: [usize; 3], filters: usize, units: usize, classes: usize
         "small_cnn",
         input,
         vec![
-            Layer::Conv2D {
+            Layer::Conv2D(Conv2D {
                 filters,
                 kernel_size: [3, 3],
                 padding: Padding::Same,
                 activation: Activation::Relu,
-            },
-            Layer::MaxPooling2D {
+            }),
+            Layer::MaxPooling2D(MaxPooling2D {
                 pool_size: [2, 2],
                 strides: [2, 2],
                 padding: Padding::Valid,
-            },
-            Layer::Dropout { rate: 0.25 },
-            Layer::Flatten,
-            Layer::Dense {
+            }),
+            Layer::Dropout(Dropout { rate: 0.25 }),
+            Layer::Flatten(Flatten),
+            Layer::Dense(Dense {
                 units,
                 activation: Activation::Relu,
-            },
-            Layer::Dense {
+            }),
+            Layer::Dense(Dense {
                 units: classes,
                 activation: Activation::Softmax,
-            },
+            }),
         ],
     )
 }
@@ -57,40 +60,40 @@ pub fn every_layer_model(input: [usize; 3], classes: usize) -> Sequential {
         "every_layer",
         input,
         vec![
-            Layer::Conv2D {
+            Layer::Conv2D(Conv2D {
                 filters: 5,
                 kernel_size: [3, 3],
                 padding: Padding::Same,
                 activation: Activation::Linear,
-            },
-            Layer::Activation {
+            }),
+            Layer::Activation(ActivationLayer {
                 activation: Activation::Relu,
-            },
-            Layer::MaxPooling2D {
+            }),
+            Layer::MaxPooling2D(MaxPooling2D {
                 pool_size: [2, 2],
                 strides: [2, 2],
                 padding: Padding::Valid,
-            },
-            Layer::Dropout { rate: 0.25 },
-            Layer::Conv2D {
+            }),
+            Layer::Dropout(Dropout { rate: 0.25 }),
+            Layer::Conv2D(Conv2D {
                 filters: 6,
                 kernel_size: [2, 2],
                 padding: Padding::Valid,
                 activation: Activation::Relu,
-            },
-            Layer::Flatten,
-            Layer::Dense {
+            }),
+            Layer::Flatten(Flatten),
+            Layer::Dense(Dense {
                 units: 13,
                 activation: Activation::Relu,
-            },
-            Layer::Dropout { rate: 0.5 },
-            Layer::Dense {
+            }),
+            Layer::Dropout(Dropout { rate: 0.5 }),
+            Layer::Dense(Dense {
                 units: classes,
                 activation: Activation::Linear,
-            },
-            Layer::Activation {
+            }),
+            Layer::Activation(ActivationLayer {
                 activation: Activation::Softmax,
-            },
+            }),
         ],
     )
 }

@@ -5,13 +5,12 @@
 
 mod common;
 
-mod activation;
+mod column_sum;
 mod conv2d;
 mod dropout;
-mod fill;
 mod gather;
 mod matmul;
 mod maxpool2d;
 mod optimizer;
-mod reduce;
+mod relu;
 mod softmax_cross_entropy;

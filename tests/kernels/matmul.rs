@@ -1,4 +1,4 @@
-use cifar_wgpu::gpu::Tiling;
+use cifar_wgpu::gpu::MatmulFlavour;
 use cifar_wgpu::kernels::matmul::{Plan, matmul_planned, subgroups_cover};
 use cifar_wgpu::reference;
 use cifar_wgpu::shape::MatmulShape;
@@ -7,7 +7,12 @@ use crate::common::*;
 
 /// With the device's own flavour (`Registers` with subgroups on lavapipe).
 fn check(s: MatmulShape, with_bias: bool, seed: u64) {
-    check_plan(s, with_bias, seed, Plan::auto(gpu(), gpu().tiling, s));
+    check_plan(
+        s,
+        with_bias,
+        seed,
+        Plan::auto(gpu(), gpu().flavours.matmul, s),
+    );
 }
 
 /// Runs `plan` on fresh data against the f64 reference; returns the relative error and the number of
@@ -71,7 +76,7 @@ fn both_tilings_all_transposes_every_split_on_awkward_shapes() {
                 Plan::Registers,
                 Plan::Shared { splits: 1 },
                 Plan::Shared { splits: 3 },
-                Plan::auto(gpu(), Tiling::Shared, s),
+                Plan::auto(gpu(), MatmulFlavour::Shared, s),
             ];
             for plan in plans {
                 let (rel, dispatches) = check_plan(s, with_bias, seed, plan);
@@ -220,13 +225,13 @@ fn subgroup_kernels_on_awkward_shapes() {
             };
             let covered = if tb { !ta && k % 4 == 0 } else { n % 4 == 0 };
             assert_eq!(subgroups_cover(s), covered, "{s:?}");
-            if g.matmul_subgroups {
+            if g.flavours.matmul == MatmulFlavour::Subgroups {
                 let want = if covered {
                     Plan::Subgroups
                 } else {
                     Plan::Registers
                 };
-                assert_eq!(Plan::auto(g, Tiling::Registers, s), want, "{s:?}");
+                assert_eq!(Plan::auto(g, MatmulFlavour::Subgroups, s), want, "{s:?}");
             }
             let seed = 300 + 10 * i as u64 + t as u64;
             for with_bias in [false, true] {

@@ -1,8 +1,21 @@
-//! Column sums (bias gradients), `shaders/reduce.wgsl`.
+//! Column sums (bias gradients), `shaders/column_sum.wgsl`. CPU twin: `crate::reference::column_sum`.
 
-use crate::gpu::{Cost, Dispatch, Gpu, Tensor, Tiling, WORD};
+use crate::gpu::{ColumnSumFlavour, Cost, Dispatch, Gpu, Tensor, WORD};
 
-super::shader!("reduce.wgsl");
+super::shader!("column_sum.wgsl");
+
+pub(super) fn contracts() -> Vec<super::Contract> {
+    vec![super::Contract {
+        shader: &SHADER,
+        structs: vec![super::host_struct!(Params {
+            rows,
+            cols,
+            rows_per_chunk,
+            _pad
+        })],
+        consts: vec![("LANES", LANES as u32)],
+    }]
+}
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -26,12 +39,14 @@ pub fn column_sum_scratch(rows: usize, cols: usize) -> usize {
     }
 }
 
-/// Invocations per column in `column_sum_lanes` (the shader's LANES).
+/// Invocations per column in `column_sum_lanes` (the shader's `LANES`, an array bound).
 const LANES: usize = 64;
+/// Invocations per workgroup of `column_sum`: the shader's `WG` override.
+const WG: u32 = 64;
 
 /// out[c] = sum_r x[r, c] for x stored as [rows, cols]. Tall inputs take two dispatches through
-/// `scratch`, which must hold `column_sum_scratch(rows, cols)` words. The last pass has a workgroup
-/// per column on GPUs (`Tiling::Shared`), an invocation per column on software adapters.
+/// `scratch`, which must hold `column_sum_scratch(rows, cols)` words. The last pass runs
+/// `gpu.flavours.column_sum`.
 pub fn column_sum(
     gpu: &Gpu,
     x: &Tensor,
@@ -40,18 +55,10 @@ pub fn column_sum(
     rows: usize,
     cols: usize,
 ) -> Vec<Dispatch> {
-    column_sum_with(
-        gpu,
-        x,
-        scratch,
-        out,
-        rows,
-        cols,
-        gpu.tiling == Tiling::Shared,
-    )
+    column_sum_with(gpu, x, scratch, out, rows, cols, gpu.flavours.column_sum)
 }
 
-/// `column_sum` with the last pass's flavour given: `lanes` for a workgroup per column.
+/// `column_sum` with the last pass's flavour given (the tests run both on one device).
 pub fn column_sum_with(
     gpu: &Gpu,
     x: &Tensor,
@@ -59,7 +66,7 @@ pub fn column_sum_with(
     out: &Tensor,
     rows: usize,
     cols: usize,
-    lanes: bool,
+    flavour: ColumnSumFlavour,
 ) -> Vec<Dispatch> {
     assert_eq!(x.len, rows * cols, "column_sum: input has the wrong size");
     assert_eq!(out.len, cols, "column_sum: output has the wrong size");
@@ -76,19 +83,19 @@ pub fn column_sum_with(
             bytes: ((rows + chunks) * cols) as u64 * WORD,
         };
         let last = per_chunk >= rows;
-        let (entry, groups) = if last && lanes {
+        let (entry, groups) = if last && flavour == ColumnSumFlavour::WorkgroupPerColumn {
             (
                 "column_sum_lanes",
                 super::grid(gpu, cols * LANES, LANES as u32),
             )
         } else {
-            ("column_sum", super::grid(gpu, chunks * cols, 64))
+            ("column_sum", super::grid(gpu, chunks * cols, WG))
         };
         gpu.dispatch(
             "column_sum",
             &SHADER,
             entry,
-            &[],
+            &[("WG", WG as f64)],
             &params,
             &[input, output],
             groups,

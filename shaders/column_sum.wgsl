@@ -1,17 +1,16 @@
-// Column sums: out[c] = sum over rows r of x[r, c], for x stored row-major as [rows, cols].
-// A bias gradient is exactly this: dense layers sum dy over the batch, convolutions over batch and
-// pixels (channels-last makes [N*H*W, C] a plain matrix).
+// Column sums: out[c] = sum over rows r of x[r, c], for x stored row-major as [rows, cols]. A bias
+// gradient is exactly this: dense layers sum dy over the batch, convolutions over batch and pixels
+// (channels-last makes [N*H*W, C] a plain matrix). CPU twin: src/reference/column_sum.rs.
 //
-// Tall inputs (a conv layer's 131,072 rows) are summed in two dispatches so that enough invocations run:
-// the first writes partial sums of `rows_per_chunk` rows each, [chunks, cols]; the second sums those.
-// Rows are always added in the same order, so results are deterministic.
+// Tall inputs (a conv layer's 131,072 rows) are summed in two dispatches so that enough invocations
+// run: the first writes partial sums of `rows_per_chunk` rows each, [chunks, cols]; the second sums
+// those. Rows are always added in the same order, so results are deterministic.
 //
-// Two flavours of the last pass, chosen with the matmul tiling (src/kernels/reduce.rs). `column_sum`
-// gives each column one invocation that walks its rows: right for lavapipe (few invocations, no
-// barriers), but on a GPU a final pass over 512 partial rows x 32 columns is 32 invocations walking
-// 512 loads each, ~30 us on an H200, and the 864 columns of a conv weight gradient's chunk sums took
-// 66 us. `column_sum_lanes` gives each column a workgroup of LANES invocations that sum every
-// LANES-th row and then add their sums in a fixed tree through workgroup memory (deterministic too).
+// Two flavours of the last pass (`ColumnSumFlavour`, src/gpu/flavours.rs): `column_sum` gives each
+// column one invocation that walks its rows (right for software adapters: few invocations, no
+// barriers); `column_sum_lanes` gives each column a workgroup of LANES invocations that sum every
+// LANES-th row and add their sums in a fixed tree through workgroup memory (a GPU wants many
+// invocations; still deterministic). Timings: docs/PERFORMANCE.md.
 
 struct Params {
     rows: u32,
@@ -26,9 +25,11 @@ struct Params {
 
 // One invocation per (chunk, column); x is the chunk index's fastest-varying partner so neighbouring
 // invocations read neighbouring columns.
-@compute @workgroup_size(64)
+override WG: u32;
+
+@compute @workgroup_size(WG)
 fn column_sum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * 64u;
+    let i = gid.x + gid.y * nwg.x * WG;
     let chunks = (p.rows + p.rows_per_chunk - 1u) / p.rows_per_chunk;
     if i >= chunks * p.cols {
         return;

@@ -1,4 +1,4 @@
-//! CPU twin of `shaders/activation.wgsl`.
+//! CPU twin of `shaders/relu.wgsl`.
 
 /// y = max(x, 0). NaN stays NaN, as in the shader.
 pub fn relu_forward(x: &[f64]) -> Vec<f64> {

@@ -1,4 +1,4 @@
-//! CPU twin of `shaders/reduce.wgsl`.
+//! CPU twin of `shaders/column_sum.wgsl`.
 
 /// out[c] = sum_r x[r, c] for x stored as [rows, cols].
 pub fn column_sum(x: &[f64], rows: usize, cols: usize) -> Vec<f64> {

@@ -1,22 +1,15 @@
-// ReLU and its backward, elementwise over a flat tensor of `len` f32 values.
-//
+// ReLU and its backward, elementwise over a flat tensor of `len` f32 values. CPU twin:
+// src/reference/relu.rs.
 //   forward   y  = max(x, 0)
 //   backward  dx = dy where x > 0, else 0
+// The gradient at exactly x = 0 is 0, as TensorFlow's ReluGrad (`gradients * (features > 0)`). A NaN
+// input stays NaN in the forward pass (`x <= 0` is false for NaN), so a diverging model is not silently
+// cleaned up; its gradient is 0.
 //
-// The gradient at exactly x = 0 is 0, as TensorFlow's ReluGrad computes it (`gradients * (features > 0)`),
-// so Keras and we agree on the common case of a unit whose input is exactly 0 (a zero-padded border,
-// or the output of a ReLU fed to another). A NaN input stays NaN in the forward pass (`x <= 0` is false
-// for NaN), so a diverging model is not silently cleaned up; its gradient is 0 (`x > 0` is false).
-//
-// `relu_forward` / `relu_backward` take one element per invocation; the `_vec4` entry points take four,
-// through vec4 views of the same bindings, and are used when `len` is a multiple of 4 (every activation
-// of the notebook). lavapipe emulates each storage access one SIMD lane at a time, so moving four words
-// per access pays: on the notebook's 4.2M-element conv output, forward 23 -> 11 ms and backward
-// 28 -> 13 ms (best of 5, run alternately, load ~2.5 on 2 cores). A loop of four scalar elements per
-// invocation was slower than one vec4, and two vec4 or one mat4x4 per invocation no faster.
-//
-// The 1-D grid may be split over x and y when it exceeds the adapter's per-dimension workgroup limit
-// (see kernels::grid), so the index is rebuilt from both.
+// `relu_forward` / `relu_backward` take one element per invocation; the `_vec4` entry points four,
+// through vec4 views of the same bindings, when `len` is a multiple of 4 (a software adapter emulates
+// each access lane by lane, so moving four words per access pays). The 1-D grid may spill into y
+// (kernels::grid), so the index is rebuilt from both. Timings: docs/PERFORMANCE.md.
 
 struct Params {
     len: u32,
@@ -35,7 +28,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read> dy4: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> dx4: array<vec4<f32>>;
 
-const WG: u32 = 256u;
+override WG: u32;
 
 @compute @workgroup_size(WG)
 fn relu_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {

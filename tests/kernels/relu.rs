@@ -1,4 +1,4 @@
-use cifar_wgpu::kernels::activation::{relu_backward, relu_forward};
+use cifar_wgpu::kernels::relu::{relu_backward, relu_forward};
 use cifar_wgpu::reference;
 
 use crate::common::*;
@@ -27,13 +27,13 @@ fn relu_forward_and_backward_match_the_twin() {
         compare(
             &format!("relu_forward n={n}"),
             &read(&ty),
-            &reference::activation::relu_forward(&x64),
+            &reference::relu::relu_forward(&x64),
             0.0,
         );
         compare(
             &format!("relu_backward n={n}"),
             &read(&tdx),
-            &reference::activation::relu_backward(&x64, &dy64),
+            &reference::relu::relu_backward(&x64, &dy64),
             0.0,
         );
     }

@@ -1,10 +1,18 @@
-//! ReLU and its backward, `shaders/activation.wgsl`. CPU twin: `crate::reference::activation`.
+//! ReLU and its backward, `shaders/relu.wgsl`. CPU twin: `crate::reference::relu`.
 
 use crate::gpu::{Cost, Dispatch, Gpu, Tensor, WORD};
 
-super::shader!("activation.wgsl");
+super::shader!("relu.wgsl");
 
-/// Invocations per workgroup; must match `WG` in the shader.
+pub(super) fn contracts() -> Vec<super::Contract> {
+    vec![super::Contract {
+        shader: &SHADER,
+        structs: vec![super::host_struct!(Params { len })],
+        consts: vec![],
+    }]
+}
+
+/// Invocations per workgroup: the shader's `WG` override.
 const WG: u32 = 256;
 
 #[repr(C)]
@@ -14,7 +22,7 @@ struct Params {
 }
 
 /// The entry point and invocation count for `n` elements: four per invocation when `n` allows it
-/// (2x faster on lavapipe, see the shader), else one.
+/// (twice as fast on lavapipe, docs/PERFORMANCE.md), else one.
 fn entry(scalar: &'static str, vec4: &'static str, n: usize) -> (&'static str, usize) {
     if n.is_multiple_of(4) {
         (vec4, n / 4)
@@ -32,7 +40,7 @@ pub fn relu_forward(gpu: &Gpu, x: &Tensor, y: &Tensor) -> Dispatch {
         "relu_forward",
         &SHADER,
         entry,
-        &[],
+        &[("WG", WG as f64)],
         &Params { len: n as u32 },
         &[x, y],
         super::grid(gpu, invocations, WG),
@@ -53,7 +61,7 @@ pub fn relu_backward(gpu: &Gpu, x: &Tensor, dy: &Tensor, dx: &Tensor) -> Dispatc
         "relu_backward",
         &SHADER,
         entry,
-        &[],
+        &[("WG", WG as f64)],
         &Params { len: n as u32 },
         &[x, dy, dx],
         super::grid(gpu, invocations, WG),

@@ -1,4 +1,5 @@
-use cifar_wgpu::kernels::reduce::{column_sum_scratch, column_sum_with};
+use cifar_wgpu::gpu::ColumnSumFlavour;
+use cifar_wgpu::kernels::column_sum::{column_sum_scratch, column_sum_with};
 use cifar_wgpu::reference;
 
 use crate::common::*;
@@ -17,9 +18,13 @@ fn column_sum_one_and_two_passes() {
         (1025, 32),
         (5000, 7),
     ];
-    for (i, &(rows, cols, lanes)) in shapes
+    let flavours = [
+        ColumnSumFlavour::InvocationPerColumn,
+        ColumnSumFlavour::WorkgroupPerColumn,
+    ];
+    for (i, &(rows, cols, flavour)) in shapes
         .iter()
-        .flat_map(|&(r, c)| [(r, c, false), (r, c, true)])
+        .flat_map(|&(r, c)| flavours.map(|f| (r, c, f)))
         .collect::<Vec<_>>()
         .iter()
         .enumerate()
@@ -28,15 +33,11 @@ fn column_sum_one_and_two_passes() {
         let tx = g.upload("x", &x);
         let scratch = poisoned(column_sum_scratch(rows, cols));
         let out = poisoned(cols);
-        let ds = column_sum_with(g, &tx, &scratch, &out, rows, cols, lanes);
+        let ds = column_sum_with(g, &tx, &scratch, &out, rows, cols, flavour);
         run_all(&ds);
-        let want = reference::reduce::column_sum(&to_f64(&x), rows, cols);
+        let want = reference::column_sum::column_sum(&to_f64(&x), rows, cols);
         compare(
-            &format!(
-                "column_sum {rows}x{cols} ({} pass, {})",
-                ds.len(),
-                if lanes { "lanes" } else { "serial" }
-            ),
+            &format!("column_sum {rows}x{cols} ({} pass, {flavour:?})", ds.len()),
             &read(&out),
             &want,
             F32_TOL,

@@ -27,9 +27,11 @@ struct Params {
 @group(0) @binding(5) var<storage, read_write> batch_labels: array<u32>;
 @group(0) @binding(6) var<storage, read> byte_to_unit: array<f32, 256>;
 
-@compute @workgroup_size(256)
+override WG: u32;
+
+@compute @workgroup_size(WG)
 fn gather_batch(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * 256u;
+    let i = gid.x + gid.y * nwg.x * WG;
     if i >= p.count * p.image_bytes {
         return;
     }

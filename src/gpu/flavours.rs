@@ -1,0 +1,248 @@
+//! Which flavour of each kernel family runs on a device, decided once, when the device is opened, from
+//! the adapter's capabilities and the user's override (`--tiling`). Kernels read `Gpu::flavours`; no
+//! other code looks at the adapter to choose a kernel.
+//!
+//! Two families of flavours exist because two kinds of adapter want opposite things. A software adapter
+//! (lavapipe, llvmpipe, WARP) emulates every storage load lane by lane and pays dearly for workgroup
+//! memory and barriers, so its kernels keep big tiles in registers and few invocations. A real GPU wants
+//! tens of thousands of invocations in flight and has fast shared memory, so its kernels use small
+//! register tiles, shared-memory blocks and split-K. docs/PERFORMANCE.md has the measurements.
+
+use std::fmt;
+
+/// The family of kernel flavours: the user's `--tiling` override, and the adapter's default.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tiling {
+    /// Big register tiles, few invocations, no shared memory, no barriers: for software adapters.
+    Registers,
+    /// Shared-memory blocks and small register tiles, many invocations: for real GPUs.
+    Shared,
+}
+
+impl Tiling {
+    /// The default for an adapter: `Registers` on a CPU, `Shared` on anything else.
+    pub fn auto(device_type: wgpu::DeviceType) -> Tiling {
+        match device_type {
+            wgpu::DeviceType::Cpu => Tiling::Registers,
+            _ => Tiling::Shared,
+        }
+    }
+}
+
+/// `--tiling`: which kernel flavours to run, for every operation that has several (the dense products,
+/// the convolution's register tiles and the column sums of bias and weight gradients). `auto` picks by
+/// adapter: `shared` on GPUs, else `subgroups` where subgroups are exactly 8 lanes wide (lavapipe), else
+/// `registers`. `registers`: big register tiles and one invocation per column sum, for software
+/// adapters. `subgroups`: `registers` with the dense products sharing A through subgroups (an error
+/// where the adapter has no subgroups of 8 or more lanes). `shared`: shared-memory matmul with split-K,
+/// small convolution tiles and a workgroup per column sum, for GPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum FlavourChoice {
+    #[default]
+    Auto,
+    Registers,
+    Subgroups,
+    Shared,
+}
+
+impl FlavourChoice {
+    /// `GpuOptions::tiling` for this choice: the family forced, or `None` to decide by adapter.
+    pub fn forced(self) -> Option<Tiling> {
+        match self {
+            FlavourChoice::Auto => None,
+            FlavourChoice::Registers | FlavourChoice::Subgroups => Some(Tiling::Registers),
+            FlavourChoice::Shared => Some(Tiling::Shared),
+        }
+    }
+
+    /// `GpuOptions::matmul_subgroups` for this choice: forced on or off, or `None` to decide by adapter.
+    pub fn subgroups(self) -> Option<bool> {
+        match self {
+            FlavourChoice::Auto => None,
+            FlavourChoice::Subgroups => Some(true),
+            FlavourChoice::Registers | FlavourChoice::Shared => Some(false),
+        }
+    }
+}
+
+/// The dense products (`kernels::matmul`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MatmulFlavour {
+    /// Register-tiled kernels, `shaders/matmul.wgsl`.
+    Registers,
+    /// The same with A shared through subgroups, `shaders/matmul_subgroup.wgsl`, for the shapes it
+    /// covers (the others run `Registers`).
+    Subgroups,
+    /// Shared-memory block tiles with split-K, `shaders/matmul.wgsl`'s `matmul_shared`.
+    Shared,
+}
+
+/// The register tiles of `conv2d_forward` and `conv2d_backward_weight` (`kernels::conv2d::Conv2dTiles`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Conv2dFlavour {
+    /// Tiles as big as the shader's arrays: few invocations, each value loaded feeding many FMAs.
+    BigTiles,
+    /// Small tiles: many invocations.
+    SmallTiles,
+}
+
+/// The last pass of a column sum (`kernels::column_sum`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ColumnSumFlavour {
+    /// One invocation walks each column.
+    InvocationPerColumn,
+    /// A workgroup per column, its sums added in a fixed tree through workgroup memory.
+    WorkgroupPerColumn,
+}
+
+/// The flavour of every kernel family with more than one, as one device runs them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelFlavours {
+    pub matmul: MatmulFlavour,
+    pub conv2d: Conv2dFlavour,
+    pub column_sum: ColumnSumFlavour,
+}
+
+/// Lanes per subgroup that `shaders/matmul_subgroup.wgsl` is written for: its workgroups are 8
+/// invocations that must form one subgroup, so subgroups must have at least 8 lanes.
+pub const MATMUL_SUBGROUP_LANES: u32 = 8;
+
+/// Whether the subgroup matmul kernels are correct on an adapter: subgroup operations, and subgroups
+/// never narrower than `MATMUL_SUBGROUP_LANES`.
+pub fn subgroup_matmul_runs(info: &wgpu::AdapterInfo, features: wgpu::Features) -> bool {
+    features.contains(wgpu::Features::SUBGROUP) && info.subgroup_min_size >= MATMUL_SUBGROUP_LANES
+}
+
+impl KernelFlavours {
+    /// Every flavour of one family; `subgroups` picks `MatmulFlavour::Subgroups` within `Registers`.
+    pub fn of(tiling: Tiling, subgroups: bool) -> KernelFlavours {
+        match tiling {
+            Tiling::Registers => KernelFlavours {
+                matmul: if subgroups {
+                    MatmulFlavour::Subgroups
+                } else {
+                    MatmulFlavour::Registers
+                },
+                conv2d: Conv2dFlavour::BigTiles,
+                column_sum: ColumnSumFlavour::InvocationPerColumn,
+            },
+            Tiling::Shared => KernelFlavours {
+                matmul: MatmulFlavour::Shared,
+                conv2d: Conv2dFlavour::SmallTiles,
+                column_sum: ColumnSumFlavour::WorkgroupPerColumn,
+            },
+        }
+    }
+
+    /// The flavours for an adapter. `tiling` forces the family (`None`: `Tiling::auto`). Within
+    /// `Registers`, `subgroups` forces the subgroup matmul on (an error where it cannot run) or off;
+    /// `None` uses it only where every subgroup is exactly `MATMUL_SUBGROUP_LANES` wide (lavapipe: 8..8),
+    /// the case it was written and measured for.
+    pub fn choose(
+        info: &wgpu::AdapterInfo,
+        features: wgpu::Features,
+        tiling: Option<Tiling>,
+        subgroups: Option<bool>,
+    ) -> Result<KernelFlavours, String> {
+        let tiling = tiling.unwrap_or(Tiling::auto(info.device_type));
+        let runs = subgroup_matmul_runs(info, features);
+        let exact = info.subgroup_min_size == MATMUL_SUBGROUP_LANES
+            && info.subgroup_max_size == MATMUL_SUBGROUP_LANES;
+        let subgroups = tiling == Tiling::Registers
+            && match subgroups {
+                None => runs && exact,
+                Some(false) => false,
+                Some(true) if runs => true,
+                Some(true) => {
+                    let has = if features.contains(wgpu::Features::SUBGROUP) {
+                        format!(
+                            "subgroups of {}..{} lanes",
+                            info.subgroup_min_size, info.subgroup_max_size
+                        )
+                    } else {
+                        "no subgroup operations".to_string()
+                    };
+                    return Err(format!(
+                        "the subgroup matmul kernels (--tiling subgroups) need subgroup operations \
+                         with at least {MATMUL_SUBGROUP_LANES} lanes; '{}' ({:?}) has {has}",
+                        info.name, info.backend
+                    ));
+                }
+            };
+        Ok(KernelFlavours::of(tiling, subgroups))
+    }
+
+    /// The family these flavours belong to.
+    pub fn tiling(&self) -> Tiling {
+        match self.matmul {
+            MatmulFlavour::Registers | MatmulFlavour::Subgroups => Tiling::Registers,
+            MatmulFlavour::Shared => Tiling::Shared,
+        }
+    }
+}
+
+impl fmt::Display for KernelFlavours {
+    /// e.g. `matmul Subgroups, conv2d BigTiles, column_sum InvocationPerColumn`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "matmul {:?}, conv2d {:?}, column_sum {:?}",
+            self.matmul, self.conv2d, self.column_sum
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn adapter(device_type: wgpu::DeviceType, lanes: (u32, u32)) -> wgpu::AdapterInfo {
+        wgpu::AdapterInfo {
+            subgroup_min_size: lanes.0,
+            subgroup_max_size: lanes.1,
+            ..wgpu::AdapterInfo::new(device_type, wgpu::Backend::Vulkan)
+        }
+    }
+
+    #[test]
+    fn each_adapter_gets_one_family_and_subgroups_only_where_they_fit() {
+        let sub = wgpu::Features::SUBGROUP;
+        let cpu8 = adapter(wgpu::DeviceType::Cpu, (8, 8));
+        let cpu4 = adapter(wgpu::DeviceType::Cpu, (4, 16));
+        let gpu = adapter(wgpu::DeviceType::DiscreteGpu, (32, 32));
+        let auto = |info, features| KernelFlavours::choose(info, features, None, None).unwrap();
+        assert_eq!(
+            auto(&cpu8, sub),
+            KernelFlavours::of(Tiling::Registers, true)
+        );
+        assert_eq!(
+            auto(&cpu8, wgpu::Features::empty()),
+            KernelFlavours::of(Tiling::Registers, false)
+        );
+        assert_eq!(
+            auto(&cpu4, sub),
+            KernelFlavours::of(Tiling::Registers, false)
+        );
+        assert_eq!(auto(&gpu, sub), KernelFlavours::of(Tiling::Shared, false));
+        // Forced: subgroups where they run (32 lanes hold the 8-lane workgroups), an error where not.
+        let forced = |info, t, s| KernelFlavours::choose(info, sub, Some(t), Some(s));
+        assert_eq!(
+            forced(&gpu, Tiling::Registers, true).unwrap().matmul,
+            MatmulFlavour::Subgroups
+        );
+        assert!(forced(&cpu4, Tiling::Registers, true).is_err());
+        assert_eq!(
+            forced(&cpu8, Tiling::Shared, true).unwrap(),
+            KernelFlavours::of(Tiling::Shared, false)
+        );
+        for f in [
+            KernelFlavours::of(Tiling::Registers, true),
+            KernelFlavours::of(Tiling::Shared, false),
+        ] {
+            assert_eq!(
+                KernelFlavours::of(f.tiling(), f.matmul == MatmulFlavour::Subgroups),
+                f
+            );
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! Dense: y[batch, out] = x[batch, in] * kernel[in, out] + bias[out], then its activation.
+//! Kernel in Keras' [in, out] order (glorot_uniform), bias zeros; the input must be flat.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::keras::with_kernel_and_bias;
+use super::{
+    Activation, CpuStep, GpuOp, GpuStep, Init, KerasEntry, Layer, LayerKind, Lowering, ParamSpec,
+};
+use crate::gpu::{Dispatch, Tensor};
+use crate::keras::ConfigError;
+use crate::model::Shape;
+use crate::shape::MatmulShape;
+use crate::{kernels, reference};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Dense {
+    pub units: usize,
+    pub activation: Activation,
+}
+
+impl Dense {
+    pub(super) fn from_keras(e: &KerasEntry) -> Result<Layer, ConfigError> {
+        e.float32()?;
+        e.no_regularizers()?;
+        e.only("use_bias", &[json!(true)])?;
+        Ok(Layer::Dense(Dense {
+            units: e.usize("units")?,
+            activation: e.activation()?,
+        }))
+    }
+}
+
+impl LayerKind for Dense {
+    fn class_name(&self) -> &'static str {
+        "Dense"
+    }
+
+    fn base_name(&self) -> &'static str {
+        "dense"
+    }
+
+    fn output_shape(&self, input: &Shape) -> Result<Shape, String> {
+        match input {
+            Shape::Flat(_) if self.units > 0 => Ok(Shape::Flat(self.units)),
+            Shape::Flat(_) => Err("units must be positive".into()),
+            // Keras would apply Dense to the last axis of an image; our kernels take a flat input.
+            Shape::Image { .. } => Err(format!(
+                "Dense needs a flat input; add a Flatten before it (got {input})"
+            )),
+        }
+    }
+
+    fn params(&self, input: &Shape) -> Vec<ParamSpec> {
+        vec![
+            ParamSpec::new("kernel", vec![input.len(), self.units], Init::GlorotUniform),
+            ParamSpec::new("bias", vec![self.units], Init::Constant(0.0)),
+        ]
+    }
+
+    fn activation(&self) -> Activation {
+        self.activation
+    }
+
+    fn keras_config(&self) -> Value {
+        with_kernel_and_bias(json!({
+            "units": self.units,
+            "activation": self.activation.keras_name(),
+            "quantization_config": null
+        }))
+    }
+
+    fn keras_builds(&self) -> bool {
+        true
+    }
+
+    fn lower(&self, l: &Lowering) -> Vec<Box<dyn GpuOp>> {
+        let dense = DenseOp {
+            inp: l.input.len(),
+            units: self.units,
+            w: l.params[0].clone(),
+            b: l.params[1].clone(),
+            dw: l.grads[0].clone(),
+            db: l.grads[1].clone(),
+            bias_scratch: l.gpu.zeros(
+                "bias scratch",
+                kernels::column_sum::column_sum_scratch(l.max_batch, self.units).max(1),
+            ),
+        };
+        let mut ops: Vec<Box<dyn GpuOp>> = vec![Box::new(dense)];
+        ops.extend(self.activation.lower());
+        ops
+    }
+
+    fn cpu_forward(&self, s: &CpuStep, input: &Shape, x: &[f64], p: &[&[f64]]) -> Vec<f64> {
+        let z = reference::matmul::dense_forward(x, p[0], p[1], s.batch, input.len(), self.units);
+        self.activation.cpu_forward(z)
+    }
+
+    fn cpu_backward(
+        &self,
+        s: &CpuStep,
+        input: &Shape,
+        x: &[f64],
+        dy: &[f64],
+        p: &[&[f64]],
+    ) -> (Vec<f64>, Vec<Vec<f64>>) {
+        let (inp, units) = (input.len(), self.units);
+        let z = reference::matmul::dense_forward(x, p[0], p[1], s.batch, inp, units);
+        let dz = self.activation.cpu_backward(&z, dy.to_vec());
+        let (dx, dw, db) = reference::matmul::dense_backward(x, p[0], &dz, s.batch, inp, units);
+        (dx, vec![dw, db])
+    }
+}
+
+/// The matrix product with its bias, before the activation.
+struct DenseOp {
+    inp: usize,
+    units: usize,
+    w: Tensor,
+    b: Tensor,
+    dw: Tensor,
+    db: Tensor,
+    /// The bias gradient's first pass over tall batches (`column_sum`).
+    bias_scratch: Tensor,
+}
+
+impl GpuOp for DenseOp {
+    fn forward(&self, s: &GpuStep, x: &Tensor, y: &Tensor) -> Vec<Dispatch> {
+        kernels::matmul::matmul(
+            s.gpu,
+            x,
+            &self.w,
+            Some(&self.b),
+            y,
+            MatmulShape::new(s.batch, self.units, self.inp),
+        )
+    }
+
+    /// dw = xᵀ dy, db = column sums of dy, dx = dy wᵀ.
+    fn backward(&self, s: &GpuStep, x: &Tensor, dy: &Tensor, dx: Option<&Tensor>) -> Vec<Dispatch> {
+        let (batch, inp, units) = (s.batch, self.inp, self.units);
+        let mut out = kernels::matmul::matmul(
+            s.gpu,
+            x,
+            dy,
+            None,
+            &self.dw,
+            MatmulShape {
+                trans_a: true,
+                ..MatmulShape::new(inp, units, batch)
+            },
+        );
+        out.extend(kernels::column_sum::column_sum(
+            s.gpu,
+            dy,
+            &self.bias_scratch,
+            &self.db,
+            batch,
+            units,
+        ));
+        if let Some(dx) = dx {
+            out.extend(kernels::matmul::matmul(
+                s.gpu,
+                dy,
+                &self.w,
+                None,
+                dx,
+                MatmulShape {
+                    trans_b: true,
+                    ..MatmulShape::new(batch, inp, units)
+                },
+            ));
+        }
+        out
+    }
+}

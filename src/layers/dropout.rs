@@ -1,0 +1,137 @@
+//! Dropout: while training, each element is kept with probability 1 - rate and scaled by
+//! 1 / (1 - rate), as Keras does; when evaluating it is the identity. The mask is a hash of the run's
+//! seed, the step and the layer's position (its salt), so the backward pass and the CPU twin redraw
+//! the same mask instead of storing it.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::keras::malformed;
+use super::{CpuStep, GpuOp, GpuStep, KerasEntry, Layer, LayerKind, Lowering};
+use crate::gpu::{Dispatch, Tensor};
+use crate::keras::ConfigError;
+use crate::model::Shape;
+use crate::{kernels, reference};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Dropout {
+    pub rate: f32,
+}
+
+impl Dropout {
+    pub(super) fn from_keras(e: &KerasEntry) -> Result<Layer, ConfigError> {
+        e.float32()?;
+        e.no_extras(&["noise_shape"])?;
+        let rate = e
+            .get("rate")
+            .and_then(Value::as_f64)
+            .ok_or_else(|| malformed(format!("{}: no 'rate'", e.what())))?;
+        Ok(Layer::Dropout(Dropout { rate: rate as f32 }))
+    }
+
+    /// Whether the mask applies (training with a positive rate); otherwise the layer is the identity.
+    fn drops(&self, train: bool) -> bool {
+        train && self.rate > 0.0
+    }
+}
+
+impl LayerKind for Dropout {
+    fn class_name(&self) -> &'static str {
+        "Dropout"
+    }
+
+    fn base_name(&self) -> &'static str {
+        "dropout"
+    }
+
+    fn output_shape(&self, input: &Shape) -> Result<Shape, String> {
+        if !(0.0..1.0).contains(&self.rate) {
+            return Err(format!("dropout rate must be in [0, 1), got {}", self.rate));
+        }
+        Ok(input.clone())
+    }
+
+    fn keras_config(&self) -> Value {
+        json!({
+            // f32 → f64 through the shortest decimal, so 0.25 stays 0.25 and 0.1 stays 0.1.
+            "rate": self.rate.to_string().parse::<f64>().unwrap_or(self.rate as f64),
+            "seed": null,
+            "noise_shape": null
+        })
+    }
+
+    /// Rate 0 is the identity: no op at all.
+    fn lower(&self, l: &Lowering) -> Vec<Box<dyn GpuOp>> {
+        if self.rate == 0.0 {
+            return Vec::new();
+        }
+        vec![Box::new(DropoutOp {
+            rate: self.rate,
+            salt: l.index as u32,
+        })]
+    }
+
+    fn cpu_forward(&self, s: &CpuStep, _: &Shape, x: &[f64], _: &[&[f64]]) -> Vec<f64> {
+        if self.drops(s.train) {
+            reference::dropout::dropout_forward(x, s.seed, s.step, s.index as u32, self.rate)
+        } else {
+            x.to_vec()
+        }
+    }
+
+    fn cpu_backward(
+        &self,
+        s: &CpuStep,
+        _: &Shape,
+        _: &[f64],
+        dy: &[f64],
+        _: &[&[f64]],
+    ) -> (Vec<f64>, Vec<Vec<f64>>) {
+        let dx = if self.drops(s.train) {
+            reference::dropout::dropout_backward(dy, s.seed, s.step, s.index as u32, self.rate)
+        } else {
+            dy.to_vec()
+        };
+        (dx, Vec::new())
+    }
+}
+
+/// A positive `rate`; `salt` is the layer's position in the model.
+struct DropoutOp {
+    rate: f32,
+    salt: u32,
+}
+
+impl GpuOp for DropoutOp {
+    fn evaluates_as_identity(&self) -> bool {
+        true
+    }
+
+    fn forward(&self, s: &GpuStep, x: &Tensor, y: &Tensor) -> Vec<Dispatch> {
+        vec![kernels::dropout::dropout_forward(
+            s.gpu,
+            x,
+            y,
+            s.step_state,
+            s.seed,
+            self.salt,
+            self.rate,
+        )]
+    }
+
+    fn backward(&self, s: &GpuStep, _: &Tensor, dy: &Tensor, dx: Option<&Tensor>) -> Vec<Dispatch> {
+        dx.map(|dx| {
+            kernels::dropout::dropout_backward(
+                s.gpu,
+                dy,
+                dx,
+                s.step_state,
+                s.seed,
+                self.salt,
+                self.rate,
+            )
+        })
+        .into_iter()
+        .collect()
+    }
+}

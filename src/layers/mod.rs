@@ -1,0 +1,319 @@
+//! What each layer is, one module per layer: its settings and Keras config (read and written), its
+//! output shape and parameter tensors with their initialisers, its lowering to GPU ops (each a forward
+//! and a backward dispatch list) and its CPU twin (a forward and a backward on f64), side by side.
+//!
+//! The model, the GPU network, the reference step, the Keras config and the summary see a layer only
+//! through [`LayerKind`]. This file is the registry: [`Layer`] (the value models are built from and
+//! `model.json` stores), [`Layer::kind`] and the Keras readers are the only places that list the kinds.
+
+mod activation;
+mod conv2d;
+mod dense;
+mod dropout;
+mod flatten;
+pub(crate) mod keras;
+mod max_pooling2d;
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub use activation::{Activation, ActivationLayer};
+pub use conv2d::Conv2D;
+pub use dense::Dense;
+pub use dropout::Dropout;
+pub use flatten::Flatten;
+pub(crate) use keras::KerasEntry;
+pub use max_pooling2d::MaxPooling2D;
+
+use crate::gpu::{Dispatch, Gpu, Tensor};
+use crate::keras::ConfigError;
+use crate::model::Shape;
+
+/// A layer's settings, tagged with Keras' class name in `model.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "class_name")]
+pub enum Layer {
+    Conv2D(Conv2D),
+    Activation(ActivationLayer),
+    MaxPooling2D(MaxPooling2D),
+    Dropout(Dropout),
+    Flatten(Flatten),
+    Dense(Dense),
+}
+
+impl Layer {
+    /// What the layer is and does.
+    pub fn kind(&self) -> &dyn LayerKind {
+        match self {
+            Layer::Conv2D(l) => l,
+            Layer::Activation(l) => l,
+            Layer::MaxPooling2D(l) => l,
+            Layer::Dropout(l) => l,
+            Layer::Flatten(l) => l,
+            Layer::Dense(l) => l,
+        }
+    }
+
+    /// The stem Keras names instances after.
+    pub fn keras_base_name(&self) -> &'static str {
+        self.kind().base_name()
+    }
+}
+
+type KerasReader = fn(&KerasEntry) -> Result<Layer, ConfigError>;
+
+/// The Keras class names each kind is read from (Keras 2's aliases too), with its reader.
+const KERAS_READERS: [(&[&str], KerasReader); 6] = [
+    (&["Conv2D", "Convolution2D"], Conv2D::from_keras),
+    (&["Activation"], ActivationLayer::from_keras),
+    (&["MaxPooling2D", "MaxPool2D"], MaxPooling2D::from_keras),
+    (&["Dropout"], Dropout::from_keras),
+    (&["Flatten"], Flatten::from_keras),
+    (&["Dense"], Dense::from_keras),
+];
+
+/// Reads a layer of Keras class `entry.class`; `None` for a class we do not know.
+pub(crate) fn from_keras(entry: &KerasEntry) -> Option<Result<Layer, ConfigError>> {
+    KERAS_READERS
+        .iter()
+        .find(|(classes, _)| classes.contains(&entry.class))
+        .map(|(_, read)| read(entry))
+}
+
+/// What a layer is: everything the model, the GPU network, the CPU reference and Keras' files ask of it.
+pub trait LayerKind {
+    /// Keras' class name, as the summary and `model.to_json()` show it.
+    fn class_name(&self) -> &'static str;
+
+    /// The stem Keras names instances after (`conv2d`, `conv2d_1`, …).
+    fn base_name(&self) -> &'static str;
+
+    /// The output shape for `input`, or why the layer cannot take it. Sizes that overflow are errors
+    /// here or in `Sequential::output_shapes`, which checks every shape's length.
+    fn output_shape(&self, input: &Shape) -> Result<Shape, String>;
+
+    /// The parameter tensors for a valid `input`, in Keras' order.
+    fn params(&self, _input: &Shape) -> Vec<ParamSpec> {
+        Vec::new()
+    }
+
+    /// The activation the layer ends in: the model must end in a softmax, and only there.
+    fn activation(&self) -> Activation {
+        Activation::Linear
+    }
+
+    /// The layer's own settings in Keras 3's config (name, dtype and trainable are added around them).
+    fn keras_config(&self) -> Value;
+
+    /// Whether Keras 3 writes a `build_config` (the input shape) for this layer.
+    fn keras_builds(&self) -> bool {
+        false
+    }
+
+    /// The GPU ops that run the layer, in forward order, each writing a tensor of the layer's output
+    /// shape; none for a layer that is the identity on our channels-last tensors (Flatten).
+    fn lower(&self, l: &Lowering) -> Vec<Box<dyn GpuOp>>;
+
+    /// The CPU twin's forward: y for x (`[batch, input]`), in f64.
+    fn cpu_forward(&self, s: &CpuStep, input: &Shape, x: &[f64], params: &[&[f64]]) -> Vec<f64>;
+
+    /// The CPU twin's backward: dx for dy (`[batch, output]`) and the gradient of each parameter
+    /// tensor (as `params()` lists them). It recomputes from x what it needs of the forward: a
+    /// reference favours plain over fast.
+    fn cpu_backward(
+        &self,
+        s: &CpuStep,
+        input: &Shape,
+        x: &[f64],
+        dy: &[f64],
+        params: &[&[f64]],
+    ) -> (Vec<f64>, Vec<Vec<f64>>);
+}
+
+/// One parameter tensor of a layer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParamSpec {
+    /// Keras' name within the layer, e.g. `kernel`.
+    pub name: &'static str,
+    pub shape: Vec<usize>,
+    pub init: Init,
+    /// False for state the optimizer must not touch (e.g. BatchNormalization's moving statistics,
+    /// which its forward op updates): it still lives in the flat parameter vector, is saved with the
+    /// weights and counted by the summary as non-trainable, but is placed after every trainable
+    /// tensor, outside the prefix the optimizer updates.
+    pub trainable: bool,
+}
+
+impl ParamSpec {
+    /// A trainable tensor (Keras' `add_weight` default).
+    pub fn new(name: &'static str, shape: Vec<usize>, init: Init) -> ParamSpec {
+        ParamSpec {
+            name,
+            shape,
+            init,
+            trainable: true,
+        }
+    }
+}
+
+/// Keras' initialisers that our layers use.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Init {
+    /// U(±sqrt(6 / (fan_in + fan_out))), fans counting the receptive field: a kernel's default.
+    GlorotUniform,
+    /// Every value the same (Keras' `Zeros` for biases, `Ones`, `Constant`); draws nothing from the
+    /// stream.
+    Constant(f32),
+}
+
+impl Init {
+    /// Fills `out` (a tensor of `shape`) from `rng`, which all tensors of a model share in order.
+    pub fn fill(self, shape: &[usize], rng: &mut impl Rng, out: &mut [f32]) {
+        match self {
+            Init::GlorotUniform => {
+                let [receptive @ .., fan_in, fan_out] = shape else {
+                    panic!("glorot_uniform needs a kernel of rank 2 or more, got {shape:?}");
+                };
+                let receptive: usize = receptive.iter().product();
+                let (fan_in, fan_out) = (receptive * fan_in, receptive * fan_out);
+                let limit = (6.0 / (fan_in + fan_out) as f64).sqrt() as f32;
+                for p in out {
+                    *p = rng.random_range(-limit..limit);
+                }
+            }
+            Init::Constant(value) => out.fill(value),
+        }
+    }
+}
+
+/// The (height, width, channels) of an image input, or the error a layer that needs one gives.
+fn image_input(class: &str, input: &Shape) -> Result<(usize, usize, usize), String> {
+    match *input {
+        Shape::Image { h, w, c } => Ok((h, w, c)),
+        Shape::Flat(_) => Err(format!(
+            "{class} needs an image input (height, width, channels), got {input}"
+        )),
+    }
+}
+
+/// What lowering a layer to GPU ops needs.
+pub struct Lowering<'a> {
+    pub gpu: &'a Gpu,
+    /// The layer's position in the model (dropout salts its mask with it).
+    pub index: usize,
+    pub input: &'a Shape,
+    pub output: &'a Shape,
+    /// Per-batch buffers (argmax, scratch) are sized for this many examples.
+    pub max_batch: usize,
+    /// The layer's parameter tensors and their gradients, as `params()` lists them.
+    pub params: &'a [Tensor],
+    pub grads: &'a [Tensor],
+}
+
+/// What every dispatch of one step shares.
+pub struct GpuStep<'a> {
+    pub gpu: &'a Gpu,
+    pub batch: usize,
+    /// The step number (and optimizer scalars) the host writes before each step.
+    pub step_state: &'a Tensor,
+    pub seed: u64,
+}
+
+/// One op of a lowered layer on the GPU: its forward and backward dispatches. Its tensors (x, y and
+/// the gradients) are the network's; its own buffers (parameter views, argmax, scratch) it holds.
+pub trait GpuOp {
+    /// Whether the op is the identity when evaluating (dropout): evaluation then skips it and reads
+    /// its input instead of its output.
+    fn evaluates_as_identity(&self) -> bool {
+        false
+    }
+
+    /// y = op(x), for `s.batch` examples.
+    fn forward(&self, s: &GpuStep, x: &Tensor, y: &Tensor) -> Vec<Dispatch>;
+
+    /// The op's parameter gradients from dy, and dx unless x is the model's input (`dx` is `None`).
+    fn backward(&self, s: &GpuStep, x: &Tensor, dy: &Tensor, dx: Option<&Tensor>) -> Vec<Dispatch>;
+}
+
+/// What the CPU twin of one layer's step needs besides its tensors.
+#[derive(Clone, Copy, Debug)]
+pub struct CpuStep {
+    pub batch: usize,
+    /// Dropout on (and gradients wanted).
+    pub train: bool,
+    /// Dropout's mask: the run's seed, the step and the layer's position, as on the GPU.
+    pub seed: u64,
+    pub step: u32,
+    pub index: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shape::Padding;
+
+    /// One layer of each kind. The match fails to compile when a kind is added without a sample here.
+    fn one_of_each() -> Vec<Layer> {
+        let all = vec![
+            Layer::Conv2D(Conv2D {
+                filters: 3,
+                kernel_size: [3, 2],
+                padding: Padding::Valid,
+                activation: Activation::Relu,
+            }),
+            Layer::Activation(ActivationLayer {
+                activation: Activation::Softmax,
+            }),
+            Layer::MaxPooling2D(MaxPooling2D {
+                pool_size: [3, 3],
+                strides: [2, 1],
+                padding: Padding::Same,
+            }),
+            Layer::Dropout(Dropout { rate: 0.1 }),
+            Layer::Flatten(Flatten),
+            Layer::Dense(Dense {
+                units: 7,
+                activation: Activation::Linear,
+            }),
+        ];
+        for l in &all {
+            match l {
+                Layer::Conv2D(_)
+                | Layer::Activation(_)
+                | Layer::MaxPooling2D(_)
+                | Layer::Dropout(_)
+                | Layer::Flatten(_)
+                | Layer::Dense(_) => {}
+            }
+        }
+        all
+    }
+
+    /// The registry agrees with itself: `model.json`'s tag is the Keras class name, the Keras reader
+    /// of that class reads back what `keras_config` writes, and no two kinds share a base name.
+    #[test]
+    fn every_kind_reads_back_what_it_writes() {
+        let mut base_names = Vec::new();
+        for layer in one_of_each() {
+            let kind = layer.kind();
+            let tagged = serde_json::to_value(&layer).unwrap();
+            assert_eq!(tagged["class_name"], kind.class_name());
+            let config = kind.keras_config();
+            let entry = KerasEntry {
+                class: kind.class_name(),
+                name: kind.base_name().into(),
+                config: config.as_object().unwrap(),
+            };
+            let read = from_keras(&entry)
+                .expect("a reader for every kind")
+                .unwrap();
+            assert_eq!(read, layer, "{}", kind.class_name());
+            base_names.push(kind.base_name());
+        }
+        let count = base_names.len();
+        base_names.sort();
+        base_names.dedup();
+        assert_eq!(base_names.len(), count, "{base_names:?}");
+    }
+}
