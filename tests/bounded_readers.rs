@@ -93,7 +93,7 @@ fn bounded(
     assert!(peak_kb <= PEAK_RSS_KB, "{test}: peak RSS {peak_kb} KiB");
     assert!(elapsed <= TIME_LIMIT, "{test}: took {elapsed:?}");
     assert!(
-        message.contains(input.to_str().unwrap()) || needles.is_empty(),
+        message.contains(input.to_str().unwrap()),
         "{test}: the message does not name {}: {message}",
         input.display()
     );
@@ -255,7 +255,25 @@ fn keras_json_with_units_10_to_the_12() {
             path
         },
         keras_error,
-        &["parameters; models of at most 67108864 are read"],
+        // Refused by the model's own shape check, or else by the parameter cap of the readers.
+        &[],
+    );
+}
+
+#[test]
+fn keras_json_with_half_a_billion_parameters() {
+    bounded(
+        "keras_json_with_half_a_billion_parameters",
+        |dir| {
+            // Every tensor fits the model's own shape limits; the total (513 million) does not fit
+
+            keras_files(dir);
+            let path = dir.join(keras::ARCHITECTURE_FILE);
+            edit_json(&path, "\"units\": 3", "\"units\": 1000000");
+            path
+        },
+        keras_error,
+        &["the architecture has 513148576 parameters; models of at most 67108864 are read"],
     );
 }
 
@@ -273,7 +291,7 @@ fn keras_json_with_an_input_side_of_0() {
         "keras_json_with_an_input_side_of_0",
         |dir| keras_json_with_side(dir, "0"),
         keras_error,
-        &["input shape [null,0,6,2]"],
+        &["[null,0,6,2]"],
     );
 }
 
@@ -283,7 +301,8 @@ fn keras_json_with_an_input_side_of_2_to_the_32() {
         "keras_json_with_an_input_side_of_2_to_the_32",
         |dir| keras_json_with_side(dir, "4294967296"),
         keras_error,
-        &["input shape [4294967296, 6, 2]", "sides 1..=16384"],
+        // Refused by the model's own shape check, or else by the input-shape check of the readers.
+        &["4294967296, 6, 2"],
     );
 }
 
@@ -379,7 +398,7 @@ fn history_with_1e308_values_still_draws() {
             let history = cifar_wgpu::train::history::load(dir).unwrap();
             let svg = cifar_wgpu::report::curves_svg(&history).unwrap();
             assert!(svg.contains("<svg"));
-            String::new()
+            format!("{}: drawn", dir.display())
         },
         &[],
     );
