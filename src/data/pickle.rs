@@ -17,7 +17,8 @@
 //! Bounds: every length field is checked against the bytes left in the input (itself capped by the
 //! caller) before anything is allocated; containers nest at most [`MAX_DEPTH`] deep and at most
 //! [`MAX_DEPTH`] MARKs are open at once; at most [`MAX_VALUES`] values are created (copies made by
-//! the memo included). Byte strings and strs are shared, never copied, by the memo and the stack.
+//! the memo included); latin-1 conversions may make at most as many bytes as the input holds.
+//! Byte strings and strs are shared, never copied, by the memo and the stack.
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -28,6 +29,9 @@ use super::DataError;
 pub const MAX_DEPTH: usize = 32;
 /// Most values one pickle may create (memo copies counted). A real batch creates about 40,000.
 pub const MAX_VALUES: usize = 1_000_000;
+
+/// Most class names `batches.meta` may list.
+const MAX_CLASS_NAMES: usize = 256;
 
 /// One decoded batch: `rows` records of `cols` bytes, and one label per row.
 #[derive(Debug)]
@@ -159,6 +163,9 @@ struct Machine<'a> {
     marks: Vec<usize>,
     memo: HashMap<u32, Value>,
     values: usize,
+    /// Bytes made beyond those copied out of the input (latin-1 conversions), at most the input's
+    /// length: a memoised str converted again and again cannot multiply the memory.
+    made: usize,
 }
 
 /// A parse error: what went wrong, and at which byte of the pickle.
@@ -222,6 +229,26 @@ impl<'a> Machine<'a> {
             ));
         }
         Ok(())
+    }
+
+    /// Charge `n` converted bytes to the budget.
+    fn make(&mut self, n: usize) -> Fallible<()> {
+        self.made += n;
+        if self.made > self.input.len() {
+            return Err("converts more bytes than the whole pickle holds".into());
+        }
+        Ok(())
+    }
+
+    /// A raw array's data as bytes, a latin-1 str converted (and charged).
+    fn raw_bytes(&mut self, raw: &Value) -> Fallible<Value> {
+        match raw {
+            Value::Str(s) => {
+                self.make(s.len())?;
+                Ok(Value::Bytes(Rc::new(latin1(s)?)))
+            }
+            other => Ok(other.clone()),
+        }
     }
 
     fn push(&mut self, v: Value) -> Fallible<()> {
@@ -368,13 +395,15 @@ impl<'a> Machine<'a> {
                 ) {
                     return Err("_codecs.encode with an encoding other than latin1".into());
                 }
+                self.make(s.len())?;
                 Value::Bytes(Rc::new(latin1(s)?))
             }
             (Value::Global(Global::FromBuffer), [raw, dtype, shape, order]) => {
                 if order.as_text() != Some("C") {
                     return Err("not a uint8 numpy array: it is not in C order".into());
                 }
-                uint8_array(shape.clone(), dtype, raw.clone())?
+                let raw = self.raw_bytes(raw)?;
+                uint8_array(shape.clone(), dtype, raw)?
             }
             (callable, args) => {
                 return Err(format!(
@@ -394,7 +423,18 @@ impl<'a> Machine<'a> {
         let target = self.pop()?;
         let v = match target {
             Value::Dtype(code) => Value::Dtype(code),
-            Value::EmptyArray => numpy_array(state)?,
+            Value::EmptyArray => {
+                let Value::Tuple(mut items, d) = state else {
+                    return Err(format!(
+                        "not a uint8 numpy array: its state is {}",
+                        state.kind()
+                    ));
+                };
+                if let Some(raw) = items.last_mut() {
+                    *raw = self.raw_bytes(raw)?;
+                }
+                numpy_array(Value::Tuple(items, d))?
+            }
             other => return Err(format!("BUILD of {}", other.kind())),
         };
         self.push(v)
@@ -633,10 +673,9 @@ fn uint8_array(shape: Value, dtype: &Value, raw: Value) -> Fallible<Value> {
         Value::Dtype(code) => return Err(bad(format!("its dtype is '{code}'"))),
         other => return Err(bad(format!("its dtype is {}", other.kind()))),
     }
+    // A latin-1 str standing for bytes (Python 2 unicode) was converted by the caller.
     let raw = match raw {
         Value::Bytes(b) => b,
-        // A latin-1 str standing for bytes (Python 2 unicode).
-        Value::Str(s) => Rc::new(latin1(&s)?),
         other => return Err(bad(format!("its raw data is {}", other.kind()))),
     };
     let shape = match shape {
@@ -674,6 +713,7 @@ fn parse_dict(bytes: &[u8], file: &str) -> Result<Vec<(Value, Value)>, DataError
         marks: Vec::new(),
         memo: HashMap::new(),
         values: 0,
+        made: 0,
     };
     match machine.run().map_err(|e| bad(file, e))? {
         Value::Dict(d, _) => Ok(d),
@@ -776,6 +816,13 @@ pub(crate) fn read_meta(bytes: &[u8], file: &str) -> Result<Vec<String>, DataErr
         }
         None => return Err(meta_err("no b'label_names' key".into())),
     };
+    // Names may share one buffer through the memo: cap their number before copying any.
+    if names.len() > MAX_CLASS_NAMES {
+        return Err(meta_err(format!(
+            "{} class names; at most {MAX_CLASS_NAMES} (labels are bytes)",
+            names.len()
+        )));
+    }
     names
         .into_iter()
         .enumerate()
@@ -850,6 +897,20 @@ mod tests {
         copies.extend(std::iter::repeat_n(b"h\x00".as_slice(), 2000).flatten());
         let e = batch_err(&copies);
         assert!(e.contains("more than 1000000 values"), "{e}");
+    }
+
+    #[test]
+    fn conversions_cannot_multiply_a_memoised_str() {
+        // A 1000-char str memoised, then `_codecs.encode(s, 'latin1')` again and again.
+        let mut p = b"\x80\x02c_codecs\nencode\nq\x00X\xe8\x03\x00\x00".to_vec();
+        p.extend(std::iter::repeat_n(b'a', 1000));
+        p.extend(b"q\x01X\x06\x00\x00\x00latin1q\x02");
+        p.extend(std::iter::repeat_n(b"h\x00h\x01h\x02\x86R0".as_slice(), 1000).flatten());
+        let e = batch_err(&p);
+        assert!(
+            e.contains("converts more bytes than the whole pickle"),
+            "{e}"
+        );
     }
 
     #[test]
