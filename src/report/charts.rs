@@ -23,6 +23,9 @@ fn plot_err<E: std::fmt::Debug>(e: E) -> ReportError {
 /// range that wide leaves plotters no room between its ticks (it would never finish drawing).
 const MAX_PLOTTED: f64 = 1e12;
 
+/// Most points a series is drawn with markers (a circle each).
+const MAX_MARKERS: usize = 200;
+
 /// The y range for `values` (finite, within [`MAX_PLOTTED`]): always finite with `lo < hi`.
 /// Accuracy is read against its whole scale's top, the bottom follows the data; a loss range is
 /// padded by 8 % (at least 1e-3 of its magnitude) and does not go below 0 unless the data does.
@@ -143,9 +146,12 @@ fn draw_panel<DB: DrawingBackend>(
             .map_err(plot_err)?
             .label(label)
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 24, y)], color.stroke_width(3)));
-        chart
-            .draw_series(points.iter().map(|&p| Circle::new(p, 4, color.filled())))
-            .map_err(plot_err)?;
+        // Markers only while they can be told apart; the line alone carries long histories.
+        if points.len() <= MAX_MARKERS {
+            chart
+                .draw_series(points.iter().map(|&p| Circle::new(p, 4, color.filled())))
+                .map_err(plot_err)?;
+        }
     }
     // Loss falls and accuracy rises, so the legend goes where the curves usually are not.
     let position = if name == "loss" {

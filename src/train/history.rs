@@ -10,6 +10,8 @@ pub const HISTORY_JSON: &str = "history.json";
 pub const HISTORY_CSV: &str = "history.csv";
 /// Largest `history.json` read back: 16 MiB.
 pub const MAX_HISTORY_BYTES: u64 = 16 << 20;
+/// Most epochs a history read back may hold (the charts draw every one).
+pub const MAX_HISTORY_EPOCHS: usize = 100_000;
 
 /// `history.json` and `history.csv` as bytes.
 pub fn files(history: &[EpochLog]) -> Vec<(&'static str, Vec<u8>)> {
@@ -80,6 +82,12 @@ pub fn load(dir: &Path) -> Result<Vec<EpochLog>, ModelFileError> {
         column("val_accuracy"),
         column("seconds"),
     );
+    if loss.len() > MAX_HISTORY_EPOCHS {
+        return Err(malformed(format!(
+            "{} epochs; histories of at most {MAX_HISTORY_EPOCHS} are read",
+            loss.len()
+        )));
+    }
     if loss.len() != acc.len() || loss.iter().chain(&acc).any(Option::is_none) {
         return Err(malformed(
             "'loss' and 'accuracy' must be lists of numbers of one length".into(),
@@ -132,5 +140,23 @@ mod tests {
         let csv = std::fs::read_to_string(dir.path().join(HISTORY_CSV)).unwrap();
         assert_eq!(csv.lines().nth(2).unwrap(), "2,1.100000,0.600000,,,2.500");
         assert!(load(&dir.path().join("nothing")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn oversized_histories_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let ones = vec!["1"; MAX_HISTORY_EPOCHS + 1].join(",");
+        let json = format!(r#"{{"loss": [{ones}], "accuracy": [{ones}]}}"#);
+        std::fs::write(dir.path().join(HISTORY_JSON), json).unwrap();
+        let e = load(dir.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("100001 epochs") && e.contains(HISTORY_JSON),
+            "{e}"
+        );
+
+        let big = std::fs::File::create(dir.path().join(HISTORY_JSON)).unwrap();
+        big.set_len(MAX_HISTORY_BYTES + 1).unwrap();
+        let e = load(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("over 16777216 bytes"), "{e}");
     }
 }
