@@ -9,19 +9,20 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use cifar_wgpu::data::{self, DataOptions, Dataset};
-use cifar_wgpu::gpu::{self, BackendChoice, Gpu, GpuOptions, TilingChoice};
-use cifar_wgpu::keras;
-use cifar_wgpu::kernels::gather::{DeviceImages, upload_images};
+use cifar_wgpu::gpu::{self, BackendChoice, FlavourChoice, Gpu, GpuOptions};
 use cifar_wgpu::model::Sequential;
-use cifar_wgpu::model::io::SavedModel;
+use cifar_wgpu::model::io::write_atomic;
 use cifar_wgpu::optimizer::Optimizer;
-use cifar_wgpu::report::{self, ReportInputs};
-use cifar_wgpu::train::checkpoint::{Checkpoint, checkpoint_dir};
-use cifar_wgpu::train::fit::{argmax_rows, per_class_accuracy};
-use cifar_wgpu::train::{DeviceSplit, EpochLog, Event, FitConfig, Metrics, Network, Trainer};
-use cifar_wgpu::train::{history, output, profile};
+use cifar_wgpu::report::ReportSummary;
+use cifar_wgpu::session::{
+    self, EvaluateOptions, Observer, SessionError, SessionOptions, SessionOutcome, Start,
+    TrainingStart, bench,
+};
+use cifar_wgpu::train::profile::{self, ProfileReport};
+use cifar_wgpu::train::{Event, FitConfig, Metrics, Progress, output};
 
-type Error = Box<dyn std::error::Error>;
+/// Any failure, printed as `error: ...`.
+type Error = SessionError;
 
 #[derive(Parser)]
 #[command(
@@ -48,33 +49,40 @@ struct GpuArgs {
     /// Keep naga's run-time bounds checks in the shaders (slower; for debugging kernels).
     #[arg(long)]
     shader_bounds_checks: bool,
-    /// Matmul kernels: `registers` (big register tiles, for software adapters), `subgroups` (the
-    /// same with A shared through subgroups; an error where the adapter has no subgroups of 8 or
-    /// more lanes), `shared` (shared-memory tiles with split-K, for GPUs); `auto` picks by the
-    /// adapter: `shared` on GPUs, else `subgroups` where subgroups are exactly 8 wide (lavapipe),
-    /// else `registers`.
-    #[arg(long, value_enum, default_value_t = TilingChoice::Auto)]
-    tiling: TilingChoice,
+    /// Kernel flavours for every operation that has several (dense products, convolution tiles,
+    /// column sums): `registers` (big register tiles, one invocation per column sum: for software
+    /// adapters), `subgroups` (the same with the dense products sharing A through subgroups; an
+    /// error where the adapter has no subgroups of 8 or more lanes), `shared` (shared-memory matmul
+    /// with split-K, small convolution tiles, a workgroup per column sum: for GPUs); `auto` picks by
+    /// the adapter: `shared` on GPUs, else `subgroups` where subgroups are exactly 8 wide
+    /// (lavapipe), else `registers`.
+    #[arg(long, value_enum, default_value_t = FlavourChoice::Auto)]
+    tiling: FlavourChoice,
 }
 
 impl GpuArgs {
-    fn open(&self) -> Result<Gpu, Error> {
-        let gpu = Gpu::new(&GpuOptions {
+    fn options(&self) -> GpuOptions {
+        GpuOptions {
             backend: self.backend,
             adapter: self.adapter.clone(),
             shader_bounds_checks: self.shader_bounds_checks,
             tiling: self.tiling.forced(),
             matmul_subgroups: self.tiling.subgroups(),
-        })?;
-        eprintln!(
-            "adapter: {} ({:?}, {:?}), matmul tiling: {}",
-            gpu.info.name,
-            gpu.info.backend,
-            gpu.info.device_type,
-            gpu.tiling_name()
-        );
+        }
+    }
+
+    fn open(&self) -> Result<Gpu, Error> {
+        let gpu = Gpu::new(&self.options())?;
+        print_adapter(&gpu);
         Ok(gpu)
     }
+}
+
+fn print_adapter(gpu: &Gpu) {
+    eprintln!(
+        "adapter: {} ({:?}, {:?}), kernels: {}",
+        gpu.info.name, gpu.info.backend, gpu.info.device_type, gpu.flavours
+    );
 }
 
 #[derive(Args, Clone)]
@@ -104,24 +112,6 @@ impl DataArgs {
             progress: true,
             ..DataOptions::default()
         }
-    }
-
-    fn load(&self) -> Result<Dataset, Error> {
-        let t = std::time::Instant::now();
-        let ds = data::load(&self.options())?;
-        eprintln!(
-            "data: {} from {} ({} training and {} test images of {}x{}x{}, {} classes) in {:.1}s",
-            ds.name,
-            ds.source.display(),
-            ds.train.len(),
-            ds.test.len(),
-            ds.height,
-            ds.width,
-            ds.channels,
-            ds.num_classes(),
-            t.elapsed().as_secs_f64()
-        );
-        Ok(ds)
     }
 }
 
@@ -450,7 +440,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         },
         Command::Summary { data, model } => {
             let model = match (model, data) {
-                (Some(dir), _) => load_model(&dir)?.model,
+                (Some(dir), _) => session::load_model(&dir)?.model,
                 (None, Some(path)) => {
                     let ds = data::read(&path, None)?;
                     Sequential::notebook([ds.height, ds.width, ds.channels], ds.num_classes())
@@ -469,20 +459,10 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 None => data::synthetic::random_like_cifar(args.batch_size, 0, 0),
             };
             let gpu = args.gpu.open()?;
-            let model = Sequential::notebook([ds.height, ds.width, ds.channels], ds.num_classes());
-            let images = upload(&gpu, &ds.train.images, &ds.train.labels, &ds)?;
-            let net = Network::new(
+            let (report, timings) = session::profile(
                 &gpu,
-                &model,
+                &ds,
                 args.optimizer.build(),
-                &model.init_params(0)?,
-                args.batch_size,
-                0,
-            )?;
-            let (report, timings) = profile::profile_steps(
-                &gpu,
-                &net,
-                &images,
                 args.batch_size,
                 args.warmup,
                 args.steps,
@@ -491,7 +471,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             print!("{report}");
             if let Some(path) = &args.trace {
                 let trace = serde_json::to_vec(&profile::chrome_trace(&timings))?;
-                cifar_wgpu::model::io::write_atomic(path, &trace)?;
+                write_atomic(path, &trace)?;
                 eprintln!("trace written to {}", path.display());
             }
         }
@@ -510,11 +490,11 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 None => data::synthetic::random_like_cifar(50_000, 0, 0),
             };
             let gpu = gpu.open()?;
-            let r = cifar_wgpu::train::bench::bench(&gpu, &ds, epochs, batch_size)?;
+            let r = bench::bench(&gpu, &ds, epochs, batch_size)?;
             let line = serde_json::to_string(&r)?;
             println!("{line}");
             if let Some(path) = json {
-                cifar_wgpu::model::io::write_atomic(&path, line.as_bytes())?;
+                write_atomic(&path, line.as_bytes())?;
             }
         }
         Command::Report {
@@ -525,7 +505,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             gpu,
         } => {
             let dir = out.unwrap_or(model.clone());
-            evaluate_saved(&model, &data, &gpu, batch_size, Some(&dir))?
+            evaluate(model, &data, &gpu, batch_size, Some(dir))?
         }
         Command::Predict {
             model,
@@ -533,9 +513,16 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             json,
             batch_size,
             gpu,
-        } => predict(&model, &images, json, batch_size, &gpu)?,
+        } => {
+            let mut console = Console::new(false, false);
+            let (names, predictions) =
+                session::predict(&model, &images, 3, batch_size, &gpu.options(), &mut console)?;
+            for p in &predictions {
+                print_prediction(p, &names, json);
+            }
+        }
         Command::Export { model, out } => {
-            let saved = load_model(&model)?;
+            let saved = session::load_model(&model)?;
             output::export_model_folder(&out, &saved)?;
             eprintln!(
                 "{} ({} parameters) written to {}",
@@ -549,393 +536,199 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             batch_size,
             data,
             gpu,
-        } => evaluate_saved(&model, &data, &gpu, batch_size, None)?,
+        } => evaluate(model, &data, &gpu, batch_size, None)?,
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// `--model PATH`: our own folder, or Keras files (a `.keras` archive, a JSON + weights pair, a
-/// legacy `.h5`, or a folder holding them).
-fn load_model(path: &Path) -> Result<SavedModel, Error> {
-    Ok(if keras::is_keras_path(path) {
-        keras::load(path)?
-    } else {
-        SavedModel::load(path)?
-    })
+fn train(args: TrainArgs) -> Result<ExitCode, Error> {
+    let opts = SessionOptions {
+        data: args.data.options(),
+        gpu: args.gpu.options(),
+        start: match (&args.resume, &args.model) {
+            (Some(dir), _) => Start::Resume(dir.clone()),
+            (None, Some(path)) => Start::Model(path.clone()),
+            (None, None) => Start::Notebook,
+        },
+        fit: FitConfig {
+            epochs: args.epochs,
+            batch_size: args.batch_size,
+            shuffle: !args.no_shuffle,
+            seed: args.seed,
+        },
+        optimizer: args.optimizer.build(),
+        validation_split: args.validation_split,
+        out: args.out.clone(),
+        profile: args.profile,
+    };
+    let mut console = Console::new(args.quiet, args.log_json);
+    let stop = console.stop.clone();
+    let stop = |_: &Progress| stop.load(Ordering::SeqCst);
+    match session::train(&opts, &stop, &mut console)? {
+        SessionOutcome::Finished { .. } => Ok(ExitCode::SUCCESS),
+        SessionOutcome::Interrupted {
+            progress,
+            checkpoint,
+        } => {
+            console.display.clear();
+            let dir = checkpoint.expect("a training session always has an output folder");
+            eprintln!(
+                "interrupted at epoch {}, batch {}: checkpoint written to {}; continue with \
+                 `cifar-wgpu train --resume {}`",
+                progress.epoch + 1,
+                progress.batch,
+                dir.display(),
+                dir.display()
+            );
+            Ok(ExitCode::from(130))
+        }
+    }
 }
 
-/// A saved model placed on the GPU to evaluate or predict: no training step runs, so the optimizer
-/// (and its state) and the dropout seed play no part.
-fn inference<'g>(
-    gpu: &'g Gpu,
-    saved: &SavedModel,
+/// `evaluate`, and with `report` the `report` command: a saved model on the test set.
+fn evaluate(
+    model: PathBuf,
+    data: &DataArgs,
+    gpu: &GpuArgs,
     batch_size: usize,
-) -> Result<Trainer<'g>, Error> {
-    let net = Network::new(
-        gpu,
-        &saved.model,
-        Optimizer::rmsprop_default(),
-        &saved.params,
+    report: Option<PathBuf>,
+) -> Result<(), Error> {
+    let opts = EvaluateOptions {
+        model,
+        data: data.options(),
+        gpu: gpu.options(),
         batch_size,
-        0,
-    )?;
-    Ok(Trainer::new(gpu, net))
-}
-
-fn upload(gpu: &Gpu, images: &[u8], labels: &[u8], ds: &Dataset) -> Result<DeviceImages, Error> {
-    Ok(upload_images(
-        gpu,
-        images,
-        labels,
-        ds.image_bytes(),
-        gpu.max_binding_bytes(),
-    )?)
-}
-
-fn check_fits(model: &Sequential, ds: &Dataset) -> Result<(), Error> {
-    let want = [ds.height, ds.width, ds.channels];
-    if model.input_shape != want || model.classes()? != ds.num_classes() {
-        return Err(format!(
-            "the model takes {:?} images and predicts {} classes, but {} has {:?} images and {} classes",
-            model.input_shape,
-            model.classes()?,
-            ds.name,
-            want,
-            ds.num_classes()
-        )
-        .into());
+        report,
+    };
+    let e = session::evaluate(&opts, &mut Console::new(false, false))?;
+    if opts.report.is_none() {
+        println!(
+            "per class:\n{:<14} {:>9} {:>7}",
+            "class", "accuracy", "images"
+        );
+        for (name, (correct, total)) in e.class_names.iter().zip(&e.per_class) {
+            println!(
+                "{name:<14} {:>9.4} {total:>7}",
+                *correct as f64 / (*total).max(1) as f64
+            );
+        }
     }
     Ok(())
 }
 
-fn train(args: TrainArgs) -> Result<ExitCode, Error> {
-    let run_started = std::time::Instant::now();
-    if args.batch_size == 0 || args.epochs == 0 {
-        return Err("--epochs and --batch-size must be positive".into());
+fn print_prediction(p: &session::Prediction, names: &[String], json: bool) {
+    if json {
+        let top: Vec<_> = p
+            .top
+            .iter()
+            .map(|&(i, prob)| serde_json::json!({"class": names[i], "index": i, "probability": prob}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"image": p.image.display().to_string(), "top": top})
+        );
+    } else {
+        let cells: Vec<String> = p
+            .top
+            .iter()
+            .map(|&(i, prob)| format!("{} {:.1}%", names[i], 100.0 * prob))
+            .collect();
+        println!("{}: {}", p.image.display(), cells.join(", "));
     }
-    let resumed = args.resume.as_deref().map(Checkpoint::load).transpose()?;
-    let ds = args.data.load()?;
-    // What to start from: a checkpoint, a saved model, or the notebook's model with fresh weights.
-    let (model, params, optimizer, fit, validation_split) = match &resumed {
-        Some(c) => (
-            c.model.model.clone(),
-            c.model.params.clone(),
-            c.state.optimizer.clone(),
-            FitConfig {
-                epochs: args.epochs.max(c.state.fit.epochs),
-                ..c.state.fit.clone()
-            },
-            c.state.validation_split,
-        ),
-        None => {
-            let fit = FitConfig {
-                epochs: args.epochs,
-                batch_size: args.batch_size,
-                shuffle: !args.no_shuffle,
-                seed: args.seed,
-            };
-            let (model, params) = match &args.model {
-                Some(dir) => {
-                    let saved = load_model(dir)?;
-                    (saved.model, saved.params)
-                }
-                None => {
-                    let model =
-                        Sequential::notebook([ds.height, ds.width, ds.channels], ds.num_classes());
-                    let params = model.init_params(args.seed)?;
-                    (model, params)
-                }
-            };
-            (
-                model,
-                params,
-                args.optimizer.build(),
-                fit,
-                args.validation_split,
-            )
+}
+
+/// The terminal side of a session: what it prints as the library reports progress.
+struct Console {
+    display: Display,
+    /// Set by the first Ctrl-C once training runs.
+    stop: Arc<AtomicBool>,
+}
+
+impl Console {
+    fn new(quiet: bool, json: bool) -> Console {
+        Console {
+            display: Display::new(quiet, json),
+            stop: Arc::new(AtomicBool::new(false)),
         }
-    };
-    check_fits(&model, &ds)?;
-    let split = data::validation_split_index(ds.train.len(), validation_split)?;
-    let gpu = args.gpu.open()?;
-    let train_images = upload(&gpu, &ds.train.images, &ds.train.labels, &ds)?;
-    let test_images = upload(&gpu, &ds.test.images, &ds.test.labels, &ds)?;
-    let net = Network::new(&gpu, &model, optimizer, &params, fit.batch_size, fit.seed)?;
-    let mut trainer = Trainer::new(&gpu, net);
-    if let Some(c) = &resumed {
-        trainer.restore(c)?;
+    }
+}
+
+impl Observer for Console {
+    fn data_loaded(&mut self, ds: &Dataset, seconds: f64) {
         eprintln!(
-            "resuming at epoch {}, batch {} (step {})",
-            c.state.progress.epoch + 1,
-            c.state.progress.batch,
-            c.state.progress.step
+            "data: {} from {} ({} training and {} test images of {}x{}x{}, {} classes) in {:.1}s",
+            ds.name,
+            ds.source.display(),
+            ds.train.len(),
+            ds.test.len(),
+            ds.height,
+            ds.width,
+            ds.channels,
+            ds.num_classes(),
+            seconds
         );
     }
-    if !args.quiet && !args.log_json {
-        println!("{}", model.summary()?);
+
+    fn gpu_opened(&mut self, gpu: &Gpu) {
+        print_adapter(gpu);
     }
-    let (train_split, val_split) = DeviceSplit::train_and_validation(&train_images, split);
-    eprintln!(
-        "training on {} images, validating on {}, batch {}, {} epochs, {:?}",
-        train_split.len(),
-        val_split.len(),
-        fit.batch_size,
-        fit.epochs,
-        trainer.net.optimizer
-    );
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
+
+    fn resumed(&mut self, p: &Progress) {
+        eprintln!(
+            "resuming at epoch {}, batch {} (step {})",
+            p.epoch + 1,
+            p.batch,
+            p.step
+        );
+    }
+
+    fn training_starts(&mut self, s: &TrainingStart) -> Result<(), SessionError> {
+        if !self.display.quiet && !self.display.json {
+            println!("{}", s.model.summary()?);
+        }
+        eprintln!(
+            "training on {} images, validating on {}, batch {}, {} epochs, {:?}",
+            s.train_images, s.val_images, s.fit.batch_size, s.fit.epochs, s.optimizer
+        );
+        let stop = self.stop.clone();
         ctrlc::set_handler(move || {
             if stop.swap(true, Ordering::SeqCst) {
                 // A second Ctrl-C means "now".
                 std::process::exit(130);
             }
         })?;
+        Ok(())
     }
-    let ckpt_dir = checkpoint_dir(&args.out);
-    let mut display = Display::new(args.quiet, args.log_json);
-    while trainer.progress.epoch < fit.epochs {
-        let done = trainer.train_epoch(
-            &fit,
-            &train_split,
-            Some(&val_split),
-            &|_| stop.load(Ordering::SeqCst),
-            &mut |e| display.event(e),
-        )?;
-        trainer
-            .checkpoint(&ds.class_names, &fit, validation_split)?
-            .save(&ckpt_dir)?;
-        if done.is_none() {
-            display.clear();
-            eprintln!(
-                "interrupted at epoch {}, batch {}: checkpoint written to {}; continue with \
-                 `cifar-wgpu train --resume {}`",
-                trainer.progress.epoch + 1,
-                trainer.progress.batch,
-                ckpt_dir.display(),
-                ckpt_dir.display()
-            );
-            return Ok(ExitCode::from(130));
-        }
+
+    fn event(&mut self, e: Event) {
+        self.display.event(e);
     }
-    let saved = SavedModel {
-        model: model.clone(),
-        class_names: ds.class_names.clone(),
-        params: trainer.net.read_params(&gpu)?,
-    };
-    // One folder swap: a crash leaves the previous model files or these, never a mix.
-    output::save_model_folder(&args.out, &saved, &trainer.history)?;
-    eprintln!("model saved to {}", args.out.display());
-    if !ds.test.is_empty() {
-        let settings = vec![
-            (
-                "data".to_string(),
-                format!("{} ({})", ds.name, ds.source.display()),
-            ),
-            ("epochs".to_string(), fit.epochs.to_string()),
-            ("batch size".to_string(), fit.batch_size.to_string()),
-            (
-                "optimizer".to_string(),
-                format!("{:?}", trainer.net.optimizer),
-            ),
-            ("validation split".to_string(), validation_split.to_string()),
-            ("shuffle".to_string(), fit.shuffle.to_string()),
-            ("seed".to_string(), fit.seed.to_string()),
-        ];
-        let history = trainer.history.clone();
-        let report_to = ReportRequest {
-            dir: &args.out,
-            history: &history,
-            settings,
-            seconds: run_started.elapsed().as_secs_f64(),
-        };
-        evaluate_and_print(
-            &mut trainer,
-            &test_images,
-            &ds,
-            fit.batch_size,
-            Some(report_to),
-        )?;
+
+    fn model_saved(&mut self, out: &Path) {
+        eprintln!("model saved to {}", out.display());
     }
-    if args.profile {
-        // Last, because profiled steps train: the saved model and its evaluation come first.
-        let (report, _) = profile::profile_steps(
-            &gpu,
-            &trainer.net,
-            &train_images,
-            fit.batch_size,
-            2,
-            5,
-            true,
-        )?;
+
+    fn tested(&mut self, m: &Metrics, seconds: f64) {
+        println!(
+            "test: loss {:.4} - accuracy {:.4} ({} images, {:.1}s)",
+            m.loss(),
+            m.accuracy(),
+            m.count,
+            seconds
+        );
+    }
+
+    fn report_written(&mut self, summary: &ReportSummary, dir: &Path) {
+        print!("{}", summary.table);
+        eprintln!(
+            "report written to {} (curves, confusion matrix, per-class table, samples)",
+            dir.join("report.html").display()
+        );
+    }
+
+    fn profiled(&mut self, report: &ProfileReport) {
         print!("{report}");
     }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `evaluate`, and with `report_dir` the `report` command: a saved model on the test set.
-fn evaluate_saved(
-    model: &Path,
-    data: &DataArgs,
-    gpu: &GpuArgs,
-    batch_size: usize,
-    report_dir: Option<&Path>,
-) -> Result<(), Error> {
-    let started = std::time::Instant::now();
-    let saved = load_model(model)?;
-    let ds = data.load()?;
-    check_fits(&saved.model, &ds)?;
-    if ds.test.is_empty() {
-        return Err(format!("{} has no test images to evaluate on", ds.name).into());
-    }
-    let gpu = gpu.open()?;
-    let test = upload(&gpu, &ds.test.images, &ds.test.labels, &ds)?;
-    let mut trainer = inference(&gpu, &saved, batch_size)?;
-    let history = match report_dir {
-        Some(_) => history::load(model)?,
-        None => Vec::new(),
-    };
-    let request = report_dir.map(|dir| ReportRequest {
-        dir,
-        history: &history,
-        settings: vec![
-            ("model".to_string(), model.display().to_string()),
-            (
-                "data".to_string(),
-                format!("{} ({})", ds.name, ds.source.display()),
-            ),
-        ],
-        seconds: started.elapsed().as_secs_f64(),
-    });
-    evaluate_and_print(&mut trainer, &test, &ds, batch_size, request)
-}
-
-fn predict(
-    model: &Path,
-    images: &[PathBuf],
-    json: bool,
-    batch_size: usize,
-    gpu: &GpuArgs,
-) -> Result<(), Error> {
-    let saved = load_model(model)?;
-    let [h, w, c] = saved.model.input_shape;
-    let files = data::image_files(images)?;
-    if files.is_empty() {
-        return Err("no PNG or JPEG images found in the given paths".into());
-    }
-    let mut bytes = Vec::with_capacity(files.len() * h * w * c);
-    for f in &files {
-        bytes.extend(data::read_image(f, h, w, c)?);
-    }
-    let gpu = gpu.open()?;
-    let labels = vec![0u8; files.len()];
-    let device = upload_images(&gpu, &bytes, &labels, h * w * c, gpu.max_binding_bytes())?;
-    let mut trainer = inference(&gpu, &saved, batch_size)?;
-    let split = DeviceSplit::all(&device);
-    let (_, logits) = trainer.evaluate_with_logits(&split, batch_size)?;
-    let classes = saved.class_names.len();
-    for (f, row) in files.iter().zip(logits.chunks(classes)) {
-        let top = top_k(row, 3);
-        if json {
-            let top: Vec<_> = top
-                .iter()
-                .map(|&(i, p)| serde_json::json!({"class": saved.class_names[i], "index": i, "probability": p}))
-                .collect();
-            println!(
-                "{}",
-                serde_json::json!({"image": f.display().to_string(), "top": top})
-            );
-        } else {
-            let cells: Vec<String> = top
-                .iter()
-                .map(|&(i, p)| format!("{} {:.1}%", saved.class_names[i], 100.0 * p))
-                .collect();
-            println!("{}: {}", f.display(), cells.join(", "));
-        }
-    }
-    Ok(())
-}
-
-/// The `k` most probable classes of one row of logits, with their softmax probabilities.
-fn top_k(logits: &[f32], k: usize) -> Vec<(usize, f32)> {
-    let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-    let exp: Vec<f64> = logits.iter().map(|&z| ((z - max) as f64).exp()).collect();
-    let sum: f64 = exp.iter().sum();
-    let mut order: Vec<usize> = (0..logits.len()).collect();
-    // Stable: equal probabilities keep class order, as argmax picks the first.
-    order.sort_by(|&a, &b| exp[b].total_cmp(&exp[a]));
-    order
-        .into_iter()
-        .take(k)
-        .map(|i| (i, (exp[i] / sum) as f32))
-        .collect()
-}
-
-/// What the report page says about the run, beside the model's results.
-struct ReportRequest<'a> {
-    dir: &'a Path,
-    history: &'a [EpochLog],
-    settings: Vec<(String, String)>,
-    seconds: f64,
-}
-
-fn evaluate_and_print(
-    trainer: &mut Trainer,
-    test: &DeviceImages,
-    ds: &Dataset,
-    batch_size: usize,
-    report_to: Option<ReportRequest>,
-) -> Result<(), Error> {
-    let split = DeviceSplit::all(test);
-    let t = std::time::Instant::now();
-    let (m, logits) = trainer.evaluate_with_logits(&split, batch_size)?;
-    println!(
-        "test: loss {:.4} - accuracy {:.4} ({} images, {:.1}s)",
-        m.loss(),
-        m.accuracy(),
-        m.count,
-        t.elapsed().as_secs_f64()
-    );
-    match report_to {
-        None => {
-            let predicted = argmax_rows(&logits, ds.num_classes());
-            let per_class = per_class_accuracy(&predicted, &ds.test.labels, ds.num_classes());
-            println!(
-                "per class:\n{:<14} {:>9} {:>7}",
-                "class", "accuracy", "images"
-            );
-            for (name, (correct, total)) in ds.class_names.iter().zip(&per_class) {
-                println!(
-                    "{name:<14} {:>9.4} {total:>7}",
-                    *correct as f64 / (*total).max(1) as f64
-                );
-            }
-        }
-        Some(r) => {
-            let summary = report::write_report(
-                r.dir,
-                &ReportInputs {
-                    history: r.history,
-                    class_names: &ds.class_names,
-                    test: &ds.test,
-                    height: ds.height,
-                    width: ds.width,
-                    channels: ds.channels,
-                    logits: &logits,
-                    settings: r.settings,
-                    adapter: trainer.adapter_name(),
-                    seconds: r.seconds,
-                },
-            )?;
-            print!("{}", summary.table);
-            eprintln!(
-                "report written to {} (curves, confusion matrix, per-class table, samples)",
-                r.dir.join("report.html").display()
-            );
-        }
-    }
-    Ok(())
 }
 
 /// Keras' `verbose=1` display: "Epoch 3/20", then a bar with batch n/N, ETA and the running loss and

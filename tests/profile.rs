@@ -225,7 +225,7 @@ fn stated_flops_and_bytes_equal_hand_computed_values_for_the_notebook() {
 fn bench_times_warm_epochs_and_reports_the_best() {
     let g = gpu();
     let ds = synthetic::learnable(150, 0, 8, 8, 3, 10, 2);
-    let r = cifar_wgpu::train::bench::bench(g, &ds, 2, 32).unwrap();
+    let r = cifar_wgpu::session::bench::bench(g, &ds, 2, 32).unwrap();
     let json = serde_json::to_value(&r).unwrap();
     println!("{json}");
     assert_eq!(r.epochs_timed, 2);

@@ -5,12 +5,22 @@
 mod common_gpu;
 use common_gpu::{every_layer_model, gpu, small_cnn};
 
-use cifar_wgpu::data::{self, Dataset};
+use std::path::Path;
+use std::time::Instant;
+
+use cifar_wgpu::data::{self, DataOptions, Dataset};
 use cifar_wgpu::gpu::{Gpu, GpuOptions, Tiling, run_dispatches};
 use cifar_wgpu::kernels::gather::{DeviceImages, upload_images};
+use cifar_wgpu::model::io::SavedModel;
 use cifar_wgpu::model::reference;
 use cifar_wgpu::optimizer::Optimizer;
-use cifar_wgpu::train::{DeviceSplit, FitConfig, Metrics, Mode, Network, Progress, Trainer};
+use cifar_wgpu::report::ReportSummary;
+use cifar_wgpu::session::{
+    self, EvaluateOptions, Observer, Plan, SessionError, SessionOptions, SessionOutcome, Silent,
+    Start, TrainingStart,
+};
+use cifar_wgpu::train::checkpoint::Checkpoint;
+use cifar_wgpu::train::{DeviceSplit, Event, FitConfig, Metrics, Mode, Network, Progress, Trainer};
 
 fn rel_err(name: &str, got: &[f32], want: &[f64], tol: f64) {
     assert_eq!(got.len(), want.len(), "{name}: length");
@@ -129,68 +139,65 @@ fn device_data(g: &Gpu, ds: &Dataset) -> (DeviceImages, DeviceImages) {
     )
 }
 
-/// Trains `epochs` epochs (stopping when `stop_after` batches of the run have been done, if given)
-/// and returns the trainer's final weights, history losses and validation metrics.
+/// A training session of `epochs` epochs of a small CNN on `ds` (stopped after `stop_after` steps
+/// of the run and resumed from the checkpoint, if given). Returns the saved weights, the history's
+/// losses and the last epoch's validation accuracy.
 fn train_run(
     ds: &Dataset,
     seed: u64,
     epochs: usize,
     stop_after: Option<usize>,
-) -> (Vec<f32>, Vec<f64>, Option<Metrics>) {
+) -> (Vec<f32>, Vec<f64>, Option<f64>) {
     let g = gpu();
-    let (train_images, _) = device_data(g, ds);
+    let out = tempfile::tempdir().unwrap();
     let model = small_cnn([12, 12, 3], 8, 32, ds.num_classes());
-    let fit = FitConfig {
-        epochs,
-        batch_size: 32,
-        shuffle: true,
-        seed,
+    let plan = Plan {
+        params: model.init_params(seed).unwrap(),
+        model,
+        optimizer: Optimizer::rmsprop_default(),
+        fit: FitConfig {
+            epochs,
+            batch_size: 32,
+            shuffle: true,
+            seed,
+        },
+        validation_split: 0.2,
+        resume: None,
+        out: Some(out.path().to_path_buf()),
+        profile: false,
+        started: Instant::now(),
     };
-    let split = data::validation_split_index(ds.train.len(), 0.2).unwrap();
-    let (train, val) = DeviceSplit::train_and_validation(&train_images, split);
-    let params = model.init_params(seed).unwrap();
-    let net = Network::new(g, &model, Optimizer::rmsprop_default(), &params, 32, seed).unwrap();
-    let mut trainer = Trainer::new(g, net);
-    let mut resumed = false;
-    while trainer.progress.epoch < epochs {
-        let stop = |p: &Progress| !resumed && stop_after.is_some_and(|n| p.step as usize == n);
-        let done = trainer
-            .train_epoch(&fit, &train, Some(&val), &stop, &mut |_| {})
-            .unwrap();
-        if done.is_none() {
-            // Interrupted: checkpoint to disk, rebuild everything from it, continue.
-            let dir = tempfile::tempdir().unwrap();
-            let names = ds.class_names.clone();
-            trainer
-                .checkpoint(&names, &fit, 0.2)
-                .unwrap()
-                .save(dir.path())
-                .unwrap();
-            let ckpt = cifar_wgpu::train::checkpoint::Checkpoint::load(dir.path()).unwrap();
-            let net = Network::new(
-                g,
-                &ckpt.model.model,
-                ckpt.state.optimizer.clone(),
-                &ckpt.model.params,
-                32,
-                seed,
-            )
-            .unwrap();
-            trainer = Trainer::new(g, net);
-            trainer.restore(&ckpt).unwrap();
-            assert_eq!(trainer.progress.step as usize, stop_after.unwrap());
-            resumed = true;
-        }
+    let stop = |p: &Progress| stop_after.is_some_and(|n| p.step as usize == n);
+    let mut outcome = session::run(g, ds, plan, &stop, &mut Silent).unwrap();
+    if let SessionOutcome::Interrupted {
+        progress,
+        checkpoint,
+    } = outcome
+    {
+        // Rebuild everything from the checkpoint on disk and continue.
+        assert_eq!(Some(progress.step as usize), stop_after);
+        let ckpt = Checkpoint::load(&checkpoint.unwrap()).unwrap();
+        let plan = Plan {
+            model: ckpt.model.model.clone(),
+            params: ckpt.model.params.clone(),
+            optimizer: ckpt.state.optimizer.clone(),
+            fit: ckpt.state.fit.clone(),
+            validation_split: ckpt.state.validation_split,
+            resume: Some(ckpt),
+            out: Some(out.path().to_path_buf()),
+            profile: false,
+            started: Instant::now(),
+        };
+        outcome = session::run(g, ds, plan, &|_| false, &mut Silent).unwrap();
+    } else {
+        assert_eq!(stop_after, None, "the run was not interrupted");
     }
-    assert_eq!(
-        resumed,
-        stop_after.is_some(),
-        "the run was interrupted iff asked to"
-    );
-    let params = trainer.net.read_params(g).unwrap();
-    let losses = trainer.history.iter().map(|e| e.loss).collect();
-    let val_metrics = trainer.evaluate(&val, 64).ok();
-    (params, losses, val_metrics)
+    let SessionOutcome::Finished { history, .. } = outcome else {
+        panic!("interrupted twice");
+    };
+    let params = SavedModel::load(out.path()).unwrap().params;
+    let losses = history.iter().map(|e| e.loss).collect();
+    (params, losses, history.last().and_then(|e| e.val_accuracy))
 }
 
 #[test]
@@ -200,20 +207,14 @@ fn a_learnable_data_set_reaches_90_percent_validation_accuracy() {
     let (_, losses, val) = train_run(&ds, 3, 3, None);
     let val = val.unwrap();
     println!(
-        "losses per epoch {losses:?}; validation accuracy {:.4}, loss {:.4}; {:.1}s",
-        val.accuracy(),
-        val.loss(),
+        "losses per epoch {losses:?}; validation accuracy {val:.4}; {:.1}s",
         t.elapsed().as_secs_f64()
     );
     assert!(
         losses.windows(2).all(|w| w[1] < w[0]),
         "loss must fall every epoch: {losses:?}"
     );
-    assert!(
-        val.accuracy() >= 0.9,
-        "validation accuracy {:.4} < 0.9",
-        val.accuracy()
-    );
+    assert!(val >= 0.9, "validation accuracy {val:.4} < 0.9");
 }
 
 #[test]
@@ -241,6 +242,134 @@ fn interrupt_and_resume_ends_with_the_same_weights_as_a_straight_run() {
         "resumed run ended with other weights"
     );
     assert_eq!(ls, lr, "resumed run reported other losses");
+}
+
+/// Writes down which stages a session reports, in order.
+#[derive(Default)]
+struct Stages(Vec<String>);
+
+impl Observer for Stages {
+    fn data_loaded(&mut self, ds: &Dataset, _: f64) {
+        self.0.push(format!("data {}", ds.train.len()));
+    }
+    fn gpu_opened(&mut self, _: &Gpu) {
+        self.0.push("gpu".into());
+    }
+    fn training_starts(&mut self, s: &TrainingStart) -> Result<(), SessionError> {
+        self.0
+            .push(format!("start {}+{}", s.train_images, s.val_images));
+        Ok(())
+    }
+    fn event(&mut self, e: Event) {
+        if let Event::EpochEnd(log) = e {
+            self.0.push(format!("epoch {}", log.epoch));
+        }
+    }
+    fn model_saved(&mut self, _: &Path) {
+        self.0.push("saved".into());
+    }
+    fn tested(&mut self, m: &Metrics, _: f64) {
+        self.0.push(format!("tested {}", m.count));
+    }
+    fn report_written(&mut self, _: &ReportSummary, _: &Path) {
+        self.0.push("report".into());
+    }
+}
+
+#[test]
+fn a_training_session_runs_every_stage_in_order_and_evaluate_agrees_with_its_test() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("cifar-10-binary.tar.gz");
+    let ds = data::synthetic::learnable(100, 30, 32, 32, 3, 10, 6);
+    data::writers::write_cifar_binary_tar_gz(&ds, &archive).unwrap();
+    let data = DataOptions {
+        data: Some(archive),
+        offline: true,
+        keras_datasets: None,
+        ..DataOptions::default()
+    };
+    let out = dir.path().join("run");
+    let opts = SessionOptions {
+        data: data.clone(),
+        gpu: GpuOptions::default(),
+        start: Start::Notebook,
+        fit: FitConfig {
+            epochs: 2,
+            batch_size: 25,
+            ..FitConfig::default()
+        },
+        optimizer: Optimizer::rmsprop_default(),
+        validation_split: 0.2,
+        out: out.clone(),
+        profile: false,
+    };
+    let mut stages = Stages::default();
+    let outcome = session::train(&opts, &|_| false, &mut stages).unwrap();
+    assert_eq!(
+        stages.0,
+        [
+            "data 100",
+            "gpu",
+            "start 80+20",
+            "epoch 1",
+            "epoch 2",
+            "saved",
+            "tested 30",
+            "report"
+        ]
+    );
+    let SessionOutcome::Finished { history, test } = outcome else {
+        panic!("the session was not asked to stop");
+    };
+    assert_eq!(history.len(), 2);
+    assert!(out.join("report.html").is_file() && out.join("checkpoint").is_dir());
+    let evaluation = session::evaluate(
+        &EvaluateOptions {
+            model: out,
+            data,
+            gpu: GpuOptions::default(),
+            batch_size: 25,
+            report: None,
+        },
+        &mut Silent,
+    )
+    .unwrap();
+    assert_eq!(Some(evaluation.metrics), test);
+    let correct: usize = evaluation.per_class.iter().map(|c| c.0).sum();
+    assert_eq!(correct as u32, evaluation.metrics.correct);
+}
+
+/// Regression: the trainer cached each data set's programs under the address of its uploaded
+/// images, so images uploaded where dropped ones had lived were served the old bindings, and
+/// evaluating them silently evaluated the old data.
+#[test]
+fn images_uploaded_where_dropped_ones_lived_are_not_served_old_programs() {
+    let g = gpu();
+    let first = data::synthetic::learnable(0, 48, 12, 12, 3, 4, 1);
+    let second = data::synthetic::learnable(0, 48, 12, 12, 3, 4, 2);
+    let model = small_cnn([12, 12, 3], 8, 32, 4);
+    let params = model.init_params(1).unwrap();
+    let trainer = || {
+        let net = Network::new(g, &model, Optimizer::rmsprop_default(), &params, 16, 1).unwrap();
+        Trainer::new(g, net)
+    };
+    let mut cached = trainer();
+    let mut images = device_data(g, &first).1;
+    let address = &images as *const DeviceImages;
+    let (_, old) = cached
+        .evaluate_with_logits(&DeviceSplit::all(&images), 16)
+        .unwrap();
+    // Assigning drops the first upload and puts the second in the same place.
+    images = device_data(g, &second).1;
+    assert_eq!(address, &images as *const DeviceImages);
+    let (_, got) = cached
+        .evaluate_with_logits(&DeviceSplit::all(&images), 16)
+        .unwrap();
+    let (_, want) = trainer()
+        .evaluate_with_logits(&DeviceSplit::all(&images), 16)
+        .unwrap();
+    assert_ne!(old, want, "the two data sets should give different logits");
+    assert_eq!(got, want);
 }
 
 #[test]

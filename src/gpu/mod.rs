@@ -6,15 +6,15 @@ mod context;
 mod error;
 pub mod flavours;
 mod kernel;
+mod submit;
 pub mod timing;
 
 pub use buffer::{Tensor, WORD};
 pub use context::{AdapterSummary, BackendChoice, Gpu, GpuOptions, list_adapters};
+pub use error::GpuError;
 pub use flavours::{
     ColumnSumFlavour, Conv2dFlavour, FlavourChoice, KernelFlavours, MATMUL_SUBGROUP_LANES,
     MatmulFlavour, Tiling,
 };
-// TODO(integrator): remove after call sites move (src/main.rs): `--tiling` takes a `FlavourChoice`.
-pub use error::GpuError;
-pub use flavours::FlavourChoice as TilingChoice;
 pub use kernel::{Cost, Dispatch, Kernels, Shader, grid_1d, run_dispatches};
+pub use submit::{InFlight, Op, Readback, Submission};

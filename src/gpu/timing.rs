@@ -118,14 +118,8 @@ impl GpuTimer {
         }
     }
 
-    /// Records `dispatches` after `prepare` (copies that set up the step), submits, waits, and returns
-    /// each dispatch's time.
-    pub fn time_step(
-        &self,
-        gpu: &Gpu,
-        prepare: impl FnOnce(&mut wgpu::CommandEncoder),
-        dispatches: &[&Dispatch],
-    ) -> Result<StepTiming, GpuError> {
+    /// Records `dispatches`, submits, waits, and returns each dispatch's time.
+    pub fn time_step(&self, gpu: &Gpu, dispatches: &[&Dispatch]) -> Result<StepTiming, GpuError> {
         assert!(
             2 * dispatches.len() as u32 <= self.capacity,
             "more dispatches than the timer holds"
@@ -136,7 +130,6 @@ impl GpuTimer {
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("profiled step"),
             });
-        prepare(&mut encoder);
         if self.mode == TimingMode::Host {
             return self.time_on_host(gpu, encoder, dispatches, started);
         }
@@ -224,7 +217,7 @@ impl GpuTimer {
         dispatches: &[&Dispatch],
         started: Instant,
     ) -> Result<StepTiming, GpuError> {
-        // The preparation copies go first, on their own.
+        // Queued writes (the step state) go first, on their own, so no dispatch's time includes them.
         gpu.queue.submit([encoder.finish()]);
         gpu.wait()?;
         let mut times = Vec::with_capacity(dispatches.len());

@@ -29,6 +29,8 @@ struct Params {
     records: u32,
 }
 
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Images as bytes on the GPU, split into chunks of whole records that each fit one binding.
 pub struct DeviceImages {
     pub chunks: Vec<ImageChunk>,
@@ -38,6 +40,9 @@ pub struct DeviceImages {
     pub byte_to_unit: Tensor,
     pub image_bytes: usize,
     pub len: usize,
+    /// Unique per upload, so caches of programs that bind these buffers key on the data, not on an
+    /// address a later upload may reuse.
+    pub id: u64,
 }
 
 pub struct ImageChunk {
@@ -102,6 +107,7 @@ pub fn upload_images(
         byte_to_unit: gpu.upload("byte_to_unit", &byte_to_unit_table()),
         image_bytes,
         len: n,
+        id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
     })
 }
 

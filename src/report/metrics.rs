@@ -1,41 +1,10 @@
-//! The numbers behind the report, computed from the test set's logits on the host: predictions,
-//! softmax confidences, the confusion matrix and per-class precision, recall, F1 and accuracy.
+//! The numbers behind the report, computed from the test set's logits on the host: softmax
+//! confidences and per-class precision, recall, F1 and accuracy, over `crate::metrics`' predictions
+//! and confusion matrix.
 //! Everything here is plain arithmetic so that tests can recompute it independently.
 
-use crate::train::fit::{argmax_rows, per_class_accuracy};
-
-/// `counts[t][p]`: test images of true class `t` predicted as `p`. Rows sum to the class counts.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Confusion {
-    pub counts: Vec<Vec<usize>>,
-}
-
-impl Confusion {
-    pub fn new(predicted: &[usize], labels: &[u8], classes: usize) -> Confusion {
-        let mut counts = vec![vec![0; classes]; classes];
-        for (&p, &t) in predicted.iter().zip(labels) {
-            counts[t as usize][p] += 1;
-        }
-        Confusion { counts }
-    }
-    pub fn classes(&self) -> usize {
-        self.counts.len()
-    }
-    /// Images of true class `t`.
-    pub fn row_sum(&self, t: usize) -> usize {
-        self.counts[t].iter().sum()
-    }
-    /// Images predicted as class `p`.
-    pub fn column_sum(&self, p: usize) -> usize {
-        self.counts.iter().map(|row| row[p]).sum()
-    }
-    pub fn total(&self) -> usize {
-        self.counts.iter().flatten().sum()
-    }
-    pub fn correct(&self) -> usize {
-        (0..self.classes()).map(|c| self.counts[c][c]).sum()
-    }
-}
+pub use crate::metrics::Confusion;
+use crate::metrics::{argmax_rows, per_class_accuracy};
 
 /// One class's line of the table and of `per_class.csv`.
 #[derive(Clone, Debug, PartialEq)]
@@ -59,7 +28,7 @@ pub struct ClassStats {
     pub accuracy: f64,
 }
 
-/// Per-class statistics in class order. `accuracy` comes from `train::fit::per_class_accuracy` so
+/// Per-class statistics in class order. `accuracy` comes from `metrics::per_class_accuracy` so
 /// the report and the CLI's evaluation print the same figure.
 pub fn class_stats(
     confusion: &Confusion,

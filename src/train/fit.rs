@@ -1,17 +1,16 @@
 //! `model.fit` and `model.evaluate` on the GPU.
 //!
 //! Per batch the host does three things and never waits: it writes the step state (step number,
-//! learning rate), records a copy of the batch's slice of the epoch's shuffled index buffer plus the
-//! step's dispatches into one encoder, and submits it. At most two submissions are in flight; the
-//! progress bar is fed from a non-blocking readback of metrics summed on the GPU.
+//! learning rate), submits a copy of the batch's slice of the epoch's shuffled index buffer plus the
+//! step's dispatches as one submission (`Gpu::submit`). At most two submissions are in flight; the
+//! progress bar is fed from a non-blocking `Readback` of metrics summed on the GPU.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::gpu::{Dispatch, Gpu, GpuError, Tensor};
+use crate::gpu::{Dispatch, Gpu, GpuError, InFlight, Op, Readback, Submission, Tensor};
 use crate::kernels::gather::DeviceImages;
 use crate::train::network::{Mode, Network};
 
@@ -176,7 +175,7 @@ impl<'a> DeviceSplit<'a> {
 pub struct Trainer<'g> {
     gpu: &'g Gpu,
     pub net: Network,
-    programs: HashMap<(usize, Mode, usize), Vec<Dispatch>>,
+    programs: HashMap<(usize, Mode, u64), Vec<Dispatch>>,
     order: Option<Tensor>,
     pub progress: Progress,
     pub history: Vec<EpochLog>,
@@ -203,8 +202,9 @@ impl<'g> Trainer<'g> {
     }
 
     fn program(&mut self, data: &DeviceImages, batch: usize, mode: Mode) -> &[Dispatch] {
-        // Keyed by the data's address too: the gather dispatches bind that data set's buffers.
-        let key = (batch, mode, data as *const DeviceImages as usize);
+        // Keyed by the upload too: the gather dispatches bind that data set's buffers. Its id, not
+        // its address: data dropped and replaced at the same address must not replay old bindings.
+        let key = (batch, mode, data.id);
         let (gpu, net) = (self.gpu, &self.net);
         self.programs.entry(key).or_insert_with(|| {
             let mut d = net.gather(gpu, data, batch);
@@ -213,7 +213,8 @@ impl<'g> Trainer<'g> {
         })
     }
 
-    /// Records and submits one batch: the copy of its indices, then its program, in one submission.
+    /// Submits one batch: the copy of its indices, its program, then `after` (a copy of its logits
+    /// or a snapshot of the running metrics).
     fn submit_batch(
         &mut self,
         data: &DeviceImages,
@@ -221,33 +222,18 @@ impl<'g> Trainer<'g> {
         start: usize,
         count: usize,
         mode: Mode,
-        extra: impl FnOnce(&mut wgpu::CommandEncoder),
-    ) -> wgpu::SubmissionIndex {
+        after: Option<Op>,
+    ) -> Submission {
         let gpu = self.gpu;
-        let batch_indices = self.net.batch_indices.clone();
-        let mut encoder = gpu
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("batch"),
-            });
-        encoder.copy_buffer_to_buffer(
-            &indices.buffer,
-            indices.offset + start as u64 * 4,
-            &batch_indices.buffer,
-            batch_indices.offset,
-            count as u64 * 4,
-        );
-        {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("step"),
-                timestamp_writes: None,
-            });
-            for d in self.program(data, count, mode) {
-                d.record(&mut pass);
-            }
-        }
-        extra(&mut encoder);
-        gpu.queue.submit([encoder.finish()])
+        let from = indices.slice(start, count);
+        let to = self.net.batch_indices.slice(0, count);
+        let copy = Op::Copy {
+            from: &from,
+            to: &to,
+        };
+        let mut ops = vec![copy, Op::Pass(self.program(data, count, mode))];
+        ops.extend(after);
+        gpu.submit(&ops)
     }
 
     /// One epoch of training over `train` and, if it is not empty, evaluation on `val`.
@@ -290,7 +276,7 @@ impl<'g> Trainer<'g> {
         }
         let started = Instant::now();
         let readback = Readback::new(gpu, &self.net.train_metrics);
-        let mut in_flight = InFlight::default();
+        let mut in_flight = InFlight::new(IN_FLIGHT);
         let mut last_refresh = Instant::now();
         while self.progress.batch < batches {
             let b = self.progress.batch;
@@ -304,20 +290,15 @@ impl<'g> Trainer<'g> {
                 b * bs,
                 count,
                 Mode::Train,
-                |enc| {
-                    if want_read {
-                        readback.record_copy(enc);
-                    }
-                },
+                want_read.then_some(Op::Snapshot(&readback)),
             );
             if want_read {
-                readback.request();
                 last_refresh = Instant::now();
             }
             self.progress.batch += 1;
             self.progress.step += 1;
             in_flight.push(gpu, idx)?;
-            if let Some(m) = readback.take() {
+            if let Some(m) = readback.take().map(|w| Metrics::from_words(&w)) {
                 self.check_finite(&m)?;
                 on_event(Event::Batch {
                     batch: self.progress.batch,
@@ -412,161 +393,22 @@ impl<'g> Trainer<'g> {
         let records: Vec<u32> = split.records.clone().map(|r| r as u32).collect();
         let indices = gpu.upload("evaluation order", &records);
         gpu.write(&self.net.eval_metrics, &[0u32; 4]);
-        let mut in_flight = InFlight::default();
+        let mut in_flight = InFlight::new(IN_FLIGHT);
         for b in 0..n.div_ceil(batch_size) {
             let count = batch_size.min(n - b * batch_size);
             let logits = self.net.logits(count, Mode::Eval);
+            let out = logits_out.map(|all| all.slice(b * batch_size * classes, count * classes));
             let idx = self.submit_batch(
                 split.images,
                 &indices,
                 b * batch_size,
                 count,
                 Mode::Eval,
-                |enc| {
-                    if let Some(all) = logits_out {
-                        let at = all.offset + (b * batch_size * classes) as u64 * 4;
-                        enc.copy_buffer_to_buffer(
-                            &logits.buffer,
-                            logits.offset,
-                            &all.buffer,
-                            at,
-                            logits.bytes(),
-                        );
-                    }
-                },
+                out.as_ref().map(|to| Op::Copy { from: &logits, to }),
             );
             in_flight.push(gpu, idx)?;
         }
         Ok(Metrics::from_words(&gpu.read_u32(&self.net.eval_metrics)?))
-    }
-}
-
-/// The predicted class of each row of `logits` ([n, classes]): the first maximum, as tf.argmax.
-pub fn argmax_rows(logits: &[f32], classes: usize) -> Vec<usize> {
-    logits
-        .chunks(classes)
-        .map(|row| {
-            let mut best = 0;
-            for (i, &v) in row.iter().enumerate() {
-                if v > row[best] {
-                    best = i;
-                }
-            }
-            best
-        })
-        .collect()
-}
-
-/// Accuracy per class: (correct, total) for each true class.
-pub fn per_class_accuracy(
-    predicted: &[usize],
-    labels: &[u8],
-    classes: usize,
-) -> Vec<(usize, usize)> {
-    let mut out = vec![(0, 0); classes];
-    for (&p, &l) in predicted.iter().zip(labels) {
-        let e = &mut out[l as usize];
-        e.1 += 1;
-        if p == l as usize {
-            e.0 += 1;
-        }
-    }
-    out
-}
-
-/// The submissions still on the GPU, at most `IN_FLIGHT` of them.
-#[derive(Default)]
-struct InFlight(VecDeque<wgpu::SubmissionIndex>);
-
-impl InFlight {
-    /// Adds a submission; waits for the oldest once more than `IN_FLIGHT` are queued, else only polls
-    /// (which runs pending map callbacks, such as the progress readback's).
-    fn push(&mut self, gpu: &Gpu, idx: wgpu::SubmissionIndex) -> Result<(), GpuError> {
-        self.0.push_back(idx);
-        if self.0.len() <= IN_FLIGHT {
-            let _ = gpu.device.poll(wgpu::PollType::Poll);
-            return Ok(());
-        }
-        let oldest = self.0.pop_front().unwrap();
-        gpu.device
-            .poll(wgpu::PollType::Wait {
-                submission_index: Some(oldest),
-                timeout: None,
-            })
-            .map(|_| ())
-            .map_err(|e| GpuError::Device(e.to_string()))
-    }
-}
-
-/// A non-blocking read of a small tensor: a copy recorded at the end of some submission into a
-/// mappable buffer, mapped asynchronously, picked up on a later batch once the GPU got there.
-struct Readback {
-    source: Tensor,
-    staging: wgpu::Buffer,
-    state: Arc<Mutex<ReadState>>,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum ReadState {
-    Idle,
-    Pending,
-    Ready,
-}
-
-impl Readback {
-    fn new(gpu: &Gpu, source: &Tensor) -> Readback {
-        Readback {
-            source: source.clone(),
-            staging: gpu.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("metrics readback"),
-                size: source.bytes(),
-                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            }),
-            state: Arc::new(Mutex::new(ReadState::Idle)),
-        }
-    }
-
-    fn idle(&self) -> bool {
-        *self.state.lock().unwrap() == ReadState::Idle
-    }
-
-    fn record_copy(&self, encoder: &mut wgpu::CommandEncoder) {
-        encoder.copy_buffer_to_buffer(
-            &self.source.buffer,
-            self.source.offset,
-            &self.staging,
-            0,
-            self.source.bytes(),
-        );
-    }
-
-    /// Asks for the mapping; call after submitting the copy.
-    fn request(&self) {
-        *self.state.lock().unwrap() = ReadState::Pending;
-        let state = self.state.clone();
-        self.staging.map_async(wgpu::MapMode::Read, .., move |r| {
-            *state.lock().unwrap() = if r.is_ok() {
-                ReadState::Ready
-            } else {
-                ReadState::Idle
-            };
-        });
-    }
-
-    /// The metrics, if the mapping has completed.
-    fn take(&self) -> Option<Metrics> {
-        let mut state = self.state.lock().unwrap();
-        if *state != ReadState::Ready {
-            return None;
-        }
-        let m = {
-            let view = self.staging.get_mapped_range(..).ok()?;
-            Metrics::from_words(bytemuck::cast_slice(&view))
-        };
-        self.staging.unmap();
-        *state = ReadState::Idle;
-        Some(m)
     }
 }
 

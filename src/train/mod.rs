@@ -1,8 +1,7 @@
 //! Training and evaluation on the GPU: the model's buffers and dispatch programs (`network`), the
 //! epoch loop that feeds them (`fit`), checkpoints, the files a finished run leaves (`output`), and
-//! the benchmark.
+//! the profiler. `crate::session` strings them into whole runs.
 
-pub mod bench;
 pub mod checkpoint;
 pub mod fit;
 pub mod history;

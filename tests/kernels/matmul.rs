@@ -185,11 +185,11 @@ fn subgroup_kernels_on_awkward_shapes() {
     assert!(
         g.can_run_subgroup_matmul(),
         "the test adapter '{}' ({:?}) cannot run shaders/matmul_subgroup.wgsl: it needs \
-         Features::SUBGROUP with subgroups of at least 8 lanes (has SUBGROUP: {}, subgroups {}..{}); \
+         Features::SUBGROUP with subgroups of at least 8 lanes (has features {:?}, subgroups {}..{}); \
          run the kernel tests on lavapipe (Mesa's Vulkan driver), which has them",
         g.info.name,
         g.info.backend,
-        g.features.contains(wgpu::Features::SUBGROUP),
+        g.features,
         g.info.subgroup_min_size,
         g.info.subgroup_max_size,
     );

@@ -2,14 +2,19 @@
 //! so the two figures compare directly: 40,000 training images in batches of 128 plus 10,000
 //! validation images per epoch, one warm-up epoch not counted, the best epoch reported.
 
+use std::time::Instant;
+
 use serde::Serialize;
 
 use crate::data::{self, Dataset};
 use crate::gpu::Gpu;
-use crate::kernels::gather::upload_images;
 use crate::model::Sequential;
 use crate::optimizer::Optimizer;
-use crate::train::{DeviceSplit, FitConfig, Network, TrainError, Trainer};
+use crate::session::{self, Plan, SessionError, SessionOutcome, Silent};
+use crate::train::FitConfig;
+
+/// Keras' `validation_split` in the notebook.
+const VALIDATION_SPLIT: f64 = 0.2;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct BenchResult {
@@ -33,50 +38,36 @@ pub struct BenchResult {
 }
 
 /// Trains the notebook's model on `ds` (validation split 0.2) for one warm-up epoch plus `epochs`
-/// timed ones.
+/// timed ones: a training session that keeps everything in memory.
 pub fn bench(
     gpu: &Gpu,
     ds: &Dataset,
     epochs: usize,
     batch_size: usize,
-) -> Result<BenchResult, TrainError> {
+) -> Result<BenchResult, SessionError> {
     let model = Sequential::notebook([ds.height, ds.width, ds.channels], ds.num_classes());
-    let params = model
-        .init_params(0)
-        .map_err(|e| TrainError::Invalid(e.to_string()))?;
-    let images = upload_images(
-        gpu,
-        &ds.train.images,
-        &ds.train.labels,
-        ds.image_bytes(),
-        gpu.max_binding_bytes(),
-    )?;
-    let split = data::validation_split_index(ds.train.len(), 0.2)
-        .map_err(|e| TrainError::Invalid(e.to_string()))?;
-    let net = Network::new(
-        gpu,
-        &model,
-        Optimizer::rmsprop_default(),
-        &params,
-        batch_size,
-        0,
-    )
-    .map_err(|e| TrainError::Invalid(e.to_string()))?;
-    let mut trainer = Trainer::new(gpu, net);
-    let fit = FitConfig {
-        epochs: epochs + 1,
-        batch_size,
-        shuffle: true,
-        seed: 0,
+    let plan = Plan {
+        params: model.init_params(0)?,
+        model,
+        optimizer: Optimizer::rmsprop_default(),
+        fit: FitConfig {
+            epochs: epochs + 1,
+            batch_size,
+            shuffle: true,
+            seed: 0,
+        },
+        validation_split: VALIDATION_SPLIT,
+        resume: None,
+        out: None,
+        profile: false,
+        started: Instant::now(),
     };
-    let (train, val) = DeviceSplit::train_and_validation(&images, split);
-    let mut logs = Vec::new();
-    for _ in 0..=epochs {
-        if let Some(log) = trainer.train_epoch(&fit, &train, Some(&val), &|_| false, &mut |_| {})? {
-            logs.push(log);
-        }
-    }
-    let timed = &logs[1..];
+    let history = match session::run(gpu, ds, plan, &|_| false, &mut Silent)? {
+        SessionOutcome::Finished { history, .. } => history,
+        SessionOutcome::Interrupted { .. } => unreachable!("nothing asks the benchmark to stop"),
+    };
+    let train_images = data::validation_split_index(ds.train.len(), VALIDATION_SPLIT)?;
+    let timed = &history[1..];
     let epoch_s: Vec<f64> = timed.iter().map(|l| l.seconds).collect();
     let train_s: Vec<f64> = timed.iter().map(|l| l.train_seconds).collect();
     Ok(BenchResult {
@@ -86,11 +77,11 @@ pub fn bench(
         device_type: format!("{:?}", gpu.info.device_type),
         data: ds.name.clone(),
         batch_size,
-        train_images: train.len(),
-        val_images: val.len(),
+        train_images,
+        val_images: ds.train.len() - train_images,
         epochs_timed: timed.len(),
         best_epoch_s: epoch_s.iter().cloned().fold(f64::INFINITY, f64::min),
-        train_images_per_s: train.len() as f64
+        train_images_per_s: train_images as f64
             / train_s.iter().cloned().fold(f64::INFINITY, f64::min),
         epoch_s,
         train_s,
