@@ -2,10 +2,13 @@
 //! find the files it promises, evaluate the saved model, and get clear errors (never a panic) for bad
 //! input.
 
+#[path = "common/writers.rs"]
+mod writers;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
-use cifar_wgpu::data::{synthetic, writers};
+use cifar_wgpu::data::synthetic;
 
 fn cli(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_cifar-wgpu"))

@@ -3,13 +3,15 @@
 
 #[path = "common/data_fixtures.rs"]
 mod fixtures;
+#[path = "common/writers.rs"]
+mod writers;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use cifar_wgpu::data::writers::{self, ImageFormat, Keys, Member};
 use cifar_wgpu::data::{self, Checksums, DataError, DataOptions, verify::hash_file};
 use fixtures::{offline_opts, tiny_cifar};
+use writers::{ImageFormat, Keys, Member};
 
 const BIN: &str = "cifar-10-batches-bin";
 const PY: &str = "cifar-10-batches-py";

@@ -2,11 +2,13 @@
 
 #[path = "common/data_fixtures.rs"]
 mod fixtures;
+#[path = "common/writers.rs"]
+mod writers;
 
 use cifar_wgpu::data::verify::{hash_file, stamp_path};
-use cifar_wgpu::data::writers::{self, Keys};
 use cifar_wgpu::data::{self, ChecksumState, DataOptions, Flavor, verify::Verified};
 use fixtures::{assert_same_data, offline_opts, tiny_cifar};
+use writers::Keys;
 
 #[test]
 fn binary_tar_gz_reads_back_exactly() {

@@ -3,6 +3,8 @@
 
 #[path = "common/data_fixtures.rs"]
 mod fixtures;
+#[path = "common/writers.rs"]
+mod writers;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -13,7 +15,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use cifar_wgpu::data::verify::{hash_file, stamp_path};
-use cifar_wgpu::data::{self, Checksums, DataError, DataOptions, writers};
+use cifar_wgpu::data::{self, Checksums, DataError, DataOptions};
 use fixtures::{assert_same_data, files_in, tiny_cifar};
 
 /// What the server does with each request.

@@ -2,10 +2,12 @@
 
 #[path = "common/data_fixtures.rs"]
 mod fixtures;
+#[path = "common/writers.rs"]
+mod writers;
 
 use std::path::Path;
 
-use cifar_wgpu::data::{self, FASHION_MNIST_CLASSES, synthetic, writers};
+use cifar_wgpu::data::{self, FASHION_MNIST_CLASSES, synthetic};
 use fixtures::assert_same_data;
 
 #[test]

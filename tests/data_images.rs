@@ -1,7 +1,10 @@
 //! Image folders (one subfolder per class), like Keras' `image_dataset_from_directory`.
 
-use cifar_wgpu::data::writers::{self, ImageFormat, image_folder_order};
+#[path = "common/writers.rs"]
+mod writers;
+
 use cifar_wgpu::data::{self, Dataset, Split, synthetic};
+use writers::{ImageFormat, image_folder_order};
 
 /// `split` in the order the reader returns an image folder written from it.
 fn reordered(split: &Split, classes: usize) -> Split {

@@ -604,3 +604,65 @@ fn not_keras_files_are_clear_errors() {
         .to_string();
     assert!(e.contains("no weights file"), "{e}");
 }
+
+// ---- bounded reading (issue 11) ----
+
+#[test]
+fn float16_weights_are_named_not_dumped() {
+    let dir = saved_dir();
+    let f16 = hdf5_pure::Datatype::FloatingPoint {
+        size: 2,
+        byte_order: hdf5_pure::DatatypeByteOrder::LittleEndian,
+        layout: hdf5_pure::FloatingPointLayout {
+            bit_offset: 0,
+            bit_precision: 16,
+            exponent_location: 10,
+            exponent_size: 5,
+            mantissa_location: 0,
+            mantissa_size: 10,
+            exponent_bias: 15,
+        },
+    };
+    // Keras 3's layout with the first kernel, [3, 3, 2, 32], stored as float16.
+    let mut b = hdf5_pure::FileBuilder::new();
+    let mut layers = b.create_group("layers");
+    let mut conv = layers.create_group("conv2d");
+    let mut vars = conv.create_group("vars");
+    vars.create_dataset("0")
+        .with_raw_data(f16, vec![0u8; 576 * 2], 576)
+        .with_shape(&[3, 3, 2, 32]);
+    vars.create_dataset("1").with_f32_data(&[0.0; 32]);
+    conv.add_group(vars.finish());
+    layers.add_group(conv.finish());
+    b.add_group(layers.finish());
+    let weights = dir.path().join("half.weights.h5");
+    std::fs::write(&weights, b.finish().unwrap()).unwrap();
+    let e = keras::load_pair(&dir.path().join(keras::ARCHITECTURE_FILE), &weights)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("half.weights.h5")
+            && e.contains("layers/conv2d/vars/0' holds f16")
+            && !e.contains("FloatingPoint"),
+        "{e}"
+    );
+    println!("{e}");
+}
+
+#[test]
+fn oversized_weights_file_is_refused_before_reading() {
+    let dir = saved_dir();
+    let p = dir.path().join("huge.h5");
+    // A sparse file: 600 MB on paper, nothing on disk.
+    std::fs::File::create(&p)
+        .unwrap()
+        .set_len(keras::MAX_WEIGHTS_FILE + 1)
+        .unwrap();
+    let e = keras::load_pair(&dir.path().join(keras::ARCHITECTURE_FILE), &p)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("huge.h5") && e.contains("read up to 536870912 bytes"),
+        "{e}"
+    );
+}

@@ -3,6 +3,8 @@
 
 #[path = "common/gpu.rs"]
 mod common_gpu;
+#[path = "common/writers.rs"]
+mod writers;
 use common_gpu::{every_layer_model, gpu, small_cnn};
 
 use std::path::Path;
@@ -281,7 +283,7 @@ fn a_training_session_runs_every_stage_in_order_and_evaluate_agrees_with_its_tes
     let dir = tempfile::tempdir().unwrap();
     let archive = dir.path().join("cifar-10-binary.tar.gz");
     let ds = data::synthetic::learnable(100, 30, 32, 32, 3, 10, 6);
-    data::writers::write_cifar_binary_tar_gz(&ds, &archive).unwrap();
+    writers::write_cifar_binary_tar_gz(&ds, &archive).unwrap();
     let data = DataOptions {
         data: Some(archive),
         offline: true,

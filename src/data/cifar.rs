@@ -14,7 +14,9 @@
 //! in the one data folder; absolute names and `..` are refused. Sizes declared by the archive are
 //! checked against the real members' sizes before anything is allocated, the file itself may not
 //! exceed [`MAX_ARCHIVE_FILE`] bytes and its decompressed stream may not exceed
-//! [`MAX_DECOMPRESSED`] bytes (the real ones decompress to about 185 MB).
+//! [`MAX_DECOMPRESSED`] bytes (the real ones decompress to about 185 MB). GNU long names are read
+//! up to 4 KiB and pax headers up to 64 KiB; a Python batch is read by the bounded reader of
+//! [`super::pickle`].
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
@@ -519,21 +521,59 @@ pub(crate) fn read_archive(path: &Path) -> Result<Dataset, DataError> {
     }
 }
 
+/// Longest GNU long name (or long link name) we read: PATH_MAX.
+const MAX_LONG_NAME: u64 = 4096;
+/// Largest pax extended header we read.
+const MAX_PAX_HEADER: u64 = 64 << 10;
+
+/// Reads the entries raw, so that GNU long names and pax headers (which `tar` would read whole,
+/// whatever their size) are read here, within [`MAX_LONG_NAME`] and [`MAX_PAX_HEADER`].
 fn read_tar<R: Read>(path: &Path, archive: &mut tar::Archive<R>) -> Result<Collector, Fail> {
     let mut collector: Option<Collector> = None;
-    for entry in archive.entries()? {
+    let mut long_name: Option<Vec<u8>> = None;
+    let mut pax_path: Option<Vec<u8>> = None;
+    for entry in archive.entries()?.raw(true) {
         let mut entry = entry?;
-        let parts = components(path, &entry.path_bytes())?;
+        let entry_type = entry.header().entry_type();
+        let long = entry_type.is_gnu_longname() || entry_type.is_gnu_longlink();
+        if long || entry_type.is_pax_local_extensions() || entry_type.is_pax_global_extensions() {
+            let (what, max) = if long {
+                ("GNU long name", MAX_LONG_NAME)
+            } else {
+                ("pax extended header", MAX_PAX_HEADER)
+            };
+            if entry.size() > max {
+                return Err(DataError::UnexpectedMember {
+                    path: path.to_path_buf(),
+                    member: String::from_utf8_lossy(&entry.path_bytes()).into_owned(),
+                    why: format!("a {what} of {} bytes; at most {max} are read", entry.size()),
+                }
+                .into());
+            }
+            let mut data = Vec::new();
+            entry.read_to_end(&mut data)?;
+            if entry_type.is_gnu_longname() {
+                data.truncate(data.iter().position(|&b| b == 0).unwrap_or(data.len()));
+                long_name = Some(data);
+            } else if entry_type.is_pax_local_extensions() {
+                pax_path = tar::PaxExtensions::new(&data)
+                    .filter_map(Result::ok)
+                    .find(|x| x.key_bytes() == b"path")
+                    .map(|x| x.value_bytes().to_vec());
+            }
+            continue;
+        }
+        let name = long_name
+            .take()
+            .or(pax_path.take())
+            .unwrap_or_else(|| entry.path_bytes().into_owned());
+        let parts = components(path, &name)?;
         let member = parts.join("/");
         let unexpected = |why: &str| DataError::UnexpectedMember {
             path: path.to_path_buf(),
             member: member.clone(),
             why: why.to_string(),
         };
-        let entry_type = entry.header().entry_type();
-        if entry_type.is_pax_global_extensions() {
-            continue;
-        }
         let Some(top) = parts.first() else {
             if entry_type.is_dir() {
                 continue; // "./"

@@ -6,7 +6,8 @@
 //!
 //! Naming: a folder whose name contains "fashion" is Fashion-MNIST ("fashion-mnist", its 10 class
 //! names, labels must be 0..=9); one whose name contains "mnist" is MNIST ("mnist", classes "0".."9");
-//! any other folder keeps its own name, with classes "0".."max label".
+//! any other folder keeps its own name, with classes "0".."k-1", k being the first label value the
+//! training labels lack (so every class has images, and a stray label is refused, not a new class).
 //!
 //! Sizes from the headers are checked (count ≤ [`MAX_COUNT`], side ≤ [`MAX_SIDE`], total ≤
 //! [`MAX_BYTES`]) before anything is allocated, and the data must be exactly as long as the header says.
@@ -147,12 +148,15 @@ fn parse(
             "header claims an image side of {side}, outside 1..={MAX_SIDE}"
         ))));
     }
-    let total = dims.iter().map(|&d| d as u64).product::<u64>();
-    if total > MAX_BYTES {
-        return Err(Ok(bad(format!(
-            "header claims {total} data bytes, more than the {MAX_BYTES} we accept"
-        ))));
-    }
+    let total = dims
+        .iter()
+        .try_fold(1u64, |n, &d| n.checked_mul(d as u64))
+        .filter(|&t| t <= MAX_BYTES)
+        .ok_or_else(|| {
+            Ok(bad(format!(
+                "header ({dims:?}) claims more than the {MAX_BYTES} data bytes we accept"
+            )))
+        })?;
     let header = 4 + 4 * ndim as u64;
     if !gzip && file_len != header + total {
         return Err(Ok(bad(format!(
@@ -240,14 +244,14 @@ pub(crate) fn read_dir(dir: &Path) -> Result<Dataset, DataError> {
     } else if lower.contains("mnist") {
         ("mnist".into(), (0..10).map(|i| i.to_string()).collect())
     } else {
-        let max = train
-            .labels
-            .iter()
-            .chain(&test.labels)
-            .copied()
-            .max()
-            .unwrap_or(0) as usize;
-        (folder, (0..=max).map(|i| i.to_string()).collect())
+        // No declared class count: the classes are 0..k where k is the first label value the
+        // training set lacks, so one stray byte (255, say) is refused rather than making 256 classes.
+        let mut seen = [false; 256];
+        for &l in &train.labels {
+            seen[l as usize] = true;
+        }
+        let classes = seen.iter().position(|&s| !s).unwrap_or(256);
+        (folder, (0..classes).map(|i| i.to_string()).collect())
     };
     for (split, path) in [(&train, &train_labels), (&test, &test_labels)] {
         if let Some(index) = split

@@ -20,11 +20,17 @@
 //! split, the files (listed class by class, each class sorted) are put in the order
 //! `epoch_order(n, IMAGE_FOLDER_ORDER_SEED, 0, true)`, so `validation_split` (last fraction) sees
 //! every class and the order is reproducible.
+//!
+//! Bounds: symbolic links are followed, and one leading back to its own ancestor is an error (not
+//! an endless walk); at most [`MAX_FILES`] files are listed; an image's size is read from its header
+//! and checked ([`MAX_SIDE`], [`MAX_DECODED_BYTES`]) before it is decoded; the whole data set may
+//! take at most [`MAX_TOTAL_BYTES`] after resizing.
 
 use std::path::{Path, PathBuf};
 
 use image::imageops::FilterType;
 use image::{ImageReader, Limits};
+use walkdir::WalkDir;
 
 use super::{DataError, Dataset, Split, epoch_order};
 
@@ -32,10 +38,16 @@ use super::{DataError, Dataset, Split, epoch_order};
 pub const IMAGE_FOLDER_ORDER_SEED: u64 = 1337;
 /// Image file extensions read (lower case).
 pub const IMAGE_EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
-/// Largest decoded image side.
-const MAX_SIDE: u32 = 16_384;
-/// Largest decoded data set, in bytes (after resizing, 3 channels).
-pub const MAX_TOTAL_BYTES: u64 = 4 << 30;
+/// Largest image side, decoded or asked for with `--image-size`.
+pub const MAX_SIDE: u32 = 16_384;
+/// Largest decoded image, in bytes at 4 bytes a pixel (checked from the header before decoding;
+/// also the decoder's allocation limit): 128 MiB, e.g. a 5,792 x 5,792 RGBA photo.
+pub const MAX_DECODED_BYTES: u64 = 128 << 20;
+/// Largest data set an image folder may make, in bytes after resizing (3 channels), both splits
+/// together: 1 GiB, about 20 times CIFAR-10.
+pub const MAX_TOTAL_BYTES: u64 = 1 << 30;
+/// Most image files one walk may list (a split, or `predict`'s inputs).
+pub const MAX_FILES: usize = 1_000_000;
 
 fn hidden(path: &Path) -> bool {
     path.file_name()
@@ -73,18 +85,56 @@ pub(crate) fn is_image_folder(dir: &Path) -> bool {
     subdirs(dir).is_ok_and(|d| !d.is_empty())
 }
 
-/// Image files under `dir`, recursively, sorted.
+/// Image files under `dir`, recursively, each folder in sorted order, adding to `out` (at most
+/// [`MAX_FILES`] in all). Symbolic links are followed, and a link back to one of its own ancestor
+/// folders is an error (walkdir detects it) rather than an endless walk.
 fn images_under(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), DataError> {
-    for path in sorted_entries(dir)? {
-        if path.is_dir() {
-            images_under(&path, out)?;
-        } else if is_image(&path) {
-            out.push(path);
-        } else {
-            log::debug!("{}: not a PNG/JPEG file name, ignored", path.display());
+    let walk = WalkDir::new(dir)
+        .follow_links(true)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| e.depth() == 0 || !hidden(e.path()));
+    for entry in walk {
+        let entry = entry.map_err(|e| walk_error(dir, e))?;
+        if entry.file_type().is_dir() {
+            continue;
         }
+        if !is_image(entry.path()) {
+            log::debug!(
+                "{}: not a PNG/JPEG file name, ignored",
+                entry.path().display()
+            );
+            continue;
+        }
+        if out.len() >= MAX_FILES {
+            return Err(DataError::BadImageFolder {
+                path: dir.to_path_buf(),
+                detail: format!("more than {MAX_FILES} image files"),
+            });
+        }
+        out.push(entry.into_path());
     }
     Ok(())
+}
+
+fn walk_error(dir: &Path, e: walkdir::Error) -> DataError {
+    let path = e.path().unwrap_or(dir).to_path_buf();
+    if let Some(ancestor) = e.loop_ancestor() {
+        return DataError::BadImageFolder {
+            detail: format!(
+                "symbolic link loop: this link leads back to its own ancestor folder {}",
+                ancestor.display()
+            ),
+            path,
+        };
+    }
+    match e.into_io_error() {
+        Some(io) => DataError::io(path, io),
+        None => DataError::BadImageFolder {
+            path,
+            detail: "cannot walk this folder".into(),
+        },
+    }
 }
 
 /// (file, label) for a class tree, listed class by class, then put in the fixed order.
@@ -150,24 +200,42 @@ fn decode(path: &Path) -> Result<image::DynamicImage, DataError> {
         path: path.to_path_buf(),
         detail,
     };
-    let mut reader = ImageReader::open(path)
-        .map_err(|e| DataError::io(path, e))?
-        .with_guessed_format()
-        .map_err(|e| DataError::io(path, e))?;
+    let open = || -> Result<ImageReader<std::io::BufReader<std::fs::File>>, DataError> {
+        let reader = ImageReader::open(path)
+            .map_err(|e| DataError::io(path, e))?
+            .with_guessed_format()
+            .map_err(|e| DataError::io(path, e))?;
+        if reader.format().is_none() {
+            return Err(unreadable("not a PNG or JPEG file".into()));
+        }
+        Ok(reader)
+    };
+    // The header's size is checked before anything is decoded: a small file can claim 16384².
+    let (w, h) = open()?
+        .into_dimensions()
+        .map_err(|e| unreadable(e.to_string()))?;
+    let bytes = u64::from(w) * u64::from(h) * 4;
+    if w.max(h) > MAX_SIDE || bytes > MAX_DECODED_BYTES {
+        return Err(unreadable(format!(
+            "{w}x{h} pixels; images may have sides up to {MAX_SIDE} and {MAX_DECODED_BYTES} \
+             bytes decoded (at 4 bytes a pixel), this one needs {bytes}"
+        )));
+    }
     let mut limits = Limits::default();
     limits.max_image_width = Some(MAX_SIDE);
     limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(MAX_DECODED_BYTES);
+    let mut reader = open()?;
     reader.limits(limits);
-    if reader.format().is_none() {
-        return Err(unreadable("not a PNG or JPEG file".into()));
-    }
     reader.decode().map_err(|e| unreadable(e.to_string()))
 }
 
-/// Decode, resize and append; returns whether the image was grayscale.
+/// Decodes, resizes and appends images, keeping the whole data set under [`MAX_TOTAL_BYTES`].
 struct Loader {
     size: Option<(usize, usize)>,
     all_gray: bool,
+    /// Bytes the splits loaded so far take.
+    used: u64,
 }
 
 impl Loader {
@@ -179,17 +247,21 @@ impl Loader {
                 .size
                 .get_or_insert((img.height() as usize, img.width() as usize));
             if split.images.is_empty() {
-                let total = (files.len() as u64) * (h as u64) * (w as u64) * 3;
-                if total > MAX_TOTAL_BYTES {
-                    return Err(DataError::BadImageFolder {
+                let total = (files.len() as u64)
+                    .checked_mul(h as u64 * w as u64 * 3)
+                    .and_then(|t| t.checked_add(self.used))
+                    .filter(|&t| t <= MAX_TOTAL_BYTES)
+                    .ok_or_else(|| DataError::BadImageFolder {
                         path: path.parent().unwrap_or(path).to_path_buf(),
                         detail: format!(
-                            "{} images of {h}x{w}x3 need {total} bytes, over {MAX_TOTAL_BYTES}",
+                            "{} images of {h}x{w}x3 would take more than the {MAX_TOTAL_BYTES} \
+                             bytes an image folder may hold (with the other split); pass a \
+                             smaller --image-size",
                             files.len()
                         ),
-                    });
-                }
-                split.images.reserve_exact(total as usize);
+                    })?;
+                split.images.reserve_exact((total - self.used) as usize);
+                self.used = total;
             }
             let mut rgb = img.into_rgb8();
             if (rgb.height() as usize, rgb.width() as usize) != (h, w) {
@@ -238,6 +310,7 @@ pub(crate) fn read_dir(
     let mut loader = Loader {
         size: image_size,
         all_gray: true,
+        used: 0,
     };
     let mut train = Split::default();
     let mut test = Split::default();
@@ -269,6 +342,19 @@ pub(crate) fn read_dir(
     })
 }
 
+/// Refuses an input shape (height, width, channels) that no image can fill: a side of 0 or over
+/// 16,384, or no channel or more than 4. Models read from files are checked with it before any
+/// buffer is sized from their shape.
+pub fn check_input_shape(shape: [usize; 3]) -> Result<(), String> {
+    let [h, w, c] = shape;
+    if [h, w].iter().any(|&s| s == 0 || s > MAX_SIDE as usize) || !(1..=4).contains(&c) {
+        return Err(format!(
+            "input shape {shape:?} is not one images can have: sides 1..={MAX_SIDE}, 1 to 4 channels"
+        ));
+    }
+    Ok(())
+}
+
 /// One PNG or JPEG file as a model's input: decoded, resized (bilinear) to `height` x `width`, and
 /// converted to `channels` (1: luminance, 3: RGB), as HWC bytes. For `cifar-wgpu predict`.
 pub fn read_image(
@@ -277,6 +363,10 @@ pub fn read_image(
     width: usize,
     channels: usize,
 ) -> Result<Vec<u8>, DataError> {
+    check_input_shape([height, width, channels]).map_err(|detail| DataError::UnreadableImage {
+        path: path.to_path_buf(),
+        detail,
+    })?;
     let img = decode(path)?;
     let (w, h) = (width as u32, height as u32);
     match channels {

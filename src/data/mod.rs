@@ -24,14 +24,15 @@ mod split;
 mod stream;
 pub mod synthetic;
 pub mod verify;
-pub mod writers;
 
 use std::path::{Path, PathBuf};
 
 pub use cifar::{Flavor, MAX_ARCHIVE_FILE, MAX_DECOMPRESSED, RECORDS_PER_BATCH};
 pub use error::DataError;
 pub use idx::{FASHION_MNIST_CLASSES, IDX_FILES};
-pub use images::{IMAGE_EXTENSIONS, IMAGE_FOLDER_ORDER_SEED, image_files, read_image};
+pub use images::{
+    IMAGE_EXTENSIONS, IMAGE_FOLDER_ORDER_SEED, check_input_shape, image_files, read_image,
+};
 pub use info::{CachedArchive, ChecksumState, DataInfo, DatasetSummary};
 pub use split::{epoch_order, validation_split, validation_split_index};
 pub use verify::{

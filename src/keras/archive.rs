@@ -36,30 +36,47 @@ pub fn keras_archive(saved: &SavedModel, weights: &[u8]) -> Result<Vec<u8>, Stri
     Ok(zip.finish().map_err(|e| e.to_string())?.into_inner())
 }
 
-/// Opens a `.keras` archive.
+/// Opens a `.keras` archive. The file may be at most [`super::MAX_WEIGHTS_FILE`] plus
+/// [`super::MAX_JSON_FILE`] bytes; each member is read within its cap, checked against what the zip
+/// declares and against what it really inflates to (a deflate bomb stops at the cap).
 pub fn load_archive(path: &Path) -> Result<SavedModel, KerasError> {
-    let bytes = std::fs::read(path).map_err(KerasError::io(path))?;
+    let max_file = super::MAX_WEIGHTS_FILE + super::MAX_JSON_FILE;
+    let bytes = super::read_capped(path, max_file)?;
     let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| {
         KerasError::malformed(path, format!("not a .keras archive (unreadable zip): {e}"))
     })?;
-    let mut member = |name: &str| -> Result<Vec<u8>, KerasError> {
-        let mut f = zip.by_name(name).map_err(|e| {
+    let mut member = |name: &str, max: u64| -> Result<Vec<u8>, KerasError> {
+        let f = zip.by_name(name).map_err(|e| {
             KerasError::malformed(
                 path,
                 format!("not a .keras archive: no {name} inside ({e})"),
             )
         })?;
+        let too_large = |size: u64| {
+            KerasError::malformed(
+                path,
+                format!("{name} inside is {size} bytes or more; at most {max} are read"),
+            )
+        };
+        if f.size() > max {
+            return Err(too_large(f.size()));
+        }
         let mut out = Vec::new();
-        f.read_to_end(&mut out)
+        f.take(max + 1)
+            .read_to_end(&mut out)
             .map_err(|e| KerasError::malformed(path, format!("{name} inside: {e}")))?;
+        if out.len() as u64 > max {
+            return Err(too_large(out.len() as u64));
+        }
         Ok(out)
     };
-    let config = member(CONFIG)?;
-    let weights = member(WEIGHTS)?;
+    let config = member(CONFIG, super::MAX_JSON_FILE)?;
+    let weights = member(WEIGHTS, super::MAX_WEIGHTS_FILE)?;
     let inner = path.join(CONFIG);
     let text =
         String::from_utf8(config).map_err(|_| KerasError::malformed(&inner, "not UTF-8 text"))?;
     let model = super::model_from_json(&text).map_err(|e| e.at(&inner))?;
+    super::check_model(&inner, &model)?;
     let inner = path.join(WEIGHTS);
     let file = h5::open(&inner, weights)?;
     h5::load_weights(&inner, &file, model)

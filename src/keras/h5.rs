@@ -290,9 +290,18 @@ fn read_tensor(
     match ds.dtype().map_err(h5err(path, dataset))? {
         hdf5_pure::DType::F32 | hdf5_pure::DType::F64 => {}
         other => {
+            // Display, not Debug: a type without a short name (float16) shows as `other(f16…)`.
+            let name = other.to_string();
+            let name = name
+                .strip_prefix("other(")
+                .and_then(|n| n.strip_suffix(')'))
+                .unwrap_or(&name);
             return Err(KerasError::Unsupported {
                 path: path.to_path_buf(),
-                message: format!("'{dataset}' holds {other:?} values, not float32"),
+                message: format!(
+                    "layer '{layer}': '{dataset}' holds {name} values; weights are read as \
+                     float32 or float64 only (save the model in float32)"
+                ),
             });
         }
     }

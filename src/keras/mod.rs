@@ -45,6 +45,16 @@ pub const WEIGHTS_FILE: &str = "model.weights.h5";
 /// Keras 3's archive (`model.save("model.keras")`).
 pub const ARCHIVE_FILE: &str = "model.keras";
 
+/// Largest architecture JSON (`config.json`, `*.json`) we read: 16 MiB. Keras writes about 5 KB
+/// for a CIFAR model; even very deep models stay far below.
+pub const MAX_JSON_FILE: u64 = 16 << 20;
+/// Largest weights file (`.h5`, the `.keras` weights member) we read: 512 MiB, room for
+/// [`MAX_PARAMS`] float64 values.
+pub const MAX_WEIGHTS_FILE: u64 = 512 << 20;
+/// Most parameters a model read from Keras files may have: 64 Mi (256 MiB as float32), checked
+/// from the architecture before the parameter vector is allocated.
+pub const MAX_PARAMS: u64 = 64 << 20;
+
 /// The Keras version whose files ours copy (the golden files in `assets/keras/` come from it).
 pub const KERAS_VERSION: &str = "3.15.1";
 
@@ -198,10 +208,11 @@ pub fn load(path: &Path) -> Result<SavedModel, KerasError> {
         return load_pair(path, &weights);
     }
     if name.ends_with(".h5") || name.ends_with(".hdf5") {
-        let bytes = std::fs::read(path).map_err(KerasError::io(path))?;
+        let bytes = read_capped(path, MAX_WEIGHTS_FILE)?;
         let file = h5::open(path, bytes)?;
         if let Some(json) = h5::model_config(path, &file)? {
             let model = model_from_json(&json).map_err(|m| m.at(path))?;
+            check_model(path, &model)?;
             return h5::load_weights(path, &file, model);
         }
         let json = architecture_next_to(path).ok_or_else(|| {
@@ -222,11 +233,66 @@ pub fn load(path: &Path) -> Result<SavedModel, KerasError> {
 /// Opens an architecture (`model.to_json()`, Keras 2 or 3) with its weights (legacy `.h5` or
 /// Keras 3 `.weights.h5`; which one is found from the file's content).
 pub fn load_pair(json: &Path, weights: &Path) -> Result<SavedModel, KerasError> {
-    let text = std::fs::read_to_string(json).map_err(KerasError::io(json))?;
+    let text = String::from_utf8(read_capped(json, MAX_JSON_FILE)?)
+        .map_err(|_| KerasError::malformed(json, "not UTF-8 text"))?;
     let model = model_from_json(&text).map_err(|m| m.at(json))?;
-    let bytes = std::fs::read(weights).map_err(KerasError::io(weights))?;
+    check_model(json, &model)?;
+    let bytes = read_capped(weights, MAX_WEIGHTS_FILE)?;
     let file = h5::open(weights, bytes)?;
     h5::load_weights(weights, &file, model)
+}
+
+/// Refuses an architecture read from `path` before anything is sized from it: an input shape no
+/// image can fill (a side of 0, or 2^32), or more than [`MAX_PARAMS`] parameters (counted with
+/// checked arithmetic, so `units` 10^12 is an error, not an allocation).
+fn check_model(path: &Path, model: &crate::model::Sequential) -> Result<(), KerasError> {
+    crate::data::check_input_shape(model.input_shape)
+        .map_err(|m| KerasError::malformed(path, m))?;
+    let tensors = model
+        .param_tensors()
+        .map_err(|e| KerasError::malformed(path, e.to_string()))?;
+    let total = tensors.iter().try_fold(0u64, |sum, t| {
+        let n = t
+            .shape
+            .iter()
+            .try_fold(1u64, |n, &d| n.checked_mul(d as u64))?;
+        sum.checked_add(n)
+    });
+    match total {
+        Some(n) if n <= MAX_PARAMS => Ok(()),
+        _ => Err(KerasError::malformed(
+            path,
+            format!(
+                "the architecture has {} parameters; models of at most {MAX_PARAMS} are read",
+                total.map_or("more than 2^64".to_string(), |n| n.to_string())
+            ),
+        )),
+    }
+}
+
+/// The whole file, refused without reading it when it is over `max` bytes (and read with `max` as
+/// a bound, should it grow meanwhile).
+fn read_capped(path: &Path, max: u64) -> Result<Vec<u8>, KerasError> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(KerasError::io(path))?;
+    let size = file.metadata().map_err(KerasError::io(path))?.len();
+    let too_large = |size: u64| {
+        KerasError::malformed(
+            path,
+            format!("{size} bytes or more; files of this kind are read up to {max} bytes"),
+        )
+    };
+    if size > max {
+        return Err(too_large(size));
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(KerasError::io(path))?;
+    if bytes.len() as u64 > max {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
 }
 
 /// Whether `path` looks like a Keras model rather than our own folder (`model.json` +

@@ -19,6 +19,42 @@ fn plot_err<E: std::fmt::Debug>(e: E) -> ReportError {
     ReportError::Plot(format!("{e:?}"))
 }
 
+/// Values beyond this magnitude are left out of a chart, like NaN: no real loss comes near, and a
+/// range that wide leaves plotters no room between its ticks (it would never finish drawing).
+const MAX_PLOTTED: f64 = 1e12;
+
+/// Most points a series is drawn with markers (a circle each).
+const MAX_MARKERS: usize = 200;
+
+/// The y range for `values` (finite, within [`MAX_PLOTTED`]): always finite with `lo < hi`.
+/// Accuracy is read against its whole scale's top, the bottom follows the data; a loss range is
+/// padded by 8 % (at least 1e-3 of its magnitude) and does not go below 0 unless the data does.
+fn y_range(values: impl Iterator<Item = f64>, accuracy: bool) -> (f64, f64) {
+    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+        (lo.min(v), hi.max(v))
+    });
+    if lo > hi {
+        return (0.0, 1.0);
+    }
+    let (a, b) = if accuracy {
+        ((lo - 0.05).max(0.0), (hi + 0.05).min(1.0))
+    } else {
+        let pad = ((hi - lo) * 0.08).max(1e-3 * hi.abs().max(lo.abs()).max(1.0));
+        let bottom = if lo >= 0.0 {
+            (lo - pad).max(0.0)
+        } else {
+            lo - pad
+        };
+        (bottom, hi + pad)
+    };
+    // Accuracies outside [0, 1] would invert the clamped range: show them as they are.
+    if a < b {
+        (a, b)
+    } else {
+        (lo - 0.05, hi + 0.05)
+    }
+}
+
 /// Loss (left) and accuracy (right) per epoch; validation series only where the history has them.
 pub fn draw_curves<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
@@ -44,28 +80,19 @@ fn draw_panel<DB: DrawingBackend>(
     train: fn(&EpochLog) -> Option<f64>,
     val: fn(&EpochLog) -> Option<f64>,
 ) -> Result<(), ReportError> {
-    // A diverged run can log NaN or infinity; such points are left out rather than breaking the axes.
+    // A diverged run can log NaN, infinity or absurd values; such points are left out rather than
+    // breaking the axes.
     let series = |f: fn(&EpochLog) -> Option<f64>| -> Vec<(f64, f64)> {
         history
             .iter()
-            .filter_map(|e| f(e).filter(|v| v.is_finite()).map(|v| (e.epoch as f64, v)))
+            .filter_map(|e| {
+                f(e).filter(|v| v.abs() <= MAX_PLOTTED)
+                    .map(|v| (e.epoch as f64, v))
+            })
             .collect()
     };
     let (t, v) = (series(train), series(val));
-    let all = t.iter().chain(&v);
-    let (mut lo, mut hi) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| {
-        (lo.min(p.1), hi.max(p.1))
-    });
-    if !lo.is_finite() {
-        (lo, hi) = (0.0, 1.0);
-    }
-    if name == "accuracy" {
-        // Accuracy is read against its whole scale's top; the bottom follows the data.
-        (lo, hi) = ((lo - 0.05).max(0.0), (hi + 0.05).min(1.0));
-    } else {
-        let pad = ((hi - lo) * 0.08).max(1e-3);
-        (lo, hi) = ((lo - pad).max(0.0), hi + pad);
-    }
+    let (lo, hi) = y_range(t.iter().chain(&v).map(|p| p.1), name == "accuracy");
     let last = history.iter().map(|e| e.epoch).max().unwrap_or(1).max(1) as f64;
     let first = history.iter().map(|e| e.epoch).min().unwrap_or(1) as f64;
     // One epoch would give an empty x range; widen it by half an epoch either side.
@@ -119,9 +146,12 @@ fn draw_panel<DB: DrawingBackend>(
             .map_err(plot_err)?
             .label(label)
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 24, y)], color.stroke_width(3)));
-        chart
-            .draw_series(points.iter().map(|&p| Circle::new(p, 4, color.filled())))
-            .map_err(plot_err)?;
+        // Markers only while they can be told apart; the line alone carries long histories.
+        if points.len() <= MAX_MARKERS {
+            chart
+                .draw_series(points.iter().map(|&p| Circle::new(p, 4, color.filled())))
+                .map_err(plot_err)?;
+        }
     }
     // Loss falls and accuracy rises, so the legend goes where the curves usually are not.
     let position = if name == "loss" {
@@ -297,4 +327,33 @@ fn shade(share: f64, diagonal: bool) -> RGBColor {
     };
     let mix = |a: f64| (255.0 + (a - 255.0) * s).round() as u8;
     RGBColor(mix(target.0), mix(target.1), mix(target.2))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::y_range;
+
+    #[test]
+    fn y_range_is_finite_and_ordered_for_any_data() {
+        let cases: [(&[f64], bool); 7] = [
+            (&[], false),
+            (&[0.5, 0.7], true),
+            (&[1e12, -1e12], false),
+            (&[3.0, 3.0], false),
+            (&[-5.0], false),
+            (&[5.0, 7.0], true),
+            (&[1e12], false),
+        ];
+        for (values, accuracy) in cases {
+            let (lo, hi) = y_range(values.iter().copied(), accuracy);
+            assert!(
+                lo.is_finite() && hi.is_finite() && lo < hi,
+                "{values:?}: {lo}..{hi}"
+            );
+            assert!(
+                values.iter().all(|v| (lo..=hi).contains(v)),
+                "{values:?}: {lo}..{hi}"
+            );
+        }
+    }
 }

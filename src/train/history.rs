@@ -8,6 +8,10 @@ use crate::train::EpochLog;
 
 pub const HISTORY_JSON: &str = "history.json";
 pub const HISTORY_CSV: &str = "history.csv";
+/// Largest `history.json` read back: 16 MiB.
+pub const MAX_HISTORY_BYTES: u64 = 16 << 20;
+/// Most epochs a history read back may hold (the charts draw every one).
+pub const MAX_HISTORY_EPOCHS: usize = 100_000;
 
 /// `history.json` and `history.csv` as bytes.
 pub fn files(history: &[EpochLog]) -> Vec<(&'static str, Vec<u8>)> {
@@ -41,9 +45,10 @@ pub fn files(history: &[EpochLog]) -> Vec<(&'static str, Vec<u8>)> {
 
 /// Reads `history.json` back; a folder without one has an empty history.
 pub fn load(dir: &Path) -> Result<Vec<EpochLog>, ModelFileError> {
+    use std::io::Read;
     let path = dir.join(HISTORY_JSON);
-    let bytes = match std::fs::read(&path) {
-        Ok(b) => b,
+    let file = match std::fs::File::open(&path) {
+        Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(source) => return Err(ModelFileError::Io { path, source }),
     };
@@ -51,6 +56,18 @@ pub fn load(dir: &Path) -> Result<Vec<EpochLog>, ModelFileError> {
         path: path.clone(),
         message,
     };
+    let mut bytes = Vec::new();
+    file.take(MAX_HISTORY_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|source| ModelFileError::Io {
+            path: path.clone(),
+            source,
+        })?;
+    if bytes.len() as u64 > MAX_HISTORY_BYTES {
+        return Err(malformed(format!(
+            "over {MAX_HISTORY_BYTES} bytes; a history of 100,000 epochs takes about 10 MB"
+        )));
+    }
     let v: serde_json::Value =
         serde_json::from_slice(&bytes).map_err(|e| malformed(e.to_string()))?;
     let column = |key: &str| -> Vec<Option<f64>> {
@@ -65,6 +82,12 @@ pub fn load(dir: &Path) -> Result<Vec<EpochLog>, ModelFileError> {
         column("val_accuracy"),
         column("seconds"),
     );
+    if loss.len() > MAX_HISTORY_EPOCHS {
+        return Err(malformed(format!(
+            "{} epochs; histories of at most {MAX_HISTORY_EPOCHS} are read",
+            loss.len()
+        )));
+    }
     if loss.len() != acc.len() || loss.iter().chain(&acc).any(Option::is_none) {
         return Err(malformed(
             "'loss' and 'accuracy' must be lists of numbers of one length".into(),
@@ -117,5 +140,23 @@ mod tests {
         let csv = std::fs::read_to_string(dir.path().join(HISTORY_CSV)).unwrap();
         assert_eq!(csv.lines().nth(2).unwrap(), "2,1.100000,0.600000,,,2.500");
         assert!(load(&dir.path().join("nothing")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn oversized_histories_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let ones = vec!["1"; MAX_HISTORY_EPOCHS + 1].join(",");
+        let json = format!(r#"{{"loss": [{ones}], "accuracy": [{ones}]}}"#);
+        std::fs::write(dir.path().join(HISTORY_JSON), json).unwrap();
+        let e = load(dir.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("100001 epochs") && e.contains(HISTORY_JSON),
+            "{e}"
+        );
+
+        let big = std::fs::File::create(dir.path().join(HISTORY_JSON)).unwrap();
+        big.set_len(MAX_HISTORY_BYTES + 1).unwrap();
+        let e = load(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("over 16777216 bytes"), "{e}");
     }
 }

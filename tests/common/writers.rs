@@ -1,3 +1,5 @@
+//! Test fixture code (included with `#[path]` by the tests that build data on disk).
+//!
 //! Writers of small data sets in the real on-disk formats, for tests: the CIFAR-10 binary and Python
 //! archives (`.tar.gz`, or the extracted folders), MNIST-style IDX files (gzipped or not) and image
 //! folders. The number of records per batch is whatever the given [`Dataset`] holds (its training set
@@ -10,6 +12,7 @@
 //! whose `'data'` is a numpy uint8 array (`numpy.core.multiarray._reconstruct` + `BUILD` with the
 //! state `(1, (N, 3072), dtype('uint8'), False, raw)`), written opcode by opcode since no Rust crate
 //! pickles numpy arrays. [`Keys::Str`] writes what Python 3 (protocol 3) writes instead.
+#![allow(dead_code)]
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -18,7 +21,7 @@ use std::path::Path;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 
-use super::{Dataset, IMAGE_FOLDER_ORDER_SEED, Split, epoch_order};
+use cifar_wgpu::data::{Dataset, IMAGE_FOLDER_ORDER_SEED, Split, epoch_order};
 
 /// A member: its name (relative to the archive root, or to the data folder) and its bytes.
 pub type Member = (String, Vec<u8>);
