@@ -23,18 +23,26 @@ if ! have_vulkan_adapter || ! ldconfig -p | grep -q libvulkan.so.1; then
     fi
 fi
 
-# Real Fashion-MNIST, for the tests that read a real data set, and h5py, with which a test reads our
-# HDF5 files as Keras users' tools do.
+# Real Fashion-MNIST, for the tests that read a real data set; h5py, with which a test reads our HDF5
+# files as Keras users' tools do; spirv-val and glslangValidator, which check the SPIR-V and GLSL that
+# naga makes of every pipeline; Node.js for Tint, Chrome's WGSL compiler (tests/tint).
 if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
     missing=()
     [ -d /usr/share/datasets/fashion-mnist ] || missing+=(dataset-fashion-mnist)
     /usr/bin/python3 -c 'import h5py' 2>/dev/null || missing+=(python3-h5py)
+    command -v spirv-val >/dev/null || missing+=(spirv-tools)
+    command -v glslangValidator >/dev/null || missing+=(glslang-tools)
+    command -v npm >/dev/null || missing+=(nodejs npm)
     if [ ${#missing[@]} -gt 0 ]; then
         echo "== installing ${missing[*]}"
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -qq
         apt-get install -y -qq "${missing[@]}" >/dev/null
     fi
+fi
+if [ ! -d tests/tint/node_modules/webgpu ]; then
+    echo "== installing Dawn's node package (tests/tint) for the Tint check"
+    npm ci --prefix tests/tint --no-audit --no-fund --loglevel=error
 fi
 
 echo "== cargo fmt --check"
@@ -43,3 +51,10 @@ echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --locked -- --test-threads 2
+# The same kernels through wgpu's GL backend (llvmpipe through EGL): every kernel test but the subgroup
+# kernels' (GL offers no subgroups), the training step against the CPU step, and the pinned runs
+# (compared within a tolerance there). One test thread: wgpu's GL device serialises on one context.
+echo "== cargo test on the GL backend"
+WGPU_BACKEND=gl cargo test --locked --test kernels -- --test-threads 1 --skip subgroup_kernels
+WGPU_BACKEND=gl cargo test --locked --test train --test pinned_weights -- --test-threads 1 \
+    one_gpu_training_step _pinned

@@ -70,3 +70,82 @@ fn the_check_sees_paths_imports_and_device_calls_but_not_the_crate_name() {
     assert_eq!(graphics_api_lines(&bad).len(), 3);
     assert!(graphics_api_lines("use cifar_wgpu::gpu::Gpu;").is_empty());
 }
+
+/// Lines that branch on a layer's kind: a match arm, `if let` or `matches!` on a `Layer::` variant.
+/// Building a `Layer` value is fine anywhere; asking which kind it is belongs to `src/layers/mod.rs`.
+fn layer_kind_branches(source: &str) -> Vec<(usize, &str)> {
+    let variant = ["Layer", "::"].concat();
+    source
+        .lines()
+        .enumerate()
+        .filter(|(_, line)| {
+            line.contains(&variant)
+                && (line.contains("=>")
+                    || line.contains("if let")
+                    || line.contains("let Some(")
+                    || line.contains("matches!"))
+        })
+        .map(|(i, line)| (i + 1, line))
+        .collect()
+}
+
+#[test]
+fn only_the_layer_registry_asks_which_kind_a_layer_is() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    rust_files(&root.join("src"), &mut files);
+    let registry = root.join("src/layers/mod.rs");
+    let offences: Vec<String> = files
+        .iter()
+        .filter(|f| **f != registry)
+        .flat_map(|file| {
+            let source = std::fs::read_to_string(file).unwrap();
+            let name = file.strip_prefix(root).unwrap().display().to_string();
+            layer_kind_branches(&source)
+                .into_iter()
+                .map(|(line, text)| format!("{name}:{line}: {}", text.trim()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(
+        offences.is_empty(),
+        "only src/layers/mod.rs branches on the layer kind; ask the layer through LayerKind:\n{}",
+        offences.join("\n")
+    );
+    let bad = [
+        "Layer",
+        "::Dense(d) => d.units,\nif let Layer",
+        "::Flatten(_) = l {}",
+    ]
+    .concat();
+    assert_eq!(layer_kind_branches(&bad).len(), 2);
+}
+
+#[test]
+fn the_flow_is_one_way_nothing_below_the_session_calls_up() {
+    // main.rs → session → data, train, report, layers, model, keras → kernels → gpu.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let up = ["crate::", "session"].concat();
+    let mut files = Vec::new();
+    rust_files(&root.join("src"), &mut files);
+    let session = root.join("src/session");
+    let offences: Vec<String> = files
+        .iter()
+        .filter(|f| !f.starts_with(&session) && !f.ends_with("main.rs"))
+        .flat_map(|file| {
+            let source = std::fs::read_to_string(file).unwrap();
+            let name = file.strip_prefix(root).unwrap().display().to_string();
+            source
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| l.contains(&up) && !l.trim_start().starts_with("//"))
+                .map(|(i, l)| format!("{name}:{}: {}", i + 1, l.trim()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(
+        offences.is_empty(),
+        "only main.rs uses the session module:\n{}",
+        offences.join("\n")
+    );
+}
