@@ -1,4 +1,4 @@
-// Softmax fused with categorical cross-entropy, and plain softmax for prediction. CPU twin:
+// Softmax fused with categorical cross-entropy. CPU twin:
 // src/reference/softmax_cross_entropy.rs. Logits z are [batch, classes]; labels are class indices.
 // Per row, numerically stable: m = max z, s = sum exp(z - m), loss = (m - z[label]) + log(s),
 // dz = (exp(z - m) / s - onehot(label)) / batch, the gradient of the batch MEAN loss (Keras'
@@ -30,13 +30,10 @@ struct Metrics {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> logits: array<f32>;
-// softmax_cross_entropy only:
 @group(0) @binding(2) var<storage, read> labels: array<u32>;
 @group(0) @binding(3) var<storage, read_write> dlogits: array<f32>;
 @group(0) @binding(4) var<storage, read_write> metrics: Metrics;
 @group(0) @binding(5) var<storage, read> st: StepState;
-// softmax only (each entry point's layout holds only the variables it uses, so binding 2 is shared):
-@group(0) @binding(2) var<storage, read_write> probs: array<f32>;
 
 const WG: u32 = 256u;
 
@@ -109,29 +106,5 @@ fn softmax_cross_entropy(@builtin(local_invocation_index) lid: u32) {
         if metrics.first_bad_step == 0u && wg_bad[0] != 0u {
             metrics.first_bad_step = st.step + 1u;
         }
-    }
-}
-
-// probs = softmax(logits) row by row, one invocation per row (prediction needs no loss).
-override ROW_WG: u32;
-
-@compute @workgroup_size(ROW_WG)
-fn softmax(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let row = gid.x + gid.y * nwg.x * ROW_WG;
-    if row >= p.batch {
-        return;
-    }
-    let base = row * p.classes;
-    var m = logits[base];
-    for (var c = 1u; c < p.classes; c++) {
-        m = max(m, logits[base + c]);
-    }
-    var s = 0.0;
-    for (var c = 0u; c < p.classes; c++) {
-        s += exp(logits[base + c] - m);
-    }
-    let inv_s = 1.0 / s;
-    for (var c = 0u; c < p.classes; c++) {
-        probs[base + c] = exp(logits[base + c] - m) * inv_s;
     }
 }

@@ -68,18 +68,24 @@ impl Confusion {
     }
 }
 
+/// Softmax of one row of logits, in f64 and shifted by the maximum so large logits do not overflow.
+pub fn softmax(row: &[f32]) -> Vec<f64> {
+    let max = row.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64));
+    let exps: Vec<f64> = row.iter().map(|&v| (v as f64 - max).exp()).collect();
+    let sum: f64 = exps.iter().sum();
+    exps.into_iter().map(|e| e / sum).collect()
+}
+
 /// The `k` most probable classes of one row of logits, with their softmax probabilities.
 pub fn top_k(logits: &[f32], k: usize) -> Vec<(usize, f32)> {
-    let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-    let exp: Vec<f64> = logits.iter().map(|&z| ((z - max) as f64).exp()).collect();
-    let sum: f64 = exp.iter().sum();
+    let probs = softmax(logits);
     let mut order: Vec<usize> = (0..logits.len()).collect();
     // Stable: equal probabilities keep class order, as argmax picks the first.
-    order.sort_by(|&a, &b| exp[b].total_cmp(&exp[a]));
+    order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
     order
         .into_iter()
         .take(k)
-        .map(|i| (i, (exp[i] / sum) as f32))
+        .map(|i| (i, probs[i] as f32))
         .collect()
 }
 

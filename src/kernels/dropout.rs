@@ -21,12 +21,7 @@ pub(super) fn contracts() -> Vec<super::Contract> {
                 rate,
                 scale
             }),
-            super::host_struct!(StepState {
-                step,
-                lr,
-                adam_alpha,
-                _pad
-            }),
+            StepState::host_struct(),
         ],
         consts: vec![],
     }]

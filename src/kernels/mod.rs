@@ -169,6 +169,16 @@ impl StepState {
     pub fn words(&self) -> [u32; 4] {
         bytemuck::cast(*self)
     }
+
+    /// Its entry in the contract of every shader that includes `common/step_state.wgsl`.
+    fn host_struct() -> HostStruct {
+        host_struct!(StepState {
+            step,
+            lr,
+            adam_alpha,
+            _pad
+        })
+    }
 }
 
 /// Workgroups for `n` invocations of a 1-D kernel with `size`-wide workgroups, within the adapter's limit.

@@ -1,5 +1,5 @@
-//! Softmax fused with categorical cross-entropy (training) and plain softmax (prediction),
-//! `shaders/softmax_cross_entropy.wgsl`. CPU twin: `crate::reference::softmax_cross_entropy`.
+//! Softmax fused with categorical cross-entropy, `shaders/softmax_cross_entropy.wgsl`. CPU twin:
+//! `crate::reference::softmax_cross_entropy`.
 //!
 //! The loss is computed from the logits (logsumexp(z) - z[label]), as Keras' TensorFlow backend does
 //! when the model ends in a Softmax; see the shader for why that differs from Keras' clipped-probability
@@ -24,12 +24,7 @@ pub(super) fn contracts() -> Vec<super::Contract> {
                 samples,
                 first_bad_step
             }),
-            super::host_struct!(StepState {
-                step,
-                lr,
-                adam_alpha,
-                _pad
-            }),
+            StepState::host_struct(),
         ],
         consts: vec![("WG", WG)],
     }]
@@ -55,8 +50,6 @@ pub const METRICS_WORDS: usize = size_of::<Metrics>() / 4;
 
 /// Invocations of the single workgroup of `softmax_cross_entropy`: the shader's `WG`, an array bound.
 const WG: u32 = 256;
-/// Invocations per workgroup of `softmax`: the shader's `ROW_WG` override.
-const ROW_WG: u32 = 64;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -127,39 +120,6 @@ pub fn softmax_cross_entropy(
             flops: 8 * n + 3 * batch as u64 + WG as u64 * 3,
             bytes: (2 * n + batch as u64 + 2 * METRICS_WORDS as u64 + StepState::WORDS as u64)
                 * WORD,
-        },
-    )
-}
-
-/// probs [batch, classes] = softmax(logits) row by row, for prediction.
-pub fn softmax(
-    gpu: &Gpu,
-    logits: &Tensor,
-    probs: &Tensor,
-    batch: usize,
-    classes: usize,
-) -> Dispatch {
-    check_shape("softmax", logits, batch, classes);
-    assert_eq!(
-        probs.len,
-        batch * classes,
-        "softmax: probs are not [{batch}, {classes}]"
-    );
-    let n = (batch * classes) as u64;
-    gpu.dispatch(
-        "softmax",
-        &SHADER,
-        "softmax",
-        &[("ROW_WG", ROW_WG as f64)],
-        &Params {
-            batch: batch as u32,
-            classes: classes as u32,
-        },
-        &[logits, probs],
-        super::grid(gpu, batch, ROW_WG),
-        Cost {
-            flops: 6 * n,
-            bytes: 2 * n * WORD,
         },
     )
 }

@@ -4,7 +4,7 @@
 //! Everything here is plain arithmetic so that tests can recompute it independently.
 
 pub use crate::metrics::Confusion;
-use crate::metrics::{argmax_rows, per_class_accuracy};
+use crate::metrics::{argmax_rows, per_class_accuracy, softmax};
 
 /// One class's line of the table and of `per_class.csv`.
 #[derive(Clone, Debug, PartialEq)]
@@ -95,14 +95,6 @@ impl Prediction {
     pub fn correct(&self) -> bool {
         self.predicted == self.label
     }
-}
-
-/// Softmax of one row of logits, in f64 and shifted by the maximum so large logits do not overflow.
-pub fn softmax(row: &[f32]) -> Vec<f64> {
-    let max = row.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64));
-    let exps: Vec<f64> = row.iter().map(|&v| (v as f64 - max).exp()).collect();
-    let sum: f64 = exps.iter().sum();
-    exps.into_iter().map(|e| e / sum).collect()
 }
 
 /// Every test image's prediction (the first maximum, as `argmax_rows` and tf.argmax) with its
