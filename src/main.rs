@@ -482,14 +482,10 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         }
         Command::Train(args) => return train(*args),
         Command::Profile(args) => {
-            let ds = match &args.data {
-                Some(path) => data::read(path, None)?,
-                None => data::synthetic::random_like_cifar(args.batch_size, 0, 0),
-            };
             let gpu = args.gpu.open()?;
             let (report, timings) = session::profile(
                 &gpu,
-                &ds,
+                args.data.as_deref(),
                 args.optimizer.build(),
                 args.batch_size,
                 args.warmup,

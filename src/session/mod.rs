@@ -24,6 +24,7 @@ use crate::model::io::SavedModel;
 use crate::optimizer::Optimizer;
 use crate::report::{self, ReportInputs, ReportSummary};
 use crate::train::checkpoint::{Checkpoint, checkpoint_dir};
+use crate::train::network::check_memory;
 use crate::train::profile::{self, ProfileReport};
 use crate::train::{
     DeviceSplit, EpochLog, Event, FitConfig, Metrics, Network, Progress, Trainer, history, output,
@@ -215,7 +216,7 @@ pub fn run(
         Some(_) if !ds.test.is_empty() => Some(upload(gpu, &ds.test.images, &ds.test.labels, ds)?),
         _ => None,
     };
-    let net = Network::new(
+    let net = place(
         gpu,
         &plan.model,
         plan.optimizer.clone(),
@@ -312,20 +313,30 @@ pub fn run(
     })
 }
 
-/// `cifar-wgpu profile`: the notebook's model sized to `ds`, with fresh weights (seed 0), profiled
-/// on the first `batch` training images of `ds`.
+/// `cifar-wgpu profile`: the notebook's model sized to the data set at `data` (default: `batch`
+/// random CIFAR-shaped images, made only once the batch is known to fit the adapter), with fresh
+/// weights (seed 0), profiled on the first `batch` training images.
 pub fn profile(
     gpu: &Gpu,
-    ds: &Dataset,
+    data: Option<&Path>,
     optimizer: Optimizer,
     batch: usize,
     warmup: usize,
     steps: usize,
     allow_timestamps: bool,
 ) -> Result<(ProfileReport, Vec<StepTiming>), SessionError> {
+    let ds = match data {
+        Some(path) => data::read(path, None)?,
+        None => {
+            let model = Sequential::notebook([32, 32, 3], 10);
+            check_memory(gpu, &model, &optimizer, batch)?;
+            data::synthetic::random_like_cifar(batch, 0, 0)
+        }
+    };
+    let ds = &ds;
     let model = Sequential::notebook([ds.height, ds.width, ds.channels], ds.num_classes());
     let images = upload(gpu, &ds.train.images, &ds.train.labels, ds)?;
-    let net = Network::new(gpu, &model, optimizer, &model.init_params(0)?, batch, 0)?;
+    let net = place(gpu, &model, optimizer, &model.init_params(0)?, batch, 0)?;
     Ok(profile::profile_steps(
         gpu,
         &net,
@@ -371,7 +382,7 @@ pub fn evaluate(
     }
     let gpu = open_gpu(&opts.gpu, observer)?;
     let test = upload(&gpu, &ds.test.images, &ds.test.labels, &ds)?;
-    let mut trainer = inference(&gpu, &saved, opts.batch_size)?;
+    let mut trainer = inference(&gpu, &saved, opts.batch_size.min(ds.test.len()))?;
     let history = match &opts.report {
         Some(_) => history::load(&opts.model)?,
         None => Vec::new(),
@@ -429,7 +440,7 @@ pub fn predict(
     let gpu = open_gpu(gpu, observer)?;
     let labels = vec![0u8; files.len()];
     let device = upload_images(&gpu, &bytes, &labels, h * w * c, gpu.max_binding_bytes())?;
-    let mut trainer = inference(&gpu, &saved, batch_size)?;
+    let mut trainer = inference(&gpu, &saved, batch_size.min(files.len()))?;
     let (_, logits) = trainer.evaluate_with_logits(&DeviceSplit::all(&device), batch_size)?;
     check_outputs(&logits, &format!("the model {}", model.display()))?;
     let classes = saved.class_names.len();
@@ -474,7 +485,7 @@ fn inference<'g>(
     saved: &SavedModel,
     batch_size: usize,
 ) -> Result<Trainer<'g>, SessionError> {
-    let net = Network::new(
+    let net = place(
         gpu,
         &saved.model,
         Optimizer::rmsprop_default(),
@@ -483,6 +494,22 @@ fn inference<'g>(
         0,
     )?;
     Ok(Trainer::new(gpu, net))
+}
+
+/// `Network::new` with the device's errors caught: besides its own up-front check of the adapter's
+/// limits, anything the device refuses while the buffers and pipelines are made is our error.
+fn place(
+    gpu: &Gpu,
+    model: &Sequential,
+    optimizer: Optimizer,
+    params: &[f32],
+    max_batch: usize,
+    seed: u64,
+) -> Result<Network, SessionError> {
+    let net = gpu.catching("placing the model on the GPU", || {
+        Network::new(gpu, model, optimizer, params, max_batch, seed)
+    })??;
+    Ok(net)
 }
 
 fn upload(
