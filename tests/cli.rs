@@ -569,24 +569,6 @@ fn silent_wrong_results_are_errors() {
     assert_clean_failure(&o, &["--out", "a-file"]);
     assert!(!text(&o).contains("Epoch 1"), "{}", text(&o));
 
-    // No training images left after the split.
-    let empty = synthetic::learnable(0, 60, 32, 32, 3, 10, 3);
-    let empty_path = dir.path().join("empty").join("cifar-10-binary.tar.gz");
-    std::fs::create_dir(empty_path.parent().unwrap()).unwrap();
-    writers::write_cifar_binary_tar_gz(&empty, &empty_path).unwrap();
-    let out = dir.path().join("never");
-    let o = cli(&[
-        "train",
-        "--data",
-        empty_path.to_str().unwrap(),
-        "--validation-split",
-        "0",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert_clean_failure(&o, &["error:"]);
-    assert!(!out.join("model.json").exists(), "{}", text(&o));
-
     // A model with NaN weights: predict refuses to print "NaN%".
     let model_dir = dir.path().join("nan-model");
     let model = Sequential::notebook([32, 32, 3], 10);

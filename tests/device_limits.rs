@@ -1,11 +1,16 @@
 //! The device never panics: a model whose buffers exceed the adapter's limits is refused before
 //! anything is allocated, with the limit and the flag to change, and whatever wgpu rejects (inside
-//! error scopes or not) comes back as an error instead of wgpu's panicking default handler.
+//! error scopes or not) comes back as an error instead of wgpu's panicking default handler. And a
+//! run over no training images is an error, not a loss of 0 and a saved untrained model.
 
+use std::time::Instant;
+
+use cifar_wgpu::data::synthetic;
 use cifar_wgpu::gpu::{Gpu, GpuOptions};
 use cifar_wgpu::model::Sequential;
 use cifar_wgpu::optimizer::Optimizer;
-use cifar_wgpu::train::Network;
+use cifar_wgpu::session::{self, Plan, Silent};
+use cifar_wgpu::train::{FitConfig, Network};
 
 /// A device of its own: the tests below leave errors recorded on it.
 fn fresh_gpu() -> Gpu {
@@ -72,4 +77,28 @@ fn device_errors_are_errors_not_panics() {
     let _ = gpu.zeros("huge", too_many_words);
     let err = gpu.wait().expect_err("the next wait reports it");
     assert!(err.to_string().starts_with("GPU error"), "{err}");
+}
+
+#[test]
+fn no_training_images_is_an_error_not_a_loss_of_zero() {
+    let gpu = fresh_gpu();
+    let ds = synthetic::learnable(0, 20, 8, 8, 3, 2, 1);
+    let model = Sequential::notebook([8, 8, 3], 2);
+    let out = tempfile::tempdir().unwrap();
+    let plan = Plan {
+        params: model.init_params(0).unwrap(),
+        model,
+        optimizer: Optimizer::rmsprop_default(),
+        fit: FitConfig::default(),
+        validation_split: 0.0,
+        resume: None,
+        out: Some(out.path().join("model")),
+        profile: false,
+        started: Instant::now(),
+    };
+    let err = session::run(&gpu, &ds, plan, &|_| false, &mut Silent)
+        .expect_err("nothing to train on")
+        .to_string();
+    assert!(err.contains("no training images"), "{err}");
+    assert!(!out.path().join("model").exists());
 }
