@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use cifar_wgpu::data::{self, DataOptions, Dataset};
 use cifar_wgpu::gpu::{self, BackendChoice, FlavourChoice, Gpu, GpuOptions};
-use cifar_wgpu::model::Sequential;
+use cifar_wgpu::model::Preset;
 use cifar_wgpu::model::io::write_atomic;
 use cifar_wgpu::optimizer::Optimizer;
 use cifar_wgpu::report::ReportSummary;
@@ -274,9 +274,12 @@ enum Command {
         /// Take the input shape and classes from this data set (default: CIFAR-10's 32x32x3, 10).
         #[arg(long)]
         data: Option<PathBuf>,
-        /// Summarise a saved model instead of the notebook's.
-        #[arg(long)]
+        /// Summarise a saved model instead of a preset.
+        #[arg(long, conflicts_with = "preset")]
         model: Option<PathBuf>,
+        /// The architecture to summarise: the notebook's model or the book's deeper network.
+        #[arg(long, value_enum, default_value_t = Preset::Notebook)]
+        preset: Preset,
     },
     /// Train the notebook's model (model.fit), save it and evaluate it on the test set.
     Train(Box<TrainArgs>),
@@ -415,8 +418,12 @@ struct TrainArgs {
     /// Output folder for the model, its history and checkpoints.
     #[arg(long, default_value = "cifar10-model")]
     out: PathBuf,
+    /// The architecture trained from fresh weights: the notebook's model, or the book's deeper
+    /// network (four convolutions in two blocks, the same dense head).
+    #[arg(long, value_enum, default_value_t = Preset::Notebook, conflicts_with = "resume")]
+    preset: Preset,
     /// Start from a saved model instead of fresh weights (fine-tuning).
-    #[arg(long, conflicts_with = "resume")]
+    #[arg(long, conflicts_with_all = ["resume", "preset"])]
     model: Option<PathBuf>,
     /// Continue an interrupted run from its checkpoint folder (`<out>/checkpoint`).
     #[arg(long)]
@@ -469,14 +476,18 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             }
             DataCommand::Info { data } => println!("{}", data::info(&data.options())?),
         },
-        Command::Summary { data, model } => {
+        Command::Summary {
+            data,
+            model,
+            preset,
+        } => {
             let model = match (model, data) {
                 (Some(dir), _) => session::load_model(&dir)?.model,
                 (None, Some(path)) => {
                     let ds = data::read(&path, None)?;
-                    Sequential::notebook([ds.height, ds.width, ds.channels], ds.num_classes())
+                    preset.build([ds.height, ds.width, ds.channels], ds.num_classes())
                 }
-                (None, None) => Sequential::notebook([32, 32, 3], 10),
+                (None, None) => preset.build([32, 32, 3], 10),
             };
             println!("{}", model.summary()?);
         }
@@ -569,7 +580,7 @@ fn train(args: TrainArgs) -> Result<ExitCode, Error> {
         start: match (&args.resume, &args.model) {
             (Some(dir), _) => Start::Resume(dir.clone()),
             (None, Some(path)) => Start::Model(path.clone()),
-            (None, None) => Start::Notebook,
+            (None, None) => Start::Preset(args.preset),
         },
         fit: FitConfig {
             epochs: args.epochs,

@@ -14,7 +14,7 @@ use cifar_wgpu::data::{self, DataOptions, Dataset};
 use cifar_wgpu::gpu::{Gpu, GpuOptions, Tiling, run_dispatches};
 use cifar_wgpu::kernels::gather::{DeviceImages, upload_images};
 use cifar_wgpu::model::io::SavedModel;
-use cifar_wgpu::model::reference;
+use cifar_wgpu::model::{Preset, reference};
 use cifar_wgpu::optimizer::Optimizer;
 use cifar_wgpu::report::ReportSummary;
 use cifar_wgpu::session::{
@@ -294,7 +294,7 @@ fn a_training_session_runs_every_stage_in_order_and_evaluate_agrees_with_its_tes
     let opts = SessionOptions {
         data: data.clone(),
         gpu: GpuOptions::default(),
-        start: Start::Notebook,
+        start: Start::Preset(Preset::Notebook),
         fit: FitConfig {
             epochs: 2,
             batch_size: 25,

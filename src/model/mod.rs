@@ -106,6 +106,26 @@ impl std::fmt::Display for Shape {
     }
 }
 
+/// The architectures `train` can build with fresh weights (`--preset`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Preset {
+    /// The notebook's model: one convolution, the dense head ([`Sequential::notebook`]).
+    #[default]
+    Notebook,
+    /// The book's deeper network: four convolutions in two blocks ([`Sequential::deeper`]).
+    Deeper,
+}
+
+impl Preset {
+    /// The preset for images of `input_shape` and `classes` classes.
+    pub fn build(self, input_shape: InputShape, classes: usize) -> Sequential {
+        match self {
+            Preset::Notebook => Sequential::notebook(input_shape, classes),
+            Preset::Deeper => Sequential::deeper(input_shape, classes),
+        }
+    }
+}
+
 /// A model that does not fit together: a layer that needs an image after a Flatten, a pooling window
 /// larger than its input, and the like.
 #[derive(Debug, thiserror::Error)]

@@ -19,8 +19,8 @@ use crate::gpu::{Gpu, GpuOptions};
 use crate::keras;
 use crate::kernels::gather::{DeviceImages, upload_images};
 use crate::metrics::{argmax_rows, per_class_accuracy, top_k};
-use crate::model::Sequential;
 use crate::model::io::SavedModel;
+use crate::model::{Preset, Sequential};
 use crate::optimizer::Optimizer;
 use crate::report::{self, ReportInputs, ReportSummary};
 use crate::train::checkpoint::{Checkpoint, checkpoint_dir};
@@ -74,8 +74,9 @@ pub struct TrainingStart<'a> {
 /// Where training starts from.
 #[derive(Clone, Debug)]
 pub enum Start {
-    /// The notebook's model sized to the data, with fresh weights from the seed.
-    Notebook,
+    /// A preset (the notebook's model, or the book's deeper one) sized to the data, with fresh
+    /// weights from the seed.
+    Preset(Preset),
     /// A saved model (ours or Keras files), to fine-tune.
     Model(PathBuf),
     /// A checkpoint folder: its model, optimizer, settings and progress. `fit.epochs` may extend the
@@ -172,12 +173,12 @@ pub fn train(
                     let saved = load_model(dir)?;
                     (saved.model, saved.params)
                 }
-                _ => {
-                    let model =
-                        Sequential::notebook([ds.height, ds.width, ds.channels], ds.num_classes());
+                Start::Preset(preset) => {
+                    let model = preset.build([ds.height, ds.width, ds.channels], ds.num_classes());
                     let params = model.init_params(opts.fit.seed)?;
                     (model, params)
                 }
+                Start::Resume(_) => unreachable!("a resumed run starts from its checkpoint"),
             };
             Plan {
                 model,
