@@ -13,6 +13,10 @@
 //! with NaN weights) are fixed on branch `device`; the integrator enables them after merging it.
 //! `checkpoint_with_weights_from_another_run` waits for checkpoint manifests, not built yet.
 
+// Linux: `wait4`'s `struct rusage` is declared for 64-bit Linux, and the symlink and limit cases
+// are Unix's.
+#![cfg(target_os = "linux")]
+
 #[path = "common/data_fixtures.rs"]
 mod fixtures;
 #[path = "common/writers.rs"]
