@@ -6,9 +6,10 @@
 //! splicing from another seed, nudged length fields, duplicated and deleted chunks, and numbers in
 //! text replaced by extreme ones. Files written compressed (`.tar.gz`, `.gz`, `.keras` members) are
 //! mutated before compression, so the reader sees the change rather than gzip's CRC refusing it; a
-//! few inputs are also mutated after compression. Every input must end in `Ok` or an error: a
-//! panic, an abort (a failed allocation under the memory limit), or an input that runs past
-//! [`INPUT_TIME_CAP`] is a failure.
+//! few inputs are also mutated after compression. Every input must end in `Ok` or an error whose
+//! message names the file or folder refused: a panic, an abort (a failed allocation under the
+//! memory limit), an input that runs past [`INPUT_TIME_CAP`] or an error naming no file is a
+//! failure.
 //!
 //! The parent runs this same test binary again, filtered to one test, as a child under `ulimit -v`
 //! ([`ADDRESS_SPACE_KB`]); the child replays `tests/fuzz_regressions/<target>/`, checks that the
@@ -729,7 +730,8 @@ static LAST_PANIC: Mutex<String> = Mutex::new(String::new());
 /// The longest any input took to read (ms).
 static SLOWEST_MS: AtomicU64 = AtomicU64::new(0);
 
-/// Reads the input in `dir` (its files and `ENTRY`); a panic becomes `Err(Some(message))`.
+/// Reads the input in `dir` (its files and `ENTRY`): `Err(None)` for a clean error, and
+/// `Err(Some(what))` for a failure: a panic, or an error message that names nothing under `dir`.
 fn run_one(target: &Target, dir: &Path, epoch: Instant) -> Result<(), Option<String>> {
     let entry = std::fs::read_to_string(dir.join("ENTRY")).unwrap();
     let path = dir.join(entry.trim());
@@ -740,7 +742,9 @@ fn run_one(target: &Target, dir: &Path, epoch: Instant) -> Result<(), Option<Str
     SLOWEST_MS.fetch_max(started.elapsed().as_millis() as u64, Ordering::SeqCst);
     match outcome {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(_)) => Err(None),
+        // An error must say where: the file, or the folder, it refuses.
+        Ok(Err(message)) if message.contains(dir.to_str().unwrap()) => Err(None),
+        Ok(Err(message)) => Err(Some(format!("an error that names no file: {message}"))),
         Err(_) => Err(Some(LAST_PANIC.lock().unwrap().clone())),
     }
 }
@@ -802,8 +806,8 @@ fn child(index: usize, work: &Path) {
             panic!("cannot clear {}", input_dir.display());
         }
         copy_dir(case, &input_dir);
-        if let Err(Some(panic)) = run_one(target, &input_dir, epoch) {
-            failures.push(format!("regression {}: {panic}", case.display()));
+        if let Err(Some(failure)) = run_one(target, &input_dir, epoch) {
+            failures.push(format!("regression {}: {failure}", case.display()));
         }
     }
 
@@ -829,10 +833,10 @@ fn child(index: usize, work: &Path) {
         match run_one(target, &input_dir, epoch) {
             Ok(()) => {}
             Err(None) => errors += 1,
-            Err(Some(panic)) => {
+            Err(Some(failure)) => {
                 let kept = work.join("failures").join(executions.to_string());
                 copy_dir(&input_dir, &kept);
-                failures.push(format!("input {executions} (seed {seed}): {panic}"));
+                failures.push(format!("input {executions} (seed {seed}): {failure}"));
             }
         }
         executions += 1;
@@ -846,7 +850,7 @@ fn child(index: usize, work: &Path) {
         SLOWEST_MS.load(Ordering::SeqCst),
         peak_rss_kb() >> 10
     );
-    assert!(failures.is_empty(), "panics:\n{}", failures.join("\n"));
+    assert!(failures.is_empty(), "failures:\n{}", failures.join("\n"));
 }
 
 // ---------------------------------------------------------------------------------------------
