@@ -1,0 +1,808 @@
+//! The catalogue of issue 11: every family of bad input or flag the audit found, as a small
+//! generated input given to the real binary. Each must end in exit code 1 or 2 with a message
+//! naming the file or flag at fault; never a panic (exit 101, "panicked"), an abort (134), a hang
+//! (the run is killed after [`TIME_LIMIT`]) or more memory than the issue allows: the binary runs
+//! under `ulimit -v` ([`ADDRESS_SPACE_KB`]), and its peak resident memory (`ru_maxrss`, from
+//! `wait4`) must stay under [`PEAK_RSS_KB`]. Linux carries the spawning process's own peak into
+//! that figure (the child starts as a copy of it), so it is an upper bound: a case that generated
+//! a 64 MiB input in this process shows at least that.
+//!
+//! Pending: the flag and device families below marked `#[ignore = "pending: fixed on branch
+//! device"]` (batch size 0 on evaluate, predict and report, and in a checkpoint; a batch size past
+//! the adapter's limits; `--lr -1`; `WGPU_BACKEND=dx12` on Linux; an unwritable `--out`; predict
+//! with NaN weights) are fixed on branch `device`; the integrator enables them after merging it.
+//! `checkpoint_with_weights_from_another_run` waits for checkpoint manifests, not built yet.
+
+// Linux: `wait4`'s `struct rusage` is declared for 64-bit Linux, and the symlink and limit cases
+// are Unix's.
+#![cfg(target_os = "linux")]
+
+#[path = "common/data_fixtures.rs"]
+mod fixtures;
+#[path = "common/writers.rs"]
+mod writers;
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use cifar_wgpu::data::{self, synthetic};
+use cifar_wgpu::keras;
+use cifar_wgpu::layers::{Activation, Dense, Flatten, Layer};
+use cifar_wgpu::model::Sequential;
+use cifar_wgpu::model::io::SavedModel;
+use cifar_wgpu::train::{EpochLog, history};
+use writers::Keys;
+
+/// The binary's address-space limit (KiB): 2 GiB (the issue's ~1 GB of data, plus the address
+/// space a Vulkan driver maps).
+const ADDRESS_SPACE_KB: u64 = 2 << 20;
+/// Its peak resident memory must stay under this (KiB): 1 GiB.
+const PEAK_RSS_KB: u64 = 1 << 20;
+const TIME_LIMIT: Duration = Duration::from_secs(120);
+
+struct Run {
+    status: ExitStatus,
+    text: String,
+    peak_kb: u64,
+}
+
+/// `struct rusage` of 64-bit Linux: two `timeval`s, then 14 `long`s, `ru_maxrss` (KiB) first.
+#[repr(C)]
+#[derive(Default)]
+struct Rusage {
+    utime: [i64; 2],
+    stime: [i64; 2],
+    maxrss: i64,
+    rest: [i64; 13],
+}
+
+unsafe extern "C" {
+    /// glibc's `wait4`: reaps a child and returns its own resource usage, peak memory included.
+    fn wait4(pid: i32, status: *mut i32, options: i32, usage: *mut Rusage) -> i32;
+}
+
+const WNOHANG: i32 = 1;
+
+/// The child's exit status and peak resident memory (KiB) once it has ended, `None` before.
+fn reap(pid: u32) -> Option<(ExitStatus, u64)> {
+    use std::os::unix::process::ExitStatusExt;
+    let (mut raw, mut usage) = (0, Rusage::default());
+    // SAFETY: both pointers are to live locals of the types wait4 writes.
+    let reaped = unsafe { wait4(pid as i32, &mut raw, WNOHANG, &mut usage) };
+    assert!(reaped >= 0, "wait4: {}", std::io::Error::last_os_error());
+    (reaped == pid as i32).then(|| (ExitStatus::from_raw(raw), usage.maxrss as u64))
+}
+
+/// Runs the binary with `args` and `env` under the limits, in `dir` (its working folder; its cache
+/// and Keras folders are inside, so nothing outside is read or written).
+fn cli(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg(format!("ulimit -v {ADDRESS_SPACE_KB} && exec \"$@\""))
+        .arg("sh")
+        .arg(env!("CARGO_BIN_EXE_cifar-wgpu"))
+        .args(args)
+        .env("CIFAR_WGPU_CACHE", dir.join("cache"))
+        .env("KERAS_HOME", dir.join("keras"))
+        .env_remove("WGPU_BACKEND")
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let started = Instant::now();
+    #[expect(
+        clippy::zombie_processes,
+        reason = "reaped by `reap` (wait4), or waited on if killed"
+    )]
+    let mut child = command.spawn().unwrap();
+    let pid = child.id();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        stdout.read_to_end(&mut s).unwrap();
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        stderr.read_to_end(&mut s).unwrap();
+        s
+    });
+    let (status, peak_kb) = loop {
+        if let Some(ended) = reap(pid) {
+            break ended;
+        }
+        if started.elapsed() >= TIME_LIMIT {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("{args:?}: still running after {TIME_LIMIT:?}: a hang");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.join().unwrap()),
+        String::from_utf8_lossy(&err.join().unwrap())
+    );
+    println!(
+        "{args:?}: {status}, {:.1} s, peak RSS {} MiB\n{text}",
+        started.elapsed().as_secs_f64(),
+        peak_kb >> 10
+    );
+    Run {
+        status,
+        text,
+        peak_kb,
+    }
+}
+
+/// A clean refusal: exit code 1 or 2, no panic, within the memory bound, and every needle (the
+/// file or flag at fault, what is wrong) in the output.
+fn assert_refused(run: &Run, needles: &[&str]) {
+    let t = &run.text;
+    assert!(!t.contains("panicked"), "panicked:\n{t}");
+    assert!(
+        matches!(run.status.code(), Some(1 | 2)),
+        "exit {} (wanted 1 or 2):\n{t}",
+        run.status
+    );
+    assert!(run.peak_kb <= PEAK_RSS_KB, "peak RSS {} KiB", run.peak_kb);
+    for needle in needles {
+        assert!(t.contains(needle), "the message lacks {needle:?}:\n{t}");
+    }
+}
+
+fn s(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Inputs
+
+/// A Python-layout CIFAR archive whose `data_batch_1` is `pickle`, at `path`.
+fn python_archive_with(path: &Path, pickle: Vec<u8>) {
+    let ds = fixtures::tiny_cifar(2, 2, 7);
+    let mut members = writers::cifar_python_members(&ds, Keys::Bytes).unwrap();
+    members
+        .iter_mut()
+        .find(|(n, _)| n == "data_batch_1")
+        .unwrap()
+        .1 = pickle;
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    writers::write_tar_gz(path, &writers::in_folder("cifar-10-batches-py", members)).unwrap();
+}
+
+/// A one-channel 6x6 data set of 3 classes (12 training, 6 test images) as IDX files in `dir`.
+fn tiny_idx(dir: &Path) -> PathBuf {
+    let mut ds = synthetic::random_like_cifar(12, 6, 3);
+    ds.channels = 1;
+    ds.height = 6;
+    ds.width = 6;
+    for split in [&mut ds.train, &mut ds.test] {
+        let n = split.len();
+        split.images.truncate(n * 36);
+        for (i, l) in split.labels.iter_mut().enumerate() {
+            *l = (i % 3) as u8;
+        }
+    }
+    let root = dir.join("digits");
+    writers::write_idx(&ds, &root, false).unwrap();
+    root
+}
+
+/// A model for [`tiny_idx`]: 6x6x1 → Flatten → Dense(3, softmax), saved as our folder `model`
+/// with a history, as `train` leaves it.
+fn tiny_model(dir: &Path, history: &[EpochLog]) -> PathBuf {
+    let model = Sequential::from_layers(
+        "tiny",
+        [6, 6, 1],
+        vec![
+            Layer::Flatten(Flatten),
+            Layer::Dense(Dense {
+                units: 3,
+                activation: Activation::Softmax,
+            }),
+        ],
+    );
+    let params = model.init_params(1).unwrap();
+    let saved = SavedModel {
+        class_names: (0..3).map(|i| format!("c{i}")).collect(),
+        model,
+        params,
+    };
+    let root = dir.join("model");
+    std::fs::create_dir_all(&root).unwrap();
+    saved.save(&root).unwrap();
+    for (name, bytes) in history::files(history) {
+        std::fs::write(root.join(name), bytes).unwrap();
+    }
+    root
+}
+
+fn one_epoch() -> Vec<EpochLog> {
+    vec![EpochLog {
+        epoch: 0,
+        loss: 1.0,
+        accuracy: 0.5,
+        val_loss: None,
+        val_accuracy: None,
+        seconds: 1.0,
+        train_seconds: 1.0,
+    }]
+}
+
+/// A 4x4 RGB PNG at `path`.
+fn small_png(path: &Path) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    image::save_buffer(path, &[7u8; 48], 4, 4, image::ExtendedColorType::Rgb8).unwrap();
+}
+
+/// The Keras files of a 6x6x2 notebook model in `dir`; returns the architecture's path.
+fn keras_files(dir: &Path) -> PathBuf {
+    let model = Sequential::notebook([6, 6, 2], 3);
+    let params = model.init_params(1).unwrap();
+    let saved = SavedModel {
+        class_names: (0..3).map(|i| format!("c{i}")).collect(),
+        model,
+        params,
+    };
+    keras::save_keras_files(dir, &saved).unwrap();
+    dir.join(keras::ARCHITECTURE_FILE)
+}
+
+/// Replace `from` by `to` in the file at `path`, whether the JSON is written with spaces or not.
+fn edit_json(path: &Path, from: &str, to: &str) {
+    let json = std::fs::read_to_string(path).unwrap();
+    let compact = |s: &str| s.replace(": ", ":").replace(", ", ",");
+    let edited = json.replace(from, to).replace(&compact(from), &compact(to));
+    assert_ne!(json, edited, "{from} is not in {json}");
+    std::fs::write(path, edited).unwrap();
+}
+
+/// `export` of the model at `model` must be refused, naming `model`.
+fn export_refused(dir: &Path, model: &Path, needles: &[&str]) {
+    let out = dir.join("exported");
+    let run = cli(dir, &["export", "--model", s(model), "--out", s(&out)], &[]);
+    assert_refused(&run, needles);
+    assert_refused(&run, &[s(model)]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Crashes
+
+#[test]
+fn pickle_nested_20000_deep() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("cifar-10-python.tar.gz");
+    let mut p = b"\x80\x02".to_vec();
+    p.extend(std::iter::repeat_n(b']', 20_000));
+    p.extend(std::iter::repeat_n(b'a', 19_999));
+    p.push(b'.');
+    python_archive_with(&archive, p);
+    let run = cli(dir.path(), &["data", "info", "--data", s(&archive)], &[]);
+    assert_refused(&run, &[s(&archive), "data_batch_1", "deep"]);
+}
+
+#[test]
+fn pickle_of_a_million_marks() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("cifar-10-python.tar.gz");
+    let mut p = b"\x80\x02".to_vec();
+    p.extend(std::iter::repeat_n(b'(', 1_000_000));
+    python_archive_with(&archive, p);
+    let run = cli(dir.path(), &["data", "info", "--data", s(&archive)], &[]);
+    assert_refused(&run, &[s(&archive), "data_batch_1", "MARK"]);
+}
+
+/// The crafted archive planted where Keras keeps its copy (no checksum): a plain `data info`.
+#[test]
+fn pickle_planted_in_keras_datasets() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir
+        .path()
+        .join("keras/datasets")
+        .join(data::KERAS_CANDIDATES[3]);
+    let mut p = b"\x80\x02".to_vec();
+    p.extend(std::iter::repeat_n(b']', 20_000));
+    python_archive_with(&archive, p);
+    let run = cli(dir.path(), &["data", "info", "--offline"], &[]);
+    assert_refused(&run, &["data_batch_1"]);
+}
+
+#[test]
+fn keras_json_with_units_10_to_the_12() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = keras_files(dir.path());
+    edit_json(&json, "\"units\": 3", "\"units\": 1000000000000");
+    export_refused(dir.path(), &json, &[]);
+}
+
+#[test]
+fn model_json_with_units_2_to_the_62() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path(), &[]);
+    edit_json(
+        &model.join("model.json"),
+        "\"units\": 3",
+        "\"units\": 4611686018427387904",
+    );
+    let run = cli(
+        dir.path(),
+        &[
+            "export",
+            "--model",
+            s(&model),
+            "--out",
+            s(&dir.path().join("o")),
+        ],
+        &[],
+    );
+    assert_refused(&run, &["model.json"]);
+}
+
+#[test]
+fn keras_json_with_input_sides_of_0_and_2_to_the_32() {
+    for side in ["0", "4294967296"] {
+        let dir = tempfile::tempdir().unwrap();
+        let json = keras_files(dir.path());
+        edit_json(&json, "[null, 6, 6, 2]", &format!("[null, {side}, 6, 2]"));
+        export_refused(dir.path(), &json, &[side]);
+    }
+}
+
+#[test]
+#[ignore = "pending: fixed on branch device"]
+fn batch_size_0_on_evaluate_predict_and_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = tiny_idx(dir.path());
+    let model = tiny_model(dir.path(), &one_epoch());
+    let image = dir.path().join("one.png");
+    small_png(&image);
+    let (model, data) = (s(&model), s(&data));
+    for args in [
+        vec![
+            "evaluate",
+            "--model",
+            model,
+            "--data",
+            data,
+            "--batch-size",
+            "0",
+        ],
+        vec!["predict", "--model", model, "--batch-size", "0", s(&image)],
+        vec![
+            "report",
+            "--model",
+            model,
+            "--data",
+            data,
+            "--batch-size",
+            "0",
+        ],
+    ] {
+        assert_refused(&cli(dir.path(), &args, &[]), &["--batch-size"]);
+    }
+}
+
+/// A checkpoint whose `progress.json` says batch size 0, resumed.
+#[test]
+#[ignore = "pending: fixed on branch device"]
+fn checkpoint_with_batch_size_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = tiny_idx(dir.path());
+    let out = dir.path().join("run");
+    let first = cli(
+        dir.path(),
+        &[
+            "train",
+            "--data",
+            s(&data),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--out",
+            s(&out),
+            "--quiet",
+        ],
+        &[],
+    );
+    assert!(first.status.success(), "{}", first.text);
+    let progress = out.join("checkpoint/progress.json");
+    let json = std::fs::read_to_string(&progress).unwrap();
+    let edited = json.replace("\"batch_size\": 4", "\"batch_size\": 0");
+    assert_ne!(json, edited, "{json}");
+    std::fs::write(&progress, edited).unwrap();
+    let run = cli(
+        dir.path(),
+        &[
+            "train",
+            "--resume",
+            s(&out.join("checkpoint")),
+            "--data",
+            s(&data),
+            "--quiet",
+        ],
+        &[],
+    );
+    assert_refused(&run, &["progress.json", "batch"]);
+}
+
+#[test]
+#[ignore = "pending: fixed on branch device"]
+fn batch_size_past_the_adapter_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = tiny_idx(dir.path());
+    let train = [
+        "train",
+        "--data",
+        s(&data),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "1000000",
+        "--quiet",
+    ];
+    let out = dir.path().join("run");
+    let mut train = train.to_vec();
+    train.extend(["--out", s(&out)]);
+    assert_refused(&cli(dir.path(), &train, &[]), &["--batch-size"]);
+    let profile = [
+        "profile",
+        "--batch-size",
+        "1000000",
+        "--steps",
+        "1",
+        "--warmup",
+        "0",
+    ];
+    assert_refused(&cli(dir.path(), &profile, &[]), &["--batch-size"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hangs
+
+#[test]
+fn image_folder_with_a_symlink_loop() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("looped");
+    small_png(&root.join("a/0.png"));
+    small_png(&root.join("b/0.png"));
+    std::os::unix::fs::symlink(root.join("a"), root.join("a/again")).unwrap();
+    let run = cli(dir.path(), &["data", "info", "--data", s(&root)], &[]);
+    assert_refused(&run, &["again", "symbolic link loop"]);
+    let model = tiny_model(dir.path(), &[]);
+    let run = cli(
+        dir.path(),
+        &["predict", "--model", s(&model), s(&root)],
+        &[],
+    );
+    assert_refused(&run, &["again", "symbolic link loop"]);
+}
+
+/// Not a refusal: a history of ±1e308 must simply draw, and `report` return.
+#[test]
+fn report_of_a_history_with_1e308() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = tiny_idx(dir.path());
+    let model = tiny_model(dir.path(), &[]);
+    let json = r#"{"loss": [1e308, -1e308, 0.5], "accuracy": [0.5, 1e308, -1e308],
+        "val_loss": [-1e308, 1e308, null], "val_accuracy": [1e308, 0.2, null]}"#;
+    std::fs::write(model.join("history.json"), json).unwrap();
+    let run = cli(
+        dir.path(),
+        &["report", "--model", s(&model), "--data", s(&data)],
+        &[],
+    );
+    assert!(run.status.success(), "{}", run.text);
+    assert!(run.peak_kb <= PEAK_RSS_KB, "peak RSS {} KiB", run.peak_kb);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Memory
+
+#[test]
+fn keras_zip_bomb_member() {
+    let dir = tempfile::tempdir().unwrap();
+    keras_files(dir.path());
+    let mut bomb = std::fs::read(dir.path().join(keras::ARCHITECTURE_FILE)).unwrap();
+    let weights = std::fs::read(dir.path().join(keras::WEIGHTS_FILE)).unwrap();
+    // 64 MiB of spaces after the JSON, about 64 KB deflated: four times the cap.
+    bomb.resize(64 << 20, b' ');
+    let path = dir.path().join("bomb.keras");
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    for (name, bytes) in [("config.json", bomb), ("model.weights.h5", weights)] {
+        zip.start_file(name, options).unwrap();
+        zip.write_all(&bytes).unwrap();
+    }
+    zip.finish().unwrap();
+    export_refused(dir.path(), &path, &["config.json"]);
+}
+
+#[test]
+fn tar_with_a_huge_gnu_long_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = vec![b'a'; 8 << 20];
+    let mut header = tar::Header::new_gnu();
+    header.as_gnu_mut().unwrap().name[..13].copy_from_slice(b"././@LongLink");
+    header.set_entry_type(tar::EntryType::GNULongName);
+    header.set_size(name.len() as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    let mut builder = tar::Builder::new(Vec::new());
+    builder.append(&header, name.as_slice()).unwrap();
+    let mut tar = builder.into_inner().unwrap();
+    tar.extend(writers::tar_bytes(&[("cifar-10-batches-bin/x".into(), vec![1])]).unwrap());
+    let path = dir.path().join("long-name.tar.gz");
+    writers::write_gz(&path, &tar).unwrap();
+    let run = cli(dir.path(), &["data", "info", "--data", s(&path)], &[]);
+    assert_refused(&run, &[s(&path), "GNU long name"]);
+}
+
+/// A PNG that claims `side` x `side` gray pixels: a real header and a tiny IDAT.
+fn huge_png_header(side: u32) -> Vec<u8> {
+    let chunk = |out: &mut Vec<u8>, kind: &[u8], data: &[u8]| {
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let mut crc = flate2::Crc::new();
+        crc.update(kind);
+        crc.update(data);
+        out.extend_from_slice(kind);
+        out.extend_from_slice(data);
+        out.extend_from_slice(&crc.sum().to_be_bytes());
+    };
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(&side.to_be_bytes());
+    ihdr.extend_from_slice(&side.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 0, 0, 0, 0]);
+    chunk(&mut png, b"IHDR", &ihdr);
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    z.write_all(&vec![0u8; 1 << 16]).unwrap();
+    chunk(&mut png, b"IDAT", &z.finish().unwrap());
+    chunk(&mut png, b"IEND", &[]);
+    png
+}
+
+#[test]
+fn image_folder_of_16384_square_pngs() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("huge");
+    std::fs::create_dir_all(root.join("a")).unwrap();
+    for i in 0..3 {
+        std::fs::write(root.join(format!("a/{i}.png")), huge_png_header(16_384)).unwrap();
+    }
+    let run = cli(dir.path(), &["data", "info", "--data", s(&root)], &[]);
+    assert_refused(&run, &["0.png", "16384x16384"]);
+}
+
+#[test]
+fn image_folder_resized_past_the_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("small");
+    small_png(&root.join("a/0.png"));
+    small_png(&root.join("b/0.png"));
+    let run = cli(
+        dir.path(),
+        &[
+            "data",
+            "info",
+            "--data",
+            s(&root),
+            "--image-size",
+            "16384x16384",
+        ],
+        &[],
+    );
+    assert_refused(&run, &[s(&root), "16384x16384"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Silent wrong results
+
+#[test]
+fn idx_labels_with_one_stray_255() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = tiny_idx(dir.path());
+    let labels = root.join("train-labels-idx1-ubyte");
+    let mut bytes = std::fs::read(&labels).unwrap();
+    bytes[8 + 5] = 255;
+    std::fs::write(&labels, bytes).unwrap();
+    let run = cli(dir.path(), &["data", "info", "--data", s(&root)], &[]);
+    assert_refused(&run, &["train-labels-idx1-ubyte", "255"]);
+}
+
+#[test]
+fn big_integer_label_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("cifar-10-python.tar.gz");
+    let ds = fixtures::tiny_cifar(2, 2, 7);
+    let planar: Vec<u8> = (0..2)
+        .flat_map(|i| writers::hwc_to_planar(ds.train.image(i), 3))
+        .collect();
+    // The first label written as 0x1234 (BININT2), then swapped for a LONG1 of 2^80.
+    let mut p = writers::batch_pickle(&planar, 3072, &[0x1234, 1], "b", Keys::Bytes);
+    let at = p.windows(3).position(|w| w == b"M\x34\x12").unwrap();
+    p.splice(at..at + 3, *b"\x8a\x0b\0\0\0\0\0\0\0\0\0\0\x01");
+    python_archive_with(&archive, p);
+    let run = cli(dir.path(), &["data", "info", "--data", s(&archive)], &[]);
+    assert_refused(&run, &[s(&archive), "data_batch_1", "too large"]);
+    assert!(!run.text.contains("is an int, not an int"), "{}", run.text);
+}
+
+#[test]
+#[ignore = "pending: fixed on branch device"]
+fn learning_rate_of_minus_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = tiny_idx(dir.path());
+    let out = dir.path().join("run");
+    let run = cli(
+        dir.path(),
+        &[
+            "train",
+            "--data",
+            s(&data),
+            "--lr=-1",
+            "--epochs",
+            "1",
+            "--out",
+            s(&out),
+            "--quiet",
+        ],
+        &[],
+    );
+    assert_refused(&run, &["--lr"]);
+}
+
+#[test]
+#[ignore = "pending: fixed on branch device"]
+fn wgpu_backend_dx12_on_linux() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = cli(dir.path(), &["adapters"], &[("WGPU_BACKEND", "dx12")]);
+    assert_refused(&run, &["WGPU_BACKEND", "dx12"]);
+}
+
+#[test]
+#[ignore = "pending: fixed on branch device"]
+fn unwritable_out_before_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = tiny_idx(dir.path());
+    // A folder under a regular file: unwritable even for root.
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"").unwrap();
+    let out = file.join("run");
+    let run = cli(
+        dir.path(),
+        &[
+            "train",
+            "--data",
+            s(&data),
+            "--epochs",
+            "1",
+            "--out",
+            s(&out),
+            "--quiet",
+        ],
+        &[],
+    );
+    assert_refused(&run, &["--out", s(&out)]);
+    assert!(
+        !run.text.contains("Epoch 1/"),
+        "trained first:\n{}",
+        run.text
+    );
+}
+
+/// No training images: training files without records, or a validation split that takes them all.
+#[test]
+fn zero_training_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = tiny_idx(dir.path());
+    let out = dir.path().join("run");
+    let train = |extra: &[&str]| {
+        let mut args = vec!["train", "--data", s(&root), "--epochs", "1", "--quiet"];
+        args.extend(["--out", s(&out)]);
+        args.extend(extra);
+        cli(dir.path(), &args, &[])
+    };
+    // Keras splits at int(12 * (1 - 0.99)) = 0: every image goes to validation.
+    assert_refused(
+        &train(&["--validation-split", "0.99"]),
+        &["validation_split"],
+    );
+    assert!(!out.exists(), "a model was saved");
+    // IDX training files that hold no records (headers of count 0).
+    std::fs::write(
+        root.join("train-images-idx3-ubyte"),
+        [0, 0, 8, 3, 0, 0, 0, 0, 0, 0, 0, 6, 0, 0, 0, 6],
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("train-labels-idx1-ubyte"),
+        [0, 0, 8, 1, 0, 0, 0, 0],
+    )
+    .unwrap();
+    assert_refused(&train(&[]), &[s(&root)]);
+    assert!(!out.exists(), "a model was saved");
+}
+
+#[test]
+#[ignore = "pending: fixed on branch device"]
+fn predict_with_nan_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path(), &[]);
+    let weights = model.join("weights.bin");
+    let n = std::fs::metadata(&weights).unwrap().len() as usize / 4;
+    std::fs::write(&weights, f32::NAN.to_le_bytes().repeat(n)).unwrap();
+    let image = dir.path().join("one.png");
+    small_png(&image);
+    let run = cli(
+        dir.path(),
+        &["predict", "--model", s(&model), s(&image)],
+        &[],
+    );
+    assert_refused(&run, &["NaN"]);
+    assert!(!run.text.contains("NaN%"), "{}", run.text);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Runs that cannot go astray
+
+/// A checkpoint holding another run's weights (same model, another seed): a checkpoint's files
+/// are checked against each other, so resuming it is refused.
+#[test]
+#[ignore = "pending: checkpoint manifests (issue 11, 'Runs that cannot go astray'), not built yet"]
+fn checkpoint_with_weights_from_another_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = tiny_idx(dir.path());
+    let train = |out: &Path, seed: &str| {
+        let run = cli(
+            dir.path(),
+            &[
+                "train",
+                "--data",
+                s(&data),
+                "--epochs",
+                "1",
+                "--batch-size",
+                "4",
+                "--seed",
+                seed,
+                "--out",
+                s(out),
+                "--quiet",
+            ],
+            &[],
+        );
+        assert!(run.status.success(), "{}", run.text);
+    };
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    train(&a, "1");
+    train(&b, "2");
+    let weights = a.join("checkpoint/weights.bin");
+    std::fs::copy(b.join("checkpoint/weights.bin"), &weights).unwrap();
+    let run = cli(
+        dir.path(),
+        &[
+            "train",
+            "--resume",
+            s(&a.join("checkpoint")),
+            "--data",
+            s(&data),
+            "--epochs",
+            "2",
+            "--out",
+            s(&a),
+            "--quiet",
+        ],
+        &[],
+    );
+    assert_refused(&run, &["weights.bin"]);
+}
