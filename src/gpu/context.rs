@@ -2,7 +2,9 @@
 //!
 //! We ask for the adapter's real limits (not WebGPU's conservative defaults) because the dense layer's
 //! weights and the data set are large, and for every optional feature we can use (timestamps,
-//! subgroups) without requiring any of them, so the same binary runs on any adapter.
+//! subgroups) without requiring any of them, so the same binary runs on any adapter. `--limits webgpu`
+//! asks for WebGPU's defaults instead, the floor every conformant adapter meets, to prove that we run
+//! there; tests also withhold optional features to run the fallbacks a less capable adapter gets.
 
 use std::fmt;
 
@@ -35,6 +37,43 @@ impl BackendChoice {
     }
 }
 
+/// `--limits`: which device limits to request.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LimitsChoice {
+    /// Everything the adapter offers.
+    #[default]
+    Adapter,
+    /// WebGPU's default limits (`wgpu::Limits::default()`: 256 invocations per workgroup, 16 KiB of
+    /// workgroup storage, 8 storage buffers per stage, 128 MiB per binding, 256 MiB per buffer), the
+    /// floor every conformant adapter meets; lowered where this adapter has less.
+    Webgpu,
+}
+
+impl LimitsChoice {
+    /// The variable that picks the limits when `GpuOptions::limits` is `None`, as `WGPU_BACKEND` picks
+    /// the backend: `adapter` or `webgpu`. Lets a whole test suite run under WebGPU's limits.
+    pub const ENV: &'static str = "CIFAR_WGPU_LIMITS";
+
+    /// `choice`, else `$CIFAR_WGPU_LIMITS`, else `Adapter`.
+    fn resolve(choice: Option<LimitsChoice>) -> Result<LimitsChoice, GpuError> {
+        use clap::ValueEnum;
+        match (choice, std::env::var(Self::ENV)) {
+            (Some(c), _) => Ok(c),
+            (None, Ok(v)) => LimitsChoice::from_str(&v, true)
+                .map_err(|_| GpuError::Device(format!("{}={v}: use adapter or webgpu", Self::ENV))),
+            (None, Err(_)) => Ok(LimitsChoice::Adapter),
+        }
+    }
+
+    /// The limits to request from an adapter that offers `adapter`.
+    pub fn limits(self, adapter: &wgpu::Limits) -> wgpu::Limits {
+        match self {
+            LimitsChoice::Adapter => adapter.clone(),
+            LimitsChoice::Webgpu => wgpu::Limits::default().or_worse_values_from(adapter),
+        }
+    }
+}
+
 /// How the user wants the adapter chosen.
 #[derive(Clone, Debug, Default)]
 pub struct GpuOptions {
@@ -49,6 +88,11 @@ pub struct GpuOptions {
     /// With `Tiling::Registers`: `Some(true)` requires the subgroup matmul (an error where the adapter
     /// cannot run it), `Some(false)` refuses it, `None` decides by adapter (`KernelFlavours::choose`).
     pub matmul_subgroups: Option<bool>,
+    /// The limits to request; `None` reads `$CIFAR_WGPU_LIMITS` (`LimitsChoice::ENV`), else `Adapter`.
+    pub limits: Option<LimitsChoice>,
+    /// Optional features not requested even where the adapter offers them (timestamps, subgroups), so
+    /// tests run the fallbacks an adapter without them gets.
+    pub without_features: wgpu::Features,
 }
 
 /// Optional features we use when the adapter offers them.
@@ -93,10 +137,11 @@ impl Gpu {
                 info.backend
             );
         }
-        let features = adapter.features() & WANTED_FEATURES;
-        let flavours = KernelFlavours::choose(&info, features, opts.tiling, opts.matmul_subgroups)
-            .map_err(GpuError::Device)?;
-        let limits = adapter.limits();
+        let features = (adapter.features() & WANTED_FEATURES).difference(opts.without_features);
+        let limits = LimitsChoice::resolve(opts.limits)?.limits(&adapter.limits());
+        let flavours =
+            KernelFlavours::choose(&info, features, &limits, opts.tiling, opts.matmul_subgroups)
+                .map_err(GpuError::Device)?;
         let desc = wgpu::DeviceDescriptor {
             label: Some("cifar-wgpu"),
             required_features: features,
@@ -253,7 +298,7 @@ impl AdapterSummary {
             has(wgpu::Features::TIMESTAMP_QUERY),
             has(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES),
             has(wgpu::Features::SUBGROUP),
-            KernelFlavours::choose(&self.info, self.features, None, None)
+            KernelFlavours::choose(&self.info, self.features, &self.limits, None, None)
                 .map_or_else(|e| e, |f| f.to_string()),
         )
     }
