@@ -1,7 +1,8 @@
 //! The least adapter we promise to run on: WebGPU's default limits (`--limits webgpu`) and none of the
 //! optional features (timestamps, subgroups; we never ask for shader-f16). A device opened so gets
 //! exactly those limits, every kernel family's declared needs are what its pipelines really use (read
-//! from the compiled shaders by naga), and a training step of every family there equals the CPU
+//! from the compiled shaders by naga), CIFAR-sized data uploads in chunks that fit its bindings, and a
+//! training step of every family there equals the CPU
 //! reference step. scripts/test.sh also runs the whole kernel suite and the training-step tests with
 //! `CIFAR_WGPU_LIMITS=webgpu`.
 
@@ -12,7 +13,7 @@ use common_gpu::every_layer_model;
 use cifar_wgpu::gpu::{Gpu, GpuOptions, KernelFlavours, LimitsChoice, Tiling, WorkgroupNeeds};
 use cifar_wgpu::gpu::{Shader, run_dispatches};
 use cifar_wgpu::kernels::all_shaders;
-use cifar_wgpu::kernels::gather::upload_images;
+use cifar_wgpu::kernels::gather::{gather_batch, upload_images};
 use cifar_wgpu::model::{Sequential, reference};
 use cifar_wgpu::optimizer::Optimizer;
 use cifar_wgpu::train::{Metrics, Mode, Network};
@@ -65,6 +66,39 @@ fn webgpu_limits_are_what_the_device_gets_and_bound_every_binding() {
     assert!(!g.device.features().contains(wgpu::Features::SHADER_F16));
     // The data upload and split-K scratch are sized by this: 128 MiB, not lavapipe's 2 GiB.
     assert_eq!(g.max_binding_bytes(), 128 << 20);
+}
+
+#[test]
+fn cifar_sized_data_uploads_in_chunks_that_fit_webgpus_binding_size_and_gathers_exactly() {
+    // CIFAR-10's 50,000 training images are 153.6 MB: more than one 128 MiB binding.
+    let g = least_device(Tiling::Registers, false);
+    let (n, image_bytes) = (50_000, 32 * 32 * 3);
+    let images: Vec<u8> = (0..n * image_bytes).map(|i| (i % 251) as u8).collect();
+    let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+    let dev = upload_images(&g, &images, &labels, image_bytes, g.max_binding_bytes()).unwrap();
+    assert_eq!(dev.chunks.len(), 2);
+    assert!(
+        dev.chunks
+            .iter()
+            .all(|c| c.data.bytes() <= g.max_binding_bytes())
+    );
+    // The first and last record of each chunk, and one in the middle.
+    let first = dev.chunks[1].first_record as u32;
+    let indices = [0, first - 1, first, 31_337, n as u32 - 1];
+    let out = g.upload("images", &vec![f32::NAN; indices.len() * image_bytes]);
+    let out_labels = g.upload("labels", &vec![u32::MAX; indices.len()]);
+    let ds = gather_batch(&g, &dev, &g.upload("indices", &indices), &out, &out_labels);
+    run_dispatches(&g, &ds.iter().collect::<Vec<_>>()).unwrap();
+    let (want, want_labels) =
+        cifar_wgpu::reference::gather::gather_batch(&images, &labels, image_bytes, &indices);
+    let got = g.read_f32(&out).unwrap();
+    assert!(
+        got.iter()
+            .zip(&want)
+            .all(|(a, b)| a.to_bits() == b.to_bits()),
+        "gathered images differ"
+    );
+    assert_eq!(g.read_u32(&out_labels).unwrap(), want_labels);
 }
 
 /// Workgroup size, `var<workgroup>` bytes and storage buffers of one compiled pipeline, its override
