@@ -2,9 +2,8 @@
 //! optional features (timestamps, subgroups; we never ask for shader-f16). A device opened so gets
 //! exactly those limits, every kernel family's declared needs are what its pipelines really use (read
 //! from the compiled shaders by naga), CIFAR-sized data uploads in chunks that fit its bindings, and a
-//! training step of every family there equals the CPU
-//! reference step. scripts/test.sh also runs the whole kernel suite and the training-step tests with
-//! `CIFAR_WGPU_LIMITS=webgpu`.
+//! training step of every family there equals the CPU reference step. scripts/test.sh also runs the
+//! whole kernel suite and the training-step tests with `CIFAR_WGPU_LIMITS=webgpu`.
 
 #[path = "common/gpu.rs"]
 mod common_gpu;
