@@ -9,19 +9,15 @@
 mod common_gpu;
 use common_gpu::every_layer_model;
 
-use cifar_wgpu::gpu::{Gpu, GpuOptions, KernelFlavours, LimitsChoice, Tiling, WorkgroupNeeds};
+use cifar_wgpu::gpu::{
+    Gpu, GpuOptions, KernelFlavours, LimitsChoice, OptionalFeature, Tiling, WorkgroupNeeds,
+};
 use cifar_wgpu::gpu::{Shader, run_dispatches};
 use cifar_wgpu::kernels::all_shaders;
 use cifar_wgpu::kernels::gather::{gather_batch, upload_images};
 use cifar_wgpu::model::{Sequential, reference};
 use cifar_wgpu::optimizer::Optimizer;
 use cifar_wgpu::train::{Metrics, Mode, Network};
-
-/// Every optional feature we would use.
-const OPTIONAL: wgpu::Features = wgpu::Features::TIMESTAMP_QUERY
-    .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS)
-    .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES)
-    .union(wgpu::Features::SUBGROUP);
 
 /// A device under WebGPU's default limits with the kernels of `tiling` (`subgroups`: the subgroup
 /// matmul, which needs the SUBGROUP feature; otherwise no optional feature at all).
@@ -30,11 +26,10 @@ fn least_device(tiling: Tiling, subgroups: bool) -> Gpu {
         limits: Some(LimitsChoice::Webgpu),
         tiling: Some(tiling),
         matmul_subgroups: Some(subgroups),
-        without_features: if subgroups {
-            OPTIONAL - wgpu::Features::SUBGROUP
-        } else {
-            OPTIONAL
-        },
+        without: OptionalFeature::ALL
+            .into_iter()
+            .filter(|&f| !(subgroups && f == OptionalFeature::Subgroups))
+            .collect(),
         ..GpuOptions::default()
     })
     .unwrap_or_else(|e| panic!("a device under WebGPU's limits on the test adapter: {e}"))
@@ -58,11 +53,11 @@ fn families() -> Vec<(Tiling, bool)> {
 #[test]
 fn webgpu_limits_are_what_the_device_gets_and_bound_every_binding() {
     let g = least_device(Tiling::Registers, false);
-    let want = wgpu::Limits::default().or_worse_values_from(&g.adapter.limits());
-    assert_eq!(g.limits, want);
-    assert_eq!(g.device.limits(), want, "wgpu gave the device other limits");
-    assert_eq!(g.features, wgpu::Features::empty());
-    assert!(!g.device.features().contains(wgpu::Features::SHADER_F16));
+    assert_eq!(g.limits, LimitsChoice::Webgpu.limits(&g.adapter.limits()));
+    assert!(g.limits.max_compute_workgroup_storage_size <= 16 << 10);
+    // wgpu gives a device the features asked for, and we asked for none: not even shader-f16.
+    assert_eq!(g.features, Default::default());
+    assert!(OptionalFeature::ALL.iter().all(|&f| !g.has(f)));
     // The data upload and split-K scratch are sized by this: 128 MiB, not lavapipe's 2 GiB.
     assert_eq!(g.max_binding_bytes(), 128 << 20);
 }
@@ -219,7 +214,7 @@ fn each_familys_declared_needs_are_its_pipelines_largest_and_fit_webgpu() {
             "{}: KernelFlavours::needs is out of date",
             g.flavours
         );
-        assert_eq!(got.fit(&wgpu::Limits::default()), Ok(()));
+        assert_eq!(got.fit(&g.limits), Ok(()));
     }
 }
 

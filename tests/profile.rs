@@ -9,7 +9,7 @@ use common_gpu::{gpu, small_cnn};
 
 use cifar_wgpu::data::synthetic;
 use cifar_wgpu::gpu::timing::TimingMode;
-use cifar_wgpu::gpu::{Dispatch, Gpu, GpuOptions};
+use cifar_wgpu::gpu::{Dispatch, Gpu, GpuOptions, OptionalFeature};
 use cifar_wgpu::kernels::gather::upload_images;
 use cifar_wgpu::model::Sequential;
 use cifar_wgpu::optimizer::Optimizer;
@@ -142,21 +142,20 @@ fn without_timestamps_the_host_fallback_runs_and_says_so() {
 fn each_timing_level_runs_where_it_is_the_best_the_device_has() {
     // Lavapipe has every timestamp feature; withholding them in turn gives the devices of adapters
     // without timestamps inside passes (Metal's usual case) and without timestamps at all.
-    let inside = wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
-    let all = wgpu::Features::TIMESTAMP_QUERY
-        | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
-        | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
     for (without, mode) in [
-        (wgpu::Features::empty(), TimingMode::InsidePasses),
-        (inside, TimingMode::PassPerDispatch),
-        (all, TimingMode::Host),
+        (None, TimingMode::InsidePasses),
+        (
+            Some(OptionalFeature::TimestampsInsidePasses),
+            TimingMode::PassPerDispatch,
+        ),
+        (Some(OptionalFeature::Timestamps), TimingMode::Host),
     ] {
         let g = Gpu::new(&GpuOptions {
-            without_features: without,
+            without: without.into_iter().collect(),
             ..GpuOptions::default()
         })
         .unwrap();
-        assert!(!g.device.features().intersects(without));
+        assert!(without.is_none_or(|f| !g.has(f)));
         let (report, timings, names) = profile_on(&g, true);
         assert_eq!(report.mode, mode, "without {without:?}");
         assert!(report.to_string().contains(mode.describe()));

@@ -90,9 +90,43 @@ pub struct GpuOptions {
     pub matmul_subgroups: Option<bool>,
     /// The limits to request; `None` reads `$CIFAR_WGPU_LIMITS` (`LimitsChoice::ENV`), else `Adapter`.
     pub limits: Option<LimitsChoice>,
-    /// Optional features not requested even where the adapter offers them (timestamps, subgroups), so
-    /// tests run the fallbacks an adapter without them gets.
-    pub without_features: wgpu::Features,
+    /// Optional features not requested even where the adapter offers them, so tests run the fallbacks
+    /// an adapter without them gets.
+    pub without: Vec<OptionalFeature>,
+}
+
+/// An optional feature we use where the adapter offers it (`WANTED_FEATURES`), by what it enables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OptionalFeature {
+    /// Every timestamp query: without them the profiler times each dispatch on the host.
+    Timestamps,
+    /// Timestamps inside compute passes: without them the profiler runs one pass per dispatch.
+    TimestampsInsidePasses,
+    /// Subgroup operations: without them no subgroup matmul.
+    Subgroups,
+}
+
+impl OptionalFeature {
+    pub const ALL: [OptionalFeature; 3] = [
+        OptionalFeature::Timestamps,
+        OptionalFeature::TimestampsInsidePasses,
+        OptionalFeature::Subgroups,
+    ];
+
+    /// The wgpu features it stands for.
+    fn features(self) -> wgpu::Features {
+        match self {
+            OptionalFeature::Timestamps => {
+                wgpu::Features::TIMESTAMP_QUERY
+                    | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
+                    | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES
+            }
+            OptionalFeature::TimestampsInsidePasses => {
+                wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES
+            }
+            OptionalFeature::Subgroups => wgpu::Features::SUBGROUP,
+        }
+    }
 }
 
 /// Optional features we use when the adapter offers them.
@@ -137,7 +171,11 @@ impl Gpu {
                 info.backend
             );
         }
-        let features = (adapter.features() & WANTED_FEATURES).difference(opts.without_features);
+        let withheld = opts
+            .without
+            .iter()
+            .fold(wgpu::Features::empty(), |f, o| f | o.features());
+        let features = (adapter.features() & WANTED_FEATURES).difference(withheld);
         let limits = LimitsChoice::resolve(opts.limits)?.limits(&adapter.limits());
         let flavours =
             KernelFlavours::choose(&info, features, &limits, opts.tiling, opts.matmul_subgroups)
@@ -167,6 +205,11 @@ impl Gpu {
             shader_bounds_checks: opts.shader_bounds_checks,
             flavours,
         })
+    }
+
+    /// Whether the device has `feature` (the adapter offers it and it was not withheld).
+    pub fn has(&self, feature: OptionalFeature) -> bool {
+        self.features.contains(feature.features())
     }
 
     /// Whether `shaders/matmul_subgroup.wgsl` runs correctly on this device (whatever the default).

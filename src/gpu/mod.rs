@@ -10,7 +10,9 @@ mod submit;
 pub mod timing;
 
 pub use buffer::{Tensor, WORD};
-pub use context::{AdapterSummary, BackendChoice, Gpu, GpuOptions, LimitsChoice, list_adapters};
+pub use context::{
+    AdapterSummary, BackendChoice, Gpu, GpuOptions, LimitsChoice, OptionalFeature, list_adapters,
+};
 pub use error::GpuError;
 pub use flavours::{
     ColumnSumFlavour, Conv2dFlavour, FlavourChoice, KernelFlavours, MATMUL_SUBGROUP_LANES,
