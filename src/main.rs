@@ -134,6 +134,37 @@ fn parse_size(s: &str) -> Result<(usize, usize), String> {
     Ok((h, w))
 }
 
+/// Counts (batch size, epochs, steps): at least 1, since 0 would divide by zero or do nothing.
+fn positive(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>().map_err(|e| format!("{s}: {e}"))? {
+        0 => Err("must be at least 1".into()),
+        n => Ok(n),
+    }
+}
+
+/// Learning rates and epsilons: finite and above 0 (a negative rate climbs the loss, NaN poisons it).
+fn positive_finite(s: &str) -> Result<f32, String> {
+    let v = s.trim().parse::<f32>().map_err(|e| format!("{s}: {e}"))?;
+    if v.is_finite() && v > 0.0 {
+        Ok(v)
+    } else {
+        Err(format!("{s} must be a finite number above 0"))
+    }
+}
+
+/// Fractions and decay rates: in [0, 1), as Keras requires of validation_split, rho and the betas.
+fn fraction<T: std::str::FromStr + Into<f64> + Copy>(s: &str) -> Result<T, String>
+where
+    T::Err: std::fmt::Display,
+{
+    let v = s.trim().parse::<T>().map_err(|e| format!("{s}: {e}"))?;
+    if (0.0..1.0).contains(&v.into()) {
+        Ok(v)
+    } else {
+        Err(format!("{s} must be at least 0 and below 1"))
+    }
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum OptimizerName {
     Rmsprop,
@@ -147,13 +178,13 @@ struct OptimizerArgs {
     #[arg(long, value_enum, default_value = "rmsprop")]
     optimizer: OptimizerName,
     /// Learning rate (Keras: 0.001 for RMSprop and Adam, 0.01 for SGD).
-    #[arg(long)]
+    #[arg(long, value_parser = positive_finite)]
     lr: Option<f32>,
     /// RMSprop: decay of the moving average of squared gradients.
-    #[arg(long)]
+    #[arg(long, value_parser = fraction::<f32>)]
     rho: Option<f32>,
     /// SGD and RMSprop: momentum.
-    #[arg(long)]
+    #[arg(long, value_parser = fraction::<f32>)]
     momentum: Option<f32>,
     /// SGD: Nesterov momentum.
     #[arg(long)]
@@ -165,16 +196,16 @@ struct OptimizerArgs {
     #[arg(long)]
     legacy_epsilon: bool,
     /// Adam: decay of the first moment.
-    #[arg(long)]
+    #[arg(long, value_parser = fraction::<f32>)]
     beta1: Option<f32>,
     /// Adam: decay of the second moment.
-    #[arg(long)]
+    #[arg(long, value_parser = fraction::<f32>)]
     beta2: Option<f32>,
     /// Adam: AMSGrad variant.
     #[arg(long)]
     amsgrad: bool,
     /// RMSprop and Adam: epsilon (Keras: 1e-7).
-    #[arg(long)]
+    #[arg(long, value_parser = positive_finite)]
     epsilon: Option<f32>,
 }
 
@@ -259,9 +290,9 @@ enum Command {
     /// Time the notebook's recipe (one warm-up epoch, then the best of EPOCHS) on synthetic
     /// CIFAR-shaped data, or on --data; prints and optionally writes the result as JSON.
     Bench {
-        #[arg(long, default_value_t = 2)]
+        #[arg(long, default_value_t = 2, value_parser = positive)]
         epochs: usize,
-        #[arg(long, default_value_t = 128)]
+        #[arg(long, default_value_t = 128, value_parser = positive)]
         batch_size: usize,
         /// Benchmark on this data set instead of 50,000 random 32x32x3 images.
         #[arg(long)]
@@ -284,7 +315,7 @@ enum Command {
         /// Where to write (default: the model's folder).
         #[arg(long)]
         out: Option<PathBuf>,
-        #[arg(long, default_value_t = 128)]
+        #[arg(long, default_value_t = 128, value_parser = positive)]
         batch_size: usize,
         #[command(flatten)]
         data: DataArgs,
@@ -303,7 +334,7 @@ enum Command {
         /// One JSON object per image instead of a table.
         #[arg(long)]
         json: bool,
-        #[arg(long, default_value_t = 128)]
+        #[arg(long, default_value_t = 128, value_parser = positive)]
         batch_size: usize,
         #[command(flatten)]
         gpu: GpuArgs,
@@ -323,7 +354,7 @@ enum Command {
         /// Our model folder or Keras files.
         #[arg(long)]
         model: PathBuf,
-        #[arg(long, default_value_t = 128)]
+        #[arg(long, default_value_t = 128, value_parser = positive)]
         batch_size: usize,
         #[command(flatten)]
         data: DataArgs,
@@ -349,12 +380,12 @@ enum DataCommand {
 #[derive(Args)]
 struct ProfileArgs {
     /// Timed steps.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = positive)]
     steps: usize,
     /// Untimed steps first (pipeline creation, caches).
     #[arg(long, default_value_t = 3)]
     warmup: usize,
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = positive)]
     batch_size: usize,
     #[command(flatten)]
     optimizer: OptimizerArgs,
@@ -373,14 +404,14 @@ struct ProfileArgs {
 
 #[derive(Args)]
 struct TrainArgs {
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = positive)]
     epochs: usize,
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = positive)]
     batch_size: usize,
     #[command(flatten)]
     optimizer: OptimizerArgs,
     /// Fraction of the training set, taken from its end before shuffling, used for validation.
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = 0.2, value_parser = fraction::<f64>)]
     validation_split: f64,
     /// Keep the training set's order (Keras' shuffle=False).
     #[arg(long)]
@@ -458,17 +489,10 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         }
         Command::Train(args) => return train(*args),
         Command::Profile(args) => {
-            if args.steps == 0 || args.batch_size == 0 {
-                return Err("--steps and --batch-size must be positive".into());
-            }
-            let ds = match &args.data {
-                Some(path) => data::read(path, None)?,
-                None => data::synthetic::random_like_cifar(args.batch_size, 0, 0),
-            };
             let gpu = args.gpu.open()?;
             let (report, timings) = session::profile(
                 &gpu,
-                &ds,
+                args.data.as_deref(),
                 args.optimizer.build(),
                 args.batch_size,
                 args.warmup,
@@ -489,9 +513,6 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             json,
             gpu,
         } => {
-            if epochs == 0 || batch_size == 0 {
-                return Err("--epochs and --batch-size must be positive".into());
-            }
             let ds = match data {
                 Some(path) => data::read(&path, None)?,
                 None => data::synthetic::random_like_cifar(50_000, 0, 0),

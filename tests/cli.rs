@@ -9,6 +9,8 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use cifar_wgpu::data::synthetic;
+use cifar_wgpu::model::Sequential;
+use cifar_wgpu::model::io::SavedModel;
 
 fn cli(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_cifar-wgpu"))
@@ -470,6 +472,157 @@ fn export_writes_our_files_and_keras_files_from_any_model() {
         second.to_str().unwrap(),
     ]);
     assert_clean_failure(&o, &["missing"]);
+}
+
+fn cli_env(args: &[&str], env: (&str, &str)) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cifar-wgpu"))
+        .args(args)
+        .env(env.0, env.1)
+        .output()
+        .expect("the binary runs")
+}
+
+#[test]
+fn numeric_flags_are_checked_as_they_are_parsed() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["train", "--batch-size", "0"], "--batch-size"),
+        (&["train", "--epochs", "0"], "--epochs"),
+        (&["train", "--lr=-1"], "--lr"),
+        (&["train", "--lr", "nan"], "--lr"),
+        (&["train", "--lr", "inf"], "--lr"),
+        (&["train", "--epsilon", "0"], "--epsilon"),
+        (&["train", "--validation-split", "1"], "--validation-split"),
+        (&["train", "--validation-split=-0.1"], "--validation-split"),
+        (&["train", "--rho", "1.5"], "--rho"),
+        (&["train", "--beta1", "1"], "--beta1"),
+        (
+            &["evaluate", "--model", "m", "--batch-size", "0"],
+            "--batch-size",
+        ),
+        (
+            &["report", "--model", "m", "--batch-size", "0"],
+            "--batch-size",
+        ),
+        (
+            &["predict", "--model", "m", "x.png", "--batch-size", "0"],
+            "--batch-size",
+        ),
+        (&["profile", "--batch-size", "0"], "--batch-size"),
+        (&["profile", "--steps", "0"], "--steps"),
+        (&["bench", "--epochs", "0"], "--epochs"),
+    ];
+    for (args, flag) in cases {
+        let o = cli(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}:\n{}", text(&o));
+        assert_clean_failure(&o, &["error:", flag]);
+    }
+}
+
+#[test]
+fn wgpu_backend_must_name_an_api_that_is_there() {
+    let o = cli_env(
+        &["profile", "--steps", "1", "--batch-size", "2"],
+        ("WGPU_BACKEND", "foo"),
+    );
+    assert_clean_failure(&o, &["WGPU_BACKEND=foo", "'foo'"]);
+    if cfg!(target_os = "windows") {
+        println!("skipped the dx12 half: this platform has DX12");
+        return;
+    }
+    // Named but absent: an error, not a silent fall back to GL.
+    let o = cli_env(
+        &["profile", "--steps", "1", "--batch-size", "2"],
+        ("WGPU_BACKEND", "dx12"),
+    );
+    assert_clean_failure(&o, &["no GPU adapter found", "WGPU_BACKEND"]);
+}
+
+#[test]
+fn impossible_batch_sizes_are_refused_before_allocating() {
+    let o = cli(&["profile", "--batch-size", "1000000"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert_clean_failure(&o, &["a batch of 1000000", "--batch-size", "max_"]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let o = cli(&[
+        "train",
+        "--data",
+        &tiny_cifar(dir.path()),
+        "--batch-size",
+        "100000000",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_clean_failure(&o, &["a batch of 100000000", "--batch-size", "max_"]);
+    assert!(!text(&o).contains("Epoch 1"), "{}", text(&o));
+}
+
+#[test]
+fn silent_wrong_results_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = tiny_cifar(dir.path());
+    // An --out that cannot be written (below a regular file), found before the first epoch.
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"").unwrap();
+    let blocked = file.join("model");
+    let o = cli(&["train", "--data", &data, "--out", blocked.to_str().unwrap()]);
+    assert_clean_failure(&o, &["--out", "a-file"]);
+    assert!(!text(&o).contains("Epoch 1"), "{}", text(&o));
+
+    // A model with NaN weights: predict refuses to print "NaN%".
+    let model_dir = dir.path().join("nan-model");
+    let model = Sequential::notebook([32, 32, 3], 10);
+    let saved = SavedModel {
+        params: vec![f32::NAN; model.param_words().unwrap()],
+        class_names: (0..10).map(|i| format!("class{i}")).collect(),
+        model,
+    };
+    saved.save(&model_dir).unwrap();
+    let png = dir.path().join("cat.png");
+    image::RgbImage::new(32, 32).save(&png).unwrap();
+    let o = cli(&[
+        "predict",
+        "--model",
+        model_dir.to_str().unwrap(),
+        png.to_str().unwrap(),
+    ]);
+    assert_clean_failure(&o, &["NaN or infinite outputs"]);
+    assert!(!text(&o).contains("NaN%"), "{}", text(&o));
+
+    // A checkpoint whose progress.json says batch 0.
+    let run = dir.path().join("run");
+    let o = cli(&[
+        "train",
+        "--data",
+        &data,
+        "--epochs",
+        "1",
+        "--batch-size",
+        "50",
+        "--quiet",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let progress = run.join("checkpoint").join("progress.json");
+    let json = std::fs::read_to_string(&progress).unwrap();
+    std::fs::write(
+        &progress,
+        json.replace("\"batch_size\": 50", "\"batch_size\": 0"),
+    )
+    .unwrap();
+    let o = cli(&[
+        "train",
+        "--data",
+        &data,
+        "--resume",
+        run.join("checkpoint").to_str().unwrap(),
+        "--epochs",
+        "2",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert_clean_failure(&o, &["progress.json", "batch size 0"]);
 }
 
 #[test]

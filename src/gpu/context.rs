@@ -8,6 +8,7 @@
 
 use std::fmt;
 
+use crate::gpu::error::{DeviceErrors, env_backends};
 use crate::gpu::flavours::{KernelFlavours, Tiling, subgroup_matmul_runs};
 use crate::gpu::{GpuError, Kernels};
 
@@ -147,15 +148,30 @@ pub struct Gpu {
     pub shader_bounds_checks: bool,
     /// The flavour of each kernel family this device runs, chosen when it was opened.
     pub flavours: KernelFlavours,
+    /// wgpu's errors outside error scopes, returned by the next wait.
+    pub(crate) errors: DeviceErrors,
 }
 
 impl Gpu {
     /// Opens the best adapter that matches `opts`: a real GPU when there is one, a software one
     /// (lavapipe, llvmpipe, WARP) only when it is all there is, with a warning.
     pub fn new(opts: &GpuOptions) -> Result<Gpu, GpuError> {
+        // An unknown WGPU_BACKEND is an error, and one that names a backend is kept to: the GL
+        // fallback is only for the automatic choice.
+        let from_env = match opts.backend {
+            BackendChoice::Auto => env_backends()?,
+            _ => None,
+        };
         let mut adapters = enumerate(opts.backend.backends());
-        if adapters.is_empty() && opts.backend == BackendChoice::Auto {
+        if adapters.is_empty() && opts.backend == BackendChoice::Auto && from_env.is_none() {
             adapters = enumerate(wgpu::Backends::GL);
+        }
+        if adapters.is_empty()
+            && let Some(backends) = from_env
+        {
+            return Err(GpuError::NoAdapter {
+                backends: format!("{backends:?} from WGPU_BACKEND"),
+            });
         }
         let adapter = choose_adapter(adapters, opts)?;
         Gpu::open(adapter, opts)
@@ -194,6 +210,8 @@ impl Gpu {
                 source: e,
             }
         })?;
+        let errors = DeviceErrors::default();
+        errors.install(&device);
         Ok(Gpu {
             adapter,
             device,
@@ -204,6 +222,7 @@ impl Gpu {
             kernels: Kernels::default(),
             shader_bounds_checks: opts.shader_bounds_checks,
             flavours,
+            errors,
         })
     }
 
@@ -221,8 +240,8 @@ impl Gpu {
     pub fn wait(&self) -> Result<(), GpuError> {
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
-            .map(|_| ())
-            .map_err(|e| GpuError::Device(e.to_string()))
+            .map_err(|e| GpuError::Device(e.to_string()))?;
+        self.errors.check()
     }
 
     /// The largest single storage binding, rounded down to a multiple of 4 bytes.

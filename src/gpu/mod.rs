@@ -13,7 +13,7 @@ pub use buffer::{Tensor, WORD};
 pub use context::{
     AdapterSummary, BackendChoice, Gpu, GpuOptions, LimitsChoice, OptionalFeature, list_adapters,
 };
-pub use error::GpuError;
+pub use error::{GpuError, human_bytes};
 pub use flavours::{
     ColumnSumFlavour, Conv2dFlavour, FlavourChoice, KernelFlavours, MATMUL_SUBGROUP_LANES,
     MatmulFlavour, Tiling, WorkgroupNeeds,

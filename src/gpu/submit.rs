@@ -74,8 +74,8 @@ impl Gpu {
                 submission_index: Some(submission.0),
                 timeout: None,
             })
-            .map(|_| ())
-            .map_err(|e| GpuError::Device(e.to_string()))
+            .map_err(|e| GpuError::Device(e.to_string()))?;
+        self.errors.check()
     }
 
     /// Runs the callbacks of finished work (such as a `Readback`'s mapping) without waiting.

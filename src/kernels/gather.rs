@@ -78,16 +78,29 @@ pub fn upload_images(
     image_bytes: usize,
     max_chunk_bytes: u64,
 ) -> Result<DeviceImages, GpuError> {
-    assert!(image_bytes > 0 && images.len() == labels.len() * image_bytes);
+    let n = labels.len();
+    // The kernel's parameters are u32: record sizes and counts past that would wrap on the GPU.
+    if image_bytes == 0 || u32::try_from(image_bytes).is_err() || u32::try_from(n).is_err() {
+        return Err(GpuError::Device(format!(
+            "{n} images of {image_bytes} bytes each: images must have at least one byte, and both \
+             numbers must be below 2^32"
+        )));
+    }
+    assert_eq!(
+        Some(images.len()),
+        n.checked_mul(image_bytes),
+        "the caller's images and labels disagree"
+    );
     let per_chunk = (max_chunk_bytes / image_bytes as u64) as usize;
     if per_chunk == 0 {
         return Err(GpuError::TooLarge {
             what: "one image".into(),
             needed: image_bytes as u64,
             limit: max_chunk_bytes,
+            limit_name: "max_storage_buffer_binding_size",
+            remedy: "use smaller images (--image-size for an image folder)".into(),
         });
     }
-    let n = labels.len();
     let chunks = (0..n.div_ceil(per_chunk).max(1))
         .map(|c| {
             let first = c * per_chunk;

@@ -15,9 +15,7 @@ mod summary;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
-use crate::layers::{
-    Activation, ActivationLayer, Conv2D, Dense, Dropout, Flatten, Init, Layer, MaxPooling2D,
-};
+use crate::layers::{Activation, Init, Layer};
 
 /// Words between the starts of parameter tensors: 256 bytes, the largest storage offset alignment
 /// WebGPU allows an adapter to demand.
@@ -121,39 +119,45 @@ impl Sequential {
     /// The notebook's model, layer by layer as the notebook adds them (so the summary lists ten layers,
     /// named as Keras names them).
     pub fn notebook(input_shape: InputShape, classes: usize) -> Sequential {
-        let relu = || {
-            Layer::Activation(ActivationLayer {
-                activation: Activation::Relu,
-            })
-        };
+        use recipe::*;
         let layers = vec![
-            Layer::Conv2D(Conv2D {
-                filters: 32,
-                kernel_size: [3, 3],
-                padding: crate::shape::Padding::Same,
-                activation: Activation::Linear,
-            }),
+            conv(32, crate::shape::Padding::Same),
             relu(),
-            Layer::MaxPooling2D(MaxPooling2D {
-                pool_size: [2, 2],
-                strides: [2, 2],
-                padding: crate::shape::Padding::Valid,
-            }),
-            Layer::Dropout(Dropout { rate: 0.25 }),
-            Layer::Flatten(Flatten),
-            Layer::Dense(Dense {
-                units: 512,
-                activation: Activation::Linear,
-            }),
+            pool(),
+            dropout(0.25),
+            flatten(),
+            dense(512),
             relu(),
-            Layer::Dropout(Dropout { rate: 0.5 }),
-            Layer::Dense(Dense {
-                units: classes,
-                activation: Activation::Linear,
-            }),
-            Layer::Activation(ActivationLayer {
-                activation: Activation::Softmax,
-            }),
+            dropout(0.5),
+            dense(classes),
+            softmax(),
+        ];
+        Sequential::from_layers("sequential", input_shape, layers)
+    }
+
+    /// The book's deeper network (Gulli & Pal, "Deep Learning with Keras", the CIFAR-10 chapter): two
+    /// blocks of two 3x3 convolutions, max pooling and dropout, then the notebook's dense head.
+    pub fn deeper(input_shape: InputShape, classes: usize) -> Sequential {
+        use recipe::*;
+        let layers = vec![
+            conv(32, crate::shape::Padding::Same),
+            relu(),
+            conv(32, crate::shape::Padding::Same),
+            relu(),
+            pool(),
+            dropout(0.25),
+            conv(64, crate::shape::Padding::Same),
+            relu(),
+            conv(64, crate::shape::Padding::Valid),
+            relu(),
+            pool(),
+            dropout(0.25),
+            flatten(),
+            dense(512),
+            relu(),
+            dropout(0.5),
+            dense(classes),
+            softmax(),
         ];
         Sequential::from_layers("sequential", input_shape, layers)
     }
@@ -341,5 +345,60 @@ impl Sequential {
     /// `model.summary()`, as Keras prints it.
     pub fn summary(&self) -> Result<String, ModelError> {
         summary::render(self)
+    }
+}
+
+/// The layers the presets are written in, with the settings the book uses.
+mod recipe {
+    use crate::layers::{
+        Activation, ActivationLayer, Conv2D, Dense, Dropout, Flatten, Layer, MaxPooling2D,
+    };
+    use crate::shape::Padding;
+
+    /// 3x3 convolution, linear (a ReLU layer follows, as the book writes it).
+    pub fn conv(filters: usize, padding: Padding) -> Layer {
+        Layer::Conv2D(Conv2D {
+            filters,
+            kernel_size: [3, 3],
+            padding,
+            activation: Activation::Linear,
+        })
+    }
+
+    pub fn relu() -> Layer {
+        Layer::Activation(ActivationLayer {
+            activation: Activation::Relu,
+        })
+    }
+
+    pub fn softmax() -> Layer {
+        Layer::Activation(ActivationLayer {
+            activation: Activation::Softmax,
+        })
+    }
+
+    /// 2x2 max pooling, stride 2.
+    pub fn pool() -> Layer {
+        Layer::MaxPooling2D(MaxPooling2D {
+            pool_size: [2, 2],
+            strides: [2, 2],
+            padding: Padding::Valid,
+        })
+    }
+
+    pub fn dropout(rate: f32) -> Layer {
+        Layer::Dropout(Dropout { rate })
+    }
+
+    pub fn flatten() -> Layer {
+        Layer::Flatten(Flatten)
+    }
+
+    /// Dense, linear (a ReLU or softmax layer follows).
+    pub fn dense(units: usize) -> Layer {
+        Layer::Dense(Dense {
+            units,
+            activation: Activation::Linear,
+        })
     }
 }

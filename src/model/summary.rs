@@ -120,6 +120,34 @@ mod tests {
     }
 
     #[test]
+    fn the_deeper_preset_has_the_books_shapes_and_totals() {
+        let s = Sequential::deeper([32, 32, 3], 10).summary().unwrap();
+        println!("{s}");
+        for (name, shape, params) in [
+            ("conv2d (Conv2D)", "(None, 32, 32, 32)", "896"),
+            ("conv2d_1 (Conv2D)", "(None, 32, 32, 32)", "9,248"),
+            ("max_pooling2d (MaxPooling2D)", "(None, 16, 16, 32)", "0"),
+            ("conv2d_2 (Conv2D)", "(None, 16, 16, 64)", "18,496"),
+            ("conv2d_3 (Conv2D)", "(None, 14, 14, 64)", "36,928"),
+            ("max_pooling2d_1 (MaxPooling2D)", "(None, 7, 7, 64)", "0"),
+            ("flatten (Flatten)", "(None, 3136)", "0"),
+            ("dense (Dense)", "(None, 512)", "1,606,144"),
+            ("dense_1 (Dense)", "(None, 10)", "5,130"),
+            ("activation_5 (Activation)", "(None, 10)", "0"),
+        ] {
+            let line = s
+                .lines()
+                .find(|l| l.contains(name))
+                .unwrap_or_else(|| panic!("no {name}"));
+            assert!(
+                line.contains(shape) && line.trim_end_matches(" │").ends_with(params),
+                "{line}"
+            );
+        }
+        assert!(s.contains(" Total params: 1,676,842"), "{s}");
+    }
+
+    #[test]
     fn thousands_separators() {
         assert_eq!(thousands(0), "0");
         assert_eq!(thousands(999), "999");

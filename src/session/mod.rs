@@ -24,6 +24,7 @@ use crate::model::io::SavedModel;
 use crate::optimizer::Optimizer;
 use crate::report::{self, ReportInputs, ReportSummary};
 use crate::train::checkpoint::{Checkpoint, checkpoint_dir};
+use crate::train::network::check_memory;
 use crate::train::profile::{self, ProfileReport};
 use crate::train::{
     DeviceSplit, EpochLog, Event, FitConfig, Metrics, Network, Progress, Trainer, history, output,
@@ -192,7 +193,8 @@ pub fn train(
         }
     };
     check_fits(&plan.model, &ds)?;
-    data::validation_split_index(ds.train.len(), plan.validation_split)?;
+    training_split(&ds, plan.validation_split)?;
+    check_writable(&opts.out)?;
     let gpu = open_gpu(&opts.gpu, observer)?;
     run(&gpu, &ds, plan, stop, observer)
 }
@@ -208,13 +210,13 @@ pub fn run(
     observer: &mut dyn Observer,
 ) -> Result<SessionOutcome, SessionError> {
     let fit = &plan.fit;
-    let split = data::validation_split_index(ds.train.len(), plan.validation_split)?;
+    let split = training_split(ds, plan.validation_split)?;
     let train_images = upload(gpu, &ds.train.images, &ds.train.labels, ds)?;
     let test_images = match &plan.out {
         Some(_) if !ds.test.is_empty() => Some(upload(gpu, &ds.test.images, &ds.test.labels, ds)?),
         _ => None,
     };
-    let net = Network::new(
+    let net = place(
         gpu,
         &plan.model,
         plan.optimizer.clone(),
@@ -311,20 +313,30 @@ pub fn run(
     })
 }
 
-/// `cifar-wgpu profile`: the notebook's model sized to `ds`, with fresh weights (seed 0), profiled
-/// on the first `batch` training images of `ds`.
+/// `cifar-wgpu profile`: the notebook's model sized to the data set at `data` (default: `batch`
+/// random CIFAR-shaped images, made only once the batch is known to fit the adapter), with fresh
+/// weights (seed 0), profiled on the first `batch` training images.
 pub fn profile(
     gpu: &Gpu,
-    ds: &Dataset,
+    data: Option<&Path>,
     optimizer: Optimizer,
     batch: usize,
     warmup: usize,
     steps: usize,
     allow_timestamps: bool,
 ) -> Result<(ProfileReport, Vec<StepTiming>), SessionError> {
+    let ds = match data {
+        Some(path) => data::read(path, None)?,
+        None => {
+            let model = Sequential::notebook([32, 32, 3], 10);
+            check_memory(gpu, &model, &optimizer, batch)?;
+            data::synthetic::random_like_cifar(batch, 0, 0)
+        }
+    };
+    let ds = &ds;
     let model = Sequential::notebook([ds.height, ds.width, ds.channels], ds.num_classes());
     let images = upload(gpu, &ds.train.images, &ds.train.labels, ds)?;
-    let net = Network::new(gpu, &model, optimizer, &model.init_params(0)?, batch, 0)?;
+    let net = place(gpu, &model, optimizer, &model.init_params(0)?, batch, 0)?;
     Ok(profile::profile_steps(
         gpu,
         &net,
@@ -370,7 +382,7 @@ pub fn evaluate(
     }
     let gpu = open_gpu(&opts.gpu, observer)?;
     let test = upload(&gpu, &ds.test.images, &ds.test.labels, &ds)?;
-    let mut trainer = inference(&gpu, &saved, opts.batch_size)?;
+    let mut trainer = inference(&gpu, &saved, opts.batch_size.min(ds.test.len()))?;
     let history = match &opts.report {
         Some(_) => history::load(&opts.model)?,
         None => Vec::new(),
@@ -428,8 +440,9 @@ pub fn predict(
     let gpu = open_gpu(gpu, observer)?;
     let labels = vec![0u8; files.len()];
     let device = upload_images(&gpu, &bytes, &labels, h * w * c, gpu.max_binding_bytes())?;
-    let mut trainer = inference(&gpu, &saved, batch_size)?;
+    let mut trainer = inference(&gpu, &saved, batch_size.min(files.len()))?;
     let (_, logits) = trainer.evaluate_with_logits(&DeviceSplit::all(&device), batch_size)?;
+    check_outputs(&logits, &format!("the model {}", model.display()))?;
     let classes = saved.class_names.len();
     let predictions = files
         .into_iter()
@@ -472,7 +485,7 @@ fn inference<'g>(
     saved: &SavedModel,
     batch_size: usize,
 ) -> Result<Trainer<'g>, SessionError> {
-    let net = Network::new(
+    let net = place(
         gpu,
         &saved.model,
         Optimizer::rmsprop_default(),
@@ -481,6 +494,22 @@ fn inference<'g>(
         0,
     )?;
     Ok(Trainer::new(gpu, net))
+}
+
+/// `Network::new` with the device's errors caught: besides its own up-front check of the adapter's
+/// limits, anything the device refuses while the buffers and pipelines are made is our error.
+fn place(
+    gpu: &Gpu,
+    model: &Sequential,
+    optimizer: Optimizer,
+    params: &[f32],
+    max_batch: usize,
+    seed: u64,
+) -> Result<Network, SessionError> {
+    let net = gpu.catching("placing the model on the GPU", || {
+        Network::new(gpu, model, optimizer, params, max_batch, seed)
+    })??;
+    Ok(net)
 }
 
 fn upload(
@@ -514,6 +543,59 @@ fn check_fits(model: &Sequential, ds: &Dataset) -> Result<(), SessionError> {
     Ok(())
 }
 
+/// The number of training images after the validation split: at least one, since a run over none
+/// would report a loss of 0 and save an untrained model as if it had learned.
+fn training_split(ds: &Dataset, validation_split: f64) -> Result<usize, SessionError> {
+    let split = data::validation_split_index(ds.train.len(), validation_split)?;
+    if split == 0 {
+        return Err(format!("{} has no training images to train on", ds.name).into());
+    }
+    Ok(split)
+}
+
+/// `--out` must be writable before the first epoch, not found unwritable after it: the checkpoint
+/// goes inside the folder and the model is staged beside it, so both it (or, while it does not exist,
+/// its nearest existing ancestor) and its parent are probed by creating and removing a folder.
+fn check_writable(out: &Path) -> Result<(), SessionError> {
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut probes = vec![out, parent];
+    probes.retain(|p| p.exists());
+    if probes.is_empty() {
+        probes.extend(out.ancestors().find(|a| a.exists()));
+    }
+    for dir in probes {
+        let probe = dir.join(format!(".cifar-wgpu-write-probe-{}", std::process::id()));
+        std::fs::create_dir(&probe)
+            .and_then(|()| std::fs::remove_dir(&probe))
+            .map_err(|e| {
+                format!(
+                    "--out {}: cannot write in {} ({e}); choose another --out",
+                    out.display(),
+                    dir.display()
+                )
+            })?;
+    }
+    Ok(())
+}
+
+/// NaN or infinite outputs are an error, not a result: argmax and softmax of them would print
+/// "NaN%" or a class picked by comparison rules. They come from NaN or huge weights.
+fn check_outputs(logits: &[f32], model: &str) -> Result<(), SessionError> {
+    let bad = logits.iter().filter(|v| !v.is_finite()).count();
+    if bad > 0 {
+        return Err(format!(
+            "{model} gives {bad} NaN or infinite outputs (of {}): its weights are NaN, \
+             infinite or too large; retrain it or load another model",
+            logits.len()
+        )
+        .into());
+    }
+    Ok(())
+}
+
 /// What the report page says about the run, beside the model's results.
 struct ReportRequest<'a> {
     dir: &'a Path,
@@ -534,6 +616,7 @@ fn test_and_report(
 ) -> Result<(Metrics, Vec<f32>), SessionError> {
     let t = Instant::now();
     let (m, logits) = trainer.evaluate_with_logits(&DeviceSplit::all(test), batch_size)?;
+    check_outputs(&logits, "the model")?;
     observer.tested(&m, t.elapsed().as_secs_f64());
     if let Some(r) = report_to {
         let summary = report::write_report(

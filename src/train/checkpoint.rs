@@ -27,6 +27,33 @@ pub struct RunState {
     pub partial_metrics: [u32; 4],
 }
 
+impl RunState {
+    /// The settings a resumed run divides by or loops over must be usable: a hand-edited or corrupt
+    /// progress.json is refused here rather than dividing by zero mid-run.
+    fn check(&self) -> Result<(), String> {
+        let fit = &self.fit;
+        if fit.batch_size == 0 || fit.epochs == 0 {
+            return Err(format!(
+                "batch size {} and epochs {} must both be at least 1",
+                fit.batch_size, fit.epochs
+            ));
+        }
+        if !(0.0..1.0).contains(&self.validation_split) {
+            return Err(format!(
+                "validation split {} must be at least 0 and below 1",
+                self.validation_split
+            ));
+        }
+        if self.progress.epoch > fit.epochs {
+            return Err(format!(
+                "{} epochs done of a run of {}",
+                self.progress.epoch, fit.epochs
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Checkpoint {
     pub model: SavedModel,
@@ -65,6 +92,9 @@ impl Checkpoint {
         })?;
         let state: RunState =
             serde_json::from_slice(&json).map_err(|e| malformed(&progress_path, e.to_string()))?;
+        state
+            .check()
+            .map_err(|message| malformed(&progress_path, message))?;
         let model = SavedModel::load(dir)?;
         let opt_path = dir.join(OPTIMIZER_FILE);
         let bytes = std::fs::read(&opt_path).map_err(|source| ModelFileError::Io {

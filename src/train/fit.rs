@@ -250,6 +250,11 @@ impl<'g> Trainer<'g> {
         let gpu = self.gpu;
         let n = train.len();
         let bs = cfg.batch_size;
+        if bs == 0 || n == 0 {
+            return Err(TrainError::Invalid(format!(
+                "cannot train on {n} images in batches of {bs}: both must be at least 1"
+            )));
+        }
         let batches = n.div_ceil(bs);
         let epoch = self.progress.epoch;
         on_event(Event::EpochStart {
@@ -363,7 +368,7 @@ impl<'g> Trainer<'g> {
         split: &DeviceSplit,
         batch_size: usize,
     ) -> Result<Metrics, TrainError> {
-        Ok(self.run_eval(split, batch_size, None)?)
+        self.run_eval(split, batch_size, None)
     }
 
     /// `evaluate` plus every example's logits ([n, classes], in the split's order), for predictions,
@@ -384,7 +389,12 @@ impl<'g> Trainer<'g> {
         split: &DeviceSplit,
         batch_size: usize,
         logits_out: Option<&Tensor>,
-    ) -> Result<Metrics, GpuError> {
+    ) -> Result<Metrics, TrainError> {
+        if batch_size == 0 {
+            return Err(TrainError::Invalid(
+                "cannot evaluate in batches of 0 images: the batch size must be at least 1".into(),
+            ));
+        }
         let gpu = self.gpu;
         let n = split.len();
         let classes = self.net.classes;

@@ -7,12 +7,92 @@
 //! and output of a dispatch; an op that is the identity when evaluating (dropout) is skipped then. The
 //! final softmax is fused into the loss kernel, which reads the logits.
 
-use crate::gpu::{Dispatch, Gpu, GpuError, Tensor};
+use crate::gpu::{Dispatch, Gpu, GpuError, Tensor, WORD};
 use crate::kernels::gather::{DeviceImages, gather_batch};
 use crate::kernels::{StepState, optimizer, softmax_cross_entropy};
 use crate::layers::{GpuOp, GpuStep, Lowering};
 use crate::model::{ModelError, Sequential};
 use crate::optimizer::Optimizer;
+
+/// Why a model could not be placed on the device.
+#[derive(Debug, thiserror::Error)]
+pub enum PlaceError {
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Gpu(#[from] GpuError),
+}
+
+/// Checks, before anything is allocated, that each of the model's buffers fits one binding of this
+/// adapter for batches of `max_batch`, so an impossible batch size is refused at once instead of
+/// after gigabytes were allocated, or by wgpu's panic. The error names the largest buffer, the
+/// limit, the estimate of the whole model's memory and the largest batch that would fit.
+pub fn check_memory(
+    gpu: &Gpu,
+    model: &Sequential,
+    optimizer: &Optimizer,
+    max_batch: usize,
+) -> Result<(), PlaceError> {
+    let limits = &gpu.limits;
+    let (limit, limit_name) = if limits.max_storage_buffer_binding_size <= limits.max_buffer_size {
+        (
+            limits.max_storage_buffer_binding_size,
+            "max_storage_buffer_binding_size",
+        )
+    } else {
+        (limits.max_buffer_size, "max_buffer_size")
+    };
+    let bytes = |words: usize, batch: usize| {
+        (words as u64)
+            .checked_mul(batch as u64)
+            .and_then(|w| w.checked_mul(WORD))
+            .unwrap_or(u64::MAX)
+    };
+    // Per example: the input and each layer's output (values and their gradients). Reversed below
+    // so that the first of equally large outputs is named.
+    let mut per_example = vec![("the input".to_string(), model.input().len())];
+    for (l, shape) in model.layers.iter().zip(model.output_shapes()?) {
+        per_example.push((format!("layer '{}'", l.name), shape.len()));
+    }
+    let params = model.param_words()?;
+    let param_buffers = 2 + optimizer.state_buffers();
+    let total = per_example
+        .iter()
+        .fold(bytes(params, param_buffers), |sum, (_, len)| {
+            sum.saturating_add(bytes(*len, max_batch).saturating_mul(2))
+        });
+    if bytes(params, 1) > limit {
+        return Err(GpuError::TooLarge {
+            what: format!("the model's {params} parameters"),
+            needed: bytes(params, 1),
+            limit,
+            limit_name,
+            remedy: "this model is too large for this adapter; use a GPU with a higher limit"
+                .into(),
+        }
+        .into());
+    }
+    let (name, len) = per_example
+        .iter()
+        .rev()
+        .max_by_key(|(_, len)| *len)
+        .expect("the input is always there");
+    if bytes(*len, max_batch) > limit {
+        let fits = limit / bytes(*len, 1).max(1);
+        return Err(GpuError::TooLarge {
+            what: format!(
+                "a batch of {max_batch} at {name} (about {} for the whole model)",
+                crate::gpu::human_bytes(total)
+            ),
+            needed: bytes(*len, max_batch),
+            limit,
+            limit_name,
+            remedy: format!("use a --batch-size of at most {fits}"),
+        }
+        .into());
+    }
+    Ok(())
+}
 
 /// Whether a program trains (dropout on, gradients, update) or only evaluates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -60,7 +140,7 @@ impl Network {
         params: &[f32],
         max_batch: usize,
         seed: u64,
-    ) -> Result<Network, ModelError> {
+    ) -> Result<Network, PlaceError> {
         model.validate()?;
         let shapes = model.output_shapes()?;
         let classes = model.classes()?;
@@ -70,6 +150,7 @@ impl Network {
             model.param_words()?,
             "parameter vector of the wrong length"
         );
+        check_memory(gpu, model, &optimizer, max_batch)?;
         let p = gpu.upload("params", params);
         let g = gpu.zeros("grads", params.len());
         let opt_state = (0..optimizer.state_buffers())
