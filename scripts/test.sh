@@ -54,7 +54,16 @@ cargo test --locked -- --test-threads 2
 # The same kernels through wgpu's GL backend (llvmpipe through EGL): every kernel test but the subgroup
 # kernels' (GL offers no subgroups), the training step against the CPU step, and the pinned runs
 # (compared within a tolerance there). One test thread: wgpu's GL device serialises on one context.
+# Also there: WebGPU's default limits with no optional features (tests/limits.rs) and each timing level
+# of the profiler (tests/profile.rs).
 echo "== cargo test on the GL backend"
 WGPU_BACKEND=gl cargo test --locked --test kernels -- --test-threads 1 --skip subgroup_kernels
 WGPU_BACKEND=gl cargo test --locked --test train --test pinned_weights -- --test-threads 1 \
     one_gpu_training_step _pinned
+WGPU_BACKEND=gl cargo test --locked --test limits --test profile -- --test-threads 1
+# Every kernel test and the training-step tests again on devices that request only WebGPU's default
+# limits (CIFAR_WGPU_LIMITS=webgpu), the floor every conformant adapter meets: 128 MiB bindings,
+# 256 invocations and 16 KiB of workgroup storage per workgroup, 8 storage buffers per stage.
+echo "== cargo test under WebGPU's default limits"
+CIFAR_WGPU_LIMITS=webgpu cargo test --locked --test kernels -- --test-threads 2
+CIFAR_WGPU_LIMITS=webgpu cargo test --locked --test train -- --test-threads 2 one_gpu_training_step

@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use cifar_wgpu::data::{self, DataOptions, Dataset};
-use cifar_wgpu::gpu::{self, BackendChoice, FlavourChoice, Gpu, GpuOptions};
+use cifar_wgpu::gpu::{self, BackendChoice, FlavourChoice, Gpu, GpuOptions, LimitsChoice};
 use cifar_wgpu::model::Preset;
 use cifar_wgpu::model::io::write_atomic;
 use cifar_wgpu::optimizer::Optimizer;
@@ -58,6 +58,11 @@ struct GpuArgs {
     /// (lavapipe), else `registers`.
     #[arg(long, value_enum, default_value_t = FlavourChoice::Auto)]
     tiling: FlavourChoice,
+    /// Device limits to request: `adapter` (all it offers) or `webgpu` (WebGPU's defaults, the floor
+    /// of every conformant adapter: proves a run fits any GPU). Default: CIFAR_WGPU_LIMITS, else
+    /// `adapter`.
+    #[arg(long, value_enum)]
+    limits: Option<LimitsChoice>,
 }
 
 impl GpuArgs {
@@ -68,6 +73,8 @@ impl GpuArgs {
             shader_bounds_checks: self.shader_bounds_checks,
             tiling: self.tiling.forced(),
             matmul_subgroups: self.tiling.subgroups(),
+            limits: self.limits,
+            ..GpuOptions::default()
         }
     }
 

@@ -624,3 +624,43 @@ fn silent_wrong_results_are_errors() {
     ]);
     assert_clean_failure(&o, &["progress.json", "batch size 0"]);
 }
+
+#[test]
+fn train_runs_end_to_end_on_the_gl_backend_and_under_webgpu_limits() {
+    // wgpu's GL backend (llvmpipe through EGL on this machine), in a process of its own, so its one EGL
+    // context is not shared with other tests' devices; WebGPU's default limits on top, so the run also
+    // proves the floor every conformant adapter meets is enough. Tiny IDX images keep it quick.
+    let dir = tempfile::tempdir().unwrap();
+    let ds = synthetic::learnable(150, 40, 12, 12, 1, 10, 4);
+    let data = dir.path().join("idx");
+    writers::write_idx(&ds, &data, false).unwrap();
+    let out = dir.path().join("run");
+    let o = cli(&[
+        "train",
+        "--backend",
+        "gl",
+        "--limits",
+        "webgpu",
+        "--data",
+        data.to_str().unwrap(),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("(Gl,"), "not on the GL backend:\n{t}");
+    for expected in ["Epoch 1/1", "val_accuracy", "test: loss"] {
+        assert!(
+            t.contains(expected),
+            "train output lacks '{expected}':\n{t}"
+        );
+    }
+    for f in ["model.json", "weights.bin", "history.json", "report.html"] {
+        assert!(out.join(f).is_file(), "{f} was not written");
+    }
+}

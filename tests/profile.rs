@@ -1,14 +1,15 @@
 //! The profiler: every kernel of a step appears with a positive time, the times add up to no more than
 //! the step, the trace is valid Chrome trace JSON, the host fallback works, and each kernel's stated
-//! FLOPs and bytes equal hand-computed values for the notebook's shapes.
+//! FLOPs and bytes equal hand-computed values for the notebook's shapes. Each timing level runs on a
+//! device that lacks the features of the levels above it, as Metal and other adapters may.
 
 #[path = "common/gpu.rs"]
 mod common_gpu;
 use common_gpu::{gpu, small_cnn};
 
 use cifar_wgpu::data::synthetic;
-use cifar_wgpu::gpu::Dispatch;
 use cifar_wgpu::gpu::timing::TimingMode;
+use cifar_wgpu::gpu::{Dispatch, Gpu, GpuOptions, OptionalFeature};
 use cifar_wgpu::kernels::gather::upload_images;
 use cifar_wgpu::model::Sequential;
 use cifar_wgpu::optimizer::Optimizer;
@@ -22,7 +23,17 @@ fn profile(
     Vec<cifar_wgpu::gpu::timing::StepTiming>,
     Vec<&'static str>,
 ) {
-    let g = gpu();
+    profile_on(gpu(), allow_timestamps)
+}
+
+fn profile_on(
+    g: &Gpu,
+    allow_timestamps: bool,
+) -> (
+    cifar_wgpu::train::profile::ProfileReport,
+    Vec<cifar_wgpu::gpu::timing::StepTiming>,
+    Vec<&'static str>,
+) {
     let model = small_cnn([10, 10, 3], 4, 8, 3);
     let ds = synthetic::learnable(40, 0, 10, 10, 3, 3, 1);
     let images = upload_images(
@@ -125,6 +136,40 @@ fn without_timestamps_the_host_fallback_runs_and_says_so() {
             .iter()
             .all(|t| t.dispatches.iter().all(|d| d.ns > 0.0))
     );
+}
+
+#[test]
+fn each_timing_level_runs_where_it_is_the_best_the_device_has() {
+    // Lavapipe has every timestamp feature; withholding them in turn gives the devices of adapters
+    // without timestamps inside passes (Metal's usual case) and without timestamps at all.
+    for (without, mode) in [
+        (None, TimingMode::InsidePasses),
+        (
+            Some(OptionalFeature::TimestampsInsidePasses),
+            TimingMode::PassPerDispatch,
+        ),
+        (Some(OptionalFeature::Timestamps), TimingMode::Host),
+    ] {
+        let g = Gpu::new(&GpuOptions {
+            without: without.into_iter().collect(),
+            ..GpuOptions::default()
+        })
+        .unwrap();
+        assert!(without.is_none_or(|f| !g.has(f)));
+        let (report, timings, names) = profile_on(&g, true);
+        assert_eq!(report.mode, mode, "without {without:?}");
+        assert!(report.to_string().contains(mode.describe()));
+        for t in &timings {
+            assert_eq!(t.dispatches.len(), names.len(), "{mode:?}");
+            assert!(t.dispatches.iter().all(|d| d.ns > 0.0), "{mode:?}");
+            let sum: f64 = t.dispatches.iter().map(|d| d.ns).sum();
+            assert!(
+                sum <= t.wall_ns,
+                "{mode:?}: kernels {sum} ns > step {} ns",
+                t.wall_ns
+            );
+        }
+    }
 }
 
 fn find<'a>(ds: &'a [Dispatch], name: &str, nth: usize) -> &'a Dispatch {

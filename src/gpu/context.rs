@@ -2,7 +2,9 @@
 //!
 //! We ask for the adapter's real limits (not WebGPU's conservative defaults) because the dense layer's
 //! weights and the data set are large, and for every optional feature we can use (timestamps,
-//! subgroups) without requiring any of them, so the same binary runs on any adapter.
+//! subgroups) without requiring any of them, so the same binary runs on any adapter. `--limits webgpu`
+//! asks for WebGPU's defaults instead, the floor every conformant adapter meets, to prove that we run
+//! there; tests also withhold optional features to run the fallbacks a less capable adapter gets.
 
 use std::fmt;
 
@@ -36,6 +38,43 @@ impl BackendChoice {
     }
 }
 
+/// `--limits`: which device limits to request.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LimitsChoice {
+    /// Everything the adapter offers.
+    #[default]
+    Adapter,
+    /// WebGPU's default limits (`wgpu::Limits::default()`: 256 invocations per workgroup, 16 KiB of
+    /// workgroup storage, 8 storage buffers per stage, 128 MiB per binding, 256 MiB per buffer), the
+    /// floor every conformant adapter meets; lowered where this adapter has less.
+    Webgpu,
+}
+
+impl LimitsChoice {
+    /// The variable that picks the limits when `GpuOptions::limits` is `None`, as `WGPU_BACKEND` picks
+    /// the backend: `adapter` or `webgpu`. Lets a whole test suite run under WebGPU's limits.
+    pub const ENV: &'static str = "CIFAR_WGPU_LIMITS";
+
+    /// `choice`, else `$CIFAR_WGPU_LIMITS`, else `Adapter`.
+    fn resolve(choice: Option<LimitsChoice>) -> Result<LimitsChoice, GpuError> {
+        use clap::ValueEnum;
+        match (choice, std::env::var(Self::ENV)) {
+            (Some(c), _) => Ok(c),
+            (None, Ok(v)) => LimitsChoice::from_str(&v, true)
+                .map_err(|_| GpuError::Device(format!("{}={v}: use adapter or webgpu", Self::ENV))),
+            (None, Err(_)) => Ok(LimitsChoice::Adapter),
+        }
+    }
+
+    /// The limits to request from an adapter that offers `adapter`.
+    pub fn limits(self, adapter: &wgpu::Limits) -> wgpu::Limits {
+        match self {
+            LimitsChoice::Adapter => adapter.clone(),
+            LimitsChoice::Webgpu => wgpu::Limits::default().or_worse_values_from(adapter),
+        }
+    }
+}
+
 /// How the user wants the adapter chosen.
 #[derive(Clone, Debug, Default)]
 pub struct GpuOptions {
@@ -50,6 +89,45 @@ pub struct GpuOptions {
     /// With `Tiling::Registers`: `Some(true)` requires the subgroup matmul (an error where the adapter
     /// cannot run it), `Some(false)` refuses it, `None` decides by adapter (`KernelFlavours::choose`).
     pub matmul_subgroups: Option<bool>,
+    /// The limits to request; `None` reads `$CIFAR_WGPU_LIMITS` (`LimitsChoice::ENV`), else `Adapter`.
+    pub limits: Option<LimitsChoice>,
+    /// Optional features not requested even where the adapter offers them, so tests run the fallbacks
+    /// an adapter without them gets.
+    pub without: Vec<OptionalFeature>,
+}
+
+/// An optional feature we use where the adapter offers it (`WANTED_FEATURES`), by what it enables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OptionalFeature {
+    /// Every timestamp query: without them the profiler times each dispatch on the host.
+    Timestamps,
+    /// Timestamps inside compute passes: without them the profiler runs one pass per dispatch.
+    TimestampsInsidePasses,
+    /// Subgroup operations: without them no subgroup matmul.
+    Subgroups,
+}
+
+impl OptionalFeature {
+    pub const ALL: [OptionalFeature; 3] = [
+        OptionalFeature::Timestamps,
+        OptionalFeature::TimestampsInsidePasses,
+        OptionalFeature::Subgroups,
+    ];
+
+    /// The wgpu features it stands for.
+    fn features(self) -> wgpu::Features {
+        match self {
+            OptionalFeature::Timestamps => {
+                wgpu::Features::TIMESTAMP_QUERY
+                    | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
+                    | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES
+            }
+            OptionalFeature::TimestampsInsidePasses => {
+                wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES
+            }
+            OptionalFeature::Subgroups => wgpu::Features::SUBGROUP,
+        }
+    }
 }
 
 /// Optional features we use when the adapter offers them.
@@ -109,10 +187,15 @@ impl Gpu {
                 info.backend
             );
         }
-        let features = adapter.features() & WANTED_FEATURES;
-        let flavours = KernelFlavours::choose(&info, features, opts.tiling, opts.matmul_subgroups)
-            .map_err(GpuError::Device)?;
-        let limits = adapter.limits();
+        let withheld = opts
+            .without
+            .iter()
+            .fold(wgpu::Features::empty(), |f, o| f | o.features());
+        let features = (adapter.features() & WANTED_FEATURES).difference(withheld);
+        let limits = LimitsChoice::resolve(opts.limits)?.limits(&adapter.limits());
+        let flavours =
+            KernelFlavours::choose(&info, features, &limits, opts.tiling, opts.matmul_subgroups)
+                .map_err(GpuError::Device)?;
         let desc = wgpu::DeviceDescriptor {
             label: Some("cifar-wgpu"),
             required_features: features,
@@ -141,6 +224,11 @@ impl Gpu {
             flavours,
             errors,
         })
+    }
+
+    /// Whether the device has `feature` (the adapter offers it and it was not withheld).
+    pub fn has(&self, feature: OptionalFeature) -> bool {
+        self.features.contains(feature.features())
     }
 
     /// Whether `shaders/matmul_subgroup.wgsl` runs correctly on this device (whatever the default).
@@ -272,7 +360,7 @@ impl AdapterSummary {
             has(wgpu::Features::TIMESTAMP_QUERY),
             has(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES),
             has(wgpu::Features::SUBGROUP),
-            KernelFlavours::choose(&self.info, self.features, None, None)
+            KernelFlavours::choose(&self.info, self.features, &self.limits, None, None)
                 .map_or_else(|e| e, |f| f.to_string()),
         )
     }

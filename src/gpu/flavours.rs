@@ -7,6 +7,9 @@
 //! memory and barriers, so its kernels keep big tiles in registers and few invocations. A real GPU wants
 //! tens of thousands of invocations in flight and has fast shared memory, so its kernels use small
 //! register tiles, shared-memory blocks and split-K. docs/PERFORMANCE.md has the measurements.
+//!
+//! A family is chosen only where the device's limits hold its largest workgroup (`WorkgroupNeeds`);
+//! both fit WebGPU's default limits, so this only bites on adapters below that floor.
 
 use std::fmt;
 
@@ -25,6 +28,71 @@ impl Tiling {
         match device_type {
             wgpu::DeviceType::Cpu => Tiling::Registers,
             _ => Tiling::Shared,
+        }
+    }
+
+    /// The other family, the fallback where this one does not fit a device.
+    pub fn other(self) -> Tiling {
+        match self {
+            Tiling::Registers => Tiling::Shared,
+            Tiling::Shared => Tiling::Registers,
+        }
+    }
+}
+
+/// The most any one pipeline of a family asks of a device's workgroup limits, over every kernel a
+/// training or evaluation step runs with that family (the families share the single-flavour kernels).
+/// tests/limits.rs derives these from the compiled pipelines themselves, so they cannot drift.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WorkgroupNeeds {
+    /// Invocations in the largest workgroup.
+    pub invocations: u32,
+    /// The largest workgroup size along x, y and z.
+    pub size: [u32; 3],
+    /// Bytes of `var<workgroup>` one workgroup uses.
+    pub storage_bytes: u32,
+    /// Storage buffers bound to one pipeline.
+    pub storage_buffers: u32,
+}
+
+impl WorkgroupNeeds {
+    /// `Ok` where `limits` hold these needs, else the first limit that is short, named as wgpu names it.
+    pub fn fit(&self, limits: &wgpu::Limits) -> Result<(), String> {
+        let checks = [
+            (
+                "max_compute_invocations_per_workgroup",
+                self.invocations,
+                limits.max_compute_invocations_per_workgroup,
+            ),
+            (
+                "max_compute_workgroup_size_x",
+                self.size[0],
+                limits.max_compute_workgroup_size_x,
+            ),
+            (
+                "max_compute_workgroup_size_y",
+                self.size[1],
+                limits.max_compute_workgroup_size_y,
+            ),
+            (
+                "max_compute_workgroup_size_z",
+                self.size[2],
+                limits.max_compute_workgroup_size_z,
+            ),
+            (
+                "max_compute_workgroup_storage_size",
+                self.storage_bytes,
+                limits.max_compute_workgroup_storage_size,
+            ),
+            (
+                "max_storage_buffers_per_shader_stage",
+                self.storage_buffers,
+                limits.max_storage_buffers_per_shader_stage,
+            ),
+        ];
+        match checks.iter().find(|(_, need, have)| need > have) {
+            Some((name, need, have)) => Err(format!("needs {name} {need}, the device has {have}")),
+            None => Ok(()),
         }
     }
 }
@@ -114,6 +182,26 @@ pub fn subgroup_matmul_runs(info: &wgpu::AdapterInfo, features: wgpu::Features) 
 }
 
 impl KernelFlavours {
+    /// What these flavours' kernels ask of the device: `softmax_cross_entropy`'s 256 invocations and
+    /// 3 KiB of workgroup sums and at most six storage buffers everywhere; `Shared` adds
+    /// `matmul_shared`'s 16 x 16 workgroups and its two 4.25 KiB slabs.
+    pub fn needs(&self) -> WorkgroupNeeds {
+        match self.tiling() {
+            Tiling::Registers => WorkgroupNeeds {
+                invocations: 256,
+                size: [256, 8, 1],
+                storage_bytes: 3 * 256 * 4,
+                storage_buffers: 6,
+            },
+            Tiling::Shared => WorkgroupNeeds {
+                invocations: 256,
+                size: [256, 16, 1],
+                storage_bytes: 2 * 16 * 17 * 16,
+                storage_buffers: 6,
+            },
+        }
+    }
+
     /// Every flavour of one family; `subgroups` picks `MatmulFlavour::Subgroups` within `Registers`.
     pub fn of(tiling: Tiling, subgroups: bool) -> KernelFlavours {
         match tiling {
@@ -134,17 +222,37 @@ impl KernelFlavours {
         }
     }
 
-    /// The flavours for an adapter. `tiling` forces the family (`None`: `Tiling::auto`). Within
-    /// `Registers`, `subgroups` forces the subgroup matmul on (an error where it cannot run) or off;
-    /// `None` uses it only where every subgroup is exactly `MATMUL_SUBGROUP_LANES` wide (lavapipe: 8..8),
-    /// the case it was written and measured for.
+    /// The flavours for an adapter whose device gets `features` and `limits`. `tiling` forces the
+    /// family (an error where it does not fit `limits`); `None` takes `Tiling::auto`, or the other
+    /// family where that one does not fit. Within `Registers`, `subgroups` forces the subgroup matmul
+    /// on (an error where it cannot run) or off; `None` uses it only where every subgroup is exactly
+    /// `MATMUL_SUBGROUP_LANES` wide (lavapipe: 8..8), the case it was written and measured for.
     pub fn choose(
         info: &wgpu::AdapterInfo,
         features: wgpu::Features,
+        limits: &wgpu::Limits,
         tiling: Option<Tiling>,
         subgroups: Option<bool>,
     ) -> Result<KernelFlavours, String> {
-        let tiling = tiling.unwrap_or(Tiling::auto(info.device_type));
+        // The subgroup matmul needs no more than `Registers`, so the family decides the fit.
+        let fit = |t: Tiling| KernelFlavours::of(t, false).needs().fit(limits);
+        let tiling = match tiling {
+            Some(t) => t,
+            None => {
+                let auto = Tiling::auto(info.device_type);
+                if fit(auto).is_ok() {
+                    auto
+                } else {
+                    auto.other()
+                }
+            }
+        };
+        fit(tiling).map_err(|e| {
+            format!(
+                "the {tiling:?} kernels do not fit '{}' ({:?}): {e}",
+                info.name, info.backend
+            )
+        })?;
         let runs = subgroup_matmul_runs(info, features);
         let exact = info.subgroup_min_size == MATMUL_SUBGROUP_LANES
             && info.subgroup_max_size == MATMUL_SUBGROUP_LANES;
@@ -210,7 +318,9 @@ mod tests {
         let cpu8 = adapter(wgpu::DeviceType::Cpu, (8, 8));
         let cpu4 = adapter(wgpu::DeviceType::Cpu, (4, 16));
         let gpu = adapter(wgpu::DeviceType::DiscreteGpu, (32, 32));
-        let auto = |info, features| KernelFlavours::choose(info, features, None, None).unwrap();
+        let lim = wgpu::Limits::default();
+        let auto =
+            |info, features| KernelFlavours::choose(info, features, &lim, None, None).unwrap();
         assert_eq!(
             auto(&cpu8, sub),
             KernelFlavours::of(Tiling::Registers, true)
@@ -225,7 +335,7 @@ mod tests {
         );
         assert_eq!(auto(&gpu, sub), KernelFlavours::of(Tiling::Shared, false));
         // Forced: subgroups where they run (32 lanes hold the 8-lane workgroups), an error where not.
-        let forced = |info, t, s| KernelFlavours::choose(info, sub, Some(t), Some(s));
+        let forced = |info, t, s| KernelFlavours::choose(info, sub, &lim, Some(t), Some(s));
         assert_eq!(
             forced(&gpu, Tiling::Registers, true).unwrap().matmul,
             MatmulFlavour::Subgroups
@@ -242,6 +352,98 @@ mod tests {
             assert_eq!(
                 KernelFlavours::of(f.tiling(), f.matmul == MatmulFlavour::Subgroups),
                 f
+            );
+        }
+    }
+
+    #[test]
+    fn every_subgroup_size_from_4_to_128_gets_the_subgroup_matmul_only_where_it_is_correct() {
+        // Lavapipe 8, Intel 8..32, AMD 32..64, Apple and NVIDIA 32, and the extremes the API allows.
+        let sub = wgpu::Features::SUBGROUP;
+        let lim = wgpu::Limits::default();
+        for lanes in [
+            (4, 4),
+            (4, 128),
+            (8, 8),
+            (8, 16),
+            (8, 32),
+            (16, 16),
+            (32, 32),
+            (32, 64),
+            (64, 64),
+            (128, 128),
+        ] {
+            let fits = lanes.0 >= MATMUL_SUBGROUP_LANES;
+            for device in [wgpu::DeviceType::Cpu, wgpu::DeviceType::DiscreteGpu] {
+                let info = adapter(device, lanes);
+                let auto = KernelFlavours::choose(&info, sub, &lim, None, None).unwrap();
+                let want = match device {
+                    wgpu::DeviceType::Cpu => KernelFlavours::of(Tiling::Registers, lanes == (8, 8)),
+                    _ => KernelFlavours::of(Tiling::Shared, false),
+                };
+                assert_eq!(auto, want, "{lanes:?} {device:?}");
+                let forced =
+                    KernelFlavours::choose(&info, sub, &lim, Some(Tiling::Registers), Some(true));
+                assert_eq!(forced.is_ok(), fits, "{lanes:?} {device:?}: {forced:?}");
+                let without = KernelFlavours::choose(
+                    &info,
+                    wgpu::Features::empty(),
+                    &lim,
+                    Some(Tiling::Registers),
+                    None,
+                );
+                assert_eq!(
+                    without.unwrap(),
+                    KernelFlavours::of(Tiling::Registers, false)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_family_that_does_not_fit_the_limits_is_not_chosen() {
+        let gpu = adapter(wgpu::DeviceType::DiscreteGpu, (32, 32));
+        let cpu = adapter(wgpu::DeviceType::Cpu, (8, 8));
+        let webgpu = wgpu::Limits::default();
+        let none = wgpu::Features::empty();
+        // WebGPU's floor holds every family.
+        for t in [Tiling::Registers, Tiling::Shared] {
+            assert_eq!(KernelFlavours::of(t, true).needs().fit(&webgpu), Ok(()));
+        }
+        // Too little workgroup storage for the shared-memory slabs: the GPU falls back to registers,
+        // and forcing `shared` names the short limit.
+        let small = wgpu::Limits {
+            max_compute_workgroup_storage_size: 4096,
+            ..webgpu.clone()
+        };
+        assert_eq!(
+            KernelFlavours::choose(&gpu, none, &small, None, None).unwrap(),
+            KernelFlavours::of(Tiling::Registers, false)
+        );
+        let err =
+            KernelFlavours::choose(&gpu, none, &small, Some(Tiling::Shared), None).unwrap_err();
+        assert!(err.contains("max_compute_workgroup_storage_size"), "{err}");
+        // 16 x 16 workgroups not allowed along y: the same.
+        let narrow = wgpu::Limits {
+            max_compute_workgroup_size_y: 8,
+            ..webgpu.clone()
+        };
+        assert_eq!(
+            KernelFlavours::choose(&gpu, none, &narrow, None, None)
+                .unwrap()
+                .tiling(),
+            Tiling::Registers
+        );
+        // Fewer than 256 invocations: nothing fits, and the error says why.
+        let tiny = wgpu::Limits {
+            max_compute_invocations_per_workgroup: 128,
+            ..webgpu
+        };
+        for info in [&gpu, &cpu] {
+            let err = KernelFlavours::choose(info, none, &tiny, None, None).unwrap_err();
+            assert!(
+                err.contains("max_compute_invocations_per_workgroup 256"),
+                "{err}"
             );
         }
     }

@@ -10,11 +10,13 @@ mod submit;
 pub mod timing;
 
 pub use buffer::{Tensor, WORD};
-pub use context::{AdapterSummary, BackendChoice, Gpu, GpuOptions, list_adapters};
+pub use context::{
+    AdapterSummary, BackendChoice, Gpu, GpuOptions, LimitsChoice, OptionalFeature, list_adapters,
+};
 pub use error::{GpuError, human_bytes};
 pub use flavours::{
     ColumnSumFlavour, Conv2dFlavour, FlavourChoice, KernelFlavours, MATMUL_SUBGROUP_LANES,
-    MatmulFlavour, Tiling,
+    MatmulFlavour, Tiling, WorkgroupNeeds,
 };
 pub use kernel::{CompiledPipeline, Cost, Dispatch, Kernels, Shader, grid_1d, run_dispatches};
 pub use submit::{InFlight, Op, Readback, Submission};
