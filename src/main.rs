@@ -465,13 +465,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode, Error> {
     match cli.command {
         Command::Adapters { backend } => {
-            let adapters = gpu::list_adapters(backend);
-            if adapters.is_empty() {
-                return Err(gpu::GpuError::NoAdapter {
-                    backends: format!("{backend:?}"),
-                }
-                .into());
-            }
+            let adapters = gpu::list_adapters(backend)?;
             for (i, a) in adapters.iter().enumerate() {
                 println!("[{i}] {}", a.details());
             }

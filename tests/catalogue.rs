@@ -7,10 +7,6 @@
 //! that figure (the child starts as a copy of it), so it is an upper bound: a case that generated
 //! a 64 MiB input in this process shows at least that.
 //!
-//! Pending: the flag and device families below marked `#[ignore = "pending: fixed on branch
-//! device"]` (batch size 0 on evaluate, predict and report, and in a checkpoint; a batch size past
-//! the adapter's limits; `--lr -1`; `WGPU_BACKEND=dx12` on Linux; an unwritable `--out`; predict
-//! with NaN weights) are fixed on branch `device`; the integrator enables them after merging it.
 //! `checkpoint_with_weights_from_another_run` waits for checkpoint manifests, not built yet.
 
 // Linux: `wait4`'s `struct rusage` is declared for 64-bit Linux, and the symlink and limit cases
@@ -357,7 +353,6 @@ fn keras_json_with_input_sides_of_0_and_2_to_the_32() {
 }
 
 #[test]
-#[ignore = "pending: fixed on branch device"]
 fn batch_size_0_on_evaluate_predict_and_report() {
     let dir = tempfile::tempdir().unwrap();
     let data = tiny_idx(dir.path());
@@ -392,7 +387,6 @@ fn batch_size_0_on_evaluate_predict_and_report() {
 
 /// A checkpoint whose `progress.json` says batch size 0, resumed.
 #[test]
-#[ignore = "pending: fixed on branch device"]
 fn checkpoint_with_batch_size_0() {
     let dir = tempfile::tempdir().unwrap();
     let data = tiny_idx(dir.path());
@@ -435,7 +429,6 @@ fn checkpoint_with_batch_size_0() {
 }
 
 #[test]
-#[ignore = "pending: fixed on branch device"]
 fn batch_size_past_the_adapter_limits() {
     let dir = tempfile::tempdir().unwrap();
     let data = tiny_idx(dir.path());
@@ -638,7 +631,6 @@ fn big_integer_label_is_named() {
 }
 
 #[test]
-#[ignore = "pending: fixed on branch device"]
 fn learning_rate_of_minus_1() {
     let dir = tempfile::tempdir().unwrap();
     let data = tiny_idx(dir.path());
@@ -662,7 +654,6 @@ fn learning_rate_of_minus_1() {
 }
 
 #[test]
-#[ignore = "pending: fixed on branch device"]
 fn wgpu_backend_dx12_on_linux() {
     let dir = tempfile::tempdir().unwrap();
     let run = cli(dir.path(), &["adapters"], &[("WGPU_BACKEND", "dx12")]);
@@ -670,7 +661,6 @@ fn wgpu_backend_dx12_on_linux() {
 }
 
 #[test]
-#[ignore = "pending: fixed on branch device"]
 fn unwritable_out_before_training() {
     let dir = tempfile::tempdir().unwrap();
     let data = tiny_idx(dir.path());
@@ -734,7 +724,6 @@ fn zero_training_images() {
 }
 
 #[test]
-#[ignore = "pending: fixed on branch device"]
 fn predict_with_nan_weights() {
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_model(dir.path(), &[]);

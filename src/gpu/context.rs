@@ -167,11 +167,9 @@ impl Gpu {
             adapters = enumerate(wgpu::Backends::GL);
         }
         if adapters.is_empty()
-            && let Some(backends) = from_env
+            && let Some((_, setting)) = from_env
         {
-            return Err(GpuError::NoAdapter {
-                backends: format!("{backends:?} from WGPU_BACKEND"),
-            });
+            return Err(GpuError::NoAdapter { backends: setting });
         }
         let adapter = choose_adapter(adapters, opts)?;
         Gpu::open(adapter, opts)
@@ -367,12 +365,20 @@ impl AdapterSummary {
 }
 
 /// Every adapter visible through `backend` (for `Auto`, every backend, GL included), best first.
-pub fn list_adapters(backend: BackendChoice) -> Vec<AdapterSummary> {
-    let backends = match backend {
-        BackendChoice::Auto => wgpu::Backends::all().with_env(),
-        b => b.backends(),
+pub fn list_adapters(backend: BackendChoice) -> Result<Vec<AdapterSummary>, GpuError> {
+    let (backends, described) = match backend {
+        BackendChoice::Auto => match env_backends()? {
+            Some((b, setting)) => (b, setting),
+            None => (wgpu::Backends::all(), format!("{backend:?}")),
+        },
+        b => (b.backends(), format!("{backend:?}")),
     };
     let mut adapters = enumerate(backends);
+    if adapters.is_empty() {
+        return Err(GpuError::NoAdapter {
+            backends: described,
+        });
+    }
     adapters.sort_by_key(|a| device_rank(a.get_info().device_type));
-    adapters.iter().map(AdapterSummary::of).collect()
+    Ok(adapters.iter().map(AdapterSummary::of).collect())
 }

@@ -61,9 +61,10 @@ pub fn human_bytes(bytes: u64) -> String {
     }
 }
 
-/// The backends `WGPU_BACKEND` names, `None` when it is unset. wgpu itself skips names it does not
-/// know, and an empty choice would silently fall back to GL: here any unknown name is an error.
-pub fn env_backends() -> Result<Option<wgpu::Backends>, GpuError> {
+/// The backends `WGPU_BACKEND` names, with the setting as the user wrote it (`WGPU_BACKEND=dx12`), for
+/// messages; `None` when it is unset. wgpu itself skips names it does not know, and an empty choice
+/// would silently fall back to GL: here any unknown name is an error.
+pub fn env_backends() -> Result<Option<(wgpu::Backends, String)>, GpuError> {
     let Ok(value) = std::env::var("WGPU_BACKEND") else {
         return Ok(None);
     };
@@ -77,7 +78,10 @@ pub fn env_backends() -> Result<Option<wgpu::Backends>, GpuError> {
             value,
         });
     }
-    Ok(Some(wgpu::Backends::from_comma_list(&value)))
+    Ok(Some((
+        wgpu::Backends::from_comma_list(&value),
+        format!("WGPU_BACKEND={value}"),
+    )))
 }
 
 /// The first error wgpu reported outside any error scope, kept until a wait returns it.
