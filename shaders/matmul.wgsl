@@ -1,4 +1,4 @@
-// Matrix products for dense layers: C[M,N] = op(A)[M,K] * op(B)[K,N] (+ bias[N]). op(A) is A stored
+// Matrix products for dense layers: C[M,N] = op(A)[M,K] * op(B)[K,N] (+ bias[N]) (then ReLU when `relu`). op(A) is A stored
 // [M,K], or [K,M] when TRANS_A; op(B) is [K,N], or [N,K] when TRANS_B. CPU twin: src/reference/matmul.rs.
 //   forward   y  = x  * W     (no transposes)  -> matmul_tile when N % 4 == 0
 //   backward  dW = x^T * dy   (TRANS_A)        -> matmul_tile when N % 4 == 0
@@ -83,7 +83,12 @@ fn matmul(@builtin(global_invocation_id) gid: vec3<u32>) {
     if p.has_bias != 0u {
         bias_v = vec4<f32>(bias[cl.x], bias[cl.y], bias[cl.z], bias[cl.w]);
     }
-    let rows = array<vec4<f32>, 4>(acc0 + bias_v, acc1 + bias_v, acc2 + bias_v, acc3 + bias_v);
+    var rows = array<vec4<f32>, 4>(acc0 + bias_v, acc1 + bias_v, acc2 + bias_v, acc3 + bias_v);
+    if p.relu != 0u {
+        for (var i = 0u; i < 4u; i++) {
+            rows[i] = select(rows[i], vec4<f32>(0.0), rows[i] <= vec4<f32>(0.0));
+        }
+    }
     for (var i = 0u; i < 4u; i++) {
         let row = row0 + i;
         if row < p.m {
@@ -138,7 +143,11 @@ fn matmul_tile(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_i
             }
             for (var r = 0u; r < TM; r++) {
                 if row0 + r < p.m {
-                    c4[(row0 + r) * quads + q] = acc[r * TQ + t] + bias_v;
+                    var v = acc[r * TQ + t] + bias_v;
+                    if p.relu != 0u {
+                        v = select(v, vec4<f32>(0.0), v <= vec4<f32>(0.0));
+                    }
+                    c4[(row0 + r) * quads + q] = v;
                 }
             }
         }
@@ -183,7 +192,11 @@ fn matmul_tile_nt(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocatio
             }
             for (var r = 0u; r < TM; r++) {
                 if row0 + r < p.m {
-                    c[(row0 + r) * p.n + col] = acc[r * TN + t] + bias_v;
+                    var v = acc[r * TN + t] + bias_v;
+                    if p.relu != 0u {
+                        v = select(v, 0.0, v <= 0.0);
+                    }
+                    c[(row0 + r) * p.n + col] = v;
                 }
             }
         }
@@ -283,6 +296,9 @@ fn matmul_shared(
                     if p.has_bias != 0u {
                         v += bias[col];
                     }
+                    if p.relu != 0u {
+                        v = select(v, 0.0, v <= 0.0);
+                    }
                     c[base + row * p.n + col] = v;
                 }
             }
@@ -311,6 +327,9 @@ fn matmul_split_sum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
     }
     if p.has_bias != 0u {
         v += sum_bias[i % p.n];
+    }
+    if p.relu != 0u {
+        v = select(v, 0.0, v <= 0.0);
     }
     sum_out[i] = v;
 }

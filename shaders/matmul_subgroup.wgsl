@@ -106,7 +106,11 @@ fn matmul_sg_tile(
             }
             for (var r = 0u; r < SR; r++) {
                 if row0 + r < p.m {
-                    c4[(row0 + r) * quads + q] = acc[r * SQ + t] + bias_v;
+                    var v = acc[r * SQ + t] + bias_v;
+                    if p.relu != 0u {
+                        v = select(v, vec4<f32>(0.0), v <= vec4<f32>(0.0));
+                    }
+                    c4[(row0 + r) * quads + q] = v;
                 }
             }
         }
@@ -157,7 +161,11 @@ fn matmul_sg_tile_nt(
             }
             for (var r = 0u; r < SR; r++) {
                 if row0 + r < p.m {
-                    c[(row0 + r) * p.n + col] = acc[r * SN + t] + bias_v;
+                    var v = acc[r * SN + t] + bias_v;
+                    if p.relu != 0u {
+                        v = select(v, 0.0, v <= 0.0);
+                    }
+                    c[(row0 + r) * p.n + col] = v;
                 }
             }
         }

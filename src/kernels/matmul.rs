@@ -24,7 +24,7 @@ pub(super) fn contracts() -> Vec<super::Contract> {
             has_bias,
             k_split,
             splits,
-            _pad0,
+            relu,
             _pad1
         })
     };
@@ -181,7 +181,7 @@ fn subgroup_entry_point(s: MatmulShape) -> Option<(&'static str, [u32; 3])> {
     }
 }
 
-/// Both shaders declare this struct (`matmul_subgroup.wgsl` reads its first four fields only).
+/// Both shaders declare this struct (`matmul_subgroup.wgsl` reads m, n, k, has_bias and relu).
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
@@ -193,17 +193,21 @@ struct Params {
     k_split: u32,
     /// `matmul_split_sum`: the number of partial products.
     splits: u32,
-    _pad0: u32,
+    /// Nonzero: C ends in a ReLU (after the bias; in `matmul_split_sum` when K is split).
+    relu: u32,
     _pad1: u32,
 }
 
-/// c = op(a) * op(b) (+ bias broadcast over rows), with the kernels of `gpu.flavours.matmul`. One dispatch, or
-/// two when the shared-memory kernel splits K; record them in order.
+/// c = op(a) * op(b) (+ bias broadcast over rows), then max(c, 0) when `relu` (a Dense layer's ReLU,
+/// fused: an exact select, so the bits are those of `relu::relu_forward` after the product), with the
+/// kernels of `gpu.flavours.matmul`. One dispatch, or two when the shared-memory kernel splits K;
+/// record them in order.
 pub fn matmul(
     gpu: &Gpu,
     a: &Tensor,
     b: &Tensor,
     bias: Option<&Tensor>,
+    relu: bool,
     c: &Tensor,
     s: MatmulShape,
 ) -> Vec<Dispatch> {
@@ -212,6 +216,7 @@ pub fn matmul(
         a,
         b,
         bias,
+        relu,
         c,
         s,
         Plan::auto(gpu, gpu.flavours.matmul, s),
@@ -224,11 +229,13 @@ pub fn matmul(
 /// would alias a writable buffer) and never read. With several splits the partial products go to a
 /// scratch tensor allocated here, when the program is built; the dispatches' bind groups keep it
 /// alive (wgpu resources are reference-counted), so nothing else has to hold it.
+#[allow(clippy::too_many_arguments)]
 pub fn matmul_planned(
     gpu: &Gpu,
     a: &Tensor,
     b: &Tensor,
     bias: Option<&Tensor>,
+    relu: bool,
     c: &Tensor,
     s: MatmulShape,
     plan: Plan,
@@ -256,7 +263,7 @@ pub fn matmul_planned(
     // The fewest bytes: each input read once, each output written once (the blocked kernel reads A
     // ceil(N/64) and B ceil(M/64) times, mostly from cache; the profiler's bytes/s is against the minimum).
     let product = Cost {
-        flops: 2 * m * n * k + m * bias_len as u64,
+        flops: 2 * m * n * k + m * bias_len as u64 + relu as u64 * m * n,
         bytes: (m * k + k * n + bias_len as u64 + m * n) * WORD,
     };
     let mut params = Params {
@@ -266,7 +273,7 @@ pub fn matmul_planned(
         has_bias: bias.is_some() as u32,
         k_split: s.k as u32,
         splits: 1,
-        _pad0: 0,
+        relu: relu as u32,
         _pad1: 0,
     };
     let splits = match plan {
@@ -324,6 +331,7 @@ pub fn matmul_planned(
         bytes: (m * k + k * n + parts) * WORD,
     };
     params.has_bias = 0;
+    params.relu = 0;
     let first = gpu.dispatch(
         name,
         &SHADER,
@@ -335,8 +343,9 @@ pub fn matmul_planned(
         partial,
     );
     params.has_bias = bias.is_some() as u32;
+    params.relu = relu as u32;
     let sum = Cost {
-        flops: parts - m * n + m * bias_len as u64,
+        flops: parts - m * n + m * bias_len as u64 + relu as u64 * m * n,
         bytes: (parts + bias_len as u64 + m * n) * WORD,
     };
     let groups = grid_1d(
