@@ -10,8 +10,6 @@ struct Params {
     k_split: u32,
     // `matmul_split_sum`: the number of partial products in `parts`.
     splits: u32,
-    // Nonzero: C ends in a ReLU, select(c, 0, c <= 0) as relu.wgsl (the same bits), after the bias
-    // (in `matmul_split_sum` when K is split: the partial products take neither).
-    relu: u32,
+    _pad0: u32,
     _pad1: u32,
 }

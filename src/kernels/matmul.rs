@@ -24,7 +24,7 @@ pub(super) fn contracts() -> Vec<super::Contract> {
             has_bias,
             k_split,
             splits,
-            relu,
+            _pad0,
             _pad1
         })
     };
@@ -181,7 +181,7 @@ fn subgroup_entry_point(s: MatmulShape) -> Option<(&'static str, [u32; 3])> {
     }
 }
 
-/// Both shaders declare this struct (`matmul_subgroup.wgsl` reads m, n, k, has_bias and relu).
+/// Both shaders declare this struct (`matmul_subgroup.wgsl` reads its first four fields only).
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
@@ -193,8 +193,7 @@ struct Params {
     k_split: u32,
     /// `matmul_split_sum`: the number of partial products.
     splits: u32,
-    /// Nonzero: C ends in a ReLU (after the bias; in `matmul_split_sum` when K is split).
-    relu: u32,
+    _pad0: u32,
     _pad1: u32,
 }
 
@@ -252,8 +251,11 @@ pub fn matmul_planned(
         (true, false) => "matmul_tn",
         (true, true) => "matmul_tt",
     };
+    // The shaders' `RELU` override: the partial products of a split K take no ReLU, their sum does.
+    let relu_constant = ("RELU", relu as u32 as f64);
     let constants = [
         ("TRANS_A", s.trans_a as u32 as f64),
+        relu_constant,
         ("TRANS_B", s.trans_b as u32 as f64),
         ("WG_X", WG_X as f64),
         ("WG_Y", WG_Y as f64),
@@ -273,12 +275,12 @@ pub fn matmul_planned(
         has_bias: bias.is_some() as u32,
         k_split: s.k as u32,
         splits: 1,
-        relu: relu as u32,
+        _pad0: 0,
         _pad1: 0,
     };
     let splits = match plan {
         Plan::Registers | Plan::Subgroups => {
-            // The subgroup kernels declare TRANS_A only; shapes they do not cover run matmul.wgsl's.
+            // The subgroup kernels declare TRANS_A and RELU only; shapes they do not cover run matmul.wgsl's.
             let sg = subgroup_entry_point(s).filter(|_| plan == Plan::Subgroups);
             let (shader, (entry, groups), constants) = match sg {
                 Some(e) => {
@@ -286,7 +288,7 @@ pub fn matmul_planned(
                         gpu.can_run_subgroup_matmul(),
                         "matmul: Plan::Subgroups on an adapter without subgroups of {SG_LANES} lanes"
                     );
-                    (&subgroup::SHADER, e, &constants[..1])
+                    (&subgroup::SHADER, e, &constants[..2])
                 }
                 None => (&SHADER, entry_point(s), &constants[..]),
             };
@@ -331,19 +333,23 @@ pub fn matmul_planned(
         bytes: (m * k + k * n + parts) * WORD,
     };
     params.has_bias = 0;
-    params.relu = 0;
     let first = gpu.dispatch(
         name,
         &SHADER,
         "matmul_shared",
-        &constants,
+        &[
+            ("RELU", 0.0),
+            constants[0],
+            constants[2],
+            constants[3],
+            constants[4],
+        ],
         &params,
         &[a, b, a, &scratch],
         tiles,
         partial,
     );
     params.has_bias = bias.is_some() as u32;
-    params.relu = relu as u32;
     let sum = Cost {
         flops: parts - m * n + m * bias_len as u64 + relu as u64 * m * n,
         bytes: (parts + bias_len as u64 + m * n) * WORD,
@@ -356,7 +362,7 @@ pub fn matmul_planned(
         "matmul_split_sum",
         &SHADER,
         "matmul_split_sum",
-        &[("SUM_WG", SUM_WG as f64)],
+        &[("SUM_WG", SUM_WG as f64), relu_constant],
         &params,
         &[&scratch, bias.unwrap_or(&scratch), c],
         groups,
