@@ -1,6 +1,5 @@
-// Matrix products for dense layers: C[M,N] = op(A)[M,K] * op(B)[K,N] (+ bias[N]), then ReLU when
-// `relu`. op(A) is A stored [M,K], or [K,M] when TRANS_A; op(B) is [K,N], or [N,K] when TRANS_B. CPU
-// twin: src/reference/matmul.rs.
+// Matrix products for dense layers: C[M,N] = op(A)[M,K] * op(B)[K,N] (+ bias[N]). op(A) is A stored
+// [M,K], or [K,M] when TRANS_A; op(B) is [K,N], or [N,K] when TRANS_B. CPU twin: src/reference/matmul.rs.
 //   forward   y  = x  * W     (no transposes)  -> matmul_tile when N % 4 == 0
 //   backward  dW = x^T * dy   (TRANS_A)        -> matmul_tile when N % 4 == 0
 //   backward  dx = dy * W^T   (TRANS_B)        -> matmul_tile_nt when K % 4 == 0
@@ -31,11 +30,6 @@
 @group(0) @binding(4) var<storage, read_write> c4: array<vec4<f32>>;
 
 override TRANS_A: bool = false;
-// C ends in a ReLU, select(c, 0, c <= 0) as relu.wgsl (the same bits), after the bias (in
-// `matmul_split_sum` when K is split: the partial products take neither). An override, not a uniform:
-// without it the compiler drops the select, and with a uniform flag llvmpipe spilled the register
-// tiles of matmul_sg_tile, 3-4x slower (docs/PERFORMANCE.md, 2026-12-02).
-override RELU: bool = false;
 override TRANS_B: bool = false;
 // The general kernel's workgroup: WG_X invocations along N, WG_Y along M, each computing 4x4.
 override WG_X: u32;
@@ -96,8 +90,7 @@ fn matmul(@builtin(global_invocation_id) gid: vec3<u32>) {
             for (var j = 0u; j < 4u; j++) {
                 let col = col0 + j;
                 if col < p.n {
-                    let v = rows[i][j];
-                    c[row * p.n + col] = select(v, 0.0, RELU && v <= 0.0);
+                    c[row * p.n + col] = rows[i][j];
                 }
             }
         }
@@ -145,9 +138,7 @@ fn matmul_tile(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_i
             }
             for (var r = 0u; r < TM; r++) {
                 if row0 + r < p.m {
-                    var v = acc[r * TQ + t] + bias_v;
-                    v = select(v, select(v, vec4<f32>(0.0), v <= vec4<f32>(0.0)), RELU);
-                    c4[(row0 + r) * quads + q] = v;
+                    c4[(row0 + r) * quads + q] = acc[r * TQ + t] + bias_v;
                 }
             }
         }
@@ -192,9 +183,7 @@ fn matmul_tile_nt(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocatio
             }
             for (var r = 0u; r < TM; r++) {
                 if row0 + r < p.m {
-                    var v = acc[r * TN + t] + bias_v;
-                    v = select(v, 0.0, RELU && v <= 0.0);
-                    c[(row0 + r) * p.n + col] = v;
+                    c[(row0 + r) * p.n + col] = acc[r * TN + t] + bias_v;
                 }
             }
         }
@@ -294,7 +283,6 @@ fn matmul_shared(
                     if p.has_bias != 0u {
                         v += bias[col];
                     }
-                    v = select(v, 0.0, RELU && v <= 0.0);
                     c[base + row * p.n + col] = v;
                 }
             }
@@ -324,6 +312,5 @@ fn matmul_split_sum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
     if p.has_bias != 0u {
         v += sum_bias[i % p.n];
     }
-    v = select(v, 0.0, RELU && v <= 0.0);
     sum_out[i] = v;
 }

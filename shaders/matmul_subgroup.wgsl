@@ -25,11 +25,6 @@
 @group(0) @binding(4) var<storage, read_write> c4: array<vec4<f32>>;
 
 override TRANS_A: bool = false;
-// C ends in a ReLU, select(c, 0, c <= 0) as relu.wgsl (the same bits), after the bias (in
-// `matmul_split_sum` when K is split: the partial products take neither). An override, not a uniform:
-// without it the compiler drops the select, and with a uniform flag llvmpipe spilled the register
-// tiles of matmul_sg_tile, 3-4x slower (docs/PERFORMANCE.md, 2026-12-02).
-override RELU: bool = false;
 
 // Invocations per workgroup = lanes that share A (keep in sync with src/kernels/matmul.rs, and with
 // the eight literal indices of `lanes`).
@@ -111,9 +106,7 @@ fn matmul_sg_tile(
             }
             for (var r = 0u; r < SR; r++) {
                 if row0 + r < p.m {
-                    var v = acc[r * SQ + t] + bias_v;
-                    v = select(v, select(v, vec4<f32>(0.0), v <= vec4<f32>(0.0)), RELU);
-                    c4[(row0 + r) * quads + q] = v;
+                    c4[(row0 + r) * quads + q] = acc[r * SQ + t] + bias_v;
                 }
             }
         }
@@ -164,9 +157,7 @@ fn matmul_sg_tile_nt(
             }
             for (var r = 0u; r < SR; r++) {
                 if row0 + r < p.m {
-                    var v = acc[r * SN + t] + bias_v;
-                    v = select(v, 0.0, RELU && v <= 0.0);
-                    c[(row0 + r) * p.n + col] = v;
+                    c[(row0 + r) * p.n + col] = acc[r * SN + t] + bias_v;
                 }
             }
         }

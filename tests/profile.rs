@@ -157,13 +157,15 @@ fn stated_flops_and_bytes_equal_hand_computed_values_for_the_notebook() {
         assert_eq!((d.cost.flops, d.cost.bytes), (flops, bytes), "{}", d.name);
     };
     // Conv2D 32x32x3 -> 32 filters 3x3 same, bias and ReLU fused: a multiply-add per tap, an add and
-    // a select per output. Both ReLUs are fused into their neighbours: no ReLU dispatch is left.
+    // a select per output. The convolution's ReLU is fused into it and the pooling's backward; the
+    // dense layer's stays (src/layers/dense.rs says why).
     check(
         find(&ds, "conv2d_forward", 0),
         2 * conv_macs + 2 * conv_out,
         (128 * 3072 + 864 + 32 + conv_out) * w,
     );
-    assert!(ds.iter().all(|d| !d.name.starts_with("relu")), "a ReLU op");
+    let relus = ds.iter().filter(|d| d.name.starts_with("relu")).count();
+    assert_eq!(relus, 2, "the dense layer's ReLU, forward and backward");
     // 2x2 windows: 4 comparisons per output; reads the input, writes values and argmax.
     check(
         find(&ds, "maxpool2d_forward", 0),
@@ -178,7 +180,7 @@ fn stated_flops_and_bytes_equal_hand_computed_values_for_the_notebook() {
     // Dense 8192 -> 512 at batch 128.
     check(
         find(&ds, "matmul_nn", 0),
-        2 * 128 * 512 * 8192 + 2 * 128 * 512,
+        2 * 128 * 512 * 8192 + 128 * 512,
         (128 * 8192 + 8192 * 512 + 512 + 128 * 512) * w,
     );
     check(

@@ -197,16 +197,13 @@ struct Params {
     _pad1: u32,
 }
 
-/// c = op(a) * op(b) (+ bias broadcast over rows), then max(c, 0) when `relu` (a Dense layer's ReLU,
-/// fused: an exact select, so the bits are those of `relu::relu_forward` after the product), with the
-/// kernels of `gpu.flavours.matmul`. One dispatch, or two when the shared-memory kernel splits K;
-/// record them in order.
+/// c = op(a) * op(b) (+ bias broadcast over rows), with the kernels of `gpu.flavours.matmul`. One dispatch, or
+/// two when the shared-memory kernel splits K; record them in order.
 pub fn matmul(
     gpu: &Gpu,
     a: &Tensor,
     b: &Tensor,
     bias: Option<&Tensor>,
-    relu: bool,
     c: &Tensor,
     s: MatmulShape,
 ) -> Vec<Dispatch> {
@@ -215,7 +212,6 @@ pub fn matmul(
         a,
         b,
         bias,
-        relu,
         c,
         s,
         Plan::auto(gpu, gpu.flavours.matmul, s),
@@ -228,13 +224,11 @@ pub fn matmul(
 /// would alias a writable buffer) and never read. With several splits the partial products go to a
 /// scratch tensor allocated here, when the program is built; the dispatches' bind groups keep it
 /// alive (wgpu resources are reference-counted), so nothing else has to hold it.
-#[allow(clippy::too_many_arguments)]
 pub fn matmul_planned(
     gpu: &Gpu,
     a: &Tensor,
     b: &Tensor,
     bias: Option<&Tensor>,
-    relu: bool,
     c: &Tensor,
     s: MatmulShape,
     plan: Plan,
@@ -251,11 +245,8 @@ pub fn matmul_planned(
         (true, false) => "matmul_tn",
         (true, true) => "matmul_tt",
     };
-    // The shaders' `RELU` override: the partial products of a split K take no ReLU, their sum does.
-    let relu_constant = ("RELU", relu as u32 as f64);
     let constants = [
         ("TRANS_A", s.trans_a as u32 as f64),
-        relu_constant,
         ("TRANS_B", s.trans_b as u32 as f64),
         ("WG_X", WG_X as f64),
         ("WG_Y", WG_Y as f64),
@@ -265,7 +256,7 @@ pub fn matmul_planned(
     // The fewest bytes: each input read once, each output written once (the blocked kernel reads A
     // ceil(N/64) and B ceil(M/64) times, mostly from cache; the profiler's bytes/s is against the minimum).
     let product = Cost {
-        flops: 2 * m * n * k + m * bias_len as u64 + relu as u64 * m * n,
+        flops: 2 * m * n * k + m * bias_len as u64,
         bytes: (m * k + k * n + bias_len as u64 + m * n) * WORD,
     };
     let mut params = Params {
@@ -280,7 +271,7 @@ pub fn matmul_planned(
     };
     let splits = match plan {
         Plan::Registers | Plan::Subgroups => {
-            // The subgroup kernels declare TRANS_A and RELU only; shapes they do not cover run matmul.wgsl's.
+            // The subgroup kernels declare TRANS_A only; shapes they do not cover run matmul.wgsl's.
             let sg = subgroup_entry_point(s).filter(|_| plan == Plan::Subgroups);
             let (shader, (entry, groups), constants) = match sg {
                 Some(e) => {
@@ -288,7 +279,7 @@ pub fn matmul_planned(
                         gpu.can_run_subgroup_matmul(),
                         "matmul: Plan::Subgroups on an adapter without subgroups of {SG_LANES} lanes"
                     );
-                    (&subgroup::SHADER, e, &constants[..2])
+                    (&subgroup::SHADER, e, &constants[..1])
                 }
                 None => (&SHADER, entry_point(s), &constants[..]),
             };
@@ -337,13 +328,7 @@ pub fn matmul_planned(
         name,
         &SHADER,
         "matmul_shared",
-        &[
-            ("RELU", 0.0),
-            constants[0],
-            constants[2],
-            constants[3],
-            constants[4],
-        ],
+        &constants,
         &params,
         &[a, b, a, &scratch],
         tiles,
@@ -351,7 +336,7 @@ pub fn matmul_planned(
     );
     params.has_bias = bias.is_some() as u32;
     let sum = Cost {
-        flops: parts - m * n + m * bias_len as u64 + relu as u64 * m * n,
+        flops: parts - m * n + m * bias_len as u64,
         bytes: (parts + bias_len as u64 + m * n) * WORD,
     };
     let groups = grid_1d(
@@ -362,7 +347,7 @@ pub fn matmul_planned(
         "matmul_split_sum",
         &SHADER,
         "matmul_split_sum",
-        &[("SUM_WG", SUM_WG as f64), relu_constant],
+        &[("SUM_WG", SUM_WG as f64)],
         &params,
         &[&scratch, bias.unwrap_or(&scratch), c],
         groups,

@@ -6,8 +6,7 @@ use serde_json::{Value, json};
 
 use super::keras::with_kernel_and_bias;
 use super::{
-    Activation, CpuStep, Fusion, GpuOp, GpuStep, Init, KerasEntry, Layer, LayerKind, Lowering,
-    ParamSpec,
+    Activation, CpuStep, GpuOp, GpuStep, Init, KerasEntry, Layer, LayerKind, Lowering, ParamSpec,
 };
 use crate::gpu::{Dispatch, Tensor};
 use crate::keras::ConfigError;
@@ -88,7 +87,6 @@ impl LayerKind for Dense {
                 "bias scratch",
                 kernels::column_sum::column_sum_scratch(l.max_batch, self.units).max(1),
             ),
-            relu_after: false,
         };
         let mut ops: Vec<Box<dyn GpuOp>> = vec![Box::new(dense)];
         ops.extend(self.activation.lower());
@@ -116,7 +114,8 @@ impl LayerKind for Dense {
     }
 }
 
-/// The matrix product with its bias, and the ReLU after it when the network fuses it.
+/// The matrix product with its bias, before the activation. It takes no ReLU into its epilogue: on
+/// llvmpipe that made the register-tiled forward 2.5x slower (docs/PERFORMANCE.md, 2026-12-02).
 struct DenseOp {
     inp: usize,
     units: usize,
@@ -126,27 +125,15 @@ struct DenseOp {
     db: Tensor,
     /// The bias gradient's first pass over tall batches (`column_sum`).
     bias_scratch: Tensor,
-    /// `Fusion::ReluAfter`: the product ends in a ReLU.
-    relu_after: bool,
 }
 
 impl GpuOp for DenseOp {
-    fn accepts(&self, fusion: Fusion) -> bool {
-        fusion == Fusion::ReluAfter
-    }
-
-    fn fuse(&mut self, fusion: Fusion) {
-        assert_eq!(fusion, Fusion::ReluAfter);
-        self.relu_after = true;
-    }
-
     fn forward(&self, s: &GpuStep, x: &Tensor, y: &Tensor) -> Vec<Dispatch> {
         kernels::matmul::matmul(
             s.gpu,
             x,
             &self.w,
             Some(&self.b),
-            self.relu_after,
             y,
             MatmulShape::new(s.batch, self.units, self.inp),
         )
@@ -160,7 +147,6 @@ impl GpuOp for DenseOp {
             x,
             dy,
             None,
-            false,
             &self.dw,
             MatmulShape {
                 trans_a: true,
@@ -181,7 +167,6 @@ impl GpuOp for DenseOp {
                 dy,
                 &self.w,
                 None,
-                false,
                 dx,
                 MatmulShape {
                     trans_b: true,

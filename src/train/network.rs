@@ -4,7 +4,7 @@
 //! Each layer lowers itself to a short list of ops ([`crate::layers::LayerKind::lower`]): a Dense layer
 //! with a ReLU becomes Dense then ReLU; Flatten, a linear activation and dropout of rate 0 become no
 //! op at all. A ReLU op between an op that can end in it and an op that can mask its dx by it (Conv2D
-//! or Dense before; Conv2D, MaxPooling2D or Dropout after) is then fused away ([`fuse_relus`]). Every
+//! before; Conv2D, MaxPooling2D or Dropout after) is then fused away ([`fuse_relus`]). Every
 //! op writes a fresh tensor, because WebGPU forbids binding one buffer as both input
 //! and output of a dispatch; an op that is the identity when evaluating (dropout) is skipped then. The
 //! final softmax is fused into the loss kernel, which reads the logits.

@@ -5,21 +5,19 @@ use cifar_wgpu::shape::MatmulShape;
 
 use crate::common::*;
 
-/// With the device's own flavour (`Registers` with subgroups on lavapipe); a bias comes with the fused
-/// ReLU, as a Dense layer's forward has it.
+/// With the device's own flavour (`Registers` with subgroups on lavapipe).
 fn check(s: MatmulShape, with_bias: bool, seed: u64) {
     check_plan(
         s,
-        with_bias,
         with_bias,
         seed,
         Plan::auto(gpu(), gpu().flavours.matmul, s),
     );
 }
 
-/// Runs `plan` on fresh data against the f64 reference (its twin, then the ReLU's twin when `relu`);
-/// returns the relative error and the number of dispatches it took.
-fn check_plan(s: MatmulShape, with_bias: bool, relu: bool, seed: u64, plan: Plan) -> (f64, usize) {
+/// Runs `plan` on fresh data against the f64 reference; returns the relative error and the number of
+/// dispatches it took.
+fn check_plan(s: MatmulShape, with_bias: bool, seed: u64, plan: Plan) -> (f64, usize) {
     let g = gpu();
     let a = random(s.m * s.k, seed, -1.0, 1.0);
     let b = random(s.k * s.n, seed + 1, -1.0, 1.0);
@@ -28,21 +26,18 @@ fn check_plan(s: MatmulShape, with_bias: bool, relu: bool, seed: u64, plan: Plan
     let tb = g.upload("b", &b);
     let tbias = g.upload("bias", &bias);
     let tc = poisoned(s.m * s.n);
-    let d = matmul_planned(g, &ta, &tb, with_bias.then_some(&tbias), relu, &tc, s, plan);
+    let d = matmul_planned(g, &ta, &tb, with_bias.then_some(&tbias), &tc, s, plan);
     run_all(&d);
-    let mut want = reference::matmul::matmul(
+    let want = reference::matmul::matmul(
         &to_f64(&a),
         &to_f64(&b),
         with_bias.then_some(&to_f64(&bias)[..]),
         s,
     );
-    if relu {
-        want = reference::relu::relu_forward(&want);
-    }
     let names: Vec<&str> = d.iter().map(|d| d.name).collect();
     let rel = compare(
         &format!(
-            "{} {plan:?} {}x{}x{} bias={with_bias} relu={relu}",
+            "{} {plan:?} {}x{}x{} bias={with_bias}",
             names.join("+"),
             s.m,
             s.n,
@@ -76,7 +71,6 @@ fn both_tilings_all_transposes_every_split_on_awkward_shapes() {
                 trans_b: tb,
             };
             let with_bias = (i + t) % 2 == 0;
-            let relu = t < 2;
             let seed = 200 + 10 * i as u64 + t as u64;
             let plans = [
                 Plan::Registers,
@@ -85,7 +79,7 @@ fn both_tilings_all_transposes_every_split_on_awkward_shapes() {
                 Plan::auto(gpu(), MatmulFlavour::Shared, s),
             ];
             for plan in plans {
-                let (rel, dispatches) = check_plan(s, with_bias, relu, seed, plan);
+                let (rel, dispatches) = check_plan(s, with_bias, seed, plan);
                 // The split path must really run where K holds more than one slab of 16.
                 if plan == (Plan::Shared { splits: 3 }) {
                     assert_eq!(dispatches, if k > 16 { 2 } else { 1 }, "{s:?}");
@@ -96,8 +90,8 @@ fn both_tilings_all_transposes_every_split_on_awkward_shapes() {
                     None => worst.push((key, rel)),
                 }
             }
-            // With and without the bias and the ReLU on the split path, on every shape and transpose.
-            check_plan(s, !with_bias, !relu, seed + 5, Plan::Shared { splits: 3 });
+            // With and without the bias on the split path, on every shape and transpose.
+            check_plan(s, !with_bias, seed + 5, Plan::Shared { splits: 3 });
         }
     }
     for (plan, rel) in worst {
@@ -241,13 +235,8 @@ fn subgroup_kernels_on_awkward_shapes() {
             }
             let seed = 300 + 10 * i as u64 + t as u64;
             for with_bias in [false, true] {
-                let (rel, _) = check_plan(
-                    s,
-                    with_bias,
-                    with_bias,
-                    seed + with_bias as u64 * 5,
-                    Plan::Subgroups,
-                );
+                let (rel, _) =
+                    check_plan(s, with_bias, seed + with_bias as u64 * 5, Plan::Subgroups);
                 worst = worst.max(rel);
             }
         }
@@ -273,6 +262,6 @@ fn subgroup_kernels_on_the_notebooks_dense_layer_at_batch_128() {
     ];
     for (i, s) in shapes.into_iter().enumerate() {
         assert!(subgroups_cover(s), "{s:?}");
-        check_plan(s, i == 0, i == 0, 400 + i as u64, Plan::Subgroups);
+        check_plan(s, i == 0, 400 + i as u64, Plan::Subgroups);
     }
 }
