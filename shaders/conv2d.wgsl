@@ -4,8 +4,9 @@
 // outside the input read zero. 'same' and 'valid' differ only in OH, OW and the pads (host-computed).
 //
 // Entry points (CPU twins of the same names in src/reference/conv2d.rs):
-//   conv2d_forward          y = conv(x, w) + b, bias fused
-//   conv2d_backward_input   dx = full correlation of dy with the flipped kernel
+//   conv2d_forward          y = conv(x, w) + b, bias fused, then optionally ReLU
+//   conv2d_backward_input   dx = full correlation of dy with the flipped kernel, optionally masked
+//                           by x > 0 (the ReLU backward of the layer before)
 //   conv2d_backward_weight  partial dW over one chunk of (n, oy, ox) rows, summed by column_sum.wgsl
 //
 // Every kernel keeps a register tile, so each value loaded feeds several multiply-adds and no barrier
@@ -29,6 +30,9 @@ struct Params {
     pad_left: u32,
     // conv2d_backward_weight: (n, oy, ox) rows summed by one invocation.
     rows_per_chunk: u32,
+    // Nonzero: conv2d_forward ends in a ReLU, and conv2d_backward_input zeroes dx where x <= 0 (the
+    // ReLU backward of the layer before). Both are exact selects, the same bits as relu.wgsl.
+    relu: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -135,7 +139,10 @@ fn conv2d_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
             let ox = ox0 + q;
             if ox < p.ow {
                 let out = ((n * p.oh + oy) * p.ow + ox) * p.cout + co0 + 4u * c;
-                let y = acc[q][c] + bias;
+                var y = acc[q][c] + bias;
+                if p.relu != 0u {
+                    y = select(y, vec4<f32>(0.0), y <= vec4<f32>(0.0));
+                }
                 for (var e = 0u; e < 4u; e++) {
                     if co0 + 4u * c + e < p.cout {
                         fwd_y[out + e] = y[e];
@@ -156,6 +163,8 @@ fn conv2d_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
 @group(0) @binding(1) var<storage, read> bin_dy: array<f32>;
 @group(0) @binding(2) var<storage, read> bin_w: array<f32>;
 @group(0) @binding(3) var<storage, read_write> bin_dx: array<f32>;
+// The layer's input, read for the ReLU mask (bound either way).
+@group(0) @binding(4) var<storage, read> bin_x: array<f32>;
 
 @compute @workgroup_size(WG)
 fn conv2d_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -206,7 +215,11 @@ fn conv2d_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin
             let out = ((n * p.h + iy) * p.w + ix) * p.cin + ci0;
             for (var c = 0u; c < 4u; c++) {
                 if ci0 + c < p.cin {
-                    bin_dx[out + c] = acc[q][c];
+                    var d = acc[q][c];
+                    if p.relu != 0u {
+                        d = select(0.0, d, bin_x[out + c] > 0.0);
+                    }
+                    bin_dx[out + c] = d;
                 }
             }
         }

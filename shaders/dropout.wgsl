@@ -21,6 +21,9 @@ struct Params {
     salt: u32,
     rate: f32,
     scale: f32,
+    // Backward only: nonzero when the layer's input is a ReLU's output, so dx is also zeroed where
+    // x <= 0 (that ReLU's backward, fused here; binding 4 is x, bound either way).
+    relu_mask: u32,
 }
 
 //!include common/step_state.wgsl
@@ -30,9 +33,11 @@ struct Params {
 @group(0) @binding(1) var<storage, read> input: array<f32>;
 @group(0) @binding(2) var<storage, read_write> output: array<f32>;
 @group(0) @binding(3) var<storage, read> st: StepState;
+@group(0) @binding(4) var<storage, read> relu_x: array<f32>;
 // The same bindings four words at a time (len / 4 elements), for dropout_vec4.
 @group(0) @binding(1) var<storage, read> input4: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> output4: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> relu_x4: array<vec4<f32>>;
 
 override WG: u32;
 
@@ -64,7 +69,11 @@ fn dropout(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
         return;
     }
     let u = to_unit(vec4<u32>(pcg(key() ^ pcg(i)))).x;
-    output[i] = select(0.0, input[i] * p.scale, u >= p.rate);
+    var v = select(0.0, input[i] * p.scale, u >= p.rate);
+    if p.relu_mask != 0u {
+        v = select(0.0, v, relu_x[i] > 0.0);
+    }
+    output[i] = v;
 }
 
 @compute @workgroup_size(WG)
@@ -75,5 +84,9 @@ fn dropout_vec4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     }
     let elements = vec4<u32>(4u * i) + vec4<u32>(0u, 1u, 2u, 3u);
     let u = to_unit(pcg4(vec4<u32>(key()) ^ pcg4(elements)));
-    output4[i] = select(vec4<f32>(0.0), input4[i] * p.scale, u >= vec4<f32>(p.rate));
+    var v = select(vec4<f32>(0.0), input4[i] * p.scale, u >= vec4<f32>(p.rate));
+    if p.relu_mask != 0u {
+        v = select(vec4<f32>(0.0), v, relu_x4[i] > vec4<f32>(0.0));
+    }
+    output4[i] = v;
 }

@@ -13,6 +13,7 @@
 //   maxpool2d_backward             any shape, a gather, one input per invocation
 //   maxpool2d_backward_tiles       stride >= pool (disjoint windows), one output scatters its gradient
 //   maxpool2d_backward_tiles_vec4  the same with c % 4 == 0, four channels
+// Each backward can also apply the ReLU backward of the layer before (`relu_mask`), saving its pass.
 // Timings: docs/PERFORMANCE.md.
 
 struct Params {
@@ -28,6 +29,9 @@ struct Params {
     ow: u32,
     pad_top: u32,
     pad_left: u32,
+    // Backward: nonzero when x is a ReLU's output, so dx is also zeroed where x <= 0 (that ReLU's
+    // backward, fused here; x is bound either way).
+    relu_mask: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -140,6 +144,15 @@ fn maxpool2d_forward_vec4(@builtin(global_invocation_id) gid: vec3<u32>, @builti
 @group(0) @binding(1) var<storage, read> bwd_dy: array<f32>;
 @group(0) @binding(2) var<storage, read> bwd_argmax: array<u32>;
 @group(0) @binding(3) var<storage, read_write> bwd_dx: array<f32>;
+@group(0) @binding(4) var<storage, read> bwd_x: array<f32>;
+
+// dx[i] = d, then the fused ReLU backward: select(0, d, x[i] > 0), as relu.wgsl (the same bits).
+fn masked(d: f32, i: u32) -> f32 {
+    if p.relu_mask != 0u {
+        return select(0.0, d, bwd_x[i] > 0.0);
+    }
+    return d;
+}
 
 // The outputs [first, last] along one axis whose windows contain input coordinate `i`; empty when first > last.
 fn windows_containing(i: u32, pad: u32, pool: u32, stride: u32, outs: u32) -> vec2<i32> {
@@ -173,7 +186,7 @@ fn maxpool2d_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
             }
         }
     }
-    bwd_dx[i] = sum;
+    bwd_dx[i] = masked(sum, i);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -217,7 +230,7 @@ fn maxpool2d_backward_tiles(@builtin(global_invocation_id) gid: vec3<u32>, @buil
     for (var iy = rows.x; iy < rows.y; iy++) {
         for (var ix = cols.x; ix < cols.y; ix++) {
             let at = ((n * p.h + iy) * p.w + ix) * p.c + c;
-            bwd_dx[at] = select(0.0, g, at == win);
+            bwd_dx[at] = masked(select(0.0, g, at == win), at);
         }
     }
 }
@@ -227,6 +240,7 @@ fn maxpool2d_backward_tiles(@builtin(global_invocation_id) gid: vec3<u32>, @buil
 @group(0) @binding(1) var<storage, read> bwd4_dy: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> bwd4_argmax: array<vec4<u32>>;
 @group(0) @binding(3) var<storage, read_write> bwd4_dx: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> bwd4_x: array<vec4<f32>>;
 
 @compute @workgroup_size(WG)
 fn maxpool2d_backward_tiles_vec4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -247,7 +261,11 @@ fn maxpool2d_backward_tiles_vec4(@builtin(global_invocation_id) gid: vec3<u32>, 
         for (var ix = cols.x; ix < cols.y; ix++) {
             let at4 = ((n * p.h + iy) * p.w + ix) * c4 + c;
             let at = vec4<u32>(at4 * 4u) + vec4<u32>(0u, 1u, 2u, 3u);
-            bwd4_dx[at4] = select(vec4<f32>(0.0), g, at == win);
+            var d = select(vec4<f32>(0.0), g, at == win);
+            if p.relu_mask != 0u {
+                d = select(vec4<f32>(0.0), d, bwd4_x[at4] > vec4<f32>(0.0));
+            }
+            bwd4_dx[at4] = d;
         }
     }
 }

@@ -25,7 +25,8 @@ pub(super) fn contracts() -> Vec<super::Contract> {
             ow,
             pad_top,
             pad_left,
-            rows_per_chunk
+            rows_per_chunk,
+            relu
         })],
         consts: vec![
             ("MAX_PX", PX as u32),
@@ -117,6 +118,8 @@ struct Params {
     pad_top: u32,
     pad_left: u32,
     rows_per_chunk: u32,
+    /// Nonzero: the forward ends in a ReLU; the input gradient is masked by x > 0.
+    relu: u32,
 }
 
 impl Params {
@@ -142,6 +145,7 @@ impl Params {
             pad_top: s.pad_top() as u32,
             pad_left: s.pad_left() as u32,
             rows_per_chunk: 0,
+            relu: 0,
         }
     }
 }
@@ -151,26 +155,31 @@ fn macs(s: &Conv2dShape) -> u64 {
     (s.output_len() * s.kh * s.kw * s.cin) as u64
 }
 
-/// y = conv(x, w) + b, bias fused, with the adapter's tiles (`Conv2dTiles::of`).
+/// y = conv(x, w) + b, bias fused, then max(y, 0) when `relu` (the layer's ReLU, fused: an exact
+/// select, the bits of `relu::relu_forward` after the convolution), with the adapter's tiles
+/// (`Conv2dTiles::of`).
 pub fn conv2d_forward(
     gpu: &Gpu,
     x: &Tensor,
     w: &Tensor,
     b: &Tensor,
+    relu: bool,
     y: &Tensor,
     s: Conv2dShape,
 ) -> Dispatch {
-    conv2d_forward_tiled(gpu, x, w, b, y, s, Conv2dTiles::of(gpu))
+    conv2d_forward_tiled(gpu, x, w, b, relu, y, s, Conv2dTiles::of(gpu))
 }
 
-/// y = conv(x, w) + b, bias fused. One invocation computes `forward_pixels` output pixels of a row x
-/// 4 * `forward_quads` output channels. Cost: 2 FLOPs per multiply-add plus the bias add; x, w, b read
-/// once and y written once.
+/// `conv2d_forward` with explicit tiles. One invocation computes `forward_pixels` output pixels of a
+/// row x 4 * `forward_quads` output channels. Cost: 2 FLOPs per multiply-add plus the bias add (and
+/// the ReLU's select); x, w, b read once and y written once.
+#[allow(clippy::too_many_arguments)]
 pub fn conv2d_forward_tiled(
     gpu: &Gpu,
     x: &Tensor,
     w: &Tensor,
     b: &Tensor,
+    relu: bool,
     y: &Tensor,
     s: Conv2dShape,
     tiles: Conv2dTiles,
@@ -199,7 +208,7 @@ pub fn conv2d_forward_tiled(
     let invocations =
         s.n * s.out_h() * s.out_w().div_ceil(px as usize) * s.cout.div_ceil(4 * quads as usize);
     let cost = Cost {
-        flops: 2 * macs(&s) + s.output_len() as u64,
+        flops: 2 * macs(&s) + (1 + relu as u64) * s.output_len() as u64,
         bytes: (s.input_len() + s.kernel_len() + s.cout + s.output_len()) as u64 * WORD,
     };
     gpu.dispatch(
@@ -207,7 +216,10 @@ pub fn conv2d_forward_tiled(
         &SHADER,
         "conv2d_forward",
         &[("WG", WG as f64), ("FPX", px as f64), ("FCQ", quads as f64)],
-        &Params::of(&s),
+        &Params {
+            relu: relu as u32,
+            ..Params::of(&s)
+        },
         &[x, w, b, y],
         super::grid(gpu, invocations, WG),
         cost,
@@ -215,12 +227,15 @@ pub fn conv2d_forward_tiled(
 }
 
 /// dx = full correlation of dy with the flipped kernel: the gradient of the loss with respect to x,
-/// for any padding. Every element of dx is written. One invocation: 8 input pixels of a row x 4 input
-/// channels. Cost: 2 FLOPs per multiply-add (the forward's count); dy and w read once, dx written once.
+/// for any padding. With `relu_mask` (the layer's input x, a ReLU's output), dx is then zeroed where
+/// x <= 0: that ReLU's backward, fused (an exact select, the bits of `relu::relu_backward`). Every
+/// element of dx is written. One invocation: 8 input pixels of a row x 4 input channels. Cost: 2 FLOPs
+/// per multiply-add (the forward's count); dy, w (and x) read once, dx written once.
 pub fn conv2d_backward_input(
     gpu: &Gpu,
     dy: &Tensor,
     w: &Tensor,
+    relu_mask: Option<&Tensor>,
     dx: &Tensor,
     s: Conv2dShape,
 ) -> Dispatch {
@@ -239,18 +254,31 @@ pub fn conv2d_backward_input(
         s.input_len(),
         "conv2d_backward_input: dx has the wrong size for {s:?}"
     );
+    if let Some(x) = relu_mask {
+        assert_eq!(
+            x.len,
+            s.input_len(),
+            "conv2d_backward_input: the mask has the wrong size for {s:?}"
+        );
+    }
     let invocations = s.n * s.h * s.w.div_ceil(PX) * s.cin.div_ceil(4);
+    let masked = relu_mask.is_some() as u64;
     let cost = Cost {
         flops: 2 * macs(&s),
-        bytes: (s.output_len() + s.kernel_len() + s.input_len()) as u64 * WORD,
+        bytes: (s.output_len() + s.kernel_len() + (1 + masked as usize) * s.input_len()) as u64
+            * WORD,
     };
+    // Without a mask, dy is bound in its place (a binding cannot be left empty) and never read.
     gpu.dispatch(
         "conv2d_backward_input",
         &SHADER,
         "conv2d_backward_input",
         &[("WG", WG as f64), ("PX", PX as f64)],
-        &Params::of(&s),
-        &[dy, w, dx],
+        &Params {
+            relu: masked as u32,
+            ..Params::of(&s)
+        },
+        &[dy, w, dx, relu_mask.unwrap_or(dy)],
         super::grid(gpu, invocations, WG),
         cost,
     )

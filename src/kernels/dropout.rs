@@ -19,7 +19,8 @@ pub(super) fn contracts() -> Vec<super::Contract> {
                 seed_hi,
                 salt,
                 rate,
-                scale
+                scale,
+                relu_mask
             }),
             StepState::host_struct(),
         ],
@@ -39,6 +40,8 @@ struct Params {
     salt: u32,
     rate: f32,
     scale: f32,
+    /// Backward: nonzero to zero dx where x <= 0 (the ReLU backward of the layer before).
+    relu_mask: u32,
 }
 
 /// Keras' inverted scaling 1 / (1 - rate), in f32 as TensorFlow computes it.
@@ -51,6 +54,7 @@ fn dropout(
     gpu: &Gpu,
     name: &'static str,
     input: &Tensor,
+    relu_mask: Option<&Tensor>,
     output: &Tensor,
     step_state: &Tensor,
     seed: u64,
@@ -61,6 +65,9 @@ fn dropout(
         input.len, output.len,
         "{name}: input and output differ in length"
     );
+    if let Some(x) = relu_mask {
+        assert_eq!(x.len, input.len, "{name}: the mask has the wrong length");
+    }
     assert_eq!(
         step_state.len,
         StepState::WORDS,
@@ -78,6 +85,7 @@ fn dropout(
         salt,
         rate,
         scale: scale(rate),
+        relu_mask: relu_mask.is_some() as u32,
     };
     // Four elements per invocation when the length allows (2.5x faster on lavapipe, docs/PERFORMANCE.md).
     let (entry, invocations) = if n.is_multiple_of(4) {
@@ -91,12 +99,13 @@ fn dropout(
         entry,
         &[("WG", WG as f64)],
         &params,
-        &[input, output, step_state],
+        // Without a mask, the input is bound in its place (a binding cannot be left empty), unread.
+        &[input, output, step_state, relu_mask.unwrap_or(input)],
         super::grid(gpu, invocations, WG),
         Cost {
             // The multiply; the hash is integer work.
             flops: n as u64,
-            bytes: (2 * n + StepState::WORDS) as u64 * WORD,
+            bytes: ((2 + params.relu_mask as usize) * n + StepState::WORDS) as u64 * WORD,
         },
     )
 }
@@ -113,14 +122,28 @@ pub fn dropout_forward(
     salt: u32,
     rate: f32,
 ) -> Dispatch {
-    dropout(gpu, "dropout_forward", x, y, step_state, seed, salt, rate)
+    dropout(
+        gpu,
+        "dropout_forward",
+        x,
+        None,
+        y,
+        step_state,
+        seed,
+        salt,
+        rate,
+    )
 }
 
 /// dx = dy / (1 - rate) where kept, 0 elsewhere: the same mask as `dropout_forward` with the same
-/// (seed, salt, rate) at the same step.
+/// (seed, salt, rate) at the same step. With `relu_mask` (the layer's input x, a ReLU's output), dx is
+/// then zeroed where x <= 0: that ReLU's backward, fused (an exact select, the bits of
+/// `relu::relu_backward`).
+#[allow(clippy::too_many_arguments)]
 pub fn dropout_backward(
     gpu: &Gpu,
     dy: &Tensor,
+    relu_mask: Option<&Tensor>,
     dx: &Tensor,
     step_state: &Tensor,
     seed: u64,
@@ -131,6 +154,7 @@ pub fn dropout_backward(
         gpu,
         "dropout_backward",
         dy,
+        relu_mask,
         dx,
         step_state,
         seed,

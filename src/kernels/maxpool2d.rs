@@ -22,7 +22,8 @@ pub(super) fn contracts() -> Vec<super::Contract> {
             oh,
             ow,
             pad_top,
-            pad_left
+            pad_left,
+            relu_mask
         })],
         consts: vec![],
     }]
@@ -46,6 +47,8 @@ struct Params {
     ow: u32,
     pad_top: u32,
     pad_left: u32,
+    /// Backward: nonzero to zero dx where x <= 0 (the ReLU backward of the layer before).
+    relu_mask: u32,
 }
 
 impl Params {
@@ -75,6 +78,7 @@ impl Params {
             ow: s.out_w() as u32,
             pad_top: s.pad_top() as u32,
             pad_left: s.pad_left() as u32,
+            relu_mask: 0,
         }
     }
 }
@@ -132,11 +136,14 @@ pub fn maxpool2d_forward(
 /// axes): one invocation per output (or four channels of one) writes the input cells it owns.
 /// Overlapping windows (stride < pool): a gather, one invocation per input element visits the windows
 /// that contain it.
-/// Cost: one add per output; dy and argmax read once, dx written once.
+/// With `relu_mask` (the layer's input x, a ReLU's output), dx is then zeroed where x <= 0: that
+/// ReLU's backward, fused (an exact select, the bits of `relu::relu_backward`).
+/// Cost: one add per output; dy and argmax (and x) read once, dx written once.
 pub fn maxpool2d_backward(
     gpu: &Gpu,
     dy: &Tensor,
     argmax: &Tensor,
+    relu_mask: Option<&Tensor>,
     dx: &Tensor,
     s: Pool2dShape,
 ) -> Dispatch {
@@ -155,9 +162,17 @@ pub fn maxpool2d_backward(
         s.input_len(),
         "maxpool2d_backward: dx has the wrong size for {s:?}"
     );
+    if let Some(x) = relu_mask {
+        assert_eq!(
+            x.len,
+            s.input_len(),
+            "maxpool2d_backward: the mask has the wrong size for {s:?}"
+        );
+    }
+    let masked = relu_mask.is_some() as usize;
     let cost = Cost {
         flops: s.output_len() as u64,
-        bytes: (2 * s.output_len() + s.input_len()) as u64 * WORD,
+        bytes: (2 * s.output_len() + (1 + masked) * s.input_len()) as u64 * WORD,
     };
     // Disjoint windows (the notebook's 2x2, stride 2): one invocation per output writes the input
     // cells it owns, four channels at a time when c allows it, much faster than the gather
@@ -173,8 +188,12 @@ pub fn maxpool2d_backward(
         &SHADER,
         entry,
         &[("WG", WG as f64)],
-        &Params::of(&s),
-        &[dy, argmax, dx],
+        &Params {
+            relu_mask: masked as u32,
+            ..Params::of(&s)
+        },
+        // Without a mask, dy is bound in its place (a binding cannot be left empty) and never read.
+        &[dy, argmax, dx, relu_mask.unwrap_or(dy)],
         super::grid(gpu, invocations, WG),
         cost,
     )

@@ -113,6 +113,10 @@ impl LayerKind for ActivationLayer {
 struct Relu;
 
 impl GpuOp for Relu {
+    fn is_relu(&self) -> bool {
+        true
+    }
+
     fn forward(&self, s: &GpuStep, x: &Tensor, y: &Tensor) -> Vec<Dispatch> {
         vec![kernels::relu::relu_forward(s.gpu, x, y)]
     }

@@ -6,8 +6,8 @@ use serde_json::{Value, json};
 
 use super::keras::{malformed, padding_name, with_kernel_and_bias};
 use super::{
-    Activation, CpuStep, GpuOp, GpuStep, Init, KerasEntry, Layer, LayerKind, Lowering, ParamSpec,
-    image_input,
+    Activation, CpuStep, Fusion, GpuOp, GpuStep, Init, KerasEntry, Layer, LayerKind, Lowering,
+    ParamSpec, image_input,
 };
 use crate::gpu::{Dispatch, Tensor};
 use crate::keras::ConfigError;
@@ -144,6 +144,8 @@ impl LayerKind for Conv2D {
                 "bias scratch",
                 kernels::conv2d::conv2d_bias_scratch(full).max(1),
             ),
+            relu_after: false,
+            relu_before: false,
         };
         let mut ops: Vec<Box<dyn GpuOp>> = vec![Box::new(conv)];
         ops.extend(self.activation.lower());
@@ -173,7 +175,8 @@ impl LayerKind for Conv2D {
     }
 }
 
-/// The convolution itself, bias fused; `s.n` is set per step.
+/// The convolution itself, bias fused, and the ReLUs around it when the network fuses them;
+/// `s.n` is set per step.
 struct Conv {
     s: Conv2dShape,
     w: Tensor,
@@ -183,16 +186,37 @@ struct Conv {
     /// Partial sums of the weight and bias gradients over chunks of rows, before their last pass.
     weight_scratch: Tensor,
     bias_scratch: Tensor,
+    /// `Fusion::ReluAfter`: the forward ends in a ReLU.
+    relu_after: bool,
+    /// `Fusion::ReluBefore`: dx is masked by x > 0.
+    relu_before: bool,
 }
 
 impl GpuOp for Conv {
+    fn accepts(&self, _: Fusion) -> bool {
+        true
+    }
+
+    fn fuse(&mut self, fusion: Fusion) {
+        match fusion {
+            Fusion::ReluAfter => self.relu_after = true,
+            Fusion::ReluBefore => self.relu_before = true,
+        }
+    }
+
     fn forward(&self, s: &GpuStep, x: &Tensor, y: &Tensor) -> Vec<Dispatch> {
         let shape = Conv2dShape {
             n: s.batch,
             ..self.s
         };
         vec![kernels::conv2d::conv2d_forward(
-            s.gpu, x, &self.w, &self.b, y, shape,
+            s.gpu,
+            x,
+            &self.w,
+            &self.b,
+            self.relu_after,
+            y,
+            shape,
         )]
     }
 
@@ -218,7 +242,12 @@ impl GpuOp for Conv {
         ));
         if let Some(dx) = dx {
             out.push(kernels::conv2d::conv2d_backward_input(
-                s.gpu, dy, &self.w, dx, shape,
+                s.gpu,
+                dy,
+                &self.w,
+                self.relu_before.then_some(x),
+                dx,
+                shape,
             ));
         }
         out

@@ -114,7 +114,8 @@ impl LayerKind for Dense {
     }
 }
 
-/// The matrix product with its bias, before the activation.
+/// The matrix product with its bias, before the activation. It takes no ReLU into its epilogue: on
+/// llvmpipe that made the register-tiled forward 2.5x slower (docs/PERFORMANCE.md, 2026-12-02).
 struct DenseOp {
     inp: usize,
     units: usize,

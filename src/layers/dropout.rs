@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::keras::malformed;
-use super::{CpuStep, GpuOp, GpuStep, KerasEntry, Layer, LayerKind, Lowering};
+use super::{CpuStep, Fusion, GpuOp, GpuStep, KerasEntry, Layer, LayerKind, Lowering};
 use crate::gpu::{Dispatch, Tensor};
 use crate::keras::ConfigError;
 use crate::model::Shape;
@@ -68,6 +68,7 @@ impl LayerKind for Dropout {
         vec![Box::new(DropoutOp {
             rate: self.rate,
             salt: l.index as u32,
+            relu_before: false,
         })]
     }
 
@@ -100,9 +101,20 @@ impl LayerKind for Dropout {
 struct DropoutOp {
     rate: f32,
     salt: u32,
+    /// `Fusion::ReluBefore`: dx is masked by x > 0.
+    relu_before: bool,
 }
 
 impl GpuOp for DropoutOp {
+    fn accepts(&self, fusion: Fusion) -> bool {
+        fusion == Fusion::ReluBefore
+    }
+
+    fn fuse(&mut self, fusion: Fusion) {
+        assert_eq!(fusion, Fusion::ReluBefore);
+        self.relu_before = true;
+    }
+
     fn evaluates_as_identity(&self) -> bool {
         true
     }
@@ -119,11 +131,12 @@ impl GpuOp for DropoutOp {
         )]
     }
 
-    fn backward(&self, s: &GpuStep, _: &Tensor, dy: &Tensor, dx: Option<&Tensor>) -> Vec<Dispatch> {
+    fn backward(&self, s: &GpuStep, x: &Tensor, dy: &Tensor, dx: Option<&Tensor>) -> Vec<Dispatch> {
         dx.map(|dx| {
             kernels::dropout::dropout_backward(
                 s.gpu,
                 dy,
+                self.relu_before.then_some(x),
                 dx,
                 s.step_state,
                 s.seed,

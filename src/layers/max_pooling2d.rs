@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::keras::padding_name;
-use super::{CpuStep, GpuOp, GpuStep, KerasEntry, Layer, LayerKind, Lowering, image_input};
+use super::{CpuStep, Fusion, GpuOp, GpuStep, KerasEntry, Layer, LayerKind, Lowering, image_input};
 use crate::gpu::{Dispatch, Tensor};
 use crate::keras::ConfigError;
 use crate::model::Shape;
@@ -94,6 +94,7 @@ impl LayerKind for MaxPooling2D {
         vec![Box::new(Pool {
             s: self.shape(l.input, 0),
             argmax: l.gpu.zeros("argmax", l.max_batch * l.output.len()),
+            relu_before: false,
         })]
     }
 
@@ -120,9 +121,20 @@ impl LayerKind for MaxPooling2D {
 struct Pool {
     s: Pool2dShape,
     argmax: Tensor,
+    /// `Fusion::ReluBefore`: dx is masked by x > 0.
+    relu_before: bool,
 }
 
 impl GpuOp for Pool {
+    fn accepts(&self, fusion: Fusion) -> bool {
+        fusion == Fusion::ReluBefore
+    }
+
+    fn fuse(&mut self, fusion: Fusion) {
+        assert_eq!(fusion, Fusion::ReluBefore);
+        self.relu_before = true;
+    }
+
     fn forward(&self, s: &GpuStep, x: &Tensor, y: &Tensor) -> Vec<Dispatch> {
         vec![kernels::maxpool2d::maxpool2d_forward(
             s.gpu,
@@ -136,12 +148,13 @@ impl GpuOp for Pool {
         )]
     }
 
-    fn backward(&self, s: &GpuStep, _: &Tensor, dy: &Tensor, dx: Option<&Tensor>) -> Vec<Dispatch> {
+    fn backward(&self, s: &GpuStep, x: &Tensor, dy: &Tensor, dx: Option<&Tensor>) -> Vec<Dispatch> {
         dx.map(|dx| {
             kernels::maxpool2d::maxpool2d_backward(
                 s.gpu,
                 dy,
                 &self.argmax.slice(0, dy.len),
+                self.relu_before.then_some(x),
                 dx,
                 Pool2dShape {
                     n: s.batch,

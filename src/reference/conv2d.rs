@@ -130,6 +130,17 @@ pub fn conv2d_backward_bias(dy: &[f64], s: Conv2dShape) -> Vec<f64> {
     super::column_sum::column_sum(dy, s.n * s.out_h() * s.out_w(), s.cout)
 }
 
+/// The fused `conv2d_forward` with its ReLU: the two twins composed.
+pub fn conv2d_forward_relu(x: &[f64], w: &[f64], b: &[f64], s: Conv2dShape) -> Vec<f64> {
+    crate::reference::relu::relu_forward(&conv2d_forward(x, w, b, s))
+}
+
+/// The fused `conv2d_backward_input` with the ReLU mask of the layer before (`x`, that ReLU's output):
+/// the two twins composed.
+pub fn conv2d_backward_input_masked(dy: &[f64], w: &[f64], x: &[f64], s: Conv2dShape) -> Vec<f64> {
+    crate::reference::relu::relu_backward(x, &conv2d_backward_input(dy, w, s))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

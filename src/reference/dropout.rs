@@ -40,6 +40,19 @@ pub fn dropout_backward(dy: &[f64], seed: u64, step: u32, salt: u32, rate: f32) 
     dropout_forward(dy, seed, step, salt, rate)
 }
 
+/// The fused `dropout_backward` with the ReLU mask of the layer before (`x`, that ReLU's output): the
+/// dropout twin on dy (its backward is its forward), then the ReLU's backward.
+pub fn dropout_backward_masked(
+    dy: &[f64],
+    x: &[f64],
+    seed: u64,
+    step: u32,
+    salt: u32,
+    rate: f32,
+) -> Vec<f64> {
+    crate::reference::relu::relu_backward(x, &dropout_forward(dy, seed, step, salt, rate))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

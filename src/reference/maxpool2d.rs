@@ -70,6 +70,17 @@ pub fn maxpool2d_backward(dy: &[f64], argmax: &[u32], s: Pool2dShape) -> Vec<f64
     dx
 }
 
+/// The fused `maxpool2d_backward` with the ReLU mask of the layer before (`x`, that ReLU's output):
+/// the two twins composed.
+pub fn maxpool2d_backward_masked(
+    dy: &[f64],
+    argmax: &[u32],
+    x: &[f64],
+    s: Pool2dShape,
+) -> Vec<f64> {
+    crate::reference::relu::relu_backward(x, &maxpool2d_backward(dy, argmax, s))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

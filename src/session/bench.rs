@@ -11,7 +11,7 @@ use crate::gpu::Gpu;
 use crate::model::Sequential;
 use crate::optimizer::Optimizer;
 use crate::session::{self, Plan, SessionError, SessionOutcome, Silent};
-use crate::train::FitConfig;
+use crate::train::{FitConfig, Mode, Network};
 
 /// Keras' `validation_split` in the notebook.
 const VALIDATION_SPLIT: f64 = 0.2;
@@ -35,6 +35,9 @@ pub struct BenchResult {
     pub train_s: Vec<f64>,
     /// Pipelines compiled for the whole run (a measure of start-up cost).
     pub pipelines: usize,
+    /// Dispatches in one training step after the batch's gather (forward, loss, backward, update):
+    /// on a GPU each costs several microseconds whatever it computes (issue 14).
+    pub dispatches_per_step: usize,
 }
 
 /// Trains the notebook's model on `ds` (validation split 0.2) for one warm-up epoch plus `epochs`
@@ -46,10 +49,21 @@ pub fn bench(
     batch_size: usize,
 ) -> Result<BenchResult, SessionError> {
     let model = Sequential::notebook([ds.height, ds.width, ds.channels], ds.num_classes());
+    let optimizer = Optimizer::rmsprop_default();
+    let net = Network::new(
+        gpu,
+        &model,
+        optimizer.clone(),
+        &model.init_params(0)?,
+        batch_size,
+        0,
+    )?;
+    let dispatches_per_step = net.step(gpu, batch_size, Mode::Train).len();
+    drop(net);
     let plan = Plan {
         params: model.init_params(0)?,
         model,
-        optimizer: Optimizer::rmsprop_default(),
+        optimizer,
         fit: FitConfig {
             epochs: epochs + 1,
             batch_size,
@@ -86,5 +100,6 @@ pub fn bench(
         epoch_s,
         train_s,
         pipelines: gpu.kernels.pipeline_count(),
+        dispatches_per_step,
     })
 }

@@ -37,6 +37,9 @@ pub struct ProfileReport {
     /// Mean sum of the dispatches' times in a step.
     pub gpu_ms: f64,
     pub images_per_s: f64,
+    /// Dispatches in a step (gather, forward, loss, backward, update): the step's floor on a GPU, where
+    /// each costs several microseconds whatever it computes (issue 14).
+    pub dispatches: usize,
 }
 
 impl ProfileReport {
@@ -77,7 +80,8 @@ impl fmt::Display for ProfileReport {
         }
         writeln!(
             f,
-            "step: {:.3} ms wall, {:.3} ms in kernels ({:.1}%), {:.3} ms host overhead and gaps; {:.1} images/s",
+            "step: {} dispatches, {:.3} ms wall, {:.3} ms in kernels ({:.1}%), {:.3} ms host overhead and gaps; {:.1} images/s",
+            self.dispatches,
             self.step_ms,
             self.gpu_ms,
             100.0 * self.gpu_ms / self.step_ms.max(1e-12),
@@ -147,6 +151,7 @@ pub fn summarize(
         step_ms: step_ns * 1e-6,
         gpu_ms: gpu_ns * 1e-6,
         images_per_s: batch as f64 / (step_ns * 1e-9).max(1e-12),
+        dispatches: timings.first().map_or(0, |t| t.dispatches.len()),
     }
 }
 

@@ -68,14 +68,23 @@ fn check(s: Conv2dShape, seed: u64) {
     );
     let tile_sets = [Conv2dTiles::GPU, Conv2dTiles::SOFTWARE, ODD_TILES];
     let tys: Vec<Tensor> = tile_sets.iter().map(|_| poisoned(s.output_len())).collect();
+    let trelus: Vec<Tensor> = tile_sets.iter().map(|_| poisoned(s.output_len())).collect();
     let tdws: Vec<Tensor> = tile_sets.iter().map(|_| poisoned(s.kernel_len())).collect();
     let tdx = poisoned(s.input_len());
+    let tdx_masked = poisoned(s.input_len());
     let tdb = poisoned(s.cout);
     let wscratch = poisoned(conv2d_weight_scratch(s));
     let bscratch = poisoned(conv2d_bias_scratch(s));
-    let mut ds = vec![conv2d_backward_input(g, &tdy, &tw, &tdx, s)];
-    for ((tiles, ty), tdw) in tile_sets.iter().zip(&tys).zip(&tdws) {
-        ds.push(conv2d_forward_tiled(g, &tx, &tw, &tb, ty, s, *tiles));
+    // x in [-1, 1) doubles as the ReLU mask of the fused input gradient: about half is masked.
+    let mut ds = vec![
+        conv2d_backward_input(g, &tdy, &tw, None, &tdx, s),
+        conv2d_backward_input(g, &tdy, &tw, Some(&tx), &tdx_masked, s),
+    ];
+    for (((tiles, ty), trelu), tdw) in tile_sets.iter().zip(&tys).zip(&trelus).zip(&tdws) {
+        ds.push(conv2d_forward_tiled(g, &tx, &tw, &tb, false, ty, s, *tiles));
+        ds.push(conv2d_forward_tiled(
+            g, &tx, &tw, &tb, true, trelu, s, *tiles,
+        ));
         // The weight gradients share one scratch buffer: each pair of dispatches runs in order.
         ds.extend(conv2d_backward_weight_tiled(
             g, &tx, &tdy, &wscratch, tdw, s, *tiles,
@@ -87,15 +96,23 @@ fn check(s: Conv2dShape, seed: u64) {
     let (x, w, b, dy) = (to_f64(&x), to_f64(&w), to_f64(&b), to_f64(&dy));
     let want_y = reference::conv2d::conv2d_forward(&x, &w, &b, s);
     let want_dx = reference::conv2d::conv2d_backward_input(&dy, &w, s);
+    let want_relu = reference::conv2d::conv2d_forward_relu(&x, &w, &b, s);
+    let want_dx_masked = reference::conv2d::conv2d_backward_input_masked(&dy, &w, &x, s);
     let want_dw = reference::conv2d::conv2d_backward_weight(&x, &dy, s);
     let want_db = reference::conv2d::conv2d_backward_bias(&dy, s);
     let name = label(&s);
-    for ((tiles, ty), tdw) in tile_sets.iter().zip(&tys).zip(&tdws) {
+    for (((tiles, ty), trelu), tdw) in tile_sets.iter().zip(&tys).zip(&trelus).zip(&tdws) {
         let t = tiles_label(tiles);
         compare(
             &format!("conv2d_forward {name} {t} y"),
             &read(ty),
             &want_y,
+            F32_TOL,
+        );
+        compare(
+            &format!("conv2d_forward relu {name} {t} y"),
+            &read(trelu),
+            &want_relu,
             F32_TOL,
         );
         compare(
@@ -109,6 +126,12 @@ fn check(s: Conv2dShape, seed: u64) {
         &format!("conv2d_backward_input {name} dx"),
         &read(&tdx),
         &want_dx,
+        F32_TOL,
+    );
+    compare(
+        &format!("conv2d_backward_input masked {name} dx"),
+        &read(&tdx_masked),
+        &want_dx_masked,
         F32_TOL,
     );
     compare(
@@ -169,7 +192,7 @@ fn conv2d_default_wrappers_use_the_adapters_tiles() {
     );
     let (ty, tdw) = (poisoned(s.output_len()), poisoned(s.kernel_len()));
     let wscratch = poisoned(conv2d_weight_scratch(s));
-    let mut ds = vec![conv2d_forward(g, &tx, &tw, &tb, &ty, s)];
+    let mut ds = vec![conv2d_forward(g, &tx, &tw, &tb, false, &ty, s)];
     ds.extend(conv2d_backward_weight(g, &tx, &tdy, &wscratch, &tdw, s));
     run_all(&ds);
     let (x, w, b, dy) = (to_f64(&x), to_f64(&w), to_f64(&b), to_f64(&dy));
@@ -286,7 +309,7 @@ fn conv2d_timing_notebook_batch_128() {
         );
         cases.push((
             format!("conv2d_forward [{t}]"),
-            vec![conv2d_forward_tiled(g, &tx, &tw, &tb, &ty, s, tiles)],
+            vec![conv2d_forward_tiled(g, &tx, &tw, &tb, false, &ty, s, tiles)],
         ));
         cases.push((
             format!("conv2d_backward_weight [{t}]"),
@@ -295,7 +318,7 @@ fn conv2d_timing_notebook_batch_128() {
     }
     cases.push((
         "conv2d_backward_input".into(),
-        vec![conv2d_backward_input(g, &tdy, &tw, &tdx, s)],
+        vec![conv2d_backward_input(g, &tdy, &tw, None, &tdx, s)],
     ));
     cases.push((
         "conv2d_backward_bias".into(),

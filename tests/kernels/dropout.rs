@@ -22,7 +22,7 @@ fn run_dropout(x: &[f32], dy: &[f32], step: u32, salt: u32, rate: f32) -> (Vec<f
     let (tx, tdy) = (g.upload("x", x), g.upload("dy", dy));
     let (ty, tdx) = (poisoned(x.len()), poisoned(dy.len()));
     let fwd = dropout_forward(g, &tx, &ty, &st, SEED, salt, rate);
-    let bwd = dropout_backward(g, &tdy, &tdx, &st, SEED, salt, rate);
+    let bwd = dropout_backward(g, &tdy, None, &tdx, &st, SEED, salt, rate);
     run(&[&fwd, &bwd]);
     (read(&ty), read(&tdx))
 }
@@ -171,7 +171,7 @@ fn one_step_state_tensor_drives_forward_and_backward_across_steps() {
     let tx = g.upload("x", &x);
     let (ty, tdx) = (poisoned(n), poisoned(n));
     let fwd = dropout_forward(g, &tx, &ty, &st, SEED, 4, 0.5);
-    let bwd = dropout_backward(g, &tx, &tdx, &st, SEED, 4, 0.5);
+    let bwd = dropout_backward(g, &tx, None, &tdx, &st, SEED, 4, 0.5);
     for step in [0u32, 1, 1000] {
         g.write(
             &st,
@@ -198,5 +198,46 @@ fn one_step_state_tensor_drives_forward_and_backward_across_steps() {
             4,
             0.5,
         );
+    }
+}
+
+/// The backward with the ReLU mask of the layer before fused: the twin's dropout backward, then its
+/// ReLU backward, bit for bit, on the scalar and vec4 entry points, with some mask values exactly 0.
+#[test]
+fn dropout_backward_with_the_relu_mask_equals_the_twins_exactly() {
+    let g = gpu();
+    for (i, &n) in [1001usize, 4096].iter().enumerate() {
+        let mut x = random(n, 700 + i as u64, -1.0, 1.0);
+        for v in x.iter_mut().step_by(9) {
+            *v = 0.0;
+        }
+        let dy = random(n, 800 + i as u64, -1.0, 1.0);
+        let st = step_state(3);
+        let (tx, tdy, tdx) = (g.upload("x", &x), g.upload("dy", &dy), poisoned(n));
+        run(&[&dropout_backward(
+            g,
+            &tdy,
+            Some(&tx),
+            &tdx,
+            &st,
+            SEED,
+            2,
+            0.25,
+        )]);
+        let want = reference::dropout::dropout_backward_masked(
+            &to_f64(&dy),
+            &to_f64(&x),
+            SEED,
+            3,
+            2,
+            0.25,
+        );
+        let got = read(&tdx);
+        for (j, (&o, &w)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                o.to_bits() == (w as f32).to_bits(),
+                "dropout_backward masked n={n}: element {j} is {o}, twin says {w}"
+            );
+        }
     }
 }

@@ -34,13 +34,18 @@ fn check_with(s: Pool2dShape, x: &[f32], seed: u64) {
     let ty = poisoned(s.output_len());
     let targmax = poisoned(s.output_len());
     let tdx = poisoned(s.input_len());
+    let tdx_masked = poisoned(s.input_len());
+    // x doubles as the ReLU mask of the fused backward (the tests' inputs are of both signs).
     let ds = [
         maxpool2d_forward(g, &tx, &ty, &targmax, s),
-        maxpool2d_backward(g, &tdy, &targmax, &tdx, s),
+        maxpool2d_backward(g, &tdy, &targmax, None, &tdx, s),
+        maxpool2d_backward(g, &tdy, &targmax, Some(&tx), &tdx_masked, s),
     ];
     run_all(&ds);
     let (want_y, want_argmax) = reference::maxpool2d::maxpool2d_forward(&to_f64(x), s);
     let want_dx = reference::maxpool2d::maxpool2d_backward(&to_f64(&dy), &want_argmax, s);
+    let want_dx_masked =
+        reference::maxpool2d::maxpool2d_backward_masked(&to_f64(&dy), &want_argmax, &to_f64(x), s);
     let name = format!(
         "n{} {}x{}x{} pool {}x{} stride {}x{} {:?}",
         s.n, s.h, s.w, s.c, s.pool_h, s.pool_w, s.stride_h, s.stride_w, s.padding
@@ -62,6 +67,12 @@ fn check_with(s: Pool2dShape, x: &[f32], seed: u64) {
         &format!("maxpool2d_backward {name} dx"),
         &read(&tdx),
         &want_dx,
+        if disjoint { 0.0 } else { F32_TOL },
+    );
+    compare(
+        &format!("maxpool2d_backward masked {name} dx"),
+        &read(&tdx_masked),
+        &want_dx_masked,
         if disjoint { 0.0 } else { F32_TOL },
     );
 }
