@@ -7,7 +7,7 @@
 
 #[path = "common/gpu.rs"]
 mod common_gpu;
-use common_gpu::every_layer_model;
+use common_gpu::{build_programs, every_layer_model};
 
 use cifar_wgpu::gpu::{
     Gpu, GpuOptions, KernelFlavours, LimitsChoice, OptionalFeature, Tiling, WorkgroupNeeds,
@@ -15,7 +15,7 @@ use cifar_wgpu::gpu::{
 use cifar_wgpu::gpu::{Shader, run_dispatches};
 use cifar_wgpu::kernels::all_shaders;
 use cifar_wgpu::kernels::gather::{gather_batch, upload_images};
-use cifar_wgpu::model::{Sequential, reference};
+use cifar_wgpu::model::reference;
 use cifar_wgpu::optimizer::Optimizer;
 use cifar_wgpu::train::{Metrics, Mode, Network};
 
@@ -164,47 +164,12 @@ fn largest(g: &Gpu) -> WorkgroupNeeds {
     most
 }
 
-/// Builds every program of training and evaluation: the every-layer model and the notebook's at batch
-/// 128, with every optimizer (wgpu validates each pipeline against the device's limits here).
-fn build_programs(g: &Gpu) {
-    for (model, batch) in [
-        (every_layer_model([9, 7, 3], 4), 5),
-        (Sequential::notebook([32, 32, 3], 10), 128),
-    ] {
-        let bytes = model.input().len();
-        let labels: Vec<u8> = (0..batch).map(|i| (i % 4) as u8).collect();
-        let images = upload_images(
-            g,
-            &vec![7u8; batch * bytes],
-            &labels,
-            bytes,
-            g.max_binding_bytes(),
-        )
-        .unwrap();
-        for opt in [
-            Optimizer::rmsprop_default(),
-            Optimizer::adam_default(),
-            Optimizer::Sgd {
-                lr: 0.01,
-                momentum: 0.9,
-                nesterov: true,
-            },
-        ] {
-            let net =
-                Network::new(g, &model, opt, &model.init_params(1).unwrap(), batch, 1).unwrap();
-            net.gather(g, &images, batch);
-            net.step(g, batch, Mode::Train);
-            net.step(g, batch, Mode::Eval);
-        }
-    }
-    g.wait().expect("every pipeline was accepted");
-}
-
 #[test]
 fn each_familys_declared_needs_are_its_pipelines_largest_and_fit_webgpu() {
     for (tiling, subgroups) in families() {
         let g = least_device(tiling, subgroups);
         build_programs(&g);
+        g.wait().expect("every pipeline was accepted");
         let got = largest(&g);
         println!("{}: {got:?}", g.flavours);
         assert_eq!(g.flavours, KernelFlavours::of(tiling, subgroups));

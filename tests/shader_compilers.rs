@@ -11,7 +11,7 @@
 
 #[path = "common/gpu.rs"]
 mod common_gpu;
-use common_gpu::every_layer_model;
+use common_gpu::build_programs;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -20,10 +20,6 @@ use std::sync::OnceLock;
 
 use cifar_wgpu::gpu::{Gpu, GpuOptions, Shader, Tiling};
 use cifar_wgpu::kernels::all_shaders;
-use cifar_wgpu::kernels::gather::upload_images;
-use cifar_wgpu::model::Sequential;
-use cifar_wgpu::optimizer::Optimizer;
-use cifar_wgpu::train::{Mode, Network};
 
 /// Shaders that call subgroup built-ins: they need Features::SUBGROUP, and the WGSL spec (Tint) wants
 /// `enable subgroups;`, which naga 30 does not accept yet, so it is added for Tint alone.
@@ -77,45 +73,6 @@ fn pipelines() -> &'static [Pipeline] {
         }
         all
     })
-}
-
-fn build_programs(g: &Gpu) {
-    let models = [
-        (every_layer_model([9, 7, 3], 4), 5),
-        (Sequential::notebook([32, 32, 3], 10), 128),
-    ];
-    for (model, batch) in &models {
-        let bytes = model.input().len();
-        let labels: Vec<u8> = (0..*batch).map(|i| (i % 4) as u8).collect();
-        let images = upload_images(
-            g,
-            &vec![7u8; batch * bytes],
-            &labels,
-            bytes,
-            g.max_binding_bytes(),
-        )
-        .unwrap();
-        for opt in [
-            Optimizer::rmsprop_default(),
-            Optimizer::adam_default(),
-            Optimizer::Sgd {
-                lr: 0.01,
-                momentum: 0.9,
-                nesterov: true,
-            },
-            Optimizer::Sgd {
-                lr: 0.01,
-                momentum: 0.0,
-                nesterov: false,
-            },
-        ] {
-            let params = model.init_params(1).unwrap();
-            let net = Network::new(g, model, opt, &params, *batch, 1).unwrap();
-            net.gather(g, &images, *batch);
-            net.step(g, *batch, Mode::Train);
-            net.step(g, *batch, Mode::Eval);
-        }
-    }
 }
 
 #[test]

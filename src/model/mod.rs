@@ -140,18 +140,13 @@ impl Sequential {
     /// named as Keras names them).
     pub fn notebook(input_shape: InputShape, classes: usize) -> Sequential {
         use recipe::*;
-        let layers = vec![
+        let mut layers = vec![
             conv(32, crate::shape::Padding::Same),
             relu(),
             pool(),
             dropout(0.25),
-            flatten(),
-            dense(512),
-            relu(),
-            dropout(0.5),
-            dense(classes),
-            softmax(),
         ];
+        layers.extend(dense_head(classes));
         Sequential::from_layers("sequential", input_shape, layers)
     }
 
@@ -159,7 +154,7 @@ impl Sequential {
     /// blocks of two 3x3 convolutions, max pooling and dropout, then the notebook's dense head.
     pub fn deeper(input_shape: InputShape, classes: usize) -> Sequential {
         use recipe::*;
-        let layers = vec![
+        let mut layers = vec![
             conv(32, crate::shape::Padding::Same),
             relu(),
             conv(32, crate::shape::Padding::Same),
@@ -172,13 +167,8 @@ impl Sequential {
             relu(),
             pool(),
             dropout(0.25),
-            flatten(),
-            dense(512),
-            relu(),
-            dropout(0.5),
-            dense(classes),
-            softmax(),
         ];
+        layers.extend(dense_head(classes));
         Sequential::from_layers("sequential", input_shape, layers)
     }
 
@@ -420,5 +410,18 @@ mod recipe {
             units,
             activation: Activation::Linear,
         })
+    }
+
+    /// The notebook's classifier, which the deeper network keeps: Flatten, Dense 512, ReLU,
+    /// Dropout 0.5, Dense `classes`, softmax.
+    pub fn dense_head(classes: usize) -> [Layer; 6] {
+        [
+            flatten(),
+            dense(512),
+            relu(),
+            dropout(0.5),
+            dense(classes),
+            softmax(),
+        ]
     }
 }

@@ -1,15 +1,18 @@
-//! Shared by the training and profiler tests: one device per test binary and a small CNN.
+//! Shared by the GPU tests: one device per test binary, small models, and every program built.
 // Each test binary uses its own subset of these helpers.
 #![allow(dead_code)]
 
 use std::sync::OnceLock;
 
 use cifar_wgpu::gpu::{Gpu, GpuOptions};
+use cifar_wgpu::kernels::gather::upload_images;
 use cifar_wgpu::layers::{
     Activation, ActivationLayer, Conv2D, Dense, Dropout, Flatten, Layer, MaxPooling2D,
 };
 use cifar_wgpu::model::Sequential;
+use cifar_wgpu::optimizer::Optimizer;
 use cifar_wgpu::shape::Padding;
+use cifar_wgpu::train::{Mode, Network};
 
 /// The test device. A machine without an adapter fails loudly here: a skipped GPU test would hide
 /// that nothing was checked.
@@ -96,4 +99,46 @@ pub fn every_layer_model(input: [usize; 3], classes: usize) -> Sequential {
             }),
         ],
     )
+}
+
+/// Builds, without running them, every program of training and evaluation: the every-layer model and
+/// the notebook's at batch 128, with every optimizer, the gather included. Each pipeline is compiled
+/// (and validated against the device's limits) on the way.
+pub fn build_programs(g: &Gpu) {
+    let models = [
+        (every_layer_model([9, 7, 3], 4), 5),
+        (Sequential::notebook([32, 32, 3], 10), 128),
+    ];
+    for (model, batch) in &models {
+        let bytes = model.input().len();
+        let labels: Vec<u8> = (0..*batch).map(|i| (i % 4) as u8).collect();
+        let images = upload_images(
+            g,
+            &vec![7u8; batch * bytes],
+            &labels,
+            bytes,
+            g.max_binding_bytes(),
+        )
+        .unwrap();
+        for opt in [
+            Optimizer::rmsprop_default(),
+            Optimizer::adam_default(),
+            Optimizer::Sgd {
+                lr: 0.01,
+                momentum: 0.9,
+                nesterov: true,
+            },
+            Optimizer::Sgd {
+                lr: 0.01,
+                momentum: 0.0,
+                nesterov: false,
+            },
+        ] {
+            let params = model.init_params(1).unwrap();
+            let net = Network::new(g, model, opt, &params, *batch, 1).unwrap();
+            net.gather(g, &images, *batch);
+            net.step(g, *batch, Mode::Train);
+            net.step(g, *batch, Mode::Eval);
+        }
+    }
 }
