@@ -8,6 +8,8 @@
 //! the input, checks the message and prints its peak resident memory (`VmHWM` from
 //! /proc/self/status), which the parent checks against [`PEAK_RSS_KB`] and prints.
 
+#[path = "common/crafted.rs"]
+mod crafted;
 #[path = "common/data_fixtures.rs"]
 mod fixtures;
 #[path = "common/writers.rs"]
@@ -22,7 +24,8 @@ use cifar_wgpu::data::{self, synthetic};
 use cifar_wgpu::keras;
 use cifar_wgpu::model::Sequential;
 use cifar_wgpu::model::io::SavedModel;
-use writers::{Keys, Member};
+use crafted::{edit_json, huge_png_header, python_archive_with};
+use writers::Member;
 
 /// Set in the child: the input to read.
 const INPUT_ENV: &str = "BOUNDED_READERS_INPUT";
@@ -112,20 +115,6 @@ fn keras_error(path: &Path) -> String {
     }
 }
 
-/// A Python-layout CIFAR archive whose `data_batch_1` is `pickle`.
-fn python_archive_with(dir: &Path, pickle: Vec<u8>) -> PathBuf {
-    let ds = fixtures::tiny_cifar(2, 2, 7);
-    let mut members = writers::cifar_python_members(&ds, Keys::Bytes).unwrap();
-    members
-        .iter_mut()
-        .find(|(n, _)| n == "data_batch_1")
-        .unwrap()
-        .1 = pickle;
-    let path = dir.join("cifar-10-python.tar.gz");
-    writers::write_tar_gz(&path, &writers::in_folder("cifar-10-batches-py", members)).unwrap();
-    path
-}
-
 #[test]
 fn pickle_nested_20000_deep() {
     bounded(
@@ -135,7 +124,11 @@ fn pickle_nested_20000_deep() {
             p.extend(std::iter::repeat_n(b']', 20_000));
             p.extend(std::iter::repeat_n(b'a', 19_999));
             p.push(b'.');
-            python_archive_with(dir, p)
+            {
+                let path = dir.join("cifar-10-python.tar.gz");
+                python_archive_with(&path, p);
+                path
+            }
         },
         data_error,
         &["data_batch_1", "nests containers more than 32 deep"],
@@ -150,7 +143,11 @@ fn pickle_of_millions_of_marks() {
             // 30 MB of MARK opcodes: within the size of a real batch, about 30 KB compressed.
             let mut p = b"\x80\x02".to_vec();
             p.extend(std::iter::repeat_n(b'(', 30_000_000));
-            python_archive_with(dir, p)
+            {
+                let path = dir.join("cifar-10-python.tar.gz");
+                python_archive_with(&path, p);
+                path
+            }
         },
         data_error,
         &["data_batch_1", "MARKs open at once"],
@@ -207,15 +204,6 @@ fn write_zip(path: &Path, members: &[Member]) {
         zip.write_all(bytes).unwrap();
     }
     zip.finish().unwrap();
-}
-
-/// Replace `from` by `to` in the file at `path`, whether the JSON is written with spaces or not.
-fn edit_json(path: &Path, from: &str, to: &str) {
-    let json = std::fs::read_to_string(path).unwrap();
-    let compact = |s: &str| s.replace(": ", ":").replace(", ", ",");
-    let edited = json.replace(from, to).replace(&compact(from), &compact(to));
-    assert_ne!(json, edited, "{from} is not in {json}");
-    std::fs::write(path, edited).unwrap();
 }
 
 #[test]
@@ -304,30 +292,6 @@ fn keras_json_with_an_input_side_of_2_to_the_32() {
         // Refused by the model's own shape check, or else by the input-shape check of the readers.
         &["4294967296, 6, 2"],
     );
-}
-
-/// A PNG that claims `side` x `side` gray pixels: a real header and a tiny IDAT.
-fn huge_png_header(side: u32) -> Vec<u8> {
-    let chunk = |out: &mut Vec<u8>, kind: &[u8], data: &[u8]| {
-        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-        let mut crc = flate2::Crc::new();
-        crc.update(kind);
-        crc.update(data);
-        out.extend_from_slice(kind);
-        out.extend_from_slice(data);
-        out.extend_from_slice(&crc.sum().to_be_bytes());
-    };
-    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    let mut ihdr = Vec::new();
-    ihdr.extend_from_slice(&side.to_be_bytes());
-    ihdr.extend_from_slice(&side.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 0, 0, 0, 0]); // 8-bit gray, deflate, no filter, no interlace
-    chunk(&mut png, b"IHDR", &ihdr);
-    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
-    z.write_all(&vec![0u8; 1 << 16]).unwrap();
-    chunk(&mut png, b"IDAT", &z.finish().unwrap());
-    chunk(&mut png, b"IEND", &[]);
-    png
 }
 
 #[test]

@@ -13,6 +13,8 @@
 // are Unix's.
 #![cfg(target_os = "linux")]
 
+#[path = "common/crafted.rs"]
+mod crafted;
 #[path = "common/data_fixtures.rs"]
 mod fixtures;
 #[path = "common/writers.rs"]
@@ -29,6 +31,7 @@ use cifar_wgpu::layers::{Activation, Dense, Flatten, Layer};
 use cifar_wgpu::model::Sequential;
 use cifar_wgpu::model::io::SavedModel;
 use cifar_wgpu::train::{EpochLog, history};
+use crafted::{edit_json, huge_png_header, python_archive_with};
 use writers::Keys;
 
 /// The binary's address-space limit (KiB): 2 GiB (the issue's ~1 GB of data, plus the address
@@ -161,19 +164,6 @@ fn s(path: &Path) -> &str {
 // ---------------------------------------------------------------------------------------------
 // Inputs
 
-/// A Python-layout CIFAR archive whose `data_batch_1` is `pickle`, at `path`.
-fn python_archive_with(path: &Path, pickle: Vec<u8>) {
-    let ds = fixtures::tiny_cifar(2, 2, 7);
-    let mut members = writers::cifar_python_members(&ds, Keys::Bytes).unwrap();
-    members
-        .iter_mut()
-        .find(|(n, _)| n == "data_batch_1")
-        .unwrap()
-        .1 = pickle;
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    writers::write_tar_gz(path, &writers::in_folder("cifar-10-batches-py", members)).unwrap();
-}
-
 /// A one-channel 6x6 data set of 3 classes (12 training, 6 test images) as IDX files in `dir`.
 fn tiny_idx(dir: &Path) -> PathBuf {
     let mut ds = synthetic::random_like_cifar(12, 6, 3);
@@ -250,15 +240,6 @@ fn keras_files(dir: &Path) -> PathBuf {
     };
     keras::save_keras_files(dir, &saved).unwrap();
     dir.join(keras::ARCHITECTURE_FILE)
-}
-
-/// Replace `from` by `to` in the file at `path`, whether the JSON is written with spaces or not.
-fn edit_json(path: &Path, from: &str, to: &str) {
-    let json = std::fs::read_to_string(path).unwrap();
-    let compact = |s: &str| s.replace(": ", ":").replace(", ", ",");
-    let edited = json.replace(from, to).replace(&compact(from), &compact(to));
-    assert_ne!(json, edited, "{from} is not in {json}");
-    std::fs::write(path, edited).unwrap();
 }
 
 /// `export` of the model at `model` must be refused, naming `model`.
@@ -538,30 +519,6 @@ fn tar_with_a_huge_gnu_long_name() {
     writers::write_gz(&path, &tar).unwrap();
     let run = cli(dir.path(), &["data", "info", "--data", s(&path)], &[]);
     assert_refused(&run, &[s(&path), "GNU long name"]);
-}
-
-/// A PNG that claims `side` x `side` gray pixels: a real header and a tiny IDAT.
-fn huge_png_header(side: u32) -> Vec<u8> {
-    let chunk = |out: &mut Vec<u8>, kind: &[u8], data: &[u8]| {
-        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-        let mut crc = flate2::Crc::new();
-        crc.update(kind);
-        crc.update(data);
-        out.extend_from_slice(kind);
-        out.extend_from_slice(data);
-        out.extend_from_slice(&crc.sum().to_be_bytes());
-    };
-    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    let mut ihdr = Vec::new();
-    ihdr.extend_from_slice(&side.to_be_bytes());
-    ihdr.extend_from_slice(&side.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 0, 0, 0, 0]);
-    chunk(&mut png, b"IHDR", &ihdr);
-    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
-    z.write_all(&vec![0u8; 1 << 16]).unwrap();
-    chunk(&mut png, b"IDAT", &z.finish().unwrap());
-    chunk(&mut png, b"IEND", &[]);
-    png
 }
 
 #[test]
