@@ -111,3 +111,59 @@ impl LayerKind for GlobalAveragePooling2D {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::GlobalMaxPooling2D;
+    use super::*;
+    use crate::reference::gradcheck::{check_gradient, seeded};
+
+    /// Both global poolings' twins as the model calls them: output shapes, the values, and dx
+    /// against finite differences of the forward.
+    #[test]
+    fn global_twins_pool_whole_images_and_their_backward_matches_finite_differences() {
+        let (input, batch) = (Shape::Image { h: 3, w: 5, c: 4 }, 2);
+        let step = CpuStep {
+            batch,
+            train: true,
+            seed: 0,
+            step: 0,
+            index: 0,
+        };
+        let x = seeded(batch * input.len(), 7);
+        let dy = seeded(batch * 4, 8);
+        // Each kind with the reduction it applies to one channel of one image.
+        type Reduce = fn(&[f64]) -> f64;
+        let kinds: [(&dyn LayerKind, Reduce); 2] = [
+            (&GlobalAveragePooling2D { keepdims: false }, |v| {
+                v.iter().sum::<f64>() / v.len() as f64
+            }),
+            (&GlobalMaxPooling2D { keepdims: true }, |v| {
+                v.iter().cloned().fold(f64::MIN, f64::max)
+            }),
+        ];
+        for (kind, reduce) in kinds {
+            let y = kind.cpu_forward(&step, &input, &x, &[]);
+            // Channel c of image n reduces x[n, .., .., c].
+            for n in 0..batch {
+                for c in 0..4 {
+                    let cells: Vec<f64> = (0..15).map(|p| x[(n * 15 + p) * 4 + c]).collect();
+                    assert_eq!(y[n * 4 + c], reduce(&cells), "{}", kind.class_name());
+                }
+            }
+            let (dx, grads) = kind.cpu_backward(&step, &input, &x, &dy, &[]);
+            assert!(grads.is_empty());
+            let loss = |x: &[f64]| -> f64 {
+                let y = kind.cpu_forward(&step, &input, x, &[]);
+                y.iter().zip(&dy).map(|(y, g)| y * g).sum()
+            };
+            check_gradient(kind.class_name(), &x, &dx, loss);
+        }
+        let keep = GlobalMaxPooling2D { keepdims: true }.output_shape(&input);
+        assert_eq!(keep, Ok(Shape::Image { h: 1, w: 1, c: 4 }));
+        let flat = GlobalAveragePooling2D { keepdims: false }.output_shape(&input);
+        assert_eq!(flat, Ok(Shape::Flat(4)));
+        let e = GlobalAveragePooling2D { keepdims: false }.output_shape(&Shape::Flat(4));
+        assert!(e.unwrap_err().contains("needs an image input"));
+    }
+}
