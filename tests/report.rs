@@ -74,6 +74,7 @@ fn run(n_test: usize, h: usize, w: usize, c: usize, classes: usize, hist: &[Epoc
         ],
         adapter: "Test Adapter (Vulkan)".into(),
         seconds: 12.5,
+        augment: None,
     };
     let summary = report::write_report(dir.path(), &inputs).unwrap();
     Run {
@@ -355,6 +356,7 @@ fn many_classes_and_long_names() {
             settings: Vec::new(),
             adapter: String::new(),
             seconds: 0.0,
+            augment: None,
         },
     )
     .unwrap();
@@ -402,6 +404,7 @@ fn all_right_means_no_mistakes_section() {
             settings: Vec::new(),
             adapter: "cpu".into(),
             seconds: 0.0,
+            augment: None,
         },
     )
     .unwrap();
@@ -428,6 +431,7 @@ fn inputs_that_do_not_fit_are_refused_before_writing() {
         settings: Vec::new(),
         adapter: String::new(),
         seconds: 0.0,
+        augment: None,
     };
     let short = &logits[..logits.len() - 1];
     let empty = Split::default();
@@ -503,6 +507,7 @@ fn example_report() {
                 settings: vec![("epochs".into(), "20".into())],
                 adapter: "example".into(),
                 seconds: 1.0,
+                augment: None,
             },
         )
         .unwrap();
