@@ -87,10 +87,7 @@ fn augmentation_flags_are_checked_when_parsed() {
         (&["--augment", "--fill-mode", "wrap"][..], "only 'nearest'"),
         (&["--augment", "--zoom-range", "1.5"][..], "below 1"),
         (&["--augment", "--rotation-range", "200"][..], "at most 180"),
-        (
-            &["--augment", "--width-shift-range", "-0.1"][..],
-            "at least 0",
-        ),
+        (&["--augment", "--width-shift-range=-0.1"][..], "at least 0"),
         (&["--rotation-range", "10"][..], "--augment"),
     ] {
         let mut all = vec!["train", "--epochs", "1"];

@@ -23,8 +23,8 @@ use crate::train::fit::EpochLog;
 pub use charts::{CURVES_SIZE, ConfusionLayout, confusion_layout};
 pub use metrics::{ClassStats, Confusion, Prediction};
 pub use samples::{
-    AUGMENTATIONS, AUGMENTED_IMAGES, COLUMNS, PER_SECTION, SamplesLayout, augmented_layout,
-    augmented_tiles, samples_layout,
+    AUGMENTATIONS, AUGMENTED_IMAGES, AugmentedLayout, COLUMNS, PER_SECTION, SamplesLayout,
+    augmented_layout, augmented_tiles, samples_layout,
 };
 
 /// The family every chart asks for. The bundled font is registered under this name so the SVG,

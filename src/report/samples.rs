@@ -232,16 +232,42 @@ pub fn augmented_tiles(
     Ok(tiles)
 }
 
-/// `augmented.png`'s size for images of `height`×`width` and `rows` test images: (scale, tile
-/// pitch, width, height); tiles are scaled like samples.png's.
-pub fn augmented_layout(height: usize, width: usize, rows: usize) -> SamplesLayout {
+/// Where things go in `augmented.png`: tiles scaled like samples.png's, a row of 1 +
+/// `AUGMENTATIONS` per test image below the title and the settings line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AugmentedLayout {
+    pub scale: u32,
+    pub tile_w: u32,
+    pub tile_h: u32,
+    /// The first tile's top-left corner.
+    pub left: u32,
+    pub top: u32,
+    pub width: u32,
+    pub height: u32,
+}
+
+impl AugmentedLayout {
+    /// The top-left corner of tile `k` (row-major, `augmented_tiles`' order).
+    pub fn origin(&self, k: usize) -> (u32, u32) {
+        let per_row = 1 + AUGMENTATIONS;
+        (
+            self.left + (k % per_row) as u32 * self.tile_w,
+            self.top + (k / per_row) as u32 * self.tile_h,
+        )
+    }
+}
+
+/// `augmented.png`'s layout for images of `height`×`width` and `rows` test images.
+pub fn augmented_layout(height: usize, width: usize, rows: usize) -> AugmentedLayout {
     let scale = (THUMB / height.max(width).max(1)).max(1) as u32;
     let tile_w = width as u32 * scale + PAD;
     let tile_h = height as u32 * scale + PAD;
-    SamplesLayout {
+    AugmentedLayout {
         scale,
         tile_w,
         tile_h,
+        left: PAD,
+        top: TITLE_H + SECTION_H,
         width: (tile_w * (1 + AUGMENTATIONS as u32) + 2 * PAD).max(560),
         height: TITLE_H + SECTION_H + rows as u32 * tile_h + PAD,
     }
@@ -260,12 +286,7 @@ pub fn draw_augmented(
     let l = augmented_layout(height, width, rows);
     let mut canvas = RgbImage::from_pixel(l.width, l.height, Rgb([255, 255, 255]));
     let (tw, th) = (width as u32 * l.scale, height as u32 * l.scale);
-    let origin = |k: usize| {
-        (
-            PAD + (k % per_row) as u32 * l.tile_w,
-            TITLE_H + SECTION_H + (k / per_row) as u32 * l.tile_h,
-        )
-    };
+    let origin = |k: usize| l.origin(k);
     for (k, img) in tiles.iter().enumerate() {
         let (x0, y0) = origin(k);
         for y in 0..th {
