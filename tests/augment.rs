@@ -78,7 +78,20 @@ fn train_preset_deeper_with_augment_runs_end_to_end_and_records_the_settings() {
         page.contains("rotation_range=40, width_shift_range=0.2"),
         "report settings"
     );
-    assert!(out.join("augmented.png").is_file());
+    let grid = std::fs::read(out.join("augmented.png")).unwrap();
+    // `report` on the folder finds the augmentation in its checkpoint and draws the same grid.
+    let again = dir.path().join("report");
+    let o = cli(&[
+        "report",
+        "--model",
+        out.to_str().unwrap(),
+        "--data",
+        idx.to_str().unwrap(),
+        "--out",
+        again.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(std::fs::read(again.join("augmented.png")).unwrap(), grid);
 }
 
 #[test]

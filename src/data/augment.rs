@@ -54,22 +54,21 @@ impl Augment {
     /// Refuses values the fixed-point arithmetic cannot hold, naming the setting. Keras reads shift
     /// ranges of 1 and more as pixels; we take only fractions, and zooms below 2.
     pub fn check(&self) -> Result<(), String> {
-        let ranges = [
-            ("--rotation-range", self.rotation_range, 0.0, 180.0),
-            ("--width-shift-range", self.width_shift_range, 0.0, 1.0),
-            ("--height-shift-range", self.height_shift_range, 0.0, 1.0),
-            ("--zoom-range", self.zoom_range, 0.0, 1.0),
-        ];
-        for (name, v, lo, hi) in ranges {
-            let ok =
-                v.is_finite() && v >= lo && (v < hi || (name == "--rotation-range" && v == hi));
-            if !ok {
-                let top = if name == "--rotation-range" {
-                    "at most 180 (degrees)"
-                } else {
-                    "below 1 (a fraction)"
-                };
-                return Err(format!("{name} {v}: must be at least 0 and {top}"));
+        let degrees = self.rotation_range;
+        if !(degrees.is_finite() && (0.0..=180.0).contains(&degrees)) {
+            return Err(format!(
+                "--rotation-range {degrees}: must be at least 0 and at most 180 (degrees)"
+            ));
+        }
+        for (name, v) in [
+            ("--width-shift-range", self.width_shift_range),
+            ("--height-shift-range", self.height_shift_range),
+            ("--zoom-range", self.zoom_range),
+        ] {
+            if !(v.is_finite() && (0.0..1.0).contains(&v)) {
+                return Err(format!(
+                    "{name} {v}: must be at least 0 and below 1 (a fraction)"
+                ));
             }
         }
         Ok(())

@@ -396,6 +396,13 @@ pub fn evaluate(
         Some(_) => history::load(&opts.model)?,
         None => Vec::new(),
     };
+    // A training folder's checkpoint says whether the run augmented: the report then shows how.
+    let run = match &opts.report {
+        Some(_) if checkpoint_dir(&opts.model).is_dir() => {
+            Some(Checkpoint::load(&checkpoint_dir(&opts.model))?.state.fit)
+        }
+        _ => None,
+    };
     let request = opts.report.as_deref().map(|dir| ReportRequest {
         dir,
         history: &history,
@@ -407,7 +414,9 @@ pub fn evaluate(
             ),
         ],
         seconds: started.elapsed().as_secs_f64(),
-        augment: None,
+        augment: run
+            .as_ref()
+            .and_then(|fit| fit.augment.as_ref().map(|a| (a, fit.seed))),
     });
     let (metrics, logits) =
         test_and_report(&mut trainer, &test, &ds, opts.batch_size, request, observer)?;
