@@ -268,7 +268,8 @@ pub fn augmented_layout(height: usize, width: usize, rows: usize) -> AugmentedLa
         tile_h,
         left: PAD,
         top: TITLE_H + SECTION_H,
-        width: (tile_w * (1 + AUGMENTATIONS as u32) + 2 * PAD).max(560),
+        // At least wide enough for the settings line.
+        width: (tile_w * (1 + AUGMENTATIONS as u32) + 2 * PAD).max(1000),
         height: TITLE_H + SECTION_H + rows as u32 * tile_h + PAD,
     }
 }
