@@ -430,6 +430,7 @@ fn checkpoint_seeds() -> Vec<Input> {
                 batch_size: 4,
                 shuffle: true,
                 seed: 9,
+                augment: None,
             },
             optimizer,
             validation_split: 0.2,

@@ -237,6 +237,7 @@ fn train_run(
             batch_size: 32,
             shuffle: true,
             seed,
+            augment: None,
         },
         validation_split: 0.2,
         resume: None,
@@ -512,6 +513,7 @@ fn a_non_finite_loss_stops_training_naming_the_epoch_and_batch() {
         batch_size: 32,
         shuffle: true,
         seed: 1,
+        augment: None,
     };
     let train = DeviceSplit {
         images: &train_images,

@@ -196,8 +196,12 @@ pub fn build_programs(g: &Gpu) {
             },
         ] {
             let params = model.init_params(1).unwrap();
-            let net = Network::new(g, model, opt, &params, *batch, 1).unwrap();
+            let mut net = Network::new(g, model, opt, &params, *batch, 1).unwrap();
             net.gather(g, &images, *batch);
+            // Training batches through the augmentation's gather.
+            net.set_augment(g, Some(&cifar_wgpu::data::augment::Augment::default()))
+                .unwrap();
+            net.gather_training(g, &images, *batch);
             net.step(g, *batch, Mode::Train);
             net.step(g, *batch, Mode::Eval);
         }
