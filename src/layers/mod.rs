@@ -288,6 +288,8 @@ mod tests {
                 kernel_size: [3, 2],
                 padding: Padding::Valid,
                 activation: Activation::Relu,
+                strides: [2, 1],
+                use_bias: false,
             }),
             Layer::Activation(ActivationLayer {
                 activation: Activation::Softmax,
@@ -301,7 +303,8 @@ mod tests {
             Layer::Flatten(Flatten),
             Layer::Dense(Dense {
                 units: 7,
-                activation: Activation::Linear,
+                activation: Activation::Tanh,
+                use_bias: false,
             }),
         ];
         for l in &all {

@@ -5,6 +5,7 @@
 
 mod common;
 
+mod activation;
 mod column_sum;
 mod conv2d;
 mod dropout;
@@ -12,5 +13,4 @@ mod gather;
 mod matmul;
 mod maxpool2d;
 mod optimizer;
-mod relu;
 mod softmax_cross_entropy;
