@@ -1,7 +1,8 @@
 //! The layers of issue 15 beyond the notebook's, in files real Keras 3 wrote
 //! (`assets/keras/make_golden.py::more_layers`): strided convolutions with TensorFlow's asymmetric
 //! 'same' padding, a convolution and a Dense without bias, and the activations elu, leaky_relu,
-//! sigmoid and tanh as arguments and as Activation layers. Every Keras file opens with each weight
+//! sigmoid and tanh as arguments and as Activation layers, and a LeakyReLU layer of slope 0.1. Every
+//! Keras file opens with each weight
 //! where Keras put it; our JSON is Keras'; our CPU reference matches Keras' output layer by layer
 //! and the GPU matches its predictions; one GPU training step equals the CPU reference step; our own
 //! files keep the layers that hold one tensor.

@@ -112,7 +112,8 @@ def main():
 
 def more_layers():
     """The layers of issue 15 beyond the notebook's: strided and bias-free convolutions, Dense without
-    bias, the activations elu, leaky_relu, sigmoid and tanh as arguments and as Activation layers.
+    bias, the activations elu, leaky_relu, sigmoid and tanh as arguments and as Activation layers, and
+    a LeakyReLU layer.
     Writes more_layers.{keras,weights.h5}, more_layers_weights.h5 (legacy), more_layers_model.h5,
     more_layers_architecture.json and more_layers_predictions.json (the probabilities and every
     layer's output), with the weight formula and the prediction input of the module docstring (shape
@@ -123,8 +124,8 @@ def more_layers():
         5x5x4  Conv2D 5 (2, 3) strides (1, 2) valid, no bias, leaky_relu -> 4x2x5
                Activation sigmoid
         4x2x5  Conv2D 3 (3, 3) strides 2 same, tanh     -> 2x1x3  (pad rows 0 + 1, columns 0 + 1)
-               Flatten -> 6, Dense 6 tanh, Dense 5 no bias, Activation elu, Activation leaky_relu,
-               Dense 3 softmax
+               Flatten -> 6, Dense 6 tanh, LeakyReLU 0.1, Dense 5 no bias, Activation elu,
+               Activation leaky_relu, Dense 3 softmax
     """
     keras.utils.clear_session()
     model = keras.Sequential(
@@ -136,6 +137,7 @@ def more_layers():
             layers.Conv2D(3, (3, 3), strides=(2, 2), padding="same", activation="tanh"),
             layers.Flatten(),
             layers.Dense(6, activation="tanh"),
+            layers.LeakyReLU(negative_slope=0.1),
             layers.Dense(5, use_bias=False),
             layers.Activation("elu"),
             layers.Activation("leaky_relu"),

@@ -10,7 +10,7 @@ use crate::model::{Sequential, Shape};
 
 /// What we can run, for error messages.
 pub const SUPPORTED: &str = "a Sequential model of Conv2D (dilation 1, groups 1), Activation, \
-    MaxPooling2D, Dropout (no noise_shape), Flatten and Dense, with activations linear, relu, \
+    LeakyReLU, MaxPooling2D, Dropout (no noise_shape), Flatten and Dense, with activations linear, relu, \
     sigmoid, tanh, elu, leaky_relu or softmax, channels_last data, float32, no \
     regularizers or constraints, ending in a softmax";
 

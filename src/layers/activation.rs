@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::keras::malformed;
 use super::{CpuStep, GpuOp, GpuStep, KerasEntry, Layer, LayerKind, Lowering};
 use crate::gpu::{Dispatch, Tensor};
 use crate::keras::ConfigError;
@@ -154,6 +155,87 @@ impl LayerKind for ActivationLayer {
         _: &[&[f64]],
     ) -> (Vec<f64>, Vec<Vec<f64>>) {
         (self.activation.cpu_backward(x, dy.to_vec()), Vec::new())
+    }
+}
+
+/// Keras' `LeakyReLU` layer: x for x > 0, else negative_slope * x (the `leaky_relu` activation with
+/// a slope of the layer's own; Keras' default 0.3).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LeakyReLU {
+    pub negative_slope: f32,
+}
+
+impl LeakyReLU {
+    pub(super) fn from_keras(e: &KerasEntry) -> Result<Layer, ConfigError> {
+        e.float32()?;
+        // Keras 3 writes negative_slope; Keras 2 called it alpha.
+        let slope = match e.get("negative_slope").or_else(|| e.get("alpha")) {
+            None => 0.3,
+            Some(v) => v
+                .as_f64()
+                .filter(|s| s.is_finite() && *s >= 0.0)
+                .ok_or_else(|| {
+                    malformed(format!(
+                        "{}: negative_slope must be a number >= 0, got {v}",
+                        e.what()
+                    ))
+                })?,
+        };
+        Ok(Layer::LeakyReLU(LeakyReLU {
+            negative_slope: slope as f32,
+        }))
+    }
+
+    fn function(&self) -> ActivationFn {
+        ActivationFn::LeakyRelu {
+            slope: self.negative_slope,
+        }
+    }
+}
+
+impl LayerKind for LeakyReLU {
+    fn class_name(&self) -> &'static str {
+        "LeakyReLU"
+    }
+
+    fn base_name(&self) -> &'static str {
+        "leaky_re_lu"
+    }
+
+    fn output_shape(&self, input: &Shape) -> Result<Shape, String> {
+        if !(self.negative_slope.is_finite() && self.negative_slope >= 0.0) {
+            return Err(format!(
+                "negative_slope must be a number >= 0, got {}",
+                self.negative_slope
+            ));
+        }
+        Ok(input.clone())
+    }
+
+    fn keras_config(&self) -> Value {
+        // f32 → f64 through the shortest decimal, so 0.3 stays 0.3.
+        let slope = self.negative_slope.to_string().parse::<f64>();
+        json!({"negative_slope": slope.unwrap_or(self.negative_slope as f64)})
+    }
+
+    fn lower(&self, _: &Lowering) -> Vec<Box<dyn GpuOp>> {
+        vec![Box::new(ActivationOp { f: self.function() })]
+    }
+
+    fn cpu_forward(&self, _: &CpuStep, _: &Shape, x: &[f64], _: &[&[f64]]) -> Vec<f64> {
+        reference::activation::activation_forward(self.function(), x)
+    }
+
+    fn cpu_backward(
+        &self,
+        _: &CpuStep,
+        _: &Shape,
+        x: &[f64],
+        dy: &[f64],
+        _: &[&[f64]],
+    ) -> (Vec<f64>, Vec<Vec<f64>>) {
+        let dx = reference::activation::activation_backward(self.function(), x, dy);
+        (dx, Vec::new())
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use cifar_wgpu::gpu::{Gpu, GpuOptions};
 use cifar_wgpu::kernels::gather::upload_images;
 use cifar_wgpu::layers::{
-    Activation, ActivationLayer, Conv2D, Dense, Dropout, Flatten, Layer, MaxPooling2D,
+    Activation, ActivationLayer, Conv2D, Dense, Dropout, Flatten, Layer, LeakyReLU, MaxPooling2D,
 };
 use cifar_wgpu::model::Sequential;
 use cifar_wgpu::optimizer::Optimizer;
@@ -113,8 +113,8 @@ pub fn every_layer_model(input: [usize; 3], classes: usize) -> Sequential {
 
 /// The layers of issue 15 beyond the notebook's, as `assets/keras/make_golden.py::more_layers`
 /// builds them (9x9x3 in, 3 classes): strided convolutions with asymmetric 'same' padding, a
-/// convolution and a Dense without bias, and every elementwise activation as an argument and as a
-/// layer.
+/// convolution and a Dense without bias, every elementwise activation as an argument and as a
+/// layer, and a LeakyReLU layer.
 pub fn more_layers_model() -> Sequential {
     let conv = |filters, kernel_size, strides, padding, activation, use_bias| {
         Layer::Conv2D(Conv2D {
@@ -151,6 +151,9 @@ pub fn more_layers_model() -> Sequential {
             conv(3, [3, 3], [2, 2], Padding::Same, Activation::Tanh, true),
             Layer::Flatten(Flatten),
             dense(6, Activation::Tanh, true),
+            Layer::LeakyReLU(LeakyReLU {
+                negative_slope: 0.1,
+            }),
             dense(5, Activation::Linear, false),
             activation(Activation::Elu),
             activation(Activation::LeakyRelu),
