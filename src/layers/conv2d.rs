@@ -286,3 +286,85 @@ impl GpuOp for Conv {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_json_from_before_strides_has_unit_strides_and_a_bias() {
+        let old = json!({
+            "class_name": "Conv2D",
+            "filters": 2,
+            "kernel_size": [3, 3],
+            "padding": "same",
+            "activation": "relu"
+        });
+        let Layer::Conv2D(conv) = serde_json::from_value(old).unwrap() else {
+            panic!("not a Conv2D");
+        };
+        assert_eq!((conv.strides, conv.use_bias), ([1, 1], true));
+    }
+
+    #[test]
+    fn strides_and_bias_are_read_and_dilation_refused_by_name() {
+        let read = |config: Value| {
+            Conv2D::from_keras(&KerasEntry {
+                class: "Conv2D",
+                name: "conv2d".into(),
+                config: config.as_object().unwrap(),
+            })
+        };
+        let base = json!({"filters": 2, "kernel_size": 3});
+        let with = |key: &str, v: Value| {
+            let mut c = base.clone();
+            c[key] = v;
+            c
+        };
+        let Ok(Layer::Conv2D(conv)) = read(with("strides", json!(3))) else {
+            panic!("strides 3 refused");
+        };
+        assert_eq!((conv.strides, conv.use_bias), ([3, 3], true));
+        let Ok(Layer::Conv2D(conv)) = read(with("use_bias", json!(false))) else {
+            panic!("use_bias false refused");
+        };
+        assert!(!conv.use_bias);
+        for (key, v, words) in [
+            ("dilation_rate", json!([2, 2]), "dilation_rate"),
+            ("groups", json!(2), "groups"),
+            ("strides", json!([0, 1]), "strides must be positive"),
+            ("use_bias", json!("no"), "use_bias"),
+        ] {
+            let e = read(with(key, v)).unwrap_err();
+            assert!(e.message.contains(words), "{key}: {}", e.message);
+        }
+    }
+
+    #[test]
+    fn strided_output_shapes_are_tensorflows() {
+        let conv = |kernel_size, strides, padding| Conv2D {
+            filters: 4,
+            kernel_size,
+            padding,
+            activation: Activation::Linear,
+            strides,
+            use_bias: false,
+        };
+        let input = Shape::Image { h: 9, w: 8, c: 3 };
+        let out = |c: Conv2D| c.output_shape(&input).unwrap();
+        assert_eq!(
+            out(conv([3, 3], [2, 2], Padding::Same)),
+            Shape::Image { h: 5, w: 4, c: 4 }
+        );
+        assert_eq!(
+            out(conv([4, 3], [2, 3], Padding::Valid)),
+            Shape::Image { h: 3, w: 2, c: 4 }
+        );
+        assert!(
+            conv([10, 3], [2, 2], Padding::Valid)
+                .output_shape(&input)
+                .is_err()
+        );
+        assert_eq!(conv([3, 3], [1, 1], Padding::Same).params(&input).len(), 1);
+    }
+}
