@@ -720,7 +720,7 @@ impl Observer for Console {
             println!("{}", s.model.summary()?);
         }
         eprintln!(
-            "training on {} images, validating on {}, batch {}, {} epochs, {:?}",
+            "training on {} images, validating on {}, batch {}, {} epochs, {}",
             s.train_images, s.val_images, s.fit.batch_size, s.fit.epochs, s.optimizer
         );
         let stop = self.stop.clone();

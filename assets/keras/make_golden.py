@@ -106,6 +106,58 @@ def main():
     with zipfile.ZipFile(path("tiny.keras")) as z:
         print("tiny.keras:", [(i.filename, i.compress_type) for i in z.infolist()])
     print("keras", keras.__version__, "backend", keras.backend.backend(), "h5py", h5py.__version__)
+    pooling_models()
+
+
+def pooling_models():
+    """The pooling layers in two tiny models, named explicitly so the files do not depend on what
+    else the session built. `pooling_avg`: 9x7x3 → Conv2D(4, 3x3, same) → AveragePooling2D(3,
+    strides 2, same: clipped border windows) → Conv2D(5, 2x2, relu) → GlobalAveragePooling2D →
+    Dense(3, softmax). `pooling_max`: 8x9x2 → AvgPool2D((2, 3), strides (1, 2), valid) →
+    Conv2D(4, 2x2, same) → GlobalMaxPool2D(keepdims=True) → Flatten → Dense(3, softmax)."""
+    avg = keras.Sequential(
+        [
+            keras.Input((9, 7, 3)),
+            layers.Conv2D(4, (3, 3), padding="same", name="conv_a"),
+            layers.AveragePooling2D(3, strides=2, padding="same", name="avg_pool"),
+            layers.Conv2D(5, (2, 2), activation="relu", name="conv_b"),
+            layers.GlobalAveragePooling2D(name="global_avg"),
+            layers.Dense(3, activation="softmax", name="head"),
+        ],
+        name="pooling_avg",
+    )
+    peak = keras.Sequential(
+        [
+            keras.Input((8, 9, 2)),
+            layers.AvgPool2D((2, 3), strides=(1, 2), name="avg_pool"),
+            layers.Conv2D(4, (2, 2), padding="same", name="conv"),
+            layers.GlobalMaxPool2D(keepdims=True, name="global_max"),
+            layers.Flatten(name="flatten"),
+            layers.Dense(3, activation="softmax", name="head"),
+        ],
+        name="pooling_max",
+    )
+    for model in (avg, peak):
+        name = model.name
+        for k, w in enumerate(model.weights):
+            i = np.arange(int(np.prod(w.shape)), dtype=np.int64)
+            w.assign((((7 * i + 13 * k) % 23 - 11) / 64).astype(np.float32).reshape(w.shape))
+        write_json(f"{name}_architecture.json", model.to_json())
+        with h5py.File(path(f"{name}_weights.h5"), "w") as f:
+            legacy_h5_format.save_weights_to_hdf5_group(f, model)
+        model.save_weights(path(f"{name}.weights.h5"))
+        model.save(path(f"{name}.keras"))
+        model.save(path(f"{name}_model.h5"))
+        shape = (2,) + tuple(model.input_shape[1:])
+        flat = np.arange(int(np.prod(shape))).reshape(shape)
+        n = np.arange(2).reshape(2, 1, 1, 1)
+        x = (((5 * flat + 3 * n) % 17) / 16).astype(np.float32)
+        probs = np.asarray(model.predict(x, verbose=0), dtype=np.float64)
+        write_json(
+            f"{name}_predictions.json",
+            json.dumps({"input": f"((5 * flat + 3 * n) % 17) / 16, shape {list(shape)}",
+                        "probabilities": probs.tolist()}),
+        )
 
     more_layers()
 

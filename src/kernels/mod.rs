@@ -5,6 +5,7 @@
 //! tests/shaders.rs checks against the shader with naga.
 
 pub mod activation;
+pub mod avgpool2d;
 pub mod column_sum;
 pub mod conv2d;
 pub mod dropout;
@@ -126,6 +127,7 @@ pub(crate) use host_struct;
 /// The contract of every shader the crate compiles, one or more per kernel module.
 pub fn contracts() -> Vec<Contract> {
     [
+        avgpool2d::contracts(),
         column_sum::contracts(),
         conv2d::contracts(),
         dropout::contracts(),

@@ -7,10 +7,13 @@
 //! `model.json` stores), [`Layer::kind`] and the Keras readers are the only places that list the kinds.
 
 mod activation;
+mod average_pooling2d;
 mod conv2d;
 mod dense;
 mod dropout;
 mod flatten;
+mod global_average_pooling2d;
+mod global_max_pooling2d;
 pub(crate) mod keras;
 mod max_pooling2d;
 
@@ -19,10 +22,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use activation::{Activation, ActivationLayer, LeakyReLU};
+pub use average_pooling2d::AveragePooling2D;
 pub use conv2d::Conv2D;
 pub use dense::Dense;
 pub use dropout::Dropout;
 pub use flatten::Flatten;
+pub use global_average_pooling2d::GlobalAveragePooling2D;
+pub use global_max_pooling2d::GlobalMaxPooling2D;
 pub(crate) use keras::KerasEntry;
 pub use max_pooling2d::MaxPooling2D;
 
@@ -41,6 +47,9 @@ pub enum Layer {
     Dropout(Dropout),
     Flatten(Flatten),
     Dense(Dense),
+    AveragePooling2D(AveragePooling2D),
+    GlobalAveragePooling2D(GlobalAveragePooling2D),
+    GlobalMaxPooling2D(GlobalMaxPooling2D),
 }
 
 impl Layer {
@@ -54,6 +63,9 @@ impl Layer {
             Layer::Dropout(l) => l,
             Layer::Flatten(l) => l,
             Layer::Dense(l) => l,
+            Layer::AveragePooling2D(l) => l,
+            Layer::GlobalAveragePooling2D(l) => l,
+            Layer::GlobalMaxPooling2D(l) => l,
         }
     }
 
@@ -66,7 +78,7 @@ impl Layer {
 type KerasReader = fn(&KerasEntry) -> Result<Layer, ConfigError>;
 
 /// The Keras class names each kind is read from (Keras 2's aliases too), with its reader.
-const KERAS_READERS: [(&[&str], KerasReader); 7] = [
+const KERAS_READERS: [(&[&str], KerasReader); 10] = [
     (&["Conv2D", "Convolution2D"], Conv2D::from_keras),
     (&["Activation"], ActivationLayer::from_keras),
     (&["LeakyReLU"], LeakyReLU::from_keras),
@@ -74,6 +86,18 @@ const KERAS_READERS: [(&[&str], KerasReader); 7] = [
     (&["Dropout"], Dropout::from_keras),
     (&["Flatten"], Flatten::from_keras),
     (&["Dense"], Dense::from_keras),
+    (
+        &["AveragePooling2D", "AvgPool2D"],
+        AveragePooling2D::from_keras,
+    ),
+    (
+        &["GlobalAveragePooling2D", "GlobalAvgPool2D"],
+        GlobalAveragePooling2D::from_keras,
+    ),
+    (
+        &["GlobalMaxPooling2D", "GlobalMaxPool2D"],
+        GlobalMaxPooling2D::from_keras,
+    ),
 ];
 
 /// Reads a layer of Keras class `entry.class`; `None` for a class we do not know.
@@ -312,6 +336,13 @@ mod tests {
                 activation: Activation::Tanh,
                 use_bias: false,
             }),
+            Layer::AveragePooling2D(AveragePooling2D {
+                pool_size: [3, 2],
+                strides: [1, 2],
+                padding: Padding::Same,
+            }),
+            Layer::GlobalAveragePooling2D(GlobalAveragePooling2D { keepdims: false }),
+            Layer::GlobalMaxPooling2D(GlobalMaxPooling2D { keepdims: true }),
         ];
         for l in &all {
             match l {
@@ -321,7 +352,10 @@ mod tests {
                 | Layer::MaxPooling2D(_)
                 | Layer::Dropout(_)
                 | Layer::Flatten(_)
-                | Layer::Dense(_) => {}
+                | Layer::Dense(_)
+                | Layer::AveragePooling2D(_)
+                | Layer::GlobalAveragePooling2D(_)
+                | Layer::GlobalMaxPooling2D(_) => {}
             }
         }
         all

@@ -3,6 +3,7 @@
 //! readable definition of what each kernel computes. One module per shader, with the same names.
 
 pub mod activation;
+pub mod avgpool2d;
 pub mod column_sum;
 pub mod conv2d;
 pub mod dropout;

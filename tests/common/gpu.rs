@@ -7,7 +7,8 @@ use std::sync::OnceLock;
 use cifar_wgpu::gpu::{Gpu, GpuOptions};
 use cifar_wgpu::kernels::gather::upload_images;
 use cifar_wgpu::layers::{
-    Activation, ActivationLayer, Conv2D, Dense, Dropout, Flatten, Layer, LeakyReLU, MaxPooling2D,
+    Activation, ActivationLayer, AveragePooling2D, Conv2D, Dense, Dropout, Flatten,
+    GlobalAveragePooling2D, GlobalMaxPooling2D, Layer, LeakyReLU, MaxPooling2D,
 };
 use cifar_wgpu::model::Sequential;
 use cifar_wgpu::optimizer::Optimizer;
@@ -165,12 +166,77 @@ pub fn more_layers_model() -> Sequential {
 /// Builds, without running them, every program of training and evaluation: the every-layer model,
 /// the more-layers model (batch 3, its 3 classes) and the notebook's at batch 128, with every
 /// optimizer, the gather included. Each pipeline is compiled
+/// The pooling layers in two small models. The first: Conv2D(relu) → AveragePooling2D 3x3, stride
+/// 2, 'same' (clipped border windows) → Conv2D → GlobalAveragePooling2D → Dense(softmax). The
+/// second: Conv2D → AveragePooling2D 2x3, strides 1x2, 'valid' (overlapping rows, an uncovered
+/// column) → Conv2D → ReLU (fused into the global maximum's backward) → GlobalMaxPooling2D
+/// (keepdims) → Flatten → Dense(softmax).
+pub fn pooling_models(input: [usize; 3], classes: usize) -> [Sequential; 2] {
+    let conv = |filters, size, padding, activation| {
+        Layer::Conv2D(Conv2D {
+            filters,
+            kernel_size: [size, size],
+            padding,
+            activation,
+            strides: [1, 1],
+            use_bias: true,
+        })
+    };
+    let head = || {
+        Layer::Dense(Dense {
+            units: classes,
+            activation: Activation::Softmax,
+            use_bias: true,
+        })
+    };
+    let average = Sequential::from_layers(
+        "pooling_average",
+        input,
+        vec![
+            conv(4, 3, Padding::Same, Activation::Relu),
+            Layer::AveragePooling2D(AveragePooling2D {
+                pool_size: [3, 3],
+                strides: [2, 2],
+                padding: Padding::Same,
+            }),
+            conv(5, 2, Padding::Valid, Activation::Linear),
+            Layer::GlobalAveragePooling2D(GlobalAveragePooling2D { keepdims: false }),
+            head(),
+        ],
+    );
+    let max = Sequential::from_layers(
+        "pooling_max",
+        input,
+        vec![
+            conv(4, 3, Padding::Same, Activation::Linear),
+            Layer::AveragePooling2D(AveragePooling2D {
+                pool_size: [2, 3],
+                strides: [1, 2],
+                padding: Padding::Valid,
+            }),
+            conv(6, 2, Padding::Same, Activation::Linear),
+            Layer::Activation(ActivationLayer {
+                activation: Activation::Relu,
+            }),
+            Layer::GlobalMaxPooling2D(GlobalMaxPooling2D { keepdims: true }),
+            Layer::Flatten(Flatten),
+            head(),
+        ],
+    );
+    [average, max]
+}
+
+/// Builds, without running them, every program of training and evaluation: the every-layer model,
+/// the notebook's at batch 128, the pooling models, with every optimizer, the gather included. Each pipeline is compiled
 /// (and validated against the device's limits) on the way.
 pub fn build_programs(g: &Gpu) {
+    let [average, max] = pooling_models([9, 7, 3], 4);
     let models = [
         (every_layer_model([9, 7, 3], 4), 5),
         (Sequential::notebook([32, 32, 3], 10), 128),
         (more_layers_model(), 3),
+        (average, 5),
+        (max, 5),
     ];
     for (model, batch) in &models {
         let bytes = model.input().len();
