@@ -266,6 +266,8 @@ fn small_saved() -> SavedModel {
                 kernel_size: [3, 3],
                 padding: Padding::Same,
                 activation: Activation::Relu,
+                strides: [1, 1],
+                use_bias: true,
             }),
             Layer::MaxPooling2D(MaxPooling2D {
                 pool_size: [2, 2],
@@ -276,6 +278,7 @@ fn small_saved() -> SavedModel {
             Layer::Dense(Dense {
                 units: 3,
                 activation: Activation::Softmax,
+                use_bias: true,
             }),
         ],
     );

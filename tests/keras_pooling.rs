@@ -47,6 +47,8 @@ fn conv(filters: usize, size: usize, padding: Padding, activation: Activation) -
         kernel_size: [size, size],
         padding,
         activation,
+        strides: [1, 1],
+        use_bias: true,
     })
 }
 
@@ -54,6 +56,7 @@ fn head() -> Layer {
     Layer::Dense(Dense {
         units: 3,
         activation: Activation::Softmax,
+        use_bias: true,
     })
 }
 

@@ -92,12 +92,7 @@ def main():
                     "probabilities": probs.tolist()}),
     )
 
-    # Models we must refuse, made by real Keras too.
-    strided = keras.Sequential(
-        [keras.Input((8, 8, 3)), layers.Conv2D(4, (3, 3), strides=(2, 2)), layers.Flatten(),
-         layers.Dense(3, activation="softmax")]
-    )
-    write_json("unsupported_strides.json", strided.to_json())
+    # Models we must refuse, made by real Keras too (the dilated one: more_layers).
     batchnorm = keras.Sequential(
         [keras.Input((8, 8, 3)), layers.Conv2D(4, (3, 3)), layers.BatchNormalization(),
          layers.Flatten(), layers.Dense(3, activation="softmax")]
@@ -163,6 +158,82 @@ def pooling_models():
             json.dumps({"input": f"((5 * flat + 3 * n) % 17) / 16, shape {list(shape)}",
                         "probabilities": probs.tolist()}),
         )
+
+    more_layers()
+
+
+def more_layers():
+    """The layers of issue 15 beyond the notebook's: strided and bias-free convolutions, Dense without
+    bias, the activations elu, leaky_relu, sigmoid and tanh as arguments and as Activation layers, and
+    a LeakyReLU layer.
+    Writes more_layers.{keras,weights.h5}, more_layers_weights.h5 (legacy), more_layers_model.h5,
+    more_layers_architecture.json and more_layers_predictions.json (the probabilities and every
+    layer's output), with the weight formula and the prediction input of the module docstring (shape
+    (2, 9, 9, 3)); and unsupported_dilation.json.
+
+    Sizes, TensorFlow's 'same' padding asymmetric where the total is odd:
+        9x9x3  Conv2D 4 (4, 3) strides 2 same, elu      -> 5x5x4  (pad rows 1 + 2, columns 1 + 1)
+        5x5x4  Conv2D 5 (2, 3) strides (1, 2) valid, no bias, leaky_relu -> 4x2x5
+               Activation sigmoid
+        4x2x5  Conv2D 3 (3, 3) strides 2 same, tanh     -> 2x1x3  (pad rows 0 + 1, columns 0 + 1)
+               Flatten -> 6, Dense 6 tanh, LeakyReLU 0.1, Dense 5 no bias, Activation elu,
+               Activation leaky_relu, Dense 3 softmax
+    """
+    keras.utils.clear_session()
+    model = keras.Sequential(
+        [
+            keras.Input((9, 9, 3)),
+            layers.Conv2D(4, (4, 3), strides=2, padding="same", activation="elu"),
+            layers.Conv2D(5, (2, 3), strides=(1, 2), use_bias=False, activation="leaky_relu"),
+            layers.Activation("sigmoid"),
+            layers.Conv2D(3, (3, 3), strides=(2, 2), padding="same", activation="tanh"),
+            layers.Flatten(),
+            layers.Dense(6, activation="tanh"),
+            layers.LeakyReLU(negative_slope=0.1),
+            layers.Dense(5, use_bias=False),
+            layers.Activation("elu"),
+            layers.Activation("leaky_relu"),
+            layers.Dense(3, activation="softmax"),
+        ],
+        name="more_layers",
+    )
+    values = []
+    for k, w in enumerate(model.weights):
+        i = np.arange(int(np.prod(w.shape)), dtype=np.int64)
+        v = (((7 * i + 13 * k) % 23 - 11) / 64).astype(np.float32).reshape(w.shape)
+        w.assign(v)
+        values.append(v)
+    write_json("more_layers_architecture.json", model.to_json())
+    with h5py.File(path("more_layers_weights.h5"), "w") as f:
+        legacy_h5_format.save_weights_to_hdf5_group(f, model)
+    model.save_weights(path("more_layers.weights.h5"))
+    model.save(path("more_layers.keras"))
+    model.save(path("more_layers_model.h5"))
+
+    flat = np.arange(2 * 9 * 9 * 3).reshape(2, 9, 9, 3)
+    n = np.arange(2).reshape(2, 1, 1, 1)
+    x = (((5 * flat + 3 * n) % 17) / 16).astype(np.float32)
+    probs = np.asarray(model.predict(x, verbose=0), dtype=np.float64)
+    # Every layer's output too (flattened per image): the probabilities alone are too flat a
+    # function of the input to tell a misplaced pixel.
+    each = keras.Model(model.inputs, [layer.output for layer in model.layers])
+    outputs = [np.asarray(o, dtype=np.float64).reshape(2, -1).tolist() for o in each.predict(x, verbose=0)]
+    write_json(
+        "more_layers_predictions.json",
+        json.dumps({"input": "((5 * flat + 3 * n) % 17) / 16, shape [2, 9, 9, 3]",
+                    "probabilities": probs.tolist(), "layer_outputs": outputs}),
+    )
+    again = keras.models.load_model(path("more_layers.keras"))
+    for a, b in zip(again.weights, values):
+        assert np.array_equal(np.asarray(a), b)
+    assert np.allclose(again.predict(x, verbose=0), probs, atol=1e-7)
+
+    dilated = keras.Sequential(
+        [keras.Input((8, 8, 3)), layers.Conv2D(4, (3, 3), dilation_rate=(2, 2)), layers.Flatten(),
+         layers.Dense(3, activation="softmax")]
+    )
+    write_json("unsupported_dilation.json", dilated.to_json())
+    print("more_layers:", [w.path for w in model.weights])
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@
 //! shader's `Contract` with the host (the structs and constants both sides declare), which
 //! tests/shaders.rs checks against the shader with naga.
 
+pub mod activation;
 pub mod avgpool2d;
 pub mod column_sum;
 pub mod conv2d;
@@ -12,7 +13,6 @@ pub mod gather;
 pub mod matmul;
 pub mod maxpool2d;
 pub mod optimizer;
-pub mod relu;
 pub mod softmax_cross_entropy;
 
 use crate::gpu::Shader;
@@ -135,7 +135,7 @@ pub fn contracts() -> Vec<Contract> {
         matmul::contracts(),
         maxpool2d::contracts(),
         optimizer::contracts(),
-        relu::contracts(),
+        activation::contracts(),
         softmax_cross_entropy::contracts(),
     ]
     .into_iter()

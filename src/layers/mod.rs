@@ -21,7 +21,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-pub use activation::{Activation, ActivationLayer};
+pub use activation::{Activation, ActivationLayer, LeakyReLU};
 pub use average_pooling2d::AveragePooling2D;
 pub use conv2d::Conv2D;
 pub use dense::Dense;
@@ -42,6 +42,7 @@ use crate::model::Shape;
 pub enum Layer {
     Conv2D(Conv2D),
     Activation(ActivationLayer),
+    LeakyReLU(LeakyReLU),
     MaxPooling2D(MaxPooling2D),
     Dropout(Dropout),
     Flatten(Flatten),
@@ -57,6 +58,7 @@ impl Layer {
         match self {
             Layer::Conv2D(l) => l,
             Layer::Activation(l) => l,
+            Layer::LeakyReLU(l) => l,
             Layer::MaxPooling2D(l) => l,
             Layer::Dropout(l) => l,
             Layer::Flatten(l) => l,
@@ -76,9 +78,10 @@ impl Layer {
 type KerasReader = fn(&KerasEntry) -> Result<Layer, ConfigError>;
 
 /// The Keras class names each kind is read from (Keras 2's aliases too), with its reader.
-const KERAS_READERS: [(&[&str], KerasReader); 9] = [
+const KERAS_READERS: [(&[&str], KerasReader); 10] = [
     (&["Conv2D", "Convolution2D"], Conv2D::from_keras),
     (&["Activation"], ActivationLayer::from_keras),
+    (&["LeakyReLU"], LeakyReLU::from_keras),
     (&["MaxPooling2D", "MaxPool2D"], MaxPooling2D::from_keras),
     (&["Dropout"], Dropout::from_keras),
     (&["Flatten"], Flatten::from_keras),
@@ -312,9 +315,14 @@ mod tests {
                 kernel_size: [3, 2],
                 padding: Padding::Valid,
                 activation: Activation::Relu,
+                strides: [2, 1],
+                use_bias: false,
             }),
             Layer::Activation(ActivationLayer {
                 activation: Activation::Softmax,
+            }),
+            Layer::LeakyReLU(LeakyReLU {
+                negative_slope: 0.1,
             }),
             Layer::MaxPooling2D(MaxPooling2D {
                 pool_size: [3, 3],
@@ -325,7 +333,8 @@ mod tests {
             Layer::Flatten(Flatten),
             Layer::Dense(Dense {
                 units: 7,
-                activation: Activation::Linear,
+                activation: Activation::Tanh,
+                use_bias: false,
             }),
             Layer::AveragePooling2D(AveragePooling2D {
                 pool_size: [3, 2],
@@ -339,6 +348,7 @@ mod tests {
             match l {
                 Layer::Conv2D(_)
                 | Layer::Activation(_)
+                | Layer::LeakyReLU(_)
                 | Layer::MaxPooling2D(_)
                 | Layer::Dropout(_)
                 | Layer::Flatten(_)

@@ -372,6 +372,8 @@ mod recipe {
             kernel_size: [3, 3],
             padding,
             activation: Activation::Linear,
+            strides: [1, 1],
+            use_bias: true,
         })
     }
 
@@ -409,6 +411,7 @@ mod recipe {
         Layer::Dense(Dense {
             units,
             activation: Activation::Linear,
+            use_bias: true,
         })
     }
 

@@ -105,6 +105,8 @@ mod tests {
                     kernel_size: [3, 3],
                     padding: Padding::Same,
                     activation: Activation::Linear,
+                    strides: [1, 1],
+                    use_bias: true,
                 }),
                 Layer::Activation(ActivationLayer {
                     activation: Activation::Relu,
@@ -119,15 +121,19 @@ mod tests {
                     kernel_size: [2, 2],
                     padding: Padding::Valid,
                     activation: Activation::Relu,
+                    strides: [1, 1],
+                    use_bias: true,
                 }),
                 Layer::Flatten(Flatten),
                 Layer::Dense(Dense {
                     units: 4,
                     activation: Activation::Relu,
+                    use_bias: true,
                 }),
                 Layer::Dense(Dense {
                     units: 3,
                     activation: Activation::Softmax,
+                    use_bias: true,
                 }),
             ],
         )

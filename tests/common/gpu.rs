@@ -8,7 +8,7 @@ use cifar_wgpu::gpu::{Gpu, GpuOptions};
 use cifar_wgpu::kernels::gather::upload_images;
 use cifar_wgpu::layers::{
     Activation, ActivationLayer, AveragePooling2D, Conv2D, Dense, Dropout, Flatten,
-    GlobalAveragePooling2D, GlobalMaxPooling2D, Layer, MaxPooling2D,
+    GlobalAveragePooling2D, GlobalMaxPooling2D, Layer, LeakyReLU, MaxPooling2D,
 };
 use cifar_wgpu::model::Sequential;
 use cifar_wgpu::optimizer::Optimizer;
@@ -37,6 +37,8 @@ pub fn small_cnn(input: [usize; 3], filters: usize, units: usize, classes: usize
                 kernel_size: [3, 3],
                 padding: Padding::Same,
                 activation: Activation::Relu,
+                strides: [1, 1],
+                use_bias: true,
             }),
             Layer::MaxPooling2D(MaxPooling2D {
                 pool_size: [2, 2],
@@ -48,10 +50,12 @@ pub fn small_cnn(input: [usize; 3], filters: usize, units: usize, classes: usize
             Layer::Dense(Dense {
                 units,
                 activation: Activation::Relu,
+                use_bias: true,
             }),
             Layer::Dense(Dense {
                 units: classes,
                 activation: Activation::Softmax,
+                use_bias: true,
             }),
         ],
     )
@@ -69,6 +73,8 @@ pub fn every_layer_model(input: [usize; 3], classes: usize) -> Sequential {
                 kernel_size: [3, 3],
                 padding: Padding::Same,
                 activation: Activation::Linear,
+                strides: [1, 1],
+                use_bias: true,
             }),
             Layer::Activation(ActivationLayer {
                 activation: Activation::Relu,
@@ -84,16 +90,20 @@ pub fn every_layer_model(input: [usize; 3], classes: usize) -> Sequential {
                 kernel_size: [2, 2],
                 padding: Padding::Valid,
                 activation: Activation::Relu,
+                strides: [1, 1],
+                use_bias: true,
             }),
             Layer::Flatten(Flatten),
             Layer::Dense(Dense {
                 units: 13,
                 activation: Activation::Relu,
+                use_bias: true,
             }),
             Layer::Dropout(Dropout { rate: 0.5 }),
             Layer::Dense(Dense {
                 units: classes,
                 activation: Activation::Linear,
+                use_bias: true,
             }),
             Layer::Activation(ActivationLayer {
                 activation: Activation::Softmax,
@@ -102,6 +112,60 @@ pub fn every_layer_model(input: [usize; 3], classes: usize) -> Sequential {
     )
 }
 
+/// The layers of issue 15 beyond the notebook's, as `assets/keras/make_golden.py::more_layers`
+/// builds them (9x9x3 in, 3 classes): strided convolutions with asymmetric 'same' padding, a
+/// convolution and a Dense without bias, every elementwise activation as an argument and as a
+/// layer, and a LeakyReLU layer.
+pub fn more_layers_model() -> Sequential {
+    let conv = |filters, kernel_size, strides, padding, activation, use_bias| {
+        Layer::Conv2D(Conv2D {
+            filters,
+            kernel_size,
+            padding,
+            activation,
+            strides,
+            use_bias,
+        })
+    };
+    let dense = |units, activation, use_bias| {
+        Layer::Dense(Dense {
+            units,
+            activation,
+            use_bias,
+        })
+    };
+    let activation = |activation| Layer::Activation(ActivationLayer { activation });
+    Sequential::from_layers(
+        "more_layers",
+        [9, 9, 3],
+        vec![
+            conv(4, [4, 3], [2, 2], Padding::Same, Activation::Elu, true),
+            conv(
+                5,
+                [2, 3],
+                [1, 2],
+                Padding::Valid,
+                Activation::LeakyRelu,
+                false,
+            ),
+            activation(Activation::Sigmoid),
+            conv(3, [3, 3], [2, 2], Padding::Same, Activation::Tanh, true),
+            Layer::Flatten(Flatten),
+            dense(6, Activation::Tanh, true),
+            Layer::LeakyReLU(LeakyReLU {
+                negative_slope: 0.1,
+            }),
+            dense(5, Activation::Linear, false),
+            activation(Activation::Elu),
+            activation(Activation::LeakyRelu),
+            dense(3, Activation::Softmax, true),
+        ],
+    )
+}
+
+/// Builds, without running them, every program of training and evaluation: the every-layer model,
+/// the more-layers model (batch 3, its 3 classes) and the notebook's at batch 128, with every
+/// optimizer, the gather included. Each pipeline is compiled
 /// The pooling layers in two small models. The first: Conv2D(relu) → AveragePooling2D 3x3, stride
 /// 2, 'same' (clipped border windows) → Conv2D → GlobalAveragePooling2D → Dense(softmax). The
 /// second: Conv2D → AveragePooling2D 2x3, strides 1x2, 'valid' (overlapping rows, an uncovered
@@ -114,12 +178,15 @@ pub fn pooling_models(input: [usize; 3], classes: usize) -> [Sequential; 2] {
             kernel_size: [size, size],
             padding,
             activation,
+            strides: [1, 1],
+            use_bias: true,
         })
     };
     let head = || {
         Layer::Dense(Dense {
             units: classes,
             activation: Activation::Softmax,
+            use_bias: true,
         })
     };
     let average = Sequential::from_layers(
@@ -167,6 +234,7 @@ pub fn build_programs(g: &Gpu) {
     let models = [
         (every_layer_model([9, 7, 3], 4), 5),
         (Sequential::notebook([32, 32, 3], 10), 128),
+        (more_layers_model(), 3),
         (average, 5),
         (max, 5),
     ];

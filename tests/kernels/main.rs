@@ -5,6 +5,7 @@
 
 mod common;
 
+mod activation;
 mod avgpool2d;
 mod column_sum;
 mod conv2d;
@@ -14,5 +15,4 @@ mod global_pool2d;
 mod matmul;
 mod maxpool2d;
 mod optimizer;
-mod relu;
 mod softmax_cross_entropy;
