@@ -10,9 +10,10 @@ use crate::model::{Sequential, Shape};
 
 /// What we can run, for error messages.
 pub const SUPPORTED: &str = "a Sequential model of Conv2D (strides 1, dilation 1, groups 1, \
-    use_bias true), Activation, MaxPooling2D, Dropout (no noise_shape), Flatten and Dense \
-    (use_bias true), with activations relu, softmax or linear, channels_last data, float32, no \
-    regularizers or constraints, ending in a softmax";
+    use_bias true), Activation, MaxPooling2D, Dropout (no noise_shape), Flatten, Dense \
+    (use_bias true) and BatchNormalization (axis -1, constant initializers), with activations \
+    relu, softmax or linear, channels_last data, float32, no regularizers or constraints, ending \
+    in a softmax";
 
 fn dtype_policy() -> Value {
     json!({

@@ -4,6 +4,7 @@
 //! shader's `Contract` with the host (the structs and constants both sides declare), which
 //! tests/shaders.rs checks against the shader with naga.
 
+pub mod batch_norm;
 pub mod column_sum;
 pub mod conv2d;
 pub mod dropout;
@@ -126,6 +127,7 @@ pub(crate) use host_struct;
 /// The contract of every shader the crate compiles, one or more per kernel module.
 pub fn contracts() -> Vec<Contract> {
     [
+        batch_norm::contracts(),
         column_sum::contracts(),
         conv2d::contracts(),
         dropout::contracts(),

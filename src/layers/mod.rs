@@ -7,6 +7,7 @@
 //! `model.json` stores), [`Layer::kind`] and the Keras readers are the only places that list the kinds.
 
 mod activation;
+mod batch_normalization;
 mod conv2d;
 mod dense;
 mod dropout;
@@ -19,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use activation::{Activation, ActivationLayer};
+pub use batch_normalization::BatchNormalization;
 pub use conv2d::Conv2D;
 pub use dense::Dense;
 pub use dropout::Dropout;
@@ -40,6 +42,7 @@ pub enum Layer {
     Dropout(Dropout),
     Flatten(Flatten),
     Dense(Dense),
+    BatchNormalization(BatchNormalization),
 }
 
 impl Layer {
@@ -52,6 +55,7 @@ impl Layer {
             Layer::Dropout(l) => l,
             Layer::Flatten(l) => l,
             Layer::Dense(l) => l,
+            Layer::BatchNormalization(l) => l,
         }
     }
 
@@ -64,13 +68,14 @@ impl Layer {
 type KerasReader = fn(&KerasEntry) -> Result<Layer, ConfigError>;
 
 /// The Keras class names each kind is read from (Keras 2's aliases too), with its reader.
-const KERAS_READERS: [(&[&str], KerasReader); 6] = [
+const KERAS_READERS: [(&[&str], KerasReader); 7] = [
     (&["Conv2D", "Convolution2D"], Conv2D::from_keras),
     (&["Activation"], ActivationLayer::from_keras),
     (&["MaxPooling2D", "MaxPool2D"], MaxPooling2D::from_keras),
     (&["Dropout"], Dropout::from_keras),
     (&["Flatten"], Flatten::from_keras),
     (&["Dense"], Dense::from_keras),
+    (&["BatchNormalization"], BatchNormalization::from_keras),
 ];
 
 /// Reads a layer of Keras class `entry.class`; `None` for a class we do not know.
@@ -129,6 +134,19 @@ pub trait LayerKind {
         dy: &[f64],
         params: &[&[f64]],
     ) -> (Vec<f64>, Vec<Vec<f64>>);
+
+    /// The CPU twin's state update in a training step: the new values of the layer's non-trainable
+    /// tensors (as `params()` lists them) for the input x, e.g. BatchNormalization's moving
+    /// statistics; none for a layer without state.
+    fn cpu_update_state(
+        &self,
+        _s: &CpuStep,
+        _input: &Shape,
+        _x: &[f64],
+        _params: &[&[f64]],
+    ) -> Vec<Vec<f64>> {
+        Vec::new()
+    }
 }
 
 /// One parameter tensor of a layer.
@@ -256,8 +274,15 @@ pub trait GpuOp {
         false
     }
 
-    /// y = op(x), for `s.batch` examples.
+    /// y = op(x), for `s.batch` examples, in a training step.
     fn forward(&self, s: &GpuStep, x: &Tensor, y: &Tensor) -> Vec<Dispatch>;
+
+    /// y = op(x) when evaluating (validation, evaluate, predict), for an op that computes
+    /// something else then (BatchNormalization normalises with its moving statistics, and updates
+    /// nothing); the training forward otherwise. Not asked of an op that evaluates as the identity.
+    fn evaluate(&self, s: &GpuStep, x: &Tensor, y: &Tensor) -> Vec<Dispatch> {
+        self.forward(s, x, y)
+    }
 
     /// The op's parameter gradients from dy, and dx unless x is the model's input (`dx` is `None`).
     fn backward(&self, s: &GpuStep, x: &Tensor, dy: &Tensor, dx: Option<&Tensor>) -> Vec<Dispatch>;
@@ -303,6 +328,14 @@ mod tests {
                 units: 7,
                 activation: Activation::Linear,
             }),
+            Layer::BatchNormalization(BatchNormalization {
+                momentum: 0.9,
+                epsilon: 1e-5,
+                center: false,
+                scale: true,
+                gamma_initializer: 0.5,
+                ..BatchNormalization::default()
+            }),
         ];
         for l in &all {
             match l {
@@ -311,7 +344,8 @@ mod tests {
                 | Layer::MaxPooling2D(_)
                 | Layer::Dropout(_)
                 | Layer::Flatten(_)
-                | Layer::Dense(_) => {}
+                | Layer::Dense(_)
+                | Layer::BatchNormalization(_) => {}
             }
         }
         all

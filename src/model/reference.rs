@@ -15,6 +15,9 @@ pub struct StepResult {
     pub correct: u32,
     /// Gradients of the mean loss, laid out like the flat parameter vector (padding is zero).
     pub grads: Vec<f64>,
+    /// The parameter vector after the step's state updates (BatchNormalization's moving
+    /// statistics, when `train`); the optimizer's update of the trainable tensors is not applied.
+    pub params: Vec<f64>,
 }
 
 /// Forward pass (dropout on when `train`), loss and, when `train`, gradients.
@@ -52,11 +55,18 @@ pub fn forward_backward(
     input_shapes.extend(shapes.iter().cloned());
     // inputs[i] is layer i's input; the last entry is the logits (softmax belongs to the loss).
     let mut inputs = vec![x.to_vec()];
+    let mut updated = params.to_vec();
     for (i, l) in model.layers.iter().enumerate() {
-        let y =
-            l.layer
-                .kind()
-                .cpu_forward(&step_of(i), &input_shapes[i], &inputs[i], &layer_params(i));
+        let kind = l.layer.kind();
+        let (input, x) = (&input_shapes[i], &inputs[i]);
+        if train {
+            let state = kind.cpu_update_state(&step_of(i), input, x, &layer_params(i));
+            let frozen = tensors.iter().filter(|t| t.layer == i && !t.trainable);
+            for (t, v) in frozen.zip(state) {
+                updated[t.offset..t.offset + t.len].copy_from_slice(&v);
+            }
+        }
+        let y = kind.cpu_forward(&step_of(i), input, x, &layer_params(i));
         inputs.push(y);
     }
     let logits = inputs.pop().unwrap();
@@ -84,6 +94,7 @@ pub fn forward_backward(
         loss_sum,
         correct,
         grads,
+        params: updated,
     }
 }
 

@@ -2,6 +2,7 @@
 //! check each backward twin against finite differences of its forward twin; they are also the
 //! readable definition of what each kernel computes. One module per shader, with the same names.
 
+pub mod batch_norm;
 pub mod column_sum;
 pub mod conv2d;
 pub mod dropout;

@@ -7,7 +7,8 @@ use std::sync::OnceLock;
 use cifar_wgpu::gpu::{Gpu, GpuOptions};
 use cifar_wgpu::kernels::gather::upload_images;
 use cifar_wgpu::layers::{
-    Activation, ActivationLayer, Conv2D, Dense, Dropout, Flatten, Layer, MaxPooling2D,
+    Activation, ActivationLayer, BatchNormalization, Conv2D, Dense, Dropout, Flatten, Layer,
+    MaxPooling2D,
 };
 use cifar_wgpu::model::Sequential;
 use cifar_wgpu::optimizer::Optimizer;
@@ -101,6 +102,49 @@ pub fn every_layer_model(input: [usize; 3], classes: usize) -> Sequential {
     )
 }
 
+/// BatchNormalization after a convolution (Keras' defaults) and after a dense layer (no gamma, no
+/// beta, other momentum and epsilon), with a dropout between them and the classifier.
+pub fn batchnorm_model(input: [usize; 3], classes: usize) -> Sequential {
+    Sequential::from_layers(
+        "batchnorm",
+        input,
+        vec![
+            Layer::Conv2D(Conv2D {
+                filters: 5,
+                kernel_size: [3, 3],
+                padding: Padding::Same,
+                activation: Activation::Linear,
+            }),
+            Layer::BatchNormalization(BatchNormalization::default()),
+            Layer::Activation(ActivationLayer {
+                activation: Activation::Relu,
+            }),
+            Layer::MaxPooling2D(MaxPooling2D {
+                pool_size: [2, 2],
+                strides: [2, 2],
+                padding: Padding::Valid,
+            }),
+            Layer::Flatten(Flatten),
+            Layer::Dense(Dense {
+                units: 7,
+                activation: Activation::Linear,
+            }),
+            Layer::BatchNormalization(BatchNormalization {
+                momentum: 0.9,
+                epsilon: 1e-2,
+                center: false,
+                scale: false,
+                ..BatchNormalization::default()
+            }),
+            Layer::Dropout(Dropout { rate: 0.25 }),
+            Layer::Dense(Dense {
+                units: classes,
+                activation: Activation::Softmax,
+            }),
+        ],
+    )
+}
+
 /// Builds, without running them, every program of training and evaluation: the every-layer model and
 /// the notebook's at batch 128, with every optimizer, the gather included. Each pipeline is compiled
 /// (and validated against the device's limits) on the way.
@@ -108,6 +152,7 @@ pub fn build_programs(g: &Gpu) {
     let models = [
         (every_layer_model([9, 7, 3], 4), 5),
         (Sequential::notebook([32, 32, 3], 10), 128),
+        (batchnorm_model([9, 7, 3], 4), 5),
     ];
     for (model, batch) in &models {
         let bytes = model.input().len();

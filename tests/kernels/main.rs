@@ -5,6 +5,7 @@
 
 mod common;
 
+mod batch_norm;
 mod column_sum;
 mod conv2d;
 mod dropout;
