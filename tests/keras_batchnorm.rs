@@ -127,7 +127,15 @@ fn the_summary_counts_the_moving_statistics_as_non_trainable() {
     let s = saved.model.summary().unwrap();
     println!("{s}");
     // gamma, beta, mean, variance of 4 channels and of 5 features: 16 + 20, of which 18 frozen.
-    assert!(s.contains(" Non-trainable params: 18 "), "{s}");
+    assert!(s.contains(" Non-trainable params: 18 (72.00 B)"), "{s}");
+    // Keras wraps the long name within its column.
+    assert!(
+        s.contains(
+            "│ batch_normalization_1           │ (None, 5)              │            20 │\n\
+             │ (BatchNormalization)            │                        │               │"
+        ),
+        "{s}"
+    );
     let total = saved.model.param_count().unwrap();
     assert!(
         s.contains(&format!(" Trainable params: {} ", total - 18)),
@@ -212,9 +220,15 @@ fn check_step(what: &str, saved: &SavedModel, got: &[f64]) {
             d2 += (g - w) * (g - w);
             n2 += (w - b) * (w - b);
         }
-        let rel = (d2 / n2.max(1e-30)).sqrt();
-        println!("{what}: {} rel {rel:.2e}", t.name);
-        assert!(rel < 2e-5, "{what}: {} off by {rel:.2e}", t.name);
+        // A bias before a BatchNormalization gets no gradient (the mean is taken out): it moves
+        // by rounding only, so its moves are compared by their absolute size.
+        let (rel, rms) = ((d2 / n2.max(1e-30)).sqrt(), (d2 / t.len as f64).sqrt());
+        println!("{what}: {} rel {rel:.2e}, rms diff {rms:.2e}", t.name);
+        assert!(
+            rel < 2e-5 || rms < 1e-7,
+            "{what}: {} off by {rel:.2e}",
+            t.name
+        );
     }
 }
 

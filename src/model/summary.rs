@@ -46,6 +46,30 @@ fn memory(bytes: usize) -> String {
     format!("{size:.2} {}", units[unit])
 }
 
+/// `text` in lines of at most `width` characters, broken at spaces (a longer word is cut), as
+/// Keras' table wraps `batch_normalization (BatchNormalization)`.
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::new();
+    for word in text.split(' ') {
+        let mut word: Vec<char> = word.chars().collect();
+        if !line.is_empty() && line.chars().count() + 1 + word.len() <= width {
+            line.push(' ');
+            line.extend(&word);
+            continue;
+        }
+        if !line.is_empty() {
+            lines.push(std::mem::take(&mut line));
+        }
+        while word.len() > width {
+            lines.push(word.drain(..width).collect());
+        }
+        line = word.into_iter().collect();
+    }
+    lines.push(line);
+    lines
+}
+
 pub fn render(model: &Sequential) -> Result<String, ModelError> {
     let shapes = model.output_shapes()?;
     let tensors = model.param_tensors()?;
@@ -58,7 +82,10 @@ pub fn render(model: &Sequential) -> Result<String, ModelError> {
     for (i, (l, shape)) in model.layers.iter().zip(&shapes).enumerate() {
         let params: usize = tensors.iter().filter(|t| t.layer == i).map(|t| t.len).sum();
         let name = format!("{} ({})", l.name, l.layer.kind().class_name());
-        lines.push(row('│', [&name, &shape.to_string(), &thousands(params)]));
+        let mut cells = wrap(&name, WIDTHS[0] - 2).into_iter();
+        let first = cells.next().unwrap_or_default();
+        lines.push(row('│', [&first, &shape.to_string(), &thousands(params)]));
+        lines.extend(cells.map(|more| row('│', [&more, "", ""])));
         if i + 1 < shapes.len() {
             lines.push(rule('├', '─', '┼', '┤'));
         }
