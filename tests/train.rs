@@ -451,14 +451,20 @@ fn a_non_finite_loss_stops_training_naming_the_epoch_and_batch() {
 }
 
 /// BatchNormalization in training: three GPU steps (batch statistics, moving update, gradients,
-/// RMSprop) land where three CPU reference steps do, and evaluation then normalises with the moving
-/// statistics as the reference does.
+/// SGD with momentum) land where three CPU reference steps do, and evaluation then normalises with
+/// the moving statistics as the reference does.
 #[test]
 fn batchnorm_trains_like_the_reference_and_evaluates_with_its_moving_statistics() {
     let g = gpu();
     let (input, classes, batch) = ([9, 7, 3], 4, 5);
     let model = batchnorm_model(input, classes);
-    let opt = Optimizer::rmsprop_default();
+    // Not RMSprop: the biases before each BatchNormalization get no gradient (the batch mean is
+    // taken out), only rounding noise, which RMSprop would scale up to steps of lr.
+    let opt = Optimizer::Sgd {
+        lr: 0.05,
+        momentum: 0.9,
+        nesterov: false,
+    };
     let params = model.init_params(3).unwrap();
     let seed = 99;
     let net = Network::new(g, &model, opt.clone(), &params, batch, seed).unwrap();
@@ -494,12 +500,14 @@ fn batchnorm_trains_like_the_reference_and_evaluates_with_its_moving_statistics(
             .zip(&params[range])
             .map(|(a, &b)| a - b as f64)
             .collect();
-        rel_err(
-            &format!("{} after 3 steps, moved", t.name),
-            &moved_got,
-            &moved_want,
-            1e-3,
-        );
+        let name = format!("{} after 3 steps, moved", t.name);
+        if ["conv2d/bias", "dense/bias"].contains(&t.name.as_str()) {
+            let worst = moved_got.iter().map(|m| m.abs()).fold(0.0, f32::max);
+            println!("{name}: at most {worst:.2e} (no gradient)");
+            assert!(worst < 1e-6, "{name}: {worst}");
+        } else {
+            rel_err(&name, &moved_got, &moved_want, 1e-4);
+        }
     }
     let dispatches = net.step(g, batch, Mode::Eval);
     run_dispatches(g, &dispatches.iter().collect::<Vec<_>>()).unwrap();
