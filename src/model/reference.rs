@@ -144,6 +144,59 @@ mod tests {
         )
     }
 
+    /// BatchNormalization after a convolution and after a dense layer (one without gamma and beta),
+    /// training: its gradients flow through the batch's statistics, and its moving statistics move.
+    #[test]
+    fn whole_model_with_batchnorm_gradient_matches_finite_differences() {
+        use crate::layers::BatchNormalization;
+        let mut model = small_model();
+        model.layers.insert(
+            1,
+            crate::model::NamedLayer {
+                name: "batch_normalization".into(),
+                layer: Layer::BatchNormalization(BatchNormalization::default()),
+            },
+        );
+        model.layers.insert(
+            7,
+            crate::model::NamedLayer {
+                name: "batch_normalization_1".into(),
+                layer: Layer::BatchNormalization(BatchNormalization {
+                    center: false,
+                    scale: false,
+                    ..BatchNormalization::default()
+                }),
+            },
+        );
+        let batch = 3;
+        let params: Vec<f64> = model
+            .init_params(5)
+            .unwrap()
+            .iter()
+            .zip(seeded(model.param_words().unwrap(), 6))
+            .map(|(&p, r)| p as f64 + 0.05 * r)
+            .collect();
+        let x: Vec<f64> = seeded(batch * 5 * 6 * 2, 7);
+        let labels = [2u32, 0, 1];
+        let r = forward_backward(&model, &params, &x, &labels, batch, 1, 0, true);
+        let loss = |p: &[f64]| {
+            forward_backward(&model, p, &x, &labels, batch, 1, 0, true).loss_sum / batch as f64
+        };
+        check_gradient(
+            "model with batch norm, all parameters",
+            &params,
+            &r.grads,
+            loss,
+        );
+        let moved = model
+            .param_tensors()
+            .unwrap()
+            .iter()
+            .filter(|t| !t.trainable)
+            .all(|t| (t.offset..t.offset + t.len).all(|i| r.params[i] != params[i]));
+        assert!(moved, "every moving statistic moves in a training step");
+    }
+
     #[test]
     fn whole_model_gradient_matches_finite_differences() {
         let model = small_model();
