@@ -293,3 +293,54 @@ fn our_keras_files_for_batchnorm_read_back() {
         println!("{name}: read back equal");
     }
 }
+
+const KERAS_CHECK: &str = r#"
+import sys, json, numpy as np, keras
+d, assets = sys.argv[1], sys.argv[2]
+ref = keras.models.load_model(assets + "/batchnorm.keras")
+golden = json.load(open(assets + "/batchnorm_golden.json"))
+flat = np.arange(4 * 6 * 6 * 3).reshape(4, 6, 6, 3)
+n = np.arange(4).reshape(4, 1, 1, 1)
+x = (((5 * flat + 3 * n) % 17) / 16 - 0.25).astype(np.float32)
+def from_json(weights):
+    m = keras.models.model_from_json(open(d + "/cifar10_architecture.json").read())
+    m.load_weights(d + "/" + weights)
+    return m
+for what, m in [("cifar10_weights.h5", from_json("cifar10_weights.h5")),
+                ("model.weights.h5", from_json("model.weights.h5")),
+                ("model.keras", keras.models.load_model(d + "/model.keras"))]:
+    for a, b in zip(m.weights, ref.weights):
+        assert a.path == b.path and np.array_equal(np.asarray(a), np.asarray(b)), (what, a.path)
+    p = m.predict(x, verbose=0)
+    assert np.allclose(p, golden["probabilities"], atol=1e-6), (what, p)
+    print("keras:", what, "every weight (moving statistics included) and prediction equal")
+"#;
+
+/// Keras opens the files we write for a model with BatchNormalization, moving statistics in place:
+/// only when `CIFAR_WGPU_KERAS_PYTHON` names a Python with Keras 3 (as tests/keras_files.rs).
+#[test]
+fn real_keras_opens_our_batchnorm_files() {
+    let Ok(python) = std::env::var("CIFAR_WGPU_KERAS_PYTHON") else {
+        eprintln!(
+            "\n*** SKIPPED real_keras_opens_our_batchnorm_files: set CIFAR_WGPU_KERAS_PYTHON to a \
+             Python with Keras 3 to run it ***\n"
+        );
+        return;
+    };
+    let saved = keras::load(&asset("batchnorm.keras")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    keras::save_keras_files(dir.path(), &saved).unwrap();
+    let out = std::process::Command::new(&python)
+        .args(["-c", KERAS_CHECK])
+        .arg(dir.path())
+        .arg(asset(""))
+        .env("KERAS_BACKEND", "jax")
+        .output()
+        .unwrap_or_else(|e| panic!("{python}: {e}"));
+    let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+    println!("{text}");
+    assert!(
+        out.status.success(),
+        "Keras could not open our files:\n{text}"
+    );
+}
