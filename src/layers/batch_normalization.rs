@@ -18,6 +18,10 @@ use crate::reference::batch_norm as twin;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BatchNormalization {
+    /// -1, or the last axis counted with the batch axis (Keras 2 writes `[3]` for images once
+    /// built); `output_shape` refuses any other.
+    #[serde(default = "last_axis")]
+    pub axis: i64,
     pub momentum: f64,
     pub epsilon: f64,
     /// Whether beta is added (and learnt).
@@ -35,6 +39,7 @@ impl Default for BatchNormalization {
     /// Keras' defaults.
     fn default() -> Self {
         BatchNormalization {
+            axis: -1,
             momentum: 0.99,
             epsilon: 1e-3,
             center: true,
@@ -45,6 +50,10 @@ impl Default for BatchNormalization {
             moving_variance_initializer: 1.0,
         }
     }
+}
+
+fn last_axis() -> i64 {
+    -1
 }
 
 /// An initialiser we can honour here: Ones, Zeros or Constant(value), as a class name string or
@@ -112,8 +121,17 @@ fn flag(e: &KerasEntry, key: &str) -> Result<bool, ConfigError> {
 impl BatchNormalization {
     pub(super) fn from_keras(e: &KerasEntry) -> Result<Layer, ConfigError> {
         e.float32()?;
-        // Only the last axis (Keras 2 may write it as a one-element list).
-        e.only("axis", &[json!(-1), json!([-1])])?;
+        // One axis (Keras 2 writes a one-element list); `output_shape` checks it is the last.
+        let axis = match e.get("axis") {
+            None => -1,
+            Some(v) => v
+                .as_i64()
+                .or_else(|| match v.as_array().map(Vec::as_slice) {
+                    Some([one]) => one.as_i64(),
+                    _ => None,
+                })
+                .ok_or_else(|| e.refuse("axis"))?,
+        };
         e.no_extras(&[
             "beta_regularizer",
             "gamma_regularizer",
@@ -129,6 +147,7 @@ impl BatchNormalization {
         e.only("trainable", &[json!(true)])?;
         let d = BatchNormalization::default();
         Ok(Layer::BatchNormalization(BatchNormalization {
+            axis,
             momentum: number(e, "momentum", d.momentum)?,
             epsilon: number(e, "epsilon", d.epsilon)?,
             center: flag(e, "center")?,
@@ -180,6 +199,18 @@ impl LayerKind for BatchNormalization {
     }
 
     fn output_shape(&self, input: &Shape) -> Result<Shape, String> {
+        // The last axis of (batch, h, w, c) or (batch, n).
+        let last = match input {
+            Shape::Image { .. } => 3,
+            Shape::Flat(_) => 1,
+        };
+        if self.axis != -1 && self.axis != last {
+            return Err(format!(
+                "only the last axis (-1, or {last} for an input {input}) can be normalised, got \
+                 axis {}",
+                self.axis
+            ));
+        }
         if !(self.epsilon > 0.0 && self.epsilon.is_finite()) {
             return Err(format!("epsilon must be positive, got {}", self.epsilon));
         }
@@ -225,7 +256,7 @@ impl LayerKind for BatchNormalization {
 
     fn keras_config(&self) -> Value {
         json!({
-            "axis": -1,
+            "axis": self.axis,
             "momentum": self.momentum,
             "epsilon": self.epsilon,
             "center": self.center,
@@ -441,5 +472,97 @@ impl GpuOp for BatchNormOp {
             ));
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(config: Value) -> Result<Layer, ConfigError> {
+        let entry = KerasEntry {
+            class: "BatchNormalization",
+            name: "bn".into(),
+            config: config.as_object().unwrap(),
+        };
+        BatchNormalization::from_keras(&entry)
+    }
+
+    #[test]
+    fn keras_settings_we_cannot_honour_are_refused_by_name() {
+        let regularizer = json!({"class_name": "L2", "config": {"l2": 0.01}});
+        for (key, value) in [
+            ("axis", json!([1, 2])),
+            ("beta_regularizer", regularizer.clone()),
+            (
+                "gamma_constraint",
+                json!({"class_name": "NonNeg", "config": {}}),
+            ),
+            ("synchronized", json!(true)),
+            ("renorm", json!(true)),
+            ("trainable", json!(false)),
+            (
+                "gamma_initializer",
+                json!({"class_name": "RandomNormal", "config": {}}),
+            ),
+            ("moving_variance_initializer", json!("glorot_uniform")),
+        ] {
+            let e = read(json!({ key: value })).unwrap_err();
+            assert!(e.unsupported && e.message.contains(key), "{key}: {e}");
+            println!("{key}: {e}");
+        }
+        // Malformed, not unsupported.
+        let e = read(json!({"momentum": "high"})).unwrap_err();
+        assert!(!e.unsupported && e.message.contains("momentum"), "{e}");
+    }
+
+    #[test]
+    fn keras_2_and_3_spellings_read() {
+        let keras2 = json!({
+            "axis": [-1], "momentum": 0.9, "epsilon": 0.01, "center": false, "scale": true,
+            "gamma_initializer": {"class_name": "Constant", "config": {"value": 0.5}},
+            "moving_variance_initializer": "ones", "fused": null, "trainable": true,
+        });
+        let want = BatchNormalization {
+            axis: -1,
+            momentum: 0.9,
+            epsilon: 0.01,
+            center: false,
+            gamma_initializer: 0.5,
+            ..BatchNormalization::default()
+        };
+        assert_eq!(read(keras2).unwrap(), Layer::BatchNormalization(want));
+        assert_eq!(
+            read(json!({})).unwrap(),
+            Layer::BatchNormalization(BatchNormalization::default())
+        );
+    }
+
+    #[test]
+    fn settings_that_cannot_normalise_are_model_errors() {
+        let input = Shape::Flat(3);
+        for bad in [
+            BatchNormalization {
+                epsilon: 0.0,
+                ..BatchNormalization::default()
+            },
+            BatchNormalization {
+                momentum: 1.5,
+                ..BatchNormalization::default()
+            },
+            // Not the last axis of a flat input.
+            BatchNormalization {
+                axis: 3,
+                ..BatchNormalization::default()
+            },
+        ] {
+            assert!(bad.output_shape(&input).is_err(), "{bad:?}");
+        }
+        let shape = BatchNormalization::default().output_shape(&input);
+        assert_eq!(shape, Ok(input));
+        // Keras 2's built axis for images.
+        let image = Shape::Image { h: 2, w: 2, c: 3 };
+        let keras2 = read(json!({"axis": [3]})).unwrap();
+        assert_eq!(keras2.kind().output_shape(&image), Ok(image));
     }
 }
