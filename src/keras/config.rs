@@ -9,10 +9,12 @@ use crate::layers::{self, KerasEntry};
 use crate::model::{Sequential, Shape};
 
 /// What we can run, for error messages.
-pub const SUPPORTED: &str = "a Sequential model of Conv2D (dilation 1, groups 1), Activation, \
-    LeakyReLU, MaxPooling2D, Dropout (no noise_shape), Flatten and Dense, with activations linear, relu, \
-    sigmoid, tanh, elu, leaky_relu or softmax, channels_last data, float32, no \
-    regularizers or constraints, ending in a softmax";
+pub const SUPPORTED: &str = "a Sequential model of Conv2D (any strides, dilation 1, groups 1, \
+    with or without bias), Activation, LeakyReLU, MaxPooling2D, AveragePooling2D, \
+    GlobalAveragePooling2D, GlobalMaxPooling2D (keepdims either way), Dropout (no noise_shape), \
+    Flatten, Dense (with or without bias) and BatchNormalization (axis -1, constant initializers), \
+    with activations linear, relu, sigmoid, tanh, elu, leaky_relu or softmax, channels_last data, \
+    float32, no regularizers or constraints, ending in a softmax";
 
 fn dtype_policy() -> Value {
     json!({
