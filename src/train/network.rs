@@ -35,15 +35,7 @@ pub fn check_memory(
     optimizer: &Optimizer,
     max_batch: usize,
 ) -> Result<(), PlaceError> {
-    let limits = &gpu.limits;
-    let (limit, limit_name) = if limits.max_storage_buffer_binding_size <= limits.max_buffer_size {
-        (
-            limits.max_storage_buffer_binding_size,
-            "max_storage_buffer_binding_size",
-        )
-    } else {
-        (limits.max_buffer_size, "max_buffer_size")
-    };
+    let (limit, limit_name) = binding_limit(gpu);
     let bytes = |words: usize, batch: usize| {
         (words as u64)
             .checked_mul(batch as u64)
@@ -92,6 +84,54 @@ pub fn check_memory(
             remedy: format!("use a --batch-size of at most {fits}"),
         }
         .into());
+    }
+    Ok(())
+}
+
+/// The largest buffer one binding may hold on this adapter, and the name of the limit that says so.
+fn binding_limit(gpu: &Gpu) -> (u64, &'static str) {
+    let limits = &gpu.limits;
+    if limits.max_storage_buffer_binding_size <= limits.max_buffer_size {
+        (
+            limits.max_storage_buffer_binding_size,
+            "max_storage_buffer_binding_size",
+        )
+    } else {
+        (limits.max_buffer_size, "max_buffer_size")
+    }
+}
+
+/// [`check_memory`] for the buffers whose size follows the data rather than the batch: an epoch's
+/// order (a word per training image) and an evaluation's logits (`classes` words per image), checked
+/// before the data is uploaded, with the same kind of error.
+pub fn check_data_buffers(
+    gpu: &Gpu,
+    train_images: usize,
+    eval_images: usize,
+    classes: usize,
+) -> Result<(), PlaceError> {
+    let (limit, limit_name) = binding_limit(gpu);
+    let buffers = [
+        ("the epoch's order of", train_images, 1, "train on"),
+        ("the logits of", eval_images, classes, "evaluate on"),
+    ];
+    for (what, images, words, verb) in buffers {
+        let needed = (images as u64)
+            .saturating_mul(words as u64)
+            .saturating_mul(WORD);
+        if needed > limit {
+            return Err(GpuError::TooLarge {
+                what: format!("{what} {images} images"),
+                needed,
+                limit,
+                limit_name,
+                remedy: format!(
+                    "{verb} at most {} images at a time",
+                    limit / (words as u64 * WORD).max(1)
+                ),
+            }
+            .into());
+        }
     }
     Ok(())
 }
