@@ -679,7 +679,10 @@ fn resume_options(args: &TrainArgs, given: &[String], dir: &Path) -> Result<Sess
             "epochs" => (args.epochs < st.fit.epochs).then(|| {
                 (
                     args.epochs.to_string(),
-                    format!("{} (a larger value extends the run)", st.fit.epochs),
+                    format!(
+                        "{}; only a larger value, which extends it, may be given",
+                        st.fit.epochs
+                    ),
                 )
             }),
             "batch_size" => (args.batch_size != st.fit.batch_size)
@@ -718,7 +721,7 @@ fn resume_options(args: &TrainArgs, given: &[String], dir: &Path) -> Result<Sess
                 (show(args.data.image_size), show(run.image_size))
             }),
             "preset" => {
-                let name = flag_value(&args.preset);
+                let name = session::flag_value(&args.preset);
                 (run.preset.as_deref() != Some(name.as_str())).then(|| {
                     let was = run.preset.clone().unwrap_or_else(|| {
                         format!(
@@ -738,11 +741,11 @@ fn resume_options(args: &TrainArgs, given: &[String], dir: &Path) -> Result<Sess
                 (!same).then(|| (path_text(want), path_text(run.model.as_ref())))
             }
             "tiling" => {
-                let name = flag_value(&args.gpu.tiling);
+                let name = session::flag_value(&args.gpu.tiling);
                 (name != run.tiling).then(|| (name, run.tiling.clone()))
             }
             "optimizer" => {
-                let name = flag_value(&args.optimizer.optimizer);
+                let name = session::flag_value(&args.optimizer.optimizer);
                 let was = optimizer["kind"].as_str().unwrap_or_default().to_string();
                 (name != was).then_some((name, was))
             }
@@ -759,13 +762,18 @@ fn resume_options(args: &TrainArgs, given: &[String], dir: &Path) -> Result<Sess
                     // A flag this list does not know yet: refused rather than silently ignored.
                     _ => serde_json::Value::String("given".into()),
                 };
+                // Optimizer settings are f32: shown as such, not as the f64 JSON holds.
+                let show = |v: &serde_json::Value| match v.as_f64() {
+                    Some(x) => (x as f32).to_string(),
+                    None => v.to_string(),
+                };
                 match optimizer.get(field) {
                     Some(was) if *was == value => None,
-                    Some(was) => Some((value.to_string(), was.to_string())),
+                    Some(was) => Some((show(&value), show(was))),
                     None => Some((
-                        value.to_string(),
+                        show(&value),
                         format!(
-                            "not a setting of this run (its optimizer is {})",
+                            "none: its optimizer, {}, has no such setting",
                             optimizer["kind"].as_str().unwrap_or_default()
                         ),
                     )),
@@ -774,7 +782,7 @@ fn resume_options(args: &TrainArgs, given: &[String], dir: &Path) -> Result<Sess
         };
         if let Some((given, was)) = differs {
             refused.push(format!(
-                "--{} {given} (the run has {was})",
+                "--{} {given} (the run's: {was})",
                 id.replace('_', "-")
             ));
         }
@@ -814,13 +822,6 @@ fn resume_options(args: &TrainArgs, given: &[String], dir: &Path) -> Result<Sess
         out: run.out.clone(),
         profile: args.profile,
     })
-}
-
-/// A flag's value as typed (`shared`, `notebook`).
-fn flag_value(v: &impl ValueEnum) -> String {
-    v.to_possible_value()
-        .map(|p| p.get_name().to_string())
-        .unwrap_or_default()
 }
 
 /// How to run this program again: its name when found through PATH, else its absolute path.

@@ -369,10 +369,13 @@ impl LockOwner {
 
 impl std::fmt::Display for LockOwner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let now = LockOwner::me().started;
         write!(
             f,
-            "process {} on {}, started at {} (seconds since 1970)",
-            self.pid, self.host, self.started
+            "process {} on {}, started {} s ago",
+            self.pid,
+            self.host,
+            now.saturating_sub(self.started)
         )
     }
 }

@@ -299,7 +299,7 @@ fn new_run_id() -> String {
 }
 
 /// A flag's value as the user types it (`--tiling shared`, `--preset notebook`).
-fn flag_value(v: &impl ValueEnum) -> String {
+pub fn flag_value(v: &impl ValueEnum) -> String {
     v.to_possible_value()
         .map(|p| p.get_name().to_string())
         .unwrap_or_default()
