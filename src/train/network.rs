@@ -45,9 +45,21 @@ pub fn check_memory(
     // Per example: the input and each layer's output (values and their gradients). Reversed below
     // so that the first of equally large outputs is named.
     let mut per_example = vec![("the input".to_string(), model.input().len())];
+    let mut inputs = vec![model.input()];
     for (l, shape) in model.layers.iter().zip(model.output_shapes()?) {
         per_example.push((format!("layer '{}'", l.name), shape.len()));
+        inputs.push(shape);
     }
+    // The layers' scratch buffers for batches of `batch`, which are not proportional to it.
+    let scratch = |batch: usize| -> Vec<(String, usize)> {
+        let mut all = Vec::new();
+        for (l, input) in model.layers.iter().zip(&inputs) {
+            for (what, words) in l.layer.kind().scratch_words(input, batch) {
+                all.push((format!("the {what} of layer '{}'", l.name), words));
+            }
+        }
+        all
+    };
     let params = model.param_words()?;
     let param_buffers = 2 + optimizer.state_buffers();
     let total = per_example
@@ -55,6 +67,9 @@ pub fn check_memory(
         .fold(bytes(params, param_buffers), |sum, (_, len)| {
             sum.saturating_add(bytes(*len, max_batch).saturating_mul(2))
         });
+    let total = scratch(max_batch).iter().fold(total, |sum, (_, words)| {
+        sum.saturating_add(bytes(*words, 1))
+    });
     if bytes(params, 1) > limit {
         return Err(GpuError::TooLarge {
             what: format!("the model's {params} parameters"),
@@ -82,6 +97,35 @@ pub fn check_memory(
             limit,
             limit_name,
             remedy: format!("use a --batch-size of at most {fits}"),
+        }
+        .into());
+    }
+    let too_large = |batch: usize| {
+        scratch(batch)
+            .into_iter()
+            .filter(|(_, words)| bytes(*words, 1) > limit)
+            .max_by_key(|(_, words)| *words)
+    };
+    if let Some((name, words)) = too_large(max_batch) {
+        // The largest batch whose scratch fits: `fits` does, `beyond` does not.
+        let (mut fits, mut beyond) = (0, max_batch);
+        while beyond - fits > 1 {
+            let mid = fits + (beyond - fits) / 2;
+            if too_large(mid).is_none() {
+                fits = mid;
+            } else {
+                beyond = mid;
+            }
+        }
+        return Err(GpuError::TooLarge {
+            what: format!(
+                "a batch of {max_batch} at {name} (about {} for the whole model)",
+                crate::gpu::human_bytes(total)
+            ),
+            needed: bytes(words, 1),
+            limit,
+            limit_name,
+            remedy: format!("use a --batch-size of at most {}", fits.max(1)),
         }
         .into());
     }
