@@ -437,8 +437,9 @@ struct TrainArgs {
     /// Continue an interrupted run from its checkpoint folder (`<out>/checkpoint`) with the settings
     /// it records: data, --out, epochs, batch size, seed, shuffling, validation split, optimizer and
     /// its settings, preset or model, tiling. Those flags may be repeated with the same values; a
-    /// different value is refused, except a larger --epochs, which extends the run. Only flags that
-    /// change nothing trained may differ: --quiet, --log-json, --profile, --cache-dir, --offline,
+    /// different value is refused, except a larger --epochs, which extends the run, and --out naming
+    /// the folder that holds the checkpoint when it was moved or copied. Only flags that change
+    /// nothing trained may differ: --quiet, --log-json, --profile, --cache-dir, --offline,
     /// --backend, --adapter, --limits, --shader-bounds-checks.
     #[arg(long)]
     resume: Option<PathBuf>,
@@ -656,11 +657,22 @@ fn resume_options(args: &TrainArgs, given: &[String], dir: &Path) -> Result<Sess
     let st = &ckpt.state;
     let run = &st.run;
     let optimizer = serde_json::to_value(&st.optimizer)?;
-    let same_path = |a: &Path, b: &Path| match (std::fs::canonicalize(a), std::fs::canonicalize(b))
+    let same_path = session::same_folder;
+    // The folder holding the checkpoint, when that is not the recorded --out: moved or copied since.
+    let holder = session::checkpoint_holder(dir)?;
+    let moved = (!same_path(&holder, &run.out)).then_some(&holder);
+    if let Some(holder) = moved
+        && !given.iter().any(|g| g == "out")
     {
-        (Ok(a), Ok(b)) => a == b,
-        _ => std::path::absolute(a).ok() == std::path::absolute(b).ok(),
-    };
+        return Err(format!(
+            "--resume {}: the checkpoint of a run that wrote to {}; its folder was moved or \
+             copied since. Add --out {} to continue the run there",
+            dir.display(),
+            run.out.display(),
+            shell_quote(&holder.display().to_string())
+        )
+        .into());
+    }
     let path_text = |p: Option<&PathBuf>| p.map_or("none".to_string(), |p| p.display().to_string());
     let mut refused = Vec::new();
     for id in given {
@@ -700,12 +712,15 @@ fn resume_options(args: &TrainArgs, given: &[String], dir: &Path) -> Result<Sess
                     st.validation_split.to_string(),
                 )
             }),
-            "out" => (!same_path(&args.out, &run.out)).then(|| {
-                (
-                    args.out.display().to_string(),
-                    run.out.display().to_string(),
-                )
-            }),
+            "out" => {
+                let moved_there = moved.is_some_and(|h| same_path(&args.out, h));
+                (!same_path(&args.out, &run.out) && !moved_there).then(|| {
+                    (
+                        args.out.display().to_string(),
+                        run.out.display().to_string(),
+                    )
+                })
+            }
             "data" => {
                 let want = args.data.data.as_ref();
                 let same = match (want, &run.data) {
@@ -819,7 +834,7 @@ fn resume_options(args: &TrainArgs, given: &[String], dir: &Path) -> Result<Sess
         },
         optimizer: st.optimizer.clone(),
         validation_split: st.validation_split,
-        out: run.out.clone(),
+        out: moved.unwrap_or(&run.out).clone(),
         profile: args.profile,
     })
 }

@@ -1019,3 +1019,35 @@ fn stale_lock_of_a_dead_pid() {
     );
     assert!(!lock.exists(), "the lock was left behind");
 }
+
+/// A run's folder moved since its checkpoint was written: resuming it alone is refused with the
+/// --out to add (rather than writing to the old place), and with that --out it continues there.
+#[test]
+fn resume_of_a_moved_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = tiny_idx(dir.path());
+    let (out, moved) = (dir.path().join("run"), dir.path().join("moved"));
+    train_ok(dir.path(), &data, &out, &[]);
+    std::fs::rename(&out, &moved).unwrap();
+    let checkpoint = moved.join("checkpoint");
+    let run = cli(dir.path(), &["train", "--resume", s(&checkpoint)], &[]);
+    assert_refused(&run, &[&format!("--out {}", s(&moved))]);
+    let run = cli(
+        dir.path(),
+        &[
+            "train",
+            "--resume",
+            s(&checkpoint),
+            "--out",
+            s(&moved),
+            "--epochs",
+            "2",
+            "--quiet",
+        ],
+        &[],
+    );
+    assert!(run.status.success(), "{}", run.text);
+    assert!(!out.exists(), "wrote to the folder's old place");
+    let history = std::fs::read_to_string(moved.join("history.csv")).unwrap();
+    assert_eq!(history.lines().count(), 3, "{history}");
+}

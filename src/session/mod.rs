@@ -86,7 +86,9 @@ pub enum Start {
     Model(PathBuf),
     /// A checkpoint folder: its model, optimizer, progress and every setting it records (data, out,
     /// fit, optimizer, validation split, tiling), whatever `SessionOptions` says of them, except that
-    /// a larger `fit.epochs` extends the run. The CLI refuses flags that contradict the record.
+    /// a larger `fit.epochs` extends the run, and `out` naming the folder that holds the checkpoint
+    /// now (moved or copied since) continues the run there. The CLI refuses flags that contradict
+    /// the record.
     Resume(PathBuf),
 }
 
@@ -179,7 +181,14 @@ pub fn train(
                 matmul_subgroups: tiling.subgroups(),
                 ..opts.gpu.clone()
             };
-            (data, r.out.clone(), gpu)
+            // The recorded folder, or the one now holding the checkpoint when `opts.out` names it.
+            let holder = checkpoint_holder(resumed_dir(opts))?;
+            let out = if same_folder(&opts.out, &holder) {
+                holder
+            } else {
+                r.out.clone()
+            };
+            (data, out, gpu)
         }
         None => (opts.data.clone(), absolute(&opts.out)?, opts.gpu.clone()),
     };
@@ -208,7 +217,10 @@ pub fn train(
                 )
                 .into());
             }
-            r.clone()
+            RunRecord {
+                out: out.clone(),
+                ..r.clone()
+            }
         }
         None => RunRecord {
             run_id: new_run_id(),
@@ -291,6 +303,21 @@ fn flavour_choice(gpu: &GpuOptions) -> FlavourChoice {
         (Some(Tiling::Registers), _) => FlavourChoice::Registers,
         (None, _) => FlavourChoice::Auto,
     }
+}
+
+/// Whether two paths name one folder: the same after resolving links, or, where either does not
+/// exist, the same absolute path.
+pub fn same_folder(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => std::path::absolute(a).ok() == std::path::absolute(b).ok(),
+    }
+}
+
+/// The folder holding the checkpoint folder `dir`, absolute: the run's --out unless it was moved.
+pub fn checkpoint_holder(dir: &Path) -> Result<PathBuf, SessionError> {
+    let dir = absolute(dir)?;
+    Ok(dir.parent().map_or(dir.clone(), Path::to_path_buf))
 }
 
 /// A run's id: 128 random bits in hex, recorded in every checkpoint's manifest and progress.
