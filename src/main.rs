@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use cifar_wgpu::data::augment::{Augment, FillMode};
@@ -19,6 +20,7 @@ use cifar_wgpu::session::{
     self, EvaluateOptions, Observer, SessionError, SessionOptions, SessionOutcome, Start,
     TrainingStart, bench,
 };
+use cifar_wgpu::train::checkpoint::Checkpoint;
 use cifar_wgpu::train::profile::{self, ProfileReport};
 use cifar_wgpu::train::{Event, FitConfig, Metrics, Progress, output};
 
@@ -481,12 +483,18 @@ struct TrainArgs {
     out: PathBuf,
     /// The architecture trained from fresh weights: the notebook's model, or the book's deeper
     /// network (four convolutions in two blocks, the same dense head).
-    #[arg(long, value_enum, default_value_t = Preset::Notebook, conflicts_with = "resume")]
+    #[arg(long, value_enum, default_value_t = Preset::Notebook)]
     preset: Preset,
     /// Start from a saved model instead of fresh weights (fine-tuning).
-    #[arg(long, conflicts_with_all = ["resume", "preset"])]
+    #[arg(long, conflicts_with = "preset")]
     model: Option<PathBuf>,
-    /// Continue an interrupted run from its checkpoint folder (`<out>/checkpoint`).
+    /// Continue an interrupted run from its checkpoint folder (`<out>/checkpoint`) with the settings
+    /// it records: data, --out, epochs, batch size, seed, shuffling, validation split, optimizer and
+    /// its settings, preset or model, tiling. Those flags may be repeated with the same values; a
+    /// different value is refused, except a larger --epochs, which extends the run, and --out naming
+    /// the folder that holds the checkpoint when it was moved or copied. Only flags that change
+    /// nothing trained may differ: --quiet, --log-json, --profile, --cache-dir, --offline,
+    /// --backend, --adapter, --limits, --shader-bounds-checks.
     #[arg(long)]
     resume: Option<PathBuf>,
     /// No progress bar; only the epoch lines.
@@ -508,8 +516,13 @@ struct TrainArgs {
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    let cli = Cli::parse();
-    match run(cli) {
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let given = matches
+        .subcommand_matches("train")
+        .map(given_flags)
+        .unwrap_or_default();
+    match run(cli, &given) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
@@ -518,7 +531,21 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<ExitCode, Error> {
+/// The ids of the `train` flags given on the command line (not defaulted), e.g. `batch_size`.
+fn given_flags(m: &ArgMatches) -> Vec<String> {
+    let cli = Cli::command();
+    let train = cli
+        .find_subcommand("train")
+        .expect("the train subcommand exists");
+    train
+        .get_arguments()
+        .map(|a| a.get_id().as_str())
+        .filter(|id| m.value_source(id) == Some(ValueSource::CommandLine))
+        .map(str::to_string)
+        .collect()
+}
+
+fn run(cli: Cli, given: &[String]) -> Result<ExitCode, Error> {
     match cli.command {
         Command::Adapters { backend } => {
             let adapters = gpu::list_adapters(backend)?;
@@ -548,7 +575,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             };
             println!("{}", model.summary()?);
         }
-        Command::Train(args) => return train(*args),
+        Command::Train(args) => return train(*args, given),
         Command::Profile(args) => {
             let gpu = args.gpu.open()?;
             let (report, timings) = session::profile(
@@ -630,26 +657,28 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn train(args: TrainArgs) -> Result<ExitCode, Error> {
-    let opts = SessionOptions {
-        data: args.data.options(),
-        gpu: args.gpu.options(),
-        start: match (&args.resume, &args.model) {
-            (Some(dir), _) => Start::Resume(dir.clone()),
-            (None, Some(path)) => Start::Model(path.clone()),
-            (None, None) => Start::Preset(args.preset),
+fn train(args: TrainArgs, given: &[String]) -> Result<ExitCode, Error> {
+    let opts = match &args.resume {
+        Some(dir) => resume_options(&args, given, dir)?,
+        None => SessionOptions {
+            data: args.data.options(),
+            gpu: args.gpu.options(),
+            start: match &args.model {
+                Some(path) => Start::Model(path.clone()),
+                None => Start::Preset(args.preset),
+            },
+            fit: FitConfig {
+                epochs: args.epochs,
+                batch_size: args.batch_size,
+                shuffle: !args.no_shuffle,
+                seed: args.seed,
+                augment: args.augment.build(),
+            },
+            optimizer: args.optimizer.build(),
+            validation_split: args.validation_split,
+            out: args.out.clone(),
+            profile: args.profile,
         },
-        fit: FitConfig {
-            epochs: args.epochs,
-            batch_size: args.batch_size,
-            shuffle: !args.no_shuffle,
-            seed: args.seed,
-            augment: args.augment.build(),
-        },
-        optimizer: args.optimizer.build(),
-        validation_split: args.validation_split,
-        out: args.out.clone(),
-        profile: args.profile,
     };
     let mut console = Console::new(args.quiet, args.log_json);
     let stop = console.stop.clone();
@@ -664,14 +693,238 @@ fn train(args: TrainArgs) -> Result<ExitCode, Error> {
             let dir = checkpoint.expect("a training session always has an output folder");
             eprintln!(
                 "interrupted at epoch {}, batch {}: checkpoint written to {}; continue with \
-                 `cifar-wgpu train --resume {}`",
+                 `{} train --resume {}`",
                 progress.epoch + 1,
                 progress.batch,
                 dir.display(),
-                dir.display()
+                shell_quote(&program()),
+                shell_quote(&dir.display().to_string())
             );
             Ok(ExitCode::from(130))
         }
+    }
+}
+
+/// `train --resume DIR`: the run the checkpoint records, with only the flags that change nothing
+/// trained taken from the command line. A flag given with another value than the recorded one is
+/// refused by name; a larger `--epochs` extends the run (each epoch's order depends only on the
+/// seed and its number, so the result is that of an uninterrupted longer run).
+fn resume_options(args: &TrainArgs, given: &[String], dir: &Path) -> Result<SessionOptions, Error> {
+    let ckpt = Checkpoint::load(dir)?;
+    let st = &ckpt.state;
+    let run = &st.run;
+    let optimizer = serde_json::to_value(&st.optimizer)?;
+    let same_path = session::same_folder;
+    // The folder holding the checkpoint, when that is not the recorded --out: moved or copied since.
+    let holder = session::checkpoint_holder(dir)?;
+    let moved = (!same_path(&holder, &run.out)).then_some(&holder);
+    if let Some(holder) = moved
+        && !given.iter().any(|g| g == "out")
+    {
+        return Err(format!(
+            "--resume {}: the checkpoint of a run that wrote to {}; its folder was moved or \
+             copied since. Add --out {} to continue the run there",
+            dir.display(),
+            run.out.display(),
+            shell_quote(&holder.display().to_string())
+        )
+        .into());
+    }
+    let path_text = |p: Option<&PathBuf>| p.map_or("none".to_string(), |p| p.display().to_string());
+    let mut refused = Vec::new();
+    for id in given {
+        // (what was given, what the run recorded), when they differ.
+        let differs: Option<(String, String)> = match id.as_str() {
+            "resume"
+            | "quiet"
+            | "log_json"
+            | "profile"
+            | "cache_dir"
+            | "offline"
+            | "backend"
+            | "adapter"
+            | "limits"
+            | "shader_bounds_checks" => None,
+            "epochs" => (args.epochs < st.fit.epochs).then(|| {
+                (
+                    args.epochs.to_string(),
+                    format!(
+                        "{}; only a larger value, which extends it, may be given",
+                        st.fit.epochs
+                    ),
+                )
+            }),
+            "batch_size" => (args.batch_size != st.fit.batch_size)
+                .then(|| (args.batch_size.to_string(), st.fit.batch_size.to_string())),
+            "seed" => {
+                (args.seed != st.fit.seed).then(|| (args.seed.to_string(), st.fit.seed.to_string()))
+            }
+            "no_shuffle" => st
+                .fit
+                .shuffle
+                .then(|| ("given".into(), "not given (the run shuffles)".into())),
+            "validation_split" => (args.validation_split != st.validation_split).then(|| {
+                (
+                    args.validation_split.to_string(),
+                    st.validation_split.to_string(),
+                )
+            }),
+            "out" => {
+                let moved_there = moved.is_some_and(|h| same_path(&args.out, h));
+                (!same_path(&args.out, &run.out) && !moved_there).then(|| {
+                    (
+                        args.out.display().to_string(),
+                        run.out.display().to_string(),
+                    )
+                })
+            }
+            "data" => {
+                let want = args.data.data.as_ref();
+                let same = match (want, &run.data) {
+                    (Some(a), Some(b)) => same_path(a, b),
+                    _ => false,
+                };
+                (!same).then(|| (path_text(want), path_text(run.data.as_ref())))
+            }
+            "image_size" => (args.data.image_size != run.image_size).then(|| {
+                let show = |s: Option<(usize, usize)>| {
+                    s.map_or("none".into(), |(h, w)| format!("{h}x{w}"))
+                };
+                (show(args.data.image_size), show(run.image_size))
+            }),
+            "preset" => {
+                let name = session::flag_value(&args.preset);
+                (run.preset.as_deref() != Some(name.as_str())).then(|| {
+                    let was = run.preset.clone().unwrap_or_else(|| {
+                        format!(
+                            "none (the run started from --model {})",
+                            path_text(run.model.as_ref())
+                        )
+                    });
+                    (name, was)
+                })
+            }
+            "model" => {
+                let want = args.model.as_ref();
+                let same = match (want, &run.model) {
+                    (Some(a), Some(b)) => same_path(a, b),
+                    _ => false,
+                };
+                (!same).then(|| (path_text(want), path_text(run.model.as_ref())))
+            }
+            "tiling" => {
+                let name = session::flag_value(&args.gpu.tiling);
+                (name != run.tiling).then(|| (name, run.tiling.clone()))
+            }
+            "augment" | "rotation_range" | "width_shift_range" | "height_shift_range"
+            | "zoom_range" | "horizontal_flip" | "no_horizontal_flip" | "fill_mode" => {
+                let want = args.augment.build();
+                let show = |a: &Option<_>| match a {
+                    Some(a) => serde_json::to_string(a).unwrap_or_default(),
+                    None => "no augmentation".into(),
+                };
+                (want != st.fit.augment).then(|| (show(&want), show(&st.fit.augment)))
+            }
+            "optimizer" => {
+                let name = session::flag_value(&args.optimizer.optimizer);
+                let was = optimizer["kind"].as_str().unwrap_or_default().to_string();
+                (name != was).then_some((name, was))
+            }
+            field => {
+                let o = &args.optimizer;
+                let value = match field {
+                    "lr" => serde_json::to_value(o.lr)?,
+                    "rho" => serde_json::to_value(o.rho)?,
+                    "momentum" => serde_json::to_value(o.momentum)?,
+                    "epsilon" => serde_json::to_value(o.epsilon)?,
+                    "beta1" => serde_json::to_value(o.beta1)?,
+                    "beta2" => serde_json::to_value(o.beta2)?,
+                    "nesterov" | "centered" | "legacy_epsilon" | "amsgrad" => true.into(),
+                    // A flag this list does not know yet: refused rather than silently ignored.
+                    _ => serde_json::Value::String("given".into()),
+                };
+                // Optimizer settings are f32: shown as such, not as the f64 JSON holds.
+                let show = |v: &serde_json::Value| match v.as_f64() {
+                    Some(x) => (x as f32).to_string(),
+                    None => v.to_string(),
+                };
+                match optimizer.get(field) {
+                    Some(was) if *was == value => None,
+                    Some(was) => Some((show(&value), show(was))),
+                    None => Some((
+                        show(&value),
+                        format!(
+                            "none: its optimizer, {}, has no such setting",
+                            optimizer["kind"].as_str().unwrap_or_default()
+                        ),
+                    )),
+                }
+            }
+        };
+        if let Some((given, was)) = differs {
+            refused.push(format!(
+                "--{} {given} (the run's: {was})",
+                id.replace('_', "-")
+            ));
+        }
+    }
+    if !refused.is_empty() {
+        return Err(format!(
+            "--resume {} continues the run its checkpoint records, and these flags contradict \
+             it: {}. Drop them to continue that run, or start a new run with another --out",
+            dir.display(),
+            refused.join("; ")
+        )
+        .into());
+    }
+    // The session takes the data, --out and tiling from the checkpoint too; they are set here so
+    // that these options say what will run.
+    let tiling = FlavourChoice::from_str(&run.tiling, false).unwrap_or_default();
+    let gpu = GpuOptions {
+        tiling: tiling.forced(),
+        matmul_subgroups: tiling.subgroups(),
+        ..args.gpu.options()
+    };
+    let extends = given.iter().any(|g| g == "epochs");
+    Ok(SessionOptions {
+        data: DataOptions {
+            data: run.data.clone(),
+            image_size: run.image_size,
+            ..args.data.options()
+        },
+        gpu,
+        start: Start::Resume(dir.to_path_buf()),
+        fit: FitConfig {
+            epochs: if extends { args.epochs } else { st.fit.epochs },
+            ..st.fit.clone()
+        },
+        optimizer: st.optimizer.clone(),
+        validation_split: st.validation_split,
+        out: moved.unwrap_or(&run.out).clone(),
+        profile: args.profile,
+    })
+}
+
+/// How to run this program again: its name when found through PATH, else its absolute path.
+fn program() -> String {
+    let arg0 = std::env::args().next().unwrap_or_default();
+    if arg0.is_empty() || arg0.contains('/') {
+        std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or(arg0)
+    } else {
+        arg0
+    }
+}
+
+/// `s` as one word for a POSIX shell: as is when it holds only safe characters, else in single
+/// quotes (a quote inside becomes `'\''`).
+fn shell_quote(s: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "_@%+=:,./-".contains(c);
+    if !s.is_empty() && s.chars().all(safe) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
     }
 }
 
@@ -761,6 +1014,10 @@ impl Observer for Console {
 
     fn gpu_opened(&mut self, gpu: &Gpu) {
         print_adapter(gpu);
+    }
+
+    fn warning(&mut self, message: &str) {
+        eprintln!("warning: {message}");
     }
 
     fn resumed(&mut self, p: &Progress) {

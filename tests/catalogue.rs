@@ -6,8 +6,6 @@
 //! `wait4`) must stay under [`PEAK_RSS_KB`]. Linux carries the spawning process's own peak into
 //! that figure (the child starts as a copy of it), so it is an upper bound: a case that generated
 //! a 64 MiB input in this process shows at least that.
-//!
-//! `checkpoint_with_weights_from_another_run` waits for checkpoint manifests, not built yet.
 
 // Linux: `wait4`'s `struct rusage` is declared for 64-bit Linux, and the symlink and limit cases
 // are Unix's.
@@ -395,6 +393,9 @@ fn checkpoint_with_batch_size_0() {
     let edited = json.replace("\"batch_size\": 4", "\"batch_size\": 0");
     assert_ne!(json, edited, "{json}");
     std::fs::write(&progress, edited).unwrap();
+    // Vouched for by the manifest, as a checkpoint written so would be: the settings' own check is
+    // what refuses it.
+    reseal(&out.join("checkpoint"));
     let run = cli(
         dir.path(),
         &[
@@ -705,7 +706,6 @@ fn predict_with_nan_weights() {
 /// A checkpoint holding another run's weights (same model, another seed): a checkpoint's files
 /// are checked against each other, so resuming it is refused.
 #[test]
-#[ignore = "pending: checkpoint manifests (issue 11, 'Runs that cannot go astray'), not built yet"]
 fn checkpoint_with_weights_from_another_run() {
     let dir = tempfile::tempdir().unwrap();
     let data = tiny_idx(dir.path());
@@ -752,4 +752,303 @@ fn checkpoint_with_weights_from_another_run() {
         &[],
     );
     assert_refused(&run, &["weights.bin"]);
+}
+
+/// One `train` of the tiny IDX set into `out` with `extra` flags (1 epoch, batch 4 unless given),
+/// asserted to succeed.
+fn train_ok(dir: &Path, data: &Path, out: &Path, extra: &[&str]) -> Run {
+    let mut args = vec!["train", "--data", s(data), "--out", s(out), "--quiet"];
+    if !extra.contains(&"--epochs") {
+        args.extend(["--epochs", "1"]);
+    }
+    if !extra.contains(&"--batch-size") {
+        args.extend(["--batch-size", "4"]);
+    }
+    args.extend(extra);
+    let run = cli(dir, &args, &[]);
+    assert!(run.status.success(), "{}", run.text);
+    run
+}
+
+/// Rewrites a checkpoint's manifest so that it vouches for its files as they are now: what a
+/// checkpoint whose settings were wrong when written would look like.
+fn reseal(checkpoint: &Path) {
+    use sha2::Digest;
+    let path = checkpoint.join("manifest.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let names: Vec<String> = manifest["files"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    for name in names {
+        let bytes = std::fs::read(checkpoint.join(&name)).unwrap();
+        let digest: String = sha2::Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        manifest["files"][&name] = serde_json::json!({"bytes": bytes.len(), "sha256": digest});
+    }
+    std::fs::write(&path, serde_json::to_vec_pretty(&manifest).unwrap()).unwrap();
+}
+
+/// A file of a checkpoint changed after it was written (one byte of the optimizer's state), or its
+/// manifest missing: refused, naming the file, before anything trains.
+#[test]
+fn tampered_checkpoint_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = tiny_idx(dir.path());
+    let out = dir.path().join("run");
+    train_ok(dir.path(), &data, &out, &[]);
+    let checkpoint = out.join("checkpoint");
+    let optimizer = checkpoint.join("optimizer.bin");
+    let mut bytes = std::fs::read(&optimizer).unwrap();
+    bytes[0] ^= 1;
+    std::fs::write(&optimizer, bytes).unwrap();
+    let resume = || cli(dir.path(), &["train", "--resume", s(&checkpoint)], &[]);
+    let run = resume();
+    assert_refused(&run, &["optimizer.bin", "manifest.json"]);
+    assert!(!run.text.contains("Epoch "), "trained:\n{}", run.text);
+    std::fs::remove_file(checkpoint.join("manifest.json")).unwrap();
+    assert_refused(&resume(), &["manifest.json", "missing"]);
+}
+
+/// `train --resume DIR` alone, from another working folder than the run's, continues that run:
+/// its data (given as a relative path), its --out (relative too), batch size and epochs; nothing
+/// is written to the default `cifar10-model`.
+#[test]
+fn resume_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny_idx(dir.path());
+    let run = cli(
+        dir.path(),
+        &[
+            "train",
+            "--data",
+            "digits",
+            "--out",
+            "run",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "3",
+            "--seed",
+            "5",
+            "--optimizer",
+            "sgd",
+            "--quiet",
+        ],
+        &[],
+    );
+    assert!(run.status.success(), "{}", run.text);
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let checkpoint = dir.path().join("run/checkpoint");
+    let progress = || std::fs::read_to_string(checkpoint.join("progress.json")).unwrap();
+    let before = progress();
+    let run = cli(&elsewhere, &["train", "--resume", s(&checkpoint)], &[]);
+    assert!(run.status.success(), "{}", run.text);
+    assert!(
+        run.text.contains("batch 3, 1 epochs") && run.text.to_lowercase().contains("sgd"),
+        "not the recorded settings:\n{}",
+        run.text
+    );
+    assert!(
+        !run.text.contains("Epoch 1/"),
+        "trained again:\n{}",
+        run.text
+    );
+    assert!(
+        !elsewhere.join("cifar10-model").exists(),
+        "wrote the default --out"
+    );
+    assert_eq!(progress(), before, "the finished run's checkpoint changed");
+    // Extending it with a larger --epochs continues the same run into the same folder.
+    let run = cli(
+        &elsewhere,
+        &[
+            "train",
+            "--resume",
+            s(&checkpoint),
+            "--epochs",
+            "2",
+            "--quiet",
+        ],
+        &[],
+    );
+    assert!(run.status.success(), "{}", run.text);
+    assert!(
+        run.text.contains("Epoch 2/2") && !run.text.contains("Epoch 1/"),
+        "{}",
+        run.text
+    );
+    let history = std::fs::read_to_string(dir.path().join("run/history.csv")).unwrap();
+    assert_eq!(history.lines().count(), 3, "{history}");
+    assert!(
+        !elsewhere.join("cifar10-model").exists(),
+        "wrote the default --out"
+    );
+}
+
+/// A flag that contradicts the run being resumed is refused by name (each one given, and only
+/// those: the same value repeated is fine), before anything trains.
+#[test]
+fn resume_with_contradicting_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = tiny_idx(dir.path());
+    let out = dir.path().join("run");
+    train_ok(dir.path(), &data, &out, &["--epochs", "2", "--seed", "1"]);
+    let checkpoint = out.join("checkpoint");
+    let other = dir.path().join("other");
+    let run = cli(
+        dir.path(),
+        &[
+            "train",
+            "--resume",
+            s(&checkpoint),
+            "--batch-size",
+            "4",
+            "--seed",
+            "2",
+            "--out",
+            s(&other),
+            "--lr",
+            "0.5",
+            "--epochs",
+            "1",
+        ],
+        &[],
+    );
+    assert_refused(&run, &["--seed 2", "--out", "--lr 0.5", "--epochs 1"]);
+    assert!(!run.text.contains("--batch-size"), "{}", run.text);
+    assert!(!run.text.contains("Epoch "), "trained:\n{}", run.text);
+    assert!(!other.exists(), "wrote the contradicting --out");
+    // Another optimizer's setting, and another data set.
+    let run = cli(
+        dir.path(),
+        &["train", "--resume", s(&checkpoint), "--beta1", "0.5"],
+        &[],
+    );
+    assert_refused(&run, &["--beta1"]);
+    let run = cli(
+        dir.path(),
+        &["train", "--resume", s(&checkpoint), "--data", s(dir.path())],
+        &[],
+    );
+    assert_refused(&run, &["--data"]);
+}
+
+/// Two trainings into one --out: while the first runs, the second is refused, naming the first's
+/// PID; killed (so its lock stays), the first's lock is taken over by the next run, with a note.
+#[test]
+fn two_trainings_into_one_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = tiny_idx(dir.path());
+    let out = dir.path().join("run");
+    let lock = dir.path().join(".run.lock");
+    let mut first = Command::new(env!("CARGO_BIN_EXE_cifar-wgpu"))
+        .args(["train", "--data", s(&data), "--out", s(&out), "--quiet"])
+        .args(["--epochs", "100000", "--batch-size", "4"])
+        .env("CIFAR_WGPU_CACHE", dir.path().join("cache"))
+        .env("KERAS_HOME", dir.path().join("keras"))
+        .env_remove("WGPU_BACKEND")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !lock.exists() {
+        assert!(
+            started.elapsed() < TIME_LIMIT,
+            "the first run never locked {}",
+            s(&out)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let second = cli(
+        dir.path(),
+        &[
+            "train",
+            "--data",
+            s(&data),
+            "--out",
+            s(&out),
+            "--epochs",
+            "1",
+            "--quiet",
+        ],
+        &[],
+    );
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert_refused(
+        &second,
+        &[&format!("process {}", first.id()), "--out", ".run.lock"],
+    );
+    assert!(!second.text.contains("Epoch "), "trained:\n{}", second.text);
+    let third = train_ok(dir.path(), &data, &out, &[]);
+    assert!(
+        third.text.contains("took over") && third.text.contains(&format!("process {}", first.id())),
+        "{}",
+        third.text
+    );
+    assert!(!lock.exists(), "the lock was left behind");
+}
+
+/// A lock file left by a run that died (its PID gone) does not block the folder forever: taken
+/// over, with a warning naming it.
+#[test]
+fn stale_lock_of_a_dead_pid() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = tiny_idx(dir.path());
+    let out = dir.path().join("run");
+    let mut ended = Command::new("true").spawn().unwrap();
+    let pid = ended.id();
+    ended.wait().unwrap();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let owner = serde_json::json!({"pid": pid, "host": host.trim(), "started": 1});
+    let lock = dir.path().join(".run.lock");
+    std::fs::write(&lock, owner.to_string()).unwrap();
+    let run = train_ok(dir.path(), &data, &out, &[]);
+    assert!(
+        run.text.contains("warning:") && run.text.contains(&format!("process {pid}")),
+        "{}",
+        run.text
+    );
+    assert!(!lock.exists(), "the lock was left behind");
+}
+
+/// A run's folder moved since its checkpoint was written: resuming it alone is refused with the
+/// --out to add (rather than writing to the old place), and with that --out it continues there.
+#[test]
+fn resume_of_a_moved_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = tiny_idx(dir.path());
+    let (out, moved) = (dir.path().join("run"), dir.path().join("moved"));
+    train_ok(dir.path(), &data, &out, &[]);
+    std::fs::rename(&out, &moved).unwrap();
+    let checkpoint = moved.join("checkpoint");
+    let run = cli(dir.path(), &["train", "--resume", s(&checkpoint)], &[]);
+    assert_refused(&run, &[&format!("--out {}", s(&moved))]);
+    let run = cli(
+        dir.path(),
+        &[
+            "train",
+            "--resume",
+            s(&checkpoint),
+            "--out",
+            s(&moved),
+            "--epochs",
+            "2",
+            "--quiet",
+        ],
+        &[],
+    );
+    assert!(run.status.success(), "{}", run.text);
+    assert!(!out.exists(), "wrote to the folder's old place");
+    let history = std::fs::read_to_string(moved.join("history.csv")).unwrap();
+    assert_eq!(history.lines().count(), 3, "{history}");
 }

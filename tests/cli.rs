@@ -589,7 +589,8 @@ fn silent_wrong_results_are_errors() {
     assert_clean_failure(&o, &["NaN or infinite outputs"]);
     assert!(!text(&o).contains("NaN%"), "{}", text(&o));
 
-    // A checkpoint whose progress.json says batch 0.
+    // A checkpoint whose progress.json was edited after it was written (to say batch 0): its
+    // manifest no longer vouches for it.
     let run = dir.path().join("run");
     let o = cli(&[
         "train",
@@ -622,7 +623,7 @@ fn silent_wrong_results_are_errors() {
         "--out",
         run.to_str().unwrap(),
     ]);
-    assert_clean_failure(&o, &["progress.json", "batch size 0"]);
+    assert_clean_failure(&o, &["progress.json", "manifest.json"]);
 }
 
 #[test]
@@ -663,4 +664,99 @@ fn train_runs_end_to_end_on_the_gl_backend_and_under_webgpu_limits() {
     for f in ["model.json", "weights.bin", "history.json", "report.html"] {
         assert!(out.join(f).is_file(), "{f} was not written");
     }
+}
+
+/// Spawns `command` in a process group of its own, reads its stdout until a line starting with
+/// `line`, then interrupts the group as a terminal's Ctrl-C would (a shell and the binary it runs
+/// alike). Returns everything printed, to the end, and the exit code.
+#[cfg(unix)]
+fn interrupt_at(command: &mut Command, line: &str) -> (String, Option<i32>) {
+    use std::io::{BufRead, BufReader, Read};
+    use std::os::unix::process::CommandExt;
+    let mut child = command
+        .process_group(0)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let errors = std::thread::spawn(move || {
+        let mut s = String::new();
+        stderr.read_to_string(&mut s).unwrap();
+        s
+    });
+    let mut seen = String::new();
+    let mut interrupted = false;
+    // Read to the end, so that nothing the run prints after the interrupt meets a closed pipe.
+    for l in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let l = l.unwrap();
+        seen.push_str(&l);
+        seen.push('\n');
+        if !interrupted && l.starts_with(line) {
+            let status = Command::new("kill")
+                .args(["-INT", "--", &format!("-{}", child.id())])
+                .status()
+                .unwrap();
+            assert!(status.success());
+            interrupted = true;
+        }
+    }
+    let code = child.wait().unwrap().code();
+    (format!("{seen}{}", errors.join().unwrap()), code)
+}
+
+/// The Ctrl-C hint is a command that works as printed, pasted into a shell, even with a space in
+/// --out: it continues the interrupted run (its data, epochs and folder), which stops again at the
+/// next Ctrl-C with a hint of its own.
+#[cfg(unix)]
+#[test]
+fn the_ctrl_c_hint_resumes_the_run_when_pasted_into_a_shell() {
+    let dir = tempfile::tempdir().unwrap();
+    let ds = synthetic::learnable(100, 20, 12, 12, 1, 10, 4);
+    let data = dir.path().join("idx");
+    writers::write_idx(&ds, &data, false).unwrap();
+    let out = dir.path().join("my run");
+    let mut first = Command::new(env!("CARGO_BIN_EXE_cifar-wgpu"));
+    first
+        .args(["train", "--data", data.to_str().unwrap(), "--epochs", "500"])
+        .args([
+            "--batch-size",
+            "10",
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .env("KERAS_HOME", dir.path());
+    let (t, code) = interrupt_at(&mut first, "Epoch 2/");
+    assert_eq!(code, Some(130), "{t}");
+    let hint = t
+        .split('`')
+        .nth(1)
+        .unwrap_or_else(|| panic!("no command in backquotes:\n{t}"));
+    assert!(
+        hint.contains("'"),
+        "the path with a space is not quoted: {hint}"
+    );
+    // Pasted from another folder, with nothing but the command.
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let mut pasted = Command::new("sh");
+    pasted
+        .args(["-c", hint])
+        .current_dir(&elsewhere)
+        .env("KERAS_HOME", dir.path());
+    // The shell may end by the interrupt itself; the run says how it ended.
+    let (t, _) = interrupt_at(&mut pasted, "Epoch 3/");
+    assert!(!t.contains("panicked"), "{t}");
+    assert!(
+        t.contains("resuming at epoch 2") && t.contains("Epoch 3/500"),
+        "not the interrupted run:\n{t}"
+    );
+    assert!(t.contains("interrupted at epoch 3"), "{t}");
+    assert!(out.join("checkpoint/manifest.json").is_file());
+    assert_eq!(
+        std::fs::read_dir(&elsewhere).unwrap().count(),
+        0,
+        "wrote into the working folder"
+    );
 }

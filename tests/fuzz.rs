@@ -45,7 +45,7 @@ use cifar_wgpu::model::Sequential;
 use cifar_wgpu::model::io::SavedModel;
 use cifar_wgpu::optimizer::Optimizer;
 use cifar_wgpu::shape::Padding;
-use cifar_wgpu::train::checkpoint::{Checkpoint, RunState};
+use cifar_wgpu::train::checkpoint::{Checkpoint, RunRecord, RunState};
 use cifar_wgpu::train::{EpochLog, FitConfig, Progress, history};
 use writers::Keys;
 
@@ -437,6 +437,7 @@ fn checkpoint_seeds() -> Vec<Input> {
             },
             optimizer,
             validation_split: 0.2,
+            run: RunRecord::default(),
             history: epoch_logs(),
             partial_metrics: [1, 2, 3, 4],
         },

@@ -1,6 +1,7 @@
 //! The end-of-train save replaces the model files of `--out` as one set (`train::output`,
 //! `model::folder`): fresh folders, folders holding a checkpoint and the user's files, leftovers of
-//! a crashed save, and parents we cannot write to. No GPU needed. The exchange-versus-fallback
+//! a crashed save (removed only once their process is gone), parents we cannot write to, and the
+//! lock a run holds on its folder. No GPU needed. The exchange-versus-fallback
 //! choice and a crash between the fallback's two renames are unit tests in `src/model/folder.rs`
 //! (the fallback is private).
 
@@ -10,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use cifar_wgpu::keras::{self, SavedModel};
 use cifar_wgpu::model::Sequential;
-use cifar_wgpu::model::folder::Swap;
+use cifar_wgpu::model::folder::{self, Swap};
 use cifar_wgpu::train::output::save_model_folder;
 use cifar_wgpu::train::{EpochLog, history};
 
@@ -151,10 +152,11 @@ fn leftovers_of_a_crashed_save_do_not_break_the_next_one() {
     save_model_folder(&out, &small(1), &epochs(1)).unwrap();
     fs::write(out.join("notes.txt"), b"keep me").unwrap();
     // A run killed while staging (half a folder), and one killed before removing the old folder.
-    let saving = tmp.path().join(".out.saving-4242");
+    let (dead, other_dead) = (dead_pid(), dead_pid());
+    let saving = tmp.path().join(format!(".out.saving-{dead}"));
     fs::create_dir_all(saving.join("checkpoint")).unwrap();
     fs::write(saving.join("model.json"), b"{ half").unwrap();
-    let old = tmp.path().join(".out.old-77");
+    let old = tmp.path().join(format!(".out.old-{other_dead}"));
     fs::create_dir(&old).unwrap();
     fs::write(old.join("model.json"), b"older").unwrap();
     // Not ours to touch: another folder's name that merely starts alike.
@@ -255,4 +257,118 @@ fn a_model_folder_from_before_the_layer_modules_loads_and_saves_byte_for_byte() 
     for (name, bytes) in saved.files().unwrap() {
         assert!(bytes == fs::read(dir.join(name)).unwrap(), "{name} differs");
     }
+}
+
+/// The PID of a process that has ended (a child, reaped): nothing runs under it now, short of the
+/// system reusing it within the test.
+fn dead_pid() -> u32 {
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    pid
+}
+
+/// A process that runs until killed, to stand for another live run.
+fn live_process() -> std::process::Child {
+    std::process::Command::new("sleep")
+        .arg("600")
+        .spawn()
+        .unwrap()
+}
+
+/// Another run's staging folder is removed only once that run is gone: while its process lives,
+/// a save beside it leaves it alone.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_live_runs_staging_folder_is_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let mut other = live_process();
+    let staging = format!(".out.saving-{}", other.id());
+    fs::create_dir(tmp.path().join(&staging)).unwrap();
+    fs::write(tmp.path().join(&staging).join("model.json"), b"theirs").unwrap();
+    let (m, h) = (small(1), epochs(1));
+    save_model_folder(&out, &m, &h).unwrap();
+    let kept = fs::read(tmp.path().join(&staging).join("model.json"));
+    other.kill().unwrap();
+    other.wait().unwrap();
+    assert_eq!(kept.unwrap(), b"theirs", "a live run's staging was removed");
+    assert_model_set(&out, &m, &h);
+    // Once it is gone, the next save removes it.
+    save_model_folder(&out, &m, &h).unwrap();
+    assert_no_leftovers(tmp.path(), &["out"]);
+}
+
+fn host_name() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+fn write_lock(path: &Path, pid: u32, host: &str) {
+    let json = serde_json::json!({"pid": pid, "host": host, "started": 1});
+    fs::write(path, json.to_string()).unwrap();
+}
+
+/// One run holds a folder: a second lock, through another spelling of the same folder too, is
+/// refused naming the holder's PID and the lock file; dropping the first frees it.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_locked_folder_is_refused_to_a_second_run_until_released() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let (first, note) = folder::lock(&out).unwrap();
+    assert_eq!(note, None);
+    assert_eq!(
+        first.path(),
+        fs::canonicalize(tmp.path()).unwrap().join(".out.lock")
+    );
+    fs::create_dir(&out).unwrap();
+    let other_spelling = out.join("..").join("out");
+    let e = folder::lock(&other_spelling).unwrap_err().to_string();
+    let pid = std::process::id().to_string();
+    assert!(
+        e.contains(&pid) && e.contains(".out.lock") && e.contains("--out"),
+        "{e}"
+    );
+    drop(first);
+    assert!(
+        !tmp.path().join(".out.lock").exists(),
+        "the lock was left behind"
+    );
+    let (again, note) = folder::lock(&out).unwrap();
+    assert_eq!(note, None);
+    drop(again);
+}
+
+/// A lock left by a process that has ended (killed before it could remove it) is taken over, with
+/// a note naming it; one from a live process, or from another host (whose processes we cannot
+/// see), is honoured.
+#[cfg(target_os = "linux")]
+#[test]
+fn stale_locks_are_taken_over_and_live_or_foreign_ones_honoured() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let lock = tmp.path().join(".out.lock");
+    let dead = dead_pid();
+    write_lock(&lock, dead, &host_name());
+    let (held, note) = folder::lock(&out).unwrap();
+    let note = note.expect("a note on the stale lock");
+    assert!(note.contains(&format!("process {dead}")), "{note}");
+    drop(held);
+    assert_no_leftovers(tmp.path(), &[]);
+
+    let mut other = live_process();
+    write_lock(&lock, other.id(), &host_name());
+    let e = folder::lock(&out).map(drop).unwrap_err().to_string();
+    other.kill().unwrap();
+    other.wait().unwrap();
+    assert!(e.contains(&format!("process {}", other.id())), "{e}");
+    assert!(lock.exists(), "a live run's lock was removed");
+
+    write_lock(&lock, dead, "another-machine");
+    let e = folder::lock(&out).map(drop).unwrap_err().to_string();
+    assert!(e.contains("another-machine"), "{e}");
+    assert!(lock.exists(), "another host's lock was removed");
 }

@@ -599,3 +599,56 @@ fn batchnorm_trains_like_the_reference_and_evaluates_with_its_moving_statistics(
     // Evaluating moved no statistic.
     assert_eq!(net.read_params(g).unwrap(), got);
 }
+
+/// The layers' scratch buffers are checked against the adapter's limits with the activations: a
+/// convolution whose weight-gradient partials (961 chunks of its 3x3x64x64 kernel, 142 MB at batch
+/// 128) pass WebGPU's 128 MiB binding while every activation fits is refused before anything is
+/// allocated, and the batch the message suggests fits.
+#[test]
+fn scratch_buffers_past_the_binding_limit_are_refused_before_allocating() {
+    use cifar_wgpu::gpu::LimitsChoice;
+    use cifar_wgpu::layers::{Activation, Conv2D, Dense, Flatten, Layer};
+    use cifar_wgpu::shape::Padding;
+    use cifar_wgpu::train::network::check_memory;
+    let g = Gpu::new(&GpuOptions {
+        limits: Some(LimitsChoice::Webgpu),
+        ..GpuOptions::default()
+    })
+    .unwrap();
+    let model = cifar_wgpu::model::Sequential::from_layers(
+        "wide_conv",
+        [64, 64, 64],
+        vec![
+            Layer::Conv2D(Conv2D {
+                filters: 64,
+                kernel_size: [3, 3],
+                padding: Padding::Valid,
+                activation: Activation::Relu,
+                strides: [1, 1],
+                use_bias: true,
+            }),
+            Layer::Flatten(Flatten),
+            Layer::Dense(Dense {
+                units: 2,
+                activation: Activation::Softmax,
+                use_bias: true,
+            }),
+        ],
+    );
+    let optimizer = Optimizer::rmsprop_default();
+    let err = check_memory(&g, &model, &optimizer, 128)
+        .expect_err("the weight scratch is past the binding limit")
+        .to_string();
+    for want in [
+        "weight scratch of layer 'conv2d'",
+        "--batch-size of at most",
+    ] {
+        assert!(err.contains(want), "'{want}' missing from: {err}");
+    }
+    let at_most: usize = err
+        .rsplit("at most ")
+        .next()
+        .and_then(|n| n.trim().parse().ok())
+        .expect("the message names a batch that fits");
+    check_memory(&g, &model, &optimizer, at_most).unwrap();
+}

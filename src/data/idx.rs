@@ -220,6 +220,17 @@ fn split(
 /// Read the four IDX files of `dir`.
 pub(crate) fn read_dir(dir: &Path) -> Result<Dataset, DataError> {
     let (train, h, w, train_labels) = split(dir, IDX_FILES[0], IDX_FILES[1])?;
+    // Said here, naming the file: otherwise the class count below would be 0 and the first error
+    // a label "out of range" of no classes.
+    if train.is_empty() {
+        let images = find(dir, IDX_FILES[0]).unwrap_or_else(|| dir.join(IDX_FILES[0]));
+        return Err(DataError::InvalidArgument {
+            detail: format!(
+                "no training images in {} (its header counts 0 records)",
+                images.display()
+            ),
+        });
+    }
     let (test, th, tw, test_labels) = split(dir, IDX_FILES[2], IDX_FILES[3])?;
     if (th, tw) != (h, w) {
         return Err(DataError::BadIdx {

@@ -145,6 +145,20 @@ impl LayerKind for Conv2D {
         true
     }
 
+    fn scratch_words(&self, input: &Shape, max_batch: usize) -> Vec<(&'static str, usize)> {
+        let full = Conv2dShape {
+            n: max_batch,
+            ..self.shape(input, 0)
+        };
+        vec![
+            (
+                "weight scratch",
+                kernels::conv2d::conv2d_weight_scratch(full),
+            ),
+            ("bias scratch", kernels::conv2d::conv2d_bias_scratch(full)),
+        ]
+    }
+
     fn lower(&self, l: &Lowering) -> Vec<Box<dyn GpuOp>> {
         let s = self.shape(l.input, 0);
         let full = Conv2dShape {

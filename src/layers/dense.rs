@@ -91,6 +91,13 @@ impl LayerKind for Dense {
         true
     }
 
+    fn scratch_words(&self, _input: &Shape, max_batch: usize) -> Vec<(&'static str, usize)> {
+        vec![(
+            "bias scratch",
+            kernels::column_sum::column_sum_scratch(max_batch, self.units),
+        )]
+    }
+
     fn lower(&self, l: &Lowering) -> Vec<Box<dyn GpuOp>> {
         let dense = DenseOp {
             inp: l.input.len(),

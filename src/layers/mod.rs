@@ -147,6 +147,13 @@ pub trait LayerKind {
     /// shape; none for a layer that is the identity on our channels-last tensors (Flatten).
     fn lower(&self, l: &Lowering) -> Vec<Box<dyn GpuOp>>;
 
+    /// The scratch buffers `lower` allocates besides its output's size, named, in words, for a valid
+    /// `input` and batches of `max_batch`: `check_memory` checks them against the adapter's limits
+    /// before anything is allocated.
+    fn scratch_words(&self, _input: &Shape, _max_batch: usize) -> Vec<(&'static str, usize)> {
+        Vec::new()
+    }
+
     /// The CPU twin's forward: y for x (`[batch, input]`), in f64.
     fn cpu_forward(&self, s: &CpuStep, input: &Shape, x: &[f64], params: &[&[f64]]) -> Vec<f64>;
 

@@ -24,11 +24,16 @@
 //!    created by a single rename of the staging folder, which is atomic everywhere.
 //!
 //! A crash leaves at most a stale `.<name>.saving-<pid>` or `.<name>.old-<pid>` beside the folder.
-//! The next save removes them, and if a crash in step 4 left the folder absent, puts
-//! `.<name>.old-<pid>` (the complete previous folder) back first, so that nothing it held is lost.
+//! The next save removes them once process `<pid>` is gone (a live one is still saving), and if a
+//! crash in step 4 left the folder absent, puts `.<name>.old-<pid>` (the complete previous folder)
+//! back first, so that nothing it held is lost. Whether a process lives is read from `/proc`; where
+//! there is none, leftovers are kept (and logged) rather than risk another run's folder.
 //!
-//! Limits, by design: a process writing into the folder *during* the swap (another `train` with the
-//! same `--out`) may have its files dropped with the old folder. A shell whose working directory is
+//! Two runs writing one folder would drop each other's files, so `train` holds the folder with a
+//! [`FolderLock`] (`.<name>.lock` beside it, see [`lock`]) from start to end.
+//!
+//! Limits, by design: a process writing into the folder *during* the swap without the lock (an
+//! `export` into a training run's `--out`) may have its files dropped with the old folder. A shell whose working directory is
 //! the folder keeps seeing the old (removed) one until it changes directory again; when *our*
 //! working directory is inside the folder, the files are written one by one in place instead (each
 //! still atomic), because relative paths used after the save would otherwise point into the
@@ -211,6 +216,20 @@ fn clean_stale(parent: &Path, name: &str, target: &Path) {
         let file = entry.file_name();
         let Some(file) = file.to_str() else { continue };
         let path = entry.path();
+        let owner = [&saving, &old]
+            .iter()
+            .find_map(|prefix| file.strip_prefix(prefix.as_str()))
+            .and_then(|pid| pid.parse::<u32>().ok());
+        if let Some(pid) = owner
+            && pid != std::process::id()
+            && process_alive(pid)
+        {
+            log::info!(
+                "{}: kept: process {pid}, which is saving there, is running",
+                path.display()
+            );
+            continue;
+        }
         if pid_suffix(file, &old) && fs::symlink_metadata(target).is_err() {
             match fs::rename(&path, target) {
                 Ok(()) => log::warn!(
@@ -303,6 +322,187 @@ fn remove_old(old: &Path) {
             old.display()
         );
     }
+}
+
+/// Whether process `pid` runs on this machine: `/proc/<pid>` exists. Without `/proc` (not Linux)
+/// nothing can be told, so every process counts as running: a leftover is kept, a lock honoured.
+fn process_alive(pid: u32) -> bool {
+    let proc = Path::new("/proc");
+    !proc.join("self").exists() || proc.join(pid.to_string()).exists()
+}
+
+/// This machine's name, for lock files: a PID only means something on the host that wrote it.
+fn host_name() -> String {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .find_map(|p| fs::read_to_string(p).ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// What a lock file holds: who writes the folder, from where, since when (seconds since 1970).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LockOwner {
+    pub pid: u32,
+    pub host: String,
+    pub started: u64,
+}
+
+impl LockOwner {
+    fn me() -> LockOwner {
+        LockOwner {
+            pid: std::process::id(),
+            host: host_name(),
+            started: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        }
+    }
+
+    /// Whether the owner has certainly ended: same host, another PID, and no such process.
+    fn gone(&self) -> bool {
+        self.host == host_name() && self.pid != std::process::id() && !process_alive(self.pid)
+    }
+}
+
+impl std::fmt::Display for LockOwner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let now = LockOwner::me().started;
+        write!(
+            f,
+            "process {} on {}, started {} s ago",
+            self.pid,
+            self.host,
+            now.saturating_sub(self.started)
+        )
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error(
+        "{dir} is being written by another run: {owner}; its lock is {lock}. Wait for that run to \
+         end or choose another --out (if no such run exists, delete {lock})"
+    )]
+    Held {
+        dir: PathBuf,
+        lock: PathBuf,
+        owner: String,
+    },
+    #[error(transparent)]
+    File(#[from] ModelFileError),
+}
+
+/// A folder held by this process until dropped: `<parent>/.<name>.lock`, naming our PID, host and
+/// start time.
+#[derive(Debug)]
+pub struct FolderLock {
+    path: PathBuf,
+    owner: LockOwner,
+}
+
+impl FolderLock {
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for FolderLock {
+    /// Removes the lock, unless it no longer holds our own record (a run took over after mistaking
+    /// us for gone): that lock is the other run's.
+    fn drop(&mut self) {
+        if read_owner(&self.path).as_ref() == Some(&self.owner)
+            && let Err(e) = fs::remove_file(&self.path)
+        {
+            log::warn!("{}: could not remove the lock: {e}", self.path.display());
+        }
+    }
+}
+
+fn read_owner(path: &Path) -> Option<LockOwner> {
+    serde_json::from_slice(&fs::read(path).ok()?).ok()
+}
+
+/// Takes the folder `dir` for this process: creates `.<name>.lock` beside it (its path resolved as
+/// [`replace_files`] resolves it, so two spellings of one folder meet the same lock) atomically,
+/// failing with [`LockError::Held`] if another live run holds it. A lock whose process is gone
+/// (same host, no such PID) is taken over, and the second value says so, for the user.
+pub fn lock(dir: &Path) -> Result<(FolderLock, Option<String>), LockError> {
+    let target = resolve(dir)?;
+    let (Some(parent), Some(name)) = (target.parent(), target.file_name()) else {
+        return Err(ModelFileError::Io {
+            path: target.clone(),
+            source: io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a filesystem root cannot be an output folder",
+            ),
+        }
+        .into());
+    };
+    let path = parent.join(format!(".{}.lock", name.to_string_lossy()));
+    let me = LockOwner::me();
+    let held = |owner: Option<LockOwner>| LockError::Held {
+        dir: target.clone(),
+        lock: path.clone(),
+        owner: owner.map_or("a run whose lock file cannot be read".into(), |o| {
+            o.to_string()
+        }),
+    };
+    if create_lock(&path, &me)? {
+        return Ok((FolderLock { path, owner: me }, None));
+    }
+    let Some(stale) = read_owner(&path).filter(LockOwner::gone) else {
+        return Err(held(read_owner(&path)));
+    };
+    // Moved aside before removal, and checked there: if another run replaced the stale lock in the
+    // meantime, the file moved is theirs, and it goes back.
+    let aside = parent.join(format!(".{}.lock.stale-{}", name.to_string_lossy(), me.pid));
+    fs::rename(&path, &aside).map_err(io_err(&path))?;
+    let moved = read_owner(&aside);
+    if moved.as_ref() != Some(&stale) {
+        let _ = fs::hard_link(&aside, &path);
+        let _ = fs::remove_file(&aside);
+        return Err(held(moved));
+    }
+    fs::remove_file(&aside).map_err(io_err(&aside))?;
+    if !create_lock(&path, &me)? {
+        return Err(held(read_owner(&path)));
+    }
+    let note = format!(
+        "{}: took over the lock of {stale}, which has ended without removing it",
+        path.display()
+    );
+    Ok((FolderLock { path, owner: me }, Some(note)))
+}
+
+/// Creates the lock file holding `owner`, complete or not at all: written under a name of our own,
+/// then hard-linked to `path`, which fails if `path` exists. `Ok(false)`: it exists.
+fn create_lock(path: &Path, owner: &LockOwner) -> Result<bool, ModelFileError> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".tmp{}", owner.pid));
+    let tmp = PathBuf::from(tmp);
+    let json = serde_json::to_vec(owner).expect("a lock owner serialises");
+    fs::write(&tmp, &json).map_err(io_err(&tmp))?;
+    let linked = match fs::hard_link(&tmp, path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        // No hard links here (some network or FAT filesystems): an exclusive create instead, whose
+        // content another run could briefly see empty (and then refuses, naming the file).
+        Err(_) => match fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+        {
+            Ok(mut f) => f.write_all(&json).map(|()| true).map_err(io_err(path)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(io_err(path)(e)),
+        },
+    };
+    let _ = fs::remove_file(&tmp);
+    linked
 }
 
 /// Exchanges two folders atomically where the OS can.

@@ -13,18 +13,21 @@ pub mod bench;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use clap::ValueEnum;
+
 use crate::data::{self, DataOptions, Dataset};
 use crate::gpu::timing::StepTiming;
-use crate::gpu::{Gpu, GpuOptions};
+use crate::gpu::{FlavourChoice, Gpu, GpuOptions, Tiling};
 use crate::keras;
 use crate::kernels::gather::{DeviceImages, upload_images};
 use crate::metrics::{argmax_rows, per_class_accuracy, top_k};
+use crate::model::folder;
 use crate::model::io::SavedModel;
 use crate::model::{Preset, Sequential};
 use crate::optimizer::Optimizer;
 use crate::report::{self, ReportInputs, ReportSummary};
-use crate::train::checkpoint::{Checkpoint, checkpoint_dir};
-use crate::train::network::check_memory;
+use crate::train::checkpoint::{Checkpoint, DataRecord, RunRecord, checkpoint_dir};
+use crate::train::network::{check_data_buffers, check_memory};
 use crate::train::profile::{self, ProfileReport};
 use crate::train::{
     DeviceSplit, EpochLog, Event, FitConfig, Metrics, Network, Progress, Trainer, history, output,
@@ -39,6 +42,8 @@ pub trait Observer {
     fn data_loaded(&mut self, _ds: &Dataset, _seconds: f64) {}
     /// The device is open.
     fn gpu_opened(&mut self, _gpu: &Gpu) {}
+    /// Something the user should know that does not stop the session (a stale lock taken over).
+    fn warning(&mut self, _message: &str) {}
     /// Training continues from a checkpoint at `progress`.
     fn resumed(&mut self, _progress: &Progress) {}
     /// The model is on the device and the first batch is next. An error here ends the session.
@@ -79,8 +84,11 @@ pub enum Start {
     Preset(Preset),
     /// A saved model (ours or Keras files), to fine-tune.
     Model(PathBuf),
-    /// A checkpoint folder: its model, optimizer, settings and progress. `fit.epochs` may extend the
-    /// run; the other settings are the checkpoint's.
+    /// A checkpoint folder: its model, optimizer, progress and every setting it records (data, out,
+    /// fit, optimizer, validation split, tiling), whatever `SessionOptions` says of them, except that
+    /// a larger `fit.epochs` extends the run, and `out` naming the folder that holds the checkpoint
+    /// now (moved or copied since) continues the run there. The CLI refuses flags that contradict
+    /// the record.
     Resume(PathBuf),
 }
 
@@ -137,7 +145,8 @@ pub struct Plan {
 /// Asked after every batch whether to stop there (Ctrl-C in the CLI).
 pub type Stop<'a> = &'a dyn Fn(&Progress) -> bool;
 
-/// `cifar-wgpu train`: the whole session.
+/// `cifar-wgpu train`: the whole session. The output folder is locked for the whole session
+/// ([`folder::lock`]): a second run into it is refused, naming this one.
 pub fn train(
     opts: &SessionOptions,
     stop: Stop,
@@ -151,7 +160,85 @@ pub fn train(
         Start::Resume(dir) => Some(Checkpoint::load(dir)?),
         _ => None,
     };
-    let ds = load_data(&opts.data, observer)?;
+    // A resumed run reads the data, writes the folder and runs the kernels it recorded.
+    let (data_opts, out, gpu_opts) = match &resume {
+        Some(c) => {
+            let r = &c.state.run;
+            let tiling = FlavourChoice::from_str(&r.tiling, false).map_err(|_| {
+                format!(
+                    "{}: tiling '{}' is not one this version knows",
+                    resumed_dir(opts).display(),
+                    r.tiling
+                )
+            })?;
+            let data = DataOptions {
+                data: r.data.clone(),
+                image_size: r.image_size,
+                ..opts.data.clone()
+            };
+            let gpu = GpuOptions {
+                tiling: tiling.forced(),
+                matmul_subgroups: tiling.subgroups(),
+                ..opts.gpu.clone()
+            };
+            // The recorded folder, or the one now holding the checkpoint when `opts.out` names it.
+            let holder = checkpoint_holder(resumed_dir(opts))?;
+            let out = if same_folder(&opts.out, &holder) {
+                holder
+            } else {
+                r.out.clone()
+            };
+            (data, out, gpu)
+        }
+        None => (opts.data.clone(), absolute(&opts.out)?, opts.gpu.clone()),
+    };
+    let ds = load_data(&data_opts, observer)?;
+    check_writable(&out)?;
+    let (_lock, note) = folder::lock(&out)?;
+    if let Some(note) = note {
+        observer.warning(&note);
+    }
+    let record = match &resume {
+        Some(c) => {
+            let r = &c.state.run;
+            let seen = DataRecord::of(&ds);
+            if seen != r.dataset {
+                return Err(format!(
+                    "--data {}: not the data run {} trained on ({} with {} training images, \
+                     SHA-256 {}; now {} with {}, SHA-256 {}); a resumed run must read the same data",
+                    ds.source.display(),
+                    r.run_id,
+                    r.dataset.name,
+                    r.dataset.train_images,
+                    r.dataset.train_sha256,
+                    seen.name,
+                    seen.train_images,
+                    seen.train_sha256
+                )
+                .into());
+            }
+            RunRecord {
+                out: out.clone(),
+                ..r.clone()
+            }
+        }
+        None => RunRecord {
+            run_id: new_run_id(),
+            data: opts.data.data.as_deref().map(absolute).transpose()?,
+            image_size: opts.data.image_size,
+            dataset: DataRecord::of(&ds),
+            out: out.clone(),
+            preset: match &opts.start {
+                Start::Preset(p) => Some(flag_value(p)),
+                _ => None,
+            },
+            model: match &opts.start {
+                Start::Model(m) => Some(absolute(m)?),
+                _ => None,
+            },
+            tiling: flag_value(&flavour_choice(&opts.gpu)),
+        },
+    };
     let plan = match resume {
         Some(c) => Plan {
             model: c.model.model.clone(),
@@ -163,7 +250,7 @@ pub fn train(
             },
             validation_split: c.state.validation_split,
             resume: Some(c),
-            out: Some(opts.out.clone()),
+            out: Some(out.clone()),
             profile: opts.profile,
             started,
         },
@@ -187,7 +274,7 @@ pub fn train(
                 fit: opts.fit.clone(),
                 validation_split: opts.validation_split,
                 resume: None,
-                out: Some(opts.out.clone()),
+                out: Some(out.clone()),
                 profile: opts.profile,
                 started,
             }
@@ -195,9 +282,59 @@ pub fn train(
     };
     check_fits(&plan.model, &ds)?;
     training_split(&ds, plan.validation_split)?;
-    check_writable(&opts.out)?;
-    let gpu = open_gpu(&opts.gpu, observer)?;
-    run(&gpu, &ds, plan, stop, observer)
+    let gpu = open_gpu(&gpu_opts, observer)?;
+    run_recorded(&gpu, &ds, plan, Some(record), stop, observer)
+}
+
+/// The checkpoint folder a resumed session names in its errors.
+fn resumed_dir(opts: &SessionOptions) -> &Path {
+    match &opts.start {
+        Start::Resume(dir) => dir,
+        _ => &opts.out,
+    }
+}
+
+/// The `--tiling` choice that `gpu`'s tiling fields came from (`FlavourChoice::forced` and
+/// `subgroups`), to record it.
+fn flavour_choice(gpu: &GpuOptions) -> FlavourChoice {
+    match (gpu.tiling, gpu.matmul_subgroups) {
+        (Some(Tiling::Shared), _) => FlavourChoice::Shared,
+        (Some(Tiling::Registers), Some(true)) => FlavourChoice::Subgroups,
+        (Some(Tiling::Registers), _) => FlavourChoice::Registers,
+        (None, _) => FlavourChoice::Auto,
+    }
+}
+
+/// Whether two paths name one folder: the same after resolving links, or, where either does not
+/// exist, the same absolute path.
+pub fn same_folder(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => std::path::absolute(a).ok() == std::path::absolute(b).ok(),
+    }
+}
+
+/// The folder holding the checkpoint folder `dir`, absolute: the run's --out unless it was moved.
+pub fn checkpoint_holder(dir: &Path) -> Result<PathBuf, SessionError> {
+    let dir = absolute(dir)?;
+    Ok(dir.parent().map_or(dir.clone(), Path::to_path_buf))
+}
+
+/// A run's id: 128 random bits in hex, recorded in every checkpoint's manifest and progress.
+fn new_run_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+/// A flag's value as the user types it (`--tiling shared`, `--preset notebook`).
+pub fn flag_value(v: &impl ValueEnum) -> String {
+    v.to_possible_value()
+        .map(|p| p.get_name().to_string())
+        .unwrap_or_default()
+}
+
+/// `path` made absolute against the working folder, so a resume from elsewhere finds it.
+fn absolute(path: &Path) -> Result<PathBuf, SessionError> {
+    std::path::absolute(path).map_err(|e| format!("{}: {e}", path.display()).into())
 }
 
 /// Trains `plan` on `ds`: places the model, fits (checkpointing after every epoch and on a stop
@@ -210,8 +347,36 @@ pub fn run(
     stop: Stop,
     observer: &mut dyn Observer,
 ) -> Result<SessionOutcome, SessionError> {
+    run_recorded(gpu, ds, plan, None, stop, observer)
+}
+
+/// [`run`], its checkpoints recording `record` (`None`: a fresh run id and what the plan and data
+/// tell, or the resumed checkpoint's record).
+fn run_recorded(
+    gpu: &Gpu,
+    ds: &Dataset,
+    plan: Plan,
+    record: Option<RunRecord>,
+    stop: Stop,
+    observer: &mut dyn Observer,
+) -> Result<SessionOutcome, SessionError> {
+    let record = match (record, &plan.resume, &plan.out) {
+        (Some(r), _, _) => r,
+        (None, Some(c), _) => c.state.run.clone(),
+        (None, None, Some(out)) => RunRecord {
+            run_id: new_run_id(),
+            data: Some(ds.source.clone()),
+            dataset: DataRecord::of(ds),
+            out: out.clone(),
+            tiling: flag_value(&FlavourChoice::Auto),
+            ..RunRecord::default()
+        },
+        (None, None, None) => RunRecord::default(),
+    };
     let fit = &plan.fit;
     let split = training_split(ds, plan.validation_split)?;
+    let evaluated = ds.test.len().max(ds.train.len() - split);
+    check_data_buffers(gpu, split, evaluated, ds.num_classes())?;
     let train_images = upload(gpu, &ds.train.images, &ds.train.labels, ds)?;
     let test_images = match &plan.out {
         Some(_) if !ds.test.is_empty() => Some(upload(gpu, &ds.test.images, &ds.test.labels, ds)?),
@@ -246,7 +411,7 @@ pub fn run(
         })?;
         if let Some(dir) = &checkpoint {
             trainer
-                .checkpoint(&ds.class_names, fit, plan.validation_split)?
+                .checkpoint(&ds.class_names, fit, plan.validation_split, &record)?
                 .save(dir)?;
         }
         if done.is_none() {
@@ -390,6 +555,7 @@ pub fn evaluate(
         return Err(format!("{} has no test images to evaluate on", ds.name).into());
     }
     let gpu = open_gpu(&opts.gpu, observer)?;
+    check_data_buffers(&gpu, 0, ds.test.len(), ds.num_classes())?;
     let test = upload(&gpu, &ds.test.images, &ds.test.labels, &ds)?;
     let mut trainer = inference(&gpu, &saved, opts.batch_size.min(ds.test.len()))?;
     let history = match &opts.report {
@@ -457,6 +623,7 @@ pub fn predict(
         bytes.extend(data::read_image(f, h, w, c)?);
     }
     let gpu = open_gpu(gpu, observer)?;
+    check_data_buffers(&gpu, 0, files.len(), saved.model.classes()?)?;
     let labels = vec![0u8; files.len()];
     let device = upload_images(&gpu, &bytes, &labels, h * w * c, gpu.max_binding_bytes())?;
     let mut trainer = inference(&gpu, &saved, batch_size.min(files.len()))?;

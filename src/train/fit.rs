@@ -436,6 +436,7 @@ impl Trainer<'_> {
         class_names: &[String],
         fit: &FitConfig,
         validation_split: f64,
+        run: &crate::train::checkpoint::RunRecord,
     ) -> Result<crate::train::checkpoint::Checkpoint, TrainError> {
         use crate::train::checkpoint::{Checkpoint, RunState};
         let gpu = self.gpu;
@@ -458,6 +459,7 @@ impl Trainer<'_> {
                 fit: fit.clone(),
                 optimizer: self.net.optimizer.clone(),
                 validation_split,
+                run: run.clone(),
                 history: self.history.clone(),
                 partial_metrics: [metrics[0], metrics[1], metrics[2], metrics[3]],
             },

@@ -36,15 +36,7 @@ pub fn check_memory(
     optimizer: &Optimizer,
     max_batch: usize,
 ) -> Result<(), PlaceError> {
-    let limits = &gpu.limits;
-    let (limit, limit_name) = if limits.max_storage_buffer_binding_size <= limits.max_buffer_size {
-        (
-            limits.max_storage_buffer_binding_size,
-            "max_storage_buffer_binding_size",
-        )
-    } else {
-        (limits.max_buffer_size, "max_buffer_size")
-    };
+    let (limit, limit_name) = binding_limit(gpu);
     let bytes = |words: usize, batch: usize| {
         (words as u64)
             .checked_mul(batch as u64)
@@ -54,9 +46,21 @@ pub fn check_memory(
     // Per example: the input and each layer's output (values and their gradients). Reversed below
     // so that the first of equally large outputs is named.
     let mut per_example = vec![("the input".to_string(), model.input().len())];
+    let mut inputs = vec![model.input()];
     for (l, shape) in model.layers.iter().zip(model.output_shapes()?) {
         per_example.push((format!("layer '{}'", l.name), shape.len()));
+        inputs.push(shape);
     }
+    // The layers' scratch buffers for batches of `batch`, which are not proportional to it.
+    let scratch = |batch: usize| -> Vec<(String, usize)> {
+        let mut all = Vec::new();
+        for (l, input) in model.layers.iter().zip(&inputs) {
+            for (what, words) in l.layer.kind().scratch_words(input, batch) {
+                all.push((format!("the {what} of layer '{}'", l.name), words));
+            }
+        }
+        all
+    };
     let params = model.param_words()?;
     let param_buffers = 2 + optimizer.state_buffers();
     let total = per_example
@@ -64,6 +68,9 @@ pub fn check_memory(
         .fold(bytes(params, param_buffers), |sum, (_, len)| {
             sum.saturating_add(bytes(*len, max_batch).saturating_mul(2))
         });
+    let total = scratch(max_batch).iter().fold(total, |sum, (_, words)| {
+        sum.saturating_add(bytes(*words, 1))
+    });
     if bytes(params, 1) > limit {
         return Err(GpuError::TooLarge {
             what: format!("the model's {params} parameters"),
@@ -93,6 +100,83 @@ pub fn check_memory(
             remedy: format!("use a --batch-size of at most {fits}"),
         }
         .into());
+    }
+    let too_large = |batch: usize| {
+        scratch(batch)
+            .into_iter()
+            .filter(|(_, words)| bytes(*words, 1) > limit)
+            .max_by_key(|(_, words)| *words)
+    };
+    if let Some((name, words)) = too_large(max_batch) {
+        // The largest batch whose scratch fits: `fits` does, `beyond` does not.
+        let (mut fits, mut beyond) = (0, max_batch);
+        while beyond - fits > 1 {
+            let mid = fits + (beyond - fits) / 2;
+            if too_large(mid).is_none() {
+                fits = mid;
+            } else {
+                beyond = mid;
+            }
+        }
+        return Err(GpuError::TooLarge {
+            what: format!(
+                "a batch of {max_batch} at {name} (about {} for the whole model)",
+                crate::gpu::human_bytes(total)
+            ),
+            needed: bytes(words, 1),
+            limit,
+            limit_name,
+            remedy: format!("use a --batch-size of at most {}", fits.max(1)),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// The largest buffer one binding may hold on this adapter, and the name of the limit that says so.
+fn binding_limit(gpu: &Gpu) -> (u64, &'static str) {
+    let limits = &gpu.limits;
+    if limits.max_storage_buffer_binding_size <= limits.max_buffer_size {
+        (
+            limits.max_storage_buffer_binding_size,
+            "max_storage_buffer_binding_size",
+        )
+    } else {
+        (limits.max_buffer_size, "max_buffer_size")
+    }
+}
+
+/// [`check_memory`] for the buffers whose size follows the data rather than the batch: an epoch's
+/// order (a word per training image) and an evaluation's logits (`classes` words per image), checked
+/// before the data is uploaded, with the same kind of error.
+pub fn check_data_buffers(
+    gpu: &Gpu,
+    train_images: usize,
+    eval_images: usize,
+    classes: usize,
+) -> Result<(), PlaceError> {
+    let (limit, limit_name) = binding_limit(gpu);
+    let buffers = [
+        ("the epoch's order of", train_images, 1, "train on"),
+        ("the logits of", eval_images, classes, "evaluate on"),
+    ];
+    for (what, images, words, verb) in buffers {
+        let needed = (images as u64)
+            .saturating_mul(words as u64)
+            .saturating_mul(WORD);
+        if needed > limit {
+            return Err(GpuError::TooLarge {
+                what: format!("{what} {images} images"),
+                needed,
+                limit,
+                limit_name,
+                remedy: format!(
+                    "{verb} at most {} images at a time",
+                    limit / (words as u64 * WORD).max(1)
+                ),
+            }
+            .into());
+        }
     }
     Ok(())
 }
