@@ -174,9 +174,10 @@ enum OptimizerName {
 
 #[derive(Args)]
 struct OptimizerArgs {
-    /// The optimizer; each takes Keras' defaults unless a flag below overrides them.
-    #[arg(long, value_enum, default_value = "rmsprop")]
-    optimizer: OptimizerName,
+    /// The optimizer (default: rmsprop, or the one a --config file's compile settings name); each
+    /// takes Keras' defaults, or the file's settings, unless a flag below overrides them.
+    #[arg(long, value_enum)]
+    optimizer: Option<OptimizerName>,
     /// Learning rate (Keras: 0.001 for RMSprop and Adam, 0.01 for SGD).
     #[arg(long, value_parser = positive_finite)]
     lr: Option<f32>,
@@ -211,55 +212,60 @@ struct OptimizerArgs {
 
 impl OptimizerArgs {
     fn build(&self) -> Optimizer {
-        match (
-            self.optimizer,
-            Optimizer::rmsprop_default(),
-            Optimizer::sgd_default(),
-            Optimizer::adam_default(),
-        ) {
-            (
-                OptimizerName::Rmsprop,
-                Optimizer::RmsProp {
-                    lr,
-                    rho,
-                    momentum,
-                    epsilon,
-                    ..
-                },
-                _,
-                _,
-            ) => Optimizer::RmsProp {
+        self.over(Optimizer::rmsprop_default())
+    }
+
+    /// The flags over `base` (Keras' RMSprop, or a --config file's optimizer): an --optimizer of
+    /// another kind starts from that kind's Keras defaults, each setting given replaces the base's
+    /// and each switch given turns its option on.
+    fn over(&self, base: Optimizer) -> Optimizer {
+        let base = match (self.optimizer, &base) {
+            (None, _)
+            | (Some(OptimizerName::Rmsprop), Optimizer::RmsProp { .. })
+            | (Some(OptimizerName::Sgd), Optimizer::Sgd { .. })
+            | (Some(OptimizerName::Adam), Optimizer::Adam { .. }) => base,
+            (Some(OptimizerName::Rmsprop), _) => Optimizer::rmsprop_default(),
+            (Some(OptimizerName::Sgd), _) => Optimizer::sgd_default(),
+            (Some(OptimizerName::Adam), _) => Optimizer::adam_default(),
+        };
+        match base {
+            Optimizer::RmsProp {
+                lr,
+                rho,
+                momentum,
+                epsilon,
+                centered,
+                legacy_epsilon,
+            } => Optimizer::RmsProp {
                 lr: self.lr.unwrap_or(lr),
                 rho: self.rho.unwrap_or(rho),
                 momentum: self.momentum.unwrap_or(momentum),
                 epsilon: self.epsilon.unwrap_or(epsilon),
-                centered: self.centered,
-                legacy_epsilon: self.legacy_epsilon,
+                centered: centered || self.centered,
+                legacy_epsilon: legacy_epsilon || self.legacy_epsilon,
             },
-            (OptimizerName::Sgd, _, Optimizer::Sgd { lr, momentum, .. }, _) => Optimizer::Sgd {
+            Optimizer::Sgd {
+                lr,
+                momentum,
+                nesterov,
+            } => Optimizer::Sgd {
                 lr: self.lr.unwrap_or(lr),
                 momentum: self.momentum.unwrap_or(momentum),
-                nesterov: self.nesterov,
+                nesterov: nesterov || self.nesterov,
             },
-            (
-                OptimizerName::Adam,
-                _,
-                _,
-                Optimizer::Adam {
-                    lr,
-                    beta1,
-                    beta2,
-                    epsilon,
-                    ..
-                },
-            ) => Optimizer::Adam {
+            Optimizer::Adam {
+                lr,
+                beta1,
+                beta2,
+                epsilon,
+                amsgrad,
+            } => Optimizer::Adam {
                 lr: self.lr.unwrap_or(lr),
                 beta1: self.beta1.unwrap_or(beta1),
                 beta2: self.beta2.unwrap_or(beta2),
                 epsilon: self.epsilon.unwrap_or(epsilon),
-                amsgrad: self.amsgrad,
+                amsgrad: amsgrad || self.amsgrad,
             },
-            _ => unreachable!("the default constructors return their own variants"),
         }
     }
 }
@@ -284,6 +290,9 @@ enum Command {
         /// Summarise a saved model instead of a preset.
         #[arg(long, conflicts_with = "preset")]
         model: Option<PathBuf>,
+        /// Summarise an architecture file (as `train --config` takes it) instead of a preset.
+        #[arg(long, conflicts_with_all = ["model", "preset"])]
+        config: Option<PathBuf>,
         /// The architecture to summarise: the notebook's model or the book's deeper network.
         #[arg(long, value_enum, default_value_t = Preset::Notebook)]
         preset: Preset,
@@ -432,6 +441,11 @@ struct TrainArgs {
     /// Start from a saved model instead of fresh weights (fine-tuning).
     #[arg(long, conflicts_with_all = ["resume", "preset"])]
     model: Option<PathBuf>,
+    /// Train the architecture in this file from fresh weights, each tensor drawn by the
+    /// initialiser the file names: Keras' model.to_json() (Keras 2 or 3), a .keras archive (its
+    /// compile settings give the optimizer unless optimizer flags are given) or our model.json.
+    #[arg(long, conflicts_with_all = ["resume", "preset", "model"])]
+    config: Option<PathBuf>,
     /// Continue an interrupted run from its checkpoint folder (`<out>/checkpoint`).
     #[arg(long)]
     resume: Option<PathBuf>,
@@ -480,15 +494,17 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Summary {
             data,
             model,
+            config,
             preset,
         } => {
-            let model = match (model, data) {
-                (Some(dir), _) => session::load_model(&dir)?.model,
-                (None, Some(path)) => {
+            let model = match (config, model, data) {
+                (Some(file), _, _) => session::load_architecture(&file)?.model,
+                (None, Some(dir), _) => session::load_model(&dir)?.model,
+                (None, None, Some(path)) => {
                     let ds = data::read(&path, None)?;
                     preset.build([ds.height, ds.width, ds.channels], ds.num_classes())
                 }
-                (None, None) => preset.build([32, 32, 3], 10),
+                (None, None, None) => preset.build([32, 32, 3], 10),
             };
             println!("{}", model.summary()?);
         }
@@ -575,21 +591,30 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
 }
 
 fn train(args: TrainArgs) -> Result<ExitCode, Error> {
+    let mut optimizer = args.optimizer.build();
+    let start = match (&args.resume, &args.model, &args.config) {
+        (Some(dir), _, _) => Start::Resume(dir.clone()),
+        (None, Some(path), _) => Start::Model(path.clone()),
+        (None, None, Some(path)) => {
+            let architecture = session::load_architecture(path)?;
+            if let Some(compiled) = architecture.optimizer {
+                optimizer = args.optimizer.over(compiled);
+            }
+            Start::Config(architecture.model)
+        }
+        (None, None, None) => Start::Preset(args.preset),
+    };
     let opts = SessionOptions {
         data: args.data.options(),
         gpu: args.gpu.options(),
-        start: match (&args.resume, &args.model) {
-            (Some(dir), _) => Start::Resume(dir.clone()),
-            (None, Some(path)) => Start::Model(path.clone()),
-            (None, None) => Start::Preset(args.preset),
-        },
+        start,
         fit: FitConfig {
             epochs: args.epochs,
             batch_size: args.batch_size,
             shuffle: !args.no_shuffle,
             seed: args.seed,
         },
-        optimizer: args.optimizer.build(),
+        optimizer,
         validation_split: args.validation_split,
         out: args.out.clone(),
         profile: args.profile,

@@ -40,7 +40,7 @@ use rand_pcg::Pcg64Mcg;
 
 use cifar_wgpu::data::{self, synthetic};
 use cifar_wgpu::keras;
-use cifar_wgpu::layers::{Activation, Conv2D, Dense, Flatten, Layer, MaxPooling2D};
+use cifar_wgpu::layers::{Activation, Conv2D, Dense, Flatten, Init, Layer, MaxPooling2D};
 use cifar_wgpu::model::Sequential;
 use cifar_wgpu::model::io::SavedModel;
 use cifar_wgpu::optimizer::Optimizer;
@@ -266,6 +266,8 @@ fn small_saved() -> SavedModel {
                 kernel_size: [3, 3],
                 padding: Padding::Same,
                 activation: Activation::Relu,
+                kernel_initializer: Init::GlorotUniform,
+                bias_initializer: Init::Zeros,
             }),
             Layer::MaxPooling2D(MaxPooling2D {
                 pool_size: [2, 2],
@@ -276,6 +278,8 @@ fn small_saved() -> SavedModel {
             Layer::Dense(Dense {
                 units: 3,
                 activation: Activation::Softmax,
+                kernel_initializer: Init::GlorotUniform,
+                bias_initializer: Init::Zeros,
             }),
         ],
     );

@@ -1,5 +1,6 @@
 //! Conv2D: a stride-1 2-D convolution with bias, channels-last, then its activation.
-//! Kernel [kh, kw, in, out] (Keras' layout, glorot_uniform), bias [out] (zeros).
+//! Kernel [kh, kw, in, out] (Keras' layout), bias [out], each with its Keras initialiser (by
+//! default glorot_uniform and zeros).
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -21,6 +22,11 @@ pub struct Conv2D {
     pub kernel_size: [usize; 2],
     pub padding: Padding,
     pub activation: Activation,
+    /// Keras' initialisers; a `model.json` older than them reads Keras' defaults.
+    #[serde(default = "Init::kernel_default")]
+    pub kernel_initializer: Init,
+    #[serde(default = "Init::bias_default")]
+    pub bias_initializer: Init,
 }
 
 impl Conv2D {
@@ -59,6 +65,8 @@ impl Conv2D {
             kernel_size,
             padding: e.padding()?,
             activation: e.activation()?,
+            kernel_initializer: e.initializer("kernel_initializer", Init::kernel_default())?,
+            bias_initializer: e.initializer("bias_initializer", Init::bias_default())?,
         }))
     }
 }
@@ -78,6 +86,8 @@ impl LayerKind for Conv2D {
         if self.filters == 0 || kh == 0 || kw == 0 {
             return Err("filters and kernel_size must be positive".into());
         }
+        self.kernel_initializer.check()?;
+        self.bias_initializer.check()?;
         let c = self.filters;
         match self.padding {
             Padding::Same => Ok(Shape::Image { h, w, c }),
@@ -96,9 +106,9 @@ impl LayerKind for Conv2D {
             ParamSpec::new(
                 "kernel",
                 vec![s.kh, s.kw, s.cin, s.cout],
-                Init::GlorotUniform,
+                self.kernel_initializer,
             ),
-            ParamSpec::new("bias", vec![s.cout], Init::Constant(0.0)),
+            ParamSpec::new("bias", vec![s.cout], self.bias_initializer),
         ]
     }
 
@@ -107,7 +117,8 @@ impl LayerKind for Conv2D {
     }
 
     fn keras_config(&self) -> Value {
-        with_kernel_and_bias(json!({
+        with_kernel_and_bias(
+            json!({
             "filters": self.filters,
             "kernel_size": self.kernel_size,
             "strides": [1, 1],
@@ -117,7 +128,10 @@ impl LayerKind for Conv2D {
             "groups": 1,
             "activation": self.activation.keras_name(),
             "activity_regularizer": null
-        }))
+            }),
+            self.kernel_initializer,
+            self.bias_initializer,
+        )
     }
 
     fn keras_builds(&self) -> bool {

@@ -1,5 +1,6 @@
 //! Dense: y[batch, out] = x[batch, in] * kernel[in, out] + bias[out], then its activation.
-//! Kernel in Keras' [in, out] order (glorot_uniform), bias zeros; the input must be flat.
+//! Kernel in Keras' [in, out] order, bias [out], each with its Keras initialiser (by default
+//! glorot_uniform and zeros); the input must be flat.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -18,6 +19,11 @@ use crate::{kernels, reference};
 pub struct Dense {
     pub units: usize,
     pub activation: Activation,
+    /// Keras' initialisers; a `model.json` older than them reads Keras' defaults.
+    #[serde(default = "Init::kernel_default")]
+    pub kernel_initializer: Init,
+    #[serde(default = "Init::bias_default")]
+    pub bias_initializer: Init,
 }
 
 impl Dense {
@@ -28,6 +34,8 @@ impl Dense {
         Ok(Layer::Dense(Dense {
             units: e.usize("units")?,
             activation: e.activation()?,
+            kernel_initializer: e.initializer("kernel_initializer", Init::kernel_default())?,
+            bias_initializer: e.initializer("bias_initializer", Init::bias_default())?,
         }))
     }
 }
@@ -42,6 +50,8 @@ impl LayerKind for Dense {
     }
 
     fn output_shape(&self, input: &Shape) -> Result<Shape, String> {
+        self.kernel_initializer.check()?;
+        self.bias_initializer.check()?;
         match input {
             Shape::Flat(_) if self.units > 0 => Ok(Shape::Flat(self.units)),
             Shape::Flat(_) => Err("units must be positive".into()),
@@ -54,8 +64,12 @@ impl LayerKind for Dense {
 
     fn params(&self, input: &Shape) -> Vec<ParamSpec> {
         vec![
-            ParamSpec::new("kernel", vec![input.len(), self.units], Init::GlorotUniform),
-            ParamSpec::new("bias", vec![self.units], Init::Constant(0.0)),
+            ParamSpec::new(
+                "kernel",
+                vec![input.len(), self.units],
+                self.kernel_initializer,
+            ),
+            ParamSpec::new("bias", vec![self.units], self.bias_initializer),
         ]
     }
 
@@ -64,11 +78,15 @@ impl LayerKind for Dense {
     }
 
     fn keras_config(&self) -> Value {
-        with_kernel_and_bias(json!({
-            "units": self.units,
-            "activation": self.activation.keras_name(),
-            "quantization_config": null
-        }))
+        with_kernel_and_bias(
+            json!({
+                "units": self.units,
+                "activation": self.activation.keras_name(),
+                "quantization_config": null
+            }),
+            self.kernel_initializer,
+            self.bias_initializer,
+        )
     }
 
     fn keras_builds(&self) -> bool {

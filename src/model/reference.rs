@@ -90,7 +90,9 @@ pub fn forward_backward(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layers::{Activation, ActivationLayer, Conv2D, Dense, Flatten, Layer, MaxPooling2D};
+    use crate::layers::{
+        Activation, ActivationLayer, Conv2D, Dense, Flatten, Init, Layer, MaxPooling2D,
+    };
     use crate::reference::gradcheck::{check_gradient, seeded};
     use crate::shape::Padding;
 
@@ -105,6 +107,8 @@ mod tests {
                     kernel_size: [3, 3],
                     padding: Padding::Same,
                     activation: Activation::Linear,
+                    kernel_initializer: Init::GlorotUniform,
+                    bias_initializer: Init::Zeros,
                 }),
                 Layer::Activation(ActivationLayer {
                     activation: Activation::Relu,
@@ -119,15 +123,21 @@ mod tests {
                     kernel_size: [2, 2],
                     padding: Padding::Valid,
                     activation: Activation::Relu,
+                    kernel_initializer: Init::GlorotUniform,
+                    bias_initializer: Init::Zeros,
                 }),
                 Layer::Flatten(Flatten),
                 Layer::Dense(Dense {
                     units: 4,
                     activation: Activation::Relu,
+                    kernel_initializer: Init::GlorotUniform,
+                    bias_initializer: Init::Zeros,
                 }),
                 Layer::Dense(Dense {
                     units: 3,
                     activation: Activation::Softmax,
+                    kernel_initializer: Init::GlorotUniform,
+                    bias_initializer: Init::Zeros,
                 }),
             ],
         )

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use cifar_wgpu::gpu::{Gpu, GpuOptions};
 use cifar_wgpu::kernels::gather::upload_images;
 use cifar_wgpu::layers::{
-    Activation, ActivationLayer, Conv2D, Dense, Dropout, Flatten, Layer, MaxPooling2D,
+    Activation, ActivationLayer, Conv2D, Dense, Dropout, Flatten, Init, Layer, MaxPooling2D,
 };
 use cifar_wgpu::model::Sequential;
 use cifar_wgpu::optimizer::Optimizer;
@@ -36,6 +36,8 @@ pub fn small_cnn(input: [usize; 3], filters: usize, units: usize, classes: usize
                 kernel_size: [3, 3],
                 padding: Padding::Same,
                 activation: Activation::Relu,
+                kernel_initializer: Init::GlorotUniform,
+                bias_initializer: Init::Zeros,
             }),
             Layer::MaxPooling2D(MaxPooling2D {
                 pool_size: [2, 2],
@@ -47,10 +49,14 @@ pub fn small_cnn(input: [usize; 3], filters: usize, units: usize, classes: usize
             Layer::Dense(Dense {
                 units,
                 activation: Activation::Relu,
+                kernel_initializer: Init::GlorotUniform,
+                bias_initializer: Init::Zeros,
             }),
             Layer::Dense(Dense {
                 units: classes,
                 activation: Activation::Softmax,
+                kernel_initializer: Init::GlorotUniform,
+                bias_initializer: Init::Zeros,
             }),
         ],
     )
@@ -68,6 +74,8 @@ pub fn every_layer_model(input: [usize; 3], classes: usize) -> Sequential {
                 kernel_size: [3, 3],
                 padding: Padding::Same,
                 activation: Activation::Linear,
+                kernel_initializer: Init::GlorotUniform,
+                bias_initializer: Init::Zeros,
             }),
             Layer::Activation(ActivationLayer {
                 activation: Activation::Relu,
@@ -83,16 +91,22 @@ pub fn every_layer_model(input: [usize; 3], classes: usize) -> Sequential {
                 kernel_size: [2, 2],
                 padding: Padding::Valid,
                 activation: Activation::Relu,
+                kernel_initializer: Init::GlorotUniform,
+                bias_initializer: Init::Zeros,
             }),
             Layer::Flatten(Flatten),
             Layer::Dense(Dense {
                 units: 13,
                 activation: Activation::Relu,
+                kernel_initializer: Init::GlorotUniform,
+                bias_initializer: Init::Zeros,
             }),
             Layer::Dropout(Dropout { rate: 0.5 }),
             Layer::Dense(Dense {
                 units: classes,
                 activation: Activation::Linear,
+                kernel_initializer: Init::GlorotUniform,
+                bias_initializer: Init::Zeros,
             }),
             Layer::Activation(ActivationLayer {
                 activation: Activation::Softmax,
