@@ -19,7 +19,9 @@ use crate::optimizer::Optimizer;
 pub const SUPPORTED: &str = "a Sequential model of Conv2D (strides 1, dilation 1, groups 1, \
     use_bias true), Activation, MaxPooling2D, Dropout (no noise_shape), Flatten and Dense \
     (use_bias true), with activations relu, softmax or linear, channels_last data, float32, no \
-    regularizers or constraints, ending in a softmax";
+    regularizers or constraints, ending in a softmax; kernels and biases initialised by Keras' \
+    glorot, he, lecun, variance-scaling, zeros, ones, constant, random normal, random uniform or \
+    truncated normal initializers";
 
 fn dtype_policy() -> Value {
     json!({

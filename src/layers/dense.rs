@@ -19,10 +19,17 @@ use crate::{kernels, reference};
 pub struct Dense {
     pub units: usize,
     pub activation: Activation,
-    /// Keras' initialisers; a `model.json` older than them reads Keras' defaults.
-    #[serde(default = "Init::kernel_default")]
+    /// Keras' initialisers. `model.json` stores them only when they are not Keras' defaults, so
+    /// files from before them read (and save again) unchanged.
+    #[serde(
+        default = "Init::kernel_default",
+        skip_serializing_if = "Init::is_kernel_default"
+    )]
     pub kernel_initializer: Init,
-    #[serde(default = "Init::bias_default")]
+    #[serde(
+        default = "Init::bias_default",
+        skip_serializing_if = "Init::is_bias_default"
+    )]
     pub bias_initializer: Init,
 }
 

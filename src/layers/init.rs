@@ -117,6 +117,14 @@ impl Init {
         Init::Zeros
     }
 
+    pub fn is_kernel_default(&self) -> bool {
+        *self == Init::kernel_default()
+    }
+
+    pub fn is_bias_default(&self) -> bool {
+        *self == Init::bias_default()
+    }
+
     /// The scale, fan mode and distribution of the variance-scaling initialisers.
     pub fn variance_scaling(self) -> Option<(f32, FanMode, Distribution)> {
         use Distribution::{TruncatedNormal, Uniform};
@@ -169,6 +177,11 @@ impl Init {
                 if minval >= maxval {
                     return Err(format!(
                         "RandomUniform: minval ({minval}) must be below maxval ({maxval})"
+                    ));
+                }
+                if !(maxval - minval).is_finite() {
+                    return Err(format!(
+                        "RandomUniform: the range {minval}..{maxval} is wider than float32 holds"
                     ));
                 }
                 Ok(())
@@ -714,6 +727,10 @@ mod tests {
             (
                 json!({"class_name": "RandomUniform", "config": {"minval": 1.0, "maxval": 1.0}}),
                 "minval (1) must be below maxval (1)",
+            ),
+            (
+                json!({"class_name": "RandomUniform", "config": {"minval": -3e38, "maxval": 3e38}}),
+                "wider than float32 holds",
             ),
             (
                 json!({"class_name": "RandomNormal", "config": {"stddev": -1.0}}),
