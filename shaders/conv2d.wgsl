@@ -1,12 +1,13 @@
-// Stride-1 2-D convolution, channels-last, as Keras computes it (a correlation: the kernel is not
+// Strided 2-D convolution, channels-last, as Keras computes it (a correlation: the kernel is not
 // flipped). x [N, H, W, CIN], w [KH, KW, CIN, COUT] (Keras' layout), b [COUT], y [N, OH, OW, COUT].
-// Output pixel (oy, ox) meets input pixel (oy + i - pad_top, ox + j - pad_left) at tap (i, j); taps
-// outside the input read zero. 'same' and 'valid' differ only in OH, OW and the pads (host-computed).
+// Output pixel (oy, ox) meets input pixel (oy * SH + i - pad_top, ox * SW + j - pad_left) at tap
+// (i, j); taps outside the input read zero. 'same' and 'valid' differ only in OH, OW and the pads
+// (host-computed, TensorFlow's asymmetric 'same' padding included).
 //
 // Entry points (CPU twins of the same names in src/reference/conv2d.rs):
-//   conv2d_forward          y = conv(x, w) + b, bias fused, then optionally ReLU
-//   conv2d_backward_input   dx = full correlation of dy with the flipped kernel, optionally masked
-//                           by x > 0 (the ReLU backward of the layer before)
+//   conv2d_forward          y = conv(x, w) + b, bias fused (or none), then optionally ReLU
+//   conv2d_backward_input   dx = full correlation of the stride-dilated dy with the flipped kernel,
+//                           optionally masked by x > 0 (the ReLU backward of the layer before)
 //   conv2d_backward_weight  partial dW over one chunk of (n, oy, ox) rows, summed by column_sum.wgsl
 //
 // Every kernel keeps a register tile, so each value loaded feeds several multiply-adds and no barrier
@@ -28,11 +29,16 @@ struct Params {
     ow: u32,
     pad_top: u32,
     pad_left: u32,
+    stride_h: u32,
+    stride_w: u32,
     // conv2d_backward_weight: (n, oy, ox) rows summed by one invocation.
     rows_per_chunk: u32,
     // Nonzero: conv2d_forward ends in a ReLU, and conv2d_backward_input zeroes dx where x <= 0 (the
     // ReLU backward of the layer before). Both are exact selects, the same bits as relu.wgsl.
     relu: u32,
+    // Nonzero: conv2d_forward adds the bias; zero: the layer has none (use_bias=False), and the
+    // kernel is bound in the bias's place, never read.
+    bias: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -102,7 +108,7 @@ fn conv2d_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
         }
     }
     for (var i = 0u; i < p.kh; i++) {
-        let iy = i32(oy + i) - i32(p.pad_top);
+        let iy = i32(oy * p.stride_h + i) - i32(p.pad_top);
         if iy < 0 || iy >= i32(p.h) {
             continue;
         }
@@ -112,7 +118,7 @@ fn conv2d_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
             var at: array<u32, MAX_FPX>;
             var inside: array<bool, MAX_FPX>;
             for (var q = 0u; q < FPX; q++) {
-                let ix = i32(ox0 + q + j) - i32(p.pad_left);
+                let ix = i32((ox0 + q) * p.stride_w + j) - i32(p.pad_left);
                 inside[q] = ix >= 0 && ix < i32(p.w);
                 at[q] = (row + u32(clamp(ix, 0, i32(p.w) - 1))) * p.cin;
             }
@@ -139,7 +145,10 @@ fn conv2d_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
             let ox = ox0 + q;
             if ox < p.ow {
                 let out = ((n * p.oh + oy) * p.ow + ox) * p.cout + co0 + 4u * c;
-                var y = acc[q][c] + bias;
+                var y = acc[q][c];
+                if p.bias != 0u {
+                    y += bias;
+                }
                 if p.relu != 0u {
                     y = select(y, vec4<f32>(0.0), y <= vec4<f32>(0.0));
                 }
@@ -155,8 +164,10 @@ fn conv2d_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
 
 // ---------------------------------------------------------------------------------------------------
 // Gradient with respect to the input:
-//   dx[n, iy, ix, ci] = sum_{i, j, co} dy[n, iy + pad_top - i, ix + pad_left - j, co] * w[i, j, ci, co]
-// over the output pixels that exist: a full correlation of dy with the flipped kernel. One invocation:
+//   dx[n, iy, ix, ci] = sum_{i, j, co} dy[n, oy, ox, co] * w[i, j, ci, co]
+// over the taps whose output pixel oy = (iy + pad_top - i) / SH, ox = (ix + pad_left - j) / SW
+// exists (divides exactly and lies inside): a full correlation of dy, dilated by the strides, with the
+// flipped kernel. With stride > 1 most taps of a pixel meet no output and are skipped. One invocation:
 // PX neighbouring input pixels of one row x 4 input channels, so per (tap, output channel) PX dy loads
 // and 4 kernel loads feed 4*PX multiply-adds. Every element of dx is written.
 
@@ -186,8 +197,9 @@ fn conv2d_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin
         acc[q] = vec4<f32>(0.0);
     }
     for (var i = 0u; i < p.kh; i++) {
-        let oy = i32(iy + p.pad_top) - i32(i);
-        if oy < 0 || oy >= i32(p.oh) {
+        let sy = i32(iy + p.pad_top) - i32(i);
+        let oy = sy / i32(p.stride_h);
+        if sy < 0 || sy % i32(p.stride_h) != 0 || oy >= i32(p.oh) {
             continue;
         }
         let row = (n * p.oh + u32(oy)) * p.ow;
@@ -195,8 +207,9 @@ fn conv2d_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin
             var at: array<u32, MAX_PX>;
             var inside: array<bool, MAX_PX>;
             for (var q = 0u; q < PX; q++) {
-                let ox = i32(ix0 + q + p.pad_left) - i32(j);
-                inside[q] = ox >= 0 && ox < i32(p.ow);
+                let sx = i32(ix0 + q + p.pad_left) - i32(j);
+                let ox = sx / i32(p.stride_w);
+                inside[q] = sx >= 0 && sx % i32(p.stride_w) == 0 && ox < i32(p.ow);
                 at[q] = (row + u32(clamp(ox, 0, i32(p.ow) - 1))) * p.cout;
             }
             // Kernel rows w[i, j, ci, :] of the tile's four input channels.
@@ -257,8 +270,8 @@ fn conv2d_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builti
     for (var c = 0u; c < BCQ; c++) {
         co[c] = channels(co0 + 4u * c, p.cout);
     }
-    // Each k of the tile as a row and column offset from the output pixel, and as the offset of the
-    // input value it reads from the output pixel's own (n, oy, ox) position in x.
+    // Each k of the tile as a row and column offset from the output pixel's window origin
+    // (oy * SH, ox * SW), and as the offset of the input value it reads from that origin in x.
     var ky: array<u32, MAX_TK>;
     var kx: array<u32, MAX_TK>;
     var delta: array<i32, MAX_TK>;
@@ -292,11 +305,13 @@ fn conv2d_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builti
             let gc = g + co[c];
             gv[c] = vec4<f32>(bw_dy[gc.x], bw_dy[gc.y], bw_dy[gc.z], bw_dy[gc.w]);
         }
-        // x[n, oy, ox, 0] as a word index; the tap offsets are relative to it. Unsigned wrap-around
-        // makes one comparison test both ends of each range.
-        let base = i32(((n * p.h + oy) * p.w + ox) * p.cin);
+        // x[n, oy * SH, ox * SW, 0] as a word index; the tap offsets are relative to it. Unsigned
+        // wrap-around makes one comparison test both ends of each range.
+        let y0 = oy * p.stride_h;
+        let x0 = ox * p.stride_w;
+        let base = i32(((n * p.h + y0) * p.w + x0) * p.cin);
         for (var a = 0u; a < TK; a++) {
-            let inside = oy + ky[a] < p.h && ox + kx[a] < p.w;
+            let inside = y0 + ky[a] < p.h && x0 + kx[a] < p.w;
             let xv = select(0.0, bw_x[u32(clamp(base + delta[a], 0, last))], inside);
             for (var c = 0u; c < BCQ; c++) {
                 acc[a][c] += xv * gv[c];

@@ -290,6 +290,63 @@ impl Optimizer {
     }
 }
 
+/// As a Keras user would write it: `RMSprop(learning_rate=0.001, rho=0.9, …)`.
+impl std::fmt::Display for Optimizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        let py = |b: bool| if b { "True" } else { "False" };
+        match *self {
+            Optimizer::Sgd {
+                lr,
+                momentum,
+                nesterov,
+            } => write!(
+                f,
+                "SGD(learning_rate={}, momentum={}, nesterov={})",
+                py_float(lr),
+                py_float(momentum),
+                py(nesterov)
+            ),
+            Optimizer::RmsProp {
+                lr,
+                rho,
+                momentum,
+                epsilon,
+                centered,
+                legacy_epsilon,
+            } => {
+                write!(
+                    f,
+                    "RMSprop(learning_rate={}, rho={}, momentum={}, epsilon={}, centered={})",
+                    py_float(lr),
+                    py_float(rho),
+                    py_float(momentum),
+                    py_float(epsilon),
+                    py(centered)
+                )?;
+                if legacy_epsilon {
+                    write!(f, " with Keras 2.3's epsilon outside the square root")?;
+                }
+                Ok(())
+            }
+            Optimizer::Adam {
+                lr,
+                beta1,
+                beta2,
+                epsilon,
+                amsgrad,
+            } => write!(
+                f,
+                "Adam(learning_rate={}, beta_1={}, beta_2={}, epsilon={}, amsgrad={})",
+                py_float(lr),
+                py_float(beta1),
+                py_float(beta2),
+                py_float(epsilon),
+                py(amsgrad)
+            ),
+        }
+    }
+}
+
 /// Adam's step size lr * sqrt(1 - beta2^t) / (1 - beta1^t) with t = step + 1, in f32 as Keras 3
 /// computes it (`local_step = iterations + 1`, `ops.power` of the f32-cast betas).
 pub fn adam_alpha(lr: f32, beta1: f32, beta2: f32, step: u32) -> f32 {
@@ -304,6 +361,21 @@ pub(crate) fn python_float(x: f32) -> f64 {
         .expect("an f32 prints as a valid number")
 }
 
+/// `x` as Python's `repr` shows the float a user wrote: `0.0`, `0.001`, `1e-07`.
+fn py_float(x: f32) -> String {
+    let v = python_float(x);
+    if v != 0.0 && !(1e-4..1e16).contains(&v.abs()) {
+        let e = format!("{v:e}");
+        let (mantissa, exp) = e.split_once('e').expect("{:e} has an exponent");
+        let (sign, digits) = exp.strip_prefix('-').map_or(("+", exp), |d| ("-", d));
+        format!("{mantissa}e{sign}{digits:0>2}")
+    } else if v.fract() == 0.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v}")
+    }
+}
+
 /// `1 - x` computed as Keras does with a Python float hyperparameter (in f64), then cast to f32.
 pub fn one_minus(x: f32) -> f32 {
     (1.0 - python_float(x)) as f32
@@ -312,6 +384,18 @@ pub fn one_minus(x: f32) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prints_as_keras_code() {
+        assert_eq!(
+            Optimizer::rmsprop_default().to_string(),
+            "RMSprop(learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-07, centered=False)"
+        );
+        assert_eq!(
+            Optimizer::sgd_default().to_string(),
+            "SGD(learning_rate=0.01, momentum=0.0, nesterov=False)"
+        );
+    }
 
     #[test]
     fn state_buffers_follow_the_options() {

@@ -30,15 +30,17 @@ impl MatmulShape {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Padding {
-    /// Output has the input's size (stride 1); TensorFlow puts the odd pixel of padding after.
+    /// Output has ceil(input / stride) pixels; TensorFlow puts the odd pixel of padding after.
     #[default]
     Same,
-    /// No padding: output is `in - k + 1`.
+    /// No padding: output is `(in - k) / stride + 1`.
     Valid,
 }
 
-/// A stride-1 2-D convolution, channels-last.
+/// A strided 2-D convolution, channels-last.
 /// Input [n, h, w, cin], kernel [kh, kw, cin, cout] (Keras' layout), bias [cout], output [n, oh, ow, cout].
+/// Output pixel (oy, ox) meets input pixel (oy * stride_h + i - pad_top, ox * stride_w + j - pad_left)
+/// at kernel tap (i, j).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Conv2dShape {
     pub n: usize,
@@ -48,34 +50,43 @@ pub struct Conv2dShape {
     pub cout: usize,
     pub kh: usize,
     pub kw: usize,
+    pub stride_h: usize,
+    pub stride_w: usize,
     pub padding: Padding,
+}
+
+/// Output size along one axis of `size` pixels, as TensorFlow computes it: 'same' covers every input
+/// pixel (ceil(size / stride)), 'valid' only whole windows (`size >= k` is the caller's to check).
+fn conv_out(size: usize, k: usize, stride: usize, padding: Padding) -> usize {
+    match padding {
+        Padding::Same => size.div_ceil(stride),
+        Padding::Valid => (size - k) / stride + 1,
+    }
+}
+
+/// Padding before the first pixel along one axis: TensorFlow's 'same' pads
+/// max((out - 1) * stride + k - size, 0) in all, the smaller half before (the odd pixel goes after).
+fn conv_pad_before(size: usize, k: usize, stride: usize, padding: Padding) -> usize {
+    match padding {
+        Padding::Same => {
+            ((conv_out(size, k, stride, padding) - 1) * stride + k).saturating_sub(size) / 2
+        }
+        Padding::Valid => 0,
+    }
 }
 
 impl Conv2dShape {
     pub fn out_h(&self) -> usize {
-        match self.padding {
-            Padding::Same => self.h,
-            Padding::Valid => self.h + 1 - self.kh,
-        }
+        conv_out(self.h, self.kh, self.stride_h, self.padding)
     }
     pub fn out_w(&self) -> usize {
-        match self.padding {
-            Padding::Same => self.w,
-            Padding::Valid => self.w + 1 - self.kw,
-        }
+        conv_out(self.w, self.kw, self.stride_w, self.padding)
     }
-    /// Padding before the first row / column (TensorFlow: floor of half the total).
     pub fn pad_top(&self) -> usize {
-        match self.padding {
-            Padding::Same => (self.kh - 1) / 2,
-            Padding::Valid => 0,
-        }
+        conv_pad_before(self.h, self.kh, self.stride_h, self.padding)
     }
     pub fn pad_left(&self) -> usize {
-        match self.padding {
-            Padding::Same => (self.kw - 1) / 2,
-            Padding::Valid => 0,
-        }
+        conv_pad_before(self.w, self.kw, self.stride_w, self.padding)
     }
     pub fn input_len(&self) -> usize {
         self.n * self.h * self.w * self.cin
@@ -86,6 +97,25 @@ impl Conv2dShape {
     pub fn output_len(&self) -> usize {
         self.n * self.out_h() * self.out_w() * self.cout
     }
+}
+
+/// The elementwise functions of `shaders/activation.wgsl`, shared by its kernels and their CPU twins.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ActivationFn {
+    /// max(x, 0); the gradient at exactly 0 is 0 (TensorFlow's ReluGrad).
+    Relu,
+    /// 1 / (1 + exp(-x)).
+    Sigmoid,
+    Tanh,
+    /// x for x > 0, else alpha * (exp(x) - 1).
+    Elu {
+        alpha: f32,
+    },
+    /// x for x > 0, else slope * x; the gradient at exactly 0 is the slope (TensorFlow's
+    /// LeakyReluGrad).
+    LeakyRelu {
+        slope: f32,
+    },
 }
 
 /// 2-D max pooling, channels-last: input [n, h, w, c], output [n, oh, ow, c].

@@ -193,6 +193,7 @@ fn tiny_model(dir: &Path, history: &[EpochLog]) -> PathBuf {
             Layer::Dense(Dense {
                 units: 3,
                 activation: Activation::Softmax,
+                use_bias: true,
                 kernel_initializer: Init::GlorotUniform,
                 bias_initializer: Init::Zeros,
             }),

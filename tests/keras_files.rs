@@ -418,9 +418,8 @@ fn unsupported_settings_are_named() {
     let m = Sequential::notebook([6, 6, 2], 3);
     let text = keras::model_to_json(&m).unwrap();
     for (from, to, word) in [
-        ("\"strides\":[1,1]", "\"strides\":[2,2]", "strides"),
-        ("\"use_bias\":true", "\"use_bias\":false", "use_bias"),
-        ("\"activation\":\"relu\"", "\"activation\":\"tanh\"", "tanh"),
+        ("\"groups\":1", "\"groups\":2", "groups"),
+        ("\"activation\":\"relu\"", "\"activation\":\"selu\"", "selu"),
         (
             "\"data_format\":\"channels_last\"",
             "\"data_format\":\"channels_first\"",

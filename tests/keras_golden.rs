@@ -191,7 +191,7 @@ fn predictions_match_keras() {
 #[test]
 fn keras_models_we_cannot_run_are_refused_by_name() {
     for (file, words) in [
-        ("unsupported_strides.json", ["conv2d", "strides"]),
+        ("unsupported_dilation.json", ["conv2d", "dilation_rate"]),
         (
             "unsupported_layer.json",
             ["batch_normalization", "BatchNormalization"],

@@ -179,6 +179,7 @@ fn one_fit_epoch_is_pinned() {
         batch_size: 16,
         shuffle: true,
         seed: 5,
+        augment: None,
     };
     let split = data::validation_split_index(ds.train.len(), 0.2).unwrap();
     let (train, val) = DeviceSplit::train_and_validation(&train_images, split);

@@ -4,11 +4,14 @@
 
 use std::path::Path;
 
+use cifar_wgpu::data::augment::Augment;
 use cifar_wgpu::data::synthetic::learnable;
 use cifar_wgpu::data::{Dataset, Split};
+use cifar_wgpu::reference::gather::{Affine, augment_image};
 use cifar_wgpu::report::{
-    self, CONFUSION_PNG, CURVES_PNG, CURVES_SIZE, CURVES_SVG, PER_CLASS_CSV, PER_SECTION,
-    REPORT_HTML, ReportInputs, ReportSummary, SAMPLES_PNG, confusion_layout, samples_layout,
+    self, AUGMENTATIONS, AUGMENTED_IMAGES, AUGMENTED_PNG, CONFUSION_PNG, CURVES_PNG, CURVES_SIZE,
+    CURVES_SVG, PER_CLASS_CSV, PER_SECTION, REPORT_HTML, ReportInputs, ReportSummary, SAMPLES_PNG,
+    augmented_layout, augmented_tiles, confusion_layout, samples_layout,
 };
 use cifar_wgpu::train::fit::EpochLog;
 
@@ -74,6 +77,7 @@ fn run(n_test: usize, h: usize, w: usize, c: usize, classes: usize, hist: &[Epoc
         ],
         adapter: "Test Adapter (Vulkan)".into(),
         seconds: 12.5,
+        augment: None,
     };
     let summary = report::write_report(dir.path(), &inputs).unwrap();
     Run {
@@ -355,6 +359,7 @@ fn many_classes_and_long_names() {
             settings: Vec::new(),
             adapter: String::new(),
             seconds: 0.0,
+            augment: None,
         },
     )
     .unwrap();
@@ -402,6 +407,7 @@ fn all_right_means_no_mistakes_section() {
             settings: Vec::new(),
             adapter: "cpu".into(),
             seconds: 0.0,
+            augment: None,
         },
     )
     .unwrap();
@@ -428,6 +434,7 @@ fn inputs_that_do_not_fit_are_refused_before_writing() {
         settings: Vec::new(),
         adapter: String::new(),
         seconds: 0.0,
+        augment: None,
     };
     let short = &logits[..logits.len() - 1];
     let empty = Split::default();
@@ -503,9 +510,92 @@ fn example_report() {
                 settings: vec![("epochs".into(), "20".into())],
                 adapter: "example".into(),
                 seconds: 1.0,
+                augment: None,
             },
         )
         .unwrap();
         print!("{}", s.table);
     }
+}
+
+/// An augmented run's report adds augmented.png: the first test images as stored, then as the
+/// augmentation's CPU twin (bit for bit the GPU kernel) draws them in their batch slot at steps 0
+/// to 7, every pixel in place; the page embeds it. A run without augmentation writes none.
+#[test]
+fn an_augmented_run_gets_a_grid_of_its_test_images_augmented() {
+    for (h, w, c, n_test) in [(9, 13, 3, 6), (12, 12, 1, 3)] {
+        let ds = learnable(8, n_test, h, w, c, 3, 7);
+        let logits = made_up_logits(&ds.test.labels, 3);
+        let dir = tempfile::tempdir().unwrap();
+        let aug = Augment::default();
+        let summary = report::write_report(
+            dir.path(),
+            &ReportInputs {
+                history: &history(2, true),
+                class_names: &ds.class_names,
+                test: &ds.test,
+                height: h,
+                width: w,
+                channels: c,
+                logits: &logits,
+                settings: vec![],
+                adapter: "Test Adapter (Vulkan)".into(),
+                seconds: 1.0,
+                augment: Some((&aug, 11)),
+            },
+        )
+        .unwrap();
+        let path = dir.path().join(AUGMENTED_PNG);
+        assert_eq!(summary.files.len(), 7);
+        assert!(summary.files.contains(&path));
+        let rows = AUGMENTED_IMAGES.min(n_test);
+        let tiles = augmented_tiles(&ds.test, [h, w, c], &aug, 11).unwrap();
+        assert_eq!(tiles.len(), rows * (1 + AUGMENTATIONS));
+        let consts = aug.consts(h, w).unwrap();
+        let table = aug.rotation_table();
+        for row in 0..rows {
+            let first = row * (1 + AUGMENTATIONS);
+            assert_eq!(
+                tiles[first],
+                ds.test.image(row),
+                "row {row} starts as stored"
+            );
+            for step in 0..AUGMENTATIONS {
+                let a = Affine::draw(&consts, &table, 11, step as u32, row as u32);
+                let want: Vec<u8> = augment_image(ds.test.image(row), [h, w, c], &a)
+                    .iter()
+                    .map(|v| (v * 255.0).round() as u8)
+                    .collect();
+                assert_eq!(tiles[first + 1 + step], want, "row {row}, step {step}");
+            }
+        }
+        let distinct: std::collections::HashSet<&Vec<u8>> = tiles.iter().collect();
+        assert!(
+            distinct.len() > tiles.len() / 2,
+            "augmentations barely differ"
+        );
+        let l = augmented_layout(h, w, rows);
+        let png = image::open(&path).unwrap().to_rgb8();
+        assert_eq!((png.width(), png.height()), (l.width, l.height));
+        for (k, tile) in tiles.iter().enumerate() {
+            let (x0, y0) = l.origin(k);
+            for y in 0..h {
+                for x in 0..w {
+                    let p = &tile[(y * w + x) * c..][..c];
+                    let want = if c == 3 {
+                        [p[0], p[1], p[2]]
+                    } else {
+                        [p[0]; 3]
+                    };
+                    let got = png.get_pixel(x0 + x as u32 * l.scale, y0 + y as u32 * l.scale);
+                    assert_eq!(got.0, want, "tile {k}, pixel ({y}, {x})");
+                }
+            }
+        }
+        let page = std::fs::read_to_string(dir.path().join(REPORT_HTML)).unwrap();
+        assert!(page.contains("data-file=\"augmented.png\""));
+    }
+    let plain = run(6, 8, 8, 3, 3, &history(1, false));
+    assert!(!plain.dir.path().join(AUGMENTED_PNG).exists());
+    assert_eq!(plain.summary.files.len(), 6);
 }

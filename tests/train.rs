@@ -5,7 +5,7 @@
 mod common_gpu;
 #[path = "common/writers.rs"]
 mod writers;
-use common_gpu::{every_layer_model, gpu, small_cnn};
+use common_gpu::{every_layer_model, gpu, pooling_models, small_cnn};
 
 use std::path::Path;
 use std::time::Instant;
@@ -14,7 +14,7 @@ use cifar_wgpu::data::{self, DataOptions, Dataset};
 use cifar_wgpu::gpu::{Gpu, GpuOptions, Tiling, run_dispatches};
 use cifar_wgpu::kernels::gather::{DeviceImages, upload_images};
 use cifar_wgpu::model::io::SavedModel;
-use cifar_wgpu::model::{Preset, reference};
+use cifar_wgpu::model::{Preset, Sequential, reference};
 use cifar_wgpu::optimizer::Optimizer;
 use cifar_wgpu::report::ReportSummary;
 use cifar_wgpu::session::{
@@ -67,9 +67,85 @@ fn one_gpu_training_step_with_the_other_matmul_tiling_equals_the_cpu_reference_s
     one_step_against_the_reference(&g);
 }
 
+#[test]
+fn one_gpu_training_step_of_the_pooling_models_equals_the_cpu_reference_step() {
+    let models = pooling_models([9, 7, 3], 4);
+    // The max model's ReLU layer is fused into the Conv2D before it and the GlobalMaxPooling2D
+    // after it (its dx masked), so the step below checks that path too.
+    let max = &models[1];
+    let params = max.init_params(1).unwrap();
+    let net = Network::new(gpu(), max, Optimizer::rmsprop_default(), &params, 5, 1).unwrap();
+    let names: Vec<&str> = net
+        .step(gpu(), 5, Mode::Train)
+        .iter()
+        .map(|d| d.name)
+        .collect();
+    assert!(!names.iter().any(|n| n.starts_with("relu")), "{names:?}");
+    for model in &models {
+        println!("{}", model.name);
+        one_step_of(gpu(), model, 4);
+    }
+}
+
+#[test]
+fn the_pooling_models_train_three_steps_as_the_cpu_reference_does() {
+    // Three RMSprop steps on the same batch, the CPU reference carrying its own weights and state:
+    // the weights stay together and the loss goes down.
+    let (g, batch, classes) = (gpu(), 6, 4);
+    for model in pooling_models([9, 7, 3], classes) {
+        let opt = Optimizer::rmsprop_default();
+        let params = model.init_params(5).unwrap();
+        let net = Network::new(g, &model, opt.clone(), &params, batch, 1).unwrap();
+        let x: Vec<f32> = (0..batch * model.input().len())
+            .map(|i| ((i * 7919) % 256) as f32 / 255.0)
+            .collect();
+        let labels: Vec<u32> = (0..batch as u32).map(|i| i % classes as u32).collect();
+        g.write(&net.input(batch), &x);
+        g.write(&net.labels.slice(0, batch), &labels);
+        let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+        let mut want: Vec<f64> = params.iter().map(|&v| v as f64).collect();
+        let mut state = vec![vec![0.0; want.len()]; opt.state_buffers()];
+        let mut losses = Vec::new();
+        for step in 0..3 {
+            net.set_step(g, step);
+            let dispatches = net.step(g, batch, Mode::Train);
+            run_dispatches(g, &dispatches.iter().collect::<Vec<_>>()).unwrap();
+            let r = reference::forward_backward(&model, &want, &x64, &labels, batch, 1, step, true);
+            cifar_wgpu::reference::optimizer::update(&opt, &mut want, &r.grads, &mut state, step);
+            losses.push(r.loss_sum);
+        }
+        // The moves, not the weights, so the tolerance means something (as in one_step_of).
+        let moved_got: Vec<f32> = net
+            .read_params(g)
+            .unwrap()
+            .iter()
+            .zip(&params)
+            .map(|(a, b)| a - b)
+            .collect();
+        let moved_want: Vec<f64> = want
+            .iter()
+            .zip(&params)
+            .map(|(a, &b)| a - b as f64)
+            .collect();
+        rel_err(
+            &format!("{} moves after 3 steps", model.name),
+            &moved_got,
+            &moved_want,
+            1e-3,
+        );
+        println!("{}: losses {losses:?}", model.name);
+        assert!(losses[2] < losses[0], "{}: {losses:?}", model.name);
+    }
+}
+
 fn one_step_against_the_reference(g: &Gpu) {
-    let (input, classes, batch) = ([9, 7, 3], 4, 5);
-    let model = every_layer_model(input, classes);
+    one_step_of(g, &every_layer_model([9, 7, 3], 4), 4);
+}
+
+/// One training step of `model` (input 9x7x3, `classes` classes) at batch 5 with each optimizer,
+/// against the CPU reference step.
+fn one_step_of(g: &Gpu, model: &Sequential, classes: usize) {
+    let batch = 5;
     for opt in [
         Optimizer::rmsprop_default(),
         Optimizer::adam_default(),
@@ -82,7 +158,7 @@ fn one_step_against_the_reference(g: &Gpu) {
         let params = model.init_params(11).unwrap();
         let seed = 1234;
         let step = 7;
-        let net = Network::new(g, &model, opt.clone(), &params, batch, seed).unwrap();
+        let net = Network::new(g, model, opt.clone(), &params, batch, seed).unwrap();
         let x: Vec<f32> = (0..batch * 9 * 7 * 3)
             .map(|i| ((i * 7919) % 256) as f32 / 255.0)
             .collect();
@@ -97,8 +173,7 @@ fn one_step_against_the_reference(g: &Gpu) {
 
         let p64: Vec<f64> = params.iter().map(|&v| v as f64).collect();
         let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
-        let want =
-            reference::forward_backward(&model, &p64, &x64, &labels, batch, seed, step, true);
+        let want = reference::forward_backward(model, &p64, &x64, &labels, batch, seed, step, true);
         let metrics = Metrics::from_words(&g.read_u32(&net.train_metrics).unwrap());
         println!("{opt:?}");
         rel_err(
@@ -162,6 +237,7 @@ fn train_run(
             batch_size: 32,
             shuffle: true,
             seed,
+            augment: None,
         },
         validation_split: 0.2,
         resume: None,
@@ -437,6 +513,7 @@ fn a_non_finite_loss_stops_training_naming_the_epoch_and_batch() {
         batch_size: 32,
         shuffle: true,
         seed: 1,
+        augment: None,
     };
     let train = DeviceSplit {
         images: &train_images,

@@ -133,12 +133,7 @@ def main():
                     "probabilities": probs.tolist()}),
     )
 
-    # Models we must refuse, made by real Keras too.
-    strided = keras.Sequential(
-        [keras.Input((8, 8, 3)), layers.Conv2D(4, (3, 3), strides=(2, 2)), layers.Flatten(),
-         layers.Dense(3, activation="softmax")]
-    )
-    write_json("unsupported_strides.json", strided.to_json())
+    # Models we must refuse, made by real Keras too (the dilated one: more_layers).
     batchnorm = keras.Sequential(
         [keras.Input((8, 8, 3)), layers.Conv2D(4, (3, 3)), layers.BatchNormalization(),
          layers.Flatten(), layers.Dense(3, activation="softmax")]
@@ -154,6 +149,134 @@ def main():
     with zipfile.ZipFile(path("tiny.keras")) as z:
         print("tiny.keras:", [(i.filename, i.compress_type) for i in z.infolist()])
     print("keras", keras.__version__, "backend", keras.backend.backend(), "h5py", h5py.__version__)
+    pooling_models()
+
+
+def pooling_models():
+    """The pooling layers in two tiny models, named explicitly so the files do not depend on what
+    else the session built. `pooling_avg`: 9x7x3 → Conv2D(4, 3x3, same) → AveragePooling2D(3,
+    strides 2, same: clipped border windows) → Conv2D(5, 2x2, relu) → GlobalAveragePooling2D →
+    Dense(3, softmax). `pooling_max`: 8x9x2 → AvgPool2D((2, 3), strides (1, 2), valid) →
+    Conv2D(4, 2x2, same) → GlobalMaxPool2D(keepdims=True) → Flatten → Dense(3, softmax)."""
+    avg = keras.Sequential(
+        [
+            keras.Input((9, 7, 3)),
+            layers.Conv2D(4, (3, 3), padding="same", name="conv_a"),
+            layers.AveragePooling2D(3, strides=2, padding="same", name="avg_pool"),
+            layers.Conv2D(5, (2, 2), activation="relu", name="conv_b"),
+            layers.GlobalAveragePooling2D(name="global_avg"),
+            layers.Dense(3, activation="softmax", name="head"),
+        ],
+        name="pooling_avg",
+    )
+    peak = keras.Sequential(
+        [
+            keras.Input((8, 9, 2)),
+            layers.AvgPool2D((2, 3), strides=(1, 2), name="avg_pool"),
+            layers.Conv2D(4, (2, 2), padding="same", name="conv"),
+            layers.GlobalMaxPool2D(keepdims=True, name="global_max"),
+            layers.Flatten(name="flatten"),
+            layers.Dense(3, activation="softmax", name="head"),
+        ],
+        name="pooling_max",
+    )
+    for model in (avg, peak):
+        name = model.name
+        for k, w in enumerate(model.weights):
+            i = np.arange(int(np.prod(w.shape)), dtype=np.int64)
+            w.assign((((7 * i + 13 * k) % 23 - 11) / 64).astype(np.float32).reshape(w.shape))
+        write_json(f"{name}_architecture.json", model.to_json())
+        with h5py.File(path(f"{name}_weights.h5"), "w") as f:
+            legacy_h5_format.save_weights_to_hdf5_group(f, model)
+        model.save_weights(path(f"{name}.weights.h5"))
+        model.save(path(f"{name}.keras"))
+        model.save(path(f"{name}_model.h5"))
+        shape = (2,) + tuple(model.input_shape[1:])
+        flat = np.arange(int(np.prod(shape))).reshape(shape)
+        n = np.arange(2).reshape(2, 1, 1, 1)
+        x = (((5 * flat + 3 * n) % 17) / 16).astype(np.float32)
+        probs = np.asarray(model.predict(x, verbose=0), dtype=np.float64)
+        write_json(
+            f"{name}_predictions.json",
+            json.dumps({"input": f"((5 * flat + 3 * n) % 17) / 16, shape {list(shape)}",
+                        "probabilities": probs.tolist()}),
+        )
+
+    more_layers()
+
+
+def more_layers():
+    """The layers of issue 15 beyond the notebook's: strided and bias-free convolutions, Dense without
+    bias, the activations elu, leaky_relu, sigmoid and tanh as arguments and as Activation layers, and
+    a LeakyReLU layer.
+    Writes more_layers.{keras,weights.h5}, more_layers_weights.h5 (legacy), more_layers_model.h5,
+    more_layers_architecture.json and more_layers_predictions.json (the probabilities and every
+    layer's output), with the weight formula and the prediction input of the module docstring (shape
+    (2, 9, 9, 3)); and unsupported_dilation.json.
+
+    Sizes, TensorFlow's 'same' padding asymmetric where the total is odd:
+        9x9x3  Conv2D 4 (4, 3) strides 2 same, elu      -> 5x5x4  (pad rows 1 + 2, columns 1 + 1)
+        5x5x4  Conv2D 5 (2, 3) strides (1, 2) valid, no bias, leaky_relu -> 4x2x5
+               Activation sigmoid
+        4x2x5  Conv2D 3 (3, 3) strides 2 same, tanh     -> 2x1x3  (pad rows 0 + 1, columns 0 + 1)
+               Flatten -> 6, Dense 6 tanh, LeakyReLU 0.1, Dense 5 no bias, Activation elu,
+               Activation leaky_relu, Dense 3 softmax
+    """
+    keras.utils.clear_session()
+    model = keras.Sequential(
+        [
+            keras.Input((9, 9, 3)),
+            layers.Conv2D(4, (4, 3), strides=2, padding="same", activation="elu"),
+            layers.Conv2D(5, (2, 3), strides=(1, 2), use_bias=False, activation="leaky_relu"),
+            layers.Activation("sigmoid"),
+            layers.Conv2D(3, (3, 3), strides=(2, 2), padding="same", activation="tanh"),
+            layers.Flatten(),
+            layers.Dense(6, activation="tanh"),
+            layers.LeakyReLU(negative_slope=0.1),
+            layers.Dense(5, use_bias=False),
+            layers.Activation("elu"),
+            layers.Activation("leaky_relu"),
+            layers.Dense(3, activation="softmax"),
+        ],
+        name="more_layers",
+    )
+    values = []
+    for k, w in enumerate(model.weights):
+        i = np.arange(int(np.prod(w.shape)), dtype=np.int64)
+        v = (((7 * i + 13 * k) % 23 - 11) / 64).astype(np.float32).reshape(w.shape)
+        w.assign(v)
+        values.append(v)
+    write_json("more_layers_architecture.json", model.to_json())
+    with h5py.File(path("more_layers_weights.h5"), "w") as f:
+        legacy_h5_format.save_weights_to_hdf5_group(f, model)
+    model.save_weights(path("more_layers.weights.h5"))
+    model.save(path("more_layers.keras"))
+    model.save(path("more_layers_model.h5"))
+
+    flat = np.arange(2 * 9 * 9 * 3).reshape(2, 9, 9, 3)
+    n = np.arange(2).reshape(2, 1, 1, 1)
+    x = (((5 * flat + 3 * n) % 17) / 16).astype(np.float32)
+    probs = np.asarray(model.predict(x, verbose=0), dtype=np.float64)
+    # Every layer's output too (flattened per image): the probabilities alone are too flat a
+    # function of the input to tell a misplaced pixel.
+    each = keras.Model(model.inputs, [layer.output for layer in model.layers])
+    outputs = [np.asarray(o, dtype=np.float64).reshape(2, -1).tolist() for o in each.predict(x, verbose=0)]
+    write_json(
+        "more_layers_predictions.json",
+        json.dumps({"input": "((5 * flat + 3 * n) % 17) / 16, shape [2, 9, 9, 3]",
+                    "probabilities": probs.tolist(), "layer_outputs": outputs}),
+    )
+    again = keras.models.load_model(path("more_layers.keras"))
+    for a, b in zip(again.weights, values):
+        assert np.array_equal(np.asarray(a), b)
+    assert np.allclose(again.predict(x, verbose=0), probs, atol=1e-7)
+
+    dilated = keras.Sequential(
+        [keras.Input((8, 8, 3)), layers.Conv2D(4, (3, 3), dilation_rate=(2, 2)), layers.Flatten(),
+         layers.Dense(3, activation="softmax")]
+    )
+    write_json("unsupported_dilation.json", dilated.to_json())
+    print("more_layers:", [w.path for w in model.weights])
 
 
 if __name__ == "__main__":

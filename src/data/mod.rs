@@ -13,6 +13,7 @@
 //!
 //! Everything is held in memory as bytes, channels-last (HWC), labels as bytes.
 
+pub mod augment;
 mod cifar;
 mod download;
 mod error;

@@ -16,9 +16,9 @@ use crate::model::{Sequential, Shape};
 use crate::optimizer::Optimizer;
 
 /// What we can run, for error messages.
-pub const SUPPORTED: &str = "a Sequential model of Conv2D (strides 1, dilation 1, groups 1, \
-    use_bias true), Activation, MaxPooling2D, Dropout (no noise_shape), Flatten and Dense \
-    (use_bias true), with activations relu, softmax or linear, channels_last data, float32, no \
+pub const SUPPORTED: &str = "a Sequential model of Conv2D (dilation 1, groups 1), Activation, \
+    LeakyReLU, MaxPooling2D, Dropout (no noise_shape), Flatten and Dense, with activations linear, relu, \
+    sigmoid, tanh, elu, leaky_relu or softmax, channels_last data, float32, no \
     regularizers or constraints, ending in a softmax; kernels and biases initialised by Keras' \
     glorot, he, lecun, variance-scaling, zeros, ones, constant, random normal, random uniform or \
     truncated normal initializers";

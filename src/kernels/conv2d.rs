@@ -1,11 +1,12 @@
-//! Stride-1 2-D convolution, channels-last, forward and backward: `shaders/conv2d.wgsl`.
+//! Strided 2-D convolution, channels-last, forward and backward: `shaders/conv2d.wgsl`.
 //!
-//! x [n, h, w, cin], w [kh, kw, cin, cout] (Keras' layout), b [cout], y / dy [n, oh, ow, cout].
+//! x [n, h, w, cin], w [kh, kw, cin, cout] (Keras' layout), b [cout] or none (`use_bias=False`),
+//! y / dy [n, oh, ow, cout].
 //! The bias and weight gradients end in `column_sum::column_sum`; see each function for its scratch space.
 
 use crate::gpu::{Conv2dFlavour, Cost, Dispatch, Gpu, Tensor, WORD};
 use crate::kernels::column_sum::{column_sum, column_sum_scratch};
-use crate::shape::Conv2dShape;
+use crate::shape::{Conv2dShape, Padding};
 
 super::shader!("conv2d.wgsl");
 
@@ -25,8 +26,11 @@ pub(super) fn contracts() -> Vec<super::Contract> {
             ow,
             pad_top,
             pad_left,
+            stride_h,
+            stride_w,
             rows_per_chunk,
-            relu
+            relu,
+            bias
         })],
         consts: vec![
             ("MAX_PX", PX as u32),
@@ -117,19 +121,28 @@ struct Params {
     ow: u32,
     pad_top: u32,
     pad_left: u32,
+    stride_h: u32,
+    stride_w: u32,
     rows_per_chunk: u32,
     /// Nonzero: the forward ends in a ReLU; the input gradient is masked by x > 0.
     relu: u32,
+    /// Nonzero: the forward adds the bias.
+    bias: u32,
 }
 
 impl Params {
     fn of(s: &Conv2dShape) -> Params {
         assert!(
-            s.kh >= 1 && s.kw >= 1 && s.cin >= 1 && s.cout >= 1,
-            "conv2d: empty shape {s:?}"
+            s.kh >= 1
+                && s.kw >= 1
+                && s.cin >= 1
+                && s.cout >= 1
+                && s.stride_h >= 1
+                && s.stride_w >= 1,
+            "conv2d: empty shape or zero stride {s:?}"
         );
         assert!(
-            s.out_h() >= 1 && s.out_w() >= 1,
+            s.padding == Padding::Same || (s.kh <= s.h && s.kw <= s.w),
             "conv2d: kernel larger than the input {s:?}"
         );
         Params {
@@ -144,8 +157,11 @@ impl Params {
             ow: s.out_w() as u32,
             pad_top: s.pad_top() as u32,
             pad_left: s.pad_left() as u32,
+            stride_h: s.stride_h as u32,
+            stride_w: s.stride_w as u32,
             rows_per_chunk: 0,
             relu: 0,
+            bias: 0,
         }
     }
 }
@@ -155,14 +171,14 @@ fn macs(s: &Conv2dShape) -> u64 {
     (s.output_len() * s.kh * s.kw * s.cin) as u64
 }
 
-/// y = conv(x, w) + b, bias fused, then max(y, 0) when `relu` (the layer's ReLU, fused: an exact
-/// select, the bits of `relu::relu_forward` after the convolution), with the adapter's tiles
-/// (`Conv2dTiles::of`).
+/// y = conv(x, w) + b, bias fused (none when `b` is `None`: a layer without bias), then max(y, 0)
+/// when `relu` (the layer's ReLU, fused: an exact select, the bits of `activation_forward` with
+/// ReLU after the convolution), with the adapter's tiles (`Conv2dTiles::of`).
 pub fn conv2d_forward(
     gpu: &Gpu,
     x: &Tensor,
     w: &Tensor,
-    b: &Tensor,
+    b: Option<&Tensor>,
     relu: bool,
     y: &Tensor,
     s: Conv2dShape,
@@ -178,7 +194,7 @@ pub fn conv2d_forward_tiled(
     gpu: &Gpu,
     x: &Tensor,
     w: &Tensor,
-    b: &Tensor,
+    b: Option<&Tensor>,
     relu: bool,
     y: &Tensor,
     s: Conv2dShape,
@@ -195,10 +211,12 @@ pub fn conv2d_forward_tiled(
         s.kernel_len(),
         "conv2d_forward: w has the wrong size for {s:?}"
     );
-    assert_eq!(
-        b.len, s.cout,
-        "conv2d_forward: b has the wrong size for {s:?}"
-    );
+    if let Some(b) = b {
+        assert_eq!(
+            b.len, s.cout,
+            "conv2d_forward: b has the wrong size for {s:?}"
+        );
+    }
     assert_eq!(
         y.len,
         s.output_len(),
@@ -207,10 +225,13 @@ pub fn conv2d_forward_tiled(
     let (px, quads) = (tiles.forward_pixels, tiles.forward_quads);
     let invocations =
         s.n * s.out_h() * s.out_w().div_ceil(px as usize) * s.cout.div_ceil(4 * quads as usize);
+    let biased = b.is_some();
     let cost = Cost {
-        flops: 2 * macs(&s) + (1 + relu as u64) * s.output_len() as u64,
-        bytes: (s.input_len() + s.kernel_len() + s.cout + s.output_len()) as u64 * WORD,
+        flops: 2 * macs(&s) + (biased as u64 + relu as u64) * s.output_len() as u64,
+        bytes: (s.input_len() + s.kernel_len() + biased as usize * s.cout + s.output_len()) as u64
+            * WORD,
     };
+    // Without a bias, w is bound in its place (a binding cannot be left empty) and never read.
     gpu.dispatch(
         "conv2d_forward",
         &SHADER,
@@ -218,17 +239,18 @@ pub fn conv2d_forward_tiled(
         &[("WG", WG as f64), ("FPX", px as f64), ("FCQ", quads as f64)],
         &Params {
             relu: relu as u32,
+            bias: biased as u32,
             ..Params::of(&s)
         },
-        &[x, w, b, y],
+        &[x, w, b.unwrap_or(w), y],
         super::grid(gpu, invocations, WG),
         cost,
     )
 }
 
 /// dx = full correlation of dy with the flipped kernel: the gradient of the loss with respect to x,
-/// for any padding. With `relu_mask` (the layer's input x, a ReLU's output), dx is then zeroed where
-/// x <= 0: that ReLU's backward, fused (an exact select, the bits of `relu::relu_backward`). Every
+/// for any padding and strides. With `relu_mask` (the layer's input x, a ReLU's output), dx is then zeroed where
+/// x <= 0: that ReLU's backward, fused (an exact select, the bits of `activation_backward` with ReLU). Every
 /// element of dx is written. One invocation: 8 input pixels of a row x 4 input channels. Cost: 2 FLOPs
 /// per multiply-add (the forward's count); dy, w (and x) read once, dx written once.
 pub fn conv2d_backward_input(
@@ -303,7 +325,7 @@ pub fn conv2d_weight_scratch(s: Conv2dShape) -> usize {
     weight_chunks(&s).1 * s.kernel_len()
 }
 
-/// dw[i, j, ci, co] = sum over (n, oy, ox) of x[n, oy + i - pt, ox + j - pl, ci] * dy[n, oy, ox, co].
+/// dw[i, j, ci, co] = sum over (n, oy, ox) of x[n, oy*sh + i - pt, ox*sw + j - pl, ci] * dy[n, oy, ox, co].
 ///
 /// Two dispatches: partial sums over chunks of at least 128 rows into `scratch`, then `column_sum` of
 /// those partials into `dw`, in one pass (see `weight_chunks`), with the adapter's tiles

@@ -1,8 +1,9 @@
 //! The data set on the GPU, and batches gathered from it: `shaders/gather.wgsl`.
 
 use crate::gpu::{Cost, Dispatch, Gpu, GpuError, Tensor, WORD};
+use crate::kernels::StepState;
 
-super::shader!("gather.wgsl");
+super::shader!("gather.wgsl", includes[super::common::STEP_STATE]);
 
 /// Invocations per workgroup: the shader's `WG` override.
 const WG: u32 = 256;
@@ -10,13 +11,34 @@ const WG: u32 = 256;
 pub(super) fn contracts() -> Vec<super::Contract> {
     vec![super::Contract {
         shader: &SHADER,
-        structs: vec![super::host_struct!(Params {
-            count,
-            image_bytes,
-            first_record,
-            records
-        })],
-        consts: vec![],
+        structs: vec![
+            super::host_struct!(Params {
+                count,
+                image_bytes,
+                first_record,
+                records
+            }),
+            super::host_struct!(AugmentParams {
+                count,
+                image_bytes,
+                first_record,
+                records,
+                height,
+                width,
+                channels,
+                flip,
+                seed_lo,
+                seed_hi,
+                zoom_lo,
+                zoom_span,
+                shift_x,
+                shift_y,
+                unit,
+                salt
+            }),
+            StepState::host_struct(),
+        ],
+        consts: vec![("ANGLES", ANGLES)],
     }]
 }
 
@@ -27,6 +49,80 @@ struct Params {
     image_bytes: u32,
     first_record: u32,
     records: u32,
+}
+
+/// Angles in the rotation table the augmented gather draws from (the shader's `ANGLES`).
+pub const ANGLES: u32 = 4096;
+/// The longest image side the augmented gather's fixed-point arithmetic holds without overflow.
+pub const MAX_AUGMENT_SIDE: usize = 2048;
+/// Salt of the augmentation's draws, far from the layer indices dropout uses as salts.
+pub const AUGMENT_SALT: u32 = 0xa06_0000;
+
+/// The augmentation settings as the kernel takes them (`data::augment::Augment::consts`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AugmentConsts {
+    /// Zoom factors, Q15: zoom_lo + floor(zoom_span * u / 2^16) for 16 random bits u.
+    pub zoom_lo: u32,
+    pub zoom_span: u32,
+    /// Largest shift in pixels, Q16: along columns (Keras' tx, from the height) and rows.
+    pub shift_x: u32,
+    pub shift_y: u32,
+    /// 1 when half of the images are flipped left to right.
+    pub flip: u32,
+}
+
+/// 1 / (255 * 2^16): the augmented gather's weighted byte sums (24 bits) times this are pixels.
+pub const AUGMENT_UNIT: f32 = 1.0 / 16_711_680.0;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct AugmentParams {
+    count: u32,
+    image_bytes: u32,
+    first_record: u32,
+    records: u32,
+    height: u32,
+    width: u32,
+    channels: u32,
+    flip: u32,
+    seed_lo: u32,
+    seed_hi: u32,
+    zoom_lo: u32,
+    zoom_span: u32,
+    shift_x: u32,
+    shift_y: u32,
+    unit: f32,
+    salt: u32,
+}
+
+/// What the augmented gather binds besides the batch: the settings, the run's seed and the
+/// rotation table (`data::augment::Augment::rotation_table`), uploaded once.
+pub struct Augmentation {
+    pub consts: AugmentConsts,
+    pub seed: u64,
+    /// `ANGLES` (cos, sin) pairs in Q15.
+    pub rotations: Tensor,
+}
+
+impl Augmentation {
+    pub fn new(
+        gpu: &Gpu,
+        consts: AugmentConsts,
+        rotation_table: &[i32],
+        seed: u64,
+    ) -> Augmentation {
+        assert_eq!(
+            rotation_table.len(),
+            2 * ANGLES as usize,
+            "rotation table size"
+        );
+        let words: Vec<u32> = rotation_table.iter().map(|&v| v as u32).collect();
+        Augmentation {
+            consts,
+            seed,
+            rotations: gpu.upload("rotations", &words),
+        }
+    }
 }
 
 static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -168,6 +264,90 @@ pub fn gather_batch(
                     images,
                     batch_labels,
                     &data.byte_to_unit,
+                ],
+                super::grid(gpu, elems, WG),
+                cost,
+            )
+        })
+        .collect()
+}
+
+/// `gather_batch` with each image through its random affine for the step in `step_state`: images
+/// of `shape` ([height, width, channels]). One dispatch per chunk; see the shader for the geometry.
+#[allow(clippy::too_many_arguments)]
+pub fn gather_batch_augmented(
+    gpu: &Gpu,
+    data: &DeviceImages,
+    shape: [usize; 3],
+    aug: &Augmentation,
+    indices: &Tensor,
+    images: &Tensor,
+    batch_labels: &Tensor,
+    step_state: &Tensor,
+) -> Vec<Dispatch> {
+    let count = indices.len;
+    let [height, width, channels] = shape;
+    assert_eq!(
+        height * width * channels,
+        data.image_bytes,
+        "gather_batch_augmented: image shape"
+    );
+    assert!(
+        height <= MAX_AUGMENT_SIDE && width <= MAX_AUGMENT_SIDE,
+        "gather_batch_augmented: {height}x{width} images (Augment::consts refuses them)"
+    );
+    assert_eq!(
+        images.len,
+        count * data.image_bytes,
+        "gather_batch_augmented: image tensor size"
+    );
+    assert_eq!(
+        batch_labels.len, count,
+        "gather_batch_augmented: label tensor size"
+    );
+    let c = aug.consts;
+    data.chunks
+        .iter()
+        .map(|chunk| {
+            let params = AugmentParams {
+                count: count as u32,
+                image_bytes: data.image_bytes as u32,
+                first_record: chunk.first_record as u32,
+                records: chunk.records as u32,
+                height: height as u32,
+                width: width as u32,
+                channels: channels as u32,
+                flip: c.flip,
+                seed_lo: aug.seed as u32,
+                seed_hi: (aug.seed >> 32) as u32,
+                zoom_lo: c.zoom_lo,
+                zoom_span: c.zoom_span,
+                shift_x: c.shift_x,
+                shift_y: c.shift_y,
+                unit: AUGMENT_UNIT,
+                salt: AUGMENT_SALT,
+            };
+            let elems = count * data.image_bytes;
+            let cost = Cost {
+                // Per output value: the source point (8 fixed-point products) and the bilinear sum.
+                flops: elems as u64 * 16 / data.chunks.len() as u64,
+                // Four source bytes read per output value (mostly cached), one f32 written.
+                bytes: (elems as u64 * (4 + WORD)) / data.chunks.len() as u64,
+            };
+            gpu.dispatch(
+                "gather_augmented",
+                &SHADER,
+                "gather_augmented",
+                &[("WG", WG as f64)],
+                &params,
+                &[
+                    &chunk.data,
+                    &data.labels,
+                    indices,
+                    images,
+                    batch_labels,
+                    &aug.rotations,
+                    step_state,
                 ],
                 super::grid(gpu, elems, WG),
                 cost,

@@ -4,6 +4,8 @@
 //! shader's `Contract` with the host (the structs and constants both sides declare), which
 //! tests/shaders.rs checks against the shader with naga.
 
+pub mod activation;
+pub mod avgpool2d;
 pub mod column_sum;
 pub mod conv2d;
 pub mod dropout;
@@ -11,7 +13,6 @@ pub mod gather;
 pub mod matmul;
 pub mod maxpool2d;
 pub mod optimizer;
-pub mod relu;
 pub mod softmax_cross_entropy;
 
 use crate::gpu::Shader;
@@ -126,6 +127,7 @@ pub(crate) use host_struct;
 /// The contract of every shader the crate compiles, one or more per kernel module.
 pub fn contracts() -> Vec<Contract> {
     [
+        avgpool2d::contracts(),
         column_sum::contracts(),
         conv2d::contracts(),
         dropout::contracts(),
@@ -133,7 +135,7 @@ pub fn contracts() -> Vec<Contract> {
         matmul::contracts(),
         maxpool2d::contracts(),
         optimizer::contracts(),
-        relu::contracts(),
+        activation::contracts(),
         softmax_cross_entropy::contracts(),
     ]
     .into_iter()

@@ -1,6 +1,7 @@
-//! Conv2D: a stride-1 2-D convolution with bias, channels-last, then its activation.
-//! Kernel [kh, kw, in, out] (Keras' layout), bias [out], each with its Keras initialiser (by
-//! default glorot_uniform and zeros).
+//! Conv2D: a strided 2-D convolution with or without bias, channels-last, then its activation.
+//! Kernel [kh, kw, in, out] (Keras' layout), bias [out] unless `use_bias` is false, when the kernel
+//! is the layer's only tensor; each drawn by its Keras initialiser (by default glorot_uniform and
+//! zeros).
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -22,6 +23,12 @@ pub struct Conv2D {
     pub kernel_size: [usize; 2],
     pub padding: Padding,
     pub activation: Activation,
+    /// (rows, columns); `model.json` files from before strides hold none: 1.
+    #[serde(default = "unit_strides")]
+    pub strides: [usize; 2],
+    /// `model.json` files from before `use_bias` hold none: true.
+    #[serde(default = "super::keras::yes")]
+    pub use_bias: bool,
     /// Keras' initialisers. `model.json` stores them only when they are not Keras' defaults, so
     /// files from before them read (and save again) unchanged.
     #[serde(
@@ -36,6 +43,10 @@ pub struct Conv2D {
     pub bias_initializer: Init,
 }
 
+fn unit_strides() -> [usize; 2] {
+    [1, 1]
+}
+
 impl Conv2D {
     /// The kernels' shape on a valid image `input` for a batch of `n`.
     fn shape(&self, input: &Shape, n: usize) -> Conv2dShape {
@@ -43,6 +54,7 @@ impl Conv2D {
             unreachable!("Conv2D on a flat input passed output_shape");
         };
         let [kh, kw] = self.kernel_size;
+        let [stride_h, stride_w] = self.strides;
         Conv2dShape {
             n,
             h,
@@ -51,6 +63,8 @@ impl Conv2D {
             cout: self.filters,
             kh,
             kw,
+            stride_h,
+            stride_w,
             padding: self.padding,
         }
     }
@@ -59,19 +73,23 @@ impl Conv2D {
         e.float32()?;
         e.channels_last()?;
         e.no_regularizers()?;
-        e.only("strides", &[json!([1, 1]), json!(1)])?;
         e.only("dilation_rate", &[json!([1, 1]), json!(1)])?;
         e.only("groups", &[json!(1)])?;
-        e.only("use_bias", &[json!(true)])?;
         let filters = e.usize("filters")?;
         let kernel_size = e
             .pair("kernel_size")?
             .ok_or_else(|| malformed(format!("{}: no 'kernel_size'", e.what())))?;
+        let strides = e.pair("strides")?.unwrap_or([1, 1]);
+        if strides.contains(&0) {
+            return Err(malformed(format!("{}: strides must be positive", e.what())));
+        }
         Ok(Layer::Conv2D(Conv2D {
             filters,
             kernel_size,
             padding: e.padding()?,
             activation: e.activation()?,
+            strides,
+            use_bias: e.use_bias()?,
             kernel_initializer: e.initializer("kernel_initializer", Init::kernel_default())?,
             bias_initializer: e.initializer("bias_initializer", Init::bias_default())?,
         }))
@@ -90,33 +108,33 @@ impl LayerKind for Conv2D {
     fn output_shape(&self, input: &Shape) -> Result<Shape, String> {
         let (h, w, _) = image_input(self.class_name(), input)?;
         let [kh, kw] = self.kernel_size;
-        if self.filters == 0 || kh == 0 || kw == 0 {
-            return Err("filters and kernel_size must be positive".into());
+        if self.filters == 0 || kh == 0 || kw == 0 || self.strides.contains(&0) {
+            return Err("filters, kernel_size and strides must be positive".into());
         }
         self.kernel_initializer.check()?;
         self.bias_initializer.check()?;
-        let c = self.filters;
-        match self.padding {
-            Padding::Same => Ok(Shape::Image { h, w, c }),
-            Padding::Valid if h >= kh && w >= kw => Ok(Shape::Image {
-                h: h - kh + 1,
-                w: w - kw + 1,
-                c,
-            }),
-            Padding::Valid => Err(format!("kernel {kh}x{kw} is larger than the input {h}x{w}")),
+        if self.padding == Padding::Valid && (h < kh || w < kw) {
+            return Err(format!("kernel {kh}x{kw} is larger than the input {h}x{w}"));
         }
+        let s = self.shape(input, 1);
+        Ok(Shape::Image {
+            h: s.out_h(),
+            w: s.out_w(),
+            c: self.filters,
+        })
     }
 
     fn params(&self, input: &Shape) -> Vec<ParamSpec> {
         let s = self.shape(input, 0);
-        vec![
-            ParamSpec::new(
-                "kernel",
-                vec![s.kh, s.kw, s.cin, s.cout],
-                self.kernel_initializer,
-            ),
-            ParamSpec::new("bias", vec![s.cout], self.bias_initializer),
-        ]
+        let mut params = vec![ParamSpec::new(
+            "kernel",
+            vec![s.kh, s.kw, s.cin, s.cout],
+            self.kernel_initializer,
+        )];
+        if self.use_bias {
+            params.push(ParamSpec::new("bias", vec![s.cout], self.bias_initializer));
+        }
+        params
     }
 
     fn activation(&self) -> Activation {
@@ -124,11 +142,11 @@ impl LayerKind for Conv2D {
     }
 
     fn keras_config(&self) -> Value {
-        with_kernel_and_bias(
+        let mut config = with_kernel_and_bias(
             json!({
             "filters": self.filters,
             "kernel_size": self.kernel_size,
-            "strides": [1, 1],
+            "strides": self.strides,
             "padding": padding_name(self.padding),
             "data_format": "channels_last",
             "dilation_rate": [1, 1],
@@ -138,7 +156,10 @@ impl LayerKind for Conv2D {
             }),
             self.kernel_initializer,
             self.bias_initializer,
-        )
+        );
+        // Keras writes the bias initializer and friends whether or not there is a bias.
+        config["use_bias"] = json!(self.use_bias);
+        config
     }
 
     fn keras_builds(&self) -> bool {
@@ -154,16 +175,19 @@ impl LayerKind for Conv2D {
         let conv = Conv {
             s,
             w: l.params[0].clone(),
-            b: l.params[1].clone(),
+            b: l.params.get(1).cloned(),
             dw: l.grads[0].clone(),
-            db: l.grads[1].clone(),
+            db: l.grads.get(1).cloned(),
             weight_scratch: l.gpu.zeros(
                 "conv weight scratch",
                 kernels::conv2d::conv2d_weight_scratch(full).max(1),
             ),
             bias_scratch: l.gpu.zeros(
                 "bias scratch",
-                kernels::conv2d::conv2d_bias_scratch(full).max(1),
+                match self.use_bias {
+                    true => kernels::conv2d::conv2d_bias_scratch(full).max(1),
+                    false => 1,
+                },
             ),
             relu_after: false,
             relu_before: false,
@@ -174,7 +198,12 @@ impl LayerKind for Conv2D {
     }
 
     fn cpu_forward(&self, s: &CpuStep, input: &Shape, x: &[f64], p: &[&[f64]]) -> Vec<f64> {
-        let z = reference::conv2d::conv2d_forward(x, p[0], p[1], self.shape(input, s.batch));
+        let z = reference::conv2d::conv2d_forward(
+            x,
+            p[0],
+            p.get(1).copied(),
+            self.shape(input, s.batch),
+        );
         self.activation.cpu_forward(z)
     }
 
@@ -187,23 +216,25 @@ impl LayerKind for Conv2D {
         p: &[&[f64]],
     ) -> (Vec<f64>, Vec<Vec<f64>>) {
         let shape = self.shape(input, s.batch);
-        let z = reference::conv2d::conv2d_forward(x, p[0], p[1], shape);
+        let z = reference::conv2d::conv2d_forward(x, p[0], p.get(1).copied(), shape);
         let dz = self.activation.cpu_backward(&z, dy.to_vec());
         let dx = reference::conv2d::conv2d_backward_input(&dz, p[0], shape);
-        let dw = reference::conv2d::conv2d_backward_weight(x, &dz, shape);
-        let db = reference::conv2d::conv2d_backward_bias(&dz, shape);
-        (dx, vec![dw, db])
+        let mut grads = vec![reference::conv2d::conv2d_backward_weight(x, &dz, shape)];
+        if self.use_bias {
+            grads.push(reference::conv2d::conv2d_backward_bias(&dz, shape));
+        }
+        (dx, grads)
     }
 }
 
-/// The convolution itself, bias fused, and the ReLUs around it when the network fuses them;
-/// `s.n` is set per step.
+/// The convolution itself, bias fused (when it has one), and the ReLUs around it when the network
+/// fuses them; `s.n` is set per step.
 struct Conv {
     s: Conv2dShape,
     w: Tensor,
-    b: Tensor,
+    b: Option<Tensor>,
     dw: Tensor,
-    db: Tensor,
+    db: Option<Tensor>,
     /// Partial sums of the weight and bias gradients over chunks of rows, before their last pass.
     weight_scratch: Tensor,
     bias_scratch: Tensor,
@@ -234,7 +265,7 @@ impl GpuOp for Conv {
             s.gpu,
             x,
             &self.w,
-            &self.b,
+            self.b.as_ref(),
             self.relu_after,
             y,
             shape,
@@ -254,13 +285,15 @@ impl GpuOp for Conv {
             &self.dw,
             shape,
         );
-        out.extend(kernels::conv2d::conv2d_backward_bias(
-            s.gpu,
-            dy,
-            &self.bias_scratch,
-            &self.db,
-            shape,
-        ));
+        if let Some(db) = &self.db {
+            out.extend(kernels::conv2d::conv2d_backward_bias(
+                s.gpu,
+                dy,
+                &self.bias_scratch,
+                db,
+                shape,
+            ));
+        }
         if let Some(dx) = dx {
             out.push(kernels::conv2d::conv2d_backward_input(
                 s.gpu,
@@ -272,5 +305,89 @@ impl GpuOp for Conv {
             ));
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_json_from_before_strides_has_unit_strides_and_a_bias() {
+        let old = json!({
+            "class_name": "Conv2D",
+            "filters": 2,
+            "kernel_size": [3, 3],
+            "padding": "same",
+            "activation": "relu"
+        });
+        let Layer::Conv2D(conv) = serde_json::from_value(old).unwrap() else {
+            panic!("not a Conv2D");
+        };
+        assert_eq!((conv.strides, conv.use_bias), ([1, 1], true));
+    }
+
+    #[test]
+    fn strides_and_bias_are_read_and_dilation_refused_by_name() {
+        let read = |config: Value| {
+            Conv2D::from_keras(&KerasEntry {
+                class: "Conv2D",
+                name: "conv2d".into(),
+                config: config.as_object().unwrap(),
+            })
+        };
+        let base = json!({"filters": 2, "kernel_size": 3});
+        let with = |key: &str, v: Value| {
+            let mut c = base.clone();
+            c[key] = v;
+            c
+        };
+        let Ok(Layer::Conv2D(conv)) = read(with("strides", json!(3))) else {
+            panic!("strides 3 refused");
+        };
+        assert_eq!((conv.strides, conv.use_bias), ([3, 3], true));
+        let Ok(Layer::Conv2D(conv)) = read(with("use_bias", json!(false))) else {
+            panic!("use_bias false refused");
+        };
+        assert!(!conv.use_bias);
+        for (key, v, words) in [
+            ("dilation_rate", json!([2, 2]), "dilation_rate"),
+            ("groups", json!(2), "groups"),
+            ("strides", json!([0, 1]), "strides must be positive"),
+            ("use_bias", json!("no"), "use_bias"),
+        ] {
+            let e = read(with(key, v)).unwrap_err();
+            assert!(e.message.contains(words), "{key}: {}", e.message);
+        }
+    }
+
+    #[test]
+    fn strided_output_shapes_are_tensorflows() {
+        let conv = |kernel_size, strides, padding| Conv2D {
+            filters: 4,
+            kernel_size,
+            padding,
+            activation: Activation::Linear,
+            strides,
+            use_bias: false,
+            kernel_initializer: Init::GlorotUniform,
+            bias_initializer: Init::Zeros,
+        };
+        let input = Shape::Image { h: 9, w: 8, c: 3 };
+        let out = |c: Conv2D| c.output_shape(&input).unwrap();
+        assert_eq!(
+            out(conv([3, 3], [2, 2], Padding::Same)),
+            Shape::Image { h: 5, w: 4, c: 4 }
+        );
+        assert_eq!(
+            out(conv([4, 3], [2, 3], Padding::Valid)),
+            Shape::Image { h: 3, w: 2, c: 4 }
+        );
+        assert!(
+            conv([10, 3], [2, 2], Padding::Valid)
+                .output_shape(&input)
+                .is_err()
+        );
+        assert_eq!(conv([3, 3], [1, 1], Padding::Same).params(&input).len(), 1);
     }
 }

@@ -1,6 +1,6 @@
 //! Dense: y[batch, out] = x[batch, in] * kernel[in, out] + bias[out], then its activation.
-//! Kernel in Keras' [in, out] order, bias [out], each with its Keras initialiser (by default
-//! glorot_uniform and zeros); the input must be flat.
+//! Kernel in Keras' [in, out] order, bias [out] (none when `use_bias` is false), each drawn by its
+//! Keras initialiser (by default glorot_uniform and zeros); the input must be flat.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -19,6 +19,9 @@ use crate::{kernels, reference};
 pub struct Dense {
     pub units: usize,
     pub activation: Activation,
+    /// `model.json` files from before `use_bias` hold none: true.
+    #[serde(default = "super::keras::yes")]
+    pub use_bias: bool,
     /// Keras' initialisers. `model.json` stores them only when they are not Keras' defaults, so
     /// files from before them read (and save again) unchanged.
     #[serde(
@@ -37,10 +40,10 @@ impl Dense {
     pub(super) fn from_keras(e: &KerasEntry) -> Result<Layer, ConfigError> {
         e.float32()?;
         e.no_regularizers()?;
-        e.only("use_bias", &[json!(true)])?;
         Ok(Layer::Dense(Dense {
             units: e.usize("units")?,
             activation: e.activation()?,
+            use_bias: e.use_bias()?,
             kernel_initializer: e.initializer("kernel_initializer", Init::kernel_default())?,
             bias_initializer: e.initializer("bias_initializer", Init::bias_default())?,
         }))
@@ -70,14 +73,19 @@ impl LayerKind for Dense {
     }
 
     fn params(&self, input: &Shape) -> Vec<ParamSpec> {
-        vec![
-            ParamSpec::new(
-                "kernel",
-                vec![input.len(), self.units],
-                self.kernel_initializer,
-            ),
-            ParamSpec::new("bias", vec![self.units], self.bias_initializer),
-        ]
+        let mut params = vec![ParamSpec::new(
+            "kernel",
+            vec![input.len(), self.units],
+            self.kernel_initializer,
+        )];
+        if self.use_bias {
+            params.push(ParamSpec::new(
+                "bias",
+                vec![self.units],
+                self.bias_initializer,
+            ));
+        }
+        params
     }
 
     fn activation(&self) -> Activation {
@@ -85,7 +93,7 @@ impl LayerKind for Dense {
     }
 
     fn keras_config(&self) -> Value {
-        with_kernel_and_bias(
+        let mut config = with_kernel_and_bias(
             json!({
                 "units": self.units,
                 "activation": self.activation.keras_name(),
@@ -93,7 +101,10 @@ impl LayerKind for Dense {
             }),
             self.kernel_initializer,
             self.bias_initializer,
-        )
+        );
+        // Keras writes the bias initializer and friends whether or not there is a bias.
+        config["use_bias"] = json!(self.use_bias);
+        config
     }
 
     fn keras_builds(&self) -> bool {
@@ -105,12 +116,15 @@ impl LayerKind for Dense {
             inp: l.input.len(),
             units: self.units,
             w: l.params[0].clone(),
-            b: l.params[1].clone(),
+            b: l.params.get(1).cloned(),
             dw: l.grads[0].clone(),
-            db: l.grads[1].clone(),
+            db: l.grads.get(1).cloned(),
             bias_scratch: l.gpu.zeros(
                 "bias scratch",
-                kernels::column_sum::column_sum_scratch(l.max_batch, self.units).max(1),
+                match self.use_bias {
+                    true => kernels::column_sum::column_sum_scratch(l.max_batch, self.units).max(1),
+                    false => 1,
+                },
             ),
         };
         let mut ops: Vec<Box<dyn GpuOp>> = vec![Box::new(dense)];
@@ -119,7 +133,12 @@ impl LayerKind for Dense {
     }
 
     fn cpu_forward(&self, s: &CpuStep, input: &Shape, x: &[f64], p: &[&[f64]]) -> Vec<f64> {
-        let z = reference::matmul::dense_forward(x, p[0], p[1], s.batch, input.len(), self.units);
+        let z = reference::matmul::matmul(
+            x,
+            p[0],
+            p.get(1).copied(),
+            MatmulShape::new(s.batch, self.units, input.len()),
+        );
         self.activation.cpu_forward(z)
     }
 
@@ -132,22 +151,31 @@ impl LayerKind for Dense {
         p: &[&[f64]],
     ) -> (Vec<f64>, Vec<Vec<f64>>) {
         let (inp, units) = (input.len(), self.units);
-        let z = reference::matmul::dense_forward(x, p[0], p[1], s.batch, inp, units);
+        let z = reference::matmul::matmul(
+            x,
+            p[0],
+            p.get(1).copied(),
+            MatmulShape::new(s.batch, units, inp),
+        );
         let dz = self.activation.cpu_backward(&z, dy.to_vec());
         let (dx, dw, db) = reference::matmul::dense_backward(x, p[0], &dz, s.batch, inp, units);
-        (dx, vec![dw, db])
+        let mut grads = vec![dw];
+        if self.use_bias {
+            grads.push(db);
+        }
+        (dx, grads)
     }
 }
 
-/// The matrix product with its bias, before the activation. It takes no ReLU into its epilogue: on
+/// The matrix product with its bias (when it has one), before the activation. It takes no ReLU into its epilogue: on
 /// llvmpipe that made the register-tiled forward 2.5x slower (docs/PERFORMANCE.md, 2026-12-02).
 struct DenseOp {
     inp: usize,
     units: usize,
     w: Tensor,
-    b: Tensor,
+    b: Option<Tensor>,
     dw: Tensor,
-    db: Tensor,
+    db: Option<Tensor>,
     /// The bias gradient's first pass over tall batches (`column_sum`).
     bias_scratch: Tensor,
 }
@@ -158,7 +186,7 @@ impl GpuOp for DenseOp {
             s.gpu,
             x,
             &self.w,
-            Some(&self.b),
+            self.b.as_ref(),
             y,
             MatmulShape::new(s.batch, self.units, self.inp),
         )
@@ -178,14 +206,16 @@ impl GpuOp for DenseOp {
                 ..MatmulShape::new(inp, units, batch)
             },
         );
-        out.extend(kernels::column_sum::column_sum(
-            s.gpu,
-            dy,
-            &self.bias_scratch,
-            &self.db,
-            batch,
-            units,
-        ));
+        if let Some(db) = &self.db {
+            out.extend(kernels::column_sum::column_sum(
+                s.gpu,
+                dy,
+                &self.bias_scratch,
+                db,
+                batch,
+                units,
+            ));
+        }
         if let Some(dx) = dx {
             out.extend(kernels::matmul::matmul(
                 s.gpu,

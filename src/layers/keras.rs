@@ -113,13 +113,15 @@ impl KerasEntry<'_> {
                 .or_else(|| o.get("class_name").and_then(Value::as_str)),
             _ => None,
         };
-        match name.map(str::to_ascii_lowercase).as_deref() {
-            Some("linear") => Ok(Activation::Linear),
-            Some("relu") => Ok(Activation::Relu),
-            Some("softmax") => Ok(Activation::Softmax),
-            _ => Err(unsupported(format!(
-                "{}: activation {v} is not supported (relu, softmax and linear are)",
-                self.what()
+        match name
+            .map(str::to_ascii_lowercase)
+            .and_then(|n| Activation::from_keras_name(&n))
+        {
+            Some(a) => Ok(a),
+            None => Err(unsupported(format!(
+                "{}: activation {v} is not supported ({} are)",
+                self.what(),
+                Activation::keras_names()
             ))),
         }
     }
@@ -131,6 +133,16 @@ impl KerasEntry<'_> {
             Some(v) => {
                 Init::from_keras(v).map_err(|e| unsupported(format!("{}: {key}: {e}", self.what())))
             }
+        }
+    }
+
+    /// `use_bias`: true when absent, as Keras' default.
+    pub fn use_bias(&self) -> Result<bool, ConfigError> {
+        match self.get("use_bias") {
+            None => Ok(true),
+            Some(v) => v.as_bool().ok_or_else(|| {
+                malformed(format!("{}: 'use_bias' must be true or false", self.what()))
+            }),
         }
     }
 
@@ -184,6 +196,11 @@ pub fn with_kernel_and_bias(mut settings: Value, kernel: Init, bias: Init) -> Va
         map.insert(key.into(), Value::Null);
     }
     settings
+}
+
+/// serde's default for a `use_bias` that files from before it lack.
+pub fn yes() -> bool {
+    true
 }
 
 pub fn padding_name(p: Padding) -> &'static str {

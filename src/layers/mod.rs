@@ -7,10 +7,13 @@
 //! `model.json` stores), [`Layer::kind`] and the Keras readers are the only places that list the kinds.
 
 mod activation;
+mod average_pooling2d;
 mod conv2d;
 mod dense;
 mod dropout;
 mod flatten;
+mod global_average_pooling2d;
+mod global_max_pooling2d;
 mod init;
 pub(crate) mod keras;
 mod max_pooling2d;
@@ -18,11 +21,14 @@ mod max_pooling2d;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-pub use activation::{Activation, ActivationLayer};
+pub use activation::{Activation, ActivationLayer, LeakyReLU};
+pub use average_pooling2d::AveragePooling2D;
 pub use conv2d::Conv2D;
 pub use dense::Dense;
 pub use dropout::Dropout;
 pub use flatten::Flatten;
+pub use global_average_pooling2d::GlobalAveragePooling2D;
+pub use global_max_pooling2d::GlobalMaxPooling2D;
 pub use init::{Distribution, FanMode, Init, compute_fans};
 pub(crate) use keras::KerasEntry;
 pub use max_pooling2d::MaxPooling2D;
@@ -37,10 +43,14 @@ use crate::model::Shape;
 pub enum Layer {
     Conv2D(Conv2D),
     Activation(ActivationLayer),
+    LeakyReLU(LeakyReLU),
     MaxPooling2D(MaxPooling2D),
     Dropout(Dropout),
     Flatten(Flatten),
     Dense(Dense),
+    AveragePooling2D(AveragePooling2D),
+    GlobalAveragePooling2D(GlobalAveragePooling2D),
+    GlobalMaxPooling2D(GlobalMaxPooling2D),
 }
 
 impl Layer {
@@ -49,10 +59,14 @@ impl Layer {
         match self {
             Layer::Conv2D(l) => l,
             Layer::Activation(l) => l,
+            Layer::LeakyReLU(l) => l,
             Layer::MaxPooling2D(l) => l,
             Layer::Dropout(l) => l,
             Layer::Flatten(l) => l,
             Layer::Dense(l) => l,
+            Layer::AveragePooling2D(l) => l,
+            Layer::GlobalAveragePooling2D(l) => l,
+            Layer::GlobalMaxPooling2D(l) => l,
         }
     }
 
@@ -65,13 +79,26 @@ impl Layer {
 type KerasReader = fn(&KerasEntry) -> Result<Layer, ConfigError>;
 
 /// The Keras class names each kind is read from (Keras 2's aliases too), with its reader.
-const KERAS_READERS: [(&[&str], KerasReader); 6] = [
+const KERAS_READERS: [(&[&str], KerasReader); 10] = [
     (&["Conv2D", "Convolution2D"], Conv2D::from_keras),
     (&["Activation"], ActivationLayer::from_keras),
+    (&["LeakyReLU"], LeakyReLU::from_keras),
     (&["MaxPooling2D", "MaxPool2D"], MaxPooling2D::from_keras),
     (&["Dropout"], Dropout::from_keras),
     (&["Flatten"], Flatten::from_keras),
     (&["Dense"], Dense::from_keras),
+    (
+        &["AveragePooling2D", "AvgPool2D"],
+        AveragePooling2D::from_keras,
+    ),
+    (
+        &["GlobalAveragePooling2D", "GlobalAvgPool2D"],
+        GlobalAveragePooling2D::from_keras,
+    ),
+    (
+        &["GlobalMaxPooling2D", "GlobalMaxPool2D"],
+        GlobalMaxPooling2D::from_keras,
+    ),
 ];
 
 /// Reads a layer of Keras class `entry.class`; `None` for a class we do not know.
@@ -259,11 +286,16 @@ mod tests {
                 kernel_size: [3, 2],
                 padding: Padding::Valid,
                 activation: Activation::Relu,
+                strides: [2, 1],
+                use_bias: false,
                 kernel_initializer: Init::HeNormal,
                 bias_initializer: Init::Constant(0.1),
             }),
             Layer::Activation(ActivationLayer {
                 activation: Activation::Softmax,
+            }),
+            Layer::LeakyReLU(LeakyReLU {
+                negative_slope: 0.1,
             }),
             Layer::MaxPooling2D(MaxPooling2D {
                 pool_size: [3, 3],
@@ -274,22 +306,34 @@ mod tests {
             Layer::Flatten(Flatten),
             Layer::Dense(Dense {
                 units: 7,
-                activation: Activation::Linear,
+                activation: Activation::Tanh,
+                use_bias: false,
                 kernel_initializer: Init::RandomNormal {
                     mean: 0.0,
                     stddev: 0.02,
                 },
                 bias_initializer: Init::Ones,
             }),
+            Layer::AveragePooling2D(AveragePooling2D {
+                pool_size: [3, 2],
+                strides: [1, 2],
+                padding: Padding::Same,
+            }),
+            Layer::GlobalAveragePooling2D(GlobalAveragePooling2D { keepdims: false }),
+            Layer::GlobalMaxPooling2D(GlobalMaxPooling2D { keepdims: true }),
         ];
         for l in &all {
             match l {
                 Layer::Conv2D(_)
                 | Layer::Activation(_)
+                | Layer::LeakyReLU(_)
                 | Layer::MaxPooling2D(_)
                 | Layer::Dropout(_)
                 | Layer::Flatten(_)
-                | Layer::Dense(_) => {}
+                | Layer::Dense(_)
+                | Layer::AveragePooling2D(_)
+                | Layer::GlobalAveragePooling2D(_)
+                | Layer::GlobalMaxPooling2D(_) => {}
             }
         }
         all

@@ -372,6 +372,8 @@ mod recipe {
             kernel_size: [3, 3],
             padding,
             activation: Activation::Linear,
+            strides: [1, 1],
+            use_bias: true,
             kernel_initializer: Init::GlorotUniform,
             bias_initializer: Init::Zeros,
         })
@@ -411,6 +413,7 @@ mod recipe {
         Layer::Dense(Dense {
             units,
             activation: Activation::Linear,
+            use_bias: true,
             kernel_initializer: Init::GlorotUniform,
             bias_initializer: Init::Zeros,
         })

@@ -21,6 +21,28 @@ fn row(sep: char, cells: [&str; 3]) -> String {
     )
 }
 
+/// A cell's text in lines of at most `width` characters, as Keras' table (rich) wraps a long layer
+/// name: at spaces, cutting only a word longer than a line.
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = vec![String::new()];
+    for word in text.split(' ') {
+        let chars: Vec<char> = word.chars().collect();
+        for piece in chars.chunks(width) {
+            let line = lines.last_mut().expect("never empty");
+            let used = line.chars().count();
+            if used == 0 {
+                line.extend(piece);
+            } else if used + 1 + piece.len() <= width {
+                line.push(' ');
+                line.extend(piece);
+            } else {
+                lines.push(piece.iter().collect());
+            }
+        }
+    }
+    lines
+}
+
 /// 4200842 -> "4,200,842".
 pub fn thousands(n: usize) -> String {
     let s = n.to_string();
@@ -58,7 +80,11 @@ pub fn render(model: &Sequential) -> Result<String, ModelError> {
     for (i, (l, shape)) in model.layers.iter().zip(&shapes).enumerate() {
         let params: usize = tensors.iter().filter(|t| t.layer == i).map(|t| t.len).sum();
         let name = format!("{} ({})", l.name, l.layer.kind().class_name());
-        lines.push(row('│', [&name, &shape.to_string(), &thousands(params)]));
+        let name = wrap(&name, WIDTHS[0] - 2);
+        lines.push(row('│', [&name[0], &shape.to_string(), &thousands(params)]));
+        for more in &name[1..] {
+            lines.push(row('│', [more, "", ""]));
+        }
         if i + 1 < shapes.len() {
             lines.push(rule('├', '─', '┼', '┤'));
         }
@@ -147,6 +173,16 @@ mod tests {
             ],
         );
         assert!(s.contains(" Total params: 1,676,842"), "{s}");
+    }
+
+    #[test]
+    fn long_layer_names_wrap_as_keras_wraps_them() {
+        assert_eq!(
+            wrap("global_average_pooling2d (GlobalAveragePooling2D)", 31),
+            ["global_average_pooling2d", "(GlobalAveragePooling2D)"]
+        );
+        assert_eq!(wrap("conv2d (Conv2D)", 31), ["conv2d (Conv2D)"]);
+        assert_eq!(wrap("abcdefgh (X)", 4), ["abcd", "efgh", "(X)"]);
     }
 
     #[test]

@@ -50,7 +50,7 @@ pub fn dropout_backward_masked(
     salt: u32,
     rate: f32,
 ) -> Vec<f64> {
-    crate::reference::relu::relu_backward(x, &dropout_forward(dy, seed, step, salt, rate))
+    crate::reference::activation::relu_backward(x, &dropout_forward(dy, seed, step, salt, rate))
 }
 
 #[cfg(test)]

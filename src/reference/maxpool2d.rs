@@ -78,7 +78,7 @@ pub fn maxpool2d_backward_masked(
     x: &[f64],
     s: Pool2dShape,
 ) -> Vec<f64> {
-    crate::reference::relu::relu_backward(x, &maxpool2d_backward(dy, argmax, s))
+    crate::reference::activation::relu_backward(x, &maxpool2d_backward(dy, argmax, s))
 }
 
 #[cfg(test)]

@@ -2,6 +2,8 @@
 //! check each backward twin against finite differences of its forward twin; they are also the
 //! readable definition of what each kernel computes. One module per shader, with the same names.
 
+pub mod activation;
+pub mod avgpool2d;
 pub mod column_sum;
 pub mod conv2d;
 pub mod dropout;
@@ -9,7 +11,6 @@ pub mod gather;
 pub mod matmul;
 pub mod maxpool2d;
 pub mod optimizer;
-pub mod relu;
 pub mod softmax_cross_entropy;
 
 #[cfg(test)]

@@ -22,7 +22,10 @@ use crate::train::fit::EpochLog;
 
 pub use charts::{CURVES_SIZE, ConfusionLayout, confusion_layout};
 pub use metrics::{ClassStats, Confusion, Prediction};
-pub use samples::{COLUMNS, PER_SECTION, SamplesLayout, samples_layout};
+pub use samples::{
+    AUGMENTATIONS, AUGMENTED_IMAGES, AugmentedLayout, COLUMNS, PER_SECTION, SamplesLayout,
+    augmented_layout, augmented_tiles, samples_layout,
+};
 
 /// The family every chart asks for. The bundled font is registered under this name so the SVG,
 /// which names the family instead of embedding glyphs, falls back to the viewer's sans-serif.
@@ -48,6 +51,7 @@ pub const CURVES_SVG: &str = "curves.svg";
 pub const CONFUSION_PNG: &str = "confusion.png";
 pub const PER_CLASS_CSV: &str = "per_class.csv";
 pub const SAMPLES_PNG: &str = "samples.png";
+pub const AUGMENTED_PNG: &str = "augmented.png";
 pub const REPORT_HTML: &str = "report.html";
 
 /// What the report is made from.
@@ -70,13 +74,15 @@ pub struct ReportInputs<'a> {
     pub adapter: String,
     /// Wall time of the run.
     pub seconds: f64,
+    /// The run's augmentation and seed: adds augmented.png, test images as training saw them.
+    pub augment: Option<(&'a crate::data::augment::Augment, u64)>,
 }
 
 /// What was written and what it says.
 #[derive(Clone, Debug)]
 pub struct ReportSummary {
     /// Every file written, in the order above (curves.png, curves.svg, confusion.png,
-    /// per_class.csv, samples.png, report.html).
+    /// per_class.csv, samples.png, augmented.png when the run augmented, report.html).
     pub files: Vec<PathBuf>,
     /// The per-class table, worst classes called out, ready to print.
     pub table: String,
@@ -188,7 +194,8 @@ pub fn curves_svg(history: &[EpochLog]) -> Result<String, ReportError> {
     Ok(svg)
 }
 
-/// Writes curves.png, curves.svg, confusion.png, per_class.csv, samples.png and report.html into
+/// Writes curves.png, curves.svg, confusion.png, per_class.csv, samples.png, augmented.png (when
+/// `inputs.augment` is set) and report.html into
 /// `dir` (created if missing), each atomically (a temporary name, then a rename), and returns the
 /// table to print. Fails before writing anything if the inputs do not fit together.
 pub fn write_report(dir: &Path, inputs: &ReportInputs) -> Result<ReportSummary, ReportError> {
@@ -230,7 +237,42 @@ pub fn write_report(dir: &Path, inputs: &ReportInputs) -> Result<ReportSummary, 
         mistakes.len(),
     )?;
     let samples_png = png(SAMPLES_PNG, &grid)?;
+    let augmented_png = match inputs.augment {
+        Some((aug, seed)) => {
+            let shape = [inputs.height, inputs.width, inputs.channels];
+            let tiles = samples::augmented_tiles(inputs.test, shape, aug, seed)?;
+            Some(png(
+                AUGMENTED_PNG,
+                &samples::draw_augmented(&tiles, shape, aug)?,
+            )?)
+        }
+        None => None,
+    };
 
+    let mut pictures: Vec<(&str, &str, &[u8])> = vec![
+        (
+            CURVES_SVG,
+            "Training curves: loss and accuracy per epoch",
+            curves_svg.as_bytes(),
+        ),
+        (
+            CONFUSION_PNG,
+            "Confusion matrix on the test set",
+            &confusion_png,
+        ),
+        (
+            SAMPLES_PNG,
+            "Sample predictions, most confident mistakes first",
+            &samples_png,
+        ),
+    ];
+    if let Some(bytes) = &augmented_png {
+        pictures.push((
+            AUGMENTED_PNG,
+            "Augmentation: test images as training batches saw them",
+            bytes,
+        ));
+    }
     let page = html::page(&html::Page {
         settings: &inputs.settings,
         adapter: &inputs.adapter,
@@ -239,33 +281,18 @@ pub fn write_report(dir: &Path, inputs: &ReportInputs) -> Result<ReportSummary, 
         confusion: &confusion,
         worst: &worst,
         table: &table,
-        pictures: vec![
-            (
-                CURVES_SVG,
-                "Training curves: loss and accuracy per epoch",
-                curves_svg.as_bytes(),
-            ),
-            (
-                CONFUSION_PNG,
-                "Confusion matrix on the test set",
-                &confusion_png,
-            ),
-            (
-                SAMPLES_PNG,
-                "Sample predictions, most confident mistakes first",
-                &samples_png,
-            ),
-        ],
+        pictures,
     });
 
-    let outputs: [(&str, &[u8]); 6] = [
+    let mut outputs: Vec<(&str, &[u8])> = vec![
         (CURVES_PNG, &curves_png),
         (CURVES_SVG, curves_svg.as_bytes()),
         (CONFUSION_PNG, &confusion_png),
         (PER_CLASS_CSV, csv.as_bytes()),
         (SAMPLES_PNG, &samples_png),
-        (REPORT_HTML, page.as_bytes()),
     ];
+    outputs.extend(augmented_png.as_deref().map(|b| (AUGMENTED_PNG, b)));
+    outputs.push((REPORT_HTML, page.as_bytes()));
     let mut files = Vec::new();
     for (name, bytes) in outputs {
         let path = dir.join(name);

@@ -1,6 +1,9 @@
 //! `samples.png`: test images with their predicted and true labels. The first section holds the most
 //! confident mistakes (what the model is surest about and still gets wrong); the second the first
 //! test images in order, right and wrong alike, for an unbiased look.
+//!
+//! `augmented.png`: when the run augmented its training batches, the first test images each as
+//! stored and as eight draws of the augmentation made them, drawn by the gather kernel's CPU twin.
 
 use image::{Rgb, RgbImage};
 use plotters::prelude::*;
@@ -9,6 +12,8 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use super::metrics::Prediction;
 use super::{FONT, ReportError};
 use crate::data::Split;
+use crate::data::augment::Augment;
+use crate::reference::gather::{Affine, augment_image};
 
 /// Tiles per row.
 pub const COLUMNS: usize = 8;
@@ -187,6 +192,135 @@ pub fn draw_samples(
                 TextStyle::from((FONT, 14).into_font())
                     .color(&RGBColor(70, 70, 70))
                     .pos(Pos::new(HPos::Center, VPos::Top)),
+            ))
+            .map_err(err)?;
+        }
+        root.present().map_err(err)?;
+    }
+    Ok(canvas)
+}
+
+/// Test images in `augmented.png`, one per row.
+pub const AUGMENTED_IMAGES: usize = 4;
+/// Augmentations of each, beside the image as stored.
+pub const AUGMENTATIONS: usize = 8;
+
+/// The first `AUGMENTED_IMAGES` test images (fewer if the set is smaller), each as stored and then
+/// as the augmented gather makes it in batch slot `row` at steps 0 to `AUGMENTATIONS - 1`, drawn by
+/// its CPU twin (bit for bit the GPU's) and rounded back to bytes: a row of 1 + `AUGMENTATIONS`
+/// images of `shape` per test image.
+pub fn augmented_tiles(
+    test: &Split,
+    shape: [usize; 3],
+    aug: &Augment,
+    seed: u64,
+) -> Result<Vec<Vec<u8>>, ReportError> {
+    let consts = aug
+        .consts(shape[0], shape[1])
+        .map_err(ReportError::Invalid)?;
+    let table = aug.rotation_table();
+    let mut tiles = Vec::new();
+    for row in 0..AUGMENTED_IMAGES.min(test.len()) {
+        let img = test.image(row);
+        tiles.push(img.to_vec());
+        for step in 0..AUGMENTATIONS as u32 {
+            let a = Affine::draw(&consts, &table, seed, step, row as u32);
+            let values = augment_image(img, shape, &a);
+            tiles.push(values.iter().map(|v| (v * 255.0).round() as u8).collect());
+        }
+    }
+    Ok(tiles)
+}
+
+/// Where things go in `augmented.png`: tiles scaled like samples.png's, a row of 1 +
+/// `AUGMENTATIONS` per test image below the title and the settings line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AugmentedLayout {
+    pub scale: u32,
+    pub tile_w: u32,
+    pub tile_h: u32,
+    /// The first tile's top-left corner.
+    pub left: u32,
+    pub top: u32,
+    pub width: u32,
+    pub height: u32,
+}
+
+impl AugmentedLayout {
+    /// The top-left corner of tile `k` (row-major, `augmented_tiles`' order).
+    pub fn origin(&self, k: usize) -> (u32, u32) {
+        let per_row = 1 + AUGMENTATIONS;
+        (
+            self.left + (k % per_row) as u32 * self.tile_w,
+            self.top + (k / per_row) as u32 * self.tile_h,
+        )
+    }
+}
+
+/// `augmented.png`'s layout for images of `height`×`width` and `rows` test images.
+pub fn augmented_layout(height: usize, width: usize, rows: usize) -> AugmentedLayout {
+    let scale = (THUMB / height.max(width).max(1)).max(1) as u32;
+    let tile_w = width as u32 * scale + PAD;
+    let tile_h = height as u32 * scale + PAD;
+    AugmentedLayout {
+        scale,
+        tile_w,
+        tile_h,
+        left: PAD,
+        top: TITLE_H + SECTION_H,
+        // At least wide enough for the settings line.
+        width: (tile_w * (1 + AUGMENTATIONS as u32) + 2 * PAD).max(1000),
+        height: TITLE_H + SECTION_H + rows as u32 * tile_h + PAD,
+    }
+}
+
+/// The tiles of `augmented_tiles` as a grid: a row per test image, the stored image first (framed)
+/// and its augmentations after it.
+pub fn draw_augmented(
+    tiles: &[Vec<u8>],
+    shape: [usize; 3],
+    aug: &Augment,
+) -> Result<RgbImage, ReportError> {
+    let [height, width, channels] = shape;
+    let per_row = 1 + AUGMENTATIONS;
+    let rows = tiles.len().div_ceil(per_row);
+    let l = augmented_layout(height, width, rows);
+    let mut canvas = RgbImage::from_pixel(l.width, l.height, Rgb([255, 255, 255]));
+    let (tw, th) = (width as u32 * l.scale, height as u32 * l.scale);
+    let origin = |k: usize| l.origin(k);
+    for (k, img) in tiles.iter().enumerate() {
+        let (x0, y0) = origin(k);
+        for y in 0..th {
+            for x in 0..tw {
+                let src = (y / l.scale) as usize * width + (x / l.scale) as usize;
+                canvas.put_pixel(x0 + x, y0 + y, pixel(img, channels, src));
+            }
+        }
+    }
+    let (w, h) = (l.width, l.height);
+    {
+        let root = BitMapBackend::with_buffer(&mut canvas, (w, h)).into_drawing_area();
+        let err = |e: DrawingAreaErrorKind<_>| ReportError::Plot(format!("{e:?}"));
+        root.draw(&Text::new(
+            "training augmentation: each test image as stored, then 8 random affines",
+            (PAD as i32, 12),
+            TextStyle::from((FONT, 20).into_font()).pos(Pos::new(HPos::Left, VPos::Top)),
+        ))
+        .map_err(err)?;
+        root.draw(&Text::new(
+            fit(&aug.describe(), (w as usize - 2 * PAD as usize) / 7),
+            (PAD as i32, TITLE_H as i32 + 6),
+            TextStyle::from((FONT, 14).into_font())
+                .color(&RGBColor(60, 60, 60))
+                .pos(Pos::new(HPos::Left, VPos::Top)),
+        ))
+        .map_err(err)?;
+        for k in (0..tiles.len()).step_by(per_row) {
+            let (x0, y0) = origin(k);
+            let (x0, y0) = (x0 as i32, y0 as i32);
+            root.draw(&Rectangle::new(
+                [(x0 - 2, y0 - 2), (x0 + tw as i32 + 1, y0 + th as i32 + 1)],
+                RGBColor(60, 60, 60).stroke_width(2),
             ))
             .map_err(err)?;
         }

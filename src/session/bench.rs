@@ -69,6 +69,7 @@ pub fn bench(
             batch_size,
             shuffle: true,
             seed: 0,
+            augment: None,
         },
         validation_split: VALIDATION_SPLIT,
         resume: None,

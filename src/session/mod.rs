@@ -224,7 +224,7 @@ pub fn run(
         Some(_) if !ds.test.is_empty() => Some(upload(gpu, &ds.test.images, &ds.test.labels, ds)?),
         _ => None,
     };
-    let net = place(
+    let mut net = place(
         gpu,
         &plan.model,
         plan.optimizer.clone(),
@@ -232,6 +232,7 @@ pub fn run(
         fit.batch_size,
         fit.seed,
     )?;
+    net.set_augment(gpu, fit.augment.as_ref())?;
     let mut trainer = Trainer::new(gpu, net);
     if let Some(c) = &plan.resume {
         trainer.restore(c)?;
@@ -290,6 +291,12 @@ pub fn run(
                 ),
                 ("shuffle".to_string(), fit.shuffle.to_string()),
                 ("seed".to_string(), fit.seed.to_string()),
+                (
+                    "augmentation".to_string(),
+                    fit.augment
+                        .as_ref()
+                        .map_or("none".to_string(), |a| a.describe()),
+                ),
             ];
             let history = trainer.history.clone();
             let request = ReportRequest {
@@ -297,6 +304,7 @@ pub fn run(
                 history: &history,
                 settings,
                 seconds: plan.started.elapsed().as_secs_f64(),
+                augment: fit.augment.as_ref().map(|a| (a, fit.seed)),
             };
             let (m, _) = test_and_report(
                 &mut trainer,
@@ -395,6 +403,13 @@ pub fn evaluate(
         Some(_) => history::load(&opts.model)?,
         None => Vec::new(),
     };
+    // A training folder's checkpoint says whether the run augmented: the report then shows how.
+    let run = match &opts.report {
+        Some(_) if checkpoint_dir(&opts.model).is_dir() => {
+            Some(Checkpoint::load(&checkpoint_dir(&opts.model))?.state.fit)
+        }
+        _ => None,
+    };
     let request = opts.report.as_deref().map(|dir| ReportRequest {
         dir,
         history: &history,
@@ -406,6 +421,9 @@ pub fn evaluate(
             ),
         ],
         seconds: started.elapsed().as_secs_f64(),
+        augment: run
+            .as_ref()
+            .and_then(|fit| fit.augment.as_ref().map(|a| (a, fit.seed))),
     });
     let (metrics, logits) =
         test_and_report(&mut trainer, &test, &ds, opts.batch_size, request, observer)?;
@@ -617,6 +635,8 @@ struct ReportRequest<'a> {
     settings: Vec<(String, String)>,
     /// Wall time of the session before the test set.
     seconds: f64,
+    /// The run's augmentation and seed, for the report's grid of augmented samples.
+    augment: Option<(&'a crate::data::augment::Augment, u64)>,
 }
 
 /// The test set's metrics and logits, and the report when asked for.
@@ -646,6 +666,7 @@ fn test_and_report(
                 settings: r.settings,
                 adapter: trainer.adapter_name(),
                 seconds: r.seconds,
+                augment: r.augment,
             },
         )?;
         observer.report_written(&summary, r.dir);

@@ -100,6 +100,9 @@ pub struct FitConfig {
     pub batch_size: usize,
     pub shuffle: bool,
     pub seed: u64,
+    /// Random affines on every training batch (ImageDataGenerator's recipe); `None`: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub augment: Option<crate::data::augment::Augment>,
 }
 
 impl Default for FitConfig {
@@ -109,6 +112,7 @@ impl Default for FitConfig {
             batch_size: 128,
             shuffle: true,
             seed: 0,
+            augment: None,
         }
     }
 }
@@ -207,7 +211,10 @@ impl<'g> Trainer<'g> {
         let key = (batch, mode, data.id);
         let (gpu, net) = (self.gpu, &self.net);
         self.programs.entry(key).or_insert_with(|| {
-            let mut d = net.gather(gpu, data, batch);
+            let mut d = match mode {
+                Mode::Train => net.gather_training(gpu, data, batch),
+                Mode::Eval => net.gather(gpu, data, batch),
+            };
             d.extend(net.step(gpu, batch, mode));
             d
         })

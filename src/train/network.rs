@@ -9,8 +9,9 @@
 //! and output of a dispatch; an op that is the identity when evaluating (dropout) is skipped then. The
 //! final softmax is fused into the loss kernel, which reads the logits.
 
+use crate::data::augment::Augment;
 use crate::gpu::{Dispatch, Gpu, GpuError, Tensor, WORD};
-use crate::kernels::gather::{DeviceImages, gather_batch};
+use crate::kernels::gather::{Augmentation, DeviceImages, gather_batch, gather_batch_augmented};
 use crate::kernels::{StepState, optimizer, softmax_cross_entropy};
 use crate::layers::{Fusion, GpuOp, GpuStep, Lowering};
 use crate::model::{ModelError, Sequential};
@@ -153,6 +154,8 @@ pub struct Network {
     pub train_metrics: Tensor,
     /// The same for evaluation passes.
     pub eval_metrics: Tensor,
+    /// Training batches go through random affines when set (`set_augment`).
+    augment: Option<Augmentation>,
 }
 
 impl Network {
@@ -235,6 +238,7 @@ impl Network {
             step_state: gpu.zeros("step state", StepState::WORDS),
             train_metrics: gpu.zeros("train metrics", 4),
             eval_metrics: gpu.zeros("eval metrics", 4),
+            augment: None,
         })
     }
 
@@ -270,7 +274,25 @@ impl Network {
             .slice(0, batch * self.classes)
     }
 
-    /// The dispatches that gather a batch from `data` through `batch_indices`.
+    /// Augments the training batches of programs built from now on as `augment` says (`None`: not
+    /// at all), drawing from the network's seed. Refuses settings or image sizes the kernel cannot
+    /// take.
+    pub fn set_augment(&mut self, gpu: &Gpu, augment: Option<&Augment>) -> Result<(), String> {
+        let [h, w, _] = self.model.input_shape;
+        self.augment = match augment {
+            Some(a) => Some(Augmentation::new(
+                gpu,
+                a.consts(h, w)?,
+                &a.rotation_table(),
+                self.seed,
+            )),
+            None => None,
+        };
+        Ok(())
+    }
+
+    /// The dispatches that gather a batch from `data` through `batch_indices`, as evaluation takes
+    /// it: never augmented.
     pub fn gather(&self, gpu: &Gpu, data: &DeviceImages, batch: usize) -> Vec<Dispatch> {
         gather_batch(
             gpu,
@@ -278,6 +300,24 @@ impl Network {
             &self.batch_indices.slice(0, batch),
             &self.input(batch),
             &self.labels.slice(0, batch),
+        )
+    }
+
+    /// `gather` as a training step takes it: through the random affines of the step in
+    /// `step_state` when augmentation is set.
+    pub fn gather_training(&self, gpu: &Gpu, data: &DeviceImages, batch: usize) -> Vec<Dispatch> {
+        let Some(aug) = &self.augment else {
+            return self.gather(gpu, data, batch);
+        };
+        gather_batch_augmented(
+            gpu,
+            data,
+            self.model.input_shape,
+            aug,
+            &self.batch_indices.slice(0, batch),
+            &self.input(batch),
+            &self.labels.slice(0, batch),
+            &self.step_state,
         )
     }
 

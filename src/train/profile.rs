@@ -169,7 +169,7 @@ pub fn profile_steps(
     let batch = batch.min(data.len).min(net.max_batch);
     let order: Vec<u32> = (0..batch as u32).collect();
     gpu.write(&net.batch_indices.slice(0, batch), &order);
-    let mut program: Vec<Dispatch> = net.gather(gpu, data, batch);
+    let mut program: Vec<Dispatch> = net.gather_training(gpu, data, batch);
     program.extend(net.step(gpu, batch, Mode::Train));
     let refs: Vec<&Dispatch> = program.iter().collect();
     let timer = GpuTimer::new(gpu, refs.len(), allow_timestamps);

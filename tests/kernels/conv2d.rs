@@ -22,14 +22,24 @@ fn shape(
         cout,
         kh: k.0,
         kw: k.1,
+        stride_h: 1,
+        stride_w: 1,
         padding,
+    }
+}
+
+fn strided(s: Conv2dShape, (stride_h, stride_w): (usize, usize)) -> Conv2dShape {
+    Conv2dShape {
+        stride_h,
+        stride_w,
+        ..s
     }
 }
 
 fn label(s: &Conv2dShape) -> String {
     format!(
-        "n{} {}x{}x{} -> {} k{}x{} {:?}",
-        s.n, s.h, s.w, s.cin, s.cout, s.kh, s.kw, s.padding
+        "n{} {}x{}x{} -> {} k{}x{} /{}x{} {:?}",
+        s.n, s.h, s.w, s.cin, s.cout, s.kh, s.kw, s.stride_h, s.stride_w, s.padding
     )
 }
 
@@ -53,7 +63,7 @@ fn tiles_label(t: &Conv2dTiles) -> String {
 
 /// Runs the forward and all three gradients on the GPU and compares each with the CPU twin; the
 /// forward and the weight gradient with every tile set (`Conv2dTiles::GPU`, `SOFTWARE`, `ODD_TILES`),
-/// the others as the wrappers choose.
+/// the others as the wrappers choose; the forward without bias with the odd tiles.
 fn check(s: Conv2dShape, seed: u64) {
     let g = gpu();
     let x = random(s.input_len(), seed, -1.0, 1.0);
@@ -72,6 +82,7 @@ fn check(s: Conv2dShape, seed: u64) {
     let tdws: Vec<Tensor> = tile_sets.iter().map(|_| poisoned(s.kernel_len())).collect();
     let tdx = poisoned(s.input_len());
     let tdx_masked = poisoned(s.input_len());
+    let ty_unbiased = poisoned(s.output_len());
     let tdb = poisoned(s.cout);
     let wscratch = poisoned(conv2d_weight_scratch(s));
     let bscratch = poisoned(conv2d_bias_scratch(s));
@@ -79,11 +90,28 @@ fn check(s: Conv2dShape, seed: u64) {
     let mut ds = vec![
         conv2d_backward_input(g, &tdy, &tw, None, &tdx, s),
         conv2d_backward_input(g, &tdy, &tw, Some(&tx), &tdx_masked, s),
+        conv2d_forward_tiled(g, &tx, &tw, None, false, &ty_unbiased, s, ODD_TILES),
     ];
     for (((tiles, ty), trelu), tdw) in tile_sets.iter().zip(&tys).zip(&trelus).zip(&tdws) {
-        ds.push(conv2d_forward_tiled(g, &tx, &tw, &tb, false, ty, s, *tiles));
         ds.push(conv2d_forward_tiled(
-            g, &tx, &tw, &tb, true, trelu, s, *tiles,
+            g,
+            &tx,
+            &tw,
+            Some(&tb),
+            false,
+            ty,
+            s,
+            *tiles,
+        ));
+        ds.push(conv2d_forward_tiled(
+            g,
+            &tx,
+            &tw,
+            Some(&tb),
+            true,
+            trelu,
+            s,
+            *tiles,
         ));
         // The weight gradients share one scratch buffer: each pair of dispatches runs in order.
         ds.extend(conv2d_backward_weight_tiled(
@@ -94,9 +122,10 @@ fn check(s: Conv2dShape, seed: u64) {
     run_all(&ds);
 
     let (x, w, b, dy) = (to_f64(&x), to_f64(&w), to_f64(&b), to_f64(&dy));
-    let want_y = reference::conv2d::conv2d_forward(&x, &w, &b, s);
+    let want_y = reference::conv2d::conv2d_forward(&x, &w, Some(&b), s);
+    let want_unbiased = reference::conv2d::conv2d_forward(&x, &w, None, s);
     let want_dx = reference::conv2d::conv2d_backward_input(&dy, &w, s);
-    let want_relu = reference::conv2d::conv2d_forward_relu(&x, &w, &b, s);
+    let want_relu = reference::conv2d::conv2d_forward_relu(&x, &w, Some(&b), s);
     let want_dx_masked = reference::conv2d::conv2d_backward_input_masked(&dy, &w, &x, s);
     let want_dw = reference::conv2d::conv2d_backward_weight(&x, &dy, s);
     let want_db = reference::conv2d::conv2d_backward_bias(&dy, s);
@@ -122,6 +151,15 @@ fn check(s: Conv2dShape, seed: u64) {
             F32_TOL,
         );
     }
+    compare(
+        &format!(
+            "conv2d_forward no bias {name} {} y",
+            tiles_label(&ODD_TILES)
+        ),
+        &read(&ty_unbiased),
+        &want_unbiased,
+        F32_TOL,
+    );
     compare(
         &format!("conv2d_backward_input {name} dx"),
         &read(&tdx),
@@ -155,6 +193,44 @@ fn conv2d_kernel_sizes_and_paddings_on_awkward_shapes() {
             }
         }
     }
+}
+
+#[test]
+fn conv2d_strides_on_awkward_shapes() {
+    // Strides that divide the size and strides that do not (7 and 9 by 2, 5 by 3 ...), strides
+    // larger than the kernel (taps that meet no output, input pixels no tap meets), different along
+    // rows and columns; in 'same' the odd pixel of padding goes after, and with stride > 1 the pad
+    // before can be 0 where stride 1 would pad.
+    let mut seed = 2000;
+    for padding in [Padding::Same, Padding::Valid] {
+        for (k, stride) in [
+            ((3, 3), (2, 2)),
+            ((2, 2), (2, 2)),
+            ((1, 1), (2, 3)),
+            ((5, 3), (3, 2)),
+            ((3, 2), (1, 3)),
+            ((4, 4), (3, 3)),
+        ] {
+            for &(n, h, w, cin, cout) in &[(1, 7, 9, 3, 5), (2, 8, 5, 1, 2), (2, 9, 13, 6, 9)] {
+                check(strided(shape(n, h, w, cin, cout, k, padding), stride), seed);
+                seed += 10;
+            }
+        }
+    }
+}
+
+#[test]
+fn conv2d_strided_partial_tiles_and_many_chunks() {
+    // Stride 2 'same' on an odd 35x35 input: an 18-pixel output row (a partial tile of 32), 36 output
+    // channels; and a batch whose weight gradient spans several chunks of rows.
+    check(
+        strided(shape(1, 35, 35, 4, 36, (3, 3), Padding::Same), (2, 2)),
+        2900,
+    );
+    check(
+        strided(shape(9, 31, 33, 3, 8, (3, 3), Padding::Same), (2, 2)),
+        2910,
+    );
 }
 
 #[test]
@@ -192,7 +268,7 @@ fn conv2d_default_wrappers_use_the_adapters_tiles() {
     );
     let (ty, tdw) = (poisoned(s.output_len()), poisoned(s.kernel_len()));
     let wscratch = poisoned(conv2d_weight_scratch(s));
-    let mut ds = vec![conv2d_forward(g, &tx, &tw, &tb, false, &ty, s)];
+    let mut ds = vec![conv2d_forward(g, &tx, &tw, Some(&tb), false, &ty, s)];
     ds.extend(conv2d_backward_weight(g, &tx, &tdy, &wscratch, &tdw, s));
     run_all(&ds);
     let (x, w, b, dy) = (to_f64(&x), to_f64(&w), to_f64(&b), to_f64(&dy));
@@ -200,7 +276,7 @@ fn conv2d_default_wrappers_use_the_adapters_tiles() {
     compare(
         &format!("conv2d_forward {} {t} y", label(&s)),
         &read(&ty),
-        &reference::conv2d::conv2d_forward(&x, &w, &b, s),
+        &reference::conv2d::conv2d_forward(&x, &w, Some(&b), s),
         F32_TOL,
     );
     compare(
@@ -309,7 +385,16 @@ fn conv2d_timing_notebook_batch_128() {
         );
         cases.push((
             format!("conv2d_forward [{t}]"),
-            vec![conv2d_forward_tiled(g, &tx, &tw, &tb, false, &ty, s, tiles)],
+            vec![conv2d_forward_tiled(
+                g,
+                &tx,
+                &tw,
+                Some(&tb),
+                false,
+                &ty,
+                s,
+                tiles,
+            )],
         ));
         cases.push((
             format!("conv2d_backward_weight [{t}]"),

@@ -5,12 +5,14 @@
 
 mod common;
 
+mod activation;
+mod avgpool2d;
 mod column_sum;
 mod conv2d;
 mod dropout;
 mod gather;
+mod global_pool2d;
 mod matmul;
 mod maxpool2d;
 mod optimizer;
-mod relu;
 mod softmax_cross_entropy;

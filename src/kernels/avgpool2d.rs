@@ -1,0 +1,144 @@
+//! 2-D average pooling, channels-last, forward and backward: `shaders/avgpool2d.wgsl`. With one
+//! window the size of the input it is also GlobalAveragePooling2D.
+//!
+//! x / dx [n, h, w, c], y / dy [n, oh, ow, c].
+
+use crate::gpu::{Cost, Dispatch, Gpu, Tensor, WORD};
+use crate::shape::{Padding, Pool2dShape};
+
+super::shader!("avgpool2d.wgsl");
+
+pub(super) fn contracts() -> Vec<super::Contract> {
+    vec![super::Contract {
+        shader: &SHADER,
+        structs: vec![super::host_struct!(Params {
+            n,
+            h,
+            w,
+            c,
+            pool_h,
+            pool_w,
+            stride_h,
+            stride_w,
+            oh,
+            ow,
+            pad_top,
+            pad_left
+        })],
+        consts: vec![],
+    }]
+}
+
+/// Invocations per workgroup (1-D grids).
+const WG: u32 = 64;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n: u32,
+    h: u32,
+    w: u32,
+    c: u32,
+    pool_h: u32,
+    pool_w: u32,
+    stride_h: u32,
+    stride_w: u32,
+    oh: u32,
+    ow: u32,
+    pad_top: u32,
+    pad_left: u32,
+}
+
+impl Params {
+    fn of(s: &Pool2dShape) -> Params {
+        assert!(
+            s.pool_h >= 1 && s.pool_w >= 1 && s.stride_h >= 1 && s.stride_w >= 1,
+            "avgpool2d: empty window or zero stride in {s:?}"
+        );
+        assert!(
+            s.padding == Padding::Same || (s.pool_h <= s.h && s.pool_w <= s.w),
+            "avgpool2d: window larger than the input in {s:?}"
+        );
+        assert!(
+            s.input_len() <= u32::MAX as usize,
+            "avgpool2d: indices overflow u32 in {s:?}"
+        );
+        Params {
+            n: s.n as u32,
+            h: s.h as u32,
+            w: s.w as u32,
+            c: s.c as u32,
+            pool_h: s.pool_h as u32,
+            pool_w: s.pool_w as u32,
+            stride_h: s.stride_h as u32,
+            stride_w: s.stride_w as u32,
+            oh: s.out_h() as u32,
+            ow: s.out_w() as u32,
+            pad_top: s.pad_top() as u32,
+            pad_left: s.pad_left() as u32,
+        }
+    }
+}
+
+/// y = the mean of each window's in-bounds cells of x ('same' padding divides a border window by
+/// the cells it covers). One invocation per output element.
+/// Cost: one add per window cell; x read once, y written once.
+pub fn avgpool2d_forward(gpu: &Gpu, x: &Tensor, y: &Tensor, s: Pool2dShape) -> Dispatch {
+    assert_eq!(
+        x.len,
+        s.input_len(),
+        "avgpool2d_forward: x has the wrong size for {s:?}"
+    );
+    assert_eq!(
+        y.len,
+        s.output_len(),
+        "avgpool2d_forward: y has the wrong size for {s:?}"
+    );
+    let cost = Cost {
+        flops: (s.output_len() * s.pool_h * s.pool_w) as u64,
+        bytes: (s.input_len() + s.output_len()) as u64 * WORD,
+    };
+    gpu.dispatch(
+        "avgpool2d_forward",
+        &SHADER,
+        "avgpool2d_forward",
+        &[("WG", WG as f64)],
+        &Params::of(&s),
+        &[x, y],
+        super::grid(gpu, s.output_len(), WG),
+        cost,
+    )
+}
+
+/// dx[i] = sum of dy[o] / count(o) over the windows o containing input i (zero where none does),
+/// count(o) being the cells the forward averaged. A gather, one invocation per input element: no
+/// atomics, deterministic.
+/// Cost: one divide and add per (input, window) pair; dy read once, dx written once.
+pub fn avgpool2d_backward(gpu: &Gpu, dy: &Tensor, dx: &Tensor, s: Pool2dShape) -> Dispatch {
+    assert_eq!(
+        dy.len,
+        s.output_len(),
+        "avgpool2d_backward: dy has the wrong size for {s:?}"
+    );
+    assert_eq!(
+        dx.len,
+        s.input_len(),
+        "avgpool2d_backward: dx has the wrong size for {s:?}"
+    );
+    // Each input lies in about (pool / stride)^2 windows.
+    let per_input = s.pool_h.div_ceil(s.stride_h) * s.pool_w.div_ceil(s.stride_w);
+    let cost = Cost {
+        flops: (2 * s.input_len() * per_input) as u64,
+        bytes: (s.input_len() + s.output_len()) as u64 * WORD,
+    };
+    gpu.dispatch(
+        "avgpool2d_backward",
+        &SHADER,
+        "avgpool2d_backward",
+        &[("WG", WG as f64)],
+        &Params::of(&s),
+        &[dy, dx],
+        super::grid(gpu, s.input_len(), WG),
+        cost,
+    )
+}

@@ -1,0 +1,169 @@
+//! GlobalAveragePooling2D: the mean of each channel over the whole image, [h, w, c] to [c] (or
+//! [1, 1, c] with `keepdims`, the same memory). It is average pooling with one window the size of
+//! the input, so it runs the AveragePooling2D kernels and twin with that window.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::average_pooling2d::AvgPool;
+use super::keras::malformed;
+use super::{CpuStep, GpuOp, KerasEntry, Layer, LayerKind, Lowering, image_input};
+use crate::keras::ConfigError;
+use crate::model::Shape;
+use crate::reference;
+use crate::shape::{Padding, Pool2dShape};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GlobalAveragePooling2D {
+    /// Keras' `keepdims`: the output is [1, 1, c] instead of [c].
+    pub keepdims: bool,
+}
+
+impl GlobalAveragePooling2D {
+    pub(super) fn from_keras(e: &KerasEntry) -> Result<Layer, ConfigError> {
+        Ok(Layer::GlobalAveragePooling2D(GlobalAveragePooling2D {
+            keepdims: global_settings(e)?,
+        }))
+    }
+}
+
+/// What both global poolings read from Keras: float32, channels_last, and `keepdims` (absent in
+/// Keras 2 before 2.6, where it meant false).
+pub(super) fn global_settings(e: &KerasEntry) -> Result<bool, ConfigError> {
+    e.float32()?;
+    e.channels_last()?;
+    match e.get("keepdims") {
+        None => Ok(false),
+        Some(v) => v
+            .as_bool()
+            .ok_or_else(|| malformed(format!("{}: 'keepdims' must be true or false", e.what()))),
+    }
+}
+
+/// The output of a global pooling of `input`: [c], or [1, 1, c] with `keepdims`.
+pub(super) fn global_output(class: &str, input: &Shape, keepdims: bool) -> Result<Shape, String> {
+    let (_, _, c) = image_input(class, input)?;
+    Ok(if keepdims {
+        Shape::Image { h: 1, w: 1, c }
+    } else {
+        Shape::Flat(c)
+    })
+}
+
+/// The pooling with one window covering a valid image `input`, for a batch of `n`.
+pub(super) fn global_window(class: &str, input: &Shape, n: usize) -> Pool2dShape {
+    let Shape::Image { h, w, c } = *input else {
+        unreachable!("{class} on a flat input passed output_shape");
+    };
+    Pool2dShape {
+        n,
+        h,
+        w,
+        c,
+        pool_h: h,
+        pool_w: w,
+        stride_h: h,
+        stride_w: w,
+        padding: Padding::Valid,
+    }
+}
+
+impl LayerKind for GlobalAveragePooling2D {
+    fn class_name(&self) -> &'static str {
+        "GlobalAveragePooling2D"
+    }
+
+    fn base_name(&self) -> &'static str {
+        "global_average_pooling2d"
+    }
+
+    fn output_shape(&self, input: &Shape) -> Result<Shape, String> {
+        global_output(self.class_name(), input, self.keepdims)
+    }
+
+    fn keras_config(&self) -> Value {
+        json!({"data_format": "channels_last", "keepdims": self.keepdims})
+    }
+
+    fn lower(&self, l: &Lowering) -> Vec<Box<dyn GpuOp>> {
+        vec![Box::new(AvgPool {
+            s: global_window(self.class_name(), l.input, 0),
+        })]
+    }
+
+    fn cpu_forward(&self, s: &CpuStep, input: &Shape, x: &[f64], _: &[&[f64]]) -> Vec<f64> {
+        let shape = global_window(self.class_name(), input, s.batch);
+        reference::avgpool2d::avgpool2d_forward(x, shape)
+    }
+
+    fn cpu_backward(
+        &self,
+        s: &CpuStep,
+        input: &Shape,
+        _: &[f64],
+        dy: &[f64],
+        _: &[&[f64]],
+    ) -> (Vec<f64>, Vec<Vec<f64>>) {
+        let shape = global_window(self.class_name(), input, s.batch);
+        (
+            reference::avgpool2d::avgpool2d_backward(dy, shape),
+            Vec::new(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::GlobalMaxPooling2D;
+    use super::*;
+    use crate::reference::gradcheck::{check_gradient, seeded};
+
+    /// Both global poolings' twins as the model calls them: output shapes, the values, and dx
+    /// against finite differences of the forward.
+    #[test]
+    fn global_twins_pool_whole_images_and_their_backward_matches_finite_differences() {
+        let (input, batch) = (Shape::Image { h: 3, w: 5, c: 4 }, 2);
+        let step = CpuStep {
+            batch,
+            train: true,
+            seed: 0,
+            step: 0,
+            index: 0,
+        };
+        let x = seeded(batch * input.len(), 7);
+        let dy = seeded(batch * 4, 8);
+        // Each kind with the reduction it applies to one channel of one image.
+        type Reduce = fn(&[f64]) -> f64;
+        let kinds: [(&dyn LayerKind, Reduce); 2] = [
+            (&GlobalAveragePooling2D { keepdims: false }, |v| {
+                v.iter().sum::<f64>() / v.len() as f64
+            }),
+            (&GlobalMaxPooling2D { keepdims: true }, |v| {
+                v.iter().cloned().fold(f64::MIN, f64::max)
+            }),
+        ];
+        for (kind, reduce) in kinds {
+            let y = kind.cpu_forward(&step, &input, &x, &[]);
+            // Channel c of image n reduces x[n, .., .., c].
+            for n in 0..batch {
+                for c in 0..4 {
+                    let cells: Vec<f64> = (0..15).map(|p| x[(n * 15 + p) * 4 + c]).collect();
+                    assert_eq!(y[n * 4 + c], reduce(&cells), "{}", kind.class_name());
+                }
+            }
+            let (dx, grads) = kind.cpu_backward(&step, &input, &x, &dy, &[]);
+            assert!(grads.is_empty());
+            let loss = |x: &[f64]| -> f64 {
+                let y = kind.cpu_forward(&step, &input, x, &[]);
+                y.iter().zip(&dy).map(|(y, g)| y * g).sum()
+            };
+            check_gradient(kind.class_name(), &x, &dx, loss);
+        }
+        let keep = GlobalMaxPooling2D { keepdims: true }.output_shape(&input);
+        assert_eq!(keep, Ok(Shape::Image { h: 1, w: 1, c: 4 }));
+        let flat = GlobalAveragePooling2D { keepdims: false }.output_shape(&input);
+        assert_eq!(flat, Ok(Shape::Flat(4)));
+        let e = GlobalAveragePooling2D { keepdims: false }.output_shape(&Shape::Flat(4));
+        assert!(e.unwrap_err().contains("needs an image input"));
+    }
+}
