@@ -23,11 +23,15 @@ pub struct Conv2D {
     pub kernel_size: [usize; 2],
     pub padding: Padding,
     pub activation: Activation,
-    /// (rows, columns); `model.json` files from before strides hold none: 1.
-    #[serde(default = "unit_strides")]
+    /// (rows, columns); `model.json` files from before strides hold none: 1. Like the defaults
+    /// below, not written when 1, so those files save again byte for byte.
+    #[serde(default = "unit_strides", skip_serializing_if = "is_unit")]
     pub strides: [usize; 2],
     /// `model.json` files from before `use_bias` hold none: true.
-    #[serde(default = "super::keras::yes")]
+    #[serde(
+        default = "super::keras::yes",
+        skip_serializing_if = "super::keras::is_yes"
+    )]
     pub use_bias: bool,
     /// Keras' initialisers. `model.json` stores them only when they are not Keras' defaults, so
     /// files from before them read (and save again) unchanged.
@@ -45,6 +49,10 @@ pub struct Conv2D {
 
 fn unit_strides() -> [usize; 2] {
     [1, 1]
+}
+
+fn is_unit(strides: &[usize; 2]) -> bool {
+    *strides == unit_strides()
 }
 
 impl Conv2D {

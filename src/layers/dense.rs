@@ -19,8 +19,12 @@ use crate::{kernels, reference};
 pub struct Dense {
     pub units: usize,
     pub activation: Activation,
-    /// `model.json` files from before `use_bias` hold none: true.
-    #[serde(default = "super::keras::yes")]
+    /// `model.json` files from before `use_bias` hold none: true (and it is not written when true,
+    /// so those files save again byte for byte).
+    #[serde(
+        default = "super::keras::yes",
+        skip_serializing_if = "super::keras::is_yes"
+    )]
     pub use_bias: bool,
     /// Keras' initialisers. `model.json` stores them only when they are not Keras' defaults, so
     /// files from before them read (and save again) unchanged.

@@ -203,6 +203,11 @@ pub fn yes() -> bool {
     true
 }
 
+/// Whether a `use_bias` is the default, which `model.json` leaves out.
+pub fn is_yes(b: &bool) -> bool {
+    *b
+}
+
 pub fn padding_name(p: Padding) -> &'static str {
     match p {
         Padding::Same => "same",
