@@ -5,7 +5,7 @@
 mod common_gpu;
 #[path = "common/writers.rs"]
 mod writers;
-use common_gpu::{every_layer_model, gpu, pooling_models, small_cnn};
+use common_gpu::{batchnorm_model, every_layer_model, gpu, pooling_models, small_cnn};
 
 use std::path::Path;
 use std::time::Instant;
@@ -525,4 +525,77 @@ fn a_non_finite_loss_stops_training_naming_the_epoch_and_batch() {
     let msg = err.to_string();
     println!("{msg}");
     assert!(msg.contains("epoch 1, batch 1"), "{msg}");
+}
+
+/// BatchNormalization in training: three GPU steps (batch statistics, moving update, gradients,
+/// SGD with momentum) land where three CPU reference steps do, and evaluation then normalises with
+/// the moving statistics as the reference does.
+#[test]
+fn batchnorm_trains_like_the_reference_and_evaluates_with_its_moving_statistics() {
+    let g = gpu();
+    let (input, classes, batch) = ([9, 7, 3], 4, 5);
+    let model = batchnorm_model(input, classes);
+    // Not RMSprop: the biases before each BatchNormalization get no gradient (the batch mean is
+    // taken out), only rounding noise, which RMSprop would scale up to steps of lr.
+    let opt = Optimizer::Sgd {
+        lr: 0.05,
+        momentum: 0.9,
+        nesterov: false,
+    };
+    let params = model.init_params(3).unwrap();
+    let seed = 99;
+    let net = Network::new(g, &model, opt.clone(), &params, batch, seed).unwrap();
+    let x: Vec<f32> = (0..batch * 9 * 7 * 3)
+        .map(|i| ((i * 7919) % 256) as f32 / 255.0)
+        .collect();
+    let labels: Vec<u32> = (0..batch as u32)
+        .map(|i| (i * 3) % classes as u32)
+        .collect();
+    g.write(&net.input(batch), &x);
+    g.write(&net.labels.slice(0, batch), &labels);
+    let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+    let mut want: Vec<f64> = params.iter().map(|&v| v as f64).collect();
+    let mut state = vec![vec![0.0; want.len()]; opt.state_buffers()];
+    for step in 0..3 {
+        net.set_step(g, step);
+        let dispatches = net.step(g, batch, Mode::Train);
+        run_dispatches(g, &dispatches.iter().collect::<Vec<_>>()).unwrap();
+        let r = reference::forward_backward(&model, &want, &x64, &labels, batch, seed, step, true);
+        want = r.params;
+        cifar_wgpu::reference::optimizer::update(&opt, &mut want, &r.grads, &mut state, step);
+    }
+    let got = net.read_params(g).unwrap();
+    for t in model.param_tensors().unwrap() {
+        let range = t.offset..t.offset + t.len;
+        let moved_got: Vec<f32> = got[range.clone()]
+            .iter()
+            .zip(&params[range.clone()])
+            .map(|(a, b)| a - b)
+            .collect();
+        let moved_want: Vec<f64> = want[range.clone()]
+            .iter()
+            .zip(&params[range])
+            .map(|(a, &b)| a - b as f64)
+            .collect();
+        let name = format!("{} after 3 steps, moved", t.name);
+        if ["conv2d/bias", "dense/bias"].contains(&t.name.as_str()) {
+            let worst = moved_got.iter().map(|m| m.abs()).fold(0.0, f32::max);
+            println!("{name}: at most {worst:.2e} (no gradient)");
+            assert!(worst < 1e-6, "{name}: {worst}");
+        } else {
+            rel_err(&name, &moved_got, &moved_want, 1e-4);
+        }
+    }
+    let dispatches = net.step(g, batch, Mode::Eval);
+    run_dispatches(g, &dispatches.iter().collect::<Vec<_>>()).unwrap();
+    let got64: Vec<f64> = got.iter().map(|&v| v as f64).collect();
+    let eval = reference::forward_backward(&model, &got64, &x64, &labels, batch, seed, 3, false);
+    rel_err(
+        "evaluation logits (moving statistics)",
+        &g.read_f32(&net.logits(batch, Mode::Eval)).unwrap(),
+        &eval.logits,
+        1e-4,
+    );
+    // Evaluating moved no statistic.
+    assert_eq!(net.read_params(g).unwrap(), got);
 }

@@ -134,11 +134,7 @@ def main():
     )
 
     # Models we must refuse, made by real Keras too (the dilated one: more_layers).
-    batchnorm = keras.Sequential(
-        [keras.Input((8, 8, 3)), layers.Conv2D(4, (3, 3)), layers.BatchNormalization(),
-         layers.Flatten(), layers.Dense(3, activation="softmax")]
-    )
-    write_json("unsupported_layer.json", batchnorm.to_json())
+    write_json("unsupported_layer.json", unsupported_layer().to_json())
 
     config_models()
 
@@ -277,6 +273,84 @@ def more_layers():
     )
     write_json("unsupported_dilation.json", dilated.to_json())
     print("more_layers:", [w.path for w in model.weights])
+
+    batchnorm()
+
+
+def unsupported_layer():
+    """A model with a layer we do not run (Conv2DTranspose), which we must refuse by name."""
+    return keras.Sequential(
+        [keras.Input((8, 8, 3)), layers.Conv2DTranspose(4, (3, 3)), layers.Flatten(),
+         layers.Dense(3, activation="softmax")]
+    )
+
+
+def batchnorm():
+    """BatchNormalization, both sides of it, for tests/keras_batchnorm.rs (run alone with
+    `python -c "import make_golden; make_golden.batchnorm()"` from this folder).
+
+    The model: Input (6, 6, 3), Conv2D(4, 3x3, same), BatchNormalization, ReLU, Flatten, Dense(5),
+    BatchNormalization, Dense(3, softmax). Weights by tensor k (model.weights order: for each
+    BatchNormalization gamma, beta, moving_mean, moving_variance) and flat index i:
+        moving_variance: 0.5 + ((7 * i + 13 * k) % 23) / 32
+        gamma:           1 + ((7 * i + 13 * k) % 23 - 11) / 64
+        every other:     ((7 * i + 13 * k) % 23 - 11) / 64
+    Input x[n, y, x, c] of shape (4, 6, 6, 3) = ((5 * flat + 3 * n) % 17) / 16 - 0.25, labels
+    n % 3. Files: batchnorm_architecture.json (to_json), batchnorm.keras, batchnorm.weights.h5,
+    batchnorm_weights.h5 (legacy), batchnorm_golden.json: the predictions (inference: the moving
+    statistics) and, after one train_on_batch with SGD(0.1) on categorical cross-entropy, every
+    weight in model.weights order (the moving statistics moved with the batch's).
+    """
+    # Fresh layer names (conv2d, batch_normalization, …) however many models were built before.
+    keras.backend.clear_session()
+    model = keras.Sequential(
+        [
+            keras.Input((6, 6, 3)),
+            layers.Conv2D(4, (3, 3), padding="same"),
+            layers.BatchNormalization(),
+            layers.Activation("relu"),
+            layers.Flatten(),
+            layers.Dense(5),
+            layers.BatchNormalization(),
+            layers.Dense(3, activation="softmax"),
+        ]
+    )
+    for k, w in enumerate(model.weights):
+        i = np.arange(int(np.prod(w.shape)), dtype=np.int64)
+        base = (7 * i + 13 * k) % 23
+        if w.path.endswith("moving_variance"):
+            v = 0.5 + base / 32
+        elif w.path.endswith("gamma"):
+            v = 1 + (base - 11) / 64
+        else:
+            v = (base - 11) / 64
+        w.assign(v.astype(np.float32).reshape(w.shape))
+    write_json("batchnorm_architecture.json", model.to_json())
+    with h5py.File(path("batchnorm_weights.h5"), "w") as f:
+        legacy_h5_format.save_weights_to_hdf5_group(f, model)
+    model.save_weights(path("batchnorm.weights.h5"))
+    model.save(path("batchnorm.keras"))
+
+    flat = np.arange(4 * 6 * 6 * 3).reshape(4, 6, 6, 3)
+    n = np.arange(4).reshape(4, 1, 1, 1)
+    x = (((5 * flat + 3 * n) % 17) / 16 - 0.25).astype(np.float32)
+    labels = np.arange(4) % 3
+    probs = np.asarray(model.predict(x, verbose=0), dtype=np.float64)
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.1),
+                  loss="categorical_crossentropy")
+    loss = model.train_on_batch(x, keras.utils.to_categorical(labels, 3))
+    write_json(
+        "batchnorm_golden.json",
+        json.dumps({
+            "input": "((5 * flat + 3 * n) % 17) / 16 - 0.25, shape [4, 6, 6, 3]; labels n % 3",
+            "probabilities": probs.tolist(),
+            "sgd_learning_rate": 0.1,
+            "loss": float(loss),
+            "weights_after_step": [np.asarray(w, dtype=np.float64).ravel().tolist()
+                                   for w in model.weights],
+            "names": [w.path for w in model.weights],
+        }),
+    )
 
 
 if __name__ == "__main__":

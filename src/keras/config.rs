@@ -16,12 +16,14 @@ use crate::model::{Sequential, Shape};
 use crate::optimizer::Optimizer;
 
 /// What we can run, for error messages.
-pub const SUPPORTED: &str = "a Sequential model of Conv2D (dilation 1, groups 1), Activation, \
-    LeakyReLU, MaxPooling2D, Dropout (no noise_shape), Flatten and Dense, with activations linear, relu, \
-    sigmoid, tanh, elu, leaky_relu or softmax, channels_last data, float32, no \
-    regularizers or constraints, ending in a softmax; kernels and biases initialised by Keras' \
-    glorot, he, lecun, variance-scaling, zeros, ones, constant, random normal, random uniform or \
-    truncated normal initializers";
+pub const SUPPORTED: &str = "a Sequential model of Conv2D (any strides, dilation 1, groups 1, \
+    with or without bias), Activation, LeakyReLU, MaxPooling2D, AveragePooling2D, \
+    GlobalAveragePooling2D, GlobalMaxPooling2D (keepdims either way), Dropout (no noise_shape), \
+    Flatten, Dense (with or without bias) and BatchNormalization (axis -1, constant initializers), \
+    with activations linear, relu, sigmoid, tanh, elu, leaky_relu or softmax, channels_last data, \
+    float32, no regularizers or constraints, ending in a softmax; kernels and biases of Conv2D and Dense \
+    initialised by Keras' glorot, he, lecun, variance-scaling, zeros, ones, constant, random \
+    normal, random uniform or truncated normal initializers";
 
 fn dtype_policy() -> Value {
     json!({

@@ -6,6 +6,7 @@
 
 pub mod activation;
 pub mod avgpool2d;
+pub mod batch_norm;
 pub mod column_sum;
 pub mod conv2d;
 pub mod dropout;
@@ -128,6 +129,7 @@ pub(crate) use host_struct;
 pub fn contracts() -> Vec<Contract> {
     [
         avgpool2d::contracts(),
+        batch_norm::contracts(),
         column_sum::contracts(),
         conv2d::contracts(),
         dropout::contracts(),

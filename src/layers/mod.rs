@@ -8,6 +8,7 @@
 
 mod activation;
 mod average_pooling2d;
+mod batch_normalization;
 mod conv2d;
 mod dense;
 mod dropout;
@@ -23,6 +24,7 @@ use serde_json::Value;
 
 pub use activation::{Activation, ActivationLayer, LeakyReLU};
 pub use average_pooling2d::AveragePooling2D;
+pub use batch_normalization::BatchNormalization;
 pub use conv2d::Conv2D;
 pub use dense::Dense;
 pub use dropout::Dropout;
@@ -51,6 +53,7 @@ pub enum Layer {
     AveragePooling2D(AveragePooling2D),
     GlobalAveragePooling2D(GlobalAveragePooling2D),
     GlobalMaxPooling2D(GlobalMaxPooling2D),
+    BatchNormalization(BatchNormalization),
 }
 
 impl Layer {
@@ -67,6 +70,7 @@ impl Layer {
             Layer::AveragePooling2D(l) => l,
             Layer::GlobalAveragePooling2D(l) => l,
             Layer::GlobalMaxPooling2D(l) => l,
+            Layer::BatchNormalization(l) => l,
         }
     }
 
@@ -79,7 +83,7 @@ impl Layer {
 type KerasReader = fn(&KerasEntry) -> Result<Layer, ConfigError>;
 
 /// The Keras class names each kind is read from (Keras 2's aliases too), with its reader.
-const KERAS_READERS: [(&[&str], KerasReader); 10] = [
+const KERAS_READERS: [(&[&str], KerasReader); 11] = [
     (&["Conv2D", "Convolution2D"], Conv2D::from_keras),
     (&["Activation"], ActivationLayer::from_keras),
     (&["LeakyReLU"], LeakyReLU::from_keras),
@@ -99,6 +103,7 @@ const KERAS_READERS: [(&[&str], KerasReader); 10] = [
         &["GlobalMaxPooling2D", "GlobalMaxPool2D"],
         GlobalMaxPooling2D::from_keras,
     ),
+    (&["BatchNormalization"], BatchNormalization::from_keras),
 ];
 
 /// Reads a layer of Keras class `entry.class`; `None` for a class we do not know.
@@ -157,6 +162,19 @@ pub trait LayerKind {
         dy: &[f64],
         params: &[&[f64]],
     ) -> (Vec<f64>, Vec<Vec<f64>>);
+
+    /// The CPU twin's state update in a training step: the new values of the layer's non-trainable
+    /// tensors (as `params()` lists them) for the input x, e.g. BatchNormalization's moving
+    /// statistics; none for a layer without state.
+    fn cpu_update_state(
+        &self,
+        _s: &CpuStep,
+        _input: &Shape,
+        _x: &[f64],
+        _params: &[&[f64]],
+    ) -> Vec<Vec<f64>> {
+        Vec::new()
+    }
 }
 
 /// One parameter tensor of a layer.
@@ -254,8 +272,15 @@ pub trait GpuOp {
         false
     }
 
-    /// y = op(x), for `s.batch` examples.
+    /// y = op(x), for `s.batch` examples, in a training step.
     fn forward(&self, s: &GpuStep, x: &Tensor, y: &Tensor) -> Vec<Dispatch>;
+
+    /// y = op(x) when evaluating (validation, evaluate, predict), for an op that computes
+    /// something else then (BatchNormalization normalises with its moving statistics, and updates
+    /// nothing); the training forward otherwise. Not asked of an op that evaluates as the identity.
+    fn evaluate(&self, s: &GpuStep, x: &Tensor, y: &Tensor) -> Vec<Dispatch> {
+        self.forward(s, x, y)
+    }
 
     /// The op's parameter gradients from dy, and dx unless x is the model's input (`dx` is `None`).
     fn backward(&self, s: &GpuStep, x: &Tensor, dy: &Tensor, dx: Option<&Tensor>) -> Vec<Dispatch>;
@@ -321,6 +346,14 @@ mod tests {
             }),
             Layer::GlobalAveragePooling2D(GlobalAveragePooling2D { keepdims: false }),
             Layer::GlobalMaxPooling2D(GlobalMaxPooling2D { keepdims: true }),
+            Layer::BatchNormalization(BatchNormalization {
+                momentum: 0.9,
+                epsilon: 1e-5,
+                center: false,
+                scale: true,
+                gamma_initializer: 0.5,
+                ..BatchNormalization::default()
+            }),
         ];
         for l in &all {
             match l {
@@ -333,7 +366,8 @@ mod tests {
                 | Layer::Dense(_)
                 | Layer::AveragePooling2D(_)
                 | Layer::GlobalAveragePooling2D(_)
-                | Layer::GlobalMaxPooling2D(_) => {}
+                | Layer::GlobalMaxPooling2D(_)
+                | Layer::BatchNormalization(_) => {}
             }
         }
         all

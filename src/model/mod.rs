@@ -5,7 +5,8 @@
 //! 64-word boundary so that any adapter's storage offset alignment (at most 256 bytes) is met when a
 //! kernel binds one tensor of it. Tensors keep Keras' own shapes and order (Conv2D kernel
 //! [kh, kw, in, out], Dense kernel [in, out], then each bias); tensors the optimizer must not touch
-//! (none yet) follow all trainable ones. What each layer is lives in [`crate::layers`].
+//! (BatchNormalization's moving statistics) follow all trainable ones. What each layer is lives in
+//! [`crate::layers`].
 
 pub mod folder;
 pub mod io;
@@ -271,8 +272,8 @@ impl Sequential {
 
     /// Every parameter tensor with its place in the flat vector, listed in model order (each layer's
     /// as its `params()` gives them, Keras' order). Trainable tensors are placed first, in that
-    /// order, and the others (none in today's layers) after them, so that the optimizer updates one
-    /// prefix of the vector.
+    /// order, and the others (BatchNormalization's moving statistics) after them, so that the
+    /// optimizer updates one prefix of the vector.
     pub fn param_tensors(&self) -> Result<Vec<ParamTensor>, ModelError> {
         let shapes = self.output_shapes()?;
         let mut out = Vec::new();

@@ -15,6 +15,9 @@ pub struct StepResult {
     pub correct: u32,
     /// Gradients of the mean loss, laid out like the flat parameter vector (padding is zero).
     pub grads: Vec<f64>,
+    /// The parameter vector after the step's state updates (BatchNormalization's moving
+    /// statistics, when `train`); the optimizer's update of the trainable tensors is not applied.
+    pub params: Vec<f64>,
 }
 
 /// Forward pass (dropout on when `train`), loss and, when `train`, gradients.
@@ -52,11 +55,18 @@ pub fn forward_backward(
     input_shapes.extend(shapes.iter().cloned());
     // inputs[i] is layer i's input; the last entry is the logits (softmax belongs to the loss).
     let mut inputs = vec![x.to_vec()];
+    let mut updated = params.to_vec();
     for (i, l) in model.layers.iter().enumerate() {
-        let y =
-            l.layer
-                .kind()
-                .cpu_forward(&step_of(i), &input_shapes[i], &inputs[i], &layer_params(i));
+        let kind = l.layer.kind();
+        let (input, x) = (&input_shapes[i], &inputs[i]);
+        if train {
+            let state = kind.cpu_update_state(&step_of(i), input, x, &layer_params(i));
+            let frozen = tensors.iter().filter(|t| t.layer == i && !t.trainable);
+            for (t, v) in frozen.zip(state) {
+                updated[t.offset..t.offset + t.len].copy_from_slice(&v);
+            }
+        }
+        let y = kind.cpu_forward(&step_of(i), input, x, &layer_params(i));
         inputs.push(y);
     }
     let logits = inputs.pop().unwrap();
@@ -84,6 +94,7 @@ pub fn forward_backward(
         loss_sum,
         correct,
         grads,
+        params: updated,
     }
 }
 
@@ -147,6 +158,59 @@ mod tests {
                 }),
             ],
         )
+    }
+
+    /// BatchNormalization after a convolution and after a dense layer (one without gamma and beta),
+    /// training: its gradients flow through the batch's statistics, and its moving statistics move.
+    #[test]
+    fn whole_model_with_batchnorm_gradient_matches_finite_differences() {
+        use crate::layers::BatchNormalization;
+        let mut model = small_model();
+        model.layers.insert(
+            1,
+            crate::model::NamedLayer {
+                name: "batch_normalization".into(),
+                layer: Layer::BatchNormalization(BatchNormalization::default()),
+            },
+        );
+        model.layers.insert(
+            7,
+            crate::model::NamedLayer {
+                name: "batch_normalization_1".into(),
+                layer: Layer::BatchNormalization(BatchNormalization {
+                    center: false,
+                    scale: false,
+                    ..BatchNormalization::default()
+                }),
+            },
+        );
+        let batch = 3;
+        let params: Vec<f64> = model
+            .init_params(5)
+            .unwrap()
+            .iter()
+            .zip(seeded(model.param_words().unwrap(), 6))
+            .map(|(&p, r)| p as f64 + 0.05 * r)
+            .collect();
+        let x: Vec<f64> = seeded(batch * 5 * 6 * 2, 7);
+        let labels = [2u32, 0, 1];
+        let r = forward_backward(&model, &params, &x, &labels, batch, 1, 0, true);
+        let loss = |p: &[f64]| {
+            forward_backward(&model, p, &x, &labels, batch, 1, 0, true).loss_sum / batch as f64
+        };
+        check_gradient(
+            "model with batch norm, all parameters",
+            &params,
+            &r.grads,
+            loss,
+        );
+        let moved = model
+            .param_tensors()
+            .unwrap()
+            .iter()
+            .filter(|t| !t.trainable)
+            .all(|t| (t.offset..t.offset + t.len).all(|i| r.params[i] != params[i]));
+        assert!(moved, "every moving statistic moves in a training step");
     }
 
     #[test]

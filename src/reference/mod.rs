@@ -4,6 +4,7 @@
 
 pub mod activation;
 pub mod avgpool2d;
+pub mod batch_norm;
 pub mod column_sum;
 pub mod conv2d;
 pub mod dropout;

@@ -351,7 +351,11 @@ impl Network {
             let x = v(holder[i]);
             inputs.push(x.clone());
             if holder[i + 1] == i + 1 {
-                out.extend(op.forward(&s, &x, &v(i + 1)));
+                out.extend(if train {
+                    op.forward(&s, &x, &v(i + 1))
+                } else {
+                    op.evaluate(&s, &x, &v(i + 1))
+                });
             }
         }
         let last = self.ops.len();

@@ -7,8 +7,8 @@ use std::sync::OnceLock;
 use cifar_wgpu::gpu::{Gpu, GpuOptions};
 use cifar_wgpu::kernels::gather::upload_images;
 use cifar_wgpu::layers::{
-    Activation, ActivationLayer, AveragePooling2D, Conv2D, Dense, Dropout, Flatten,
-    GlobalAveragePooling2D, GlobalMaxPooling2D, Init, Layer, LeakyReLU, MaxPooling2D,
+    Activation, ActivationLayer, AveragePooling2D, BatchNormalization, Conv2D, Dense, Dropout,
+    Flatten, GlobalAveragePooling2D, GlobalMaxPooling2D, Init, Layer, LeakyReLU, MaxPooling2D,
 };
 use cifar_wgpu::model::Sequential;
 use cifar_wgpu::optimizer::Optimizer;
@@ -181,9 +181,59 @@ pub fn more_layers_model() -> Sequential {
     )
 }
 
-/// Builds, without running them, every program of training and evaluation: the every-layer model,
-/// the more-layers model (batch 3, its 3 classes) and the notebook's at batch 128, with every
-/// optimizer, the gather included. Each pipeline is compiled
+/// BatchNormalization after a convolution (Keras' defaults) and after a dense layer (no gamma, no
+/// beta, other momentum and epsilon), with a dropout between them and the classifier.
+pub fn batchnorm_model(input: [usize; 3], classes: usize) -> Sequential {
+    Sequential::from_layers(
+        "batchnorm",
+        input,
+        vec![
+            Layer::Conv2D(Conv2D {
+                filters: 5,
+                kernel_size: [3, 3],
+                padding: Padding::Same,
+                activation: Activation::Linear,
+                strides: [1, 1],
+                use_bias: true,
+                kernel_initializer: Init::GlorotUniform,
+                bias_initializer: Init::Zeros,
+            }),
+            Layer::BatchNormalization(BatchNormalization::default()),
+            Layer::Activation(ActivationLayer {
+                activation: Activation::Relu,
+            }),
+            Layer::MaxPooling2D(MaxPooling2D {
+                pool_size: [2, 2],
+                strides: [2, 2],
+                padding: Padding::Valid,
+            }),
+            Layer::Flatten(Flatten),
+            Layer::Dense(Dense {
+                units: 7,
+                activation: Activation::Linear,
+                use_bias: true,
+                kernel_initializer: Init::GlorotUniform,
+                bias_initializer: Init::Zeros,
+            }),
+            Layer::BatchNormalization(BatchNormalization {
+                momentum: 0.9,
+                epsilon: 1e-2,
+                center: false,
+                scale: false,
+                ..BatchNormalization::default()
+            }),
+            Layer::Dropout(Dropout { rate: 0.25 }),
+            Layer::Dense(Dense {
+                units: classes,
+                activation: Activation::Softmax,
+                use_bias: true,
+                kernel_initializer: Init::GlorotUniform,
+                bias_initializer: Init::Zeros,
+            }),
+        ],
+    )
+}
+
 /// The pooling layers in two small models. The first: Conv2D(relu) → AveragePooling2D 3x3, stride
 /// 2, 'same' (clipped border windows) → Conv2D → GlobalAveragePooling2D → Dense(softmax). The
 /// second: Conv2D → AveragePooling2D 2x3, strides 1x2, 'valid' (overlapping rows, an uncovered
@@ -249,7 +299,8 @@ pub fn pooling_models(input: [usize; 3], classes: usize) -> [Sequential; 2] {
 }
 
 /// Builds, without running them, every program of training and evaluation: the every-layer model,
-/// the notebook's at batch 128, the pooling models, with every optimizer, the gather included. Each pipeline is compiled
+/// the more-layers model (batch 3, its 3 classes), the pooling models, the batch-normalised one and
+/// the notebook's at batch 128, with every optimizer, the gather included. Each pipeline is compiled
 /// (and validated against the device's limits) on the way.
 pub fn build_programs(g: &Gpu) {
     let [average, max] = pooling_models([9, 7, 3], 4);
@@ -259,6 +310,7 @@ pub fn build_programs(g: &Gpu) {
         (more_layers_model(), 3),
         (average, 5),
         (max, 5),
+        (batchnorm_model([9, 7, 3], 4), 5),
     ];
     for (model, batch) in &models {
         let bytes = model.input().len();

@@ -7,6 +7,7 @@ mod common;
 
 mod activation;
 mod avgpool2d;
+mod batch_norm;
 mod column_sum;
 mod conv2d;
 mod dropout;
