@@ -177,9 +177,10 @@ enum OptimizerName {
 
 #[derive(Args)]
 struct OptimizerArgs {
-    /// The optimizer; each takes Keras' defaults unless a flag below overrides them.
-    #[arg(long, value_enum, default_value = "rmsprop")]
-    optimizer: OptimizerName,
+    /// The optimizer (default: rmsprop, or the one a --config file's compile settings name); each
+    /// takes Keras' defaults, or the file's settings, unless a flag below overrides them.
+    #[arg(long, value_enum)]
+    optimizer: Option<OptimizerName>,
     /// Learning rate (Keras: 0.001 for RMSprop and Adam, 0.01 for SGD).
     #[arg(long, value_parser = positive_finite)]
     lr: Option<f32>,
@@ -214,55 +215,60 @@ struct OptimizerArgs {
 
 impl OptimizerArgs {
     fn build(&self) -> Optimizer {
-        match (
-            self.optimizer,
-            Optimizer::rmsprop_default(),
-            Optimizer::sgd_default(),
-            Optimizer::adam_default(),
-        ) {
-            (
-                OptimizerName::Rmsprop,
-                Optimizer::RmsProp {
-                    lr,
-                    rho,
-                    momentum,
-                    epsilon,
-                    ..
-                },
-                _,
-                _,
-            ) => Optimizer::RmsProp {
+        self.over(Optimizer::rmsprop_default())
+    }
+
+    /// The flags over `base` (Keras' RMSprop, or a --config file's optimizer): an --optimizer of
+    /// another kind starts from that kind's Keras defaults, each setting given replaces the base's
+    /// and each switch given turns its option on.
+    fn over(&self, base: Optimizer) -> Optimizer {
+        let base = match (self.optimizer, &base) {
+            (None, _)
+            | (Some(OptimizerName::Rmsprop), Optimizer::RmsProp { .. })
+            | (Some(OptimizerName::Sgd), Optimizer::Sgd { .. })
+            | (Some(OptimizerName::Adam), Optimizer::Adam { .. }) => base,
+            (Some(OptimizerName::Rmsprop), _) => Optimizer::rmsprop_default(),
+            (Some(OptimizerName::Sgd), _) => Optimizer::sgd_default(),
+            (Some(OptimizerName::Adam), _) => Optimizer::adam_default(),
+        };
+        match base {
+            Optimizer::RmsProp {
+                lr,
+                rho,
+                momentum,
+                epsilon,
+                centered,
+                legacy_epsilon,
+            } => Optimizer::RmsProp {
                 lr: self.lr.unwrap_or(lr),
                 rho: self.rho.unwrap_or(rho),
                 momentum: self.momentum.unwrap_or(momentum),
                 epsilon: self.epsilon.unwrap_or(epsilon),
-                centered: self.centered,
-                legacy_epsilon: self.legacy_epsilon,
+                centered: centered || self.centered,
+                legacy_epsilon: legacy_epsilon || self.legacy_epsilon,
             },
-            (OptimizerName::Sgd, _, Optimizer::Sgd { lr, momentum, .. }, _) => Optimizer::Sgd {
+            Optimizer::Sgd {
+                lr,
+                momentum,
+                nesterov,
+            } => Optimizer::Sgd {
                 lr: self.lr.unwrap_or(lr),
                 momentum: self.momentum.unwrap_or(momentum),
-                nesterov: self.nesterov,
+                nesterov: nesterov || self.nesterov,
             },
-            (
-                OptimizerName::Adam,
-                _,
-                _,
-                Optimizer::Adam {
-                    lr,
-                    beta1,
-                    beta2,
-                    epsilon,
-                    ..
-                },
-            ) => Optimizer::Adam {
+            Optimizer::Adam {
+                lr,
+                beta1,
+                beta2,
+                epsilon,
+                amsgrad,
+            } => Optimizer::Adam {
                 lr: self.lr.unwrap_or(lr),
                 beta1: self.beta1.unwrap_or(beta1),
                 beta2: self.beta2.unwrap_or(beta2),
                 epsilon: self.epsilon.unwrap_or(epsilon),
-                amsgrad: self.amsgrad,
+                amsgrad: amsgrad || self.amsgrad,
             },
-            _ => unreachable!("the default constructors return their own variants"),
         }
     }
 }
@@ -287,6 +293,9 @@ enum Command {
         /// Summarise a saved model instead of a preset.
         #[arg(long, conflicts_with = "preset")]
         model: Option<PathBuf>,
+        /// Summarise an architecture file (as `train --config` takes it) instead of a preset.
+        #[arg(long, conflicts_with_all = ["model", "preset"])]
+        config: Option<PathBuf>,
         /// The architecture to summarise: the notebook's model or the book's deeper network.
         #[arg(long, value_enum, default_value_t = Preset::Notebook)]
         preset: Preset,
@@ -488,6 +497,11 @@ struct TrainArgs {
     /// Start from a saved model instead of fresh weights (fine-tuning).
     #[arg(long, conflicts_with = "preset")]
     model: Option<PathBuf>,
+    /// Train the architecture in this file from fresh weights, each tensor drawn by the
+    /// initialiser the file names: Keras' model.to_json() (Keras 2 or 3), a .keras archive (its
+    /// compile settings give the optimizer unless optimizer flags are given) or our model.json.
+    #[arg(long, conflicts_with_all = ["resume", "preset", "model"])]
+    config: Option<PathBuf>,
     /// Continue an interrupted run from its checkpoint folder (`<out>/checkpoint`) with the settings
     /// it records: data, --out, epochs, batch size, seed, shuffling, validation split, optimizer and
     /// its settings, preset or model, tiling. Those flags may be repeated with the same values; a
@@ -563,15 +577,17 @@ fn run(cli: Cli, given: &[String]) -> Result<ExitCode, Error> {
         Command::Summary {
             data,
             model,
+            config,
             preset,
         } => {
-            let model = match (model, data) {
-                (Some(dir), _) => session::load_model(&dir)?.model,
-                (None, Some(path)) => {
+            let model = match (config, model, data) {
+                (Some(file), _, _) => session::load_architecture(&file)?.model,
+                (None, Some(dir), _) => session::load_model(&dir)?.model,
+                (None, None, Some(path)) => {
                     let ds = data::read(&path, None)?;
                     preset.build([ds.height, ds.width, ds.channels], ds.num_classes())
                 }
-                (None, None) => preset.build([32, 32, 3], 10),
+                (None, None, None) => preset.build([32, 32, 3], 10),
             };
             println!("{}", model.summary()?);
         }
@@ -660,25 +676,36 @@ fn run(cli: Cli, given: &[String]) -> Result<ExitCode, Error> {
 fn train(args: TrainArgs, given: &[String]) -> Result<ExitCode, Error> {
     let opts = match &args.resume {
         Some(dir) => resume_options(&args, given, dir)?,
-        None => SessionOptions {
-            data: args.data.options(),
-            gpu: args.gpu.options(),
-            start: match &args.model {
-                Some(path) => Start::Model(path.clone()),
-                None => Start::Preset(args.preset),
-            },
-            fit: FitConfig {
-                epochs: args.epochs,
-                batch_size: args.batch_size,
-                shuffle: !args.no_shuffle,
-                seed: args.seed,
-                augment: args.augment.build(),
-            },
-            optimizer: args.optimizer.build(),
-            validation_split: args.validation_split,
-            out: args.out.clone(),
-            profile: args.profile,
-        },
+        None => {
+            let mut optimizer = args.optimizer.build();
+            let start = match (&args.model, &args.config) {
+                (Some(path), _) => Start::Model(path.clone()),
+                (None, Some(path)) => {
+                    let architecture = session::load_architecture(path)?;
+                    if let Some(compiled) = architecture.optimizer {
+                        optimizer = args.optimizer.over(compiled);
+                    }
+                    Start::Config(architecture.model)
+                }
+                (None, None) => Start::Preset(args.preset),
+            };
+            SessionOptions {
+                data: args.data.options(),
+                gpu: args.gpu.options(),
+                start,
+                fit: FitConfig {
+                    epochs: args.epochs,
+                    batch_size: args.batch_size,
+                    shuffle: !args.no_shuffle,
+                    seed: args.seed,
+                    augment: args.augment.build(),
+                },
+                optimizer,
+                validation_split: args.validation_split,
+                out: args.out.clone(),
+                profile: args.profile,
+            }
+        }
     };
     let mut console = Console::new(args.quiet, args.log_json);
     let stop = console.stop.clone();
@@ -795,11 +822,9 @@ fn resume_options(args: &TrainArgs, given: &[String], dir: &Path) -> Result<Sess
             "preset" => {
                 let name = session::flag_value(&args.preset);
                 (run.preset.as_deref() != Some(name.as_str())).then(|| {
-                    let was = run.preset.clone().unwrap_or_else(|| {
-                        format!(
-                            "none (the run started from --model {})",
-                            path_text(run.model.as_ref())
-                        )
+                    let was = run.preset.clone().unwrap_or_else(|| match &run.model {
+                        Some(m) => format!("none (the run started from --model {})", m.display()),
+                        None => "none (the run started from --config)".into(),
                     });
                     (name, was)
                 })
@@ -826,7 +851,8 @@ fn resume_options(args: &TrainArgs, given: &[String], dir: &Path) -> Result<Sess
                 (want != st.fit.augment).then(|| (show(&want), show(&st.fit.augment)))
             }
             "optimizer" => {
-                let name = session::flag_value(&args.optimizer.optimizer);
+                let name = (args.optimizer.optimizer.as_ref())
+                    .map_or_else(String::new, session::flag_value);
                 let was = optimizer["kind"].as_str().unwrap_or_default().to_string();
                 (name != was).then_some((name, was))
             }

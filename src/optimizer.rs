@@ -10,6 +10,7 @@
 //! that round-trips the f32 (0.9f32 -> 0.9), so the constants the kernel uses are Keras' to the bit.
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use crate::kernels::StepState;
 
@@ -118,6 +119,173 @@ impl Optimizer {
             lr: self.lr(),
             adam_alpha,
             _pad: 0,
+        }
+    }
+}
+
+/// Keras optimizer settings we do not run: accepted only when off (null, false or 0), else refused
+/// by name. `decay` is Keras 2's per-step learning-rate decay.
+const KERAS_OFF: [&str; 10] = [
+    "weight_decay",
+    "clipnorm",
+    "global_clipnorm",
+    "clipvalue",
+    "use_ema",
+    "ema_overwrite_frequency",
+    "loss_scale_factor",
+    "gradient_accumulation_steps",
+    "is_legacy_optimizer",
+    "decay",
+];
+
+impl Optimizer {
+    /// Reads a Keras optimizer config as `compile_config` holds it: a name (`"adam"`) or an object
+    /// with `class_name` and `config` (Keras 3's also has `module`, Keras 2's may say `lr`). SGD,
+    /// RMSprop and Adam with Keras' settings are read, missing ones taking Keras' defaults; other
+    /// optimizers, learning-rate schedules and settings we do not run are refused by name.
+    pub fn from_keras(v: &Value) -> Result<Optimizer, String> {
+        let empty = Map::new();
+        let (class, config) = match v {
+            Value::String(s) => (s.as_str(), &empty),
+            Value::Object(o) => (
+                o.get("class_name")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| format!("optimizer {v} has no class_name"))?,
+                match o.get("config") {
+                    None | Some(Value::Null) => &empty,
+                    Some(Value::Object(c)) => c,
+                    Some(c) => return Err(format!("optimizer config {c} is not an object")),
+                },
+            ),
+            _ => return Err(format!("optimizer {v} is neither a name nor an object")),
+        };
+        let mut known: Vec<&str> =
+            vec!["name", "learning_rate", "lr", "ema_momentum", "jit_compile"];
+        let number = |key: &str, default: f32| -> Result<f32, String> {
+            match config.get(key) {
+                None | Some(Value::Null) => Ok(default),
+                Some(Value::Number(n)) => Ok(n.as_f64().unwrap_or(f64::NAN) as f32),
+                Some(Value::Object(_)) if key == "learning_rate" => Err(format!(
+                    "optimizer {class}: learning-rate schedules are not supported (a number is)"
+                )),
+                Some(other) => Err(format!(
+                    "optimizer {class}: {key} = {other} is not a number"
+                )),
+            }
+        };
+        let flag = |key: &str| -> Result<bool, String> {
+            match config.get(key) {
+                None | Some(Value::Null) => Ok(false),
+                Some(Value::Bool(b)) => Ok(*b),
+                Some(other) => Err(format!(
+                    "optimizer {class}: {key} = {other} is not a boolean"
+                )),
+            }
+        };
+        let lr = |default: f32| match config.get("learning_rate") {
+            Some(v) if !v.is_null() => number("learning_rate", default),
+            _ => number("lr", default),
+        };
+        let optimizer = match class.to_ascii_lowercase().as_str() {
+            "sgd" => {
+                known.extend(["momentum", "nesterov"]);
+                Optimizer::Sgd {
+                    lr: lr(0.01)?,
+                    momentum: number("momentum", 0.0)?,
+                    nesterov: flag("nesterov")?,
+                }
+            }
+            "rmsprop" => {
+                known.extend(["rho", "momentum", "epsilon", "centered"]);
+                Optimizer::RmsProp {
+                    lr: lr(0.001)?,
+                    rho: number("rho", 0.9)?,
+                    momentum: number("momentum", 0.0)?,
+                    epsilon: number("epsilon", 1e-7)?,
+                    centered: flag("centered")?,
+                    legacy_epsilon: false,
+                }
+            }
+            "adam" => {
+                known.extend(["beta_1", "beta_2", "epsilon", "amsgrad"]);
+                Optimizer::Adam {
+                    lr: lr(0.001)?,
+                    beta1: number("beta_1", 0.9)?,
+                    beta2: number("beta_2", 0.999)?,
+                    epsilon: number("epsilon", 1e-7)?,
+                    amsgrad: flag("amsgrad")?,
+                }
+            }
+            _ => {
+                return Err(format!(
+                    "optimizer {class} is not supported (SGD, RMSprop and Adam are)"
+                ));
+            }
+        };
+        // `name`, `ema_momentum` (read only with EMA on) and `jit_compile` say how Keras runs or
+        // names the optimizer, not what it computes.
+        for (key, value) in config {
+            let off =
+                value.is_null() || *value == Value::Bool(false) || value.as_f64() == Some(0.0);
+            let fine = if KERAS_OFF.contains(&key.as_str()) {
+                off
+            } else {
+                known.contains(&key.as_str())
+            };
+            if !fine {
+                return Err(format!(
+                    "optimizer {class}: {key} = {value} is not supported"
+                ));
+            }
+        }
+        optimizer.check()?;
+        Ok(optimizer)
+    }
+
+    /// Why the settings cannot train, as the CLI's flags are checked: a learning rate and epsilon
+    /// finite and above 0, decay rates and momentum in [0, 1).
+    fn check(&self) -> Result<(), String> {
+        let positive = |name: &str, v: f32| {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "optimizer: {name} = {v} must be a finite number above 0"
+                ))
+            }
+        };
+        let fraction = |name: &str, v: f32| {
+            if (0.0..1.0).contains(&v) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "optimizer: {name} = {v} must be at least 0 and below 1"
+                ))
+            }
+        };
+        positive("learning_rate", self.lr())?;
+        match *self {
+            Optimizer::Sgd { momentum, .. } => fraction("momentum", momentum),
+            Optimizer::RmsProp {
+                rho,
+                momentum,
+                epsilon,
+                ..
+            } => {
+                fraction("rho", rho)?;
+                fraction("momentum", momentum)?;
+                positive("epsilon", epsilon)
+            }
+            Optimizer::Adam {
+                beta1,
+                beta2,
+                epsilon,
+                ..
+            } => {
+                fraction("beta_1", beta1)?;
+                fraction("beta_2", beta2)?;
+                positive("epsilon", epsilon)
+            }
         }
     }
 }

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use cifar_wgpu::data::{self, synthetic};
 use cifar_wgpu::keras;
-use cifar_wgpu::layers::{Activation, Dense, Flatten, Layer};
+use cifar_wgpu::layers::{Activation, Dense, Flatten, Init, Layer};
 use cifar_wgpu::model::Sequential;
 use cifar_wgpu::model::io::SavedModel;
 use cifar_wgpu::train::{EpochLog, history};
@@ -192,6 +192,8 @@ fn tiny_model(dir: &Path, history: &[EpochLog]) -> PathBuf {
                 units: 3,
                 activation: Activation::Softmax,
                 use_bias: true,
+                kernel_initializer: Init::GlorotUniform,
+                bias_initializer: Init::Zeros,
             }),
         ],
     );

@@ -40,7 +40,7 @@ use rand_pcg::Pcg64Mcg;
 
 use cifar_wgpu::data::{self, synthetic};
 use cifar_wgpu::keras;
-use cifar_wgpu::layers::{Activation, Conv2D, Dense, Flatten, Layer, MaxPooling2D};
+use cifar_wgpu::layers::{Activation, Conv2D, Dense, Flatten, Init, Layer, MaxPooling2D};
 use cifar_wgpu::model::Sequential;
 use cifar_wgpu::model::io::SavedModel;
 use cifar_wgpu::optimizer::Optimizer;
@@ -268,6 +268,8 @@ fn small_saved() -> SavedModel {
                 activation: Activation::Relu,
                 strides: [1, 1],
                 use_bias: true,
+                kernel_initializer: Init::GlorotUniform,
+                bias_initializer: Init::Zeros,
             }),
             Layer::MaxPooling2D(MaxPooling2D {
                 pool_size: [2, 2],
@@ -279,6 +281,8 @@ fn small_saved() -> SavedModel {
                 units: 3,
                 activation: Activation::Softmax,
                 use_bias: true,
+                kernel_initializer: Init::GlorotUniform,
+                bias_initializer: Init::Zeros,
             }),
         ],
     );

@@ -13,7 +13,7 @@ use cifar_wgpu::gpu::run_dispatches;
 use cifar_wgpu::keras::{self, SavedModel};
 use cifar_wgpu::layers::{
     Activation, AveragePooling2D, Conv2D, Dense, Flatten, GlobalAveragePooling2D,
-    GlobalMaxPooling2D, Layer,
+    GlobalMaxPooling2D, Init, Layer,
 };
 use cifar_wgpu::model::{Sequential, reference};
 use cifar_wgpu::optimizer::Optimizer;
@@ -49,6 +49,8 @@ fn conv(filters: usize, size: usize, padding: Padding, activation: Activation) -
         activation,
         strides: [1, 1],
         use_bias: true,
+        kernel_initializer: Init::GlorotUniform,
+        bias_initializer: Init::Zeros,
     })
 }
 
@@ -57,6 +59,8 @@ fn head() -> Layer {
         units: 3,
         activation: Activation::Softmax,
         use_bias: true,
+        kernel_initializer: Init::GlorotUniform,
+        bias_initializer: Init::Zeros,
     })
 }
 

@@ -57,6 +57,47 @@ def write_json(name, text):
         f.write("\n")
 
 
+def config_models():
+    """Architectures that `train --config` starts from fresh weights: every initialiser form Keras 3
+    writes, and a compiled .keras whose compile_config names the optimizer and loss. Input 8x8x1 and
+    10 classes, the shape of the tests' tiny IDX sets. A fresh session, so the layer names are
+    conv2d, conv2d_1, dense, … whatever was built before."""
+    keras.backend.clear_session()
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            layers.Conv2D(4, (3, 3), padding="same", activation="relu",
+                          kernel_initializer="he_normal", bias_initializer="zeros"),
+            layers.MaxPooling2D(pool_size=(2, 2)),
+            layers.Conv2D(3, (2, 2), kernel_initializer=keras.initializers.VarianceScaling(
+                scale=2.0, mode="fan_out", distribution="uniform"),
+                bias_initializer=keras.initializers.Constant(0.1)),
+            layers.Flatten(),
+            layers.Dense(6, kernel_initializer=keras.initializers.RandomNormal(stddev=0.02),
+                         bias_initializer="ones"),
+            layers.Activation("relu"),
+            layers.Dense(5, kernel_initializer=keras.initializers.TruncatedNormal(mean=0.1, stddev=0.05),
+                         bias_initializer=keras.initializers.RandomUniform(minval=-0.2, maxval=0.3)),
+            layers.Dense(10, activation="softmax", kernel_initializer="lecun_uniform",
+                         bias_initializer=keras.initializers.Constant(-0.5)),
+        ]
+    )
+    write_json("init_architecture.json", model.to_json())
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=0.002, beta_1=0.8),
+                  loss="categorical_crossentropy", metrics=["accuracy"])
+    model.save(path("init_adam.keras"))
+    unknown = keras.Sequential(
+        [keras.Input((8, 8, 1)), layers.Flatten(),
+         layers.Dense(10, activation="softmax", kernel_initializer="orthogonal")]
+    )
+    write_json("unsupported_initializer.json", unknown.to_json())
+    adamw = keras.Sequential(
+        [keras.Input((8, 8, 1)), layers.Flatten(), layers.Dense(10, activation="softmax")]
+    )
+    adamw.compile(optimizer="adamw", loss="categorical_crossentropy")
+    adamw.save(path("unsupported_optimizer.keras"))
+
+
 def main():
     # The notebook's own model (32x32x3, 10 classes): architecture only, the weights would be 16 MB.
     big = notebook((32, 32, 3), 512, 10, 32)
@@ -94,6 +135,8 @@ def main():
 
     # Models we must refuse, made by real Keras too (the dilated one: more_layers).
     write_json("unsupported_layer.json", unsupported_layer().to_json())
+
+    config_models()
 
     # Check that Keras reads back what it wrote, and report the layouts.
     again = keras.models.load_model(path("tiny.keras"))

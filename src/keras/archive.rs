@@ -5,9 +5,12 @@
 use std::io::{Read, Write};
 use std::path::Path;
 
+use serde_json::Value;
 use zip::write::SimpleFileOptions;
 
-use super::{KERAS_VERSION, KerasError, SavedModel, h5, model_to_json};
+use super::{ConfigError, KERAS_VERSION, KerasError, SavedModel, h5, model_to_json};
+use crate::layers::keras::{malformed, unsupported};
+use crate::optimizer::Optimizer;
 
 const METADATA: &str = "metadata.json";
 const CONFIG: &str = "config.json";
@@ -40,38 +43,9 @@ pub fn keras_archive(saved: &SavedModel, weights: &[u8]) -> Result<Vec<u8>, Stri
 /// [`super::MAX_JSON_FILE`] bytes; each member is read within its cap, checked against what the zip
 /// declares and against what it really inflates to (a deflate bomb stops at the cap).
 pub fn load_archive(path: &Path) -> Result<SavedModel, KerasError> {
-    let max_file = super::MAX_WEIGHTS_FILE + super::MAX_JSON_FILE;
-    let bytes = super::read_capped(path, max_file)?;
-    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| {
-        KerasError::malformed(path, format!("not a .keras archive (unreadable zip): {e}"))
-    })?;
-    let mut member = |name: &str, max: u64| -> Result<Vec<u8>, KerasError> {
-        let f = zip.by_name(name).map_err(|e| {
-            KerasError::malformed(
-                path,
-                format!("not a .keras archive: no {name} inside ({e})"),
-            )
-        })?;
-        let too_large = |size: u64| {
-            KerasError::malformed(
-                path,
-                format!("{name} inside is {size} bytes or more; at most {max} are read"),
-            )
-        };
-        if f.size() > max {
-            return Err(too_large(f.size()));
-        }
-        let mut out = Vec::new();
-        f.take(max + 1)
-            .read_to_end(&mut out)
-            .map_err(|e| KerasError::malformed(path, format!("{name} inside: {e}")))?;
-        if out.len() as u64 > max {
-            return Err(too_large(out.len() as u64));
-        }
-        Ok(out)
-    };
-    let config = member(CONFIG, super::MAX_JSON_FILE)?;
-    let weights = member(WEIGHTS, super::MAX_WEIGHTS_FILE)?;
+    let mut zip = open_zip(path)?;
+    let config = member(&mut zip, path, CONFIG, super::MAX_JSON_FILE)?;
+    let weights = member(&mut zip, path, WEIGHTS, super::MAX_WEIGHTS_FILE)?;
     let inner = path.join(CONFIG);
     let text =
         String::from_utf8(config).map_err(|_| KerasError::malformed(&inner, "not UTF-8 text"))?;
@@ -80,6 +54,128 @@ pub fn load_archive(path: &Path) -> Result<SavedModel, KerasError> {
     let inner = path.join(WEIGHTS);
     let file = h5::open(&inner, weights)?;
     h5::load_weights(&inner, &file, model)
+}
+
+/// The text of a `.keras` archive's `config.json` (the architecture and compile settings), its
+/// weights left unread: `train --config` starts from fresh ones.
+pub fn archive_config(path: &Path) -> Result<String, KerasError> {
+    let mut zip = open_zip(path)?;
+    let config = member(&mut zip, path, CONFIG, super::MAX_JSON_FILE)?;
+    String::from_utf8(config)
+        .map_err(|_| KerasError::malformed(&path.join(CONFIG), "not UTF-8 text"))
+}
+
+type Zip = zip::ZipArchive<std::io::Cursor<Vec<u8>>>;
+
+fn open_zip(path: &Path) -> Result<Zip, KerasError> {
+    let max_file = super::MAX_WEIGHTS_FILE + super::MAX_JSON_FILE;
+    let bytes = super::read_capped(path, max_file)?;
+    zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| {
+        KerasError::malformed(path, format!("not a .keras archive (unreadable zip): {e}"))
+    })
+}
+
+/// The member `name`, read within `max` bytes.
+fn member(zip: &mut Zip, path: &Path, name: &str, max: u64) -> Result<Vec<u8>, KerasError> {
+    let f = zip.by_name(name).map_err(|e| {
+        KerasError::malformed(
+            path,
+            format!("not a .keras archive: no {name} inside ({e})"),
+        )
+    })?;
+    let too_large = |size: u64| {
+        KerasError::malformed(
+            path,
+            format!("{name} inside is {size} bytes or more; at most {max} are read"),
+        )
+    };
+    if f.size() > max {
+        return Err(too_large(f.size()));
+    }
+    let mut out = Vec::new();
+    f.take(max + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| KerasError::malformed(path, format!("{name} inside: {e}")))?;
+    if out.len() as u64 > max {
+        return Err(too_large(out.len() as u64));
+    }
+    Ok(out)
+}
+
+/// The optimizer a model's `compile_config` names (Keras 3 writes it at the root of a compiled
+/// model's `config.json` and `to_json()`), after checking that its loss is the one we train: the
+/// categorical cross-entropy of a softmax output, on one-hot or integer labels alike. `None` when
+/// the model was not compiled. The metrics are not read: loss and accuracy are always reported.
+pub fn compile_optimizer(root: &Value) -> Result<Option<Optimizer>, ConfigError> {
+    let config = match root.get("compile_config") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Object(c)) if c.is_empty() => return Ok(None),
+        Some(Value::Object(c)) => c,
+        Some(other) => {
+            return Err(malformed(format!(
+                "compile_config {other} is not an object"
+            )));
+        }
+    };
+    let refuse =
+        |key: &str, v: &Value| unsupported(format!("compile_config: {key} = {v} is not supported"));
+    for (key, v) in config {
+        match key.as_str() {
+            "optimizer" | "loss" | "metrics" | "weighted_metrics" => {}
+            // How Keras runs the step, not what it computes.
+            "run_eagerly" | "steps_per_execution" | "jit_compile" | "auto_scale_loss" => {}
+            "loss_weights" if v.is_null() => {}
+            _ => return Err(refuse(key, v)),
+        }
+    }
+    if let Some(loss) = config.get("loss").filter(|v| !v.is_null()) {
+        check_loss(loss).map_err(|()| refuse("loss", loss))?;
+    }
+    match config.get("optimizer").filter(|v| !v.is_null()) {
+        None => Ok(None),
+        Some(v) => Optimizer::from_keras(v)
+            .map(Some)
+            .map_err(|e| unsupported(format!("compile_config: {e}"))),
+    }
+}
+
+/// Whether `loss` (a name or a Keras loss object) is the categorical cross-entropy we train, with
+/// Keras' defaults for everything that would change it.
+fn check_loss(loss: &Value) -> Result<(), ()> {
+    let (class, config) = match loss {
+        Value::String(s) => (s.as_str(), None),
+        Value::Object(o) => (
+            o.get("class_name").and_then(Value::as_str).ok_or(())?,
+            o.get("config").and_then(Value::as_object),
+        ),
+        _ => return Err(()),
+    };
+    let key: String = class
+        .chars()
+        .filter(|&c| c != '_')
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    if !matches!(
+        key.as_str(),
+        "categoricalcrossentropy" | "sparsecategoricalcrossentropy"
+    ) {
+        return Err(());
+    }
+    for (k, v) in config.into_iter().flatten() {
+        let fine = match k.as_str() {
+            "name" | "dtype" => true,
+            "from_logits" => *v == Value::Bool(false),
+            "label_smoothing" => v.as_f64() == Some(0.0),
+            "axis" => v.as_i64() == Some(-1),
+            "reduction" => v.is_null() || v == "sum_over_batch_size" || v == "auto",
+            "ignore_class" => v.is_null(),
+            _ => false,
+        };
+        if !fine {
+            return Err(());
+        }
+    }
+    Ok(())
 }
 
 /// `%Y-%m-%d@%H:%M:%S` in UTC, as Keras formats `date_saved`.

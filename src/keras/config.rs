@@ -1,12 +1,19 @@
 //! The architecture as JSON: Keras 3's `model.to_json()` for our `Sequential`, and the reverse for
 //! what Keras 2 and 3 write, refusing clearly what we cannot run.
 
+use std::path::Path;
+
 use serde_json::{Value, json};
 
-use super::ConfigError;
+use super::{
+    ARCHITECTURE_FILE, ARCHIVE_FILE, ConfigError, KerasError, MAX_JSON_FILE, archive, check_model,
+    read_capped,
+};
 use crate::layers::keras::{malformed, unsupported};
 use crate::layers::{self, KerasEntry};
+use crate::model::io::{MODEL_FILE, architecture_from_json, is_model_file};
 use crate::model::{Sequential, Shape};
+use crate::optimizer::Optimizer;
 
 /// What we can run, for error messages.
 pub const SUPPORTED: &str = "a Sequential model of Conv2D (any strides, dilation 1, groups 1, \
@@ -14,7 +21,9 @@ pub const SUPPORTED: &str = "a Sequential model of Conv2D (any strides, dilation
     GlobalAveragePooling2D, GlobalMaxPooling2D (keepdims either way), Dropout (no noise_shape), \
     Flatten, Dense (with or without bias) and BatchNormalization (axis -1, constant initializers), \
     with activations linear, relu, sigmoid, tanh, elu, leaky_relu or softmax, channels_last data, \
-    float32, no regularizers or constraints, ending in a softmax";
+    float32, no regularizers or constraints, ending in a softmax; kernels and biases of Conv2D and Dense \
+    initialised by Keras' glorot, he, lecun, variance-scaling, zeros, ones, constant, random \
+    normal, random uniform or truncated normal initializers";
 
 fn dtype_policy() -> Value {
     json!({
@@ -223,6 +232,67 @@ pub fn model_from_json(text: &str) -> Result<Sequential, ConfigError> {
     }
     model.validate().map_err(|e| unsupported(e.to_string()))?;
     Ok(model)
+}
+
+/// An architecture to train from fresh weights (`train --config`), with the optimizer its file's
+/// compile settings name, if any.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Architecture {
+    pub model: Sequential,
+    pub optimizer: Option<Optimizer>,
+}
+
+/// Reads an architecture from Keras' `model.to_json()` (Keras 2 or 3), a `.keras` archive (its
+/// `config.json`; the weights are not read) or our `model.json`; a folder is searched for
+/// `model.json`, `model.keras` and `cifar10_architecture.json`, in that order. The compile settings
+/// are read where Keras writes them (a compiled model's `compile_config`).
+pub fn load_architecture(path: &Path) -> Result<Architecture, KerasError> {
+    if path.is_dir() {
+        let file = [MODEL_FILE, ARCHIVE_FILE, ARCHITECTURE_FILE]
+            .iter()
+            .map(|f| path.join(f))
+            .find(|f| f.is_file())
+            .ok_or_else(|| {
+                KerasError::malformed(
+                    path,
+                    format!(
+                        "no architecture here: looked for {MODEL_FILE}, {ARCHIVE_FILE} and \
+                         {ARCHITECTURE_FILE}"
+                    ),
+                )
+            })?;
+        return load_architecture(&file);
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
+    let (text, at) = if name.ends_with(".keras") {
+        (archive::archive_config(path)?, path.join("config.json"))
+    } else if name.ends_with(".json") {
+        let text = String::from_utf8(read_capped(path, MAX_JSON_FILE)?)
+            .map_err(|_| KerasError::malformed(path, "not UTF-8 text"))?;
+        (text, path.to_path_buf())
+    } else {
+        return Err(KerasError::malformed(
+            path,
+            "not an architecture file: expected Keras' model.to_json() (.json), a .keras \
+             archive or our model.json",
+        ));
+    };
+    let root: Value = serde_json::from_str(&text)
+        .map_err(|e| KerasError::malformed(&at, format!("not JSON: {e}")))?;
+    let (model, optimizer) = if is_model_file(&root) {
+        let model = architecture_from_json(&text)
+            .map_err(|e| KerasError::malformed(&at, format!("not a cifar-wgpu model file: {e}")))?;
+        (model, None)
+    } else {
+        let model = model_from_json(&text).map_err(|e| e.at(&at))?;
+        let optimizer = archive::compile_optimizer(&root).map_err(|e| e.at(&at))?;
+        (model, optimizer)
+    };
+    check_model(&at, &model)?;
+    Ok(Architecture { model, optimizer })
 }
 
 #[cfg(test)]

@@ -34,7 +34,7 @@ mod h5;
 use std::path::{Path, PathBuf};
 
 pub use crate::model::io::SavedModel;
-pub use config::{SUPPORTED, model_from_json, model_to_json};
+pub use config::{Architecture, SUPPORTED, load_architecture, model_from_json, model_to_json};
 
 /// The architecture, as the notebook names it (`model.to_json()`).
 pub const ARCHITECTURE_FILE: &str = "cifar10_architecture.json";

@@ -1,6 +1,7 @@
 //! Conv2D: a strided 2-D convolution with or without bias, channels-last, then its activation.
-//! Kernel [kh, kw, in, out] (Keras' layout, glorot_uniform), bias [out] (zeros) unless `use_bias` is
-//! false, when the kernel is the layer's only tensor.
+//! Kernel [kh, kw, in, out] (Keras' layout), bias [out] unless `use_bias` is false, when the kernel
+//! is the layer's only tensor; each drawn by its Keras initialiser (by default glorot_uniform and
+//! zeros).
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -22,16 +23,36 @@ pub struct Conv2D {
     pub kernel_size: [usize; 2],
     pub padding: Padding,
     pub activation: Activation,
-    /// (rows, columns); `model.json` files from before strides hold none: 1.
-    #[serde(default = "unit_strides")]
+    /// (rows, columns); `model.json` files from before strides hold none: 1. Like the defaults
+    /// below, not written when 1, so those files save again byte for byte.
+    #[serde(default = "unit_strides", skip_serializing_if = "is_unit")]
     pub strides: [usize; 2],
     /// `model.json` files from before `use_bias` hold none: true.
-    #[serde(default = "super::keras::yes")]
+    #[serde(
+        default = "super::keras::yes",
+        skip_serializing_if = "super::keras::is_yes"
+    )]
     pub use_bias: bool,
+    /// Keras' initialisers. `model.json` stores them only when they are not Keras' defaults, so
+    /// files from before them read (and save again) unchanged.
+    #[serde(
+        default = "Init::kernel_default",
+        skip_serializing_if = "Init::is_kernel_default"
+    )]
+    pub kernel_initializer: Init,
+    #[serde(
+        default = "Init::bias_default",
+        skip_serializing_if = "Init::is_bias_default"
+    )]
+    pub bias_initializer: Init,
 }
 
 fn unit_strides() -> [usize; 2] {
     [1, 1]
+}
+
+fn is_unit(strides: &[usize; 2]) -> bool {
+    *strides == unit_strides()
 }
 
 impl Conv2D {
@@ -77,6 +98,8 @@ impl Conv2D {
             activation: e.activation()?,
             strides,
             use_bias: e.use_bias()?,
+            kernel_initializer: e.initializer("kernel_initializer", Init::kernel_default())?,
+            bias_initializer: e.initializer("bias_initializer", Init::bias_default())?,
         }))
     }
 }
@@ -96,6 +119,8 @@ impl LayerKind for Conv2D {
         if self.filters == 0 || kh == 0 || kw == 0 || self.strides.contains(&0) {
             return Err("filters, kernel_size and strides must be positive".into());
         }
+        self.kernel_initializer.check()?;
+        self.bias_initializer.check()?;
         if self.padding == Padding::Valid && (h < kh || w < kw) {
             return Err(format!("kernel {kh}x{kw} is larger than the input {h}x{w}"));
         }
@@ -112,10 +137,10 @@ impl LayerKind for Conv2D {
         let mut params = vec![ParamSpec::new(
             "kernel",
             vec![s.kh, s.kw, s.cin, s.cout],
-            Init::GlorotUniform,
+            self.kernel_initializer,
         )];
         if self.use_bias {
-            params.push(ParamSpec::new("bias", vec![s.cout], Init::Constant(0.0)));
+            params.push(ParamSpec::new("bias", vec![s.cout], self.bias_initializer));
         }
         params
     }
@@ -125,7 +150,8 @@ impl LayerKind for Conv2D {
     }
 
     fn keras_config(&self) -> Value {
-        let mut config = with_kernel_and_bias(json!({
+        let mut config = with_kernel_and_bias(
+            json!({
             "filters": self.filters,
             "kernel_size": self.kernel_size,
             "strides": self.strides,
@@ -135,7 +161,10 @@ impl LayerKind for Conv2D {
             "groups": 1,
             "activation": self.activation.keras_name(),
             "activity_regularizer": null
-        }));
+            }),
+            self.kernel_initializer,
+            self.bias_initializer,
+        );
         // Keras writes the bias initializer and friends whether or not there is a bias.
         config["use_bias"] = json!(self.use_bias);
         config
@@ -363,6 +392,8 @@ mod tests {
             activation: Activation::Linear,
             strides,
             use_bias: false,
+            kernel_initializer: Init::GlorotUniform,
+            bias_initializer: Init::Zeros,
         };
         let input = Shape::Image { h: 9, w: 8, c: 3 };
         let out = |c: Conv2D| c.output_shape(&input).unwrap();

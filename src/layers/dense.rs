@@ -1,6 +1,6 @@
 //! Dense: y[batch, out] = x[batch, in] * kernel[in, out] + bias[out], then its activation.
-//! Kernel in Keras' [in, out] order (glorot_uniform), bias zeros (none when `use_bias` is false);
-//! the input must be flat.
+//! Kernel in Keras' [in, out] order, bias [out] (none when `use_bias` is false), each drawn by its
+//! Keras initialiser (by default glorot_uniform and zeros); the input must be flat.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -19,9 +19,25 @@ use crate::{kernels, reference};
 pub struct Dense {
     pub units: usize,
     pub activation: Activation,
-    /// `model.json` files from before `use_bias` hold none: true.
-    #[serde(default = "super::keras::yes")]
+    /// `model.json` files from before `use_bias` hold none: true (and it is not written when true,
+    /// so those files save again byte for byte).
+    #[serde(
+        default = "super::keras::yes",
+        skip_serializing_if = "super::keras::is_yes"
+    )]
     pub use_bias: bool,
+    /// Keras' initialisers. `model.json` stores them only when they are not Keras' defaults, so
+    /// files from before them read (and save again) unchanged.
+    #[serde(
+        default = "Init::kernel_default",
+        skip_serializing_if = "Init::is_kernel_default"
+    )]
+    pub kernel_initializer: Init,
+    #[serde(
+        default = "Init::bias_default",
+        skip_serializing_if = "Init::is_bias_default"
+    )]
+    pub bias_initializer: Init,
 }
 
 impl Dense {
@@ -32,6 +48,8 @@ impl Dense {
             units: e.usize("units")?,
             activation: e.activation()?,
             use_bias: e.use_bias()?,
+            kernel_initializer: e.initializer("kernel_initializer", Init::kernel_default())?,
+            bias_initializer: e.initializer("bias_initializer", Init::bias_default())?,
         }))
     }
 }
@@ -46,6 +64,8 @@ impl LayerKind for Dense {
     }
 
     fn output_shape(&self, input: &Shape) -> Result<Shape, String> {
+        self.kernel_initializer.check()?;
+        self.bias_initializer.check()?;
         match input {
             Shape::Flat(_) if self.units > 0 => Ok(Shape::Flat(self.units)),
             Shape::Flat(_) => Err("units must be positive".into()),
@@ -60,13 +80,13 @@ impl LayerKind for Dense {
         let mut params = vec![ParamSpec::new(
             "kernel",
             vec![input.len(), self.units],
-            Init::GlorotUniform,
+            self.kernel_initializer,
         )];
         if self.use_bias {
             params.push(ParamSpec::new(
                 "bias",
                 vec![self.units],
-                Init::Constant(0.0),
+                self.bias_initializer,
             ));
         }
         params
@@ -77,11 +97,15 @@ impl LayerKind for Dense {
     }
 
     fn keras_config(&self) -> Value {
-        let mut config = with_kernel_and_bias(json!({
-            "units": self.units,
-            "activation": self.activation.keras_name(),
-            "quantization_config": null
-        }));
+        let mut config = with_kernel_and_bias(
+            json!({
+                "units": self.units,
+                "activation": self.activation.keras_name(),
+                "quantization_config": null
+            }),
+            self.kernel_initializer,
+            self.bias_initializer,
+        );
         // Keras writes the bias initializer and friends whether or not there is a bias.
         config["use_bias"] = json!(self.use_bias);
         config

@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::Activation;
+use super::{Activation, Init};
 use crate::keras::ConfigError;
 use crate::shape::Padding;
 
@@ -126,6 +126,16 @@ impl KerasEntry<'_> {
         }
     }
 
+    /// The initialiser a setting names (any form Keras writes), `default` when absent.
+    pub fn initializer(&self, key: &str, default: Init) -> Result<Init, ConfigError> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(v) => {
+                Init::from_keras(v).map_err(|e| unsupported(format!("{}: {key}: {e}", self.what())))
+            }
+        }
+    }
+
     /// `use_bias`: true when absent, as Keras' default.
     pub fn use_bias(&self) -> Result<bool, ConfigError> {
         match self.get("use_bias") {
@@ -170,28 +180,13 @@ impl KerasEntry<'_> {
     }
 }
 
-/// An initializer as Keras 3 writes it in a layer's config.
-fn initializer(class_name: &str) -> Value {
-    let config = if class_name == "GlorotUniform" {
-        json!({"seed": null, "input_axes": null, "output_axes": null})
-    } else {
-        json!({})
-    };
-    json!({
-        "module": "keras.initializers",
-        "class_name": class_name,
-        "config": config,
-        "registered_name": null
-    })
-}
-
-/// `settings` with what Keras 3 writes for a layer with a bias and default kernel and bias: a
-/// glorot_uniform kernel, zero bias, no regularizers or constraints.
-pub fn with_kernel_and_bias(mut settings: Value) -> Value {
+/// `settings` with what Keras 3 writes for a layer with a kernel and a bias: their initialisers, no
+/// regularizers or constraints.
+pub fn with_kernel_and_bias(mut settings: Value, kernel: Init, bias: Init) -> Value {
     let map = settings.as_object_mut().expect("settings are an object");
     map.insert("use_bias".into(), json!(true));
-    map.insert("kernel_initializer".into(), initializer("GlorotUniform"));
-    map.insert("bias_initializer".into(), initializer("Zeros"));
+    map.insert("kernel_initializer".into(), kernel.to_keras());
+    map.insert("bias_initializer".into(), bias.to_keras());
     for key in [
         "kernel_regularizer",
         "bias_regularizer",
@@ -206,6 +201,11 @@ pub fn with_kernel_and_bias(mut settings: Value) -> Value {
 /// serde's default for a `use_bias` that files from before it lack.
 pub fn yes() -> bool {
     true
+}
+
+/// Whether a `use_bias` is the default, which `model.json` leaves out.
+pub fn is_yes(b: &bool) -> bool {
+    *b
 }
 
 pub fn padding_name(p: Padding) -> &'static str {

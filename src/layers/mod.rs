@@ -15,10 +15,10 @@ mod dropout;
 mod flatten;
 mod global_average_pooling2d;
 mod global_max_pooling2d;
+mod init;
 pub(crate) mod keras;
 mod max_pooling2d;
 
-use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -31,6 +31,7 @@ pub use dropout::Dropout;
 pub use flatten::Flatten;
 pub use global_average_pooling2d::GlobalAveragePooling2D;
 pub use global_max_pooling2d::GlobalMaxPooling2D;
+pub use init::{Distribution, FanMode, Init, compute_fans};
 pub(crate) use keras::KerasEntry;
 pub use max_pooling2d::MaxPooling2D;
 
@@ -209,36 +210,6 @@ impl ParamSpec {
     }
 }
 
-/// Keras' initialisers that our layers use.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Init {
-    /// U(±sqrt(6 / (fan_in + fan_out))), fans counting the receptive field: a kernel's default.
-    GlorotUniform,
-    /// Every value the same (Keras' `Zeros` for biases, `Ones`, `Constant`); draws nothing from the
-    /// stream.
-    Constant(f32),
-}
-
-impl Init {
-    /// Fills `out` (a tensor of `shape`) from `rng`, which all tensors of a model share in order.
-    pub fn fill(self, shape: &[usize], rng: &mut impl Rng, out: &mut [f32]) {
-        match self {
-            Init::GlorotUniform => {
-                let [receptive @ .., fan_in, fan_out] = shape else {
-                    panic!("glorot_uniform needs a kernel of rank 2 or more, got {shape:?}");
-                };
-                let receptive: usize = receptive.iter().product();
-                let (fan_in, fan_out) = (receptive * fan_in, receptive * fan_out);
-                let limit = (6.0 / (fan_in + fan_out) as f64).sqrt() as f32;
-                for p in out {
-                    *p = rng.random_range(-limit..limit);
-                }
-            }
-            Init::Constant(value) => out.fill(value),
-        }
-    }
-}
-
 /// The (height, width, channels) of an image input, or the error a layer that needs one gives.
 fn image_input(class: &str, input: &Shape) -> Result<(usize, usize, usize), String> {
     match *input {
@@ -349,6 +320,8 @@ mod tests {
                 activation: Activation::Relu,
                 strides: [2, 1],
                 use_bias: false,
+                kernel_initializer: Init::HeNormal,
+                bias_initializer: Init::Constant(0.1),
             }),
             Layer::Activation(ActivationLayer {
                 activation: Activation::Softmax,
@@ -367,6 +340,11 @@ mod tests {
                 units: 7,
                 activation: Activation::Tanh,
                 use_bias: false,
+                kernel_initializer: Init::RandomNormal {
+                    mean: 0.0,
+                    stddev: 0.02,
+                },
+                bias_initializer: Init::Ones,
             }),
             Layer::AveragePooling2D(AveragePooling2D {
                 pool_size: [3, 2],

@@ -63,6 +63,29 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelFileError> {
     std::fs::rename(&tmp, path).map_err(io)
 }
 
+/// The architecture alone of a `model.json` (`train --config` starts it from fresh weights): its
+/// format checked and the model validated; class names, tensors and weights are not needed.
+pub fn architecture_from_json(text: &str) -> Result<Sequential, String> {
+    #[derive(Deserialize)]
+    struct Architecture {
+        format: String,
+        model: Sequential,
+    }
+    let file: Architecture = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    if file.format != FORMAT {
+        return Err(format!("format '{}', expected '{FORMAT}'", file.format));
+    }
+    file.model.validate().map_err(|e| e.to_string())?;
+    Ok(file.model)
+}
+
+/// Whether a JSON document is one of our `model.json` files (by its `format`).
+pub fn is_model_file(root: &serde_json::Value) -> bool {
+    root.get("format")
+        .and_then(serde_json::Value::as_str)
+        .is_some_and(|f| f.starts_with("cifar-wgpu-model"))
+}
+
 impl SavedModel {
     /// `weights.bin` and `model.json` as bytes, in the order [`SavedModel::save`] writes them.
     pub fn files(&self) -> Result<Vec<(&'static str, Vec<u8>)>, ModelFileError> {

@@ -340,7 +340,7 @@ impl Sequential {
         Ok(self.param_tensors()?.iter().map(|t| t.len).sum())
     }
 
-    /// Initial parameters as Keras draws them by default, each tensor by its initialiser (today
+    /// Initial parameters, each tensor drawn by its layer's initialiser (Keras' defaults:
     /// glorot_uniform kernels and zero biases) in model order. The stream depends only on
     /// `seed`, so a seed fixes the initial weights.
     pub fn init_params(&self, seed: u64) -> Result<Vec<f32>, ModelError> {
@@ -362,7 +362,7 @@ impl Sequential {
 /// The layers the presets are written in, with the settings the book uses.
 mod recipe {
     use crate::layers::{
-        Activation, ActivationLayer, Conv2D, Dense, Dropout, Flatten, Layer, MaxPooling2D,
+        Activation, ActivationLayer, Conv2D, Dense, Dropout, Flatten, Init, Layer, MaxPooling2D,
     };
     use crate::shape::Padding;
 
@@ -375,6 +375,8 @@ mod recipe {
             activation: Activation::Linear,
             strides: [1, 1],
             use_bias: true,
+            kernel_initializer: Init::GlorotUniform,
+            bias_initializer: Init::Zeros,
         })
     }
 
@@ -413,6 +415,8 @@ mod recipe {
             units,
             activation: Activation::Linear,
             use_bias: true,
+            kernel_initializer: Init::GlorotUniform,
+            bias_initializer: Init::Zeros,
         })
     }
 

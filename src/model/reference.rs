@@ -101,7 +101,9 @@ pub fn forward_backward(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layers::{Activation, ActivationLayer, Conv2D, Dense, Flatten, Layer, MaxPooling2D};
+    use crate::layers::{
+        Activation, ActivationLayer, Conv2D, Dense, Flatten, Init, Layer, MaxPooling2D,
+    };
     use crate::reference::gradcheck::{check_gradient, seeded};
     use crate::shape::Padding;
 
@@ -118,6 +120,8 @@ mod tests {
                     activation: Activation::Linear,
                     strides: [1, 1],
                     use_bias: true,
+                    kernel_initializer: Init::GlorotUniform,
+                    bias_initializer: Init::Zeros,
                 }),
                 Layer::Activation(ActivationLayer {
                     activation: Activation::Relu,
@@ -134,17 +138,23 @@ mod tests {
                     activation: Activation::Relu,
                     strides: [1, 1],
                     use_bias: true,
+                    kernel_initializer: Init::GlorotUniform,
+                    bias_initializer: Init::Zeros,
                 }),
                 Layer::Flatten(Flatten),
                 Layer::Dense(Dense {
                     units: 4,
                     activation: Activation::Relu,
                     use_bias: true,
+                    kernel_initializer: Init::GlorotUniform,
+                    bias_initializer: Init::Zeros,
                 }),
                 Layer::Dense(Dense {
                     units: 3,
                     activation: Activation::Softmax,
                     use_bias: true,
+                    kernel_initializer: Init::GlorotUniform,
+                    bias_initializer: Init::Zeros,
                 }),
             ],
         )

@@ -84,6 +84,9 @@ pub enum Start {
     Preset(Preset),
     /// A saved model (ours or Keras files), to fine-tune.
     Model(PathBuf),
+    /// An architecture read from a file ([`load_architecture`]), with fresh weights from the seed
+    /// drawn by each tensor's initialiser.
+    Config(Sequential),
     /// A checkpoint folder: its model, optimizer, progress and every setting it records (data, out,
     /// fit, optimizer, validation split, tiling), whatever `SessionOptions` says of them, except that
     /// a larger `fit.epochs` extends the run, and `out` naming the folder that holds the checkpoint
@@ -264,6 +267,10 @@ pub fn train(
                     let model = preset.build([ds.height, ds.width, ds.channels], ds.num_classes());
                     let params = model.init_params(opts.fit.seed)?;
                     (model, params)
+                }
+                Start::Config(model) => {
+                    let params = model.init_params(opts.fit.seed)?;
+                    (model.clone(), params)
                 }
                 Start::Resume(_) => unreachable!("a resumed run starts from its checkpoint"),
             };
@@ -649,6 +656,12 @@ pub fn load_model(path: &Path) -> Result<SavedModel, SessionError> {
     } else {
         SavedModel::load(path)?
     })
+}
+
+/// `--config FILE`: an architecture to train from fresh weights (Keras' `model.to_json()`, a
+/// `.keras` archive or our `model.json`), with the optimizer its compile settings name, if any.
+pub fn load_architecture(path: &Path) -> Result<keras::Architecture, SessionError> {
+    Ok(keras::load_architecture(path)?)
 }
 
 fn load_data(opts: &DataOptions, observer: &mut dyn Observer) -> Result<Dataset, SessionError> {

@@ -8,7 +8,7 @@ use cifar_wgpu::gpu::{Gpu, GpuOptions};
 use cifar_wgpu::kernels::gather::upload_images;
 use cifar_wgpu::layers::{
     Activation, ActivationLayer, AveragePooling2D, BatchNormalization, Conv2D, Dense, Dropout,
-    Flatten, GlobalAveragePooling2D, GlobalMaxPooling2D, Layer, LeakyReLU, MaxPooling2D,
+    Flatten, GlobalAveragePooling2D, GlobalMaxPooling2D, Init, Layer, LeakyReLU, MaxPooling2D,
 };
 use cifar_wgpu::model::Sequential;
 use cifar_wgpu::optimizer::Optimizer;
@@ -39,6 +39,8 @@ pub fn small_cnn(input: [usize; 3], filters: usize, units: usize, classes: usize
                 activation: Activation::Relu,
                 strides: [1, 1],
                 use_bias: true,
+                kernel_initializer: Init::GlorotUniform,
+                bias_initializer: Init::Zeros,
             }),
             Layer::MaxPooling2D(MaxPooling2D {
                 pool_size: [2, 2],
@@ -51,11 +53,15 @@ pub fn small_cnn(input: [usize; 3], filters: usize, units: usize, classes: usize
                 units,
                 activation: Activation::Relu,
                 use_bias: true,
+                kernel_initializer: Init::GlorotUniform,
+                bias_initializer: Init::Zeros,
             }),
             Layer::Dense(Dense {
                 units: classes,
                 activation: Activation::Softmax,
                 use_bias: true,
+                kernel_initializer: Init::GlorotUniform,
+                bias_initializer: Init::Zeros,
             }),
         ],
     )
@@ -75,6 +81,8 @@ pub fn every_layer_model(input: [usize; 3], classes: usize) -> Sequential {
                 activation: Activation::Linear,
                 strides: [1, 1],
                 use_bias: true,
+                kernel_initializer: Init::GlorotUniform,
+                bias_initializer: Init::Zeros,
             }),
             Layer::Activation(ActivationLayer {
                 activation: Activation::Relu,
@@ -92,18 +100,24 @@ pub fn every_layer_model(input: [usize; 3], classes: usize) -> Sequential {
                 activation: Activation::Relu,
                 strides: [1, 1],
                 use_bias: true,
+                kernel_initializer: Init::GlorotUniform,
+                bias_initializer: Init::Zeros,
             }),
             Layer::Flatten(Flatten),
             Layer::Dense(Dense {
                 units: 13,
                 activation: Activation::Relu,
                 use_bias: true,
+                kernel_initializer: Init::GlorotUniform,
+                bias_initializer: Init::Zeros,
             }),
             Layer::Dropout(Dropout { rate: 0.5 }),
             Layer::Dense(Dense {
                 units: classes,
                 activation: Activation::Linear,
                 use_bias: true,
+                kernel_initializer: Init::GlorotUniform,
+                bias_initializer: Init::Zeros,
             }),
             Layer::Activation(ActivationLayer {
                 activation: Activation::Softmax,
@@ -125,6 +139,8 @@ pub fn more_layers_model() -> Sequential {
             activation,
             strides,
             use_bias,
+            kernel_initializer: Init::GlorotUniform,
+            bias_initializer: Init::Zeros,
         })
     };
     let dense = |units, activation, use_bias| {
@@ -132,6 +148,8 @@ pub fn more_layers_model() -> Sequential {
             units,
             activation,
             use_bias,
+            kernel_initializer: Init::GlorotUniform,
+            bias_initializer: Init::Zeros,
         })
     };
     let activation = |activation| Layer::Activation(ActivationLayer { activation });
@@ -177,6 +195,8 @@ pub fn batchnorm_model(input: [usize; 3], classes: usize) -> Sequential {
                 activation: Activation::Linear,
                 strides: [1, 1],
                 use_bias: true,
+                kernel_initializer: Init::GlorotUniform,
+                bias_initializer: Init::Zeros,
             }),
             Layer::BatchNormalization(BatchNormalization::default()),
             Layer::Activation(ActivationLayer {
@@ -192,6 +212,8 @@ pub fn batchnorm_model(input: [usize; 3], classes: usize) -> Sequential {
                 units: 7,
                 activation: Activation::Linear,
                 use_bias: true,
+                kernel_initializer: Init::GlorotUniform,
+                bias_initializer: Init::Zeros,
             }),
             Layer::BatchNormalization(BatchNormalization {
                 momentum: 0.9,
@@ -205,6 +227,8 @@ pub fn batchnorm_model(input: [usize; 3], classes: usize) -> Sequential {
                 units: classes,
                 activation: Activation::Softmax,
                 use_bias: true,
+                kernel_initializer: Init::GlorotUniform,
+                bias_initializer: Init::Zeros,
             }),
         ],
     )
@@ -224,6 +248,8 @@ pub fn pooling_models(input: [usize; 3], classes: usize) -> [Sequential; 2] {
             activation,
             strides: [1, 1],
             use_bias: true,
+            kernel_initializer: Init::GlorotUniform,
+            bias_initializer: Init::Zeros,
         })
     };
     let head = || {
@@ -231,6 +257,8 @@ pub fn pooling_models(input: [usize; 3], classes: usize) -> [Sequential; 2] {
             units: classes,
             activation: Activation::Softmax,
             use_bias: true,
+            kernel_initializer: Init::GlorotUniform,
+            bias_initializer: Init::Zeros,
         })
     };
     let average = Sequential::from_layers(
