@@ -9,7 +9,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use cifar_wgpu::data::{self, DataOptions, Dataset};
-use cifar_wgpu::gpu::{self, BackendChoice, FlavourChoice, Gpu, GpuOptions, LimitsChoice};
+use cifar_wgpu::gpu::{
+    self, BackendChoice, FlavourChoice, Gpu, GpuOptions, LimitsChoice, StepsPerSubmission,
+};
 use cifar_wgpu::model::Preset;
 use cifar_wgpu::model::io::write_atomic;
 use cifar_wgpu::optimizer::Optimizer;
@@ -63,6 +65,11 @@ struct GpuArgs {
     /// `adapter`.
     #[arg(long, value_enum)]
     limits: Option<LimitsChoice>,
+    /// Training steps recorded into one submission: `auto` (about 25 ms of GPU work each, measured
+    /// as training runs: one step on a software adapter, dozens on a fast GPU) or a number from 1
+    /// to 256. Results are the same bit for bit whatever it is.
+    #[arg(long, default_value = "auto", value_parser = StepsPerSubmission::parse)]
+    steps_per_submission: StepsPerSubmission,
 }
 
 impl GpuArgs {
@@ -74,6 +81,7 @@ impl GpuArgs {
             tiling: self.tiling.forced(),
             matmul_subgroups: self.tiling.subgroups(),
             limits: self.limits,
+            steps_per_submission: self.steps_per_submission,
             ..GpuOptions::default()
         }
     }
@@ -524,6 +532,15 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             };
             let gpu = gpu.open()?;
             let r = bench::bench(&gpu, &ds, epochs, batch_size)?;
+            eprintln!(
+                "best epoch {:.3} s; per training step: {} dispatches, {:.0} µs of host time; \
+                 {:.1} steps per submission ({})",
+                r.best_epoch_s,
+                r.dispatches_per_step,
+                r.host_us_per_step,
+                r.steps_per_submission,
+                r.steps_per_submission_setting
+            );
             let line = serde_json::to_string(&r)?;
             println!("{line}");
             if let Some(path) = json {
@@ -819,6 +836,7 @@ impl Display {
                     bar.set_message(format_metrics(&metrics));
                 }
             }
+            Event::Submitted(_) => {}
             Event::EpochEnd(log) => {
                 if self.json {
                     println!("{}", serde_json::to_string(log).unwrap());
