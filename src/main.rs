@@ -533,11 +533,13 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             let gpu = gpu.open()?;
             let r = bench::bench(&gpu, &ds, epochs, batch_size)?;
             eprintln!(
-                "best epoch {:.3} s; per training step: {} dispatches, {:.0} µs of host time; \
-                 {:.1} steps per submission ({})",
+                "best epoch {:.3} s; per training step: {} dispatches, {:.0} µs of host time \
+                 ({:.0} recording, {:.0} in queue.submit); {:.1} steps per submission ({})",
                 r.best_epoch_s,
                 r.dispatches_per_step,
                 r.host_us_per_step,
+                r.record_us_per_step,
+                r.submit_us_per_step,
                 r.steps_per_submission,
                 r.steps_per_submission_setting
             );

@@ -27,12 +27,20 @@ pub enum Op<'a> {
     Snapshot(&'a Readback),
 }
 
-/// A submitted command buffer, to wait for.
-pub struct Submission(wgpu::SubmissionIndex);
+/// A submitted command buffer, to wait for, and what it cost the host.
+pub struct Submission {
+    index: wgpu::SubmissionIndex,
+    /// Host time recording the command buffer, from the encoder's creation to `finish`.
+    pub recording: Duration,
+    /// Host time inside `queue.submit`. A software adapter may run the work right there (lavapipe
+    /// does), so this can hold the GPU's time too.
+    pub submitting: Duration,
+}
 
 impl Gpu {
     /// Records `ops` into one command buffer and submits it. Returns at once: the GPU runs it later.
     pub fn submit(&self, ops: &[Op]) -> Submission {
+        let start = Instant::now();
         let mut encoder = self
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
@@ -62,21 +70,28 @@ impl Gpu {
                 Op::Snapshot(reader) => reader.record_copy(&mut encoder),
             }
         }
-        let index = self.queue.submit([encoder.finish()]);
+        let commands = encoder.finish();
+        let recorded = Instant::now();
+        let index = self.queue.submit([commands]);
+        let submitted = Instant::now();
         // The mapping may only be asked for once the copy into the staging buffer is submitted.
         for op in ops {
             if let Op::Snapshot(reader) = op {
                 reader.request();
             }
         }
-        Submission(index)
+        Submission {
+            index,
+            recording: recorded - start,
+            submitting: submitted - recorded,
+        }
     }
 
     /// Blocks until `submission` (and everything submitted before it) has finished.
     pub fn wait_for(&self, submission: Submission) -> Result<(), GpuError> {
         self.device
             .poll(wgpu::PollType::Wait {
-                submission_index: Some(submission.0),
+                submission_index: Some(submission.index),
                 timeout: None,
             })
             .map_err(|e| GpuError::Device(e.to_string()))?;
@@ -234,9 +249,20 @@ impl Pacer {
 pub struct SubmitStats {
     pub steps: usize,
     pub submissions: usize,
-    /// Wall time the host spent writing step states and recording and submitting command buffers,
-    /// waits for the GPU excluded.
-    pub host: Duration,
+    /// Wall time the host spent writing step states and recording command buffers.
+    pub recording: Duration,
+    /// Wall time inside `queue.submit` (`Submission::submitting`: on lavapipe, the work itself).
+    pub submitting: Duration,
+}
+
+impl SubmitStats {
+    /// Adds `other`'s steps, submissions and times to these.
+    pub fn add(&mut self, other: &SubmitStats) {
+        self.steps += other.steps;
+        self.submissions += other.submissions;
+        self.recording += other.recording;
+        self.submitting += other.submitting;
+    }
 }
 
 /// A non-blocking read of a small tensor: `Op::Snapshot` copies it into a mappable buffer at the end

@@ -39,8 +39,14 @@ pub struct BenchResult {
     /// on a GPU each costs several microseconds whatever it computes (issue 14).
     pub dispatches_per_step: usize,
     /// Wall time the host spent per training step writing step states and recording and submitting
-    /// command buffers (waits for the GPU excluded), over the timed epochs, in microseconds.
+    /// command buffers (waits for the GPU excluded), over the timed epochs, in microseconds: the
+    /// sum of the next two.
     pub host_us_per_step: f64,
+    /// Of which writing step states and recording command buffers.
+    pub record_us_per_step: f64,
+    /// Of which inside `queue.submit`: on lavapipe that call runs the work, so there this is GPU
+    /// time and `record_us_per_step` is the host's.
+    pub submit_us_per_step: f64,
     /// Training steps per submission over the timed epochs (mean), and the setting that chose them
     /// (`auto` or a count: `--steps-per-submission`).
     pub steps_per_submission: f64,
@@ -103,15 +109,9 @@ pub fn bench(
     let timed = &history[1..];
     let epoch_s: Vec<f64> = timed.iter().map(|l| l.seconds).collect();
     let train_s: Vec<f64> = timed.iter().map(|l| l.train_seconds).collect();
-    let spent = costs
-        .0
-        .iter()
-        .skip(1)
-        .fold(SubmitStats::default(), |sum, c| SubmitStats {
-            steps: sum.steps + c.steps,
-            submissions: sum.submissions + c.submissions,
-            host: sum.host + c.host,
-        });
+    let mut spent = SubmitStats::default();
+    costs.0.iter().skip(1).for_each(|c| spent.add(c));
+    let per_step = |d: std::time::Duration| d.as_secs_f64() * 1e6 / spent.steps.max(1) as f64;
     Ok(BenchResult {
         peer: "cifar-wgpu",
         adapter: gpu.info.name.clone(),
@@ -129,7 +129,9 @@ pub fn bench(
         train_s,
         pipelines: gpu.kernels.pipeline_count(),
         dispatches_per_step,
-        host_us_per_step: spent.host.as_secs_f64() * 1e6 / spent.steps.max(1) as f64,
+        host_us_per_step: per_step(spent.recording + spent.submitting),
+        record_us_per_step: per_step(spent.recording),
+        submit_us_per_step: per_step(spent.submitting),
         steps_per_submission: spent.steps as f64 / spent.submissions.max(1) as f64,
         steps_per_submission_setting: gpu.steps_per_submission.to_string(),
     })

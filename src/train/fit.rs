@@ -355,9 +355,12 @@ impl<'g> Trainer<'g> {
                 Mode::Train,
                 want_read.then_some(Op::Snapshot(&readback)),
             );
-            stats.host += host.elapsed();
-            stats.steps += k;
-            stats.submissions += 1;
+            stats.add(&SubmitStats {
+                steps: k,
+                submissions: 1,
+                recording: host.elapsed() - submission.submitting,
+                submitting: submission.submitting,
+            });
             if want_read {
                 last_refresh = Instant::now();
             }
