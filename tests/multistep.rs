@@ -39,8 +39,8 @@ fn fit() -> FitConfig {
     FitConfig {
         epochs: EPOCHS,
         batch_size: BATCH,
-        shuffle: true,
         seed: SEED,
+        ..FitConfig::default()
     }
 }
 
