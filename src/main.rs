@@ -11,7 +11,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use cifar_wgpu::data::augment::{Augment, FillMode};
 use cifar_wgpu::data::{self, DataOptions, Dataset};
-use cifar_wgpu::gpu::{self, BackendChoice, FlavourChoice, Gpu, GpuOptions, LimitsChoice};
+use cifar_wgpu::gpu::{
+    self, BackendChoice, FlavourChoice, Gpu, GpuOptions, LimitsChoice, StepsPerSubmission,
+};
 use cifar_wgpu::model::Preset;
 use cifar_wgpu::model::io::write_atomic;
 use cifar_wgpu::optimizer::Optimizer;
@@ -66,6 +68,11 @@ struct GpuArgs {
     /// `adapter`.
     #[arg(long, value_enum)]
     limits: Option<LimitsChoice>,
+    /// Training steps recorded into one submission: `auto` (about 25 ms of GPU work each, measured
+    /// as training runs: one step on a software adapter, dozens on a fast GPU) or a number from 1
+    /// to 256. Results are the same bit for bit whatever it is.
+    #[arg(long, default_value = "auto", value_parser = StepsPerSubmission::parse)]
+    steps_per_submission: StepsPerSubmission,
 }
 
 impl GpuArgs {
@@ -77,6 +84,7 @@ impl GpuArgs {
             tiling: self.tiling.forced(),
             matmul_subgroups: self.tiling.subgroups(),
             limits: self.limits,
+            steps_per_submission: self.steps_per_submission,
             ..GpuOptions::default()
         }
     }
@@ -508,7 +516,7 @@ struct TrainArgs {
     /// different value is refused, except a larger --epochs, which extends the run, and --out naming
     /// the folder that holds the checkpoint when it was moved or copied. Only flags that change
     /// nothing trained may differ: --quiet, --log-json, --profile, --cache-dir, --offline,
-    /// --backend, --adapter, --limits, --shader-bounds-checks.
+    /// --backend, --adapter, --limits, --shader-bounds-checks, --steps-per-submission.
     #[arg(long)]
     resume: Option<PathBuf>,
     /// No progress bar; only the epoch lines.
@@ -623,6 +631,17 @@ fn run(cli: Cli, given: &[String]) -> Result<ExitCode, Error> {
             };
             let gpu = gpu.open()?;
             let r = bench::bench(&gpu, &ds, epochs, batch_size)?;
+            eprintln!(
+                "best epoch {:.3} s; per training step: {} dispatches, {:.0} µs of host time \
+                 ({:.0} recording, {:.0} in queue.submit); {:.1} steps per submission ({})",
+                r.best_epoch_s,
+                r.dispatches_per_step,
+                r.host_us_per_step,
+                r.record_us_per_step,
+                r.submit_us_per_step,
+                r.steps_per_submission,
+                r.steps_per_submission_setting
+            );
             let line = serde_json::to_string(&r)?;
             println!("{line}");
             if let Some(path) = json {
@@ -771,7 +790,8 @@ fn resume_options(args: &TrainArgs, given: &[String], dir: &Path) -> Result<Sess
             | "backend"
             | "adapter"
             | "limits"
-            | "shader_bounds_checks" => None,
+            | "shader_bounds_checks"
+            | "steps_per_submission" => None,
             "epochs" => (args.epochs < st.fit.epochs).then(|| {
                 (
                     args.epochs.to_string(),
@@ -1159,6 +1179,7 @@ impl Display {
                     bar.set_message(format_metrics(&metrics));
                 }
             }
+            Event::Submitted(_) => {}
             Event::EpochEnd(log) => {
                 if self.json {
                     println!("{}", serde_json::to_string(log).unwrap());

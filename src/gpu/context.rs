@@ -10,7 +10,7 @@ use std::fmt;
 
 use crate::gpu::error::{DeviceErrors, env_backends};
 use crate::gpu::flavours::{KernelFlavours, Tiling, subgroup_matmul_runs};
-use crate::gpu::{GpuError, Kernels};
+use crate::gpu::{GpuError, Kernels, StepsPerSubmission};
 
 /// Which graphics API to open the adapter through. `Auto` lets wgpu's own `WGPU_BACKEND` decide.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -94,6 +94,8 @@ pub struct GpuOptions {
     /// Optional features not requested even where the adapter offers them, so tests run the fallbacks
     /// an adapter without them gets.
     pub without: Vec<OptionalFeature>,
+    /// Training steps per submission (`--steps-per-submission`); `Gpu::steps_per_submission`.
+    pub steps_per_submission: StepsPerSubmission,
 }
 
 /// An optional feature we use where the adapter offers it (`WANTED_FEATURES`), by what it enables.
@@ -150,6 +152,8 @@ pub struct Gpu {
     pub flavours: KernelFlavours,
     /// wgpu's errors outside error scopes, returned by the next wait.
     pub(crate) errors: DeviceErrors,
+    /// How many training steps a trainer on this device puts in one submission, unless told.
+    pub steps_per_submission: StepsPerSubmission,
 }
 
 impl Gpu {
@@ -221,6 +225,7 @@ impl Gpu {
             shader_bounds_checks: opts.shader_bounds_checks,
             flavours,
             errors,
+            steps_per_submission: opts.steps_per_submission,
         })
     }
 

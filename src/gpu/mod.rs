@@ -19,4 +19,7 @@ pub use flavours::{
     MatmulFlavour, Tiling, WorkgroupNeeds,
 };
 pub use kernel::{CompiledPipeline, Cost, Dispatch, Kernels, Shader, grid_1d, run_dispatches};
-pub use submit::{InFlight, Op, Readback, Submission};
+pub use submit::{
+    InFlight, MAX_STEPS_PER_SUBMISSION, Op, Pacer, Readback, StepsPerSubmission, Submission,
+    SubmitStats,
+};

@@ -7,11 +7,11 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::data::{self, Dataset};
-use crate::gpu::Gpu;
+use crate::gpu::{Gpu, SubmitStats};
 use crate::model::Sequential;
 use crate::optimizer::Optimizer;
-use crate::session::{self, Plan, SessionError, SessionOutcome, Silent};
-use crate::train::{FitConfig, Mode, Network};
+use crate::session::{self, Observer, Plan, SessionError, SessionOutcome};
+use crate::train::{Event, FitConfig, Mode, Network};
 
 /// Keras' `validation_split` in the notebook.
 const VALIDATION_SPLIT: f64 = 0.2;
@@ -38,6 +38,30 @@ pub struct BenchResult {
     /// Dispatches in one training step after the batch's gather (forward, loss, backward, update):
     /// on a GPU each costs several microseconds whatever it computes (issue 14).
     pub dispatches_per_step: usize,
+    /// Wall time the host spent per training step writing step states and recording and submitting
+    /// command buffers (waits for the GPU excluded), over the timed epochs, in microseconds: the
+    /// sum of the next two.
+    pub host_us_per_step: f64,
+    /// Of which writing step states and recording command buffers.
+    pub record_us_per_step: f64,
+    /// Of which inside `queue.submit`: on lavapipe that call runs the work, so there this is GPU
+    /// time and `record_us_per_step` is the host's.
+    pub submit_us_per_step: f64,
+    /// Training steps per submission over the timed epochs (mean), and the setting that chose them
+    /// (`auto` or a count: `--steps-per-submission`).
+    pub steps_per_submission: f64,
+    pub steps_per_submission_setting: String,
+}
+
+/// Keeps each epoch's submission costs.
+struct Costs(Vec<SubmitStats>);
+
+impl Observer for Costs {
+    fn event(&mut self, event: Event) {
+        if let Event::Submitted(stats) = event {
+            self.0.push(stats);
+        }
+    }
 }
 
 /// Trains the notebook's model on `ds` (validation split 0.2) for one warm-up epoch plus `epochs`
@@ -77,7 +101,8 @@ pub fn bench(
         profile: false,
         started: Instant::now(),
     };
-    let history = match session::run(gpu, ds, plan, &|_| false, &mut Silent)? {
+    let mut costs = Costs(Vec::new());
+    let history = match session::run(gpu, ds, plan, &|_| false, &mut costs)? {
         SessionOutcome::Finished { history, .. } => history,
         SessionOutcome::Interrupted { .. } => unreachable!("nothing asks the benchmark to stop"),
     };
@@ -85,6 +110,9 @@ pub fn bench(
     let timed = &history[1..];
     let epoch_s: Vec<f64> = timed.iter().map(|l| l.seconds).collect();
     let train_s: Vec<f64> = timed.iter().map(|l| l.train_seconds).collect();
+    let mut spent = SubmitStats::default();
+    costs.0.iter().skip(1).for_each(|c| spent.add(c));
+    let per_step = |d: std::time::Duration| d.as_secs_f64() * 1e6 / spent.steps.max(1) as f64;
     Ok(BenchResult {
         peer: "cifar-wgpu",
         adapter: gpu.info.name.clone(),
@@ -102,5 +130,10 @@ pub fn bench(
         train_s,
         pipelines: gpu.kernels.pipeline_count(),
         dispatches_per_step,
+        host_us_per_step: per_step(spent.recording + spent.submitting),
+        record_us_per_step: per_step(spent.recording),
+        submit_us_per_step: per_step(spent.submitting),
+        steps_per_submission: spent.steps as f64 / spent.submissions.max(1) as f64,
+        steps_per_submission_setting: gpu.steps_per_submission.to_string(),
     })
 }

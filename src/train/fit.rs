@@ -1,16 +1,21 @@
 //! `model.fit` and `model.evaluate` on the GPU.
 //!
-//! Per batch the host does three things and never waits: it writes the step state (step number,
-//! learning rate), submits a copy of the batch's slice of the epoch's shuffled index buffer plus the
-//! step's dispatches as one submission (`Gpu::submit`). At most two submissions are in flight; the
-//! progress bar is fed from a non-blocking `Readback` of metrics summed on the GPU.
+//! The host records training steps in groups, one submission per group (`Gpu::submit`): it writes
+//! the group's step states (step number, learning rate) into the network's slots, then per step
+//! copies its slot into the step state and its slice of the epoch's shuffled index buffer into the
+//! batch indices, followed by the step's dispatches. How many steps a group holds is the `Pacer`'s
+//! choice (`--steps-per-submission`); results do not depend on it. At most two submissions are in
+//! flight; the progress bar is fed from a non-blocking `Readback` of metrics summed on the GPU.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::gpu::{Dispatch, Gpu, GpuError, InFlight, Op, Readback, Submission, Tensor};
+use crate::gpu::{
+    Dispatch, Gpu, GpuError, InFlight, Op, Pacer, Readback, StepsPerSubmission, Submission,
+    SubmitStats, Tensor,
+};
 use crate::kernels::gather::DeviceImages;
 use crate::train::network::{Mode, Network};
 
@@ -73,6 +78,8 @@ pub enum Event<'a> {
         batch: usize,
         metrics: Metrics,
     },
+    /// The epoch's training steps are all done; what submitting them cost the host.
+    Submitted(SubmitStats),
     EpochEnd(&'a EpochLog),
 }
 
@@ -181,6 +188,9 @@ pub struct Trainer<'g> {
     pub net: Network,
     programs: HashMap<(usize, Mode, u64), Vec<Dispatch>>,
     order: Option<Tensor>,
+    /// Sizes the groups of training steps; from the device's `steps_per_submission` unless set
+    /// with `set_steps_per_submission`.
+    pacer: Pacer,
     pub progress: Progress,
     pub history: Vec<EpochLog>,
 }
@@ -200,12 +210,20 @@ impl<'g> Trainer<'g> {
             net,
             programs: HashMap::new(),
             order: None,
+            pacer: Pacer::new(gpu.steps_per_submission),
             progress: Progress::default(),
             history: Vec::new(),
         }
     }
 
-    fn program(&mut self, data: &DeviceImages, batch: usize, mode: Mode) -> &[Dispatch] {
+    /// How many training steps go into one submission from now on.
+    pub fn set_steps_per_submission(&mut self, choice: StepsPerSubmission) {
+        self.pacer = Pacer::new(choice);
+    }
+
+    /// Builds the program for `batch` examples of `data` in `mode` unless it exists, and returns
+    /// its key in `programs`.
+    fn program(&mut self, data: &DeviceImages, batch: usize, mode: Mode) -> (usize, Mode, u64) {
         // Keyed by the upload too: the gather dispatches bind that data set's buffers. Its id, not
         // its address: data dropped and replaced at the same address must not replay old bindings.
         let key = (batch, mode, data.id);
@@ -217,35 +235,61 @@ impl<'g> Trainer<'g> {
             };
             d.extend(net.step(gpu, batch, mode));
             d
-        })
+        });
+        key
     }
 
-    /// Submits one batch: the copy of its indices, its program, then `after` (a copy of its logits
-    /// or a snapshot of the running metrics).
-    fn submit_batch(
+    /// Submits `batches` (each a start in `indices` and a count) as one submission: per batch the
+    /// copy of its indices, in `Mode::Train` first the copy of its step-state slot (slot i for the
+    /// i-th batch, written by `Network::set_steps`), then its program; at the end, `after` (a copy
+    /// of the last batch's logits, or a snapshot of the running metrics).
+    fn submit_batches(
         &mut self,
         data: &DeviceImages,
         indices: &Tensor,
-        start: usize,
-        count: usize,
+        batches: &[(usize, usize)],
         mode: Mode,
         after: Option<Op>,
     ) -> Submission {
-        let gpu = self.gpu;
-        let from = indices.slice(start, count);
-        let to = self.net.batch_indices.slice(0, count);
-        let copy = Op::Copy {
-            from: &from,
-            to: &to,
-        };
-        let mut ops = vec![copy, Op::Pass(self.program(data, count, mode))];
+        let keys: Vec<_> = batches
+            .iter()
+            .map(|&(_, count)| self.program(data, count, mode))
+            .collect();
+        let net = &self.net;
+        let slots: Vec<Tensor> = (0..batches.len()).map(|i| net.step_slot(i)).collect();
+        let copies: Vec<(Tensor, Tensor)> = batches
+            .iter()
+            .map(|&(start, count)| {
+                (
+                    indices.slice(start, count),
+                    net.batch_indices.slice(0, count),
+                )
+            })
+            .collect();
+        let mut ops = Vec::with_capacity(3 * batches.len() + 1);
+        for (i, key) in keys.iter().enumerate() {
+            if mode == Mode::Train {
+                ops.push(Op::Copy {
+                    from: &slots[i],
+                    to: &net.step_state,
+                });
+            }
+            ops.push(Op::Copy {
+                from: &copies[i].0,
+                to: &copies[i].1,
+            });
+            ops.push(Op::Pass(&self.programs[key]));
+        }
         ops.extend(after);
-        gpu.submit(&ops)
+        self.gpu.submit(&ops)
     }
 
     /// One epoch of training over `train` and, if it is not empty, evaluation on `val`.
     /// Stops early (returning `Ok(None)`) after any batch for which `stop(&progress)` is true
-    /// (Ctrl-C in the CLI).
+    /// (Ctrl-C in the CLI). `stop` is asked at every step boundary: at the end of each group of
+    /// steps once it is submitted, and for the boundaries inside a group while the group is
+    /// recorded, which ends the group there. A stop thus always falls between two steps and the
+    /// checkpoint taken there resumes bit for bit, whatever the group sizes before and after.
     pub fn train_epoch(
         &mut self,
         cfg: &FitConfig,
@@ -290,26 +334,47 @@ impl<'g> Trainer<'g> {
         let readback = Readback::new(gpu, &self.net.train_metrics);
         let mut in_flight = InFlight::new(IN_FLIGHT);
         let mut last_refresh = Instant::now();
+        let mut stats = SubmitStats::default();
+        self.pacer.restart();
         while self.progress.batch < batches {
-            let b = self.progress.batch;
-            let count = bs.min(n - b * bs);
-            self.net.set_step(gpu, self.progress.step as u32);
-            let refresh = b + 1 == batches || last_refresh.elapsed() >= REFRESH;
+            let (first_batch, first_step) = (self.progress.batch, self.progress.step);
+            let mut k = self.pacer.steps().min(batches - first_batch);
+            if let Some(j) = (1..k).find(|&j| {
+                stop(&Progress {
+                    epoch,
+                    batch: first_batch + j,
+                    step: first_step + j as u64,
+                })
+            }) {
+                k = j;
+            }
+            let group: Vec<(usize, usize)> = (first_batch..first_batch + k)
+                .map(|b| (b * bs, bs.min(n - b * bs)))
+                .collect();
+            let refresh = first_batch + k == batches || last_refresh.elapsed() >= REFRESH;
             let want_read = refresh && readback.idle();
-            let idx = self.submit_batch(
+            let host = Instant::now();
+            self.net.set_steps(gpu, first_step, k);
+            let submission = self.submit_batches(
                 train.images,
                 &order_tensor,
-                b * bs,
-                count,
+                &group,
                 Mode::Train,
                 want_read.then_some(Op::Snapshot(&readback)),
             );
+            stats.add(&SubmitStats {
+                steps: k,
+                submissions: 1,
+                recording: host.elapsed() - submission.submitting,
+                submitting: submission.submitting,
+            });
             if want_read {
                 last_refresh = Instant::now();
             }
-            self.progress.batch += 1;
-            self.progress.step += 1;
-            in_flight.push(gpu, idx)?;
+            self.progress.batch += k;
+            self.progress.step += k as u64;
+            let finished = in_flight.push(gpu, submission, k)?;
+            self.pacer.finished(finished);
             if let Some(m) = readback.take().map(|w| Metrics::from_words(&w)) {
                 self.check_finite(&m)?;
                 on_event(Event::Batch {
@@ -319,9 +384,11 @@ impl<'g> Trainer<'g> {
             }
             if stop(&self.progress) {
                 gpu.wait()?;
+                on_event(Event::Submitted(stats));
                 return Ok(None);
             }
         }
+        on_event(Event::Submitted(stats));
         gpu.wait()?;
         let train_seconds = started.elapsed().as_secs_f64();
         let m = Metrics::from_words(&gpu.read_u32(&self.net.train_metrics)?);
@@ -415,15 +482,14 @@ impl<'g> Trainer<'g> {
             let count = batch_size.min(n - b * batch_size);
             let logits = self.net.logits(count, Mode::Eval);
             let out = logits_out.map(|all| all.slice(b * batch_size * classes, count * classes));
-            let idx = self.submit_batch(
+            let idx = self.submit_batches(
                 split.images,
                 &indices,
-                b * batch_size,
-                count,
+                &[(b * batch_size, count)],
                 Mode::Eval,
                 out.as_ref().map(|to| Op::Copy { from: &logits, to }),
             );
-            in_flight.push(gpu, idx)?;
+            in_flight.push(gpu, idx, 1)?;
         }
         Ok(Metrics::from_words(&gpu.read_u32(&self.net.eval_metrics)?))
     }

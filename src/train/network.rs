@@ -10,7 +10,7 @@
 //! final softmax is fused into the loss kernel, which reads the logits.
 
 use crate::data::augment::Augment;
-use crate::gpu::{Dispatch, Gpu, GpuError, Tensor, WORD};
+use crate::gpu::{Dispatch, Gpu, GpuError, MAX_STEPS_PER_SUBMISSION, Tensor, WORD};
 use crate::kernels::gather::{Augmentation, DeviceImages, gather_batch, gather_batch_augmented};
 use crate::kernels::{StepState, optimizer, softmax_cross_entropy};
 use crate::layers::{Fusion, GpuOp, GpuStep, Lowering};
@@ -233,7 +233,11 @@ pub struct Network {
     dvalues: Vec<Option<Tensor>>,
     pub labels: Tensor,
     pub batch_indices: Tensor,
+    /// The current step's `StepState`, which every kernel that needs it binds.
     pub step_state: Tensor,
+    /// One `StepState` slot per step of a submission, written up front (`set_steps`); each step
+    /// begins by copying its slot into `step_state`, so the kernels' bindings stay as they are.
+    step_slots: Tensor,
     /// Summed loss, correct count, sample count and first bad step of the current epoch's training.
     pub train_metrics: Tensor,
     /// The same for evaluation passes.
@@ -320,6 +324,10 @@ impl Network {
             labels: gpu.zeros("labels", max_batch),
             batch_indices: gpu.zeros("batch indices", max_batch),
             step_state: gpu.zeros("step state", StepState::WORDS),
+            step_slots: gpu.zeros(
+                "step state slots",
+                MAX_STEPS_PER_SUBMISSION * StepState::WORDS,
+            ),
             train_metrics: gpu.zeros("train metrics", 4),
             eval_metrics: gpu.zeros("eval metrics", 4),
             augment: None,
@@ -485,6 +493,25 @@ impl Network {
     /// Writes the step state for `step` (queued before the next submission).
     pub fn set_step(&self, gpu: &Gpu, step: u32) {
         gpu.write(&self.step_state, &self.optimizer.step_state(step).words());
+    }
+
+    /// Writes the step states of steps `first..first + count` into slots `0..count`, in one write
+    /// queued before the next submission (the one whose steps copy them, `step_slot`).
+    pub fn set_steps(&self, gpu: &Gpu, first: u64, count: usize) {
+        assert!(
+            count <= MAX_STEPS_PER_SUBMISSION,
+            "{count} steps do not fit the slots"
+        );
+        let words: Vec<u32> = (first..first + count as u64)
+            .flat_map(|s| self.optimizer.step_state(s as u32).words())
+            .collect();
+        gpu.write(&self.step_slots.slice(0, words.len()), &words);
+    }
+
+    /// Slot `i` of `set_steps`: the `i`-th step of a submission copies it into `step_state` first.
+    pub fn step_slot(&self, i: usize) -> Tensor {
+        self.step_slots
+            .slice(i * StepState::WORDS, StepState::WORDS)
     }
 
     pub fn read_params(&self, gpu: &Gpu) -> Result<Vec<f32>, GpuError> {
