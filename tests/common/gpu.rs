@@ -108,6 +108,8 @@ pub fn build_programs(g: &Gpu) {
     let models = [
         (every_layer_model([9, 7, 3], 4), 5),
         (Sequential::notebook([32, 32, 3], 10), 128),
+        // More classes than the fused last layer takes (64): the standalone loss kernel.
+        (every_layer_model([9, 7, 3], 65), 5),
     ];
     for (model, batch) in &models {
         let bytes = model.input().len();
