@@ -34,7 +34,7 @@ struct Params {
     // conv2d_backward_weight: (n, oy, ox) rows summed by one invocation.
     rows_per_chunk: u32,
     // Nonzero: conv2d_forward ends in a ReLU, and conv2d_backward_input zeroes dx where x <= 0 (the
-    // ReLU backward of the layer before). Both are exact selects, the same bits as relu.wgsl.
+    // ReLU backward of the layer before). Both are exact selects, the same bits as activation.wgsl's ReLU.
     relu: u32,
     // Nonzero: conv2d_forward adds the bias; zero: the layer has none (use_bias=False), and the
     // kernel is bound in the bias's place, never read.

@@ -24,6 +24,9 @@ struct Params {
     // Backward only: nonzero when the layer's input is a ReLU's output, so dx is also zeroed where
     // x <= 0 (that ReLU's backward, fused here; binding 4 is x, bound either way).
     relu_mask: u32,
+    // Forward only: nonzero to apply a ReLU to the input first (the ReLU before the layer, fused here
+    // with activation.wgsl's ReLU select, so the bits are the two kernels'; dropout commutes with it).
+    relu_input: u32,
 }
 
 //!include common/step_state.wgsl
@@ -69,7 +72,11 @@ fn dropout(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
         return;
     }
     let u = to_unit(vec4<u32>(pcg(key() ^ pcg(i)))).x;
-    var v = select(0.0, input[i] * p.scale, u >= p.rate);
+    var x = input[i];
+    if p.relu_input != 0u {
+        x = select(x, 0.0, x <= 0.0);
+    }
+    var v = select(0.0, x * p.scale, u >= p.rate);
     if p.relu_mask != 0u {
         v = select(0.0, v, relu_x[i] > 0.0);
     }
@@ -84,7 +91,11 @@ fn dropout_vec4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     }
     let elements = vec4<u32>(4u * i) + vec4<u32>(0u, 1u, 2u, 3u);
     let u = to_unit(pcg4(vec4<u32>(key()) ^ pcg4(elements)));
-    var v = select(vec4<f32>(0.0), input4[i] * p.scale, u >= vec4<f32>(p.rate));
+    var x = input4[i];
+    if p.relu_input != 0u {
+        x = select(x, vec4<f32>(0.0), x <= vec4<f32>(0.0));
+    }
+    var v = select(vec4<f32>(0.0), x * p.scale, u >= vec4<f32>(p.rate));
     if p.relu_mask != 0u {
         v = select(vec4<f32>(0.0), v, relu_x4[i] > vec4<f32>(0.0));
     }

@@ -146,7 +146,7 @@ fn maxpool2d_forward_vec4(@builtin(global_invocation_id) gid: vec3<u32>, @builti
 @group(0) @binding(3) var<storage, read_write> bwd_dx: array<f32>;
 @group(0) @binding(4) var<storage, read> bwd_x: array<f32>;
 
-// dx[i] = d, then the fused ReLU backward: select(0, d, x[i] > 0), as relu.wgsl (the same bits).
+// dx[i] = d, then the fused ReLU backward: select(0, d, x[i] > 0), as activation.wgsl's ReLU (the same bits).
 fn masked(d: f32, i: u32) -> f32 {
     if p.relu_mask != 0u {
         return select(0.0, d, bwd_x[i] > 0.0);

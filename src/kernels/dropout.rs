@@ -20,7 +20,8 @@ pub(super) fn contracts() -> Vec<super::Contract> {
                 salt,
                 rate,
                 scale,
-                relu_mask
+                relu_mask,
+                relu_input
             }),
             StepState::host_struct(),
         ],
@@ -42,6 +43,8 @@ struct Params {
     scale: f32,
     /// Backward: nonzero to zero dx where x <= 0 (the ReLU backward of the layer before).
     relu_mask: u32,
+    /// Forward: nonzero to apply a ReLU to x first (the ReLU before the layer).
+    relu_input: u32,
 }
 
 /// Keras' inverted scaling 1 / (1 - rate), in f32 as TensorFlow computes it.
@@ -55,6 +58,7 @@ fn dropout(
     name: &'static str,
     input: &Tensor,
     relu_mask: Option<&Tensor>,
+    relu_input: bool,
     output: &Tensor,
     step_state: &Tensor,
     seed: u64,
@@ -86,6 +90,7 @@ fn dropout(
         rate,
         scale: scale(rate),
         relu_mask: relu_mask.is_some() as u32,
+        relu_input: relu_input as u32,
     };
     // Four elements per invocation when the length allows (2.5x faster on lavapipe, docs/PERFORMANCE.md).
     let (entry, invocations) = if n.is_multiple_of(4) {
@@ -127,6 +132,33 @@ pub fn dropout_forward(
         "dropout_forward",
         x,
         None,
+        false,
+        y,
+        step_state,
+        seed,
+        salt,
+        rate,
+    )
+}
+
+/// `dropout_forward` of max(x, 0): the ReLU before the layer, fused (activation.wgsl's ReLU select, so the
+/// bits of `activation::activation_forward` (ReLU) then `dropout_forward`). Its backward is `dropout_backward` with
+/// `relu_mask` x, this x.
+pub fn dropout_forward_relu(
+    gpu: &Gpu,
+    x: &Tensor,
+    y: &Tensor,
+    step_state: &Tensor,
+    seed: u64,
+    salt: u32,
+    rate: f32,
+) -> Dispatch {
+    dropout(
+        gpu,
+        "dropout_forward",
+        x,
+        None,
+        true,
         y,
         step_state,
         seed,
@@ -155,6 +187,7 @@ pub fn dropout_backward(
         "dropout_backward",
         dy,
         relu_mask,
+        false,
         dx,
         step_state,
         seed,

@@ -14,20 +14,24 @@ super::shader!(
 );
 
 pub(super) fn contracts() -> Vec<super::Contract> {
-    vec![super::Contract {
-        shader: &SHADER,
-        structs: vec![
-            super::host_struct!(Params { batch, classes }),
-            super::host_struct!(Metrics {
-                loss_sum,
-                correct,
-                samples,
-                first_bad_step
-            }),
-            StepState::host_struct(),
-        ],
-        consts: vec![("WG", WG)],
-    }]
+    let fused = dense::contract();
+    vec![
+        super::Contract {
+            shader: &SHADER,
+            structs: vec![
+                super::host_struct!(Params { batch, classes }),
+                super::host_struct!(Metrics {
+                    loss_sum,
+                    correct,
+                    samples,
+                    first_bad_step
+                }),
+                StepState::host_struct(),
+            ],
+            consts: vec![("WG", WG)],
+        },
+        fused,
+    ]
 }
 
 /// The metrics accumulator `softmax_cross_entropy` adds each batch into, as the shader declares it.
@@ -122,4 +126,250 @@ pub fn softmax_cross_entropy(
                 * WORD,
         },
     )
+}
+
+/// The model's last Dense layer fused with the loss, `shaders/softmax_cross_entropy_dense.wgsl`: two
+/// dispatches per training step instead of five (forward product, loss, dW, db, dx), for layers of at
+/// most `MAX_UNITS` units. CPU twin: `crate::reference::softmax_cross_entropy::{dense_loss_forward,
+/// dense_loss_backward}`.
+pub mod dense {
+    use super::{METRICS_WORDS, Metrics};
+    use crate::gpu::{Cost, Dispatch, Gpu, Tensor, WORD};
+    use crate::kernels::StepState;
+
+    crate::kernels::shader!(
+        "softmax_cross_entropy_dense.wgsl",
+        includes[crate::kernels::common::STEP_STATE]
+    );
+
+    pub(in crate::kernels) fn contract() -> crate::kernels::Contract {
+        crate::kernels::Contract {
+            shader: &SHADER,
+            structs: vec![
+                crate::kernels::host_struct!(Params {
+                    batch,
+                    inp,
+                    units,
+                    rows_per_group
+                }),
+                crate::kernels::host_struct!(Metrics {
+                    loss_sum,
+                    correct,
+                    samples,
+                    first_bad_step
+                }),
+                StepState::host_struct(),
+            ],
+            consts: vec![("WG", WG)],
+        }
+    }
+
+    /// Invocations per workgroup (the shader's `WG`, an array bound): a workgroup holds whole rows
+    /// of logits, so this is also the most units the fused layer may have.
+    const WG: u32 = 64;
+    /// The widest last layer the fused kernels take.
+    pub const MAX_UNITS: usize = WG as usize;
+
+    /// Scratch words per row: the row's loss and its flags, summed into the metrics by
+    /// `dense_loss_backward` or `dense_loss_metrics`.
+    pub const ROW_WORDS: usize = 2;
+
+    #[repr(C)]
+    #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+    struct Params {
+        batch: u32,
+        inp: u32,
+        units: u32,
+        rows_per_group: u32,
+    }
+
+    fn params(batch: usize, inp: usize, units: usize) -> Params {
+        assert!(
+            batch >= 1 && inp >= 1 && (1..=MAX_UNITS).contains(&units),
+            "dense_loss: batch {batch}, inputs {inp}, units {units} (at most {MAX_UNITS})"
+        );
+        Params {
+            batch: batch as u32,
+            inp: inp as u32,
+            units: units as u32,
+            rows_per_group: (MAX_UNITS / units) as u32,
+        }
+    }
+
+    /// The forward's tensors: the layer's input, kernel [inp, units] and bias, the labels, and what
+    /// it writes: the logits, their gradient (of the batch's mean loss), the per-row scratch
+    /// (`ROW_WORDS` per row) and, when training a layer whose input has a gradient, dx.
+    pub struct Forward<'a> {
+        pub x: &'a Tensor,
+        pub w: &'a Tensor,
+        pub b: &'a Tensor,
+        pub labels: &'a Tensor,
+        pub logits: &'a Tensor,
+        pub dlogits: &'a Tensor,
+        pub rows: &'a Tensor,
+        pub dx: Option<&'a Tensor>,
+    }
+
+    /// logits = x w + b, then softmax-cross-entropy as `super::softmax_cross_entropy` computes it:
+    /// dlogits, and each row's loss and flags into `t.rows` (added into the metrics by
+    /// `dense_loss_backward` or `dense_loss_metrics`); with `t.dx`, also dx = dlogits wᵀ. One
+    /// dispatch, `MAX_UNITS / units` rows per workgroup.
+    pub fn dense_loss_forward(
+        gpu: &Gpu,
+        t: &Forward,
+        batch: usize,
+        inp: usize,
+        units: usize,
+    ) -> Dispatch {
+        let name = "dense_loss_forward";
+        let p = params(batch, inp, units);
+        let bu = batch * units;
+        assert_eq!(t.x.len, batch * inp, "{name}: x is not [{batch}, {inp}]");
+        assert_eq!(t.w.len, inp * units, "{name}: w is not [{inp}, {units}]");
+        assert_eq!(t.b.len, units, "{name}: b is not [{units}]");
+        assert_eq!(t.labels.len, batch, "{name}: labels are not [{batch}]");
+        assert_eq!(
+            t.logits.len, bu,
+            "{name}: logits are not [{batch}, {units}]"
+        );
+        assert_eq!(
+            t.dlogits.len, bu,
+            "{name}: dlogits are not [{batch}, {units}]"
+        );
+        assert_eq!(
+            t.rows.len,
+            batch * ROW_WORDS,
+            "{name}: rows are not [{batch}, {ROW_WORDS}]"
+        );
+        let mut buffers = vec![t.x, t.w, t.b, t.labels, t.logits, t.dlogits, t.rows];
+        let (entry, dx_words) = match t.dx {
+            Some(dx) => {
+                assert_eq!(dx.len, batch * inp, "{name}: dx is not [{batch}, {inp}]");
+                buffers.push(dx);
+                ("dense_loss_forward_dx", batch * inp)
+            }
+            None => ("dense_loss_forward", 0),
+        };
+        let (b, i, u) = (batch as u64, inp as u64, units as u64);
+        gpu.dispatch(
+            name,
+            &SHADER,
+            entry,
+            &[],
+            &p,
+            &buffers,
+            crate::gpu::grid_1d(
+                batch.div_ceil(p.rows_per_group as usize) as u32,
+                gpu.limits.max_compute_workgroups_per_dimension,
+            ),
+            Cost {
+                // The product and bias, the loss's 8 per logit (softmax_cross_entropy's count), and
+                // dx's product.
+                flops: 2 * b * i * u + b * u + 8 * b * u + 2 * dx_words as u64 * u,
+                bytes: (b * i + i * u + u + b + 2 * b * u + b * ROW_WORDS as u64 + dx_words as u64)
+                    * WORD,
+            },
+        )
+    }
+
+    /// dw = xᵀ dlogits and db = the column sums of dlogits (as one product [x | 1]ᵀ dlogits, rows in
+    /// order), and the rows' loss sum, correct count and sample count added into `metrics`, with
+    /// the first bad step recorded as `super::softmax_cross_entropy` does. One dispatch.
+    #[allow(clippy::too_many_arguments)]
+    pub fn dense_loss_backward(
+        gpu: &Gpu,
+        x: &Tensor,
+        dlogits: &Tensor,
+        rows: &Tensor,
+        dw: &Tensor,
+        db: &Tensor,
+        metrics: &Tensor,
+        step_state: &Tensor,
+        batch: usize,
+        inp: usize,
+        units: usize,
+    ) -> Dispatch {
+        let name = "dense_loss_backward";
+        let p = params(batch, inp, units);
+        assert_eq!(x.len, batch * inp, "{name}: x is not [{batch}, {inp}]");
+        assert_eq!(
+            dlogits.len,
+            batch * units,
+            "{name}: dlogits are not [{batch}, {units}]"
+        );
+        assert_eq!(
+            rows.len,
+            batch * ROW_WORDS,
+            "{name}: rows are not [{batch}, {ROW_WORDS}]"
+        );
+        assert_eq!(dw.len, inp * units, "{name}: dw is not [{inp}, {units}]");
+        assert_eq!(db.len, units, "{name}: db is not [{units}]");
+        check_metrics(name, metrics, step_state);
+        // One invocation per 4 x 4 block of the (inp + 1) x units product.
+        let invocations = (inp + 1).div_ceil(4) * units.div_ceil(4);
+        let (b, i, u) = (batch as u64, inp as u64, units as u64);
+        gpu.dispatch(
+            name,
+            &SHADER,
+            "dense_loss_backward",
+            &[],
+            &p,
+            &[x, dlogits, rows, dw, db, metrics, step_state],
+            crate::kernels::grid(gpu, invocations, WG),
+            Cost {
+                flops: 2 * b * i * u + b * u + b,
+                bytes: (b * i + b * u + b * ROW_WORDS as u64 + i * u + u) * WORD + metrics_bytes(),
+            },
+        )
+    }
+
+    /// The rows' metrics alone, added into `metrics` (evaluation, which has no backward). One
+    /// workgroup.
+    pub fn dense_loss_metrics(
+        gpu: &Gpu,
+        rows: &Tensor,
+        metrics: &Tensor,
+        step_state: &Tensor,
+        batch: usize,
+        units: usize,
+    ) -> Dispatch {
+        let name = "dense_loss_metrics";
+        let p = params(batch, 1, units);
+        assert_eq!(
+            rows.len,
+            batch * ROW_WORDS,
+            "{name}: rows are not [{batch}, {ROW_WORDS}]"
+        );
+        check_metrics(name, metrics, step_state);
+        gpu.dispatch(
+            name,
+            &SHADER,
+            "dense_loss_metrics",
+            &[],
+            &p,
+            &[rows, metrics, step_state],
+            [1, 1, 1],
+            Cost {
+                flops: batch as u64,
+                bytes: (batch * ROW_WORDS) as u64 * WORD + metrics_bytes(),
+            },
+        )
+    }
+
+    fn check_metrics(name: &str, metrics: &Tensor, step_state: &Tensor) {
+        assert_eq!(
+            metrics.len, METRICS_WORDS,
+            "{name}: metrics must be {METRICS_WORDS} words"
+        );
+        assert_eq!(
+            step_state.len,
+            StepState::WORDS,
+            "{name}: step_state is not a StepState"
+        );
+    }
+
+    /// The metrics read and written, and the step state read.
+    fn metrics_bytes() -> u64 {
+        (2 * METRICS_WORDS + StepState::WORDS) as u64 * WORD
+    }
 }

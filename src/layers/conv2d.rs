@@ -267,14 +267,15 @@ struct Conv {
 }
 
 impl GpuOp for Conv {
-    fn accepts(&self, _: Fusion) -> bool {
-        true
+    fn accepts(&self, fusion: Fusion) -> bool {
+        matches!(fusion, Fusion::ReluAfter | Fusion::ReluBefore)
     }
 
     fn fuse(&mut self, fusion: Fusion) {
         match fusion {
             Fusion::ReluAfter => self.relu_after = true,
             Fusion::ReluBefore => self.relu_before = true,
+            Fusion::ReluInput | Fusion::Loss => unreachable!("{fusion:?} is not accepted"),
         }
     }
 

@@ -7,10 +7,12 @@ use serde_json::{Value, json};
 
 use super::keras::with_kernel_and_bias;
 use super::{
-    Activation, CpuStep, GpuOp, GpuStep, Init, KerasEntry, Layer, LayerKind, Lowering, ParamSpec,
+    Activation, CpuStep, Fusion, GpuOp, GpuStep, Init, KerasEntry, Layer, LayerKind, LossTensors,
+    Lowering, ParamSpec,
 };
 use crate::gpu::{Dispatch, Tensor};
 use crate::keras::ConfigError;
+use crate::kernels::softmax_cross_entropy::dense as dense_loss;
 use crate::model::Shape;
 use crate::shape::MatmulShape;
 use crate::{kernels, reference};
@@ -116,10 +118,14 @@ impl LayerKind for Dense {
     }
 
     fn scratch_words(&self, _input: &Shape, max_batch: usize) -> Vec<(&'static str, usize)> {
-        vec![(
+        let mut scratch = vec![(
             "bias scratch",
             kernels::column_sum::column_sum_scratch(max_batch, self.units),
-        )]
+        )];
+        if self.units <= dense_loss::MAX_UNITS && self.use_bias {
+            scratch.push(("loss rows", max_batch * dense_loss::ROW_WORDS));
+        }
+        scratch
     }
 
     fn lower(&self, l: &Lowering) -> Vec<Box<dyn GpuOp>> {
@@ -137,6 +143,11 @@ impl LayerKind for Dense {
                     false => 1,
                 },
             ),
+            loss_rows: (self.units <= dense_loss::MAX_UNITS && self.use_bias).then(|| {
+                l.gpu
+                    .zeros("loss rows", l.max_batch * dense_loss::ROW_WORDS)
+            }),
+            loss: false,
         };
         let mut ops: Vec<Box<dyn GpuOp>> = vec![Box::new(dense)];
         ops.extend(self.activation.lower());
@@ -179,7 +190,9 @@ impl LayerKind for Dense {
 }
 
 /// The matrix product with its bias (when it has one), before the activation. It takes no ReLU into its epilogue: on
-/// llvmpipe that made the register-tiled forward 2.5x slower (docs/PERFORMANCE.md, 2026-12-02).
+/// llvmpipe that made the register-tiled forward 2.5x slower (docs/PERFORMANCE.md, 2026-12-02). As
+/// the model's last op, with at most `dense_loss::MAX_UNITS` units, it takes the loss in
+/// (`Fusion::Loss`): two dispatches per training step for the product, the loss and the gradients.
 struct DenseOp {
     inp: usize,
     units: usize,
@@ -189,9 +202,89 @@ struct DenseOp {
     db: Option<Tensor>,
     /// The bias gradient's first pass over tall batches (`column_sum`).
     bias_scratch: Tensor,
+    /// Each row's loss and flags, between the fused loss kernels; `None` for layers too wide for them
+    /// or without a bias.
+    loss_rows: Option<Tensor>,
+    /// `Fusion::Loss` taken.
+    loss: bool,
+}
+
+impl DenseOp {
+    fn loss_rows(&self, batch: usize) -> Tensor {
+        self.loss_rows
+            .as_ref()
+            .expect("Fusion::Loss is accepted only with its scratch")
+            .slice(0, batch * dense_loss::ROW_WORDS)
+    }
 }
 
 impl GpuOp for DenseOp {
+    fn accepts(&self, fusion: Fusion) -> bool {
+        fusion == Fusion::Loss && self.loss_rows.is_some()
+    }
+
+    fn fuse(&mut self, fusion: Fusion) {
+        assert!(self.accepts(fusion), "{fusion:?}");
+        self.loss = true;
+    }
+
+    fn forward_loss(
+        &self,
+        s: &GpuStep,
+        x: &Tensor,
+        y: &Tensor,
+        loss: &LossTensors,
+    ) -> Vec<Dispatch> {
+        assert!(self.loss, "forward_loss before Fusion::Loss");
+        let rows = self.loss_rows(s.batch);
+        let t = dense_loss::Forward {
+            x,
+            w: &self.w,
+            b: self
+                .b
+                .as_ref()
+                .expect("Fusion::Loss is accepted only with a bias"),
+            labels: loss.labels,
+            logits: y,
+            dlogits: loss.dlogits,
+            rows: &rows,
+            dx: loss.dx,
+        };
+        let mut out = vec![dense_loss::dense_loss_forward(
+            s.gpu, &t, s.batch, self.inp, self.units,
+        )];
+        if !loss.train {
+            out.push(dense_loss::dense_loss_metrics(
+                s.gpu,
+                &rows,
+                loss.metrics,
+                s.step_state,
+                s.batch,
+                self.units,
+            ));
+        }
+        out
+    }
+
+    fn backward_loss(&self, s: &GpuStep, x: &Tensor, loss: &LossTensors) -> Vec<Dispatch> {
+        assert!(self.loss, "backward_loss before Fusion::Loss");
+        vec![dense_loss::dense_loss_backward(
+            s.gpu,
+            x,
+            loss.dlogits,
+            &self.loss_rows(s.batch),
+            &self.dw,
+            self.db
+                .as_ref()
+                .expect("Fusion::Loss is accepted only with a bias"),
+            loss.metrics,
+            s.step_state,
+            s.batch,
+            self.inp,
+            self.units,
+        )]
+    }
+
     fn forward(&self, s: &GpuStep, x: &Tensor, y: &Tensor) -> Vec<Dispatch> {
         kernels::matmul::matmul(
             s.gpu,

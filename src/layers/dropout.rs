@@ -11,6 +11,7 @@ use super::{CpuStep, Fusion, GpuOp, GpuStep, KerasEntry, Layer, LayerKind, Lower
 use crate::gpu::{Dispatch, Tensor};
 use crate::keras::ConfigError;
 use crate::model::Shape;
+use crate::shape::ActivationFn;
 use crate::{kernels, reference};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -69,6 +70,7 @@ impl LayerKind for Dropout {
             rate: self.rate,
             salt: l.index as u32,
             relu_before: false,
+            relu_input: false,
         })]
     }
 
@@ -101,26 +103,35 @@ impl LayerKind for Dropout {
 struct DropoutOp {
     rate: f32,
     salt: u32,
-    /// `Fusion::ReluBefore`: dx is masked by x > 0.
+    /// `Fusion::ReluBefore` or `Fusion::ReluInput`: dx is masked by x > 0.
     relu_before: bool,
+    /// `Fusion::ReluInput`: the forward applies the ReLU to x first.
+    relu_input: bool,
 }
 
 impl GpuOp for DropoutOp {
     fn accepts(&self, fusion: Fusion) -> bool {
-        fusion == Fusion::ReluBefore
+        matches!(fusion, Fusion::ReluBefore | Fusion::ReluInput)
     }
 
     fn fuse(&mut self, fusion: Fusion) {
-        assert_eq!(fusion, Fusion::ReluBefore);
+        assert!(self.accepts(fusion), "{fusion:?}");
         self.relu_before = true;
+        self.relu_input = fusion == Fusion::ReluInput;
     }
 
+    /// The identity when evaluating, unless it took the ReLU before it in.
     fn evaluates_as_identity(&self) -> bool {
-        true
+        !self.relu_input
     }
 
     fn forward(&self, s: &GpuStep, x: &Tensor, y: &Tensor) -> Vec<Dispatch> {
-        vec![kernels::dropout::dropout_forward(
+        let forward = if self.relu_input {
+            kernels::dropout::dropout_forward_relu
+        } else {
+            kernels::dropout::dropout_forward
+        };
+        vec![forward(
             s.gpu,
             x,
             y,
@@ -128,6 +139,17 @@ impl GpuOp for DropoutOp {
             s.seed,
             self.salt,
             self.rate,
+        )]
+    }
+
+    /// Only after `Fusion::ReluInput` (otherwise the op is skipped): the ReLU it took in.
+    fn evaluate(&self, s: &GpuStep, x: &Tensor, y: &Tensor) -> Vec<Dispatch> {
+        assert!(self.relu_input, "dropout is the identity when evaluating");
+        vec![kernels::activation::activation_forward(
+            s.gpu,
+            ActivationFn::Relu,
+            x,
+            y,
         )]
     }
 

@@ -243,8 +243,9 @@ pub struct GpuStep<'a> {
     pub seed: u64,
 }
 
-/// An exact fusion the network's peephole pass (`Network::new`) may ask of an op, around a ReLU op
-/// that it then removes: two dispatches fewer per training step, the same bits.
+/// A fusion the network's peephole pass (`Network::new`) may ask of an op. The ReLU ones are exact
+/// and remove the ReLU op around which they are asked: two dispatches fewer per training step, the
+/// same bits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fusion {
     /// End the forward in the ReLU that follows the op (max(y, 0), an exact select). The op's backward
@@ -253,6 +254,26 @@ pub enum Fusion {
     /// Zero dx where x <= 0: the backward of the ReLU that produced x (x > 0 exactly where the ReLU's
     /// input was > 0), applied in the op's own dx pass.
     ReluBefore,
+    /// Take the ReLU before the op whole, for an op that commutes with it (dropout): its forward
+    /// applies the ReLU's select to x first, its backward zeroes dx where x <= 0, and when evaluating
+    /// it is that ReLU (`evaluate`) rather than the identity. x is then the ReLU's input.
+    ReluInput,
+    /// The op is the model's last and takes the loss in: `forward_loss` and `backward_loss` replace
+    /// `forward` and `backward`, and the network dispatches no loss kernel of its own.
+    Loss,
+}
+
+/// What the loss needs, for an op that took `Fusion::Loss`.
+pub struct LossTensors<'a> {
+    pub labels: &'a Tensor,
+    /// The gradient of the batch's mean loss with respect to the logits (the op's y).
+    pub dlogits: &'a Tensor,
+    /// The metrics the loss adds into (`kernels::softmax_cross_entropy::Metrics`).
+    pub metrics: &'a Tensor,
+    /// The op's dx, which it may write with the forward: `None` when evaluating, or when x is the
+    /// model's input.
+    pub dx: Option<&'a Tensor>,
+    pub train: bool,
 }
 
 /// One op of a lowered layer on the GPU: its forward and backward dispatches. Its tensors (x, y and
@@ -283,14 +304,33 @@ pub trait GpuOp {
     fn forward(&self, s: &GpuStep, x: &Tensor, y: &Tensor) -> Vec<Dispatch>;
 
     /// y = op(x) when evaluating (validation, evaluate, predict), for an op that computes
-    /// something else then (BatchNormalization normalises with its moving statistics, and updates
-    /// nothing); the training forward otherwise. Not asked of an op that evaluates as the identity.
+    /// something else then (BatchNormalization normalises with its moving statistics and updates
+    /// nothing; a Dropout that took in the ReLU before it is that ReLU); the training forward
+    /// otherwise. Not asked of an op that evaluates as the identity.
     fn evaluate(&self, s: &GpuStep, x: &Tensor, y: &Tensor) -> Vec<Dispatch> {
         self.forward(s, x, y)
     }
 
     /// The op's parameter gradients from dy, and dx unless x is the model's input (`dx` is `None`).
     fn backward(&self, s: &GpuStep, x: &Tensor, dy: &Tensor, dx: Option<&Tensor>) -> Vec<Dispatch>;
+
+    /// After `Fusion::Loss`: y = op(x), the logits, then the loss: `loss.dlogits`, the metrics (added
+    /// by now when evaluating, by `backward_loss` when training) and, when given, `loss.dx`.
+    fn forward_loss(
+        &self,
+        _s: &GpuStep,
+        _x: &Tensor,
+        _y: &Tensor,
+        _loss: &LossTensors,
+    ) -> Vec<Dispatch> {
+        unreachable!("forward_loss asked of an op that did not take Fusion::Loss")
+    }
+
+    /// After `Fusion::Loss`, when training: the op's parameter gradients from the dlogits its forward
+    /// wrote, and the batch's metrics (dx came with the forward).
+    fn backward_loss(&self, _s: &GpuStep, _x: &Tensor, _loss: &LossTensors) -> Vec<Dispatch> {
+        unreachable!("backward_loss asked of an op that did not take Fusion::Loss")
+    }
 }
 
 /// What the CPU twin of one layer's step needs besides its tensors.

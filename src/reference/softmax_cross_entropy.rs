@@ -1,4 +1,7 @@
-//! CPU twin of `shaders/softmax_cross_entropy.wgsl`.
+//! CPU twin of `shaders/softmax_cross_entropy.wgsl` and `shaders/softmax_cross_entropy_dense.wgsl`.
+
+use super::matmul;
+use crate::shape::MatmulShape;
 
 /// Row-wise softmax of logits [batch, classes], stable (the row maximum is subtracted first).
 pub fn softmax(logits: &[f64], batch: usize, classes: usize) -> Vec<f64> {
@@ -64,6 +67,68 @@ pub fn softmax_cross_entropy(
     (loss_sum, correct, d)
 }
 
+/// What `dense_loss_forward` computes for the last Dense layer and the loss.
+pub struct DenseLoss {
+    pub logits: Vec<f64>,
+    pub loss_sum: f64,
+    pub correct: u32,
+    pub dlogits: Vec<f64>,
+    /// The layer's input gradient, dlogits wᵀ.
+    pub dx: Vec<f64>,
+}
+
+/// Twin of `dense_loss_forward[_dx]` (shaders/softmax_cross_entropy_dense.wgsl): the dense layer's
+/// forward on x [batch, inp], w [inp, units], b [units], then `softmax_cross_entropy`, then the
+/// layer's dx.
+pub fn dense_loss_forward(
+    x: &[f64],
+    w: &[f64],
+    b: &[f64],
+    labels: &[u32],
+    batch: usize,
+    inp: usize,
+    units: usize,
+) -> DenseLoss {
+    let logits = matmul::dense_forward(x, w, b, batch, inp, units);
+    let (loss_sum, correct, dlogits) = softmax_cross_entropy(&logits, labels, batch, units);
+    let dx = matmul::matmul(
+        &dlogits,
+        w,
+        None,
+        MatmulShape {
+            trans_b: true,
+            ..MatmulShape::new(batch, inp, units)
+        },
+    );
+    DenseLoss {
+        logits,
+        loss_sum,
+        correct,
+        dlogits,
+        dx,
+    }
+}
+
+/// Twin of `dense_loss_backward`: the layer's (dw, db) for dlogits [batch, units].
+pub fn dense_loss_backward(
+    x: &[f64],
+    dlogits: &[f64],
+    batch: usize,
+    inp: usize,
+    units: usize,
+) -> (Vec<f64>, Vec<f64>) {
+    let dw = matmul::matmul(
+        x,
+        dlogits,
+        None,
+        MatmulShape {
+            trans_a: true,
+            ..MatmulShape::new(inp, units, batch)
+        },
+    );
+    (dw, super::column_sum::column_sum(dlogits, batch, units))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,6 +146,23 @@ mod tests {
             |z: &[f64]| softmax_cross_entropy(z, &labels, batch, classes).0 / batch as f64;
         let (_, _, d) = softmax_cross_entropy(&z, &labels, batch, classes);
         check_gradient("softmax_cross_entropy dlogits", &z, &d, mean_loss);
+    }
+
+    #[test]
+    fn the_fused_dense_layers_gradients_match_finite_differences_of_the_mean_loss() {
+        let (batch, inp, units) = (3, 5, 4);
+        let x = seeded(batch * inp, 31);
+        let w = seeded(inp * units, 32);
+        let b = seeded(units, 33);
+        let labels = [3, 0, 2];
+        let mean = |x: &[f64], w: &[f64], b: &[f64]| {
+            dense_loss_forward(x, w, b, &labels, batch, inp, units).loss_sum / batch as f64
+        };
+        let f = dense_loss_forward(&x, &w, &b, &labels, batch, inp, units);
+        let (dw, db) = dense_loss_backward(&x, &f.dlogits, batch, inp, units);
+        check_gradient("dense_loss dw", &w, &dw, |w| mean(&x, w, &b));
+        check_gradient("dense_loss db", &b, &db, |b| mean(&x, &w, b));
+        check_gradient("dense_loss dx", &x, &f.dx, |x| mean(x, &w, &b));
     }
 
     #[test]

@@ -4,16 +4,18 @@
 //! Each layer lowers itself to a short list of ops ([`crate::layers::LayerKind::lower`]): a Dense layer
 //! with a ReLU becomes Dense then ReLU; Flatten, a linear activation and dropout of rate 0 become no
 //! op at all. A ReLU op between an op that can end in it and an op that can mask its dx by it (Conv2D
-//! before; Conv2D, MaxPooling2D or Dropout after) is then fused away ([`fuse_relus`]). Every
-//! op writes a fresh tensor, because WebGPU forbids binding one buffer as both input
-//! and output of a dispatch; an op that is the identity when evaluating (dropout) is skipped then. The
-//! final softmax is fused into the loss kernel, which reads the logits.
+//! before; Conv2D, MaxPooling2D or Dropout after), or before an op that can take it whole (Dropout),
+//! is then fused away ([`fuse_relus`]). Every op writes a fresh tensor, because WebGPU forbids
+//! binding one buffer as both input and output of a dispatch; an op that is the identity when
+//! evaluating (dropout) is skipped then. The final softmax is fused into the loss kernel, which reads
+//! the logits; a last op that can take the loss in (a narrow Dense, `Fusion::Loss`) computes it
+//! itself, with its gradients, in two dispatches.
 
 use crate::data::augment::Augment;
 use crate::gpu::{Dispatch, Gpu, GpuError, MAX_STEPS_PER_SUBMISSION, Tensor, WORD};
 use crate::kernels::gather::{Augmentation, DeviceImages, gather_batch, gather_batch_augmented};
 use crate::kernels::{StepState, optimizer, softmax_cross_entropy};
-use crate::layers::{Fusion, GpuOp, GpuStep, Lowering};
+use crate::layers::{Fusion, GpuOp, GpuStep, LossTensors, Lowering};
 use crate::model::{ModelError, Sequential};
 use crate::optimizer::Optimizer;
 
@@ -186,15 +188,23 @@ pub fn check_data_buffers(
 /// exactly where the ReLU's input was). Both halves are the ReLU kernels' own selects, so every value
 /// and gradient keeps its bits (tests/pinned_weights.rs) and a step has two dispatches fewer per ReLU.
 /// `lens[i + 1]` is op i's output length, so the ReLU's entry goes with it.
+/// A ReLU whose op before cannot end in it goes whole into an op after that commutes with it
+/// (`Fusion::ReluInput`: dropout), the same selects again.
 fn fuse_relus(ops: &mut Vec<Box<dyn GpuOp>>, lens: &mut Vec<usize>) {
-    let mut i = 1;
+    let mut i = 0;
     while i + 1 < ops.len() {
-        if ops[i].is_relu()
+        if !ops[i].is_relu() {
+            i += 1;
+        } else if i > 0
             && ops[i - 1].accepts(Fusion::ReluAfter)
             && ops[i + 1].accepts(Fusion::ReluBefore)
         {
             ops[i - 1].fuse(Fusion::ReluAfter);
             ops[i + 1].fuse(Fusion::ReluBefore);
+            ops.remove(i);
+            lens.remove(i + 1);
+        } else if ops[i + 1].accepts(Fusion::ReluInput) {
+            ops[i + 1].fuse(Fusion::ReluInput);
             ops.remove(i);
             lens.remove(i + 1);
         } else {
@@ -219,6 +229,8 @@ pub struct Network {
     pub classes: usize,
     /// Every layer's ops in forward order; each holds its parameter views and own buffers.
     ops: Vec<Box<dyn GpuOp>>,
+    /// The last op took the loss in (`Fusion::Loss`): no loss kernel of the network's own.
+    loss_fused: bool,
     /// Per-example length of `values[i]`.
     lens: Vec<usize>,
     /// Flat parameters, gradients and optimizer state, laid out as `Sequential::param_tensors()`.
@@ -293,6 +305,10 @@ impl Network {
             input = output.clone();
         }
         fuse_relus(&mut ops, &mut lens);
+        let loss_fused = ops.last().is_some_and(|op| op.accepts(Fusion::Loss));
+        if let Some(last) = ops.last_mut().filter(|_| loss_fused) {
+            last.fuse(Fusion::Loss);
+        }
         let values = lens
             .iter()
             .enumerate()
@@ -314,6 +330,7 @@ impl Network {
             max_batch,
             classes,
             ops,
+            loss_fused,
             lens,
             params: p,
             grads: g,
@@ -435,6 +452,22 @@ impl Network {
             seed: self.seed,
         };
         let mut out = Vec::new();
+        let last = self.ops.len();
+        let metrics = if train {
+            &self.train_metrics
+        } else {
+            &self.eval_metrics
+        };
+        let (labels, dlogits) = (self.labels.slice(0, batch), dv(last).unwrap());
+        // The fused loss's dx is the last op's: written with the forward, when training.
+        let loss_dx = last.checked_sub(1).and_then(&dv).filter(|_| train);
+        let loss = LossTensors {
+            labels: &labels,
+            dlogits: &dlogits,
+            metrics,
+            dx: loss_dx.as_ref(),
+            train,
+        };
         // Forward. Ops that are the identity in `mode` dispatch nothing; `holder` says which tensor
         // holds each value.
         let holder = self.holders(mode);
@@ -442,37 +475,40 @@ impl Network {
         for (i, op) in self.ops.iter().enumerate() {
             let x = v(holder[i]);
             inputs.push(x.clone());
-            if holder[i + 1] == i + 1 {
-                out.extend(if train {
-                    op.forward(&s, &x, &v(i + 1))
-                } else {
-                    op.evaluate(&s, &x, &v(i + 1))
-                });
+            if holder[i + 1] != i + 1 {
+                continue;
             }
+            out.extend(if self.loss_fused && i + 1 == last {
+                op.forward_loss(&s, &x, &v(i + 1), &loss)
+            } else if train {
+                op.forward(&s, &x, &v(i + 1))
+            } else {
+                op.evaluate(&s, &x, &v(i + 1))
+            });
         }
-        let last = self.ops.len();
-        let metrics = if train {
-            &self.train_metrics
-        } else {
-            &self.eval_metrics
-        };
-        out.push(softmax_cross_entropy::softmax_cross_entropy(
-            gpu,
-            &v(holder[last]),
-            &self.labels.slice(0, batch),
-            &dv(last).unwrap(),
-            metrics,
-            &self.step_state,
-            batch,
-            self.classes,
-        ));
+        if !self.loss_fused {
+            out.push(softmax_cross_entropy::softmax_cross_entropy(
+                gpu,
+                &v(holder[last]),
+                &labels,
+                &dlogits,
+                metrics,
+                &self.step_state,
+                batch,
+                self.classes,
+            ));
+        }
         if !train {
             return out;
         }
         // Backward, from the logits' gradient to the first op's parameters. The input has no
         // gradient buffer (`dv(0)` is `None`), so the first op computes no dx.
         for (i, op) in self.ops.iter().enumerate().rev() {
-            out.extend(op.backward(&s, &inputs[i], &dv(i + 1).unwrap(), dv(i).as_ref()));
+            out.extend(if self.loss_fused && i + 1 == last {
+                op.backward_loss(&s, &inputs[i], &loss)
+            } else {
+                op.backward(&s, &inputs[i], &dv(i + 1).unwrap(), dv(i).as_ref())
+            });
         }
         let state: Vec<Tensor> = self
             .opt_state

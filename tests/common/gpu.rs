@@ -311,6 +311,8 @@ pub fn build_programs(g: &Gpu) {
         (average, 5),
         (max, 5),
         (batchnorm_model([9, 7, 3], 4), 5),
+        // More classes than the fused last layer takes (64): the standalone loss kernel.
+        (every_layer_model([9, 7, 3], 65), 5),
     ];
     for (model, batch) in &models {
         let bytes = model.input().len();

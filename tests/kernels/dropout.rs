@@ -1,6 +1,8 @@
 use cifar_wgpu::gpu::Tensor;
 use cifar_wgpu::kernels::StepState;
-use cifar_wgpu::kernels::dropout::{dropout_backward, dropout_forward, scale};
+use cifar_wgpu::kernels::dropout::{
+    dropout_backward, dropout_forward, dropout_forward_relu, scale,
+};
 use cifar_wgpu::reference;
 
 use crate::common::*;
@@ -239,5 +241,31 @@ fn dropout_backward_with_the_relu_mask_equals_the_twins_exactly() {
                 "dropout_backward masked n={n}: element {j} is {o}, twin says {w}"
             );
         }
+    }
+}
+
+/// The forward with the ReLU before the layer fused: the twin's ReLU, then its dropout, bit for bit,
+/// on the scalar and vec4 entry points, with negative inputs and some exactly 0 (and -0).
+#[test]
+fn dropout_forward_with_the_relu_before_equals_the_twins_exactly() {
+    let g = gpu();
+    for (i, &n) in [1001usize, 4096].iter().enumerate() {
+        let mut x = random(n, 900 + i as u64, -1.0, 1.0);
+        for (j, v) in x.iter_mut().enumerate().step_by(9) {
+            *v = if j % 2 == 0 { 0.0 } else { -0.0 };
+        }
+        let st = step_state(4);
+        let (tx, ty) = (g.upload("x", &x), poisoned(n));
+        run(&[&dropout_forward_relu(g, &tx, &ty, &st, SEED, 3, 0.5)]);
+        let relu = reference::activation::relu_forward(&to_f64(&x));
+        let want = reference::dropout::dropout_forward(&relu, SEED, 4, 3, 0.5);
+        let got = read(&ty);
+        for (j, (&o, &w)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                o.to_bits() == (w as f32).to_bits(),
+                "dropout_forward after ReLU n={n}: element {j} is {o}, twin says {w}"
+            );
+        }
+        println!("dropout_forward after ReLU n={n}: OK exact");
     }
 }

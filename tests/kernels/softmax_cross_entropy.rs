@@ -1,6 +1,6 @@
 use cifar_wgpu::gpu::Tensor;
 use cifar_wgpu::kernels::StepState;
-use cifar_wgpu::kernels::softmax_cross_entropy::{METRICS_WORDS, softmax_cross_entropy};
+use cifar_wgpu::kernels::softmax_cross_entropy::{METRICS_WORDS, dense, softmax_cross_entropy};
 use cifar_wgpu::reference;
 
 use crate::common::*;
@@ -186,4 +186,181 @@ fn metrics_accumulate_over_batches_and_record_the_first_bad_step() {
     )]);
     assert_eq!(metrics_of(&fresh).3, 13, "an infinite loss marks the step");
     println!("metrics: OK (accumulate; first bad step kept; NaN, inf and overflow detected)");
+}
+
+/// Runs the fused last layer (forward with dx, then backward) on fresh zeroed metrics and compares
+/// every output with the twins; then the evaluation path (forward without dx, then the metrics alone)
+/// on another zeroed metrics tensor.
+fn check_dense_loss(batch: usize, inp: usize, units: usize, seed: u64) {
+    let g = gpu();
+    let x = random(batch * inp, seed, -1.0, 1.0);
+    let w = random(inp * units, seed + 1, -0.5, 0.5);
+    let b = random(units, seed + 2, -0.5, 0.5);
+    let labels = labels_for(batch, units, seed + 3);
+    let (tx, tw, tb, tl) = (
+        g.upload("x", &x),
+        g.upload("w", &w),
+        g.upload("b", &b),
+        g.upload("labels", &labels),
+    );
+    let (logits, dlogits, dx) = (
+        poisoned(batch * units),
+        poisoned(batch * units),
+        poisoned(batch * inp),
+    );
+    let rows = poisoned(batch * dense::ROW_WORDS);
+    let (dw, db) = (poisoned(inp * units), poisoned(units));
+    let st = step_state(5);
+    let t = dense::Forward {
+        x: &tx,
+        w: &tw,
+        b: &tb,
+        labels: &tl,
+        logits: &logits,
+        dlogits: &dlogits,
+        rows: &rows,
+        dx: Some(&dx),
+    };
+    let metrics = g.zeros("metrics", METRICS_WORDS);
+    run(&[
+        &dense::dense_loss_forward(g, &t, batch, inp, units),
+        &dense::dense_loss_backward(
+            g, &tx, &dlogits, &rows, &dw, &db, &metrics, &st, batch, inp, units,
+        ),
+    ]);
+    let want = reference::softmax_cross_entropy::dense_loss_forward(
+        &to_f64(&x),
+        &to_f64(&w),
+        &to_f64(&b),
+        &labels,
+        batch,
+        inp,
+        units,
+    );
+    let (want_dw, want_db) = reference::softmax_cross_entropy::dense_loss_backward(
+        &to_f64(&x),
+        &want.dlogits,
+        batch,
+        inp,
+        units,
+    );
+    let name = format!("dense_loss {batch}x{inp}->{units}");
+    compare(
+        &format!("{name} logits"),
+        &read(&logits),
+        &want.logits,
+        F32_TOL,
+    );
+    compare(
+        &format!("{name} dlogits"),
+        &read(&dlogits),
+        &want.dlogits,
+        F32_TOL,
+    );
+    compare(&format!("{name} dx"), &read(&dx), &want.dx, F32_TOL);
+    compare(&format!("{name} dw"), &read(&dw), &want_dw, F32_TOL);
+    compare(&format!("{name} db"), &read(&db), &want_db, F32_TOL);
+    let check_metrics = |what: &str, metrics: &Tensor| {
+        let (gl, gc, gn, gbad) = metrics_of(metrics);
+        compare(
+            &format!("{name} {what} loss sum"),
+            &[gl],
+            &[want.loss_sum],
+            F32_TOL,
+        );
+        assert_eq!(
+            (gc, gn, gbad),
+            (want.correct, batch as u32, 0),
+            "{name} {what}: correct / count / bad step"
+        );
+    };
+    check_metrics("training", &metrics);
+    // Evaluation: no dx, the metrics from their own dispatch; the logits again.
+    let eval_logits = poisoned(batch * units);
+    let eval = dense::Forward {
+        logits: &eval_logits,
+        dx: None,
+        ..t
+    };
+    let eval_metrics = g.zeros("metrics", METRICS_WORDS);
+    run(&[
+        &dense::dense_loss_forward(g, &eval, batch, inp, units),
+        &dense::dense_loss_metrics(g, &rows, &eval_metrics, &st, batch, units),
+    ]);
+    compare(
+        &format!("{name} eval logits"),
+        &read(&eval_logits),
+        &want.logits,
+        F32_TOL,
+    );
+    check_metrics("evaluation", &eval_metrics);
+}
+
+#[test]
+fn the_fused_last_dense_layer_matches_the_twins_on_awkward_shapes() {
+    // One unit, a single row per workgroup (64 units), partial last workgroups, inputs not a
+    // multiple of 4, more rows than a workgroup's lanes, and the notebook's 512 -> 10.
+    for (i, &(batch, inp, units)) in [
+        (1, 1, 1),
+        (1, 3, 2),
+        (7, 13, 10),
+        (65, 5, 3),
+        (130, 37, 64),
+        (129, 512, 10),
+    ]
+    .iter()
+    .enumerate()
+    {
+        check_dense_loss(batch, inp, units, 5000 + 10 * i as u64);
+    }
+}
+
+#[test]
+fn the_fused_last_dense_layer_records_the_first_bad_step() {
+    let g = gpu();
+    let (batch, inp, units) = (9, 6, 5);
+    let mut x = random(batch * inp, 6000, -1.0, 1.0);
+    x[4 * inp + 2] = f32::NAN;
+    let w = random(inp * units, 6001, -0.5, 0.5);
+    let b = vec![0.0f32; units];
+    // A label out of range is bad too, and adds no correct count.
+    let mut labels = labels_for(batch, units, 6002);
+    labels[7] = units as u32;
+    let (tx, tw, tb, tl) = (
+        g.upload("x", &x),
+        g.upload("w", &w),
+        g.upload("b", &b),
+        g.upload("labels", &labels),
+    );
+    let (logits, dlogits, rows) = (
+        poisoned(batch * units),
+        poisoned(batch * units),
+        poisoned(batch * dense::ROW_WORDS),
+    );
+    let (dw, db) = (poisoned(inp * units), poisoned(units));
+    let st = step_state(20);
+    let metrics = g.zeros("metrics", METRICS_WORDS);
+    let t = dense::Forward {
+        x: &tx,
+        w: &tw,
+        b: &tb,
+        labels: &tl,
+        logits: &logits,
+        dlogits: &dlogits,
+        rows: &rows,
+        dx: None,
+    };
+    run(&[
+        &dense::dense_loss_forward(g, &t, batch, inp, units),
+        &dense::dense_loss_backward(
+            g, &tx, &dlogits, &rows, &dw, &db, &metrics, &st, batch, inp, units,
+        ),
+    ]);
+    let (_, _, gn, gbad) = metrics_of(&metrics);
+    assert_eq!(
+        (gn, gbad),
+        (batch as u32, 21),
+        "count and first bad step + 1"
+    );
+    println!("dense_loss metrics: OK (a NaN input and a label out of range mark the step)");
 }
