@@ -183,7 +183,8 @@ pub fn subgroup_matmul_runs(info: &wgpu::AdapterInfo, features: wgpu::Features) 
 
 impl KernelFlavours {
     /// What these flavours' kernels ask of the device: `softmax_cross_entropy`'s 256 invocations and
-    /// 3 KiB of workgroup sums and at most six storage buffers everywhere; `Shared` adds
+    /// 3 KiB of workgroup sums and eight storage buffers (the augmented gather's, the fused dense loss's: WebGPU's
+    /// default limit) everywhere; `Shared` adds
     /// `matmul_shared`'s 16 x 16 workgroups and its two 4.25 KiB slabs.
     pub fn needs(&self) -> WorkgroupNeeds {
         match self.tiling() {
@@ -191,13 +192,13 @@ impl KernelFlavours {
                 invocations: 256,
                 size: [256, 8, 1],
                 storage_bytes: 3 * 256 * 4,
-                storage_buffers: 6,
+                storage_buffers: 8,
             },
             Tiling::Shared => WorkgroupNeeds {
                 invocations: 256,
                 size: [256, 16, 1],
                 storage_bytes: 2 * 16 * 17 * 16,
-                storage_buffers: 6,
+                storage_buffers: 8,
             },
         }
     }
