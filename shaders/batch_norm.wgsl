@@ -83,19 +83,13 @@ struct Params {
 
 override WG: u32;
 
-// The (chunk, channel) of invocation i of a chunk pass, and the chunk's rows [start, end).
-struct Chunk {
-    c: u32,
-    chunk: u32,
-    start: u32,
-    end: u32,
+// The rows [start, end) of chunk k.
+fn chunk_start(k: u32) -> u32 {
+    return k * p.rows_per_chunk;
 }
 
-fn chunk_of(i: u32) -> Chunk {
-    let c = i % p.channels;
-    let chunk = i / p.channels;
-    let start = chunk * p.rows_per_chunk;
-    return Chunk(c, chunk, start, min(start + p.rows_per_chunk, p.rows));
+fn chunk_end(k: u32) -> u32 {
+    return min((k + 1u) * p.rows_per_chunk, p.rows);
 }
 
 fn chunks() -> u32 {
@@ -108,16 +102,18 @@ fn batch_norm_chunk_stats(@builtin(global_invocation_id) gid: vec3<u32>, @builti
     if i >= chunks() * p.channels {
         return;
     }
-    let k = chunk_of(i);
+    // Invocation i is channel c of chunk k: neighbouring invocations read neighbouring channels.
+    let c = i % p.channels;
+    let k = i / p.channels;
     var s = 0.0;
-    for (var r = k.start; r < k.end; r++) {
-        s += x[r * p.channels + k.c];
+    for (var r = chunk_start(k); r < chunk_end(k); r++) {
+        s += x[r * p.channels + c];
     }
     // The chunk's rows are still in cache for the second pass over them.
-    let m = s / f32(k.end - k.start);
+    let m = s / f32(chunk_end(k) - chunk_start(k));
     var q = 0.0;
-    for (var r = k.start; r < k.end; r++) {
-        let d = x[r * p.channels + k.c] - m;
+    for (var r = chunk_start(k); r < chunk_end(k); r++) {
+        let d = x[r * p.channels + c] - m;
         q += d * d;
     }
     chunk_out[i] = vec2(s, q);
@@ -140,7 +136,7 @@ fn batch_norm_stats(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
     var q = 0.0;
     for (var k = 0u; k < count; k++) {
         let part = chunks_in[k * p.channels + c];
-        let nk = f32(min(p.rows_per_chunk, p.rows - k * p.rows_per_chunk));
+        let nk = f32(chunk_end(k) - chunk_start(k));
         let d = part.x / nk - m;
         q += part.y + nk * d * d;
     }
@@ -171,13 +167,14 @@ fn batch_norm_chunk_reduce(@builtin(global_invocation_id) gid: vec3<u32>, @built
     if i >= chunks() * p.channels {
         return;
     }
-    let k = chunk_of(i);
-    let m = r_mean[k.c];
-    let inv_std = inverseSqrt(r_var[k.c] + p.epsilon);
+    let c = i % p.channels;
+    let k = i / p.channels;
+    let m = r_mean[c];
+    let inv_std = inverseSqrt(r_var[c] + p.epsilon);
     var sum_dy = 0.0;
     var sum_dy_xhat = 0.0;
-    for (var r = k.start; r < k.end; r++) {
-        let j = r * p.channels + k.c;
+    for (var r = chunk_start(k); r < chunk_end(k); r++) {
+        let j = r * p.channels + c;
         sum_dy += dy[j];
         sum_dy_xhat += dy[j] * ((x[j] - m) * inv_std);
     }
