@@ -24,8 +24,7 @@
 // of squared deviations from the chunk's own mean), which the last pass combines exactly (Chan et
 // al.): var = (sum_k q_k + sum_k n_k (m_k - mean)^2) / N, as accurate as Keras' mean-then-variance
 // passes.
-// Element-wise entry points take one element per invocation. Each entry point binds only what it
-// uses (bindings are numbered per entry point).
+// Each entry point binds only what it uses (bindings are numbered per entry point).
 
 struct Params {
     rows: u32,
@@ -92,6 +91,14 @@ fn chunk_end(k: u32) -> u32 {
     return min((k + 1u) * p.rows_per_chunk, p.rows);
 }
 
+// The element-wise entry points give each invocation one channel of ROWS_PER_BLOCK rows: the
+// per-channel factors are computed once per block, and a software adapter runs fewer invocations.
+const ROWS_PER_BLOCK: u32 = 8u;
+
+fn blocks() -> u32 {
+    return (p.rows + ROWS_PER_BLOCK - 1u) / ROWS_PER_BLOCK;
+}
+
 fn chunks() -> u32 {
     return (p.rows + p.rows_per_chunk - 1u) / p.rows_per_chunk;
 }
@@ -153,12 +160,17 @@ fn batch_norm_stats(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
 @compute @workgroup_size(WG)
 fn batch_norm_normalize(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid.x + gid.y * nwg.x * WG;
-    if i >= p.rows * p.channels {
+    if i >= blocks() * p.channels {
         return;
     }
     let c = i % p.channels;
+    let start = i / p.channels * ROWS_PER_BLOCK;
     let inv = inverseSqrt(var_[c] + p.epsilon) * gamma[c];
-    y[i] = x[i] * inv + (beta[c] - mean[c] * inv);
+    let shift = beta[c] - mean[c] * inv;
+    for (var r = start; r < min(start + ROWS_PER_BLOCK, p.rows); r++) {
+        let j = r * p.channels + c;
+        y[j] = x[j] * inv + shift;
+    }
 }
 
 @compute @workgroup_size(WG)
@@ -199,12 +211,20 @@ fn batch_norm_reduce(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
 @compute @workgroup_size(WG)
 fn batch_norm_dx(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid.x + gid.y * nwg.x * WG;
-    if i >= p.rows * p.channels {
+    if i >= blocks() * p.channels {
         return;
     }
     let c = i % p.channels;
+    let start = i / p.channels * ROWS_PER_BLOCK;
     let n = f32(p.rows);
+    let m = r_mean[c];
     let inv_std = inverseSqrt(r_var[c] + p.epsilon);
-    let xhat = (x[i] - r_mean[c]) * inv_std;
-    dx[i] = d_gamma[c] * inv_std * (dy[i] - dbeta[c] / n - xhat * dgamma[c] / n);
+    let scale = d_gamma[c] * inv_std;
+    let mean_dy = dbeta[c] / n;
+    let mean_dy_xhat = dgamma[c] / n;
+    for (var r = start; r < min(start + ROWS_PER_BLOCK, p.rows); r++) {
+        let j = r * p.channels + c;
+        let xhat = (x[j] - m) * inv_std;
+        dx[j] = scale * (dy[j] - mean_dy - xhat * mean_dy_xhat);
+    }
 }

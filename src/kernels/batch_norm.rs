@@ -28,7 +28,7 @@ pub(super) fn contracts() -> Vec<super::Contract> {
             }),
             StepState::host_struct(),
         ],
-        consts: vec![],
+        consts: vec![("ROWS_PER_BLOCK", ROWS_PER_BLOCK as u32)],
     }]
 }
 
@@ -37,6 +37,10 @@ const WG: u32 = 256;
 /// Rows one invocation of a chunk pass sums: few enough that a conv layer's batch (131,072 rows)
 /// gives tens of thousands of invocations, enough that the per-channel pass over the chunks is short.
 const ROWS_PER_CHUNK: usize = 128;
+
+/// Rows of one channel per invocation in the element-wise entry points (the shader's
+/// `ROWS_PER_BLOCK`).
+const ROWS_PER_BLOCK: usize = 8;
 
 /// Scratch words `batch_norm_stats` and `batch_norm_reduce` need for `rows` × `channels` (a vec2 of
 /// partial sums per chunk of rows and channel); one buffer can serve both, as they never overlap.
@@ -83,6 +87,11 @@ impl BatchNormDims {
 
     fn len(&self) -> usize {
         self.rows * self.channels
+    }
+
+    /// The (block, channel) pairs of an element-wise pass.
+    fn block_pairs(&self) -> usize {
+        self.rows.div_ceil(ROWS_PER_BLOCK) * self.channels
     }
 
     /// The (chunk, channel) pairs of a chunk pass.
@@ -206,7 +215,7 @@ pub fn batch_norm_normalize(
         &[("WG", WG as f64)],
         &d.params(),
         &[x, y, mean, var, gamma, beta],
-        super::grid(gpu, d.len(), WG),
+        super::grid(gpu, d.block_pairs(), WG),
         Cost {
             flops: 2 * d.len() as u64,
             bytes: (2 * d.len() + 4 * c) as u64 * WORD,
@@ -308,7 +317,7 @@ pub fn batch_norm_dx(
         &[("WG", WG as f64)],
         &d.params(),
         &[x, dy, mean, var, gamma, dgamma, dbeta, dx],
-        super::grid(gpu, d.len(), WG),
+        super::grid(gpu, d.block_pairs(), WG),
         Cost {
             flops: 8 * d.len() as u64,
             bytes: (3 * d.len() + 5 * c) as u64 * WORD,
