@@ -112,6 +112,18 @@ fn batch_norm_training_forward_and_backward_equal_the_twin() {
         // With one row dx is exactly 0 (y does not depend on x); the norm comparison then checks
         // the absolute error.
         compare(&name("dx"), &read(&tdx), &dx, F32_TOL);
+        // The sums have a fixed order: a second run gives the same bits.
+        let first = [&bmean, &bvar, &tdgamma, &tdbeta].map(read);
+        run(&all);
+        let again = [&bmean, &bvar, &tdgamma, &tdbeta].map(read);
+        assert!(
+            first
+                .iter()
+                .zip(&again)
+                .all(|(a, b)| a.iter().zip(b).all(|(a, b)| a.to_bits() == b.to_bits())),
+            "{}",
+            name("reductions differ between two runs")
+        );
     }
 }
 
