@@ -4,7 +4,8 @@
 //! Training runs `batch_norm_stats` (the batch's mean and biased variance per channel, and the
 //! moving statistics' update, once per step) then `batch_norm_normalize` on those statistics;
 //! evaluation runs `batch_norm_normalize` on the moving statistics. The backward is
-//! `batch_norm_reduce` (dgamma, dbeta) then `batch_norm_dx`.
+//! `batch_norm_reduce` (dgamma, dbeta) then `batch_norm_dx`. The two reductions take two dispatches
+//! each, through a scratch of `batch_norm_scratch` words (partial sums per chunk of rows).
 
 use crate::gpu::{Cost, Dispatch, Gpu, Tensor, WORD};
 use crate::kernels::StepState;
@@ -21,20 +22,31 @@ pub(super) fn contracts() -> Vec<super::Contract> {
                 momentum,
                 one_minus_momentum,
                 epsilon,
+                rows_per_chunk,
                 _pad0,
-                _pad1,
-                _pad2
+                _pad1
             }),
             StepState::host_struct(),
         ],
-        consts: vec![("LANES", LANES as u32)],
+        consts: vec![("ROWS_PER_BLOCK", ROWS_PER_BLOCK as u32)],
     }]
 }
 
-/// Invocations per channel in the reductions (the shader's `LANES`, an array bound).
-const LANES: usize = 64;
-/// Invocations per workgroup of the element-wise entry points: the shader's `WG` override.
+/// Invocations per workgroup of every entry point: the shader's `WG` override.
 const WG: u32 = 256;
+/// Rows one invocation of a chunk pass sums: few enough that a conv layer's batch (131,072 rows)
+/// gives tens of thousands of invocations, enough that the per-channel pass over the chunks is short.
+const ROWS_PER_CHUNK: usize = 128;
+
+/// Rows of one channel per invocation in the element-wise entry points (the shader's
+/// `ROWS_PER_BLOCK`).
+const ROWS_PER_BLOCK: usize = 8;
+
+/// Scratch words `batch_norm_stats` and `batch_norm_reduce` need for `rows` × `channels` (a vec2 of
+/// partial sums per chunk of rows and channel); one buffer can serve both, as they never overlap.
+pub fn batch_norm_scratch(rows: usize, channels: usize) -> usize {
+    2 * rows.div_ceil(ROWS_PER_CHUNK) * channels
+}
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -44,9 +56,9 @@ struct Params {
     momentum: f32,
     one_minus_momentum: f32,
     epsilon: f32,
+    rows_per_chunk: u32,
     _pad0: u32,
     _pad1: u32,
-    _pad2: u32,
 }
 
 /// What every entry point shares: x is `[rows, channels]` (an image batch `[batch * h * w, c]`, a
@@ -67,14 +79,31 @@ impl BatchNormDims {
             momentum: self.momentum as f32,
             one_minus_momentum: (1.0 - self.momentum) as f32,
             epsilon: self.epsilon as f32,
+            rows_per_chunk: ROWS_PER_CHUNK as u32,
             _pad0: 0,
             _pad1: 0,
-            _pad2: 0,
         }
     }
 
     fn len(&self) -> usize {
         self.rows * self.channels
+    }
+
+    /// The (block, channel) pairs of an element-wise pass.
+    fn block_pairs(&self) -> usize {
+        self.rows.div_ceil(ROWS_PER_BLOCK) * self.channels
+    }
+
+    /// The (chunk, channel) pairs of a chunk pass.
+    fn chunk_pairs(&self) -> usize {
+        self.rows.div_ceil(ROWS_PER_CHUNK) * self.channels
+    }
+
+    /// The part of `scratch` the reductions use, checked to be there.
+    fn scratch(&self, name: &str, scratch: &Tensor) -> Tensor {
+        let words = batch_norm_scratch(self.rows, self.channels);
+        assert!(scratch.len >= words, "{name}: scratch too small");
+        scratch.slice(0, words)
     }
 
     fn check(&self, name: &str, tensors: &[(&str, &Tensor, usize)]) {
@@ -87,19 +116,21 @@ impl BatchNormDims {
 
 /// The batch's statistics of x: `batch_mean[c]`, `batch_var[c]` (biased), then, unless `updated[c]`
 /// says this step already did, moving = moving * momentum + batch_stat * (1 - momentum). `updated`
-/// (u32 per channel, zeros at first) is the op's own; `step_state` holds the step.
+/// (u32 per channel, zeros at first) is the op's own; `step_state` holds the step. Two dispatches,
+/// through `scratch` (at least `batch_norm_scratch(rows, channels)` words).
 #[allow(clippy::too_many_arguments)]
 pub fn batch_norm_stats(
     gpu: &Gpu,
     d: &BatchNormDims,
     x: &Tensor,
+    scratch: &Tensor,
     batch_mean: &Tensor,
     batch_var: &Tensor,
     moving_mean: &Tensor,
     moving_var: &Tensor,
     updated: &Tensor,
     step_state: &Tensor,
-) -> Dispatch {
+) -> Vec<Dispatch> {
     let c = d.channels;
     d.check(
         "batch_norm_stats",
@@ -113,27 +144,43 @@ pub fn batch_norm_stats(
             ("step_state", step_state, StepState::WORDS),
         ],
     );
-    gpu.dispatch(
-        "batch_norm_stats",
-        &SHADER,
-        "batch_norm_stats",
-        &[("WG", WG as f64)],
-        &d.params(),
-        &[
-            x,
-            batch_mean,
-            batch_var,
-            moving_mean,
-            moving_var,
-            updated,
-            step_state,
-        ],
-        super::grid(gpu, c * LANES, LANES as u32),
-        Cost {
-            flops: 3 * d.len() as u64,
-            bytes: (2 * d.len() + 7 * c) as u64 * WORD,
-        },
-    )
+    let chunks = d.scratch("batch_norm_stats", scratch);
+    vec![
+        gpu.dispatch(
+            "batch_norm_chunk_stats",
+            &SHADER,
+            "batch_norm_chunk_stats",
+            &[("WG", WG as f64)],
+            &d.params(),
+            &[x, &chunks],
+            super::grid(gpu, d.chunk_pairs(), WG),
+            Cost {
+                flops: 4 * d.len() as u64,
+                bytes: (2 * d.len() + chunks.len) as u64 * WORD,
+            },
+        ),
+        gpu.dispatch(
+            "batch_norm_stats",
+            &SHADER,
+            "batch_norm_stats",
+            &[("WG", WG as f64)],
+            &d.params(),
+            &[
+                &chunks,
+                batch_mean,
+                batch_var,
+                moving_mean,
+                moving_var,
+                updated,
+                step_state,
+            ],
+            super::grid(gpu, c, WG),
+            Cost {
+                flops: 3 * chunks.len as u64,
+                bytes: (2 * chunks.len + 7 * c) as u64 * WORD,
+            },
+        ),
+    ]
 }
 
 /// y = x * inv + (beta - mean * inv), inv = gamma / sqrt(var + epsilon), per channel; `mean` and
@@ -168,7 +215,7 @@ pub fn batch_norm_normalize(
         &[("WG", WG as f64)],
         &d.params(),
         &[x, y, mean, var, gamma, beta],
-        super::grid(gpu, d.len(), WG),
+        super::grid(gpu, d.block_pairs(), WG),
         Cost {
             flops: 2 * d.len() as u64,
             bytes: (2 * d.len() + 4 * c) as u64 * WORD,
@@ -177,7 +224,8 @@ pub fn batch_norm_normalize(
 }
 
 /// dbeta[c] = sum of dy, dgamma[c] = sum of dy * (x - mean) / sqrt(var + epsilon), over the rows,
-/// with the batch's statistics.
+/// with the batch's statistics. Two dispatches, through `scratch` (at least
+/// `batch_norm_scratch(rows, channels)` words).
 #[allow(clippy::too_many_arguments)]
 pub fn batch_norm_reduce(
     gpu: &Gpu,
@@ -186,9 +234,10 @@ pub fn batch_norm_reduce(
     dy: &Tensor,
     mean: &Tensor,
     var: &Tensor,
+    scratch: &Tensor,
     dgamma: &Tensor,
     dbeta: &Tensor,
-) -> Dispatch {
+) -> Vec<Dispatch> {
     let c = d.channels;
     d.check(
         "batch_norm_reduce",
@@ -201,19 +250,35 @@ pub fn batch_norm_reduce(
             ("dbeta", dbeta, c),
         ],
     );
-    gpu.dispatch(
-        "batch_norm_reduce",
-        &SHADER,
-        "batch_norm_reduce",
-        &[("WG", WG as f64)],
-        &d.params(),
-        &[x, dy, mean, var, dgamma, dbeta],
-        super::grid(gpu, c * LANES, LANES as u32),
-        Cost {
-            flops: 5 * d.len() as u64,
-            bytes: (2 * d.len() + 4 * c) as u64 * WORD,
-        },
-    )
+    let chunks = d.scratch("batch_norm_reduce", scratch);
+    vec![
+        gpu.dispatch(
+            "batch_norm_chunk_reduce",
+            &SHADER,
+            "batch_norm_chunk_reduce",
+            &[("WG", WG as f64)],
+            &d.params(),
+            &[x, dy, mean, var, &chunks],
+            super::grid(gpu, d.chunk_pairs(), WG),
+            Cost {
+                flops: 5 * d.len() as u64,
+                bytes: (2 * d.len() + 2 * c + chunks.len) as u64 * WORD,
+            },
+        ),
+        gpu.dispatch(
+            "batch_norm_reduce",
+            &SHADER,
+            "batch_norm_reduce",
+            &[("WG", WG as f64)],
+            &d.params(),
+            &[&chunks, dgamma, dbeta],
+            super::grid(gpu, c, WG),
+            Cost {
+                flops: chunks.len as u64,
+                bytes: (chunks.len + 2 * c) as u64 * WORD,
+            },
+        ),
+    ]
 }
 
 /// dx = gamma / sqrt(var + epsilon) * (dy - dbeta / N - xhat * dgamma / N), N = rows, from
@@ -252,7 +317,7 @@ pub fn batch_norm_dx(
         &[("WG", WG as f64)],
         &d.params(),
         &[x, dy, mean, var, gamma, dgamma, dbeta, dx],
-        super::grid(gpu, d.len(), WG),
+        super::grid(gpu, d.block_pairs(), WG),
         Cost {
             flops: 8 * d.len() as u64,
             bytes: (3 * d.len() + 5 * c) as u64 * WORD,

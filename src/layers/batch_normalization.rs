@@ -280,6 +280,14 @@ impl LayerKind for BatchNormalization {
         true
     }
 
+    fn scratch_words(&self, input: &Shape, max_batch: usize) -> Vec<(&'static str, usize)> {
+        let (rows_per_example, channels) = Self::layout(input);
+        vec![(
+            "batch norm scratch",
+            kernel::batch_norm_scratch(max_batch * rows_per_example, channels),
+        )]
+    }
+
     fn lower(&self, l: &Lowering) -> Vec<Box<dyn GpuOp>> {
         let (rows_per_example, channels) = Self::layout(l.input);
         let own = |label, value: f32| l.gpu.upload(label, &vec![value; channels]);
@@ -317,6 +325,10 @@ impl LayerKind for BatchNormalization {
             batch_mean: stats.slice(0, channels),
             batch_var: stats.slice(var_at, channels),
             updated: l.gpu.zeros("batch norm updated at step", channels),
+            scratch: l.gpu.zeros(
+                "batch norm scratch",
+                kernel::batch_norm_scratch(l.max_batch * rows_per_example, channels),
+            ),
         })]
     }
 
@@ -391,6 +403,9 @@ struct BatchNormOp {
     batch_var: Tensor,
     /// Per channel, the step whose moving update was applied, plus one.
     updated: Tensor,
+    /// The reductions' partial sums: the statistics' in the forward, dgamma's and dbeta's in the
+    /// backward (each consumed by the dispatch after the one that writes it).
+    scratch: Tensor,
 }
 
 impl BatchNormOp {
@@ -407,29 +422,29 @@ impl BatchNormOp {
 impl GpuOp for BatchNormOp {
     fn forward(&self, s: &GpuStep, x: &Tensor, y: &Tensor) -> Vec<Dispatch> {
         let d = self.dims(s.batch);
-        vec![
-            kernel::batch_norm_stats(
-                s.gpu,
-                &d,
-                x,
-                &self.batch_mean,
-                &self.batch_var,
-                &self.moving_mean,
-                &self.moving_var,
-                &self.updated,
-                s.step_state,
-            ),
-            kernel::batch_norm_normalize(
-                s.gpu,
-                &d,
-                x,
-                &self.batch_mean,
-                &self.batch_var,
-                &self.gamma,
-                &self.beta,
-                y,
-            ),
-        ]
+        let mut out = kernel::batch_norm_stats(
+            s.gpu,
+            &d,
+            x,
+            &self.scratch,
+            &self.batch_mean,
+            &self.batch_var,
+            &self.moving_mean,
+            &self.moving_var,
+            &self.updated,
+            s.step_state,
+        );
+        out.push(kernel::batch_norm_normalize(
+            s.gpu,
+            &d,
+            x,
+            &self.batch_mean,
+            &self.batch_var,
+            &self.gamma,
+            &self.beta,
+            y,
+        ));
+        out
     }
 
     fn evaluate(&self, s: &GpuStep, x: &Tensor, y: &Tensor) -> Vec<Dispatch> {
@@ -447,16 +462,17 @@ impl GpuOp for BatchNormOp {
 
     fn backward(&self, s: &GpuStep, x: &Tensor, dy: &Tensor, dx: Option<&Tensor>) -> Vec<Dispatch> {
         let d = self.dims(s.batch);
-        let mut out = vec![kernel::batch_norm_reduce(
+        let mut out = kernel::batch_norm_reduce(
             s.gpu,
             &d,
             x,
             dy,
             &self.batch_mean,
             &self.batch_var,
+            &self.scratch,
             &self.dgamma,
             &self.dbeta,
-        )];
+        );
         if let Some(dx) = dx {
             out.push(kernel::batch_norm_dx(
                 s.gpu,
