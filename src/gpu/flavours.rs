@@ -183,9 +183,9 @@ pub fn subgroup_matmul_runs(info: &wgpu::AdapterInfo, features: wgpu::Features) 
 
 impl KernelFlavours {
     /// What these flavours' kernels ask of the device: `softmax_cross_entropy`'s 256 invocations and
-    /// 3 KiB of workgroup sums and eight storage buffers (the augmented gather's, the fused dense loss's: WebGPU's
-    /// default limit) everywhere; `Shared` adds
-    /// `matmul_shared`'s 16 x 16 workgroups and its two 4.25 KiB slabs.
+    /// 3 KiB of workgroup sums, and eight storage buffers (the augmented gather's and the fused dense
+    /// loss's: WebGPU's default limit) everywhere; `Shared` adds `matmul_shared`'s 16 x 16 workgroups
+    /// and its two 4.25 KiB slabs.
     pub fn needs(&self) -> WorkgroupNeeds {
         match self.tiling() {
             Tiling::Registers => WorkgroupNeeds {
