@@ -9,6 +9,8 @@
 
 #[path = "common/gpu.rs"]
 mod common_gpu;
+#[path = "common/keras_python.rs"]
+mod keras_python;
 use common_gpu::{gpu, more_layers_model};
 
 use std::path::{Path, PathBuf};
@@ -304,4 +306,17 @@ fn our_files_keep_layers_with_one_tensor() {
     )
     .unwrap();
     assert_eq!(loaded.params, saved.params, "{}", keras::WEIGHTS_FILE);
+}
+
+/// We read back the Keras files we write for the strided, bias-free and activation layers, and Keras 3
+/// opens them: each way of loading gives Keras' own predictions on the golden input.
+#[test]
+fn we_read_back_what_we_save_and_so_does_keras() {
+    let asked = keras_python::we_and_keras_read_what_we_save(
+        &asset("more_layers.keras"),
+        &asset("more_layers_predictions.json"),
+    );
+    if !asked {
+        keras_python::say_keras_skipped("we_read_back_what_we_save_and_so_does_keras");
+    }
 }

@@ -5,7 +5,11 @@
 
 #[path = "common/gpu.rs"]
 mod common_gpu;
+#[path = "common/keras_python.rs"]
+mod keras_python;
+
 use common_gpu::gpu;
+use keras_python::{say_keras_skipped, we_and_keras_read_what_we_save};
 
 use std::path::{Path, PathBuf};
 
@@ -378,70 +382,18 @@ fn summary_rows_are_keras_rows() {
     }
 }
 
-/// Keras 3 opens the files we write for the pooling models: each way of loading gives Keras' own
-/// predictions on the golden input.
-const KERAS_CHECK: &str = r#"
-import sys, json, numpy as np, keras
-d, golden = sys.argv[1], sys.argv[2]
-want = np.array(json.load(open(golden))["probabilities"])
-archive = keras.models.load_model(d + "/model.keras")
-shape = (2,) + tuple(archive.input_shape[1:])
-flat = np.arange(int(np.prod(shape))).reshape(shape)
-x = (((5 * flat + 3 * np.arange(2).reshape(2, 1, 1, 1)) % 17) / 16).astype(np.float32)
-models = [("model.keras", archive)]
-for weights in ["cifar10_weights.h5", "model.weights.h5"]:
-    m = keras.models.model_from_json(open(d + "/cifar10_architecture.json").read())
-    m.load_weights(d + "/" + weights)
-    models.append(("cifar10_architecture.json + " + weights, m))
-for what, m in models:
-    p = m.predict(x, verbose=0)
-    assert np.allclose(p, want, atol=1e-6), (what, p, want)
-    print("keras", keras.__version__, what, ": predictions equal Keras' golden ones within 1e-6")
-"#;
-
+/// We read back the Keras files we write for the pooling models, and Keras 3 opens them: each way of
+/// loading gives Keras' own predictions on the golden input.
 #[test]
 fn we_read_back_what_we_save_and_so_does_keras() {
-    let python = std::env::var("CIFAR_WGPU_KERAS_PYTHON").ok();
+    let mut asked = false;
     for model in models() {
-        let saved = keras::load(&asset(&format!("{}.keras", model.name))).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        keras::save_keras_files(dir.path(), &saved).unwrap();
-        for file in [keras::ARCHIVE_FILE, keras::ARCHITECTURE_FILE] {
-            let again = keras::load(&dir.path().join(file)).unwrap();
-            assert_eq!(again.model, saved.model, "{file}");
-            assert_eq!(again.params, saved.params, "{file}");
-        }
-        let again = keras::load_pair(
-            &dir.path().join(keras::ARCHITECTURE_FILE),
-            &dir.path().join(keras::WEIGHTS_FILE),
-        )
-        .unwrap();
-        assert_eq!(again.params, saved.params, "{}", keras::WEIGHTS_FILE);
-        println!("{}: our Keras files read back equal", model.name);
-        let Some(python) = &python else {
-            continue;
-        };
-        let golden = asset(&format!("{}_predictions.json", model.name));
-        let out = std::process::Command::new(python)
-            .arg("-c")
-            .arg(KERAS_CHECK)
-            .arg(dir.path())
-            .arg(golden)
-            .env(
-                "KERAS_BACKEND",
-                std::env::var("KERAS_BACKEND").unwrap_or("jax".into()),
-            )
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).to_string()
-            + &String::from_utf8_lossy(&out.stderr);
-        println!("{text}");
-        assert!(out.status.success(), "{python} failed:\n{text}");
-    }
-    if python.is_none() {
-        eprintln!(
-            "\n*** SKIPPED the Keras half of we_read_back_what_we_save_and_so_does_keras: set \
-             CIFAR_WGPU_KERAS_PYTHON to a Python with Keras 3 to run it ***\n"
+        asked |= we_and_keras_read_what_we_save(
+            &asset(&format!("{}.keras", model.name)),
+            &asset(&format!("{}_predictions.json", model.name)),
         );
+    }
+    if !asked {
+        say_keras_skipped("we_read_back_what_we_save_and_so_does_keras");
     }
 }
