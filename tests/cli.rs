@@ -65,6 +65,35 @@ fn summary_prints_the_notebook_model() {
     assert!(t.contains("Total params: 4,200,842 (16.02 MB)"), "{t}");
 }
 
+/// Output into a pipe its reader has closed (`cifar-wgpu summary | head -1`) ends the program
+/// quietly, by SIGPIPE as other Unix tools end, not with a panic about a broken pipe.
+#[cfg(unix)]
+#[test]
+fn a_closed_pipe_ends_the_program_quietly() {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    use std::os::unix::process::ExitStatusExt;
+    // A pipe whose read end is closed before the program starts: its first write fails.
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe() writes.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: both descriptors were just opened by pipe() and are owned here alone.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    drop(read);
+    let o = Command::new(env!("CARGO_BIN_EXE_cifar-wgpu"))
+        .arg("summary")
+        .stdout(write)
+        .output()
+        .expect("the binary runs");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(
+        o.status.signal(),
+        Some(libc::SIGPIPE),
+        "{:?}: {stderr}",
+        o.status
+    );
+}
+
 #[test]
 fn train_saves_everything_then_evaluate_reads_it_back() {
     let dir = tempfile::tempdir().unwrap();
