@@ -2,10 +2,9 @@
 //! gradient to the input cell that won its window, remembered by the forward pass (argmax).
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use super::keras::padding_name;
-use super::{CpuStep, Fusion, GpuOp, GpuStep, KerasEntry, Layer, LayerKind, Lowering, image_input};
+use super::{CpuStep, Fusion, GpuOp, GpuStep, KerasEntry, Layer, LayerKind, Lowering, pooling};
 use crate::gpu::{Dispatch, Tensor};
 use crate::keras::ConfigError;
 use crate::model::Shape;
@@ -20,33 +19,21 @@ pub struct MaxPooling2D {
 }
 
 impl MaxPooling2D {
+    fn window(&self) -> pooling::Window {
+        (self.pool_size, self.strides, self.padding)
+    }
+
     /// The kernels' shape on a valid image `input` for a batch of `n`.
     fn shape(&self, input: &Shape, n: usize) -> Pool2dShape {
-        let Shape::Image { h, w, c } = *input else {
-            unreachable!("MaxPooling2D on a flat input passed output_shape");
-        };
-        let ([pool_h, pool_w], [stride_h, stride_w]) = (self.pool_size, self.strides);
-        Pool2dShape {
-            n,
-            h,
-            w,
-            c,
-            pool_h,
-            pool_w,
-            stride_h,
-            stride_w,
-            padding: self.padding,
-        }
+        pooling::kernel_shape(self.class_name(), self.window(), input, n)
     }
 
     pub(super) fn from_keras(e: &KerasEntry) -> Result<Layer, ConfigError> {
-        e.float32()?;
-        e.channels_last()?;
-        let pool_size = e.pair("pool_size")?.unwrap_or([2, 2]);
+        let (pool_size, strides, padding) = pooling::from_keras(e)?;
         Ok(Layer::MaxPooling2D(MaxPooling2D {
             pool_size,
-            strides: e.pair("strides")?.unwrap_or(pool_size),
-            padding: e.padding()?,
+            strides,
+            padding,
         }))
     }
 }
@@ -61,33 +48,11 @@ impl LayerKind for MaxPooling2D {
     }
 
     fn output_shape(&self, input: &Shape) -> Result<Shape, String> {
-        let (h, w, c) = image_input(self.class_name(), input)?;
-        let ([ph, pw], [sh, sw]) = (self.pool_size, self.strides);
-        if ph == 0 || pw == 0 || sh == 0 || sw == 0 {
-            return Err("pool_size and strides must be positive".into());
-        }
-        match self.padding {
-            Padding::Same => Ok(Shape::Image {
-                h: h.div_ceil(sh),
-                w: w.div_ceil(sw),
-                c,
-            }),
-            Padding::Valid if h >= ph && w >= pw => Ok(Shape::Image {
-                h: (h - ph) / sh + 1,
-                w: (w - pw) / sw + 1,
-                c,
-            }),
-            Padding::Valid => Err(format!("pool {ph}x{pw} is larger than the input {h}x{w}")),
-        }
+        pooling::output_shape(self.class_name(), self.window(), input)
     }
 
     fn keras_config(&self) -> Value {
-        json!({
-            "pool_size": self.pool_size,
-            "padding": padding_name(self.padding),
-            "strides": self.strides,
-            "data_format": "channels_last"
-        })
+        pooling::keras_config(self.window())
     }
 
     fn lower(&self, l: &Lowering) -> Vec<Box<dyn GpuOp>> {

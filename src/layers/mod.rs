@@ -18,6 +18,7 @@ mod global_max_pooling2d;
 mod init;
 pub(crate) mod keras;
 mod max_pooling2d;
+mod pooling;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
