@@ -1,13 +1,16 @@
 //! Augmentation in training: `train --preset deeper --augment` end to end, the flags' refusals, only
 //! training batches augmented, a resumed augmented run equal to a straight one, and the report's grid.
 
+#[path = "common/cli.rs"]
+mod common_cli;
+use common_cli::{cli, text};
+
 #[path = "common/gpu.rs"]
 mod common_gpu;
 #[path = "common/writers.rs"]
 mod writers;
 use common_gpu::{gpu, small_cnn};
 
-use std::process::{Command, Output};
 use std::time::Instant;
 
 use cifar_wgpu::data::augment::Augment;
@@ -19,25 +22,6 @@ use cifar_wgpu::reference;
 use cifar_wgpu::session::{self, Plan, SessionOutcome, Silent};
 use cifar_wgpu::train::checkpoint::Checkpoint;
 use cifar_wgpu::train::{FitConfig, Network, Progress};
-
-fn cli(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cifar-wgpu"))
-        .args(args)
-        .env(
-            "CIFAR_WGPU_CACHE",
-            std::env::temp_dir().join("cifar-wgpu-augment-test-cache"),
-        )
-        .output()
-        .expect("the binary runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 #[test]
 fn train_preset_deeper_with_augment_runs_end_to_end_and_records_the_settings() {

@@ -2,6 +2,10 @@
 //! find the files it promises, evaluate the saved model, and get clear errors (never a panic) for bad
 //! input.
 
+#[path = "common/cli.rs"]
+mod common_cli;
+use common_cli::{assert_clean_failure, cli, text};
+
 #[path = "common/writers.rs"]
 mod writers;
 
@@ -11,39 +15,6 @@ use std::process::{Command, Output};
 use cifar_wgpu::data::synthetic;
 use cifar_wgpu::model::Sequential;
 use cifar_wgpu::model::io::SavedModel;
-
-fn cli(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cifar-wgpu"))
-        .args(args)
-        .env(
-            "CIFAR_WGPU_CACHE",
-            std::env::temp_dir().join("cifar-wgpu-cli-test-cache"),
-        )
-        .env(
-            "KERAS_HOME",
-            std::env::temp_dir().join("cifar-wgpu-cli-test-no-keras"),
-        )
-        .output()
-        .expect("the binary runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// A failure: non-zero exit, an `error:` line, no panic.
-fn assert_clean_failure(o: &Output, must_mention: &[&str]) {
-    let t = text(o);
-    assert!(!o.status.success(), "should fail:\n{t}");
-    assert!(!t.contains("panicked"), "panicked:\n{t}");
-    for m in must_mention {
-        assert!(t.contains(m), "message should mention '{m}':\n{t}");
-    }
-}
 
 /// A tiny learnable data set written as CIFAR-10's binary archive (5 training batches + 1 test batch).
 fn tiny_cifar(dir: &Path) -> String {

@@ -3,11 +3,14 @@
 //! the initialisers the files name. The Keras 3 files are real Keras' (`assets/keras/make_golden.py`,
 //! `config_models`).
 
+#[path = "common/cli.rs"]
+mod common_cli;
+use common_cli::{assert_clean_failure, cli, text};
+
 #[path = "common/writers.rs"]
 mod writers;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use cifar_wgpu::data::synthetic;
 use cifar_wgpu::keras::{self, load_architecture, model_to_json};
@@ -317,38 +320,6 @@ fn files_that_are_no_architecture_are_refused_clearly() {
     assert!(e.contains("not a cifar-wgpu model file"), "{e}");
     // keras::load (fine-tuning) still reads the archive's weights; only --config ignores them.
     assert!(keras::load(&golden("init_adam.keras")).is_ok());
-}
-
-fn cli(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cifar-wgpu"))
-        .args(args)
-        .env(
-            "CIFAR_WGPU_CACHE",
-            std::env::temp_dir().join("cifar-wgpu-config-test-cache"),
-        )
-        .env(
-            "KERAS_HOME",
-            std::env::temp_dir().join("cifar-wgpu-config-test-no-keras"),
-        )
-        .output()
-        .expect("the binary runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn assert_clean_failure(o: &Output, must_mention: &[&str]) {
-    let t = text(o);
-    assert!(!o.status.success(), "should fail:\n{t}");
-    assert!(!t.contains("panicked"), "panicked:\n{t}");
-    for m in must_mention {
-        assert!(t.contains(m), "message should mention '{m}':\n{t}");
-    }
 }
 
 /// A tiny learnable IDX set of `side`x`side` grey images, 10 classes.
