@@ -14,8 +14,8 @@ use cifar_wgpu::data::{self, DataOptions, Dataset};
 use cifar_wgpu::gpu::{
     self, BackendChoice, FlavourChoice, Gpu, GpuOptions, LimitsChoice, StepsPerSubmission,
 };
-use cifar_wgpu::model::Preset;
 use cifar_wgpu::model::io::write_atomic;
+use cifar_wgpu::model::{Preset, folder};
 use cifar_wgpu::optimizer::Optimizer;
 use cifar_wgpu::report::ReportSummary;
 use cifar_wgpu::session::{
@@ -663,6 +663,7 @@ fn run(cli: Cli, given: &[String]) -> Result<ExitCode, Error> {
             gpu,
         } => {
             let dir = out.unwrap_or(model.clone());
+            let _lock = lock_folder(&dir)?;
             evaluate(model, &data, &gpu, batch_size, Some(dir))?
         }
         Command::Predict {
@@ -681,6 +682,7 @@ fn run(cli: Cli, given: &[String]) -> Result<ExitCode, Error> {
         }
         Command::Export { model, out } => {
             let saved = session::load_model(&model)?;
+            let _lock = lock_folder(&out)?;
             output::export_model_folder(&out, &saved)?;
             eprintln!(
                 "{} ({} parameters) written to {}",
@@ -697,6 +699,16 @@ fn run(cli: Cli, given: &[String]) -> Result<ExitCode, Error> {
         } => evaluate(model, &data, &gpu, batch_size, None)?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Holds `dir` while a command writes into it, as a training run holds its `--out`: a run writing
+/// there is named rather than raced; a lock its dead owner left is taken over, with a warning.
+fn lock_folder(dir: &Path) -> Result<folder::FolderLock, Error> {
+    let (lock, note) = folder::lock(dir)?;
+    if let Some(note) = note {
+        eprintln!("warning: {note}");
+    }
+    Ok(lock)
 }
 
 fn train(args: TrainArgs, given: &[String]) -> Result<ExitCode, Error> {

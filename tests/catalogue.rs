@@ -1000,6 +1000,48 @@ fn two_trainings_into_one_out() {
     assert!(!lock.exists(), "the lock was left behind");
 }
 
+/// `export --out` and `report` write into a folder too: while another process holds it (here, this
+/// test), both are refused, naming that process, and write nothing.
+#[test]
+fn export_and_report_into_a_held_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = tiny_idx(dir.path());
+    let out = dir.path().join("run");
+    train_ok(dir.path(), &data, &out, &[]);
+    let me = format!("process {}", std::process::id());
+    let exported = dir.path().join("exported");
+    let held = cifar_wgpu::model::folder::lock(&exported).unwrap();
+    let export = cli(
+        dir.path(),
+        &["export", "--model", s(&out), "--out", s(&exported)],
+        &[],
+    );
+    assert_refused(&export, &[&me]);
+    assert!(!exported.exists(), "export wrote into a held folder");
+    drop(held);
+    let before = std::fs::read_dir(&out).unwrap().count();
+    let _held = cifar_wgpu::model::folder::lock(&out).unwrap();
+    let report = cli(
+        dir.path(),
+        &[
+            "report",
+            "--model",
+            s(&out),
+            "--data",
+            s(&data),
+            "--batch-size",
+            "4",
+        ],
+        &[],
+    );
+    assert_refused(&report, &[&me]);
+    assert_eq!(
+        std::fs::read_dir(&out).unwrap().count(),
+        before,
+        "report wrote"
+    );
+}
+
 /// A lock file left by a run that died (its PID gone) does not block the folder forever: taken
 /// over, with a warning naming it.
 #[test]
