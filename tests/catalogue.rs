@@ -934,6 +934,13 @@ fn resume_with_contradicting_flag() {
         &[],
     );
     assert_refused(&run, &["--beta1"]);
+    // Augmentation the run did not have.
+    let run = cli(
+        dir.path(),
+        &["train", "--resume", s(&checkpoint), "--augment"],
+        &[],
+    );
+    assert_refused(&run, &["--augment", "no augmentation"]);
     let run = cli(
         dir.path(),
         &["train", "--resume", s(&checkpoint), "--data", s(dir.path())],
