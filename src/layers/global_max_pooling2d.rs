@@ -9,12 +9,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::global_average_pooling2d::{global_output, global_settings, global_window};
-use super::{CpuStep, Fusion, GpuOp, GpuStep, KerasEntry, Layer, LayerKind, Lowering};
-use crate::gpu::{Dispatch, Tensor};
+use super::max_pooling2d::{MaxPool, cpu_max_pool_backward};
+use super::{CpuStep, GpuOp, KerasEntry, Layer, LayerKind, Lowering};
 use crate::keras::ConfigError;
 use crate::model::Shape;
-use crate::shape::Pool2dShape;
-use crate::{kernels, reference};
+use crate::reference;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GlobalMaxPooling2D {
@@ -48,11 +47,10 @@ impl LayerKind for GlobalMaxPooling2D {
     }
 
     fn lower(&self, l: &Lowering) -> Vec<Box<dyn GpuOp>> {
-        vec![Box::new(GlobalMaxPool {
-            s: global_window(self.class_name(), l.input, 0),
-            argmax: l.gpu.zeros("argmax", l.max_batch * l.output.len()),
-            relu_before: false,
-        })]
+        vec![Box::new(MaxPool::new(
+            global_window(self.class_name(), l.input, 0),
+            l,
+        ))]
     }
 
     fn cpu_forward(&self, s: &CpuStep, input: &Shape, x: &[f64], _: &[&[f64]]) -> Vec<f64> {
@@ -69,58 +67,6 @@ impl LayerKind for GlobalMaxPooling2D {
         _: &[&[f64]],
     ) -> (Vec<f64>, Vec<Vec<f64>>) {
         let shape = global_window(self.class_name(), input, s.batch);
-        let (_, argmax) = reference::maxpool2d::maxpool2d_forward(x, shape);
-        let dx = reference::maxpool2d::maxpool2d_backward(dy, &argmax, shape);
-        (dx, Vec::new())
-    }
-}
-
-/// `s.n` is set per step; `argmax` holds, for each (example, channel), the flat index of its maximum.
-struct GlobalMaxPool {
-    s: Pool2dShape,
-    argmax: Tensor,
-    /// `Fusion::ReluBefore`: dx is masked by x > 0.
-    relu_before: bool,
-}
-
-impl GpuOp for GlobalMaxPool {
-    fn accepts(&self, fusion: Fusion) -> bool {
-        fusion == Fusion::ReluBefore
-    }
-
-    fn fuse(&mut self, fusion: Fusion) {
-        assert_eq!(fusion, Fusion::ReluBefore);
-        self.relu_before = true;
-    }
-
-    fn forward(&self, s: &GpuStep, x: &Tensor, y: &Tensor) -> Vec<Dispatch> {
-        vec![kernels::maxpool2d::maxpool2d_forward(
-            s.gpu,
-            x,
-            y,
-            &self.argmax.slice(0, y.len),
-            Pool2dShape {
-                n: s.batch,
-                ..self.s
-            },
-        )]
-    }
-
-    fn backward(&self, s: &GpuStep, x: &Tensor, dy: &Tensor, dx: Option<&Tensor>) -> Vec<Dispatch> {
-        dx.map(|dx| {
-            kernels::maxpool2d::maxpool2d_backward(
-                s.gpu,
-                dy,
-                &self.argmax.slice(0, dy.len),
-                self.relu_before.then_some(x),
-                dx,
-                Pool2dShape {
-                    n: s.batch,
-                    ..self.s
-                },
-            )
-        })
-        .into_iter()
-        .collect()
+        (cpu_max_pool_backward(x, dy, shape), Vec::new())
     }
 }

@@ -56,11 +56,7 @@ impl LayerKind for MaxPooling2D {
     }
 
     fn lower(&self, l: &Lowering) -> Vec<Box<dyn GpuOp>> {
-        vec![Box::new(Pool {
-            s: self.shape(l.input, 0),
-            argmax: l.gpu.zeros("argmax", l.max_batch * l.output.len()),
-            relu_before: false,
-        })]
+        vec![Box::new(MaxPool::new(self.shape(l.input, 0), l))]
     }
 
     fn cpu_forward(&self, s: &CpuStep, input: &Shape, x: &[f64], _: &[&[f64]]) -> Vec<f64> {
@@ -75,22 +71,39 @@ impl LayerKind for MaxPooling2D {
         dy: &[f64],
         _: &[&[f64]],
     ) -> (Vec<f64>, Vec<Vec<f64>>) {
-        let shape = self.shape(input, s.batch);
-        let (_, argmax) = reference::maxpool2d::maxpool2d_forward(x, shape);
-        let dx = reference::maxpool2d::maxpool2d_backward(dy, &argmax, shape);
-        (dx, Vec::new())
+        (
+            cpu_max_pool_backward(x, dy, self.shape(input, s.batch)),
+            Vec::new(),
+        )
     }
 }
 
+/// The twin's dx for windows `shape`: each output's gradient to the input cell that won its window.
+pub(super) fn cpu_max_pool_backward(x: &[f64], dy: &[f64], shape: Pool2dShape) -> Vec<f64> {
+    let (_, argmax) = reference::maxpool2d::maxpool2d_forward(x, shape);
+    reference::maxpool2d::maxpool2d_backward(dy, &argmax, shape)
+}
+
 /// `s.n` is set per step; `argmax` holds, for each output, the flat index of its window's winner.
-struct Pool {
+pub(super) struct MaxPool {
     s: Pool2dShape,
     argmax: Tensor,
     /// `Fusion::ReluBefore`: dx is masked by x > 0.
     relu_before: bool,
 }
 
-impl GpuOp for Pool {
+impl MaxPool {
+    /// Max pooling over the windows of `s`, with its argmax buffer for `l`'s largest batch.
+    pub(super) fn new(s: Pool2dShape, l: &Lowering) -> MaxPool {
+        MaxPool {
+            s,
+            argmax: l.gpu.zeros("argmax", l.max_batch * l.output.len()),
+            relu_before: false,
+        }
+    }
+}
+
+impl GpuOp for MaxPool {
     fn accepts(&self, fusion: Fusion) -> bool {
         fusion == Fusion::ReluBefore
     }
