@@ -72,6 +72,28 @@ pub struct BatchNormDims {
 }
 
 impl BatchNormDims {
+    /// The entry point `entry` of this shader on `buffers`, with these dimensions' parameters.
+    fn dispatch(
+        &self,
+        gpu: &Gpu,
+        entry: &'static str,
+        buffers: &[&Tensor],
+        workgroups: [u32; 3],
+        cost: Cost,
+    ) -> Dispatch {
+        let constants = [("WG", WG as f64)];
+        gpu.dispatch(
+            entry,
+            &SHADER,
+            entry,
+            &constants,
+            &self.params(),
+            buffers,
+            workgroups,
+            cost,
+        )
+    }
+
     fn params(&self) -> Params {
         Params {
             rows: self.rows as u32,
@@ -146,12 +168,9 @@ pub fn batch_norm_stats(
     );
     let chunks = d.scratch("batch_norm_stats", scratch);
     vec![
-        gpu.dispatch(
+        d.dispatch(
+            gpu,
             "batch_norm_chunk_stats",
-            &SHADER,
-            "batch_norm_chunk_stats",
-            &[("WG", WG as f64)],
-            &d.params(),
             &[x, &chunks],
             super::grid(gpu, d.chunk_pairs(), WG),
             Cost {
@@ -159,12 +178,9 @@ pub fn batch_norm_stats(
                 bytes: (2 * d.len() + chunks.len) as u64 * WORD,
             },
         ),
-        gpu.dispatch(
+        d.dispatch(
+            gpu,
             "batch_norm_stats",
-            &SHADER,
-            "batch_norm_stats",
-            &[("WG", WG as f64)],
-            &d.params(),
             &[
                 &chunks,
                 batch_mean,
@@ -208,12 +224,9 @@ pub fn batch_norm_normalize(
             ("beta", beta, c),
         ],
     );
-    gpu.dispatch(
+    d.dispatch(
+        gpu,
         "batch_norm_normalize",
-        &SHADER,
-        "batch_norm_normalize",
-        &[("WG", WG as f64)],
-        &d.params(),
         &[x, y, mean, var, gamma, beta],
         super::grid(gpu, d.block_pairs(), WG),
         Cost {
@@ -252,12 +265,9 @@ pub fn batch_norm_reduce(
     );
     let chunks = d.scratch("batch_norm_reduce", scratch);
     vec![
-        gpu.dispatch(
+        d.dispatch(
+            gpu,
             "batch_norm_chunk_reduce",
-            &SHADER,
-            "batch_norm_chunk_reduce",
-            &[("WG", WG as f64)],
-            &d.params(),
             &[x, dy, mean, var, &chunks],
             super::grid(gpu, d.chunk_pairs(), WG),
             Cost {
@@ -265,12 +275,9 @@ pub fn batch_norm_reduce(
                 bytes: (2 * d.len() + 2 * c + chunks.len) as u64 * WORD,
             },
         ),
-        gpu.dispatch(
+        d.dispatch(
+            gpu,
             "batch_norm_reduce",
-            &SHADER,
-            "batch_norm_reduce",
-            &[("WG", WG as f64)],
-            &d.params(),
             &[&chunks, dgamma, dbeta],
             super::grid(gpu, c, WG),
             Cost {
@@ -310,12 +317,9 @@ pub fn batch_norm_dx(
             ("dbeta", dbeta, c),
         ],
     );
-    gpu.dispatch(
+    d.dispatch(
+        gpu,
         "batch_norm_dx",
-        &SHADER,
-        "batch_norm_dx",
-        &[("WG", WG as f64)],
-        &d.params(),
         &[x, dy, mean, var, gamma, dgamma, dbeta, dx],
         super::grid(gpu, d.block_pairs(), WG),
         Cost {
