@@ -53,6 +53,24 @@ impl Tensor {
             len,
         }
     }
+
+    /// One view from the start of `self` to the end of `later`, a range of the same buffer that starts
+    /// at or after `self`'s end, and `later`'s first element within it: one binding for a pair a kernel
+    /// writes together, such as a layer's kernel and bias gradients (alignment padding may lie between
+    /// them). `None` when `later` is elsewhere.
+    pub fn span_to(&self, later: &Tensor) -> Option<(Tensor, usize)> {
+        let end = self.offset + self.bytes();
+        if later.buffer != self.buffer || later.offset < end {
+            return None;
+        }
+        let start = ((later.offset - self.offset) / WORD) as usize;
+        let span = Tensor {
+            buffer: self.buffer.clone(),
+            offset: self.offset,
+            len: start + later.len,
+        };
+        Some((span, start))
+    }
 }
 
 impl Gpu {
