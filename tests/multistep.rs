@@ -1,7 +1,8 @@
 //! Several training steps per submission change nothing but the host's work: weights, optimizer
 //! state and history after two epochs are the same bit for bit with one, four or seven steps per
 //! submission (ten batches an epoch, so four and seven leave a shorter last group), and a run
-//! stopped inside a group and resumed from its checkpoint with other group sizes ends the same too.
+//! stopped inside a group and resumed from its checkpoint with other group sizes ends the same too;
+//! evaluation in groups gives the same logits.
 
 #[path = "common/gpu.rs"]
 mod common_gpu;
@@ -197,5 +198,36 @@ fn a_run_stopped_inside_a_group_resumes_bit_for_bit_with_other_group_sizes() {
         outcome(&resumed) == straight,
         "the resumed run ended elsewhere: {:?} against {straight:?}",
         outcome(&resumed)
+    );
+}
+
+/// Evaluation batches go in groups too: the metrics and every image's logits are the same bits with
+/// one or five batches per submission (twelve batches, so five leaves a group of two), which they
+/// would not be if a batch's logits were copied out after a later batch had overwritten them.
+#[test]
+fn evaluation_in_groups_gives_the_same_logits_and_metrics() {
+    let (ds, images) = data();
+    let all = DeviceSplit::all(&images);
+    let evaluate = |k: usize| {
+        let mut trainer = fresh_trainer(&ds);
+        trainer.set_steps_per_submission(fixed(k));
+        let (m, logits) = trainer.evaluate_with_logits(&all, BATCH).unwrap();
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        (m.loss().to_bits(), m.accuracy().to_bits(), bits(&logits))
+    };
+    let one = evaluate(1);
+    assert_eq!(one.2.len(), 190 * ds.num_classes());
+    assert!(
+        one.2
+            .chunks(ds.num_classes())
+            .collect::<std::collections::HashSet<_>>()
+            .len()
+            > 100,
+        "the images' logits should differ from one another"
+    );
+    assert_eq!(
+        evaluate(5),
+        one,
+        "five batches per submission changed the results"
     );
 }

@@ -4,8 +4,9 @@
 //! the group's step states (step number, learning rate) into the network's slots, then per step
 //! copies its slot into the step state and its slice of the epoch's shuffled index buffer into the
 //! batch indices, followed by the step's dispatches. How many steps a group holds is the `Pacer`'s
-//! choice (`--steps-per-submission`); results do not depend on it. At most two submissions are in
-//! flight; the progress bar is fed from a non-blocking `Readback` of metrics summed on the GPU.
+//! choice (`--steps-per-submission`); results do not depend on it. Evaluation batches go in groups
+//! too, paced on their own (each copies its logits out after its pass). At most two submissions are
+//! in flight; the progress bar is fed from a non-blocking `Readback` of metrics summed on the GPU.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -191,6 +192,8 @@ pub struct Trainer<'g> {
     /// Sizes the groups of training steps; from the device's `steps_per_submission` unless set
     /// with `set_steps_per_submission`.
     pacer: Pacer,
+    /// The same for evaluation batches, which take less time each, so groups of their own.
+    eval_pacer: Pacer,
     pub progress: Progress,
     pub history: Vec<EpochLog>,
 }
@@ -211,6 +214,7 @@ impl<'g> Trainer<'g> {
             programs: HashMap::new(),
             order: None,
             pacer: Pacer::new(gpu.steps_per_submission),
+            eval_pacer: Pacer::new(gpu.steps_per_submission),
             progress: Progress::default(),
             history: Vec::new(),
         }
@@ -219,6 +223,7 @@ impl<'g> Trainer<'g> {
     /// How many training steps go into one submission from now on.
     pub fn set_steps_per_submission(&mut self, choice: StepsPerSubmission) {
         self.pacer = Pacer::new(choice);
+        self.eval_pacer = Pacer::new(choice);
     }
 
     /// Builds the program for `batch` examples of `data` in `mode` unless it exists, and returns
@@ -241,16 +246,18 @@ impl<'g> Trainer<'g> {
 
     /// Submits `batches` (each a start in `indices` and a count) as one submission: per batch the
     /// copy of its indices, in `Mode::Train` first the copy of its step-state slot (slot i for the
-    /// i-th batch, written by `Network::set_steps`), then its program; at the end, `after` (a copy
-    /// of the last batch's logits, or a snapshot of the running metrics).
+    /// i-th batch, written by `Network::set_steps`), then its program and `after_each[i]` if given
+    /// (a copy of that batch's logits); at the end, `after` (a snapshot of the running metrics).
     fn submit_batches(
         &mut self,
         data: &DeviceImages,
         indices: &Tensor,
         batches: &[(usize, usize)],
         mode: Mode,
+        after_each: Vec<Op>,
         after: Option<Op>,
     ) -> Submission {
+        assert!(after_each.is_empty() || after_each.len() == batches.len());
         let keys: Vec<_> = batches
             .iter()
             .map(|&(_, count)| self.program(data, count, mode))
@@ -266,7 +273,8 @@ impl<'g> Trainer<'g> {
                 )
             })
             .collect();
-        let mut ops = Vec::with_capacity(3 * batches.len() + 1);
+        let mut ops = Vec::with_capacity(4 * batches.len() + 1);
+        let mut after_each = after_each.into_iter();
         for (i, key) in keys.iter().enumerate() {
             if mode == Mode::Train {
                 ops.push(Op::Copy {
@@ -279,6 +287,7 @@ impl<'g> Trainer<'g> {
                 to: &copies[i].1,
             });
             ops.push(Op::Pass(&self.programs[key]));
+            ops.extend(after_each.next());
         }
         ops.extend(after);
         self.gpu.submit(&ops)
@@ -360,6 +369,7 @@ impl<'g> Trainer<'g> {
                 &order_tensor,
                 &group,
                 Mode::Train,
+                Vec::new(),
                 want_read.then_some(Op::Snapshot(&readback)),
             );
             stats.add(&SubmitStats {
@@ -478,18 +488,36 @@ impl<'g> Trainer<'g> {
         let indices = gpu.upload("evaluation order", &records);
         gpu.write(&self.net.eval_metrics, &[0u32; 4]);
         let mut in_flight = InFlight::new(IN_FLIGHT);
-        for b in 0..n.div_ceil(batch_size) {
-            let count = batch_size.min(n - b * batch_size);
-            let logits = self.net.logits(count, Mode::Eval);
-            let out = logits_out.map(|all| all.slice(b * batch_size * classes, count * classes));
-            let idx = self.submit_batches(
-                split.images,
-                &indices,
-                &[(b * batch_size, count)],
-                Mode::Eval,
-                out.as_ref().map(|to| Op::Copy { from: &logits, to }),
-            );
-            in_flight.push(gpu, idx, 1)?;
+        let batches = n.div_ceil(batch_size);
+        // Batches go in groups, one submission each, sized like the training steps' (`eval_pacer`).
+        self.eval_pacer.restart();
+        let mut b = 0;
+        while b < batches {
+            let k = self.eval_pacer.steps().min(batches - b);
+            let group: Vec<(usize, usize)> = (b..b + k)
+                .map(|i| (i * batch_size, batch_size.min(n - i * batch_size)))
+                .collect();
+            // Each batch's logits, copied out before the next batch overwrites them.
+            let copies: Vec<(Tensor, Tensor)> = logits_out
+                .map(|all| {
+                    group
+                        .iter()
+                        .map(|&(start, count)| {
+                            let from = self.net.logits(count, Mode::Eval);
+                            (from, all.slice(start * classes, count * classes))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let after_each = copies
+                .iter()
+                .map(|(from, to)| Op::Copy { from, to })
+                .collect();
+            let submission =
+                self.submit_batches(split.images, &indices, &group, Mode::Eval, after_each, None);
+            let finished = in_flight.push(gpu, submission, k)?;
+            self.eval_pacer.finished(finished);
+            b += k;
         }
         Ok(Metrics::from_words(&gpu.read_u32(&self.net.eval_metrics)?))
     }
