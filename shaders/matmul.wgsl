@@ -9,11 +9,11 @@
 // for software adapters, which emulate every storage load lane by lane while FMAs are nearly free: each
 // invocation keeps TM x 4*TQ outputs in registers, maximising FMAs per loaded word, with no shared memory
 // and no barriers. `Shared` (matmul_shared) for GPUs: a classic block-tiled GEMM, a BM x BN tile per
-// workgroup of 16x16, K staged BK at a time through K-major vec4 slabs in workgroup memory (padded
-// against bank conflicts). Split-K: when M x N gives too few tiles, workgroup z takes `k_split` of K
-// into a scratch [splits, M, N] and `matmul_split_sum` adds the splits in order, and the bias (no
-// atomics: deterministic). The subgroup variant of `Registers` is matmul_subgroup.wgsl. Timings and the
-// tiles tried: docs/PERFORMANCE.md.
+// workgroup of 16x16, 8x8 outputs per invocation, K staged BK at a time through double-buffered K-major
+// vec4 slabs in workgroup memory, one barrier per slab. Split-K: when M x N gives too few tiles,
+// workgroup z takes `k_split` of K into a scratch [splits, M, N] and `matmul_split_sum` adds the
+// splits in order, and the bias (no atomics: deterministic). The subgroup variant of `Registers` is
+// matmul_subgroup.wgsl. Timings and the tiles tried: docs/PERFORMANCE.md.
 //
 // `a4`, `b4` and `c4` are vec4 views of the bindings of `a`, `b` and `c`; each entry point uses one view
 // of each, so its automatic layout has one variable per binding.
@@ -192,24 +192,109 @@ fn matmul_tile_nt(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocatio
 
 // ---- Shared flavour: block-tiled GEMM through workgroup memory (see the header) ----
 // Keep in sync with src/kernels/matmul.rs.
-const BM: u32 = 64u;
-const BN: u32 = 64u;
-const BK: u32 = 16u;
-// 16 x 16 invocations, each SH_T x SH_T outputs: BM = SH_WG * SH_T.
+//
+// The shape is the classic SIMT SGEMM (as CUTLASS's SIMT kernels): a 128 x 128 block of C per
+// workgroup of 16 x 16 invocations, each invocation an 8 x 8 tile (64 sums in registers), K staged
+// BK = 8 at a time. Per step of k an invocation reads 2 vec4 of A and 2 of B from the slab for 64 FMAs
+// (the 4x4 tiles before read 2 for 16): 4 FMAs per word read from workgroup memory, and 64 per word
+// read from global memory (each slab word feeds 128 outputs; 32 with 64 x 64 blocks). Its 8 rows are
+// two quads 64 apart, its 8 columns likewise, so the 16 invocations of a row read 16 consecutive vec4
+// of B (no bank conflicts) and the rows of a subgroup read the same vec4 of A (a broadcast).
+// Double buffering: two slabs of each operand, 2 x 2 x BK x 128 words = exactly WebGPU's default
+// 16 KiB of workgroup storage (hence BK = 8 and no padding). While the workgroup multiplies one slab,
+// each invocation holds its share of the next in registers (one quad of A, one of B: global loads in
+// flight during the FMAs) and stores it into the other slab afterwards, so one barrier per slab
+// suffices: a slab is rewritten only after the barrier that ends the step reading it.
+// Split-K (workgroup z) is for shapes with fewer 128 x 128 tiles than a large GPU has room for
+// (src/kernels/matmul.rs: shared_splits).
+const BM: u32 = 128u;
+const BN: u32 = 128u;
+const BK: u32 = 8u;
+// 16 x 16 invocations, each SH_T x SH_T outputs in two quads per axis: BM = SH_WG * SH_T.
 const SH_WG: u32 = 16u;
-const SH_T: u32 = 4u;
-// The slabs hold, for each k, BM rows of op(A) (BN columns of op(B)) as BM/4 vec4: invocation (x, y)
-// reads its 4 rows and 4 columns with two vec4 loads per step of k, for 16 FMAs. One vec4 of padding
-// per k: the plain copy of A (16 consecutive invocations on 16 consecutive k of one row) then spreads
-// over the banks two to a bank, instead of all sixteen on one.
-const SLAB_STRIDE: u32 = BM / 4u + 1u;
+const SH_T: u32 = 8u;
+// Quads per k in a slab, and vec4 per slab: BK * BM / 4 = 256, one quad of each operand per invocation.
+const QA: u32 = BM / 4u;
+const QB: u32 = BN / 4u;
+const SLAB_A: u32 = BK * QA;
+const SLAB_B: u32 = BK * QB;
 
-var<workgroup> slab_a: array<vec4<f32>, BK * SLAB_STRIDE>;
-var<workgroup> slab_b: array<vec4<f32>, BK * SLAB_STRIDE>;
+var<workgroup> slab_a: array<vec4<f32>, 2u * SLAB_A>;
+var<workgroup> slab_b: array<vec4<f32>, 2u * SLAB_B>;
 
-// Workgroup (x, y, z) computes C[64y.., 64x..] over K range [z * k_split, (z+1) * k_split), writing to
-// `c` at offset z*M*N: C itself with one split, the scratch tensor of partial sums with several.
-// Invocation (x, y) owns rows 64y + 4y' .. +3 and columns 64x + 4x' .. +3 (x', y' its local id).
+// Invocation li's quad of the slab of op(A) at rows m0.., k0..: four consecutive words in memory, so
+// neighbouring invocations read neighbouring 16 bytes. A stored [K,M]: the quad is 4 rows of one k
+// (k = li / QA). A stored [M,K]: 4 k of one row (row = li / (BK/4)). Zero past M and past k_end.
+fn fetch_a(m0: u32, k0: u32, k_end: u32, li: u32) -> vec4<f32> {
+    var v = vec4<f32>(0.0);
+    for (var j = 0u; j < 4u; j++) {
+        var row: u32;
+        var kk: u32;
+        if TRANS_A {
+            kk = k0 + li / QA;
+            row = m0 + (li % QA) * 4u + j;
+        } else {
+            row = m0 + li / (BK / 4u);
+            kk = k0 + (li % (BK / 4u)) * 4u + j;
+        }
+        if row < p.m && kk < k_end {
+            v[j] = load_a(row, kk);
+        }
+    }
+    return v;
+}
+
+// The same for op(B) at k0.., columns n0..: B stored [K,N] gives 4 columns of one k, B stored [N,K]
+// 4 k of one column.
+fn fetch_b(n0: u32, k0: u32, k_end: u32, li: u32) -> vec4<f32> {
+    var v = vec4<f32>(0.0);
+    for (var j = 0u; j < 4u; j++) {
+        var col: u32;
+        var kk: u32;
+        if TRANS_B {
+            col = n0 + li / (BK / 4u);
+            kk = k0 + (li % (BK / 4u)) * 4u + j;
+        } else {
+            kk = k0 + li / QB;
+            col = n0 + (li % QB) * 4u + j;
+        }
+        if col < p.n && kk < k_end {
+            v[j] = load_b(kk, col);
+        }
+    }
+    return v;
+}
+
+// Stores a fetched quad into the slab at `at` (0 or SLAB_A), K-major: quad q of k holds rows 4q..4q+3.
+// A quad along M is one vec4; a quad along K is spread over 4 k (two invocations per bank at most).
+fn stash_a(at: u32, li: u32, v: vec4<f32>) {
+    if TRANS_A {
+        slab_a[at + li] = v;
+    } else {
+        let row = li / (BK / 4u);
+        let k0 = (li % (BK / 4u)) * 4u;
+        for (var j = 0u; j < 4u; j++) {
+            slab_a[at + (k0 + j) * QA + row / 4u][row % 4u] = v[j];
+        }
+    }
+}
+
+fn stash_b(at: u32, li: u32, v: vec4<f32>) {
+    if TRANS_B {
+        let col = li / (BK / 4u);
+        let k0 = (li % (BK / 4u)) * 4u;
+        for (var j = 0u; j < 4u; j++) {
+            slab_b[at + (k0 + j) * QB + col / 4u][col % 4u] = v[j];
+        }
+    } else {
+        slab_b[at + li] = v;
+    }
+}
+
+// Workgroup (x, y, z) computes C[128y.., 128x..] over K range [z * k_split, (z+1) * k_split), writing
+// to `c` at offset z*M*N: C itself with one split, the scratch tensor of partial sums with several.
+// Invocation (x', y') (its local id) owns rows 128y + 4y' + {0..3, 64..67} and columns
+// 128x + 4x' + {0..3, 64..67}; acc[2i + h] holds its row i, column quad h.
 @compute @workgroup_size(SH_WG, SH_WG, 1)
 fn matmul_shared(
     @builtin(workgroup_id) wg: vec3<u32>,
@@ -220,70 +305,68 @@ fn matmul_shared(
     let n0 = wg.x * BN;
     let k_begin = wg.z * p.k_split;
     let k_end = min(p.k, k_begin + p.k_split);
-    var acc: array<vec4<f32>, SH_T>;
+    var acc: array<vec4<f32>, 16>;
     // Uniform across the workgroup (workgroup id and uniforms only), so the barriers inside are legal.
-    for (var k0 = k_begin; k0 < k_end; k0 += BK) {
-        // Each invocation copies BM*BK/256 = 4 words of each slab. Consecutive invocations take
-        // consecutive addresses in memory: along K for A stored [M,K], along M for A stored [K,M].
-        for (var t = 0u; t < (BM * BK) / (SH_WG * SH_WG); t++) {
-            let e = li + t * SH_WG * SH_WG;
-            var row: u32;
-            var kk: u32;
-            if TRANS_A {
-                kk = e / BM;
-                row = e % BM;
-            } else {
-                row = e / BK;
-                kk = e % BK;
-            }
-            var v = 0.0;
-            if m0 + row < p.m && k0 + kk < k_end {
-                v = load_a(m0 + row, k0 + kk);
-            }
-            slab_a[kk * SLAB_STRIDE + row / 4u][row % 4u] = v;
-        }
-        for (var t = 0u; t < (BN * BK) / (SH_WG * SH_WG); t++) {
-            let e = li + t * SH_WG * SH_WG;
-            var col: u32;
-            var kk: u32;
-            if TRANS_B {
-                col = e / BK;
-                kk = e % BK;
-            } else {
-                kk = e / BN;
-                col = e % BN;
-            }
-            var v = 0.0;
-            if n0 + col < p.n && k0 + kk < k_end {
-                v = load_b(k0 + kk, n0 + col);
-            }
-            slab_b[kk * SLAB_STRIDE + col / 4u][col % 4u] = v;
-        }
+    if k_begin < k_end {
+        let slabs = (k_end - k_begin + BK - 1u) / BK;
+        var va = fetch_a(m0, k_begin, k_end, li);
+        var vb = fetch_b(n0, k_begin, k_end, li);
+        stash_a(0u, li, va);
+        stash_b(0u, li, vb);
         workgroupBarrier();
-        for (var kk = 0u; kk < BK; kk++) {
-            let av = slab_a[kk * SLAB_STRIDE + lid.y];
-            let bv = slab_b[kk * SLAB_STRIDE + lid.x];
-            acc[0] += av.x * bv;
-            acc[1] += av.y * bv;
-            acc[2] += av.z * bv;
-            acc[3] += av.w * bv;
+        for (var s = 0u; s < slabs; s++) {
+            let more = s + 1u < slabs;
+            // The next slab's loads, issued before this slab's FMAs so they overlap them.
+            if more {
+                va = fetch_a(m0, k_begin + (s + 1u) * BK, k_end, li);
+                vb = fetch_b(n0, k_begin + (s + 1u) * BK, k_end, li);
+            }
+            let at_a = (s % 2u) * SLAB_A;
+            let at_b = (s % 2u) * SLAB_B;
+            for (var kk = 0u; kk < BK; kk++) {
+                let a0 = slab_a[at_a + kk * QA + lid.y];
+                let a1 = slab_a[at_a + kk * QA + lid.y + SH_WG];
+                let b0 = slab_b[at_b + kk * QB + lid.x];
+                let b1 = slab_b[at_b + kk * QB + lid.x + SH_WG];
+                acc[0] += a0.x * b0;
+                acc[1] += a0.x * b1;
+                acc[2] += a0.y * b0;
+                acc[3] += a0.y * b1;
+                acc[4] += a0.z * b0;
+                acc[5] += a0.z * b1;
+                acc[6] += a0.w * b0;
+                acc[7] += a0.w * b1;
+                acc[8] += a1.x * b0;
+                acc[9] += a1.x * b1;
+                acc[10] += a1.y * b0;
+                acc[11] += a1.y * b1;
+                acc[12] += a1.z * b0;
+                acc[13] += a1.z * b1;
+                acc[14] += a1.w * b0;
+                acc[15] += a1.w * b1;
+            }
+            // Into the other slab, whose last readers finished before the previous barrier.
+            if more {
+                stash_a(SLAB_A - at_a, li, va);
+                stash_b(SLAB_B - at_b, li, vb);
+            }
+            workgroupBarrier();
         }
-        workgroupBarrier();
     }
     let base = wg.z * p.m * p.n;
-    let row0 = m0 + lid.y * SH_T;
-    let col0 = n0 + lid.x * SH_T;
     for (var i = 0u; i < SH_T; i++) {
-        let row = row0 + i;
+        let row = m0 + (i / 4u) * (BM / 2u) + lid.y * 4u + i % 4u;
         if row < p.m {
-            for (var j = 0u; j < SH_T; j++) {
-                let col = col0 + j;
-                if col < p.n {
-                    var v = acc[i][j];
-                    if p.has_bias != 0u {
-                        v += bias[col];
+            for (var h = 0u; h < 2u; h++) {
+                for (var j = 0u; j < 4u; j++) {
+                    let col = n0 + h * (BN / 2u) + lid.x * 4u + j;
+                    if col < p.n {
+                        var v = acc[2u * i + h][j];
+                        if p.has_bias != 0u {
+                            v += bias[col];
+                        }
+                        c[base + row * p.n + col] = v;
                     }
-                    c[base + row * p.n + col] = v;
                 }
             }
         }

@@ -185,7 +185,7 @@ impl KernelFlavours {
     /// What these flavours' kernels ask of the device: `softmax_cross_entropy`'s 256 invocations and
     /// 3 KiB of workgroup sums, and eight storage buffers (the augmented gather's and the fused dense
     /// loss's: WebGPU's default limit) everywhere; `Shared` adds `matmul_shared`'s 16 x 16 workgroups
-    /// and its two 4.25 KiB slabs.
+    /// and its double-buffered slabs of A and B, 4 KiB each: WebGPU's default 16 KiB.
     pub fn needs(&self) -> WorkgroupNeeds {
         match self.tiling() {
             Tiling::Registers => WorkgroupNeeds {
@@ -197,7 +197,7 @@ impl KernelFlavours {
             Tiling::Shared => WorkgroupNeeds {
                 invocations: 256,
                 size: [256, 16, 1],
-                storage_bytes: 2 * 16 * 17 * 16,
+                storage_bytes: 2 * 2 * 8 * 128 * 4,
                 storage_buffers: 8,
             },
         }

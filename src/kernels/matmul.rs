@@ -75,22 +75,25 @@ const SG_ROWS: usize = 32;
 const SG_QUADS: usize = 2;
 const SG_COLS: usize = 2;
 /// The shared-memory entry point (`const`s in the shader, checked likewise): a BM x BN tile of C per
-/// workgroup, K staged BK at a time; `matmul_split_sum` runs SUM_WG invocations per workgroup (the
-/// shader's `SUM_WG` override).
-const BM: usize = 64;
-const BN: usize = 64;
-const BK: usize = 16;
+/// workgroup of 256 invocations (8x8 outputs each), K staged BK at a time through double-buffered
+/// slabs (2 x 2 x BK x 128 words: WebGPU's 16 KiB of workgroup storage); `matmul_split_sum` runs
+/// SUM_WG invocations per workgroup (the shader's `SUM_WG` override).
+const BM: usize = 128;
+const BN: usize = 128;
+const BK: usize = 8;
 const SUM_WG: usize = 256;
 /// Split-K targets. A launch should have at least MIN_WORKGROUPS workgroups (of 256 invocations):
-/// about twice the multiprocessors of a large GPU (132 on an H200), so every one gets work and the
-/// tail is short. Each split keeps at least MIN_K_PER_SPLIT of K, so a workgroup's partial tile
-/// (BM*BN words written, then read again by the sum) is at most 1/256 of its FMAs and 1/8 of its
-/// slab loads ((BM+BN) words per step of K): splitting adds traffic, not much of it. The forward
-/// dense product 128x512x8192 has 2 x 8 = 16 tiles, so it takes 16 splits of 512 (256 workgroups;
-/// 4 MiB of partials, which stay in a large GPU's L2); dW (8192x512x128, 1024 tiles) and dx
-/// (128x8192x512, 256 tiles) need none.
+/// twice the multiprocessors of a large GPU (132 on an H200), about as many as it holds at once (an
+/// invocation's 64 sums and prefetched quads take ~128 registers, so two workgroups per
+/// multiprocessor), so every one gets work and the tail is short. Each split keeps at least
+/// MIN_K_PER_SPLIT of K (16 slabs), so a workgroup's partial tile (BM*BN words written, then read
+/// again by the sum) is 1/128 of its FMAs and at most half its slab loads ((BM+BN) words per step of
+/// K), mostly in a large GPU's L2. The notebook's first dense layer at batch 128: the forward product
+/// 128x512x8192 has 1 x 4 tiles, so it takes 64 splits of 128 (256 workgroups, 16 MiB of partials);
+/// dx (128x8192x512, 64 tiles) takes 4 splits of 128 (16 MiB); dW (8192x512x128, 256 tiles) none.
+/// Unmeasured on a GPU: docs/PERFORMANCE.md.
 const MIN_WORKGROUPS: usize = 256;
-const MIN_K_PER_SPLIT: usize = 256;
+const MIN_K_PER_SPLIT: usize = 128;
 
 /// How a product is computed: the register-tiled kernels (one dispatch), the same with A shared
 /// through subgroups (one dispatch; shapes it does not cover run the register kernels), or the
@@ -254,7 +257,8 @@ pub fn matmul_planned(
     let bias_len = if bias.is_some() { s.n } else { 0 };
     let (m, n, k) = (s.m as u64, s.n as u64, s.k as u64);
     // The fewest bytes: each input read once, each output written once (the blocked kernel reads A
-    // ceil(N/64) and B ceil(M/64) times, mostly from cache; the profiler's bytes/s is against the minimum).
+    // ceil(N/128) and B ceil(M/128) times, mostly from cache; the profiler's bytes/s is against the
+    // minimum).
     let product = Cost {
         flops: 2 * m * n * k + m * bias_len as u64,
         bytes: (m * k + k * n + bias_len as u64 + m * n) * WORD,
@@ -371,23 +375,29 @@ mod tests {
             trans_a: true,
             ..MatmulShape::new(m, n, k)
         };
-        // The notebook's dense layers at batch 128.
-        assert_eq!(shared_splits(MatmulShape::new(128, 512, 8192), big), 16);
+        // The notebook's dense layers at batch 128: splits only where the 128 x 128 tiles are fewer
+        // than 256, each of at least 128 of K.
+        assert_eq!(shared_splits(MatmulShape::new(128, 512, 8192), big), 64);
         assert_eq!(shared_splits(tn(8192, 512, 128), big), 1);
-        assert_eq!(shared_splits(nt(128, 8192, 512), big), 1);
-        assert_eq!(shared_splits(MatmulShape::new(128, 10, 512), big), 2);
+        assert_eq!(shared_splits(nt(128, 8192, 512), big), 4);
+        assert_eq!(shared_splits(MatmulShape::new(128, 10, 512), big), 4);
         assert_eq!(shared_splits(nt(128, 512, 10), big), 1);
+        // 256 tiles or more: never split, however long K.
+        assert_eq!(shared_splits(MatmulShape::new(2048, 2048, 1 << 20), big), 1);
+        assert_eq!(shared_splits(MatmulShape::new(1920, 2048, 1 << 20), big), 2);
         // The partials must fit one binding.
         assert_eq!(
             shared_splits(MatmulShape::new(128, 512, 8192), 4 * 128 * 512),
             4
         );
         // K ranges are whole slabs; rounding can leave fewer splits than asked.
-        assert_eq!(k_ranges(8192, 16), (512, 16));
+        assert_eq!(k_ranges(8192, 64), (128, 64));
+        assert_eq!(k_ranges(512, 4), (128, 4));
         assert_eq!(k_ranges(131, 3), (48, 3));
-        assert_eq!(k_ranges(20, 3), (16, 2));
-        assert_eq!(k_ranges(1, 3), (16, 1));
-        assert_eq!(k_ranges(0, 1), (16, 1));
+        assert_eq!(k_ranges(17, 3), (8, 3));
+        assert_eq!(k_ranges(9, 3), (8, 2));
+        assert_eq!(k_ranges(1, 3), (8, 1));
+        assert_eq!(k_ranges(0, 1), (8, 1));
     }
 
     #[test]

@@ -52,11 +52,20 @@ fn check_plan(s: MatmulShape, with_bias: bool, seed: u64, plan: Plan) -> (f64, u
 
 #[test]
 fn both_tilings_all_transposes_every_split_on_awkward_shapes() {
-    // M, N, K multiples of nothing the kernels tile by (64x64 blocks, slabs of 16 along K, 4x4 and
-    // 8x16 register tiles, vec4 loads), one more than a block, and a K long enough to split three ways
-    // into ranges of 48 and 176 with a ragged last slab. Kept small: lavapipe runs the shared-memory
-    // kernel's 256 invocations and barriers on 2 CPU cores.
-    let shapes = [(1, 1, 1), (67, 45, 131), (130, 10, 513), (3, 65, 40)];
+    // M, N, K multiples of nothing the kernels tile by (128x128 blocks in quads 64 apart, slabs of 8
+    // along K, 8x8 and 8x16 register tiles, vec4 loads): one more than a block and a half-block
+    // (129x130, 67, 65), a block's second quads partly filled (7x300), K shorter than one slab (1, 5),
+    // K split three ways into ranges of 48 and 176 with a ragged last slab (131, 513), and a ragged
+    // last split shorter than a slab (17 in three: 8 + 8 + 1). Kept small: lavapipe runs the
+    // shared-memory kernel's 256 invocations and barriers on 2 CPU cores.
+    let shapes = [
+        (1, 1, 1),
+        (67, 45, 131),
+        (130, 10, 513),
+        (3, 65, 40),
+        (129, 130, 17),
+        (7, 300, 5),
+    ];
     let mut worst: Vec<(String, f64)> = Vec::new();
     for (i, &(m, n, k)) in shapes.iter().enumerate() {
         for (t, (ta, tb)) in [(false, false), (false, true), (true, false), (true, true)]
@@ -80,9 +89,9 @@ fn both_tilings_all_transposes_every_split_on_awkward_shapes() {
             ];
             for plan in plans {
                 let (rel, dispatches) = check_plan(s, with_bias, seed, plan);
-                // The split path must really run where K holds more than one slab of 16.
+                // The split path must really run where K holds more than one slab of 8.
                 if plan == (Plan::Shared { splits: 3 }) {
-                    assert_eq!(dispatches, if k > 16 { 2 } else { 1 }, "{s:?}");
+                    assert_eq!(dispatches, if k > 8 { 2 } else { 1 }, "{s:?}");
                 }
                 let key = format!("{plan:?}");
                 match worst.iter_mut().find(|(p, _)| *p == key) {
@@ -263,5 +272,36 @@ fn subgroup_kernels_on_the_notebooks_dense_layer_at_batch_128() {
     for (i, s) in shapes.into_iter().enumerate() {
         assert!(subgroups_cover(s), "{s:?}");
         check_plan(s, i == 0, 400 + i as u64, Plan::Subgroups);
+    }
+}
+
+#[test]
+fn shared_kernel_on_the_notebooks_dense_layer_at_batch_128() {
+    // The products the shared-memory kernel is for, whole, with the plans a GPU gets: the first dense
+    // layer (8192 -> 512) at batch 128, forward in 64 splits of 128 (16 slabs each, so both halves of
+    // the double buffer are reused), dW unsplit over 256 tiles, dx in 4 splits.
+    let (batch, inputs, units) = (128, 8192, 512);
+    let shapes = [
+        (MatmulShape::new(batch, units, inputs), 64),
+        (
+            MatmulShape {
+                trans_a: true,
+                ..MatmulShape::new(inputs, units, batch)
+            },
+            1,
+        ),
+        (
+            MatmulShape {
+                trans_b: true,
+                ..MatmulShape::new(batch, inputs, units)
+            },
+            4,
+        ),
+    ];
+    for (i, (s, splits)) in shapes.into_iter().enumerate() {
+        let plan = Plan::auto(gpu(), MatmulFlavour::Shared, s);
+        assert_eq!(plan, Plan::Shared { splits }, "{s:?}");
+        let (_, dispatches) = check_plan(s, i == 0, 500 + i as u64, plan);
+        assert_eq!(dispatches, if splits > 1 { 2 } else { 1 }, "{s:?}");
     }
 }
