@@ -32,6 +32,9 @@ struct Params {
     inp: u32,
     units: u32,
     rows_per_group: u32,
+    // dense_loss_forward[_dx]: where b starts in `wb`, after w (the layer's kernel and bias, bound
+    // as one range to stay within WebGPU's 8 storage buffers per stage).
+    b_at: u32,
     // The ReLU and Dropout before the layer, taken in: apply the ReLU to x, apply the dropout's
     // mask (seed, salt, rate) and scale to x and dx, zero dx where x <= 0. All 0 when not taken.
     relu_input: u32,
@@ -58,15 +61,15 @@ struct Metrics {
 @group(0) @binding(0) var<uniform> p: Params;
 // dense_loss_forward[_dx].
 @group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> w: array<f32>;
-@group(0) @binding(3) var<storage, read> b: array<f32>;
-@group(0) @binding(4) var<storage, read> labels: array<u32>;
-@group(0) @binding(5) var<storage, read_write> logits: array<f32>;
-@group(0) @binding(6) var<storage, read_write> dlogits: array<f32>;
+// w [inp, units] from 0, b [units] from p.b_at.
+@group(0) @binding(2) var<storage, read> wb: array<f32>;
+@group(0) @binding(3) var<storage, read> labels: array<u32>;
+@group(0) @binding(4) var<storage, read_write> logits: array<f32>;
+@group(0) @binding(5) var<storage, read_write> dlogits: array<f32>;
 // Per row: the loss's bits, then (argmax == label) | (row is bad) << 1.
-@group(0) @binding(7) var<storage, read_write> rows: array<u32>;
-@group(0) @binding(8) var<storage, read> fwd_st: StepState;
-@group(0) @binding(9) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(6) var<storage, read_write> rows: array<u32>;
+@group(0) @binding(7) var<storage, read> fwd_st: StepState;
+@group(0) @binding(8) var<storage, read_write> dx: array<f32>;
 // dense_loss_backward: x at binding 1, then these.
 @group(0) @binding(2) var<storage, read> dl: array<f32>;
 @group(0) @binding(3) var<storage, read> rows_in: array<u32>;
@@ -127,10 +130,18 @@ fn logits_and_loss(row0: u32, lid: u32) {
     var z = 0.0;
     if live {
         var acc = 0.0;
-        for (var k = 0u; k < p.inp; k++) {
-            acc += load_x(row * p.inp + k, key) * w[k * n + col];
+        // The plain product in a loop of its own: a uniform branch per step of k cost the plain
+        // kernel about 15% on lavapipe (docs/PERFORMANCE.md).
+        if p.relu_input == 0u && p.dropout == 0u {
+            for (var k = 0u; k < p.inp; k++) {
+                acc += x[row * p.inp + k] * wb[k * n + col];
+            }
+        } else {
+            for (var k = 0u; k < p.inp; k++) {
+                acc += load_x(row * p.inp + k, key) * wb[k * n + col];
+            }
         }
-        z = acc + b[col];
+        z = acc + wb[p.b_at + col];
         logits[row * n + col] = z;
     }
     wg_z[lid] = z;
@@ -200,7 +211,7 @@ fn dense_loss_forward_dx(
         let k = i % p.inp;
         var acc = 0.0;
         for (var c = 0u; c < n; c++) {
-            acc += wg_d[r * n + c] * w[k * n + c];
+            acc += wg_d[r * n + c] * wb[k * n + c];
         }
         // The backward of the dropout and ReLU taken in, as dropout.wgsl computes it.
         let at = (row0 + r) * p.inp + k;

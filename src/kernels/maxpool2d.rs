@@ -170,9 +170,12 @@ pub fn maxpool2d_forward(
         s.output_len(),
         "maxpool2d_forward: argmax has the wrong size for {s:?}"
     );
+    // With a dropout, the multiply of each kept output (as `dropout_forward` counts) and the step.
+    let dropped = dropout.is_some() as u64;
     let cost = Cost {
-        flops: (s.output_len() * s.pool_h * s.pool_w) as u64,
-        bytes: (s.input_len() + 2 * s.output_len()) as u64 * WORD,
+        flops: (s.output_len() * s.pool_h * s.pool_w) as u64 + dropped * s.output_len() as u64,
+        bytes: ((s.input_len() + 2 * s.output_len()) as u64 + dropped * StepState::WORDS as u64)
+            * WORD,
     };
     // Four channels per invocation when c allows it (docs/PERFORMANCE.md).
     let (entry, invocations) = if s.c.is_multiple_of(4) {
@@ -238,9 +241,12 @@ pub fn maxpool2d_backward(
         );
     }
     let masked = relu_mask.is_some() as usize;
+    let dropped = dropout.is_some() as u64;
     let cost = Cost {
-        flops: s.output_len() as u64,
-        bytes: (2 * s.output_len() + (1 + masked) * s.input_len()) as u64 * WORD,
+        flops: (1 + dropped) * s.output_len() as u64,
+        bytes: ((2 * s.output_len() + (1 + masked) * s.input_len()) as u64
+            + dropped * StepState::WORDS as u64)
+            * WORD,
     };
     // Disjoint windows (the notebook's 2x2, stride 2): one invocation per output writes the input
     // cells it owns, four channels at a time when c allows it, much faster than the gather

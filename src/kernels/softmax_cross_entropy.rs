@@ -155,6 +155,7 @@ pub mod dense {
                     inp,
                     units,
                     rows_per_group,
+                    b_at,
                     relu_input,
                     dropout,
                     relu_mask,
@@ -193,6 +194,8 @@ pub mod dense {
         inp: u32,
         units: u32,
         rows_per_group: u32,
+        /// The forward's: where b starts in the binding of w and b.
+        b_at: u32,
         /// `Input`'s flags and mask (all 0 for a plain input).
         relu_input: u32,
         dropout: u32,
@@ -228,6 +231,7 @@ pub mod dense {
             inp: inp as u32,
             units: units as u32,
             rows_per_group: (MAX_UNITS / units) as u32,
+            b_at: 0,
             relu_input: input.relu as u32,
             dropout: input.dropout.is_some() as u32,
             relu_mask: input.relu_mask as u32,
@@ -255,7 +259,8 @@ pub mod dense {
     }
 
     /// The forward's tensors: the layer's input (and what stands before it, `input`), kernel [inp,
-    /// units] and bias, the labels, the step state (the step of `input`'s mask; bound either way),
+    /// units] and bias (b after w in one buffer, as a layer's parameters lie, so that the two take
+    /// one binding: with the step state the `_dx` entry point binds WebGPU's 8 storage buffers), the labels, the step state (the step of `input`'s mask; bound either way),
     /// and what it writes: the logits, their gradient (of the batch's mean loss), the per-row
     /// scratch (`ROW_WORDS` per row) and, when training a layer whose input has a gradient, dx.
     pub struct Forward<'a> {
@@ -284,7 +289,13 @@ pub mod dense {
         units: usize,
     ) -> Dispatch {
         let name = "dense_loss_forward";
-        let p = params(name, batch, inp, units, &t.input, t.step_state);
+        let (wb, b_at) =
+            t.w.span_to(t.b)
+                .unwrap_or_else(|| panic!("{name}: b does not follow w in their buffer"));
+        let p = Params {
+            b_at: b_at as u32,
+            ..params(name, batch, inp, units, &t.input, t.step_state)
+        };
         let bu = batch * units;
         assert_eq!(t.x.len, batch * inp, "{name}: x is not [{batch}, {inp}]");
         assert_eq!(t.w.len, inp * units, "{name}: w is not [{inp}, {units}]");
@@ -310,8 +321,7 @@ pub mod dense {
         );
         let mut buffers = vec![
             t.x,
-            t.w,
-            t.b,
+            &wb,
             t.labels,
             t.logits,
             t.dlogits,
@@ -327,6 +337,7 @@ pub mod dense {
             None => ("dense_loss_forward", 0),
         };
         let (b, i, u) = (batch as u64, inp as u64, units as u64);
+        let dropped = t.input.dropout.is_some() as u64;
         gpu.dispatch(
             name,
             &SHADER,
@@ -340,8 +351,12 @@ pub mod dense {
             ),
             Cost {
                 // The product and bias, the loss's 8 per logit (softmax_cross_entropy's count), and
-                // dx's product.
-                flops: 2 * b * i * u + b * u + 8 * b * u + 2 * dx_words as u64 * u,
+                // dx's product; with a dropout taken in, its multiply of each x (and dx) element.
+                flops: 2 * b * i * u
+                    + b * u
+                    + 8 * b * u
+                    + 2 * dx_words as u64 * u
+                    + dropped * (b * i + dx_words as u64),
                 bytes: (b * i
                     + i * u
                     + u
@@ -402,7 +417,7 @@ pub mod dense {
             &[x, dlogits, rows, dw, db, metrics, step_state],
             crate::kernels::grid(gpu, invocations, WG),
             Cost {
-                flops: 2 * b * i * u + b * u + b,
+                flops: 2 * b * i * u + b * u + b + input.dropout.is_some() as u64 * b * i,
                 bytes: (b * i + b * u + b * ROW_WORDS as u64 + i * u + u) * WORD + metrics_bytes(),
             },
         )

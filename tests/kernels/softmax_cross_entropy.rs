@@ -24,6 +24,17 @@ fn step_state(step: u32) -> Tensor {
     )
 }
 
+/// A layer's kernel w and bias b as the network lays them out, b after w at the next 64-word
+/// boundary of the same buffer (the fused forward binds them as one range).
+fn kernel_and_bias(w: &[f32], b: &[f32]) -> (Tensor, Tensor) {
+    let b_at = w.len().next_multiple_of(64);
+    let mut words = w.to_vec();
+    words.resize(b_at, f32::NAN);
+    words.extend(b);
+    let wb = gpu().upload("kernel and bias", &words);
+    (wb.slice(0, w.len()), wb.slice(b_at, b.len()))
+}
+
 fn metrics_of(t: &Tensor) -> (f32, u32, u32, u32) {
     let m = gpu().read_u32(t).expect("readback failed");
     (f32::from_bits(m[0]), m[1], m[2], m[3])
@@ -198,12 +209,8 @@ fn check_dense_loss(batch: usize, inp: usize, units: usize, seed: u64) {
     let w = random(inp * units, seed + 1, -0.5, 0.5);
     let b = random(units, seed + 2, -0.5, 0.5);
     let labels = labels_for(batch, units, seed + 3);
-    let (tx, tw, tb, tl) = (
-        g.upload("x", &x),
-        g.upload("w", &w),
-        g.upload("b", &b),
-        g.upload("labels", &labels),
-    );
+    let (tw, tb) = kernel_and_bias(&w, &b);
+    let (tx, tl) = (g.upload("x", &x), g.upload("labels", &labels));
     let (logits, dlogits, dx) = (
         poisoned(batch * units),
         poisoned(batch * units),
@@ -313,12 +320,14 @@ fn check_dense_loss(batch: usize, inp: usize, units: usize, seed: u64) {
 #[test]
 fn the_fused_last_dense_layer_matches_the_twins_on_awkward_shapes() {
     // One unit, a single row per workgroup (64 units), partial last workgroups, inputs not a
-    // multiple of 4, more rows than a workgroup's lanes, and the notebook's 512 -> 10.
+    // multiple of 4, more rows than a workgroup's lanes, 64 rows per workgroup (one unit), and the
+    // notebook's 512 -> 10.
     for (i, &(batch, inp, units)) in [
         (1, 1, 1),
         (1, 3, 2),
         (7, 13, 10),
         (65, 5, 3),
+        (70, 37, 1),
         (130, 37, 64),
         (129, 512, 10),
     ]
@@ -340,12 +349,8 @@ fn the_fused_last_dense_layer_records_the_first_bad_step() {
     // A label out of range is bad too, and adds no correct count.
     let mut labels = labels_for(batch, units, 6002);
     labels[7] = units as u32;
-    let (tx, tw, tb, tl) = (
-        g.upload("x", &x),
-        g.upload("w", &w),
-        g.upload("b", &b),
-        g.upload("labels", &labels),
-    );
+    let (tw, tb) = kernel_and_bias(&w, &b);
+    let (tx, tl) = (g.upload("x", &x), g.upload("labels", &labels));
     let (logits, dlogits, rows) = (
         poisoned(batch * units),
         poisoned(batch * units),
@@ -410,12 +415,8 @@ fn check_dense_loss_dropout(
     let w = random(inp * units, seed + 1, -0.5, 0.5);
     let b = random(units, seed + 2, -0.5, 0.5);
     let labels = labels_for(batch, units, seed + 3);
-    let (tx, tw, tb, tl) = (
-        g.upload("x", &x),
-        g.upload("w", &w),
-        g.upload("b", &b),
-        g.upload("labels", &labels),
-    );
+    let (tw, tb) = kernel_and_bias(&w, &b);
+    let (tx, tl) = (g.upload("x", &x), g.upload("labels", &labels));
     let st = step_state(step);
     let mask = Mask {
         seed: run_seed,
@@ -596,6 +597,7 @@ fn the_fused_last_dense_layer_takes_the_dropout_before_it_in() {
     for (i, &(batch, inp, units, relu, rate)) in [
         (7, 13, 10, true, 0.3),
         (65, 5, 3, false, 0.3),
+        (70, 37, 1, true, 0.3),
         (130, 37, 64, true, 0.25),
         (129, 512, 10, true, 0.5),
     ]
