@@ -8,7 +8,8 @@
 // The hash is PCG-RXS-M-XS 32 (Jarzynski & Olano, JCGT 2020), each round a bijection of u32: the key
 // absorbs seed (low, high), salt and step one word per round, and element i's value is
 // pcg(key ^ pcg(i)). Its top 24 bits times 2^-24 are an exact f32 in [0, 1), so `u >= rate` (Keras'
-// `random_uniform >= rate`) decides identically on every device and in the twin.
+// `random_uniform >= rate`) decides identically on every device and in the twin. The hash lives in
+// common/dropout_mask.wgsl, shared with the kernels that apply a dropout in passing.
 //
 // `dropout` takes one element per invocation; `dropout_vec4` four, through vec4 views of the same
 // bindings, when `len` is a multiple of 4 (software adapters emulate each access lane by lane, so
@@ -30,6 +31,7 @@ struct Params {
 }
 
 //!include common/step_state.wgsl
+//!include common/dropout_mask.wgsl
 
 @group(0) @binding(0) var<uniform> p: Params;
 // dropout_forward: x -> y. dropout_backward: dy -> dx (the same computation, the same mask).
@@ -44,39 +46,18 @@ struct Params {
 
 override WG: u32;
 
-// PCG-RXS-M-XS 32 on four words at once; `pcg` is one lane of it, so both entry points hash alike.
-fn pcg4(v: vec4<u32>) -> vec4<u32> {
-    let state = v * 747796405u + 2891336453u;
-    let word = ((state >> ((state >> vec4<u32>(28u)) + 4u)) ^ state) * 277803737u;
-    return (word >> vec4<u32>(22u)) ^ word;
-}
-
-fn pcg(v: u32) -> u32 {
-    return pcg4(vec4<u32>(v)).x;
-}
-
-// The key of this (seed, salt, step): the same for every element of a dispatch.
-fn key() -> u32 {
-    return pcg(pcg(pcg(pcg(p.seed_lo) ^ p.seed_hi) ^ p.salt) ^ st.step);
-}
-
-// Uniform in [0, 1) from the hash's top 24 bits, exact in f32.
-fn to_unit(h: vec4<u32>) -> vec4<f32> {
-    return vec4<f32>(h >> vec4<u32>(8u)) * (1.0 / 16777216.0);
-}
-
 @compute @workgroup_size(WG)
 fn dropout(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid.x + gid.y * nwg.x * WG;
     if i >= p.len {
         return;
     }
-    let u = to_unit(vec4<u32>(pcg(key() ^ pcg(i)))).x;
+    let keep = dropout_keep(dropout_key(p.seed_lo, p.seed_hi, p.salt, st.step), i, p.rate);
     var x = input[i];
     if p.relu_input != 0u {
         x = select(x, 0.0, x <= 0.0);
     }
-    var v = select(0.0, x * p.scale, u >= p.rate);
+    var v = select(0.0, x * p.scale, keep);
     if p.relu_mask != 0u {
         v = select(0.0, v, relu_x[i] > 0.0);
     }
@@ -90,12 +71,12 @@ fn dropout_vec4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
         return;
     }
     let elements = vec4<u32>(4u * i) + vec4<u32>(0u, 1u, 2u, 3u);
-    let u = to_unit(pcg4(vec4<u32>(key()) ^ pcg4(elements)));
+    let keep = dropout_keep4(dropout_key(p.seed_lo, p.seed_hi, p.salt, st.step), elements, p.rate);
     var x = input4[i];
     if p.relu_input != 0u {
         x = select(x, vec4<f32>(0.0), x <= vec4<f32>(0.0));
     }
-    var v = select(vec4<f32>(0.0), x * p.scale, u >= vec4<f32>(p.rate));
+    var v = select(vec4<f32>(0.0), x * p.scale, keep);
     if p.relu_mask != 0u {
         v = select(vec4<f32>(0.0), v, relu_x4[i] > vec4<f32>(0.0));
     }

@@ -14,6 +14,12 @@
 //   maxpool2d_backward_tiles       stride >= pool (disjoint windows), one output scatters its gradient
 //   maxpool2d_backward_tiles_vec4  the same with c % 4 == 0, four channels
 // Each backward can also apply the ReLU backward of the layer before (`relu_mask`), saving its pass.
+// Each entry point has a `_dropout` twin that also takes in the Dropout layer after the pool
+// (Fusion::DropoutAfter): the forward writes y = select(0, max * scale, keep(o)) and the backward
+// routes select(0, dy * scale, keep(o)), dropout.wgsl's own select on the same mask of output o, so
+// the bits of maxpool then dropout (forward) and dropout then maxpool (backward). They are entry
+// points of their own because only they bind the step state; the bodies are shared functions that
+// take the mask's key, and `drop` false leaves the plain kernels as they were.
 // Timings: docs/PERFORMANCE.md.
 
 struct Params {
@@ -32,7 +38,16 @@ struct Params {
     // Backward: nonzero when x is a ReLU's output, so dx is also zeroed where x <= 0 (that ReLU's
     // backward, fused here; x is bound either way).
     relu_mask: u32,
+    // The `_dropout` entry points: the mask's seed, salt and rate and the scale 1 / (1 - rate).
+    seed_lo: u32,
+    seed_hi: u32,
+    salt: u32,
+    rate: f32,
+    scale: f32,
 }
+
+//!include common/step_state.wgsl
+//!include common/dropout_mask.wgsl
 
 @group(0) @binding(0) var<uniform> p: Params;
 
@@ -42,16 +57,48 @@ fn linear_id(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * WG;
 }
 
+// The dropout's key at this step, for the `_dropout` entry points (st is their binding).
+fn key_of(step: u32) -> u32 {
+    return dropout_key(p.seed_lo, p.seed_hi, p.salt, step);
+}
+
+// Output o's value (or gradient) v after the dropout, when `drop`: dropout.wgsl's select.
+fn dropped(v: f32, o: u32, key: u32, drop: bool) -> f32 {
+    if drop {
+        return select(0.0, v * p.scale, dropout_keep(key, o, p.rate));
+    }
+    return v;
+}
+
+// The same for outputs 4 * o4 + (0, 1, 2, 3).
+fn dropped4(v: vec4<f32>, o4: u32, key: u32, drop: bool) -> vec4<f32> {
+    if drop {
+        let o = vec4<u32>(4u * o4) + vec4<u32>(0u, 1u, 2u, 3u);
+        return select(vec4<f32>(0.0), v * p.scale, dropout_keep4(key, o, p.rate));
+    }
+    return v;
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Forward: one invocation per output element.
 
 @group(0) @binding(1) var<storage, read> fwd_x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> fwd_y: array<f32>;
 @group(0) @binding(3) var<storage, read_write> fwd_argmax: array<u32>;
+// The `_dropout` forwards' step state (after the three tensors of either forward).
+@group(0) @binding(4) var<storage, read> fwd_st: StepState;
 
 @compute @workgroup_size(WG)
 fn maxpool2d_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let o = linear_id(gid, nwg);
+    forward(linear_id(gid, nwg), 0u, false);
+}
+
+@compute @workgroup_size(WG)
+fn maxpool2d_forward_dropout(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    forward(linear_id(gid, nwg), key_of(fwd_st.step), true);
+}
+
+fn forward(o: u32, key: u32, drop: bool) {
     if o >= p.n * p.oh * p.ow * p.c {
         return;
     }
@@ -83,7 +130,7 @@ fn maxpool2d_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
             }
         }
     }
-    fwd_y[o] = best;
+    fwd_y[o] = dropped(best, o, key, drop);
     fwd_argmax[o] = best_at;
 }
 
@@ -97,7 +144,15 @@ fn maxpool2d_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
 
 @compute @workgroup_size(WG)
 fn maxpool2d_forward_vec4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let o = linear_id(gid, nwg);
+    forward_vec4(linear_id(gid, nwg), 0u, false);
+}
+
+@compute @workgroup_size(WG)
+fn maxpool2d_forward_vec4_dropout(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    forward_vec4(linear_id(gid, nwg), key_of(fwd_st.step), true);
+}
+
+fn forward_vec4(o: u32, key: u32, drop: bool) {
     let c4 = p.c / 4u;
     if o >= p.n * p.oh * p.ow * c4 {
         return;
@@ -130,7 +185,7 @@ fn maxpool2d_forward_vec4(@builtin(global_invocation_id) gid: vec3<u32>, @builti
             found = true;
         }
     }
-    fwd4_y[o] = best;
+    fwd4_y[o] = dropped4(best, o, key, drop);
     fwd4_argmax[o] = best_at;
 }
 
@@ -145,6 +200,8 @@ fn maxpool2d_forward_vec4(@builtin(global_invocation_id) gid: vec3<u32>, @builti
 @group(0) @binding(2) var<storage, read> bwd_argmax: array<u32>;
 @group(0) @binding(3) var<storage, read_write> bwd_dx: array<f32>;
 @group(0) @binding(4) var<storage, read> bwd_x: array<f32>;
+// The `_dropout` backwards' step state.
+@group(0) @binding(5) var<storage, read> bwd_st: StepState;
 
 // dx[i] = d, then the fused ReLU backward: select(0, d, x[i] > 0), as activation.wgsl's ReLU (the same bits).
 fn masked(d: f32, i: u32) -> f32 {
@@ -167,7 +224,15 @@ fn windows_containing(i: u32, pad: u32, pool: u32, stride: u32, outs: u32) -> ve
 
 @compute @workgroup_size(WG)
 fn maxpool2d_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = linear_id(gid, nwg);
+    backward(linear_id(gid, nwg), 0u, false);
+}
+
+@compute @workgroup_size(WG)
+fn maxpool2d_backward_dropout(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    backward(linear_id(gid, nwg), key_of(bwd_st.step), true);
+}
+
+fn backward(i: u32, key: u32, drop: bool) {
     if i >= p.n * p.h * p.w * p.c {
         return;
     }
@@ -182,7 +247,7 @@ fn maxpool2d_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
         for (var ox = cols.x; ox <= cols.y; ox++) {
             let o = ((n * p.oh + u32(oy)) * p.ow + u32(ox)) * p.c + c;
             if bwd_argmax[o] == i {
-                sum += bwd_dy[o];
+                sum += dropped(bwd_dy[o], o, key, drop);
             }
         }
     }
@@ -215,7 +280,15 @@ fn owned(o: u32, outs: u32, stride: u32, pad: u32, size: u32) -> vec2<u32> {
 
 @compute @workgroup_size(WG)
 fn maxpool2d_backward_tiles(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let o = linear_id(gid, nwg);
+    backward_tiles(linear_id(gid, nwg), 0u, false);
+}
+
+@compute @workgroup_size(WG)
+fn maxpool2d_backward_tiles_dropout(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    backward_tiles(linear_id(gid, nwg), key_of(bwd_st.step), true);
+}
+
+fn backward_tiles(o: u32, key: u32, drop: bool) {
     if o >= p.n * p.oh * p.ow * p.c {
         return;
     }
@@ -223,7 +296,7 @@ fn maxpool2d_backward_tiles(@builtin(global_invocation_id) gid: vec3<u32>, @buil
     let ox = (o / p.c) % p.ow;
     let oy = (o / p.c / p.ow) % p.oh;
     let n = o / p.c / p.ow / p.oh;
-    let g = bwd_dy[o];
+    let g = dropped(bwd_dy[o], o, key, drop);
     let win = bwd_argmax[o];
     let rows = owned(oy, p.oh, p.stride_h, p.pad_top, p.h);
     let cols = owned(ox, p.ow, p.stride_w, p.pad_left, p.w);
@@ -244,7 +317,15 @@ fn maxpool2d_backward_tiles(@builtin(global_invocation_id) gid: vec3<u32>, @buil
 
 @compute @workgroup_size(WG)
 fn maxpool2d_backward_tiles_vec4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let o = linear_id(gid, nwg);
+    backward_tiles_vec4(linear_id(gid, nwg), 0u, false);
+}
+
+@compute @workgroup_size(WG)
+fn maxpool2d_backward_tiles_vec4_dropout(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    backward_tiles_vec4(linear_id(gid, nwg), key_of(bwd_st.step), true);
+}
+
+fn backward_tiles_vec4(o: u32, key: u32, drop: bool) {
     let c4 = p.c / 4u;
     if o >= p.n * p.oh * p.ow * c4 {
         return;
@@ -253,7 +334,7 @@ fn maxpool2d_backward_tiles_vec4(@builtin(global_invocation_id) gid: vec3<u32>, 
     let ox = (o / c4) % p.ow;
     let oy = (o / c4 / p.ow) % p.oh;
     let n = o / c4 / p.ow / p.oh;
-    let g = bwd4_dy[o];
+    let g = dropped4(bwd4_dy[o], o, key, drop);
     let win = bwd4_argmax[o];
     let rows = owned(oy, p.oh, p.stride_h, p.pad_top, p.h);
     let cols = owned(ox, p.ow, p.stride_w, p.pad_left, p.w);

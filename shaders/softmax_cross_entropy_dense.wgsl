@@ -16,6 +16,13 @@
 //   `metrics` in a fixed order (so the sums have the same bits on every run).
 // dense_loss_metrics: that last part alone, for evaluation, which has no backward.
 //
+// The layer can take in the Dropout layer before it, with the ReLU that Dropout took in
+// (Fusion::DropoutBefore): x is then the ReLU's input, and both products load it as the dropout
+// kernel would have written it, relu_input's select then dropout.wgsl's select(0, x * scale, keep)
+// on the mask of x's element index (common/dropout_mask.wgsl); `_dx` masks and scales its dx
+// alike and zeroes it where x <= 0 (relu_mask), the dropout's and the ReLU's backward, so every bit
+// is the unfused kernels'. When evaluating only the ReLU applies (`dropout` 0).
+//
 // Each entry point binds its tensors from binding 1 in the order the Rust wrapper passes them
 // (kernels::softmax_cross_entropy::dense); variables that share a binding belong to different entry
 // points.
@@ -25,9 +32,23 @@ struct Params {
     inp: u32,
     units: u32,
     rows_per_group: u32,
+    // dense_loss_forward[_dx]: where b starts in `wb`, after w (the layer's kernel and bias, bound
+    // as one range to stay within WebGPU's 8 storage buffers per stage).
+    b_at: u32,
+    // The ReLU and Dropout before the layer, taken in: apply the ReLU to x, apply the dropout's
+    // mask (seed, salt, rate) and scale to x and dx, zero dx where x <= 0. All 0 when not taken.
+    relu_input: u32,
+    dropout: u32,
+    relu_mask: u32,
+    seed_lo: u32,
+    seed_hi: u32,
+    salt: u32,
+    rate: f32,
+    scale: f32,
 }
 
 //!include common/step_state.wgsl
+//!include common/dropout_mask.wgsl
 
 // What the metric words hold (`kernels::softmax_cross_entropy::Metrics`).
 struct Metrics {
@@ -40,13 +61,14 @@ struct Metrics {
 @group(0) @binding(0) var<uniform> p: Params;
 // dense_loss_forward[_dx].
 @group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> w: array<f32>;
-@group(0) @binding(3) var<storage, read> b: array<f32>;
-@group(0) @binding(4) var<storage, read> labels: array<u32>;
-@group(0) @binding(5) var<storage, read_write> logits: array<f32>;
-@group(0) @binding(6) var<storage, read_write> dlogits: array<f32>;
+// w [inp, units] from 0, b [units] from p.b_at.
+@group(0) @binding(2) var<storage, read> wb: array<f32>;
+@group(0) @binding(3) var<storage, read> labels: array<u32>;
+@group(0) @binding(4) var<storage, read_write> logits: array<f32>;
+@group(0) @binding(5) var<storage, read_write> dlogits: array<f32>;
 // Per row: the loss's bits, then (argmax == label) | (row is bad) << 1.
-@group(0) @binding(7) var<storage, read_write> rows: array<u32>;
+@group(0) @binding(6) var<storage, read_write> rows: array<u32>;
+@group(0) @binding(7) var<storage, read> fwd_st: StepState;
 @group(0) @binding(8) var<storage, read_write> dx: array<f32>;
 // dense_loss_backward: x at binding 1, then these.
 @group(0) @binding(2) var<storage, read> dl: array<f32>;
@@ -73,6 +95,24 @@ fn non_finite(v: f32) -> bool {
     return (bitcast<u32>(v) & 0x7f800000u) == 0x7f800000u;
 }
 
+// The dropout's key at `step` (used only when p.dropout != 0).
+fn key_of(step: u32) -> u32 {
+    return dropout_key(p.seed_lo, p.seed_hi, p.salt, step);
+}
+
+// x[i] as the layer takes it: through the ReLU and the dropout before it when they were taken in,
+// with their kernels' selects (the bits of the tensor the dropout kernel would have written).
+fn load_x(i: u32, key: u32) -> f32 {
+    var v = x[i];
+    if p.relu_input != 0u {
+        v = select(v, 0.0, v <= 0.0);
+    }
+    if p.dropout != 0u {
+        v = select(0.0, v * p.scale, dropout_keep(key, i, p.rate));
+    }
+    return v;
+}
+
 // The first row of workgroup `wg` (a 1-D grid spilled into y, see kernels::grid).
 fn first_row(wg: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return (wg.x + wg.y * nwg.x) * p.rows_per_group;
@@ -82,6 +122,7 @@ fn first_row(wg: vec3<u32>, nwg: vec3<u32>) -> u32 {
 // dlogit in wg_d (0 for idle invocations).
 fn logits_and_loss(row0: u32, lid: u32) {
     let n = p.units;
+    let key = key_of(fwd_st.step);
     let r = lid / n;
     let col = lid % n;
     let row = row0 + r;
@@ -89,10 +130,18 @@ fn logits_and_loss(row0: u32, lid: u32) {
     var z = 0.0;
     if live {
         var acc = 0.0;
-        for (var k = 0u; k < p.inp; k++) {
-            acc += x[row * p.inp + k] * w[k * n + col];
+        // The plain product in a loop of its own: a uniform branch per step of k cost the plain
+        // kernel about 15% on lavapipe (docs/PERFORMANCE.md).
+        if p.relu_input == 0u && p.dropout == 0u {
+            for (var k = 0u; k < p.inp; k++) {
+                acc += x[row * p.inp + k] * wb[k * n + col];
+            }
+        } else {
+            for (var k = 0u; k < p.inp; k++) {
+                acc += load_x(row * p.inp + k, key) * wb[k * n + col];
+            }
         }
-        z = acc + b[col];
+        z = acc + wb[p.b_at + col];
         logits[row * n + col] = z;
     }
     wg_z[lid] = z;
@@ -153,6 +202,7 @@ fn dense_loss_forward_dx(
     let row0 = first_row(wg, nwg);
     logits_and_loss(row0, lid);
     workgroupBarrier();
+    let key = key_of(fwd_st.step);
     // dx[row, k] = sum_n dlogits[row, n] w[k, n]: the workgroup's rows x inp outputs, WG at a time.
     let n = p.units;
     let rows_here = min(p.rows_per_group, p.batch - min(row0, p.batch));
@@ -161,9 +211,17 @@ fn dense_loss_forward_dx(
         let k = i % p.inp;
         var acc = 0.0;
         for (var c = 0u; c < n; c++) {
-            acc += wg_d[r * n + c] * w[k * n + c];
+            acc += wg_d[r * n + c] * wb[k * n + c];
         }
-        dx[(row0 + r) * p.inp + k] = acc;
+        // The backward of the dropout and ReLU taken in, as dropout.wgsl computes it.
+        let at = (row0 + r) * p.inp + k;
+        if p.dropout != 0u {
+            acc = select(0.0, acc * p.scale, dropout_keep(key, at, p.rate));
+        }
+        if p.relu_mask != 0u {
+            acc = select(0.0, acc, x[at] > 0.0);
+        }
+        dx[at] = acc;
     }
 }
 
@@ -209,6 +267,7 @@ fn dense_loss_backward(
     let k0 = (t / quads) * 4u;
     let c0 = (t % quads) * 4u;
     if k0 <= p.inp {
+        let key = key_of(st.step);
         let cl = min(vec4<u32>(c0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(n - 1u));
         let kl = vec4<u32>(k0) + vec4<u32>(0u, 1u, 2u, 3u);
         let kx = min(kl, vec4<u32>(p.inp - 1u));
@@ -220,7 +279,7 @@ fn dense_loss_backward(
                 // The extra row of ones is exact: 1 * dlogit adds dlogit itself.
                 var xv = 1.0;
                 if kl[i] < p.inp {
-                    xv = x[r * p.inp + kx[i]];
+                    xv = load_x(r * p.inp + kx[i], key);
                 }
                 acc[i] += xv * dv;
             }

@@ -211,34 +211,34 @@ fn stated_flops_and_bytes_equal_hand_computed_values_for_the_notebook() {
     );
     let relus = ds.iter().filter(|d| d.name.starts_with("relu")).count();
     assert_eq!(relus, 0, "every ReLU fused");
-    // 2x2 windows: 4 comparisons per output; reads the input, writes values and argmax.
+    // 2x2 windows: 4 comparisons per output; reads the input, writes values and argmax. The
+    // dropout after it is fused in: a multiply per output, and the step state read. Both dropouts
+    // are fused away.
     check(
         find(&ds, "maxpool2d_forward", 0),
-        4 * pooled,
-        (conv_out + 2 * pooled) * w,
+        4 * pooled + pooled,
+        (conv_out + 2 * pooled + 4) * w,
     );
-    check(
-        find(&ds, "dropout_forward", 0),
-        pooled,
-        (2 * pooled + 4) * w,
-    );
+    let dropouts = ds.iter().filter(|d| d.name.starts_with("dropout")).count();
+    assert_eq!(dropouts, 0, "every Dropout fused");
     // Dense 8192 -> 512 at batch 128.
     check(
         find(&ds, "matmul_nn", 0),
         2 * 128 * 512 * 8192 + 128 * 512,
         (128 * 8192 + 8192 * 512 + 512 + 128 * 512) * w,
     );
-    // The last layer, 512 -> 10, fused with the loss: the product and bias, 8 FLOPs of loss per
-    // logit and dx = dlogits W^T; x, W, b, labels read, logits, dlogits, two words per row and dx
-    // written. Its backward: dW and db, and the rows' metrics.
+    // The last layer, 512 -> 10, fused with the loss and the ReLU-dropout before it: the product
+    // and bias, 8 FLOPs of loss per logit, dx = dlogits W^T and the dropout's multiply of each x
+    // and dx element; x, W, b, labels and the step state read, logits, dlogits, two words per row
+    // and dx written. Its backward: dW and db (x through the dropout again), and the rows' metrics.
     check(
         find(&ds, "dense_loss_forward", 0),
-        2 * 128 * 10 * 512 + 128 * 10 + 8 * 1280 + 2 * 128 * 512 * 10,
-        (128 * 512 + 512 * 10 + 10 + 128 + 2 * 1280 + 2 * 128 + 128 * 512) * w,
+        2 * 128 * 10 * 512 + 128 * 10 + 8 * 1280 + 2 * 128 * 512 * 10 + 2 * 128 * 512,
+        (128 * 512 + 512 * 10 + 10 + 128 + 2 * 1280 + 2 * 128 + 128 * 512 + 4) * w,
     );
     check(
         find(&ds, "dense_loss_backward", 0),
-        2 * 128 * 512 * 10 + 1280 + 128,
+        2 * 128 * 512 * 10 + 1280 + 128 + 128 * 512,
         (128 * 512 + 1280 + 2 * 128 + 512 * 10 + 10 + 2 * 4 + 4) * w,
     );
     // Backward of the big dense layer: dW = x^T dy and dx = dy W^T, no bias.
@@ -252,10 +252,12 @@ fn stated_flops_and_bytes_equal_hand_computed_values_for_the_notebook() {
         2 * 128 * 8192 * 512,
         (128 * 512 + 8192 * 512 + 128 * 8192) * w,
     );
+    // The dropout's multiply of dy, then the routing; dy, argmax, the ReLU's x and the step state
+    // read, dx written.
     check(
         find(&ds, "maxpool2d_backward", 0),
-        pooled,
-        (2 * pooled + 2 * conv_out) * w,
+        2 * pooled,
+        (2 * pooled + 2 * conv_out + 4) * w,
     );
     // RMSprop over the padded flat parameter vector: params, grads, one state vector read and two
     // vectors written, plus the step state.

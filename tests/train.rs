@@ -496,6 +496,68 @@ fn evaluation_uses_no_dropout_and_is_repeatable() {
     assert!((m1.loss() - want.loss_sum / 40.0).abs() < 1e-4);
 }
 
+/// The notebook's two Dropout layers leave the program (max pooling ends in the first, the fused
+/// last Dense takes the second in with its ReLU), in training and evaluation alike; evaluation is
+/// the plain pool and the ReLU alone, training the masks, both as the CPU reference computes them.
+#[test]
+fn the_notebooks_dropouts_fuse_away_and_evaluation_is_the_plain_pool_and_relu() {
+    let (g, batch, classes, seed, step) = (gpu(), 5, 10, 9, 4);
+    let model = Sequential::notebook([8, 8, 3], classes);
+    let params = model.init_params(3).unwrap();
+    let net = Network::new(
+        g,
+        &model,
+        Optimizer::rmsprop_default(),
+        &params,
+        batch,
+        seed,
+    )
+    .unwrap();
+    let x: Vec<f32> = (0..batch * model.input().len())
+        .map(|i| ((i * 7919) % 256) as f32 / 255.0)
+        .collect();
+    let labels: Vec<u32> = (0..batch as u32)
+        .map(|i| (i * 3) % classes as u32)
+        .collect();
+    g.write(&net.input(batch), &x);
+    g.write(&net.labels.slice(0, batch), &labels);
+    net.set_step(g, step);
+    let p64: Vec<f64> = params.iter().map(|&v| v as f64).collect();
+    let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+    for mode in [Mode::Eval, Mode::Train] {
+        let dispatches = net.step(g, batch, mode);
+        let names: Vec<&str> = dispatches.iter().map(|d| d.name).collect();
+        println!("{mode:?}: {} dispatches {names:?}", names.len());
+        assert!(
+            !names
+                .iter()
+                .any(|n| n.starts_with("dropout") || n.starts_with("relu")),
+            "{mode:?}: {names:?}"
+        );
+        run_dispatches(g, &dispatches.iter().collect::<Vec<_>>()).unwrap();
+        let train = mode == Mode::Train;
+        let want =
+            reference::forward_backward(&model, &p64, &x64, &labels, batch, seed, step, train);
+        rel_err(
+            &format!("{mode:?} logits"),
+            &g.read_f32(&net.logits(batch, mode)).unwrap(),
+            &want.logits,
+            1e-4,
+        );
+        if train {
+            let grads = net.read_grads(g).unwrap();
+            for t in model.param_tensors().unwrap() {
+                rel_err(
+                    &format!("d {}", t.name),
+                    &grads[t.offset..t.offset + t.len],
+                    &want.grads[t.offset..t.offset + t.len],
+                    1e-4,
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn a_non_finite_loss_stops_training_naming_the_epoch_and_batch() {
     let g = gpu();

@@ -7,7 +7,10 @@
 use crate::gpu::{Cost, Dispatch, Gpu, Tensor, WORD};
 use crate::kernels::StepState;
 
-super::shader!("dropout.wgsl", includes[super::common::STEP_STATE]);
+super::shader!(
+    "dropout.wgsl",
+    includes[super::common::STEP_STATE, super::common::DROPOUT_MASK]
+);
 
 pub(super) fn contracts() -> Vec<super::Contract> {
     vec![super::Contract {
@@ -45,6 +48,39 @@ struct Params {
     relu_mask: u32,
     /// Forward: nonzero to apply a ReLU to x first (the ReLU before the layer).
     relu_input: u32,
+}
+
+/// A Dropout layer's mask as a kernel that applies it in passing takes it (`maxpool2d` ending its
+/// forward in the dropout after it, the fused last Dense taking the one before it): the hash of
+/// `shaders/common/dropout_mask.wgsl` on (seed, step, salt, element index) and the select and
+/// multiply by `scale(rate)` of `dropout_forward`, so the same bits. The kernel reads the step from
+/// the `StepState` it is given with the mask.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Mask {
+    pub seed: u64,
+    pub salt: u32,
+    pub rate: f32,
+}
+
+impl Mask {
+    /// Checks the mask, and the step state read with it, as `name` takes them.
+    pub(super) fn check(&self, name: &str, step_state: &Tensor) {
+        assert_eq!(
+            step_state.len,
+            StepState::WORDS,
+            "{name}: step_state is not a StepState"
+        );
+        assert!(
+            (0.0..1.0).contains(&self.rate),
+            "{name}: rate {} is not in [0, 1)",
+            self.rate
+        );
+    }
+
+    /// The seed's low and high words, as the kernels' `seed_lo` and `seed_hi` take them.
+    pub(super) fn seed_words(&self) -> [u32; 2] {
+        [self.seed as u32, (self.seed >> 32) as u32]
+    }
 }
 
 /// Keras' inverted scaling 1 / (1 - rate), in f32 as TensorFlow computes it.

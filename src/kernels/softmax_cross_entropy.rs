@@ -136,10 +136,14 @@ pub mod dense {
     use super::{METRICS_WORDS, Metrics};
     use crate::gpu::{Cost, Dispatch, Gpu, Tensor, WORD};
     use crate::kernels::StepState;
+    use crate::kernels::dropout::{Mask, scale};
 
     crate::kernels::shader!(
         "softmax_cross_entropy_dense.wgsl",
-        includes[crate::kernels::common::STEP_STATE]
+        includes[
+            crate::kernels::common::STEP_STATE,
+            crate::kernels::common::DROPOUT_MASK
+        ]
     );
 
     pub(in crate::kernels) fn contract() -> crate::kernels::Contract {
@@ -150,7 +154,16 @@ pub mod dense {
                     batch,
                     inp,
                     units,
-                    rows_per_group
+                    rows_per_group,
+                    b_at,
+                    relu_input,
+                    dropout,
+                    relu_mask,
+                    seed_lo,
+                    seed_hi,
+                    salt,
+                    rate,
+                    scale
                 }),
                 crate::kernels::host_struct!(Metrics {
                     loss_sum,
@@ -181,26 +194,79 @@ pub mod dense {
         inp: u32,
         units: u32,
         rows_per_group: u32,
+        /// The forward's: where b starts in the binding of w and b.
+        b_at: u32,
+        /// `Input`'s flags and mask (all 0 for a plain input).
+        relu_input: u32,
+        dropout: u32,
+        relu_mask: u32,
+        seed_lo: u32,
+        seed_hi: u32,
+        salt: u32,
+        rate: f32,
+        scale: f32,
     }
 
-    fn params(batch: usize, inp: usize, units: usize) -> Params {
+    fn params(
+        name: &str,
+        batch: usize,
+        inp: usize,
+        units: usize,
+        input: &Input,
+        step_state: &Tensor,
+    ) -> Params {
         assert!(
             batch >= 1 && inp >= 1 && (1..=MAX_UNITS).contains(&units),
             "dense_loss: batch {batch}, inputs {inp}, units {units} (at most {MAX_UNITS})"
         );
+        let (seed, salt, rate) = match &input.dropout {
+            Some(m) => {
+                m.check(name, step_state);
+                (m.seed_words(), m.salt, m.rate)
+            }
+            None => ([0, 0], 0, 0.0),
+        };
         Params {
             batch: batch as u32,
             inp: inp as u32,
             units: units as u32,
             rows_per_group: (MAX_UNITS / units) as u32,
+            b_at: 0,
+            relu_input: input.relu as u32,
+            dropout: input.dropout.is_some() as u32,
+            relu_mask: input.relu_mask as u32,
+            seed_lo: seed[0],
+            seed_hi: seed[1],
+            salt,
+            rate,
+            scale: input.dropout.map_or(0.0, |m| scale(m.rate)),
         }
     }
 
-    /// The forward's tensors: the layer's input, kernel [inp, units] and bias, the labels, and what
-    /// it writes: the logits, their gradient (of the batch's mean loss), the per-row scratch
-    /// (`ROW_WORDS` per row) and, when training a layer whose input has a gradient, dx.
+    /// What stands between the layer's input tensor x and the product: the ReLU and Dropout layers
+    /// before it when it took them in (`Fusion::DropoutBefore`), applied where x is loaded with
+    /// the activation and dropout kernels' own selects, so the bits of the tensor they would have
+    /// written. `Input::default()` is x itself.
+    #[derive(Clone, Copy, Debug, Default, PartialEq)]
+    pub struct Input {
+        /// x is a ReLU's input: the ReLU is applied first.
+        pub relu: bool,
+        /// The dropout's mask (training), on the step in the kernels' step state: x is then
+        /// masked and scaled, and so is dx.
+        pub dropout: Option<Mask>,
+        /// dx is zeroed where x <= 0: the backward of the ReLU before (x is its input or output).
+        pub relu_mask: bool,
+    }
+
+    /// The forward's tensors: the layer's input (and what stands before it, `input`), kernel [inp,
+    /// units] and bias (b after w in one buffer, as a layer's parameters lie, so that the two take
+    /// one binding: with the step state the `_dx` entry point binds WebGPU's 8 storage buffers), the labels, the step state (the step of `input`'s mask; bound either way),
+    /// and what it writes: the logits, their gradient (of the batch's mean loss), the per-row
+    /// scratch (`ROW_WORDS` per row) and, when training a layer whose input has a gradient, dx.
     pub struct Forward<'a> {
         pub x: &'a Tensor,
+        pub input: Input,
+        pub step_state: &'a Tensor,
         pub w: &'a Tensor,
         pub b: &'a Tensor,
         pub labels: &'a Tensor,
@@ -212,8 +278,9 @@ pub mod dense {
 
     /// logits = x w + b, then softmax-cross-entropy as `super::softmax_cross_entropy` computes it:
     /// dlogits, and each row's loss and flags into `t.rows` (added into the metrics by
-    /// `dense_loss_backward` or `dense_loss_metrics`); with `t.dx`, also dx = dlogits wᵀ. One
-    /// dispatch, `MAX_UNITS / units` rows per workgroup.
+    /// `dense_loss_backward` or `dense_loss_metrics`); with `t.dx`, also dx = dlogits wᵀ (then
+    /// through the backward of `t.input`'s dropout and ReLU). One dispatch, `MAX_UNITS / units` rows
+    /// per workgroup.
     pub fn dense_loss_forward(
         gpu: &Gpu,
         t: &Forward,
@@ -222,12 +289,23 @@ pub mod dense {
         units: usize,
     ) -> Dispatch {
         let name = "dense_loss_forward";
-        let p = params(batch, inp, units);
+        let (wb, b_at) =
+            t.w.span_to(t.b)
+                .unwrap_or_else(|| panic!("{name}: b does not follow w in their buffer"));
+        let p = Params {
+            b_at: b_at as u32,
+            ..params(name, batch, inp, units, &t.input, t.step_state)
+        };
         let bu = batch * units;
         assert_eq!(t.x.len, batch * inp, "{name}: x is not [{batch}, {inp}]");
         assert_eq!(t.w.len, inp * units, "{name}: w is not [{inp}, {units}]");
         assert_eq!(t.b.len, units, "{name}: b is not [{units}]");
         assert_eq!(t.labels.len, batch, "{name}: labels are not [{batch}]");
+        assert_eq!(
+            t.step_state.len,
+            StepState::WORDS,
+            "{name}: step_state is not a StepState"
+        );
         assert_eq!(
             t.logits.len, bu,
             "{name}: logits are not [{batch}, {units}]"
@@ -241,7 +319,15 @@ pub mod dense {
             batch * ROW_WORDS,
             "{name}: rows are not [{batch}, {ROW_WORDS}]"
         );
-        let mut buffers = vec![t.x, t.w, t.b, t.labels, t.logits, t.dlogits, t.rows];
+        let mut buffers = vec![
+            t.x,
+            &wb,
+            t.labels,
+            t.logits,
+            t.dlogits,
+            t.rows,
+            t.step_state,
+        ];
         let (entry, dx_words) = match t.dx {
             Some(dx) => {
                 assert_eq!(dx.len, batch * inp, "{name}: dx is not [{batch}, {inp}]");
@@ -251,6 +337,7 @@ pub mod dense {
             None => ("dense_loss_forward", 0),
         };
         let (b, i, u) = (batch as u64, inp as u64, units as u64);
+        let dropped = t.input.dropout.is_some() as u64;
         gpu.dispatch(
             name,
             &SHADER,
@@ -264,21 +351,34 @@ pub mod dense {
             ),
             Cost {
                 // The product and bias, the loss's 8 per logit (softmax_cross_entropy's count), and
-                // dx's product.
-                flops: 2 * b * i * u + b * u + 8 * b * u + 2 * dx_words as u64 * u,
-                bytes: (b * i + i * u + u + b + 2 * b * u + b * ROW_WORDS as u64 + dx_words as u64)
+                // dx's product; with a dropout taken in, its multiply of each x (and dx) element.
+                flops: 2 * b * i * u
+                    + b * u
+                    + 8 * b * u
+                    + 2 * dx_words as u64 * u
+                    + dropped * (b * i + dx_words as u64),
+                bytes: (b * i
+                    + i * u
+                    + u
+                    + b
+                    + 2 * b * u
+                    + b * ROW_WORDS as u64
+                    + dx_words as u64
+                    + StepState::WORDS as u64)
                     * WORD,
             },
         )
     }
 
     /// dw = xᵀ dlogits and db = the column sums of dlogits (as one product [x | 1]ᵀ dlogits, rows in
-    /// order), and the rows' loss sum, correct count and sample count added into `metrics`, with
-    /// the first bad step recorded as `super::softmax_cross_entropy` does. One dispatch.
+    /// order, x through `input` as the forward took it), and the rows' loss sum, correct count and
+    /// sample count added into `metrics`, with the first bad step recorded as
+    /// `super::softmax_cross_entropy` does. One dispatch.
     #[allow(clippy::too_many_arguments)]
     pub fn dense_loss_backward(
         gpu: &Gpu,
         x: &Tensor,
+        input: &Input,
         dlogits: &Tensor,
         rows: &Tensor,
         dw: &Tensor,
@@ -290,7 +390,7 @@ pub mod dense {
         units: usize,
     ) -> Dispatch {
         let name = "dense_loss_backward";
-        let p = params(batch, inp, units);
+        let p = params(name, batch, inp, units, input, step_state);
         assert_eq!(x.len, batch * inp, "{name}: x is not [{batch}, {inp}]");
         assert_eq!(
             dlogits.len,
@@ -317,7 +417,7 @@ pub mod dense {
             &[x, dlogits, rows, dw, db, metrics, step_state],
             crate::kernels::grid(gpu, invocations, WG),
             Cost {
-                flops: 2 * b * i * u + b * u + b,
+                flops: 2 * b * i * u + b * u + b + input.dropout.is_some() as u64 * b * i,
                 bytes: (b * i + b * u + b * ROW_WORDS as u64 + i * u + u) * WORD + metrics_bytes(),
             },
         )
@@ -334,7 +434,7 @@ pub mod dense {
         units: usize,
     ) -> Dispatch {
         let name = "dense_loss_metrics";
-        let p = params(batch, 1, units);
+        let p = params(name, batch, 1, units, &Input::default(), step_state);
         assert_eq!(
             rows.len,
             batch * ROW_WORDS,

@@ -275,7 +275,7 @@ impl GpuOp for Conv {
         match fusion {
             Fusion::ReluAfter => self.relu_after = true,
             Fusion::ReluBefore => self.relu_before = true,
-            Fusion::ReluInput | Fusion::Loss => unreachable!("{fusion:?} is not accepted"),
+            _ => unreachable!("{fusion:?} is not accepted"),
         }
     }
 

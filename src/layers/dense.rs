@@ -7,8 +7,8 @@ use serde_json::{Value, json};
 
 use super::keras::with_kernel_and_bias;
 use super::{
-    Activation, CpuStep, Fusion, GpuOp, GpuStep, Init, KerasEntry, Layer, LayerKind, LossTensors,
-    Lowering, ParamSpec,
+    Activation, CpuStep, DropoutMask, Fusion, GpuOp, GpuStep, Init, KerasEntry, Layer, LayerKind,
+    LossTensors, Lowering, ParamSpec,
 };
 use crate::gpu::{Dispatch, Tensor};
 use crate::keras::ConfigError;
@@ -148,6 +148,7 @@ impl LayerKind for Dense {
                     .zeros("loss rows", l.max_batch * dense_loss::ROW_WORDS)
             }),
             loss: false,
+            dropout_before: None,
         };
         let mut ops: Vec<Box<dyn GpuOp>> = vec![Box::new(dense)];
         ops.extend(self.activation.lower());
@@ -192,7 +193,8 @@ impl LayerKind for Dense {
 /// The matrix product with its bias (when it has one), before the activation. It takes no ReLU into its epilogue: on
 /// llvmpipe that made the register-tiled forward 2.5x slower (docs/PERFORMANCE.md, 2026-12-02). As
 /// the model's last op, with at most `dense_loss::MAX_UNITS` units, it takes the loss in
-/// (`Fusion::Loss`): two dispatches per training step for the product, the loss and the gradients.
+/// (`Fusion::Loss`): two dispatches per training step for the product, the loss and the gradients;
+/// then it also takes in the Dropout before it (`Fusion::DropoutBefore`).
 struct DenseOp {
     inp: usize,
     units: usize,
@@ -207,6 +209,8 @@ struct DenseOp {
     loss_rows: Option<Tensor>,
     /// `Fusion::Loss` taken.
     loss: bool,
+    /// `Fusion::DropoutBefore` taken (after `Fusion::Loss`): x is the Dropout's input.
+    dropout_before: Option<DropoutMask>,
 }
 
 impl DenseOp {
@@ -216,16 +220,35 @@ impl DenseOp {
             .expect("Fusion::Loss is accepted only with its scratch")
             .slice(0, batch * dense_loss::ROW_WORDS)
     }
+
+    /// What the fused loss kernels apply to x where they load it: the Dropout taken in (its mask
+    /// when training) and the ReLU it took in.
+    fn loss_input(&self, s: &GpuStep, train: bool) -> dense_loss::Input {
+        self.dropout_before
+            .map_or_else(dense_loss::Input::default, |d| dense_loss::Input {
+                relu: d.relu_input,
+                dropout: train.then(|| d.mask(s)),
+                relu_mask: d.relu_mask,
+            })
+    }
 }
 
 impl GpuOp for DenseOp {
+    /// The loss, when it has the kernels' scratch; then the Dropout before it.
     fn accepts(&self, fusion: Fusion) -> bool {
-        fusion == Fusion::Loss && self.loss_rows.is_some()
+        match fusion {
+            Fusion::Loss => self.loss_rows.is_some(),
+            Fusion::DropoutBefore(_) => self.loss && self.dropout_before.is_none(),
+            _ => false,
+        }
     }
 
     fn fuse(&mut self, fusion: Fusion) {
         assert!(self.accepts(fusion), "{fusion:?}");
-        self.loss = true;
+        match fusion {
+            Fusion::DropoutBefore(d) => self.dropout_before = Some(d),
+            _ => self.loss = true,
+        }
     }
 
     fn forward_loss(
@@ -239,6 +262,8 @@ impl GpuOp for DenseOp {
         let rows = self.loss_rows(s.batch);
         let t = dense_loss::Forward {
             x,
+            input: self.loss_input(s, loss.train),
+            step_state: s.step_state,
             w: &self.w,
             b: self
                 .b
@@ -271,6 +296,7 @@ impl GpuOp for DenseOp {
         vec![dense_loss::dense_loss_backward(
             s.gpu,
             x,
+            &self.loss_input(s, true),
             loss.dlogits,
             &self.loss_rows(s.batch),
             &self.dw,

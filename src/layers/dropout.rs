@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::keras::malformed;
-use super::{CpuStep, Fusion, GpuOp, GpuStep, KerasEntry, Layer, LayerKind, Lowering};
+use super::{CpuStep, DropoutMask, Fusion, GpuOp, GpuStep, KerasEntry, Layer, LayerKind, Lowering};
 use crate::gpu::{Dispatch, Tensor};
 use crate::keras::ConfigError;
 use crate::model::Shape;
@@ -110,6 +110,15 @@ struct DropoutOp {
 }
 
 impl GpuOp for DropoutOp {
+    fn dropout(&self) -> Option<DropoutMask> {
+        Some(DropoutMask {
+            rate: self.rate,
+            salt: self.salt,
+            relu_input: self.relu_input,
+            relu_mask: self.relu_before,
+        })
+    }
+
     fn accepts(&self, fusion: Fusion) -> bool {
         matches!(fusion, Fusion::ReluBefore | Fusion::ReluInput)
     }

@@ -4,7 +4,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{CpuStep, Fusion, GpuOp, GpuStep, KerasEntry, Layer, LayerKind, Lowering, pooling};
+use super::{
+    CpuStep, DropoutMask, Fusion, GpuOp, GpuStep, KerasEntry, Layer, LayerKind, Lowering, pooling,
+};
 use crate::gpu::{Dispatch, Tensor};
 use crate::keras::ConfigError;
 use crate::model::Shape;
@@ -90,6 +92,8 @@ pub(super) struct MaxPool {
     argmax: Tensor,
     /// `Fusion::ReluBefore`: dx is masked by x > 0.
     relu_before: bool,
+    /// `Fusion::DropoutAfter`: the training forward ends in the dropout, the backward begins with it.
+    dropout_after: Option<DropoutMask>,
 }
 
 impl MaxPool {
@@ -99,31 +103,53 @@ impl MaxPool {
             s,
             argmax: l.gpu.zeros("argmax", l.max_batch * l.output.len()),
             relu_before: false,
+            dropout_after: None,
         }
     }
-}
 
-impl GpuOp for MaxPool {
-    fn accepts(&self, fusion: Fusion) -> bool {
-        fusion == Fusion::ReluBefore
-    }
-
-    fn fuse(&mut self, fusion: Fusion) {
-        assert_eq!(fusion, Fusion::ReluBefore);
-        self.relu_before = true;
-    }
-
-    fn forward(&self, s: &GpuStep, x: &Tensor, y: &Tensor) -> Vec<Dispatch> {
-        vec![kernels::maxpool2d::maxpool2d_forward(
+    fn forward_with(&self, s: &GpuStep, x: &Tensor, y: &Tensor, train: bool) -> Dispatch {
+        let dropout = self.dropout_after.filter(|_| train).map(|d| d.mask(s));
+        kernels::maxpool2d::maxpool2d_forward(
             s.gpu,
             x,
             y,
             &self.argmax.slice(0, y.len),
+            dropout.as_ref().map(|m| (m, s.step_state)),
             Pool2dShape {
                 n: s.batch,
                 ..self.s
             },
-        )]
+        )
+    }
+}
+
+impl GpuOp for MaxPool {
+    /// A ReLU's mask before it, and a plain dropout after it (one that took no ReLU in: the pool's
+    /// output is not a ReLU's).
+    fn accepts(&self, fusion: Fusion) -> bool {
+        match fusion {
+            Fusion::ReluBefore => true,
+            Fusion::DropoutAfter(d) => d.is_plain() && self.dropout_after.is_none(),
+            _ => false,
+        }
+    }
+
+    fn fuse(&mut self, fusion: Fusion) {
+        assert!(self.accepts(fusion), "{fusion:?}");
+        match fusion {
+            Fusion::ReluBefore => self.relu_before = true,
+            Fusion::DropoutAfter(d) => self.dropout_after = Some(d),
+            _ => unreachable!(),
+        }
+    }
+
+    fn forward(&self, s: &GpuStep, x: &Tensor, y: &Tensor) -> Vec<Dispatch> {
+        vec![self.forward_with(s, x, y, true)]
+    }
+
+    /// The plain pool: the dropout it took in is the identity when evaluating.
+    fn evaluate(&self, s: &GpuStep, x: &Tensor, y: &Tensor) -> Vec<Dispatch> {
+        vec![self.forward_with(s, x, y, false)]
     }
 
     fn backward(&self, s: &GpuStep, x: &Tensor, dy: &Tensor, dx: Option<&Tensor>) -> Vec<Dispatch> {
@@ -133,6 +159,10 @@ impl GpuOp for MaxPool {
                 dy,
                 &self.argmax.slice(0, dy.len),
                 self.relu_before.then_some(x),
+                self.dropout_after
+                    .map(|d| d.mask(s))
+                    .as_ref()
+                    .map(|m| (m, s.step_state)),
                 dx,
                 Pool2dShape {
                     n: s.batch,

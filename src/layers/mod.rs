@@ -244,10 +244,10 @@ pub struct GpuStep<'a> {
     pub seed: u64,
 }
 
-/// A fusion the network's peephole pass (`Network::new`) may ask of an op. The ReLU ones are exact
-/// and remove the ReLU op around which they are asked: two dispatches fewer per training step, the
-/// same bits.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A fusion the network's peephole pass (`Network::new`) may ask of an op. The ReLU and dropout ones
+/// are exact and remove the ReLU or Dropout op around which they are asked: two dispatches fewer per
+/// training step, the same bits.
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Fusion {
     /// End the forward in the ReLU that follows the op (max(y, 0), an exact select). The op's backward
     /// then receives dy already masked, by the op after the ReLU.
@@ -262,6 +262,45 @@ pub enum Fusion {
     /// The op is the model's last and takes the loss in: `forward_loss` and `backward_loss` replace
     /// `forward` and `backward`, and the network dispatches no loss kernel of its own.
     Loss,
+    /// Take the Dropout op after this one in: the training forward ends in its mask and scale on y's
+    /// elements, the backward begins with them on dy; evaluating is the plain forward.
+    DropoutAfter(DropoutMask),
+    /// Take the Dropout op before this one in (with the ReLU it took in, if any): x is the dropout's
+    /// input, masked and scaled (after the ReLU) where the op loads it, and dx is masked and scaled
+    /// (and ReLU-masked) as the dropout's backward would; evaluating applies only the ReLU.
+    DropoutBefore(DropoutMask),
+}
+
+/// A Dropout op's mask and the ReLU parts it took, as the op that takes it in must reproduce them
+/// (`GpuOp::dropout`, `Fusion::DropoutAfter`, `Fusion::DropoutBefore`). The step and seed come with
+/// each step (`GpuStep`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DropoutMask {
+    pub rate: f32,
+    /// The Dropout layer's position in the model.
+    pub salt: u32,
+    /// `Fusion::ReluInput` taken: the ReLU is applied to x first (and is all that is left when
+    /// evaluating).
+    pub relu_input: bool,
+    /// dx is zeroed where x <= 0 (`Fusion::ReluBefore` or `Fusion::ReluInput` taken).
+    pub relu_mask: bool,
+}
+
+impl DropoutMask {
+    /// The kernels' form of the mask, with the run's seed in `s` (the kernels read the step from
+    /// `s.step_state`).
+    pub fn mask(&self, s: &GpuStep) -> crate::kernels::dropout::Mask {
+        crate::kernels::dropout::Mask {
+            seed: s.seed,
+            salt: self.salt,
+            rate: self.rate,
+        }
+    }
+
+    /// Whether it is only the dropout, with no ReLU part.
+    pub fn is_plain(&self) -> bool {
+        !self.relu_input && !self.relu_mask
+    }
 }
 
 /// What the loss needs, for an op that took `Fusion::Loss`.
@@ -283,6 +322,11 @@ pub trait GpuOp {
     /// Whether the op is a ReLU, which the network fuses into its neighbours when both accept.
     fn is_relu(&self) -> bool {
         false
+    }
+
+    /// The op's mask when it is a Dropout, which the network fuses into a neighbour that accepts it.
+    fn dropout(&self) -> Option<DropoutMask> {
+        None
     }
 
     /// Whether the op can take its part of `fusion`.

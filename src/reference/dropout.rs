@@ -35,6 +35,23 @@ pub fn dropout_forward(x: &[f64], seed: u64, step: u32, salt: u32, rate: f32) ->
         .collect()
 }
 
+/// A dropout layer's mask at one step, for the twins of kernels that apply one in passing (the
+/// kernels' `dropout::Mask` with the step they read).
+#[derive(Clone, Copy, Debug)]
+pub struct MaskAt {
+    pub seed: u64,
+    pub step: u32,
+    pub salt: u32,
+    pub rate: f32,
+}
+
+impl MaskAt {
+    /// `dropout_forward` (and so `dropout_backward`) with this mask.
+    pub fn apply(&self, v: &[f64]) -> Vec<f64> {
+        dropout_forward(v, self.seed, self.step, self.salt, self.rate)
+    }
+}
+
 /// The backward of `dropout_forward`: the same mask and scale applied to dy.
 pub fn dropout_backward(dy: &[f64], seed: u64, step: u32, salt: u32, rate: f32) -> Vec<f64> {
     dropout_forward(dy, seed, step, salt, rate)

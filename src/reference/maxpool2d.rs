@@ -81,6 +81,33 @@ pub fn maxpool2d_backward_masked(
     crate::reference::activation::relu_backward(x, &maxpool2d_backward(dy, argmax, s))
 }
 
+/// Twin of the `_dropout` forwards (the Dropout layer after the pool, taken in): the pool, then the
+/// dropout twin on its output.
+pub fn maxpool2d_forward_dropout(
+    x: &[f64],
+    s: Pool2dShape,
+    mask: &crate::reference::dropout::MaskAt,
+) -> (Vec<f64>, Vec<u32>) {
+    let (y, argmax) = maxpool2d_forward(x, s);
+    (mask.apply(&y), argmax)
+}
+
+/// Twin of the `_dropout` backwards: the dropout twin on dy, then the pool's backward, masked by
+/// the ReLU before when `relu_x` (that ReLU's output) is given.
+pub fn maxpool2d_backward_dropout(
+    dy: &[f64],
+    argmax: &[u32],
+    relu_x: Option<&[f64]>,
+    s: Pool2dShape,
+    mask: &crate::reference::dropout::MaskAt,
+) -> Vec<f64> {
+    let dy = mask.apply(dy);
+    match relu_x {
+        Some(x) => maxpool2d_backward_masked(&dy, argmax, x, s),
+        None => maxpool2d_backward(&dy, argmax, s),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,6 +162,36 @@ mod tests {
             },
             5,
         );
+    }
+
+    /// The dropout twins: the backward is the gradient of the forward (with the same mask), on
+    /// overlapping windows, where a cell can win several windows, some dropped and some kept.
+    #[test]
+    fn dropout_backward_matches_finite_differences() {
+        let s = Pool2dShape {
+            stride_h: 1,
+            stride_w: 2,
+            ..Pool2dShape::new(2, 5, 7, 3, 3)
+        };
+        let mask = crate::reference::dropout::MaskAt {
+            seed: 7,
+            step: 3,
+            salt: 2,
+            rate: 0.3,
+        };
+        let x = seeded(s.input_len(), 6);
+        let dy = seeded(s.output_len(), 7);
+        let loss = |x: &[f64]| -> f64 {
+            maxpool2d_forward_dropout(x, s, &mask)
+                .0
+                .iter()
+                .zip(&dy)
+                .map(|(y, g)| y * g)
+                .sum()
+        };
+        let (_, argmax) = maxpool2d_forward(&x, s);
+        let dx = maxpool2d_backward_dropout(&dy, &argmax, None, s, &mask);
+        check_gradient("maxpool2d dropout dx", &x, &dx, loss);
     }
 
     #[test]

@@ -5,11 +5,12 @@
 //! with a ReLU becomes Dense then ReLU; Flatten, a linear activation and dropout of rate 0 become no
 //! op at all. A ReLU op between an op that can end in it and an op that can mask its dx by it (Conv2D
 //! before; Conv2D, MaxPooling2D or Dropout after), or before an op that can take it whole (Dropout),
-//! is then fused away ([`fuse_relus`]). Every op writes a fresh tensor, because WebGPU forbids
-//! binding one buffer as both input and output of a dispatch; an op that is the identity when
-//! evaluating (dropout) is skipped then. The final softmax is fused into the loss kernel, which reads
-//! the logits; a last op that can take the loss in (a narrow Dense, `Fusion::Loss`) computes it
-//! itself, with its gradients, in two dispatches.
+//! is then fused away ([`fuse_relus`]), and so is each Dropout op whose neighbour can apply its mask
+//! in passing (max pooling before it, the loss-fused last Dense after it: [`fuse_dropouts`]). Every
+//! op writes a fresh tensor, because WebGPU forbids binding one buffer as both input and output of a
+//! dispatch; an op that is the identity when evaluating (dropout) is skipped then. The final softmax
+//! is fused into the loss kernel, which reads the logits; a last op that can take the loss in (a
+//! narrow Dense, `Fusion::Loss`) computes it itself, with its gradients, in two dispatches.
 
 use crate::data::augment::Augment;
 use crate::gpu::{Dispatch, Gpu, GpuError, MAX_STEPS_PER_SUBMISSION, Tensor, WORD};
@@ -213,6 +214,33 @@ fn fuse_relus(ops: &mut Vec<Box<dyn GpuOp>>, lens: &mut Vec<usize>) {
     }
 }
 
+/// The second peephole pass, after `fuse_relus` and the loss's fusion: each Dropout op goes into the
+/// op before it when that op can end its forward in the dropout and begin its backward with it
+/// (`Fusion::DropoutAfter`: max pooling), else into the op after it when that op can apply it to its
+/// x where it loads it (`Fusion::DropoutBefore`: the loss-fused last Dense). The kernels redraw the
+/// dropout kernel's mask and apply its own select and multiply, so every bit stays; two dispatches
+/// fewer per Dropout. `lens[i + 1]` is op i's output length, so the Dropout's entry goes with it.
+fn fuse_dropouts(ops: &mut Vec<Box<dyn GpuOp>>, lens: &mut Vec<usize>) {
+    let mut i = 0;
+    while i < ops.len() {
+        let Some(mask) = ops[i].dropout() else {
+            i += 1;
+            continue;
+        };
+        let (after, before) = (Fusion::DropoutAfter(mask), Fusion::DropoutBefore(mask));
+        if i > 0 && ops[i - 1].accepts(after) {
+            ops[i - 1].fuse(after);
+        } else if i + 1 < ops.len() && ops[i + 1].accepts(before) {
+            ops[i + 1].fuse(before);
+        } else {
+            i += 1;
+            continue;
+        }
+        ops.remove(i);
+        lens.remove(i + 1);
+    }
+}
+
 /// Whether a program trains (dropout on, gradients, update) or only evaluates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Mode {
@@ -309,6 +337,7 @@ impl Network {
         if let Some(last) = ops.last_mut().filter(|_| loss_fused) {
             last.fuse(Fusion::Loss);
         }
+        fuse_dropouts(&mut ops, &mut lens);
         let values = lens
             .iter()
             .enumerate()

@@ -39,9 +39,9 @@ fn check_max(s: Pool2dShape, x: &[f32], seed: u64) {
     let (ty, targmax) = (poisoned(s.output_len()), poisoned(s.output_len()));
     let (tdx, tdx_masked) = (poisoned(s.input_len()), poisoned(s.input_len()));
     run_all(&[
-        maxpool2d_forward(g, &tx, &ty, &targmax, s),
-        maxpool2d_backward(g, &tdy, &targmax, None, &tdx, s),
-        maxpool2d_backward(g, &tdy, &targmax, Some(&tx), &tdx_masked, s),
+        maxpool2d_forward(g, &tx, &ty, &targmax, None, s),
+        maxpool2d_backward(g, &tdy, &targmax, None, None, &tdx, s),
+        maxpool2d_backward(g, &tdy, &targmax, Some(&tx), None, &tdx_masked, s),
     ]);
     let (want_y, want_argmax) = reference::maxpool2d::maxpool2d_forward(&to_f64(x), s);
     let want_dx = reference::maxpool2d::maxpool2d_backward(&to_f64(&dy), &want_argmax, s);
@@ -84,8 +84,8 @@ fn global_max_pooling_on_the_maxpool2d_kernels() {
     let (ty, targmax) = (poisoned(2), poisoned(2));
     let (tdy, tdx) = (g.upload("dy", &[1.0f32, 2.0]), poisoned(8));
     run_all(&[
-        maxpool2d_forward(g, &tx, &ty, &targmax, s),
-        maxpool2d_backward(g, &tdy, &targmax, None, &tdx, s),
+        maxpool2d_forward(g, &tx, &ty, &targmax, None, s),
+        maxpool2d_backward(g, &tdy, &targmax, None, None, &tdx, s),
     ]);
     compare_exact(
         "global max tie argmax",

@@ -1,3 +1,6 @@
+use cifar_wgpu::gpu::Tensor;
+use cifar_wgpu::kernels::StepState;
+use cifar_wgpu::kernels::dropout::{Mask, dropout_backward, dropout_forward};
 use cifar_wgpu::kernels::maxpool2d::{maxpool2d_backward, maxpool2d_forward};
 use cifar_wgpu::reference;
 use cifar_wgpu::shape::{Padding, Pool2dShape};
@@ -37,9 +40,9 @@ fn check_with(s: Pool2dShape, x: &[f32], seed: u64) {
     let tdx_masked = poisoned(s.input_len());
     // x doubles as the ReLU mask of the fused backward (the tests' inputs are of both signs).
     let ds = [
-        maxpool2d_forward(g, &tx, &ty, &targmax, s),
-        maxpool2d_backward(g, &tdy, &targmax, None, &tdx, s),
-        maxpool2d_backward(g, &tdy, &targmax, Some(&tx), &tdx_masked, s),
+        maxpool2d_forward(g, &tx, &ty, &targmax, None, s),
+        maxpool2d_backward(g, &tdy, &targmax, None, None, &tdx, s),
+        maxpool2d_backward(g, &tdy, &targmax, Some(&tx), None, &tdx_masked, s),
     ];
     run_all(&ds);
     let (want_y, want_argmax) = reference::maxpool2d::maxpool2d_forward(&to_f64(x), s);
@@ -179,7 +182,7 @@ fn maxpool2d_ties_go_to_the_first_maximum() {
         poisoned(1),
         poisoned(1),
     );
-    run_all(&[maxpool2d_forward(g, &tx, &ty, &targmax, s)]);
+    run_all(&[maxpool2d_forward(g, &tx, &ty, &targmax, None, s)]);
     compare_exact(
         "maxpool2d_forward 1 5 / 5 2 argmax",
         &g.read_u32(&targmax).unwrap(),
@@ -195,10 +198,126 @@ fn maxpool2d_ties_go_to_the_first_maximum() {
         2.0, 1.0, 2.0, 5.0,
     ];
     let (tx, ty, targmax) = (g.upload("x", &x), poisoned(4), poisoned(4));
-    run_all(&[maxpool2d_forward(g, &tx, &ty, &targmax, s)]);
+    run_all(&[maxpool2d_forward(g, &tx, &ty, &targmax, None, s)]);
     compare_exact(
         "maxpool2d_forward 4 channels argmax",
         &g.read_u32(&targmax).unwrap(),
         &[4, 1, 2, 3],
     );
+}
+
+/// The Dropout layer after the pool, taken in (`_dropout` entry points): the fused forward and
+/// backward (plain and ReLU-masked) equal the unfused kernels (maxpool then dropout, dropout then
+/// maxpool) bit for bit, and the twins' composition within tolerance.
+fn check_dropout(s: Pool2dShape, seed: u64, step: u32, salt: u32, rate: f32) {
+    let g = gpu();
+    let run_seed = 0xD80B_0000_0000_0001 ^ seed;
+    let x = random(s.input_len(), seed, -1.0, 1.0);
+    let dy = random(s.output_len(), seed + 1, -1.0, 1.0);
+    let (tx, tdy) = (g.upload("x", &x), g.upload("dy", &dy));
+    let st = g.upload(
+        "step_state",
+        &StepState {
+            step,
+            ..StepState::default()
+        }
+        .words(),
+    );
+    let mask = Mask {
+        seed: run_seed,
+        salt,
+        rate,
+    };
+    let fused = Some((&mask, &st));
+    let [y, argmax, dx, dx_masked] =
+        [s.output_len(), s.output_len(), s.input_len(), s.input_len()].map(poisoned);
+    // The unfused chain: pool, dropout; dropout's backward, pool's backward.
+    let [y0, y0_dropped, argmax0, dy0, dx0, dx0_masked] = [
+        s.output_len(),
+        s.output_len(),
+        s.output_len(),
+        s.output_len(),
+        s.input_len(),
+        s.input_len(),
+    ]
+    .map(poisoned);
+    run_all(&[
+        maxpool2d_forward(g, &tx, &y, &argmax, fused, s),
+        maxpool2d_backward(g, &tdy, &argmax, None, fused, &dx, s),
+        maxpool2d_backward(g, &tdy, &argmax, Some(&tx), fused, &dx_masked, s),
+        maxpool2d_forward(g, &tx, &y0, &argmax0, None, s),
+        dropout_forward(g, &y0, &y0_dropped, &st, run_seed, salt, rate),
+        dropout_backward(g, &tdy, None, &dy0, &st, run_seed, salt, rate),
+        maxpool2d_backward(g, &dy0, &argmax0, None, None, &dx0, s),
+        maxpool2d_backward(g, &dy0, &argmax0, Some(&tx), None, &dx0_masked, s),
+    ]);
+    let name = format!(
+        "n{} {}x{}x{} pool {}x{} stride {}x{} {:?} rate {rate}",
+        s.n, s.h, s.w, s.c, s.pool_h, s.pool_w, s.stride_h, s.stride_w, s.padding
+    );
+    let bits = |t: &Tensor| g.read_u32(t).unwrap();
+    compare_exact(
+        &format!("{name} y = unfused"),
+        &bits(&y),
+        &bits(&y0_dropped),
+    );
+    compare_exact(&format!("{name} argmax"), &bits(&argmax), &bits(&argmax0));
+    compare_exact(&format!("{name} dx = unfused"), &bits(&dx), &bits(&dx0));
+    compare_exact(
+        &format!("{name} masked dx = unfused"),
+        &bits(&dx_masked),
+        &bits(&dx0_masked),
+    );
+    let twin_mask = reference::dropout::MaskAt {
+        seed: run_seed,
+        step,
+        salt,
+        rate,
+    };
+    let x64 = to_f64(&x);
+    let (want_y, want_argmax) =
+        reference::maxpool2d::maxpool2d_forward_dropout(&x64, s, &twin_mask);
+    compare_exact(
+        &format!("{name} argmax = twin"),
+        &bits(&argmax),
+        &want_argmax,
+    );
+    compare(&format!("{name} y = twin"), &read(&y), &want_y, F32_TOL);
+    for (relu_x, t, what) in [(None, &dx, "dx"), (Some(&x64[..]), &dx_masked, "masked dx")] {
+        let want = reference::maxpool2d::maxpool2d_backward_dropout(
+            &to_f64(&dy),
+            &want_argmax,
+            relu_x,
+            s,
+            &twin_mask,
+        );
+        compare(&format!("{name} {what} = twin"), &read(t), &want, F32_TOL);
+    }
+    let dropped = read(&y).iter().filter(|&&v| v == 0.0).count();
+    assert!(
+        dropped > 0 && dropped < s.output_len(),
+        "{name}: {dropped} of {} outputs dropped: the mask was not applied",
+        s.output_len()
+    );
+}
+
+#[test]
+fn maxpool2d_with_the_dropout_after_it_equals_the_two_kernels() {
+    // Every entry point's `_dropout` twin: vec4 and scalar forwards, disjoint windows (tiles, vec4
+    // and scalar) and overlapping ones (the gather), odd sizes, 'same' padding, and the notebook's
+    // 2x2 pool on 32 channels.
+    for (i, s) in [
+        pool(3, 7, 9, 4, (2, 2), (2, 2), Padding::Valid),
+        pool(2, 5, 7, 3, (2, 2), (2, 2), Padding::Same),
+        pool(1, 9, 7, 5, (3, 3), (2, 2), Padding::Valid),
+        pool(2, 6, 5, 8, (3, 2), (1, 2), Padding::Same),
+        pool(1, 7, 7, 3, (2, 3), (3, 4), Padding::Valid),
+        Pool2dShape::new(3, 8, 8, 32, 2),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let rate = [0.3, 0.25, 0.5][i % 3];
+        check_dropout(s, 9000 + 10 * i as u64, 17 + i as u32, 1 + i as u32, rate);
+    }
 }

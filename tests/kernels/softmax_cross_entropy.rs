@@ -1,5 +1,6 @@
 use cifar_wgpu::gpu::Tensor;
 use cifar_wgpu::kernels::StepState;
+use cifar_wgpu::kernels::dropout::{Mask, dropout_backward, dropout_forward, dropout_forward_relu};
 use cifar_wgpu::kernels::softmax_cross_entropy::{METRICS_WORDS, dense, softmax_cross_entropy};
 use cifar_wgpu::reference;
 
@@ -21,6 +22,17 @@ fn step_state(step: u32) -> Tensor {
         }
         .words(),
     )
+}
+
+/// A layer's kernel w and bias b as the network lays them out, b after w at the next 64-word
+/// boundary of the same buffer (the fused forward binds them as one range).
+fn kernel_and_bias(w: &[f32], b: &[f32]) -> (Tensor, Tensor) {
+    let b_at = w.len().next_multiple_of(64);
+    let mut words = w.to_vec();
+    words.resize(b_at, f32::NAN);
+    words.extend(b);
+    let wb = gpu().upload("kernel and bias", &words);
+    (wb.slice(0, w.len()), wb.slice(b_at, b.len()))
 }
 
 fn metrics_of(t: &Tensor) -> (f32, u32, u32, u32) {
@@ -197,12 +209,8 @@ fn check_dense_loss(batch: usize, inp: usize, units: usize, seed: u64) {
     let w = random(inp * units, seed + 1, -0.5, 0.5);
     let b = random(units, seed + 2, -0.5, 0.5);
     let labels = labels_for(batch, units, seed + 3);
-    let (tx, tw, tb, tl) = (
-        g.upload("x", &x),
-        g.upload("w", &w),
-        g.upload("b", &b),
-        g.upload("labels", &labels),
-    );
+    let (tw, tb) = kernel_and_bias(&w, &b);
+    let (tx, tl) = (g.upload("x", &x), g.upload("labels", &labels));
     let (logits, dlogits, dx) = (
         poisoned(batch * units),
         poisoned(batch * units),
@@ -213,6 +221,8 @@ fn check_dense_loss(batch: usize, inp: usize, units: usize, seed: u64) {
     let st = step_state(5);
     let t = dense::Forward {
         x: &tx,
+        input: dense::Input::default(),
+        step_state: &st,
         w: &tw,
         b: &tb,
         labels: &tl,
@@ -225,7 +235,18 @@ fn check_dense_loss(batch: usize, inp: usize, units: usize, seed: u64) {
     run(&[
         &dense::dense_loss_forward(g, &t, batch, inp, units),
         &dense::dense_loss_backward(
-            g, &tx, &dlogits, &rows, &dw, &db, &metrics, &st, batch, inp, units,
+            g,
+            &tx,
+            &dense::Input::default(),
+            &dlogits,
+            &rows,
+            &dw,
+            &db,
+            &metrics,
+            &st,
+            batch,
+            inp,
+            units,
         ),
     ]);
     let want = reference::softmax_cross_entropy::dense_loss_forward(
@@ -299,12 +320,14 @@ fn check_dense_loss(batch: usize, inp: usize, units: usize, seed: u64) {
 #[test]
 fn the_fused_last_dense_layer_matches_the_twins_on_awkward_shapes() {
     // One unit, a single row per workgroup (64 units), partial last workgroups, inputs not a
-    // multiple of 4, more rows than a workgroup's lanes, and the notebook's 512 -> 10.
+    // multiple of 4, more rows than a workgroup's lanes, 64 rows per workgroup (one unit), and the
+    // notebook's 512 -> 10.
     for (i, &(batch, inp, units)) in [
         (1, 1, 1),
         (1, 3, 2),
         (7, 13, 10),
         (65, 5, 3),
+        (70, 37, 1),
         (130, 37, 64),
         (129, 512, 10),
     ]
@@ -326,12 +349,8 @@ fn the_fused_last_dense_layer_records_the_first_bad_step() {
     // A label out of range is bad too, and adds no correct count.
     let mut labels = labels_for(batch, units, 6002);
     labels[7] = units as u32;
-    let (tx, tw, tb, tl) = (
-        g.upload("x", &x),
-        g.upload("w", &w),
-        g.upload("b", &b),
-        g.upload("labels", &labels),
-    );
+    let (tw, tb) = kernel_and_bias(&w, &b);
+    let (tx, tl) = (g.upload("x", &x), g.upload("labels", &labels));
     let (logits, dlogits, rows) = (
         poisoned(batch * units),
         poisoned(batch * units),
@@ -342,6 +361,8 @@ fn the_fused_last_dense_layer_records_the_first_bad_step() {
     let metrics = g.zeros("metrics", METRICS_WORDS);
     let t = dense::Forward {
         x: &tx,
+        input: dense::Input::default(),
+        step_state: &st,
         w: &tw,
         b: &tb,
         labels: &tl,
@@ -353,7 +374,18 @@ fn the_fused_last_dense_layer_records_the_first_bad_step() {
     run(&[
         &dense::dense_loss_forward(g, &t, batch, inp, units),
         &dense::dense_loss_backward(
-            g, &tx, &dlogits, &rows, &dw, &db, &metrics, &st, batch, inp, units,
+            g,
+            &tx,
+            &dense::Input::default(),
+            &dlogits,
+            &rows,
+            &dw,
+            &db,
+            &metrics,
+            &st,
+            batch,
+            inp,
+            units,
         ),
     ]);
     let (_, _, gn, gbad) = metrics_of(&metrics);
@@ -363,4 +395,215 @@ fn the_fused_last_dense_layer_records_the_first_bad_step() {
         "count and first bad step + 1"
     );
     println!("dense_loss metrics: OK (a NaN input and a label out of range mark the step)");
+}
+
+/// The ReLU and Dropout before the layer taken in (`dense::Input`): the fused kernels equal the
+/// unfused chain (dropout, with its ReLU when `relu`; the fused layer; the dropout's backward, with
+/// the ReLU's mask) bit for bit, and the twins' composition within tolerance; evaluation (no mask)
+/// applies the ReLU alone.
+fn check_dense_loss_dropout(
+    batch: usize,
+    inp: usize,
+    units: usize,
+    relu: bool,
+    rate: f32,
+    seed: u64,
+) {
+    let g = gpu();
+    let (step, salt, run_seed) = (11 + seed as u32 % 7, 3, 0xD2E5_0000_0000_0007 ^ seed);
+    let x = random(batch * inp, seed, -1.0, 1.0);
+    let w = random(inp * units, seed + 1, -0.5, 0.5);
+    let b = random(units, seed + 2, -0.5, 0.5);
+    let labels = labels_for(batch, units, seed + 3);
+    let (tw, tb) = kernel_and_bias(&w, &b);
+    let (tx, tl) = (g.upload("x", &x), g.upload("labels", &labels));
+    let st = step_state(step);
+    let mask = Mask {
+        seed: run_seed,
+        salt,
+        rate,
+    };
+    let input = dense::Input {
+        relu,
+        dropout: Some(mask),
+        relu_mask: relu,
+    };
+    let outputs = || {
+        (
+            poisoned(batch * units),
+            poisoned(batch * units),
+            poisoned(batch * dense::ROW_WORDS),
+            poisoned(batch * inp),
+            poisoned(inp * units),
+            poisoned(units),
+            g.zeros("metrics", METRICS_WORDS),
+        )
+    };
+    let (logits, dlogits, rows, dx, dw, db, metrics) = outputs();
+    let (logits0, dlogits0, rows0, dx0, dw0, db0, metrics0) = outputs();
+    let (x_dropped, dx_dropped) = (poisoned(batch * inp), poisoned(batch * inp));
+    let forward = |x, input, logits, dlogits, rows, dx| dense::Forward {
+        x,
+        input,
+        step_state: &st,
+        w: &tw,
+        b: &tb,
+        labels: &tl,
+        logits,
+        dlogits,
+        rows,
+        dx,
+    };
+    let dropout_x = if relu {
+        dropout_forward_relu
+    } else {
+        dropout_forward
+    };
+    let plain = dense::Input::default();
+    run(&[
+        &dense::dense_loss_forward(
+            g,
+            &forward(&tx, input, &logits, &dlogits, &rows, Some(&dx)),
+            batch,
+            inp,
+            units,
+        ),
+        &dense::dense_loss_backward(
+            g, &tx, &input, &dlogits, &rows, &dw, &db, &metrics, &st, batch, inp, units,
+        ),
+        &dropout_x(g, &tx, &x_dropped, &st, run_seed, salt, rate),
+        &dense::dense_loss_forward(
+            g,
+            &forward(
+                &x_dropped,
+                plain,
+                &logits0,
+                &dlogits0,
+                &rows0,
+                Some(&dx_dropped),
+            ),
+            batch,
+            inp,
+            units,
+        ),
+        &dropout_backward(
+            g,
+            &dx_dropped,
+            relu.then_some(&tx),
+            &dx0,
+            &st,
+            run_seed,
+            salt,
+            rate,
+        ),
+        &dense::dense_loss_backward(
+            g, &x_dropped, &plain, &dlogits0, &rows0, &dw0, &db0, &metrics0, &st, batch, inp, units,
+        ),
+    ]);
+    let name = format!("dense_loss relu {relu} dropout {rate} {batch}x{inp}->{units}");
+    let bits = |t: &Tensor| g.read_u32(t).unwrap();
+    for (what, fused, unfused) in [
+        ("logits", &logits, &logits0),
+        ("dlogits", &dlogits, &dlogits0),
+        ("rows", &rows, &rows0),
+        ("dx", &dx, &dx0),
+        ("dw", &dw, &dw0),
+        ("db", &db, &db0),
+        ("metrics", &metrics, &metrics0),
+    ] {
+        compare_exact(
+            &format!("{name} {what} = unfused"),
+            &bits(fused),
+            &bits(unfused),
+        );
+    }
+    // The twins: relu, dropout, the layer and loss; the dropout's and the ReLU's backward on dx.
+    let twin_mask = reference::dropout::MaskAt {
+        seed: run_seed,
+        step,
+        salt,
+        rate,
+    };
+    let x64 = to_f64(&x);
+    let relu_x = if relu {
+        reference::activation::relu_forward(&x64)
+    } else {
+        x64.clone()
+    };
+    let x_in = twin_mask.apply(&relu_x);
+    let want = reference::softmax_cross_entropy::dense_loss_forward(
+        &x_in,
+        &to_f64(&w),
+        &to_f64(&b),
+        &labels,
+        batch,
+        inp,
+        units,
+    );
+    let mut want_dx = twin_mask.apply(&want.dx);
+    if relu {
+        want_dx = reference::activation::relu_backward(&x64, &want_dx);
+    }
+    let (want_dw, want_db) = reference::softmax_cross_entropy::dense_loss_backward(
+        &x_in,
+        &want.dlogits,
+        batch,
+        inp,
+        units,
+    );
+    compare(
+        &format!("{name} logits = twin"),
+        &read(&logits),
+        &want.logits,
+        F32_TOL,
+    );
+    compare(&format!("{name} dx = twin"), &read(&dx), &want_dx, F32_TOL);
+    compare(&format!("{name} dw = twin"), &read(&dw), &want_dw, F32_TOL);
+    compare(&format!("{name} db = twin"), &read(&db), &want_db, F32_TOL);
+    // Evaluation: the ReLU alone, no mask, no dx.
+    let eval_logits = poisoned(batch * units);
+    let eval_input = dense::Input {
+        dropout: None,
+        ..input
+    };
+    run(&[&dense::dense_loss_forward(
+        g,
+        &forward(&tx, eval_input, &eval_logits, &dlogits, &rows, None),
+        batch,
+        inp,
+        units,
+    )]);
+    let want_eval = reference::softmax_cross_entropy::dense_loss_forward(
+        &relu_x,
+        &to_f64(&w),
+        &to_f64(&b),
+        &labels,
+        batch,
+        inp,
+        units,
+    );
+    compare(
+        &format!("{name} eval logits = twin"),
+        &read(&eval_logits),
+        &want_eval.logits,
+        F32_TOL,
+    );
+}
+
+#[test]
+fn the_fused_last_dense_layer_takes_the_dropout_before_it_in() {
+    // Batches not a multiple of a workgroup's rows (64 / units), odd inputs, a rate of 0.3, with
+    // and without the ReLU the dropout took in, and the notebook's 512 -> 10 at rate 0.5.
+    for (i, &(batch, inp, units, relu, rate)) in [
+        (7, 13, 10, true, 0.3),
+        (65, 5, 3, false, 0.3),
+        (70, 37, 1, true, 0.3),
+        (130, 37, 64, true, 0.25),
+        (129, 512, 10, true, 0.5),
+    ]
+    .iter()
+    .enumerate()
+    {
+        check_dense_loss_dropout(batch, inp, units, relu, rate, 7000 + 10 * i as u64);
+    }
 }
