@@ -55,10 +55,11 @@ pub mod common {
 
     common!(STEP_STATE, "step_state.wgsl");
     common!(MATMUL_PARAMS, "matmul_params.wgsl");
+    common!(MATMUL_SUMS, "matmul_sums.wgsl");
 
     /// Every file under `shaders/common/`.
-    pub fn all() -> [&'static Shader; 2] {
-        [&STEP_STATE, &MATMUL_PARAMS]
+    pub fn all() -> [&'static Shader; 3] {
+        [&STEP_STATE, &MATMUL_PARAMS, &MATMUL_SUMS]
     }
 }
 
