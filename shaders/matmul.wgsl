@@ -19,7 +19,8 @@
 // word sums_at + n, so dW = x^T dy writes the bias gradient 1^T dy too (one dispatch instead of a
 // column_sum). The grid has one more row of workgroups, whose rows start at or past M: a
 // workgroup-uniform branch at the top sends them to a small function and leaves the product's path
-// as it was (a uniform flag inside the inner loops once made lavapipe's code 3-4x slower).
+// as it was (a uniform flag inside the inner loops once slowed lavapipe's code badly; see
+// docs/PERFORMANCE.md).
 //
 // `a4`, `b4` and `c4` are vec4 views of the bindings of `a`, `b` and `c`; each entry point uses one view
 // of each, so its automatic layout has one variable per binding.
