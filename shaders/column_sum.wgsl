@@ -1,6 +1,8 @@
 // Column sums: out[c] = sum over rows r of x[r, c], for x stored row-major as [rows, cols]. A bias
-// gradient is exactly this: dense layers sum dy over the batch, convolutions over batch and pixels
-// (channels-last makes [N*H*W, C] a plain matrix). CPU twin: src/reference/column_sum.rs.
+// gradient is exactly this: convolutions sum dy over batch and pixels (channels-last makes [N*H*W, C]
+// a plain matrix), dense layers over the batch (in their weight-gradient product, matmul.wgsl's
+// column sums, where their gradients lie together, as the network places them). CPU twin:
+// src/reference/column_sum.rs.
 //
 // Tall inputs (a conv layer's 131,072 rows) are summed in two dispatches so that enough invocations
 // run: the first writes partial sums of `rows_per_chunk` rows each, [chunks, cols]; the second sums

@@ -15,10 +15,18 @@
 // splits in order, and the bias (no atomics: deterministic). The subgroup variant of `Registers` is
 // matmul_subgroup.wgsl. Timings and the tiles tried: docs/PERFORMANCE.md.
 //
+// Column sums (`p.sums_at` != 0; every kernel but matmul_tile_nt): C also takes sum_k op(B)[k, n] at
+// word sums_at + n, so dW = x^T dy writes the bias gradient 1^T dy too (one dispatch instead of a
+// column_sum). The grid has one more row of workgroups, whose rows start at or past M: a
+// workgroup-uniform branch at the top sends them to a small function and leaves the product's path
+// as it was (a uniform flag inside the inner loops once slowed lavapipe's code badly; see
+// docs/PERFORMANCE.md).
+//
 // `a4`, `b4` and `c4` are vec4 views of the bindings of `a`, `b` and `c`; each entry point uses one view
 // of each, so its automatic layout has one variable per binding.
 
 //!include common/matmul_params.wgsl
+//!include common/matmul_sums.wgsl
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
@@ -57,10 +65,33 @@ fn load_b(kk: u32, col: u32) -> f32 {
     return b[kk * p.n + col];
 }
 
+// The sums row of `matmul` and `matmul_shared`: column `col` of op(B) (when in range) summed over
+// [k_begin, k_end) in order, written at word `at + col` of C (column_sum.wgsl's order and bits).
+fn column_sum_of_b(col: u32, k_begin: u32, k_end: u32, at: u32) {
+    if col < p.n {
+        var s = 0.0;
+        for (var kk = k_begin; kk < k_end; kk++) {
+            s += load_b(kk, col);
+        }
+        c[at + col] = s;
+    }
+}
+
 // Any shape, any transposes: each invocation computes a 4x4 block of C in registers. Loads are clamped
 // to the matrix instead of branched on, so the inner loop has no bounds checks; only stores are guarded.
 @compute @workgroup_size(WG_X, WG_Y, 1)
-fn matmul(@builtin(global_invocation_id) gid: vec3<u32>) {
+fn matmul(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    if wg.y * (WG_Y * 4u) >= p.m {
+        // The sums row: invocations (x, j < 4) take column 4 gid.x + j.
+        if lid.y < 4u {
+            column_sum_of_b(gid.x * 4u + lid.y, 0u, p.k, p.sums_at);
+        }
+        return;
+    }
     let row0 = gid.y * 4u;
     let col0 = gid.x * 4u;
     if row0 >= p.m || col0 >= p.n {
@@ -103,6 +134,10 @@ fn matmul(@builtin(global_invocation_id) gid: vec3<u32>) {
 // neighbouring quads, and stores are coalesced on a GPU).
 @compute @workgroup_size(TILE_WG)
 fn matmul_tile(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    if wg.y * TM >= p.m {
+        column_sums4(wg.x * (TILE_WG * TQ) + lid.x, TILE_WG, TQ);
+        return;
+    }
     let quads = p.n / 4u;
     let q0 = wg.x * (TILE_WG * TQ) + lid.x;
     let row0 = wg.y * TM;
@@ -301,6 +336,15 @@ fn matmul_shared(
     @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
+    if wg.y * BM >= p.m {
+        // The sums row: invocation li < BN takes column 128x + li over split z's range of K, written
+        // after the partial products with several splits (`sums_at` is then splits * M * N).
+        if li < BN {
+            let k0 = wg.z * p.k_split;
+            column_sum_of_b(wg.x * BN + li, k0, min(p.k, k0 + p.k_split), p.sums_at + wg.z * p.n);
+        }
+        return;
+    }
     let m0 = wg.y * BM;
     let n0 = wg.x * BN;
     let k_begin = wg.z * p.k_split;
@@ -380,12 +424,22 @@ fn matmul_shared(
 override SUM_WG: u32;
 
 // C = sum over z of parts[z] (+ bias): parts is [splits, M, N], one invocation per element of C,
-// splits added in order. Linear index over a grid_1d grid.
+// splits added in order. Linear index over a grid_1d grid. With column sums, parts then holds each
+// split's [N] sums and N more invocations add them in order into C at word sums_at.
 @compute @workgroup_size(SUM_WG)
 fn matmul_split_sum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid.x + gid.y * nwg.x * SUM_WG;
     let len = p.m * p.n;
     if i >= len {
+        if p.sums_at != 0u && i < len + p.n {
+            let j = i - len;
+            let at = p.splits * len + j;
+            var s = parts[at];
+            for (var z = 1u; z < p.splits; z++) {
+                s += parts[at + z * p.n];
+            }
+            sum_out[p.sums_at + j] = s;
+        }
         return;
     }
     var v = parts[i];

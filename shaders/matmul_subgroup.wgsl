@@ -15,6 +15,7 @@
 // Timings and the tile shapes tried: docs/PERFORMANCE.md.
 
 //!include common/matmul_params.wgsl
+//!include common/matmul_sums.wgsl
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
@@ -69,6 +70,11 @@ fn matmul_sg_tile(
     @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(subgroup_invocation_id) lane: u32,
 ) {
+    // The column sums row (`Params::sums_at`, matmul.wgsl's header): workgroup-uniform.
+    if wg.y * SR >= p.m {
+        column_sums4(wg.x * (LANES * SQ) + lid.x, LANES, SQ);
+        return;
+    }
     let quads = p.n / 4u;
     let q0 = wg.x * (LANES * SQ) + lid.x;
     let row0 = wg.y * SR;

@@ -241,11 +241,21 @@ fn stated_flops_and_bytes_equal_hand_computed_values_for_the_notebook() {
         2 * 128 * 512 * 10 + 1280 + 128 + 128 * 512,
         (128 * 512 + 1280 + 2 * 128 + 512 * 10 + 10 + 2 * 4 + 4) * w,
     );
-    // Backward of the big dense layer: dW = x^T dy and dx = dy W^T, no bias.
+    // Backward of the big dense layer: dW = x^T dy with db = 1^T dy as its column sums (an add per
+    // element of dy, db written), and dx = dy W^T, no bias.
     check(
         find(&ds, "matmul_tn", 0),
-        2 * 8192 * 512 * 128,
-        (128 * 8192 + 128 * 512 + 8192 * 512) * w,
+        2 * 8192 * 512 * 128 + 128 * 512,
+        (128 * 8192 + 128 * 512 + 8192 * 512 + 512) * w,
+    );
+    // So no column sum runs for the dense layers (the convolution's bias, later, takes its own).
+    let conv_backward = ds
+        .iter()
+        .position(|d| d.name == "conv2d_backward_weight")
+        .expect("the convolution's backward");
+    assert!(
+        !ds[..conv_backward].iter().any(|d| d.name == "column_sum"),
+        "a dense layer's bias gradient took a column_sum"
     );
     check(
         find(&ds, "matmul_nt", 0),

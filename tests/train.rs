@@ -718,3 +718,92 @@ fn scratch_buffers_past_the_binding_limit_are_refused_before_allocating() {
         .expect("the message names a batch that fits");
     check_memory(&g, &model, &optimizer, at_most).unwrap();
 }
+
+/// A Dense layer's bias gradient: written by its weight-gradient product where the network places
+/// the two gradients (one buffer, the bias at the kernel's next 64-word boundary), leaving the words
+/// between untouched, and by `column_sum` (two passes over a batch past 1024 rows) where they lie in
+/// buffers of their own. Both against the CPU twin.
+#[test]
+fn a_dense_layers_bias_gradient_comes_with_its_kernel_gradient_or_from_a_column_sum() {
+    use cifar_wgpu::layers::{Activation, Dense, GpuStep, Init, LayerKind, Lowering};
+    use cifar_wgpu::model::{PARAM_ALIGN, Shape};
+    let g = gpu();
+    let (batch, inp, units) = (1030, 7, 12);
+    let dense = Dense {
+        units,
+        activation: Activation::Linear,
+        use_bias: true,
+        kernel_initializer: Init::GlorotUniform,
+        bias_initializer: Init::Zeros,
+    };
+    let values = |n: usize, salt: usize| -> Vec<f32> {
+        (0..n)
+            .map(|i| ((i * 7919 + salt) % 1000) as f32 / 500.0 - 1.0)
+            .collect()
+    };
+    let (x, w, dy) = (
+        values(batch * inp, 1),
+        values(inp * units, 2),
+        values(batch * units, 3),
+    );
+    let f64s = |v: &[f32]| v.iter().map(|&v| v as f64).collect::<Vec<_>>();
+    let (want_dx, want_dw, want_db) = cifar_wgpu::reference::matmul::dense_backward(
+        &f64s(&x),
+        &f64s(&w),
+        &f64s(&dy),
+        batch,
+        inp,
+        units,
+    );
+    let params = [g.upload("w", &w), g.zeros("b", units)];
+    let (tx, tdy) = (g.upload("x", &x), g.upload("dy", &dy));
+    let gap = 99.0f32;
+    let at = (inp * units).next_multiple_of(PARAM_ALIGN);
+    let mut flat = vec![f32::NAN; at + units];
+    flat[inp * units..at].fill(gap);
+    let flat = g.upload("grads", &flat);
+    let together = [flat.slice(0, inp * units), flat.slice(at, units)];
+    let apart = [g.zeros("dw", inp * units), g.zeros("db", units)];
+    for (what, grads, column_sums) in [("together", &together, 0), ("apart", &apart, 2)] {
+        let ops = dense.lower(&Lowering {
+            gpu: g,
+            index: 0,
+            input: &Shape::Flat(inp),
+            output: &Shape::Flat(units),
+            max_batch: batch,
+            params: &params,
+            grads,
+        });
+        let step = GpuStep {
+            gpu: g,
+            batch,
+            step_state: &g.zeros("step state", 4),
+            seed: 0,
+        };
+        let dx = g.zeros("dx", batch * inp);
+        let ds = ops[0].backward(&step, &tx, &tdy, Some(&dx));
+        let sums = ds.iter().filter(|d| d.name == "column_sum").count();
+        assert_eq!(sums, column_sums, "{what}: column_sum dispatches");
+        run_dispatches(g, &ds.iter().collect::<Vec<_>>()).unwrap();
+        rel_err(
+            &format!("{what} dw"),
+            &g.read_f32(&grads[0]).unwrap(),
+            &want_dw,
+            1e-4,
+        );
+        rel_err(
+            &format!("{what} db"),
+            &g.read_f32(&grads[1]).unwrap(),
+            &want_db,
+            1e-4,
+        );
+        rel_err(
+            &format!("{what} dx"),
+            &g.read_f32(&dx).unwrap(),
+            &want_dx,
+            1e-4,
+        );
+    }
+    let between = g.read_f32(&flat).unwrap()[inp * units..at].to_vec();
+    assert!(between.iter().all(|&v| v == gap), "the padding was written");
+}

@@ -10,6 +10,9 @@ struct Params {
     k_split: u32,
     // `matmul_split_sum`: the number of partial products in `parts`.
     splits: u32,
-    _pad0: u32,
+    // Where C also takes the column sums of op(B), sum over k of op(B)[k, n], at word sums_at + n
+    // (a Dense layer's bias gradient 1ᵀ dy beside its kernel gradient xᵀ dy); 0: none. The grid
+    // then has one more row of workgroups, whose rows start at or past M, to compute them.
+    sums_at: u32,
     _pad1: u32,
 }

@@ -4,14 +4,20 @@
 use crate::gpu::{Cost, Dispatch, Gpu, MatmulFlavour, Tensor, WORD, grid_1d};
 use crate::shape::MatmulShape;
 
-super::shader!("matmul.wgsl", includes[super::common::MATMUL_PARAMS]);
+super::shader!(
+    "matmul.wgsl",
+    includes[super::common::MATMUL_PARAMS, super::common::MATMUL_SUMS]
+);
 
 /// The register-tiled kernels with A shared through subgroups; compiled only when `Plan::Subgroups`
 /// runs, since the module needs Features::SUBGROUP.
 pub mod subgroup {
     crate::kernels::shader!(
         "matmul_subgroup.wgsl",
-        includes[crate::kernels::common::MATMUL_PARAMS]
+        includes[
+            crate::kernels::common::MATMUL_PARAMS,
+            crate::kernels::common::MATMUL_SUMS
+        ]
     );
 }
 
@@ -24,7 +30,7 @@ pub(super) fn contracts() -> Vec<super::Contract> {
             has_bias,
             k_split,
             splits,
-            _pad0,
+            sums_at,
             _pad1
         })
     };
@@ -111,7 +117,7 @@ impl Plan {
     /// shapes the subgroup kernels do not cover.
     pub fn auto(gpu: &Gpu, flavour: MatmulFlavour, s: MatmulShape) -> Plan {
         match flavour {
-            MatmulFlavour::Subgroups if subgroup_entry_point(s).is_some() => Plan::Subgroups,
+            MatmulFlavour::Subgroups if subgroups_cover(s) => Plan::Subgroups,
             MatmulFlavour::Registers | MatmulFlavour::Subgroups => Plan::Registers,
             MatmulFlavour::Shared => Plan::Shared {
                 splits: shared_splits(s, (gpu.max_binding_bytes() / WORD) as usize),
@@ -138,15 +144,18 @@ fn k_ranges(k: usize, splits: usize) -> (usize, usize) {
 
 /// The entry point for `s` and its workgroup counts: a register-tiled kernel (8x16 or 8x8 outputs per
 /// invocation, see the shader for why lavapipe needs that) when the widths allow vec4 loads (every
-/// dense layer whose sizes are multiples of 4), else the general 4x4 kernel.
-fn entry_point(s: MatmulShape) -> (&'static str, [u32; 3]) {
-    let rows = s.m.div_ceil(TM) as u32;
+/// dense layer whose sizes are multiples of 4), else the general 4x4 kernel. With column sums at
+/// `sums_at` (one more row of workgroups): `matmul_tile` writes them as quads, so only where they
+/// start on one; `matmul_tile_nt` has none.
+fn entry_point(s: MatmulShape, sums_at: Option<usize>) -> (&'static str, [u32; 3]) {
+    let sums_row = sums_at.is_some() as u32;
+    let rows = s.m.div_ceil(TM) as u32 + sums_row;
     match (s.trans_a, s.trans_b) {
-        (_, false) if s.n.is_multiple_of(4) => (
+        (_, false) if s.n.is_multiple_of(4) && quad_sums(sums_at) => (
             "matmul_tile",
             [(s.n / 4).div_ceil(TILE_WG * TQ) as u32, rows, 1],
         ),
-        (false, true) if s.k.is_multiple_of(4) => (
+        (false, true) if s.k.is_multiple_of(4) && sums_at.is_none() => (
             "matmul_tile_nt",
             [s.n.div_ceil(TILE_WG * TN) as u32, rows, 1],
         ),
@@ -154,29 +163,38 @@ fn entry_point(s: MatmulShape) -> (&'static str, [u32; 3]) {
             "matmul",
             [
                 s.n.div_ceil(TILE).div_ceil(WG_X as usize) as u32,
-                s.m.div_ceil(TILE).div_ceil(WG_Y as usize) as u32,
+                s.m.div_ceil(TILE).div_ceil(WG_Y as usize) as u32 + sums_row,
                 1,
             ],
         ),
     }
 }
 
+/// Whether the vec4 kernels can write column sums at `sums_at` (none asked, or they start on a quad:
+/// `Tensor::span_to` gives multiples of 4 in a parameter buffer, whose tensors are 64-word aligned).
+fn quad_sums(sums_at: Option<usize>) -> bool {
+    sums_at.is_none_or(|at| at.is_multiple_of(4))
+}
+
 /// Whether `Plan::Subgroups` runs `s` on the subgroup kernels (the other shapes run `Plan::Registers`'
 /// kernels): N % 4 == 0 without TRANS_B, K % 4 == 0 with TRANS_B alone.
 pub fn subgroups_cover(s: MatmulShape) -> bool {
-    subgroup_entry_point(s).is_some()
+    subgroup_entry_point(s, None).is_some()
 }
 
 /// The subgroup kernel for `s` and its workgroup counts, where one covers it: the same shapes as the
-/// register-tiled kernels of `entry_point`.
-fn subgroup_entry_point(s: MatmulShape) -> Option<(&'static str, [u32; 3])> {
-    let rows = s.m.div_ceil(SG_ROWS) as u32;
+/// register-tiled kernels of `entry_point`, and the same column sums.
+fn subgroup_entry_point(
+    s: MatmulShape,
+    sums_at: Option<usize>,
+) -> Option<(&'static str, [u32; 3])> {
+    let rows = s.m.div_ceil(SG_ROWS) as u32 + sums_at.is_some() as u32;
     match (s.trans_a, s.trans_b) {
-        (_, false) if s.n.is_multiple_of(4) => Some((
+        (_, false) if s.n.is_multiple_of(4) && quad_sums(sums_at) => Some((
             "matmul_sg_tile",
             [(s.n / 4).div_ceil(SG_LANES * SG_QUADS) as u32, rows, 1],
         )),
-        (false, true) if s.k.is_multiple_of(4) => Some((
+        (false, true) if s.k.is_multiple_of(4) && sums_at.is_none() => Some((
             "matmul_sg_tile_nt",
             [s.n.div_ceil(SG_LANES * SG_COLS) as u32, rows, 1],
         )),
@@ -196,7 +214,8 @@ struct Params {
     k_split: u32,
     /// `matmul_split_sum`: the number of partial products.
     splits: u32,
-    _pad0: u32,
+    /// Where C takes the column sums of op(B) (0: none); see `matmul_with_sums`.
+    sums_at: u32,
     _pad1: u32,
 }
 
@@ -216,29 +235,68 @@ pub fn matmul(
         b,
         bias,
         c,
+        None,
         s,
         Plan::auto(gpu, gpu.flavours.matmul, s),
     )
 }
 
-/// `matmul` with the flavour and number of splits given (the tests run every plan on one device).
+/// c[..M*N] = op(a) * op(b), and c[sums_at + n] = sum_k op(b)[k, n] for each column n: a Dense
+/// layer's kernel gradient xᵀ dy and its bias gradient 1ᵀ dy in one product ([x | 1]ᵀ dy), `c` a view
+/// from the first to the end of the second (`Tensor::span_to`; the words between are left as they
+/// are). Sums are added in order of k, as `column_sum`'s one pass does. Dispatches as `matmul`.
+pub fn matmul_with_sums(
+    gpu: &Gpu,
+    a: &Tensor,
+    b: &Tensor,
+    c: &Tensor,
+    sums_at: usize,
+    s: MatmulShape,
+) -> Vec<Dispatch> {
+    matmul_planned(
+        gpu,
+        a,
+        b,
+        None,
+        c,
+        Some(sums_at),
+        s,
+        Plan::auto(gpu, gpu.flavours.matmul, s),
+    )
+}
+
+/// `matmul` or `matmul_with_sums` (`sums_at`) with the flavour and number of splits given (the tests
+/// run every plan on one device).
 ///
 /// Without a bias, `a` is bound in its place (a binding cannot be left empty, and binding `c` twice
-/// would alias a writable buffer) and never read. With several splits the partial products go to a
-/// scratch tensor allocated here, when the program is built; the dispatches' bind groups keep it
-/// alive (wgpu resources are reference-counted), so nothing else has to hold it.
+/// would alias a writable buffer) and never read. With several splits the partial products (and
+/// sums) go to a scratch tensor allocated here, when the program is built; the dispatches' bind
+/// groups keep it alive (wgpu resources are reference-counted), so nothing else has to hold it.
+#[allow(clippy::too_many_arguments)]
 pub fn matmul_planned(
     gpu: &Gpu,
     a: &Tensor,
     b: &Tensor,
     bias: Option<&Tensor>,
     c: &Tensor,
+    sums_at: Option<usize>,
     s: MatmulShape,
     plan: Plan,
 ) -> Vec<Dispatch> {
     assert_eq!(a.len, s.m * s.k, "matmul: A has the wrong size for {s:?}");
     assert_eq!(b.len, s.k * s.n, "matmul: B has the wrong size for {s:?}");
-    assert_eq!(c.len, s.m * s.n, "matmul: C has the wrong size for {s:?}");
+    match sums_at {
+        None => assert_eq!(c.len, s.m * s.n, "matmul: C has the wrong size for {s:?}"),
+        Some(at) => {
+            // 0 means none in `Params`, and an empty product has no sums worth a kernel.
+            assert!(
+                at >= s.m * s.n && s.m * s.n > 0,
+                "matmul: sums at {at} overlap C for {s:?}"
+            );
+            assert_eq!(c.len, at + s.n, "matmul: C has the wrong size for {s:?}");
+            assert!(bias.is_none(), "matmul: column sums with a bias");
+        }
+    }
     if let Some(bias) = bias {
         assert_eq!(bias.len, s.n, "matmul: bias has the wrong size for {s:?}");
     }
@@ -256,12 +314,13 @@ pub fn matmul_planned(
     ];
     let bias_len = if bias.is_some() { s.n } else { 0 };
     let (m, n, k) = (s.m as u64, s.n as u64, s.k as u64);
+    let sums_len = if sums_at.is_some() { n } else { 0 };
     // The fewest bytes: each input read once, each output written once (the blocked kernel reads A
     // ceil(N/128) and B ceil(M/128) times, mostly from cache; the profiler's bytes/s is against the
     // minimum).
     let product = Cost {
-        flops: 2 * m * n * k + m * bias_len as u64,
-        bytes: (m * k + k * n + bias_len as u64 + m * n) * WORD,
+        flops: 2 * m * n * k + m * bias_len as u64 + k * sums_len,
+        bytes: (m * k + k * n + bias_len as u64 + m * n + sums_len) * WORD,
     };
     let mut params = Params {
         m: s.m as u32,
@@ -270,13 +329,13 @@ pub fn matmul_planned(
         has_bias: bias.is_some() as u32,
         k_split: s.k as u32,
         splits: 1,
-        _pad0: 0,
+        sums_at: sums_at.unwrap_or(0) as u32,
         _pad1: 0,
     };
     let splits = match plan {
         Plan::Registers | Plan::Subgroups => {
             // The subgroup kernels declare TRANS_A only; shapes they do not cover run matmul.wgsl's.
-            let sg = subgroup_entry_point(s).filter(|_| plan == Plan::Subgroups);
+            let sg = subgroup_entry_point(s, sums_at).filter(|_| plan == Plan::Subgroups);
             let (shader, (entry, groups), constants) = match sg {
                 Some(e) => {
                     assert!(
@@ -285,7 +344,7 @@ pub fn matmul_planned(
                     );
                     (&subgroup::SHADER, e, &constants[..1])
                 }
-                None => (&SHADER, entry_point(s), &constants[..]),
+                None => (&SHADER, entry_point(s, sums_at), &constants[..]),
             };
             return vec![gpu.dispatch(
                 name,
@@ -305,7 +364,7 @@ pub fn matmul_planned(
     params.splits = splits as u32;
     let tiles = [
         s.n.div_ceil(BN) as u32,
-        s.m.div_ceil(BM) as u32,
+        s.m.div_ceil(BM) as u32 + sums_at.is_some() as u32,
         splits as u32,
     ];
     if splits == 1 {
@@ -321,13 +380,21 @@ pub fn matmul_planned(
         )];
     }
     // Several splits: partial products into the scratch (no bias), then their sum (+ bias) into C.
-    let scratch = gpu.zeros("matmul_split_scratch", splits * s.m * s.n);
+    // Each split's column sums follow all the partial products, [splits, N].
+    let scratch = gpu.zeros(
+        "matmul_split_scratch",
+        splits * (s.m * s.n + sums_len as usize),
+    );
     let parts = (splits * s.m * s.n) as u64;
+    let part_sums = splits as u64 * sums_len;
     let partial = Cost {
-        flops: 2 * m * n * k,
-        bytes: (m * k + k * n + parts) * WORD,
+        flops: 2 * m * n * k + k * sums_len,
+        bytes: (m * k + k * n + parts + part_sums) * WORD,
     };
     params.has_bias = 0;
+    if sums_at.is_some() {
+        params.sums_at = parts as u32;
+    }
     let first = gpu.dispatch(
         name,
         &SHADER,
@@ -339,12 +406,13 @@ pub fn matmul_planned(
         partial,
     );
     params.has_bias = bias.is_some() as u32;
+    params.sums_at = sums_at.unwrap_or(0) as u32;
     let sum = Cost {
-        flops: parts - m * n + m * bias_len as u64,
-        bytes: (parts + bias_len as u64 + m * n) * WORD,
+        flops: parts - m * n + m * bias_len as u64 + part_sums - sums_len,
+        bytes: (parts + bias_len as u64 + m * n + part_sums + sums_len) * WORD,
     };
     let groups = grid_1d(
-        (s.m * s.n).div_ceil(SUM_WG) as u32,
+        (s.m * s.n + sums_len as usize).div_ceil(SUM_WG) as u32,
         gpu.limits.max_compute_workgroups_per_dimension,
     );
     let second = gpu.dispatch(
@@ -401,6 +469,34 @@ mod tests {
     }
 
     #[test]
+    fn column_sums_take_one_more_row_of_workgroups_in_the_kernels_that_have_them() {
+        let tn = |m, n, k| MatmulShape {
+            trans_a: true,
+            ..MatmulShape::new(m, n, k)
+        };
+        // The notebook's dW (8192 x 512 over a batch of 128) with its bias gradient adjacent.
+        let dw = tn(8192, 512, 128);
+        let at = Some(8192 * 512);
+        assert_eq!(entry_point(dw, None), ("matmul_tile", [2, 1024, 1]));
+        assert_eq!(entry_point(dw, at), ("matmul_tile", [2, 1025, 1]));
+        assert_eq!(
+            subgroup_entry_point(dw, at),
+            Some(("matmul_sg_tile", [8, 257, 1]))
+        );
+        // Sums not on a quad, or with TRANS_B alone: the general kernel.
+        let off = Some(8192 * 512 + 3);
+        assert_eq!(entry_point(dw, off), ("matmul", [16, 257, 1]));
+        assert_eq!(subgroup_entry_point(dw, off), None);
+        let nt = MatmulShape {
+            trans_b: true,
+            ..MatmulShape::new(8, 8, 8)
+        };
+        assert_eq!(entry_point(nt, None), ("matmul_tile_nt", [1, 1, 1]));
+        assert_eq!(entry_point(nt, Some(64)), ("matmul", [1, 2, 1]));
+        assert_eq!(subgroup_entry_point(nt, Some(64)), None);
+    }
+
+    #[test]
     fn subgroup_kernels_take_the_first_dense_layer_and_leave_the_rest() {
         let nt = |m, n, k| MatmulShape {
             trans_b: true,
@@ -422,7 +518,11 @@ mod tests {
             (nt(128, 8192, 512), "matmul_sg_tile_nt", [512, 4, 1]),
         ];
         for (s, entry, groups) in first {
-            assert_eq!(subgroup_entry_point(s), Some((entry, groups)), "{s:?}");
+            assert_eq!(
+                subgroup_entry_point(s, None),
+                Some((entry, groups)),
+                "{s:?}"
+            );
         }
         // 512 -> 10: N or K of 10 is not a multiple of 4, and no kernel here transposes both.
         for s in [
@@ -434,7 +534,7 @@ mod tests {
                 ..nt(4, 4, 4)
             },
         ] {
-            assert_eq!(subgroup_entry_point(s), None, "{s:?}");
+            assert_eq!(subgroup_entry_point(s, None), None, "{s:?}");
         }
     }
 }

@@ -56,10 +56,11 @@ pub mod common {
     common!(STEP_STATE, "step_state.wgsl");
     common!(MATMUL_PARAMS, "matmul_params.wgsl");
     common!(DROPOUT_MASK, "dropout_mask.wgsl");
+    common!(MATMUL_SUMS, "matmul_sums.wgsl");
 
     /// Every file under `shaders/common/`.
-    pub fn all() -> [&'static Shader; 3] {
-        [&STEP_STATE, &MATMUL_PARAMS, &DROPOUT_MASK]
+    pub fn all() -> [&'static Shader; 4] {
+        [&STEP_STATE, &MATMUL_PARAMS, &DROPOUT_MASK, &MATMUL_SUMS]
     }
 }
 

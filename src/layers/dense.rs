@@ -117,32 +117,34 @@ impl LayerKind for Dense {
         true
     }
 
+    /// No column-sum scratch: the network places a layer's gradients in one buffer, kernel before
+    /// bias, so the dW product writes the bias gradient too (`DenseOp::dw_db`). Only gradients placed
+    /// otherwise (not by `Network`) make `lower` allocate `column_sum`'s scratch.
     fn scratch_words(&self, _input: &Shape, max_batch: usize) -> Vec<(&'static str, usize)> {
-        let mut scratch = vec![(
-            "bias scratch",
-            kernels::column_sum::column_sum_scratch(max_batch, self.units),
-        )];
         if self.units <= dense_loss::MAX_UNITS && self.use_bias {
-            scratch.push(("loss rows", max_batch * dense_loss::ROW_WORDS));
+            vec![("loss rows", max_batch * dense_loss::ROW_WORDS)]
+        } else {
+            Vec::new()
         }
-        scratch
     }
 
     fn lower(&self, l: &Lowering) -> Vec<Box<dyn GpuOp>> {
+        let (dw, db) = (&l.grads[0], l.grads.get(1));
+        let dw_db = db.and_then(|db| dw.span_to(db));
         let dense = DenseOp {
             inp: l.input.len(),
             units: self.units,
             w: l.params[0].clone(),
             b: l.params.get(1).cloned(),
-            dw: l.grads[0].clone(),
-            db: l.grads.get(1).cloned(),
-            bias_scratch: l.gpu.zeros(
-                "bias scratch",
-                match self.use_bias {
-                    true => kernels::column_sum::column_sum_scratch(l.max_batch, self.units).max(1),
-                    false => 1,
-                },
-            ),
+            dw: dw.clone(),
+            db: db.cloned(),
+            bias_scratch: (db.is_some() && dw_db.is_none()).then(|| {
+                l.gpu.zeros(
+                    "bias scratch",
+                    kernels::column_sum::column_sum_scratch(l.max_batch, self.units),
+                )
+            }),
+            dw_db,
             loss_rows: (self.units <= dense_loss::MAX_UNITS && self.use_bias).then(|| {
                 l.gpu
                     .zeros("loss rows", l.max_batch * dense_loss::ROW_WORDS)
@@ -202,8 +204,12 @@ struct DenseOp {
     b: Option<Tensor>,
     dw: Tensor,
     db: Option<Tensor>,
-    /// The bias gradient's first pass over tall batches (`column_sum`).
-    bias_scratch: Tensor,
+    /// One view from dW to the end of db, and db's first word in it (`Tensor::span_to`): the dW
+    /// product then writes db as the column sums of dy. `None` without a bias, or where the two are
+    /// not in one buffer in that order.
+    dw_db: Option<(Tensor, usize)>,
+    /// Where there is a bias but no `dw_db`: `column_sum`'s first pass over tall batches.
+    bias_scratch: Option<Tensor>,
     /// Each row's loss and flags, between the fused loss kernels; `None` for layers too wide for them
     /// or without a bias.
     loss_rows: Option<Tensor>,
@@ -322,30 +328,32 @@ impl GpuOp for DenseOp {
         )
     }
 
-    /// dw = xᵀ dy, db = column sums of dy, dx = dy wᵀ.
+    /// dw = xᵀ dy and db = the column sums of dy (in one product where `dw_db` allows), dx = dy wᵀ.
     fn backward(&self, s: &GpuStep, x: &Tensor, dy: &Tensor, dx: Option<&Tensor>) -> Vec<Dispatch> {
         let (batch, inp, units) = (s.batch, self.inp, self.units);
-        let mut out = kernels::matmul::matmul(
-            s.gpu,
-            x,
-            dy,
-            None,
-            &self.dw,
-            MatmulShape {
-                trans_a: true,
-                ..MatmulShape::new(inp, units, batch)
-            },
-        );
-        if let Some(db) = &self.db {
-            out.extend(kernels::column_sum::column_sum(
-                s.gpu,
-                dy,
-                &self.bias_scratch,
-                db,
-                batch,
-                units,
-            ));
-        }
+        let dw_shape = MatmulShape {
+            trans_a: true,
+            ..MatmulShape::new(inp, units, batch)
+        };
+        let mut out = match (&self.dw_db, &self.db) {
+            (Some((span, at)), _) => {
+                kernels::matmul::matmul_with_sums(s.gpu, x, dy, span, *at, dw_shape)
+            }
+            (None, db) => {
+                let mut out = kernels::matmul::matmul(s.gpu, x, dy, None, &self.dw, dw_shape);
+                if let Some(db) = db {
+                    out.extend(kernels::column_sum::column_sum(
+                        s.gpu,
+                        dy,
+                        self.bias_scratch.as_ref().expect("allocated without dw_db"),
+                        db,
+                        batch,
+                        units,
+                    ));
+                }
+                out
+            }
+        };
         if let Some(dx) = dx {
             out.extend(kernels::matmul::matmul(
                 s.gpu,

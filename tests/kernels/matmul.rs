@@ -26,7 +26,7 @@ fn check_plan(s: MatmulShape, with_bias: bool, seed: u64, plan: Plan) -> (f64, u
     let tb = g.upload("b", &b);
     let tbias = g.upload("bias", &bias);
     let tc = poisoned(s.m * s.n);
-    let d = matmul_planned(g, &ta, &tb, with_bias.then_some(&tbias), &tc, s, plan);
+    let d = matmul_planned(g, &ta, &tb, with_bias.then_some(&tbias), &tc, None, s, plan);
     run_all(&d);
     let want = reference::matmul::matmul(
         &to_f64(&a),
@@ -105,6 +105,112 @@ fn both_tilings_all_transposes_every_split_on_awkward_shapes() {
     }
     for (plan, rel) in worst {
         println!("max relative error, {plan}: {rel:.2e}");
+    }
+}
+
+/// The product and the column sums of op(B) at word `m * n + gap` of one C (`matmul_with_sums`), in
+/// `plan`: the product against the f64 reference, the sums bit for bit against an f32 sum in order of
+/// k (`column_sum`'s one pass; within tolerance of the f64 twin where split-K adds per-split sums), the
+/// gap left as it was.
+fn check_sums(s: MatmulShape, gap: usize, seed: u64, plan: Plan) {
+    let g = gpu();
+    let a = random(s.m * s.k, seed, -1.0, 1.0);
+    let b = random(s.k * s.n, seed + 1, -1.0, 1.0);
+    let at = s.m * s.n + gap;
+    // Product and sums poisoned, the gap holding a value no kernel writes.
+    let sentinel = 12345.0f32;
+    let mut c = vec![f32::NAN; at + s.n];
+    c[s.m * s.n..at].fill(sentinel);
+    let tc = g.upload("c", &c);
+    let d = matmul_planned(
+        g,
+        &g.upload("a", &a),
+        &g.upload("b", &b),
+        None,
+        &tc,
+        Some(at),
+        s,
+        plan,
+    );
+    if plan == (Plan::Shared { splits: 3 }) {
+        assert_eq!(d.len(), if s.k > 16 { 2 } else { 1 }, "{s:?}");
+    }
+    run_all(&d);
+    let got = read(&tc);
+    let names: Vec<&str> = d.iter().map(|d| d.name).collect();
+    let name = format!(
+        "{} {plan:?} {}x{}x{} trans_a={} trans_b={} gap={gap}",
+        names.join("+"),
+        s.m,
+        s.n,
+        s.k,
+        s.trans_a,
+        s.trans_b
+    );
+    let want = reference::matmul::matmul(&to_f64(&a), &to_f64(&b), None, s);
+    compare(&name, &got[..s.m * s.n], &want, F32_TOL);
+    assert!(
+        got[s.m * s.n..at].iter().all(|&v| v == sentinel),
+        "{name}: the gap between the product and the sums was written"
+    );
+    // op(B) as [K, N].
+    let op_b: Vec<f32> = (0..s.k * s.n)
+        .map(|i| match s.trans_b {
+            true => b[(i % s.n) * s.k + i / s.n],
+            false => b[i],
+        })
+        .collect();
+    let sums = &got[at..];
+    let want = reference::column_sum::column_sum(&to_f64(&op_b), s.k, s.n);
+    compare(&format!("{name} sums"), sums, &want, F32_TOL);
+    let split = d.len() > 1;
+    if !split {
+        let in_order: Vec<f32> = (0..s.n)
+            .map(|n| (0..s.k).fold(0.0f32, |acc, k| acc + op_b[k * s.n + n]))
+            .collect();
+        for (n, (g, w)) in sums.iter().zip(&in_order).enumerate() {
+            assert_eq!(g.to_bits(), w.to_bits(), "{name}: sum {n} is {g}, not {w}");
+        }
+    }
+}
+
+#[test]
+fn column_sums_of_the_weight_gradient_in_every_plan() {
+    // The weight gradient's product (TRANS_A) on widths that take each kernel: N % 4 != 0 (the
+    // general 4x4 kernel), N % 4 == 0 (matmul_tile, matmul_sg_tile), rows past one workgroup of
+    // each, K split three ways with a ragged last slab, and K = 1. Gaps of 0 (kernel and bias
+    // adjacent), 64 (a parameter buffer's alignment) and 3 (sums not on a quad: the vec4 kernels
+    // hand over to the general one). The general kernel also takes sums with the other transposes.
+    let tn = |m, n, k| MatmulShape {
+        trans_a: true,
+        ..MatmulShape::new(m, n, k)
+    };
+    let shapes = [
+        (tn(1, 1, 1), 0),
+        (tn(67, 45, 131), 64),
+        (tn(70, 68, 37), 0),
+        (tn(33, 12, 20), 64),
+        (tn(9, 36, 5), 3),
+        (MatmulShape::new(9, 8, 21), 3),
+        (
+            MatmulShape {
+                trans_b: true,
+                ..tn(5, 7, 19)
+            },
+            0,
+        ),
+    ];
+    for (i, (s, gap)) in shapes.into_iter().enumerate() {
+        let plans = [
+            Plan::Registers,
+            Plan::Subgroups,
+            Plan::Shared { splits: 1 },
+            Plan::Shared { splits: 3 },
+            Plan::auto(gpu(), MatmulFlavour::Shared, s),
+        ];
+        for plan in plans {
+            check_sums(s, gap, 500 + 10 * i as u64, plan);
+        }
     }
 }
 
