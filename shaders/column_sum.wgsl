@@ -1,10 +1,12 @@
 // Column sums: out[c] = sum over rows r of x[r, c], for x stored row-major as [rows, cols]. A bias
 // gradient is exactly this: dense layers sum dy over the batch, convolutions over batch and pixels
-// (channels-last makes [N*H*W, C] a plain matrix). CPU twin: src/reference/column_sum.rs.
+// (channels-last makes [N*H*W, C] a plain matrix; conv2d_backward_weight sums a convolution's bias
+// with its kernel, and this adds the chunks of both). CPU twin: src/reference/column_sum.rs.
 //
-// Tall inputs (a conv layer's 131,072 rows) are summed in two dispatches so that enough invocations
-// run: the first writes partial sums of `rows_per_chunk` rows each, [chunks, cols]; the second sums
-// those. Rows are always added in the same order, so results are deterministic.
+// Tall inputs (a conv layer's 131,072 rows, where its bias is summed apart) are summed in two
+// dispatches so that enough invocations run: the first writes partial sums of `rows_per_chunk` rows
+// each, [chunks, cols]; the second sums those. Rows are always added in the same order, so results
+// are deterministic.
 //
 // Two flavours of the last pass (`ColumnSumFlavour`, src/gpu/flavours.rs): `column_sum` gives each
 // column one invocation that walks its rows (right for software adapters: few invocations, no
