@@ -1,12 +1,14 @@
 // Column sums: out[c] = sum over rows r of x[r, c], for x stored row-major as [rows, cols]. A bias
-// gradient is exactly this: convolutions sum dy over batch and pixels (channels-last makes [N*H*W, C]
-// a plain matrix), dense layers over the batch (in their weight-gradient product, matmul.wgsl's
-// column sums, where their gradients lie together, as the network places them). CPU twin:
+// gradient is exactly this, summed over the batch (and pixels: channels-last makes a convolution's
+// [N*H*W, C] a plain matrix). Where a layer's kernel and bias gradients lie together, as the network
+// places them, the bias is summed by the kernel's gradient (matmul.wgsl's column sums for Dense;
+// conv2d_backward_weight for Conv2D, whose chunk sums of both this then adds). CPU twin:
 // src/reference/column_sum.rs.
 //
-// Tall inputs (a conv layer's 131,072 rows) are summed in two dispatches so that enough invocations
-// run: the first writes partial sums of `rows_per_chunk` rows each, [chunks, cols]; the second sums
-// those. Rows are always added in the same order, so results are deterministic.
+// Tall inputs (a conv layer's 131,072 rows, where its bias is summed apart) are summed in two
+// dispatches so that enough invocations run: the first writes partial sums of `rows_per_chunk` rows
+// each, [chunks, cols]; the second sums those. Rows are always added in the same order, so results
+// are deterministic.
 //
 // Two flavours of the last pass (`ColumnSumFlavour`, src/gpu/flavours.rs): `column_sum` gives each
 // column one invocation that walks its rows (right for software adapters: few invocations, no

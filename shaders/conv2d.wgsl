@@ -8,7 +8,8 @@
 //   conv2d_forward          y = conv(x, w) + b, bias fused (or none), then optionally ReLU
 //   conv2d_backward_input   dx = full correlation of the stride-dilated dy with the flipped kernel,
 //                           optionally masked by x > 0 (the ReLU backward of the layer before)
-//   conv2d_backward_weight  partial dW over one chunk of (n, oy, ox) rows, summed by column_sum.wgsl
+//   conv2d_backward_weight  partial dW (and db) over one chunk of (n, oy, ox) rows, summed by
+//                           column_sum.wgsl
 //
 // Every kernel keeps a register tile, so each value loaded feeds several multiply-adds and no barrier
 // is needed. Loads are clamped and masked with `select`; only stores are guarded. Tile sizes are
@@ -36,9 +37,17 @@ struct Params {
     // Nonzero: conv2d_forward ends in a ReLU, and conv2d_backward_input zeroes dx where x <= 0 (the
     // ReLU backward of the layer before). Both are exact selects, the same bits as activation.wgsl's ReLU.
     relu: u32,
-    // Nonzero: conv2d_forward adds the bias; zero: the layer has none (use_bias=False), and the
-    // kernel is bound in the bias's place, never read.
+    // Nonzero: conv2d_forward adds the bias, and conv2d_backward_weight writes the bias's partial sums
+    // too; zero: the layer has none (use_bias=False), and the kernel is bound in the bias's place,
+    // never read.
     bias: u32,
+    // conv2d_backward_weight: words per chunk in the partial sums, and where in a chunk's words the
+    // bias's sums start (when `bias`): [kernel sums | zero padding | bias sums], laid out like the
+    // gradient span it is summed into.
+    row_len: u32,
+    bias_at: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -246,6 +255,10 @@ fn conv2d_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin
 // chunks of rows_per_chunk rows; this pass writes partial[chunk, k, co], and column_sum adds the chunks.
 // One invocation: one chunk x TK values of k x 4*BCQ output channels, so per row TK input loads and
 // 4*BCQ dy loads feed TK*4*BCQ multiply-adds. Rows are added in order, so the result is deterministic.
+// With a bias, db[co] = sum of dy[r, co] over the same rows: the invocations of the first k tile add
+// the dy values they load anyway into 4*BCQ more sums and write them at bias_at of the chunk's words,
+// the first of them (first channel tile) also the zero padding between kernel and bias sums, so one
+// column_sum of [chunks, row_len] yields dW, the padding and db in their places of the gradient.
 
 @group(0) @binding(1) var<storage, read> bw_x: array<f32>;
 @group(0) @binding(2) var<storage, read> bw_dy: array<f32>;
@@ -298,12 +311,22 @@ fn conv2d_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builti
             acc[a][c] = vec4<f32>(0.0);
         }
     }
+    let bias_tile = p.bias != 0u && k0 == 0u;
+    var bacc: array<vec4<f32>, MAX_BCQ>;
+    for (var c = 0u; c < BCQ; c++) {
+        bacc[c] = vec4<f32>(0.0);
+    }
     for (var r = start; r < end; r++) {
         let g = r * p.cout;
         var gv: array<vec4<f32>, MAX_BCQ>;
         for (var c = 0u; c < BCQ; c++) {
             let gc = g + co[c];
             gv[c] = vec4<f32>(bw_dy[gc.x], bw_dy[gc.y], bw_dy[gc.z], bw_dy[gc.w]);
+        }
+        if bias_tile {
+            for (var c = 0u; c < BCQ; c++) {
+                bacc[c] += gv[c];
+            }
         }
         // x[n, oy * SH, ox * SW, 0] as a word index; the tap offsets are relative to it. Unsigned
         // wrap-around makes one comparison test both ends of each range.
@@ -327,7 +350,7 @@ fn conv2d_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builti
             }
         }
     }
-    let out0 = chunk * kdim * p.cout;
+    let out0 = chunk * p.row_len;
     for (var a = 0u; a < TK; a++) {
         if k0 + a < kdim {
             for (var c = 0u; c < BCQ; c++) {
@@ -337,6 +360,21 @@ fn conv2d_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builti
                         bw_partial[out + e] = acc[a][c][e];
                     }
                 }
+            }
+        }
+    }
+    if bias_tile {
+        for (var c = 0u; c < BCQ; c++) {
+            let out = out0 + p.bias_at + co0 + 4u * c;
+            for (var e = 0u; e < 4u; e++) {
+                if co0 + 4u * c + e < p.cout {
+                    bw_partial[out + e] = bacc[c][e];
+                }
+            }
+        }
+        if co0 == 0u {
+            for (var i = kdim * p.cout; i < p.bias_at; i++) {
+                bw_partial[out0 + i] = 0.0;
             }
         }
     }

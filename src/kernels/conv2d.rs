@@ -2,7 +2,8 @@
 //!
 //! x [n, h, w, cin], w [kh, kw, cin, cout] (Keras' layout), b [cout] or none (`use_bias=False`),
 //! y / dy [n, oh, ow, cout].
-//! The bias and weight gradients end in `column_sum::column_sum`; see each function for its scratch space.
+//! The weight gradient (with the bias gradient, when both lie in one buffer) ends in
+//! `column_sum::column_sum`; see each function for its scratch space.
 
 use crate::gpu::{Conv2dFlavour, Cost, Dispatch, Gpu, Tensor, WORD};
 use crate::kernels::column_sum::{column_sum, column_sum_scratch};
@@ -30,7 +31,11 @@ pub(super) fn contracts() -> Vec<super::Contract> {
             stride_w,
             rows_per_chunk,
             relu,
-            bias
+            bias,
+            row_len,
+            bias_at,
+            _pad0,
+            _pad1
         })],
         consts: vec![
             ("MAX_PX", PX as u32),
@@ -126,8 +131,13 @@ struct Params {
     rows_per_chunk: u32,
     /// Nonzero: the forward ends in a ReLU; the input gradient is masked by x > 0.
     relu: u32,
-    /// Nonzero: the forward adds the bias.
+    /// Nonzero: the forward adds the bias; the weight gradient also sums the bias's.
     bias: u32,
+    /// The weight gradient's words per chunk of partial sums, and the first of the bias's among them.
+    row_len: u32,
+    bias_at: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 impl Params {
@@ -162,6 +172,10 @@ impl Params {
             rows_per_chunk: 0,
             relu: 0,
             bias: 0,
+            row_len: 0,
+            bias_at: 0,
+            _pad0: 0,
+            _pad1: 0,
         }
     }
 }
@@ -320,37 +334,64 @@ fn weight_chunks(s: &Conv2dShape) -> (usize, usize) {
     (per_chunk, rows.div_ceil(per_chunk))
 }
 
-/// Scratch words `conv2d_backward_weight` needs: the partial sums [chunks, kh*kw*cin*cout].
-pub fn conv2d_weight_scratch(s: Conv2dShape) -> usize {
-    weight_chunks(&s).1 * s.kernel_len()
+/// Words per chunk of the weight gradient's partial sums: the kernel's, or with a bias whose first word
+/// lies `bias_at` words after the kernel's first (`Tensor::span_to`), the whole span's.
+fn weight_row(s: &Conv2dShape, bias_at: Option<usize>) -> usize {
+    match bias_at {
+        Some(at) => {
+            assert!(
+                at >= s.kernel_len(),
+                "conv2d_backward_weight: the bias gradient at word {at} overlaps the kernel's {} words",
+                s.kernel_len()
+            );
+            at + s.cout
+        }
+        None => s.kernel_len(),
+    }
 }
 
-/// dw[i, j, ci, co] = sum over (n, oy, ox) of x[n, oy*sh + i - pt, ox*sw + j - pl, ci] * dy[n, oy, ox, co].
+/// Scratch words `conv2d_backward_weight` needs: the partial sums [chunks, row], a row laid out like
+/// the gradient it is summed into: the kernel's kh*kw*cin*cout words, or with a bias at `bias_at`
+/// (db's first word counted from dw's, as `Tensor::span_to` gives it) `bias_at + cout` words.
+pub fn conv2d_weight_scratch(s: Conv2dShape, bias_at: Option<usize>) -> usize {
+    weight_chunks(&s).1 * weight_row(&s, bias_at)
+}
+
+/// dw[i, j, ci, co] = sum over (n, oy, ox) of x[n, oy*sh + i - pt, ox*sw + j - pl, ci] * dy[n, oy, ox, co],
+/// and with `db`, db[co] = sum over (n, oy, ox) of dy[n, oy, ox, co].
 ///
 /// Two dispatches: partial sums over chunks of at least 128 rows into `scratch`, then `column_sum` of
-/// those partials into `dw`, in one pass (see `weight_chunks`), with the adapter's tiles
-/// (`Conv2dTiles::of`). `scratch` holds at least `conv2d_weight_scratch(s)` words and must not share
-/// a buffer with `x` or `dy`; its contents are overwritten.
+/// those partials in one pass (see `weight_chunks`), with the adapter's tiles (`Conv2dTiles::of`).
+/// `db` must lie after `dw` in the same buffer (`dw.span_to(db)` is `Some`, as in the flat gradient
+/// buffer): the column sum then writes one view from dw's start to db's end, the words between them
+/// (alignment padding) set to zero. Without `db` only dw is computed. `scratch` holds at least
+/// `conv2d_weight_scratch(s, bias_at)` words and must not share a buffer with `x` or `dy`; its
+/// contents are overwritten.
 pub fn conv2d_backward_weight(
     gpu: &Gpu,
     x: &Tensor,
     dy: &Tensor,
     scratch: &Tensor,
     dw: &Tensor,
+    db: Option<&Tensor>,
     s: Conv2dShape,
 ) -> Vec<Dispatch> {
-    conv2d_backward_weight_tiled(gpu, x, dy, scratch, dw, s, Conv2dTiles::of(gpu))
+    conv2d_backward_weight_tiled(gpu, x, dy, scratch, dw, db, s, Conv2dTiles::of(gpu))
 }
 
 /// `conv2d_backward_weight` with explicit tiles: one invocation of the first pass sums one chunk of
-/// rows for `weight_rows` kernel rows x 4 * `weight_quads` output channels.
-/// Cost of the first pass: 2 FLOPs per multiply-add; x and dy read once, the partials written once.
+/// rows for `weight_rows` kernel rows x 4 * `weight_quads` output channels; those of the first
+/// `weight_rows` also sum dy for db.
+/// Cost of the first pass: 2 FLOPs per multiply-add (and one per dy value summed for db); x and dy
+/// read once, the partials written once.
+#[allow(clippy::too_many_arguments)]
 pub fn conv2d_backward_weight_tiled(
     gpu: &Gpu,
     x: &Tensor,
     dy: &Tensor,
     scratch: &Tensor,
     dw: &Tensor,
+    db: Option<&Tensor>,
     s: Conv2dShape,
     tiles: Conv2dTiles,
 ) -> Vec<Dispatch> {
@@ -370,23 +411,40 @@ pub fn conv2d_backward_weight_tiled(
         s.kernel_len(),
         "conv2d_backward_weight: dw has the wrong size for {s:?}"
     );
+    let (grad, bias_at) = match db {
+        Some(db) => {
+            assert_eq!(
+                db.len, s.cout,
+                "conv2d_backward_weight: db has the wrong size for {s:?}"
+            );
+            let (span, at) = dw
+                .span_to(db)
+                .expect("conv2d_backward_weight: db must lie after dw in the same buffer");
+            (span, Some(at))
+        }
+        None => (dw.clone(), None),
+    };
+    let row = weight_row(&s, bias_at);
+    let needed = conv2d_weight_scratch(s, bias_at);
     assert!(
-        scratch.len >= conv2d_weight_scratch(s),
-        "conv2d_backward_weight: scratch holds {} words, needs {}",
+        scratch.len >= needed,
+        "conv2d_backward_weight: scratch holds {} words, needs {needed}",
         scratch.len,
-        conv2d_weight_scratch(s)
     );
     let (per_chunk, chunks) = weight_chunks(&s);
     let kdim = s.kh * s.kw * s.cin;
-    let partial = scratch.slice(0, chunks * s.kernel_len());
+    let partial = scratch.slice(0, chunks * row);
     let (tk, quads) = (tiles.weight_rows, tiles.weight_quads);
     let invocations = chunks * kdim.div_ceil(tk as usize) * s.cout.div_ceil(4 * quads as usize);
     let cost = Cost {
-        flops: 2 * macs(&s),
+        flops: 2 * macs(&s) + bias_at.map_or(0, |_| s.output_len() as u64),
         bytes: (s.input_len() + s.output_len() + partial.len) as u64 * WORD,
     };
     let params = Params {
         rows_per_chunk: per_chunk as u32,
+        bias: bias_at.is_some() as u32,
+        row_len: row as u32,
+        bias_at: bias_at.unwrap_or(0) as u32,
         ..Params::of(&s)
     };
     let mut dispatches = vec![gpu.dispatch(
@@ -400,7 +458,7 @@ pub fn conv2d_backward_weight_tiled(
         cost,
     )];
     // One pass, so the column sum never touches its scratch argument.
-    let reduce = column_sum(gpu, &partial, &partial, dw, chunks, s.kernel_len());
+    let reduce = column_sum(gpu, &partial, &partial, &grad, chunks, row);
     debug_assert_eq!(reduce.len(), 1);
     dispatches.extend(reduce);
     dispatches
@@ -412,7 +470,8 @@ pub fn conv2d_bias_scratch(s: Conv2dShape) -> usize {
 }
 
 /// db[co] = sum over (n, oy, ox) of dy[n, oy, ox, co]: `column_sum` of dy viewed as [n*oh*ow, cout],
-/// with `scratch` of at least `conv2d_bias_scratch(s)` words.
+/// with `scratch` of at least `conv2d_bias_scratch(s)` words. `conv2d_backward_weight` computes db
+/// with dw when db lies after dw in one buffer; this is for a db elsewhere.
 pub fn conv2d_backward_bias(
     gpu: &Gpu,
     dy: &Tensor,

@@ -13,7 +13,7 @@ use super::{
 };
 use crate::gpu::{Dispatch, Tensor};
 use crate::keras::ConfigError;
-use crate::model::Shape;
+use crate::model::{PARAM_ALIGN, Shape};
 use crate::shape::{Conv2dShape, Padding};
 use crate::{kernels, reference};
 
@@ -179,13 +179,15 @@ impl LayerKind for Conv2D {
             n: max_batch,
             ..self.shape(input, 0)
         };
-        vec![
-            (
-                "weight scratch",
-                kernels::conv2d::conv2d_weight_scratch(full),
-            ),
-            ("bias scratch", kernels::conv2d::conv2d_bias_scratch(full)),
-        ]
+        // The flat parameter layout puts the bias at the kernel's first 64-word boundary after its
+        // end, so the weight gradient's kernel sums its partials with the bias's (`lower`).
+        let bias_at = self
+            .use_bias
+            .then(|| full.kernel_len().next_multiple_of(PARAM_ALIGN));
+        vec![(
+            "weight scratch",
+            kernels::conv2d::conv2d_weight_scratch(full, bias_at),
+        )]
     }
 
     fn lower(&self, l: &Lowering) -> Vec<Box<dyn GpuOp>> {
@@ -194,23 +196,26 @@ impl LayerKind for Conv2D {
             n: l.max_batch,
             ..s
         };
+        let (dw, db) = (l.grads[0].clone(), l.grads.get(1).cloned());
+        // Where db lies after dw in one buffer (always in the flat gradient buffer), the weight
+        // gradient's kernel sums both; otherwise db is a column sum of its own.
+        let bias_at = db.as_ref().and_then(|db| dw.span_to(db)).map(|(_, at)| at);
         let conv = Conv {
             s,
             w: l.params[0].clone(),
             b: l.params.get(1).cloned(),
-            dw: l.grads[0].clone(),
-            db: l.grads.get(1).cloned(),
             weight_scratch: l.gpu.zeros(
                 "conv weight scratch",
-                kernels::conv2d::conv2d_weight_scratch(full).max(1),
+                kernels::conv2d::conv2d_weight_scratch(full, bias_at).max(1),
             ),
-            bias_scratch: l.gpu.zeros(
-                "bias scratch",
-                match self.use_bias {
-                    true => kernels::conv2d::conv2d_bias_scratch(full).max(1),
-                    false => 1,
-                },
-            ),
+            bias_scratch: db.as_ref().filter(|_| bias_at.is_none()).map(|_| {
+                l.gpu.zeros(
+                    "bias scratch",
+                    kernels::conv2d::conv2d_bias_scratch(full).max(1),
+                )
+            }),
+            dw,
+            db,
             relu_after: false,
             relu_before: false,
         };
@@ -257,9 +262,11 @@ struct Conv {
     b: Option<Tensor>,
     dw: Tensor,
     db: Option<Tensor>,
-    /// Partial sums of the weight and bias gradients over chunks of rows, before their last pass.
+    /// Partial sums of the weight gradient over chunks of rows, before its last pass, with the bias
+    /// gradient's when db lies after dw in one buffer (`Tensor::span_to`).
     weight_scratch: Tensor,
-    bias_scratch: Tensor,
+    /// Only where db lies elsewhere: the partial sums of its own column sum.
+    bias_scratch: Option<Tensor>,
     /// `Fusion::ReluAfter`: the forward ends in a ReLU.
     relu_after: bool,
     /// `Fusion::ReluBefore`: dx is masked by x > 0.
@@ -300,21 +307,20 @@ impl GpuOp for Conv {
             n: s.batch,
             ..self.s
         };
+        // dw and, unless it has a column sum of its own, db in one kernel.
+        let separate_db = self.db.as_ref().zip(self.bias_scratch.as_ref());
         let mut out = kernels::conv2d::conv2d_backward_weight(
             s.gpu,
             x,
             dy,
             &self.weight_scratch,
             &self.dw,
+            self.db.as_ref().filter(|_| separate_db.is_none()),
             shape,
         );
-        if let Some(db) = &self.db {
+        if let Some((db, scratch)) = separate_db {
             out.extend(kernels::conv2d::conv2d_backward_bias(
-                s.gpu,
-                dy,
-                &self.bias_scratch,
-                db,
-                shape,
+                s.gpu, dy, scratch, db, shape,
             ));
         }
         if let Some(dx) = dx {
@@ -412,5 +418,50 @@ mod tests {
                 .is_err()
         );
         assert_eq!(conv([3, 3], [1, 1], Padding::Same).params(&input).len(), 1);
+    }
+
+    #[test]
+    fn weight_scratch_counts_the_bias_sums_where_the_flat_layout_puts_the_bias() {
+        // A 3x3x3x5 kernel is 135 words: the flat layout puts the bias at word 192 after the
+        // kernel's start (the next layer's 3x3x5x5, 225 words, at 256), where `lower` finds it
+        // (`span_to`); `scratch_words` must count that span.
+        let layer = |use_bias| Conv2D {
+            filters: 5,
+            kernel_size: [3, 3],
+            padding: Padding::Same,
+            activation: Activation::Relu,
+            strides: [1, 2],
+            use_bias,
+            kernel_initializer: Init::GlorotUniform,
+            bias_initializer: Init::Zeros,
+        };
+        let input = Shape::Image { h: 7, w: 6, c: 3 };
+        let model = crate::model::Sequential::from_layers(
+            "m",
+            [7, 6, 3],
+            vec![Layer::Conv2D(layer(true)), Layer::Conv2D(layer(true))],
+        );
+        let tensors = model.param_tensors().unwrap();
+        let bias_at = tensors[1].offset - tensors[0].offset;
+        assert_eq!(bias_at, 192);
+        assert_eq!(tensors[3].offset - tensors[2].offset, 256);
+        let full = Conv2dShape {
+            n: 300,
+            ..layer(true).shape(&input, 0)
+        };
+        let words = |c: Conv2D| {
+            let all = c.scratch_words(&input, 300);
+            assert_eq!(all.len(), 1, "{all:?}");
+            all[0].1
+        };
+        assert_eq!(
+            words(layer(true)),
+            kernels::conv2d::conv2d_weight_scratch(full, Some(bias_at))
+        );
+        assert_eq!(
+            words(layer(false)),
+            kernels::conv2d::conv2d_weight_scratch(full, None)
+        );
+        assert!(words(layer(true)) > words(layer(false)));
     }
 }

@@ -61,9 +61,50 @@ fn tiles_label(t: &Conv2dTiles) -> String {
     )
 }
 
+/// A kernel gradient and a bias gradient `pad` words after it in one buffer, poisoned, as the flat
+/// gradient buffer holds a layer's (there the pad rounds the kernel up to 64 words).
+struct Grads {
+    all: Tensor,
+    dw: Tensor,
+    db: Tensor,
+    pad: usize,
+}
+
+impl Grads {
+    fn new(s: &Conv2dShape, pad: usize) -> Grads {
+        let all = poisoned(s.kernel_len() + pad + s.cout);
+        Grads {
+            dw: all.slice(0, s.kernel_len()),
+            db: all.slice(s.kernel_len() + pad, s.cout),
+            all,
+            pad,
+        }
+    }
+
+    /// db's first word counted from dw's, as `Tensor::span_to` gives it.
+    fn bias_at(&self) -> usize {
+        self.dw.len + self.pad
+    }
+
+    /// Compares dw and db with their twins, and checks that the padding between them is zero.
+    fn compare(&self, name: &str, want_dw: &[f64], want_db: &[f64]) {
+        let all = read(&self.all);
+        let (dw, rest) = all.split_at(self.dw.len);
+        let (padding, db) = rest.split_at(self.pad);
+        compare(&format!("{name} dw"), dw, want_dw, F32_TOL);
+        compare(&format!("{name} db"), db, want_db, F32_TOL);
+        assert!(
+            padding.iter().all(|&v| v.to_bits() == 0),
+            "{name}: the padding between dw and db is not zero: {padding:?}"
+        );
+    }
+}
+
 /// Runs the forward and all three gradients on the GPU and compares each with the CPU twin; the
-/// forward and the weight gradient with every tile set (`Conv2dTiles::GPU`, `SOFTWARE`, `ODD_TILES`),
-/// the others as the wrappers choose; the forward without bias with the odd tiles.
+/// forward and the weight gradient (with the bias gradient in one span, and without bias) with every
+/// tile set (`Conv2dTiles::GPU`, `SOFTWARE`, `ODD_TILES`), the others as the wrappers choose; the
+/// forward without bias with the odd tiles; the standalone bias gradient (for a db outside dw's
+/// buffer).
 fn check(s: Conv2dShape, seed: u64) {
     let g = gpu();
     let x = random(s.input_len(), seed, -1.0, 1.0);
@@ -80,11 +121,15 @@ fn check(s: Conv2dShape, seed: u64) {
     let tys: Vec<Tensor> = tile_sets.iter().map(|_| poisoned(s.output_len())).collect();
     let trelus: Vec<Tensor> = tile_sets.iter().map(|_| poisoned(s.output_len())).collect();
     let tdws: Vec<Tensor> = tile_sets.iter().map(|_| poisoned(s.kernel_len())).collect();
+    // The padding of the flat layout, none, and an odd one.
+    let pads = [s.kernel_len().next_multiple_of(64) - s.kernel_len(), 0, 5];
+    let tgrads: Vec<Grads> = pads.iter().map(|&pad| Grads::new(&s, pad)).collect();
     let tdx = poisoned(s.input_len());
     let tdx_masked = poisoned(s.input_len());
     let ty_unbiased = poisoned(s.output_len());
     let tdb = poisoned(s.cout);
-    let wscratch = poisoned(conv2d_weight_scratch(s));
+    let most_pad = pads.iter().max().map(|pad| s.kernel_len() + pad);
+    let wscratch = poisoned(conv2d_weight_scratch(s, most_pad));
     let bscratch = poisoned(conv2d_bias_scratch(s));
     // x in [-1, 1) doubles as the ReLU mask of the fused input gradient: about half is masked.
     let mut ds = vec![
@@ -92,7 +137,13 @@ fn check(s: Conv2dShape, seed: u64) {
         conv2d_backward_input(g, &tdy, &tw, Some(&tx), &tdx_masked, s),
         conv2d_forward_tiled(g, &tx, &tw, None, false, &ty_unbiased, s, ODD_TILES),
     ];
-    for (((tiles, ty), trelu), tdw) in tile_sets.iter().zip(&tys).zip(&trelus).zip(&tdws) {
+    for ((((tiles, ty), trelu), tdw), grads) in tile_sets
+        .iter()
+        .zip(&tys)
+        .zip(&trelus)
+        .zip(&tdws)
+        .zip(&tgrads)
+    {
         ds.push(conv2d_forward_tiled(
             g,
             &tx,
@@ -115,7 +166,17 @@ fn check(s: Conv2dShape, seed: u64) {
         ));
         // The weight gradients share one scratch buffer: each pair of dispatches runs in order.
         ds.extend(conv2d_backward_weight_tiled(
-            g, &tx, &tdy, &wscratch, tdw, s, *tiles,
+            g, &tx, &tdy, &wscratch, tdw, None, s, *tiles,
+        ));
+        ds.extend(conv2d_backward_weight_tiled(
+            g,
+            &tx,
+            &tdy,
+            &wscratch,
+            &grads.dw,
+            Some(&grads.db),
+            s,
+            *tiles,
         ));
     }
     ds.extend(conv2d_backward_bias(g, &tdy, &bscratch, &tdb, s));
@@ -130,7 +191,13 @@ fn check(s: Conv2dShape, seed: u64) {
     let want_dw = reference::conv2d::conv2d_backward_weight(&x, &dy, s);
     let want_db = reference::conv2d::conv2d_backward_bias(&dy, s);
     let name = label(&s);
-    for (((tiles, ty), trelu), tdw) in tile_sets.iter().zip(&tys).zip(&trelus).zip(&tdws) {
+    for ((((tiles, ty), trelu), tdw), grads) in tile_sets
+        .iter()
+        .zip(&tys)
+        .zip(&trelus)
+        .zip(&tdws)
+        .zip(&tgrads)
+    {
         let t = tiles_label(tiles);
         compare(
             &format!("conv2d_forward {name} {t} y"),
@@ -145,10 +212,15 @@ fn check(s: Conv2dShape, seed: u64) {
             F32_TOL,
         );
         compare(
-            &format!("conv2d_backward_weight {name} {t} dw"),
+            &format!("conv2d_backward_weight no bias {name} {t} dw"),
             &read(tdw),
             &want_dw,
             F32_TOL,
+        );
+        grads.compare(
+            &format!("conv2d_backward_weight {name} {t} pad {}", grads.pad),
+            &want_dw,
+            &want_db,
         );
     }
     compare(
@@ -266,10 +338,18 @@ fn conv2d_default_wrappers_use_the_adapters_tiles() {
         g.upload("b", &b),
         g.upload("dy", &dy),
     );
-    let (ty, tdw) = (poisoned(s.output_len()), poisoned(s.kernel_len()));
-    let wscratch = poisoned(conv2d_weight_scratch(s));
+    let (ty, grads) = (poisoned(s.output_len()), Grads::new(&s, 3));
+    let wscratch = poisoned(conv2d_weight_scratch(s, Some(grads.bias_at())));
     let mut ds = vec![conv2d_forward(g, &tx, &tw, Some(&tb), false, &ty, s)];
-    ds.extend(conv2d_backward_weight(g, &tx, &tdy, &wscratch, &tdw, s));
+    ds.extend(conv2d_backward_weight(
+        g,
+        &tx,
+        &tdy,
+        &wscratch,
+        &grads.dw,
+        Some(&grads.db),
+        s,
+    ));
     run_all(&ds);
     let (x, w, b, dy) = (to_f64(&x), to_f64(&w), to_f64(&b), to_f64(&dy));
     let t = tiles_label(&Conv2dTiles::of(g));
@@ -279,11 +359,10 @@ fn conv2d_default_wrappers_use_the_adapters_tiles() {
         &reference::conv2d::conv2d_forward(&x, &w, Some(&b), s),
         F32_TOL,
     );
-    compare(
-        &format!("conv2d_backward_weight {} {t} dw", label(&s)),
-        &read(&tdw),
+    grads.compare(
+        &format!("conv2d_backward_weight {} {t}", label(&s)),
         &reference::conv2d::conv2d_backward_weight(&x, &dy, s),
-        F32_TOL,
+        &reference::conv2d::conv2d_backward_bias(&dy, s),
     );
 }
 
@@ -304,26 +383,27 @@ fn conv2d_notebook_first_layer_at_batch_2() {
 #[test]
 fn conv2d_weight_gradient_with_more_chunks_than_one_column_sum_pass_takes() {
     // 160 x 30 x 30 = 144,000 rows: over 1,024 chunks of 128, so the chunks grow until one pass of
-    // the column sum adds them all. Checks the weight and bias gradients only (the others are above).
+    // the column sum adds them all. Checks the weight and bias gradients only (the others are above):
+    // dw and db together as in the flat gradient buffer, and db by the standalone column sum (two
+    // passes here).
     let g = gpu();
     let s = shape(160, 30, 30, 2, 3, (3, 3), Padding::Same);
     let x = random(s.input_len(), 1300, -1.0, 1.0);
     let dy = random(s.output_len(), 1301, -1.0, 1.0);
     let (tx, tdy) = (g.upload("x", &x), g.upload("dy", &dy));
-    let (tdw, tdb) = (poisoned(s.kernel_len()), poisoned(s.cout));
-    let wscratch = poisoned(conv2d_weight_scratch(s));
+    let (grads, tdb) = (Grads::new(&s, 64 - s.kernel_len()), poisoned(s.cout));
+    let wscratch = poisoned(conv2d_weight_scratch(s, Some(grads.bias_at())));
     let bscratch = poisoned(conv2d_bias_scratch(s));
-    let mut ds = conv2d_backward_weight(g, &tx, &tdy, &wscratch, &tdw, s);
+    let mut ds = conv2d_backward_weight(g, &tx, &tdy, &wscratch, &grads.dw, Some(&grads.db), s);
     ds.extend(conv2d_backward_bias(g, &tdy, &bscratch, &tdb, s));
     run_all(&ds);
     let dy = to_f64(&dy);
     let want_dw = reference::conv2d::conv2d_backward_weight(&to_f64(&x), &dy, s);
     let want_db = reference::conv2d::conv2d_backward_bias(&dy, s);
-    compare(
-        &format!("conv2d_backward_weight {} dw", label(&s)),
-        &read(&tdw),
+    grads.compare(
+        &format!("conv2d_backward_weight {}", label(&s)),
         &want_dw,
-        F32_TOL,
+        &want_db,
     );
     compare(
         &format!("conv2d_backward_bias {} db", label(&s)),
@@ -366,13 +446,16 @@ fn conv2d_timing_notebook_batch_128() {
     let tw = g.upload("w", &random(s.kernel_len(), 2, -1.0, 1.0));
     let tb = g.upload("b", &random(s.cout, 3, -1.0, 1.0));
     let tdy = g.upload("dy", &random(s.output_len(), 4, -1.0, 1.0));
+    // dw and db as the flat gradient buffer holds them: db at the next 64-word boundary.
+    let bias_at = s.kernel_len().next_multiple_of(64);
+    let tgrads = g.zeros("grads", bias_at + s.cout);
     let (ty, tdx, tdw, tdb) = (
         g.zeros("y", s.output_len()),
         g.zeros("dx", s.input_len()),
-        g.zeros("dw", s.kernel_len()),
-        g.zeros("db", s.cout),
+        tgrads.slice(0, s.kernel_len()),
+        tgrads.slice(bias_at, s.cout),
     );
-    let wscratch = g.zeros("wscratch", conv2d_weight_scratch(s));
+    let wscratch = g.zeros("wscratch", conv2d_weight_scratch(s, Some(bias_at)));
     let bscratch = g.zeros("bscratch", conv2d_bias_scratch(s));
     let mut cases: Vec<(String, Vec<cifar_wgpu::gpu::Dispatch>)> = Vec::new();
     for tiles in timing_tiles() {
@@ -397,8 +480,12 @@ fn conv2d_timing_notebook_batch_128() {
             )],
         ));
         cases.push((
-            format!("conv2d_backward_weight [{t}]"),
-            conv2d_backward_weight_tiled(g, &tx, &tdy, &wscratch, &tdw, s, tiles),
+            format!("conv2d_backward_weight no bias [{t}]"),
+            conv2d_backward_weight_tiled(g, &tx, &tdy, &wscratch, &tdw, None, s, tiles),
+        ));
+        cases.push((
+            format!("conv2d_backward_weight with bias [{t}]"),
+            conv2d_backward_weight_tiled(g, &tx, &tdy, &wscratch, &tdw, Some(&tdb), s, tiles),
         ));
     }
     cases.push((
