@@ -5,7 +5,7 @@
 // conv2d_backward_weight for Conv2D, whose chunk sums of both this then adds). CPU twin:
 // src/reference/column_sum.rs.
 //
-// Tall inputs (a conv layer's 131,072 rows, where its bias is summed apart) are summed in two
+// Tall inputs (131,072 rows for a conv bias summed apart from its kernel) are summed in two
 // dispatches so that enough invocations run: the first writes partial sums of `rows_per_chunk` rows
 // each, [chunks, cols]; the second sums those. Rows are always added in the same order, so results
 // are deterministic.
