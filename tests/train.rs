@@ -807,3 +807,52 @@ fn a_dense_layers_bias_gradient_comes_with_its_kernel_gradient_or_from_a_column_
     let between = g.read_f32(&flat).unwrap()[inp * units..at].to_vec();
     assert!(between.iter().all(|&v| v == gap), "the padding was written");
 }
+
+/// Issue 14's budget: the notebook's training step at batch 128 on CIFAR's shapes is at most 14
+/// dispatches in every matmul flavour, and these exactly (the step is built, not run). The shared
+/// flavour splits K where its 128x128 tiles are few (the forward product, and dx) and adds the splits
+/// in a dispatch of its own each.
+#[test]
+fn the_notebooks_training_step_is_at_most_14_dispatches_in_every_flavour() {
+    let model = Sequential::notebook([32, 32, 3], 10);
+    let params = model.init_params(1).unwrap();
+    let base = [
+        "gather_batch",
+        "conv2d_forward",
+        "maxpool2d_forward",
+        "matmul_nn",
+        "dense_loss_forward",
+        "dense_loss_backward",
+        "matmul_tn",
+        "matmul_nt",
+        "maxpool2d_backward",
+        "conv2d_backward_weight",
+        "column_sum",
+        "rmsprop",
+    ];
+    for tiling in [Tiling::Registers, Tiling::Shared] {
+        let g = Gpu::new(&GpuOptions {
+            tiling: Some(tiling),
+            ..GpuOptions::default()
+        })
+        .unwrap();
+        let net = Network::new(&g, &model, Optimizer::rmsprop_default(), &params, 128, 1).unwrap();
+        let images = upload_images(&g, &[0; 3072], &[0], 3072, g.max_binding_bytes()).unwrap();
+        let mut step = net.gather_training(&g, &images, 128);
+        step.extend(net.step(&g, 128, Mode::Train));
+        let names: Vec<&str> = step.iter().map(|d| d.name).collect();
+        let mut want = base.to_vec();
+        if tiling == Tiling::Shared {
+            want.insert(
+                want.iter().position(|&n| n == "matmul_nn").unwrap() + 1,
+                "matmul_split_sum",
+            );
+            want.insert(
+                want.iter().position(|&n| n == "matmul_nt").unwrap() + 1,
+                "matmul_split_sum",
+            );
+        }
+        assert_eq!(names, want, "{tiling:?}");
+        assert!(names.len() <= 14, "{tiling:?}: {} dispatches", names.len());
+    }
+}
