@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use cifar_wgpu::data::{self, synthetic};
 use cifar_wgpu::keras;
-use cifar_wgpu::layers::{Activation, Dense, Flatten, Init, Layer};
+use cifar_wgpu::layers::{Activation, Dense, Flatten};
 use cifar_wgpu::model::Sequential;
 use cifar_wgpu::model::io::SavedModel;
 use cifar_wgpu::train::{EpochLog, history};
@@ -187,14 +187,8 @@ fn tiny_model(dir: &Path, history: &[EpochLog]) -> PathBuf {
         "tiny",
         [6, 6, 1],
         vec![
-            Layer::Flatten(Flatten),
-            Layer::Dense(Dense {
-                units: 3,
-                activation: Activation::Softmax,
-                use_bias: true,
-                kernel_initializer: Init::GlorotUniform,
-                bias_initializer: Init::Zeros,
-            }),
+            Flatten.into(),
+            Dense::new(3).activation(Activation::Softmax).into(),
         ],
     );
     let params = model.init_params(1).unwrap();

@@ -17,7 +17,7 @@ use cifar_wgpu::gpu::run_dispatches;
 use cifar_wgpu::keras::{self, SavedModel};
 use cifar_wgpu::layers::{
     Activation, AveragePooling2D, Conv2D, Dense, Flatten, GlobalAveragePooling2D,
-    GlobalMaxPooling2D, Init, Layer,
+    GlobalMaxPooling2D, Layer,
 };
 use cifar_wgpu::model::{Sequential, reference};
 use cifar_wgpu::optimizer::Optimizer;
@@ -46,26 +46,13 @@ fn named(name: &str, input: [usize; 3], layers: Vec<(&str, Layer)>) -> Sequentia
 }
 
 fn conv(filters: usize, size: usize, padding: Padding, activation: Activation) -> Layer {
-    Layer::Conv2D(Conv2D {
-        filters,
-        kernel_size: [size, size],
-        padding,
-        activation,
-        strides: [1, 1],
-        use_bias: true,
-        kernel_initializer: Init::GlorotUniform,
-        bias_initializer: Init::Zeros,
-    })
+    Conv2D::new(filters, [size, size], padding)
+        .activation(activation)
+        .into()
 }
 
 fn head() -> Layer {
-    Layer::Dense(Dense {
-        units: 3,
-        activation: Activation::Softmax,
-        use_bias: true,
-        kernel_initializer: Init::GlorotUniform,
-        bias_initializer: Init::Zeros,
-    })
+    Dense::new(3).activation(Activation::Softmax).into()
 }
 
 /// `pooling_avg`: 'same' average pooling with clipped windows, then a global average.
@@ -77,16 +64,15 @@ fn pooling_avg() -> Sequential {
             ("conv_a", conv(4, 3, Padding::Same, Activation::Linear)),
             (
                 "avg_pool",
-                Layer::AveragePooling2D(AveragePooling2D {
-                    pool_size: [3, 3],
-                    strides: [2, 2],
-                    padding: Padding::Same,
-                }),
+                AveragePooling2D::new([3, 3])
+                    .strides([2, 2])
+                    .padding(Padding::Same)
+                    .into(),
             ),
             ("conv_b", conv(5, 2, Padding::Valid, Activation::Relu)),
             (
                 "global_avg",
-                Layer::GlobalAveragePooling2D(GlobalAveragePooling2D { keepdims: false }),
+                GlobalAveragePooling2D { keepdims: false }.into(),
             ),
             ("head", head()),
         ],
@@ -102,18 +88,11 @@ fn pooling_max() -> Sequential {
         vec![
             (
                 "avg_pool",
-                Layer::AveragePooling2D(AveragePooling2D {
-                    pool_size: [2, 3],
-                    strides: [1, 2],
-                    padding: Padding::Valid,
-                }),
+                AveragePooling2D::new([2, 3]).strides([1, 2]).into(),
             ),
             ("conv", conv(4, 2, Padding::Same, Activation::Linear)),
-            (
-                "global_max",
-                Layer::GlobalMaxPooling2D(GlobalMaxPooling2D { keepdims: true }),
-            ),
-            ("flatten", Layer::Flatten(Flatten)),
+            ("global_max", GlobalMaxPooling2D { keepdims: true }.into()),
+            ("flatten", Flatten.into()),
             ("head", head()),
         ],
     )

@@ -607,7 +607,7 @@ fn batchnorm_trains_like_the_reference_and_evaluates_with_its_moving_statistics(
 #[test]
 fn scratch_buffers_past_the_binding_limit_are_refused_before_allocating() {
     use cifar_wgpu::gpu::LimitsChoice;
-    use cifar_wgpu::layers::{Activation, Conv2D, Dense, Flatten, Init, Layer};
+    use cifar_wgpu::layers::{Activation, Conv2D, Dense, Flatten};
     use cifar_wgpu::shape::Padding;
     use cifar_wgpu::train::network::check_memory;
     let g = Gpu::new(&GpuOptions {
@@ -619,24 +619,11 @@ fn scratch_buffers_past_the_binding_limit_are_refused_before_allocating() {
         "wide_conv",
         [64, 64, 64],
         vec![
-            Layer::Conv2D(Conv2D {
-                filters: 64,
-                kernel_size: [3, 3],
-                padding: Padding::Valid,
-                activation: Activation::Relu,
-                strides: [1, 1],
-                use_bias: true,
-                kernel_initializer: Init::GlorotUniform,
-                bias_initializer: Init::Zeros,
-            }),
-            Layer::Flatten(Flatten),
-            Layer::Dense(Dense {
-                units: 2,
-                activation: Activation::Softmax,
-                use_bias: true,
-                kernel_initializer: Init::GlorotUniform,
-                bias_initializer: Init::Zeros,
-            }),
+            Conv2D::new(64, [3, 3], Padding::Valid)
+                .activation(Activation::Relu)
+                .into(),
+            Flatten.into(),
+            Dense::new(2).activation(Activation::Softmax).into(),
         ],
     );
     let optimizer = Optimizer::rmsprop_default();
