@@ -3,6 +3,10 @@
 //! is Keras' own, Keras 2's names read the same, and our forward passes (the CPU twin and the GPU)
 //! give Keras' predictions, 'same' average pooling's clipped border windows included.
 
+#[path = "common/golden.rs"]
+mod golden;
+use golden::{asset, golden_value};
+
 #[path = "common/gpu.rs"]
 mod common_gpu;
 #[path = "common/keras_python.rs"]
@@ -10,8 +14,6 @@ mod keras_python;
 
 use common_gpu::gpu;
 use keras_python::{say_keras_skipped, we_and_keras_read_what_we_save};
-
-use std::path::{Path, PathBuf};
 
 use cifar_wgpu::gpu::run_dispatches;
 use cifar_wgpu::keras::{self, SavedModel};
@@ -23,17 +25,6 @@ use cifar_wgpu::model::{Sequential, reference};
 use cifar_wgpu::optimizer::Optimizer;
 use cifar_wgpu::shape::Padding;
 use cifar_wgpu::train::{Mode, Network};
-
-fn asset(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("assets/keras")
-        .join(name)
-}
-
-/// The golden script's weight formula: tensor `k` in `model.weights` order, flat index `i`.
-fn golden_value(k: usize, i: usize) -> f32 {
-    (((7 * i + 13 * k) % 23) as f64 - 11.0) as f32 / 64.0
-}
 
 /// `layers` named as the script names them.
 fn named(name: &str, input: [usize; 3], layers: Vec<(&str, Layer)>) -> Sequential {

@@ -172,6 +172,30 @@ pub fn pooling_models(input: [usize; 3], classes: usize) -> [Sequential; 2] {
     [average, max]
 }
 
+/// A fixed batch for `model`: `batch` inputs in [0, 1] (a stride through the byte values) and
+/// labels cycling through `classes` in steps of `label_step`.
+pub fn fixed_batch(
+    model: &Sequential,
+    batch: usize,
+    classes: usize,
+    label_step: u32,
+) -> (Vec<f32>, Vec<u32>) {
+    let x = (0..batch * model.input().len())
+        .map(|i| ((i * 7919) % 256) as f32 / 255.0)
+        .collect();
+    let labels = (0..batch as u32)
+        .map(|i| (i * label_step) % classes as u32)
+        .collect();
+    (x, labels)
+}
+
+/// Writes a batch of `labels.len()` into `net`'s input and labels.
+pub fn write_batch(g: &Gpu, net: &Network, x: &[f32], labels: &[u32]) {
+    let batch = labels.len();
+    g.write(&net.input(batch), x);
+    g.write(&net.labels.slice(0, batch), labels);
+}
+
 /// Builds, without running them, every program of training and evaluation: the every-layer model,
 /// the more-layers model (batch 3, its 3 classes), the pooling models, the batch-normalised one and
 /// the notebook's at batch 128, with every optimizer, the gather included. Each pipeline is compiled
