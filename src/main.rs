@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
 
 use cifar_wgpu::data::augment::{Augment, FillMode};
 use cifar_wgpu::data::{self, DataOptions, Dataset};
@@ -20,9 +21,8 @@ use cifar_wgpu::optimizer::Optimizer;
 use cifar_wgpu::report::ReportSummary;
 use cifar_wgpu::session::{
     self, EvaluateOptions, Observer, SessionError, SessionOptions, SessionOutcome, Start,
-    TrainingStart, bench,
+    TrainingStart, bench, resume,
 };
-use cifar_wgpu::train::checkpoint::Checkpoint;
 use cifar_wgpu::train::profile::{self, ProfileReport};
 use cifar_wgpu::train::{Event, FitConfig, Metrics, Progress, output};
 
@@ -176,14 +176,18 @@ where
     }
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+/// Serialized with `OptimizerArgs` by the names `model.json` gives the kinds, for `--resume`.
+#[derive(Clone, Copy, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
 enum OptimizerName {
     Rmsprop,
     Sgd,
     Adam,
 }
 
-#[derive(Args)]
+/// Serialized (each setting by its flag's id, null or false where not given) for `--resume`, which
+/// compares the settings given with the run's.
+#[derive(Args, Serialize)]
 struct OptimizerArgs {
     /// The optimizer (default: rmsprop, or the one a --config file's compile settings name); each
     /// takes Keras' defaults, or the file's settings, unless a flag below overrides them.
@@ -713,37 +717,11 @@ fn lock_folder(dir: &Path) -> Result<folder::FolderLock, Error> {
 
 fn train(args: TrainArgs, given: &[String]) -> Result<ExitCode, Error> {
     let opts = match &args.resume {
-        Some(dir) => resume_options(&args, given, dir)?,
-        None => {
-            let mut optimizer = args.optimizer.build();
-            let start = match (&args.model, &args.config) {
-                (Some(path), _) => Start::Model(path.clone()),
-                (None, Some(path)) => {
-                    let architecture = session::load_architecture(path)?;
-                    if let Some(compiled) = architecture.optimizer {
-                        optimizer = args.optimizer.over(compiled);
-                    }
-                    Start::Config(architecture.model)
-                }
-                (None, None) => Start::Preset(args.preset),
-            };
-            SessionOptions {
-                data: args.data.options(),
-                gpu: args.gpu.options(),
-                start,
-                fit: FitConfig {
-                    epochs: args.epochs,
-                    batch_size: args.batch_size,
-                    shuffle: !args.no_shuffle,
-                    seed: args.seed,
-                    augment: args.augment.build(),
-                },
-                optimizer,
-                validation_split: args.validation_split,
-                out: args.out.clone(),
-                profile: args.profile,
-            }
+        Some(dir) => {
+            let optimizer = serde_json::to_value(&args.optimizer)?;
+            resume::resume_options(dir, given, &new_run(&args)?, &optimizer)?
         }
+        None => new_run(&args)?,
     };
     let mut console = Console::new(args.quiet, args.log_json);
     let stop = console.stop.clone();
@@ -762,210 +740,43 @@ fn train(args: TrainArgs, given: &[String]) -> Result<ExitCode, Error> {
                 progress.epoch + 1,
                 progress.batch,
                 dir.display(),
-                shell_quote(&program()),
-                shell_quote(&dir.display().to_string())
+                resume::shell_quote(&program()),
+                resume::shell_quote(&dir.display().to_string())
             );
             Ok(ExitCode::from(130))
         }
     }
 }
 
-/// `train --resume DIR`: the run the checkpoint records, with only the flags that change nothing
-/// trained taken from the command line. A flag given with another value than the recorded one is
-/// refused by name; a larger `--epochs` extends the run (each epoch's order depends only on the
-/// seed and its number, so the result is that of an uninterrupted longer run).
-fn resume_options(args: &TrainArgs, given: &[String], dir: &Path) -> Result<SessionOptions, Error> {
-    let ckpt = Checkpoint::load(dir)?;
-    let st = &ckpt.state;
-    let run = &st.run;
-    let optimizer = serde_json::to_value(&st.optimizer)?;
-    let same_path = session::same_folder;
-    // The folder holding the checkpoint, when that is not the recorded --out: moved or copied since.
-    let holder = session::checkpoint_holder(dir)?;
-    let moved = (!same_path(&holder, &run.out)).then_some(&holder);
-    if let Some(holder) = moved
-        && !given.iter().any(|g| g == "out")
-    {
-        return Err(format!(
-            "--resume {}: the checkpoint of a run that wrote to {}; its folder was moved or \
-             copied since. Add --out {} to continue the run there",
-            dir.display(),
-            run.out.display(),
-            shell_quote(&holder.display().to_string())
-        )
-        .into());
-    }
-    let path_text = |p: Option<&PathBuf>| p.map_or("none".to_string(), |p| p.display().to_string());
-    let mut refused = Vec::new();
-    for id in given {
-        // (what was given, what the run recorded), when they differ.
-        let differs: Option<(String, String)> = match id.as_str() {
-            "resume"
-            | "quiet"
-            | "log_json"
-            | "profile"
-            | "cache_dir"
-            | "offline"
-            | "backend"
-            | "adapter"
-            | "limits"
-            | "shader_bounds_checks"
-            | "steps_per_submission" => None,
-            "epochs" => (args.epochs < st.fit.epochs).then(|| {
-                (
-                    args.epochs.to_string(),
-                    format!(
-                        "{}; only a larger value, which extends it, may be given",
-                        st.fit.epochs
-                    ),
-                )
-            }),
-            "batch_size" => (args.batch_size != st.fit.batch_size)
-                .then(|| (args.batch_size.to_string(), st.fit.batch_size.to_string())),
-            "seed" => {
-                (args.seed != st.fit.seed).then(|| (args.seed.to_string(), st.fit.seed.to_string()))
+/// The run the `train` flags start: from --model, --config or --preset, with the defaults of the
+/// flags not given.
+fn new_run(args: &TrainArgs) -> Result<SessionOptions, Error> {
+    let mut optimizer = args.optimizer.build();
+    let start = match (&args.model, &args.config) {
+        (Some(path), _) => Start::Model(path.clone()),
+        (None, Some(path)) => {
+            let architecture = session::load_architecture(path)?;
+            if let Some(compiled) = architecture.optimizer {
+                optimizer = args.optimizer.over(compiled);
             }
-            "no_shuffle" => st
-                .fit
-                .shuffle
-                .then(|| ("given".into(), "not given (the run shuffles)".into())),
-            "validation_split" => (args.validation_split != st.validation_split).then(|| {
-                (
-                    args.validation_split.to_string(),
-                    st.validation_split.to_string(),
-                )
-            }),
-            "out" => {
-                let moved_there = moved.is_some_and(|h| same_path(&args.out, h));
-                (!same_path(&args.out, &run.out) && !moved_there).then(|| {
-                    (
-                        args.out.display().to_string(),
-                        run.out.display().to_string(),
-                    )
-                })
-            }
-            "data" => {
-                let want = args.data.data.as_ref();
-                let same = match (want, &run.data) {
-                    (Some(a), Some(b)) => same_path(a, b),
-                    _ => false,
-                };
-                (!same).then(|| (path_text(want), path_text(run.data.as_ref())))
-            }
-            "image_size" => (args.data.image_size != run.image_size).then(|| {
-                let show = |s: Option<(usize, usize)>| {
-                    s.map_or("none".into(), |(h, w)| format!("{h}x{w}"))
-                };
-                (show(args.data.image_size), show(run.image_size))
-            }),
-            "preset" => {
-                let name = session::flag_value(&args.preset);
-                (run.preset.as_deref() != Some(name.as_str())).then(|| {
-                    let was = run.preset.clone().unwrap_or_else(|| match &run.model {
-                        Some(m) => format!("none (the run started from --model {})", m.display()),
-                        None => "none (the run started from --config)".into(),
-                    });
-                    (name, was)
-                })
-            }
-            "model" => {
-                let want = args.model.as_ref();
-                let same = match (want, &run.model) {
-                    (Some(a), Some(b)) => same_path(a, b),
-                    _ => false,
-                };
-                (!same).then(|| (path_text(want), path_text(run.model.as_ref())))
-            }
-            "tiling" => {
-                let name = session::flag_value(&args.gpu.tiling);
-                (name != run.tiling).then(|| (name, run.tiling.clone()))
-            }
-            "augment" | "rotation_range" | "width_shift_range" | "height_shift_range"
-            | "zoom_range" | "horizontal_flip" | "no_horizontal_flip" | "fill_mode" => {
-                let want = args.augment.build();
-                let show = |a: &Option<_>| match a {
-                    Some(a) => serde_json::to_string(a).unwrap_or_default(),
-                    None => "no augmentation".into(),
-                };
-                (want != st.fit.augment).then(|| (show(&want), show(&st.fit.augment)))
-            }
-            "optimizer" => {
-                let name = (args.optimizer.optimizer.as_ref())
-                    .map_or_else(String::new, session::flag_value);
-                let was = optimizer["kind"].as_str().unwrap_or_default().to_string();
-                (name != was).then_some((name, was))
-            }
-            field => {
-                let o = &args.optimizer;
-                let value = match field {
-                    "lr" => serde_json::to_value(o.lr)?,
-                    "rho" => serde_json::to_value(o.rho)?,
-                    "momentum" => serde_json::to_value(o.momentum)?,
-                    "epsilon" => serde_json::to_value(o.epsilon)?,
-                    "beta1" => serde_json::to_value(o.beta1)?,
-                    "beta2" => serde_json::to_value(o.beta2)?,
-                    "nesterov" | "centered" | "legacy_epsilon" | "amsgrad" => true.into(),
-                    // A flag this list does not know yet: refused rather than silently ignored.
-                    _ => serde_json::Value::String("given".into()),
-                };
-                // Optimizer settings are f32: shown as such, not as the f64 JSON holds.
-                let show = |v: &serde_json::Value| match v.as_f64() {
-                    Some(x) => (x as f32).to_string(),
-                    None => v.to_string(),
-                };
-                match optimizer.get(field) {
-                    Some(was) if *was == value => None,
-                    Some(was) => Some((show(&value), show(was))),
-                    None => Some((
-                        show(&value),
-                        format!(
-                            "none: its optimizer, {}, has no such setting",
-                            optimizer["kind"].as_str().unwrap_or_default()
-                        ),
-                    )),
-                }
-            }
-        };
-        if let Some((given, was)) = differs {
-            refused.push(format!(
-                "--{} {given} (the run's: {was})",
-                id.replace('_', "-")
-            ));
+            Start::Config(architecture.model)
         }
-    }
-    if !refused.is_empty() {
-        return Err(format!(
-            "--resume {} continues the run its checkpoint records, and these flags contradict \
-             it: {}. Drop them to continue that run, or start a new run with another --out",
-            dir.display(),
-            refused.join("; ")
-        )
-        .into());
-    }
-    // The session takes the data, --out and tiling from the checkpoint too; they are set here so
-    // that these options say what will run.
-    let tiling = FlavourChoice::from_str(&run.tiling, false).unwrap_or_default();
-    let gpu = GpuOptions {
-        tiling: tiling.forced(),
-        matmul_subgroups: tiling.subgroups(),
-        ..args.gpu.options()
+        (None, None) => Start::Preset(args.preset),
     };
-    let extends = given.iter().any(|g| g == "epochs");
     Ok(SessionOptions {
-        data: DataOptions {
-            data: run.data.clone(),
-            image_size: run.image_size,
-            ..args.data.options()
-        },
-        gpu,
-        start: Start::Resume(dir.to_path_buf()),
+        data: args.data.options(),
+        gpu: args.gpu.options(),
+        start,
         fit: FitConfig {
-            epochs: if extends { args.epochs } else { st.fit.epochs },
-            ..st.fit.clone()
+            epochs: args.epochs,
+            batch_size: args.batch_size,
+            shuffle: !args.no_shuffle,
+            seed: args.seed,
+            augment: args.augment.build(),
         },
-        optimizer: st.optimizer.clone(),
-        validation_split: st.validation_split,
-        out: moved.unwrap_or(&run.out).clone(),
+        optimizer,
+        validation_split: args.validation_split,
+        out: args.out.clone(),
         profile: args.profile,
     })
 }
@@ -979,17 +790,6 @@ fn program() -> String {
             .unwrap_or(arg0)
     } else {
         arg0
-    }
-}
-
-/// `s` as one word for a POSIX shell: as is when it holds only safe characters, else in single
-/// quotes (a quote inside becomes `'\''`).
-fn shell_quote(s: &str) -> String {
-    let safe = |c: char| c.is_ascii_alphanumeric() || "_@%+=:,./-".contains(c);
-    if !s.is_empty() && s.chars().all(safe) {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
     }
 }
 

@@ -3,7 +3,7 @@
 
 #[path = "common/cli.rs"]
 mod common_cli;
-use common_cli::{cli, text};
+use common_cli::{cli, text, train};
 
 #[path = "common/gpu.rs"]
 mod common_gpu;
@@ -30,23 +30,22 @@ fn train_preset_deeper_with_augment_runs_end_to_end_and_records_the_settings() {
     let idx = dir.path().join("idx");
     writers::write_idx(&ds, &idx, false).unwrap();
     let out = dir.path().join("run");
-    let o = cli(&[
-        "train",
-        "--preset",
-        "deeper",
-        "--augment",
-        "--zoom-range",
-        "0.1",
-        "--data",
-        idx.to_str().unwrap(),
-        "--epochs",
-        "1",
-        "--batch-size",
-        "32",
-        "--out",
-        out.to_str().unwrap(),
-        "--quiet",
-    ]);
+    let o = train(
+        &idx,
+        &out,
+        &[
+            "--preset",
+            "deeper",
+            "--augment",
+            "--zoom-range",
+            "0.1",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "32",
+            "--quiet",
+        ],
+    );
     let t = text(&o);
     assert!(o.status.success(), "{t}");
     assert!(t.contains("Epoch 1/1") && t.contains("test: loss"), "{t}");

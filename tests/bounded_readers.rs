@@ -22,9 +22,7 @@ use std::time::{Duration, Instant};
 
 use cifar_wgpu::data::{self, synthetic};
 use cifar_wgpu::keras;
-use cifar_wgpu::model::Sequential;
-use cifar_wgpu::model::io::SavedModel;
-use crafted::{edit_json, huge_png_header, python_archive_with};
+use crafted::{edit_json, gnu_long_name_tar_gz, huge_png_header, keras_files, python_archive_with};
 use writers::Member;
 
 /// Set in the child: the input to read.
@@ -160,37 +158,13 @@ fn tar_with_a_huge_gnu_long_name() {
         "tar_with_a_huge_gnu_long_name",
         |dir| {
             // A GNU long-name entry of 64 MB, then the member it would name.
-            let name = vec![b'a'; 64 << 20];
-            let mut header = tar::Header::new_gnu();
-            header.as_gnu_mut().unwrap().name[..13].copy_from_slice(b"././@LongLink");
-            header.set_entry_type(tar::EntryType::GNULongName);
-            header.set_size(name.len() as u64);
-            header.set_mode(0o644);
-            header.set_cksum();
-            let mut builder = tar::Builder::new(Vec::new());
-            builder.append(&header, name.as_slice()).unwrap();
-            let rest = writers::tar_bytes(&[("cifar-10-batches-bin/x".into(), vec![1])]).unwrap();
-            let mut tar = builder.into_inner().unwrap();
-            tar.extend_from_slice(&rest);
             let path = dir.join("long-name.tar.gz");
-            writers::write_gz(&path, &tar).unwrap();
+            gnu_long_name_tar_gz(&path, 64 << 20);
             path
         },
         data_error,
         &["GNU long name of 67108864 bytes; at most 4096 are read"],
     );
-}
-
-/// A small model's Keras files in `dir`, for the tests to break.
-fn keras_files(dir: &Path) {
-    let model = Sequential::notebook([6, 6, 2], 3);
-    let params = model.init_params(1).unwrap();
-    let saved = SavedModel {
-        class_names: (0..3).map(|i| format!("c{i}")).collect(),
-        model,
-        params,
-    };
-    keras::save_keras_files(dir, &saved).unwrap();
 }
 
 /// Zip `members` (name, bytes) deflated into `path`.

@@ -25,11 +25,11 @@ use std::time::{Duration, Instant};
 
 use cifar_wgpu::data::{self, synthetic};
 use cifar_wgpu::keras;
-use cifar_wgpu::layers::{Activation, Dense, Flatten, Init, Layer};
+use cifar_wgpu::layers::{Activation, Dense, Flatten};
 use cifar_wgpu::model::Sequential;
 use cifar_wgpu::model::io::SavedModel;
 use cifar_wgpu::train::{EpochLog, history};
-use crafted::{edit_json, huge_png_header, python_archive_with};
+use crafted::{edit_json, gnu_long_name_tar_gz, huge_png_header, keras_files, python_archive_with};
 use writers::Keys;
 
 /// The binary's address-space limit (KiB): 2 GiB (the issue's ~1 GB of data, plus the address
@@ -187,14 +187,8 @@ fn tiny_model(dir: &Path, history: &[EpochLog]) -> PathBuf {
         "tiny",
         [6, 6, 1],
         vec![
-            Layer::Flatten(Flatten),
-            Layer::Dense(Dense {
-                units: 3,
-                activation: Activation::Softmax,
-                use_bias: true,
-                kernel_initializer: Init::GlorotUniform,
-                bias_initializer: Init::Zeros,
-            }),
+            Flatten.into(),
+            Dense::new(3).activation(Activation::Softmax).into(),
         ],
     );
     let params = model.init_params(1).unwrap();
@@ -228,19 +222,6 @@ fn one_epoch() -> Vec<EpochLog> {
 fn small_png(path: &Path) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     image::save_buffer(path, &[7u8; 48], 4, 4, image::ExtendedColorType::Rgb8).unwrap();
-}
-
-/// The Keras files of a 6x6x2 notebook model in `dir`; returns the architecture's path.
-fn keras_files(dir: &Path) -> PathBuf {
-    let model = Sequential::notebook([6, 6, 2], 3);
-    let params = model.init_params(1).unwrap();
-    let saved = SavedModel {
-        class_names: (0..3).map(|i| format!("c{i}")).collect(),
-        model,
-        params,
-    };
-    keras::save_keras_files(dir, &saved).unwrap();
-    dir.join(keras::ARCHITECTURE_FILE)
 }
 
 /// `export` of the model at `model` must be refused, naming `model`.
@@ -373,23 +354,7 @@ fn checkpoint_with_batch_size_0() {
     let dir = tempfile::tempdir().unwrap();
     let data = tiny_idx(dir.path());
     let out = dir.path().join("run");
-    let first = cli(
-        dir.path(),
-        &[
-            "train",
-            "--data",
-            s(&data),
-            "--epochs",
-            "1",
-            "--batch-size",
-            "4",
-            "--out",
-            s(&out),
-            "--quiet",
-        ],
-        &[],
-    );
-    assert!(first.status.success(), "{}", first.text);
+    train_ok(dir.path(), &data, &out, &[]);
     let progress = out.join("checkpoint/progress.json");
     let json = std::fs::read_to_string(&progress).unwrap();
     let edited = json.replace("\"batch_size\": 4", "\"batch_size\": 0");
@@ -398,17 +363,10 @@ fn checkpoint_with_batch_size_0() {
     // Vouched for by the manifest, as a checkpoint written so would be: the settings' own check is
     // what refuses it.
     reseal(&out.join("checkpoint"));
-    let run = cli(
+    let run = resume(
         dir.path(),
-        &[
-            "train",
-            "--resume",
-            s(&out.join("checkpoint")),
-            "--data",
-            s(&data),
-            "--quiet",
-        ],
-        &[],
+        &out.join("checkpoint"),
+        &["--data", s(&data), "--quiet"],
     );
     assert_refused(&run, &["progress.json", "batch"]);
 }
@@ -417,20 +375,11 @@ fn checkpoint_with_batch_size_0() {
 fn batch_size_past_the_adapter_limits() {
     let dir = tempfile::tempdir().unwrap();
     let data = tiny_idx(dir.path());
-    let train = [
-        "train",
-        "--data",
-        s(&data),
-        "--epochs",
-        "1",
-        "--batch-size",
-        "1000000",
-        "--quiet",
-    ];
     let out = dir.path().join("run");
-    let mut train = train.to_vec();
-    train.extend(["--out", s(&out)]);
-    assert_refused(&cli(dir.path(), &train, &[]), &["--batch-size"]);
+    assert_refused(
+        &train(dir.path(), &data, &out, &["--batch-size", "1000000"]),
+        &["--batch-size"],
+    );
     let profile = [
         "profile",
         "--batch-size",
@@ -508,19 +457,8 @@ fn keras_zip_bomb_member() {
 #[test]
 fn tar_with_a_huge_gnu_long_name() {
     let dir = tempfile::tempdir().unwrap();
-    let name = vec![b'a'; 8 << 20];
-    let mut header = tar::Header::new_gnu();
-    header.as_gnu_mut().unwrap().name[..13].copy_from_slice(b"././@LongLink");
-    header.set_entry_type(tar::EntryType::GNULongName);
-    header.set_size(name.len() as u64);
-    header.set_mode(0o644);
-    header.set_cksum();
-    let mut builder = tar::Builder::new(Vec::new());
-    builder.append(&header, name.as_slice()).unwrap();
-    let mut tar = builder.into_inner().unwrap();
-    tar.extend(writers::tar_bytes(&[("cifar-10-batches-bin/x".into(), vec![1])]).unwrap());
     let path = dir.path().join("long-name.tar.gz");
-    writers::write_gz(&path, &tar).unwrap();
+    gnu_long_name_tar_gz(&path, 8 << 20);
     let run = cli(dir.path(), &["data", "info", "--data", s(&path)], &[]);
     assert_refused(&run, &[s(&path), "GNU long name"]);
 }
@@ -595,22 +533,7 @@ fn big_integer_label_is_named() {
 fn learning_rate_of_minus_1() {
     let dir = tempfile::tempdir().unwrap();
     let data = tiny_idx(dir.path());
-    let out = dir.path().join("run");
-    let run = cli(
-        dir.path(),
-        &[
-            "train",
-            "--data",
-            s(&data),
-            "--lr=-1",
-            "--epochs",
-            "1",
-            "--out",
-            s(&out),
-            "--quiet",
-        ],
-        &[],
-    );
+    let run = train(dir.path(), &data, &dir.path().join("run"), &["--lr=-1"]);
     assert_refused(&run, &["--lr"]);
 }
 
@@ -629,20 +552,7 @@ fn unwritable_out_before_training() {
     let file = dir.path().join("a-file");
     std::fs::write(&file, b"").unwrap();
     let out = file.join("run");
-    let run = cli(
-        dir.path(),
-        &[
-            "train",
-            "--data",
-            s(&data),
-            "--epochs",
-            "1",
-            "--out",
-            s(&out),
-            "--quiet",
-        ],
-        &[],
-    );
+    let run = train(dir.path(), &data, &out, &[]);
     assert_refused(&run, &["--out", s(&out)]);
     assert!(
         !run.text.contains("Epoch 1/"),
@@ -657,17 +567,9 @@ fn zero_training_images() {
     let dir = tempfile::tempdir().unwrap();
     let root = tiny_idx(dir.path());
     let out = dir.path().join("run");
-    let train = |extra: &[&str]| {
-        let mut args = vec!["train", "--data", s(&root), "--epochs", "1", "--quiet"];
-        args.extend(["--out", s(&out)]);
-        args.extend(extra);
-        cli(dir.path(), &args, &[])
-    };
+    let run = |extra: &[&str]| train(dir.path(), &root, &out, extra);
     // Keras splits at int(12 * (1 - 0.99)) = 0: every image goes to validation.
-    assert_refused(
-        &train(&["--validation-split", "0.99"]),
-        &["validation_split"],
-    );
+    assert_refused(&run(&["--validation-split", "0.99"]), &["validation_split"]);
     assert!(!out.exists(), "a model was saved");
     // IDX training files that hold no records (headers of count 0).
     std::fs::write(
@@ -680,7 +582,7 @@ fn zero_training_images() {
         [0, 0, 8, 1, 0, 0, 0, 0],
     )
     .unwrap();
-    assert_refused(&train(&[]), &[s(&root)]);
+    assert_refused(&run(&[]), &[s(&root)]);
     assert!(!out.exists(), "a model was saved");
 }
 
@@ -711,38 +613,15 @@ fn predict_with_nan_weights() {
 fn checkpoint_with_weights_from_another_run() {
     let dir = tempfile::tempdir().unwrap();
     let data = tiny_idx(dir.path());
-    let train = |out: &Path, seed: &str| {
-        let run = cli(
-            dir.path(),
-            &[
-                "train",
-                "--data",
-                s(&data),
-                "--epochs",
-                "1",
-                "--batch-size",
-                "4",
-                "--seed",
-                seed,
-                "--out",
-                s(out),
-                "--quiet",
-            ],
-            &[],
-        );
-        assert!(run.status.success(), "{}", run.text);
-    };
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
-    train(&a, "1");
-    train(&b, "2");
+    train_ok(dir.path(), &data, &a, &["--seed", "1"]);
+    train_ok(dir.path(), &data, &b, &["--seed", "2"]);
     let weights = a.join("checkpoint/weights.bin");
     std::fs::copy(b.join("checkpoint/weights.bin"), &weights).unwrap();
-    let run = cli(
+    let run = resume(
         dir.path(),
+        &a.join("checkpoint"),
         &[
-            "train",
-            "--resume",
-            s(&a.join("checkpoint")),
             "--data",
             s(&data),
             "--epochs",
@@ -751,14 +630,12 @@ fn checkpoint_with_weights_from_another_run() {
             s(&a),
             "--quiet",
         ],
-        &[],
     );
     assert_refused(&run, &["weights.bin"]);
 }
 
-/// One `train` of the tiny IDX set into `out` with `extra` flags (1 epoch, batch 4 unless given),
-/// asserted to succeed.
-fn train_ok(dir: &Path, data: &Path, out: &Path, extra: &[&str]) -> Run {
+/// One `train` of the tiny IDX set into `out` with `extra` flags (1 epoch, batch 4 unless given).
+fn train(dir: &Path, data: &Path, out: &Path, extra: &[&str]) -> Run {
     let mut args = vec!["train", "--data", s(data), "--out", s(out), "--quiet"];
     if !extra.contains(&"--epochs") {
         args.extend(["--epochs", "1"]);
@@ -767,9 +644,21 @@ fn train_ok(dir: &Path, data: &Path, out: &Path, extra: &[&str]) -> Run {
         args.extend(["--batch-size", "4"]);
     }
     args.extend(extra);
-    let run = cli(dir, &args, &[]);
+    cli(dir, &args, &[])
+}
+
+/// [`train`], asserted to succeed.
+fn train_ok(dir: &Path, data: &Path, out: &Path, extra: &[&str]) -> Run {
+    let run = train(dir, data, out, extra);
     assert!(run.status.success(), "{}", run.text);
     run
+}
+
+/// `train --resume checkpoint` with `extra` flags, run in `dir`.
+fn resume(dir: &Path, checkpoint: &Path, extra: &[&str]) -> Run {
+    let mut args = vec!["train", "--resume", s(checkpoint)];
+    args.extend(extra);
+    cli(dir, &args, &[])
 }
 
 /// Rewrites a checkpoint's manifest so that it vouches for its files as they are now: what a
@@ -809,12 +698,14 @@ fn tampered_checkpoint_file() {
     let mut bytes = std::fs::read(&optimizer).unwrap();
     bytes[0] ^= 1;
     std::fs::write(&optimizer, bytes).unwrap();
-    let resume = || cli(dir.path(), &["train", "--resume", s(&checkpoint)], &[]);
-    let run = resume();
+    let run = resume(dir.path(), &checkpoint, &[]);
     assert_refused(&run, &["optimizer.bin", "manifest.json"]);
     assert!(!run.text.contains("Epoch "), "trained:\n{}", run.text);
     std::fs::remove_file(checkpoint.join("manifest.json")).unwrap();
-    assert_refused(&resume(), &["manifest.json", "missing"]);
+    assert_refused(
+        &resume(dir.path(), &checkpoint, &[]),
+        &["manifest.json", "missing"],
+    );
 }
 
 /// `train --resume DIR` alone, from another working folder than the run's, continues that run:
@@ -850,7 +741,7 @@ fn resume_alone() {
     let checkpoint = dir.path().join("run/checkpoint");
     let progress = || std::fs::read_to_string(checkpoint.join("progress.json")).unwrap();
     let before = progress();
-    let run = cli(&elsewhere, &["train", "--resume", s(&checkpoint)], &[]);
+    let run = resume(&elsewhere, &checkpoint, &[]);
     assert!(run.status.success(), "{}", run.text);
     assert!(
         run.text.contains("batch 3, 1 epochs") && run.text.to_lowercase().contains("sgd"),
@@ -868,18 +759,7 @@ fn resume_alone() {
     );
     assert_eq!(progress(), before, "the finished run's checkpoint changed");
     // Extending it with a larger --epochs continues the same run into the same folder.
-    let run = cli(
-        &elsewhere,
-        &[
-            "train",
-            "--resume",
-            s(&checkpoint),
-            "--epochs",
-            "2",
-            "--quiet",
-        ],
-        &[],
-    );
+    let run = resume(&elsewhere, &checkpoint, &["--epochs", "2", "--quiet"]);
     assert!(run.status.success(), "{}", run.text);
     assert!(
         run.text.contains("Epoch 2/2") && !run.text.contains("Epoch 1/"),
@@ -904,12 +784,10 @@ fn resume_with_contradicting_flag() {
     train_ok(dir.path(), &data, &out, &["--epochs", "2", "--seed", "1"]);
     let checkpoint = out.join("checkpoint");
     let other = dir.path().join("other");
-    let run = cli(
+    let run = resume(
         dir.path(),
+        &checkpoint,
         &[
-            "train",
-            "--resume",
-            s(&checkpoint),
             "--batch-size",
             "4",
             "--seed",
@@ -921,31 +799,18 @@ fn resume_with_contradicting_flag() {
             "--epochs",
             "1",
         ],
-        &[],
     );
     assert_refused(&run, &["--seed 2", "--out", "--lr 0.5", "--epochs 1"]);
     assert!(!run.text.contains("--batch-size"), "{}", run.text);
     assert!(!run.text.contains("Epoch "), "trained:\n{}", run.text);
     assert!(!other.exists(), "wrote the contradicting --out");
     // Another optimizer's setting, and another data set.
-    let run = cli(
-        dir.path(),
-        &["train", "--resume", s(&checkpoint), "--beta1", "0.5"],
-        &[],
-    );
+    let run = resume(dir.path(), &checkpoint, &["--beta1", "0.5"]);
     assert_refused(&run, &["--beta1"]);
     // Augmentation the run did not have.
-    let run = cli(
-        dir.path(),
-        &["train", "--resume", s(&checkpoint), "--augment"],
-        &[],
-    );
+    let run = resume(dir.path(), &checkpoint, &["--augment"]);
     assert_refused(&run, &["--augment", "no augmentation"]);
-    let run = cli(
-        dir.path(),
-        &["train", "--resume", s(&checkpoint), "--data", s(dir.path())],
-        &[],
-    );
+    let run = resume(dir.path(), &checkpoint, &["--data", s(dir.path())]);
     assert_refused(&run, &["--data"]);
 }
 
@@ -977,20 +842,7 @@ fn two_trainings_into_one_out() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    let second = cli(
-        dir.path(),
-        &[
-            "train",
-            "--data",
-            s(&data),
-            "--out",
-            s(&out),
-            "--epochs",
-            "1",
-            "--quiet",
-        ],
-        &[],
-    );
+    let second = train(dir.path(), &data, &out, &[]);
     first.kill().unwrap();
     first.wait().unwrap();
     assert_refused(
@@ -1082,21 +934,12 @@ fn resume_of_a_moved_folder() {
     train_ok(dir.path(), &data, &out, &[]);
     std::fs::rename(&out, &moved).unwrap();
     let checkpoint = moved.join("checkpoint");
-    let run = cli(dir.path(), &["train", "--resume", s(&checkpoint)], &[]);
+    let run = resume(dir.path(), &checkpoint, &[]);
     assert_refused(&run, &[&format!("--out {}", s(&moved))]);
-    let run = cli(
+    let run = resume(
         dir.path(),
-        &[
-            "train",
-            "--resume",
-            s(&checkpoint),
-            "--out",
-            s(&moved),
-            "--epochs",
-            "2",
-            "--quiet",
-        ],
-        &[],
+        &checkpoint,
+        &["--out", s(&moved), "--epochs", "2", "--quiet"],
     );
     assert!(run.status.success(), "{}", run.text);
     assert!(!out.exists(), "wrote to the folder's old place");

@@ -4,7 +4,7 @@
 
 #[path = "common/cli.rs"]
 mod common_cli;
-use common_cli::{assert_clean_failure, cli, text};
+use common_cli::{assert_clean_failure, cli, text, train};
 
 #[path = "common/writers.rs"]
 mod writers;
@@ -71,20 +71,19 @@ fn train_saves_everything_then_evaluate_reads_it_back() {
     let data = tiny_cifar(dir.path());
     let out = dir.path().join("run");
     let out_s = out.to_str().unwrap();
-    let o = cli(&[
-        "train",
-        "--data",
+    let o = train(
         &data,
-        "--epochs",
-        "2",
-        "--batch-size",
-        "50",
-        "--out",
-        out_s,
-        "--quiet",
-        "--seed",
-        "5",
-    ]);
+        &out,
+        &[
+            "--epochs",
+            "2",
+            "--batch-size",
+            "50",
+            "--quiet",
+            "--seed",
+            "5",
+        ],
+    );
     let t = text(&o);
     assert!(o.status.success(), "{t}");
     for expected in [
@@ -155,20 +154,19 @@ fn train_saves_everything_then_evaluate_reads_it_back() {
 
     // --log-json: one JSON object per epoch on stdout.
     let out2 = dir.path().join("run2");
-    let o = cli(&[
-        "train",
-        "--data",
+    let o = train(
         &data,
-        "--epochs",
-        "1",
-        "--batch-size",
-        "50",
-        "--out",
-        out2.to_str().unwrap(),
-        "--log-json",
-        "--optimizer",
-        "adam",
-    ]);
+        &out2,
+        &[
+            "--epochs",
+            "1",
+            "--batch-size",
+            "50",
+            "--log-json",
+            "--optimizer",
+            "adam",
+        ],
+    );
     assert!(o.status.success(), "{}", text(&o));
     let stdout = String::from_utf8_lossy(&o.stdout);
     let line = stdout
@@ -336,18 +334,11 @@ fn keras_files_load_back_and_predict_matches_the_cpu_reference() {
     let data = tiny_cifar(dir.path());
     let out = dir.path().join("run");
     let out_s = out.to_str().unwrap();
-    let o = cli(&[
-        "train",
-        "--data",
+    let o = train(
         &data,
-        "--epochs",
-        "1",
-        "--batch-size",
-        "50",
-        "--out",
-        out_s,
-        "--quiet",
-    ]);
+        &out,
+        &["--epochs", "1", "--batch-size", "50", "--quiet"],
+    );
     assert!(o.status.success(), "{}", text(&o));
     for f in [
         "cifar10_architecture.json",
@@ -544,15 +535,7 @@ fn impossible_batch_sizes_are_refused_before_allocating() {
     assert_clean_failure(&o, &["a batch of 1000000", "--batch-size", "max_"]);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let o = cli(&[
-        "train",
-        "--data",
-        &tiny_cifar(dir.path()),
-        "--batch-size",
-        "100000000",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let o = train(tiny_cifar(dir.path()), &out, &["--batch-size", "100000000"]);
     assert_clean_failure(&o, &["a batch of 100000000", "--batch-size", "max_"]);
     assert!(!text(&o).contains("Epoch 1"), "{}", text(&o));
 }
@@ -592,18 +575,11 @@ fn silent_wrong_results_are_errors() {
     // A checkpoint whose progress.json was edited after it was written (to say batch 0): its
     // manifest no longer vouches for it.
     let run = dir.path().join("run");
-    let o = cli(&[
-        "train",
-        "--data",
+    let o = train(
         &data,
-        "--epochs",
-        "1",
-        "--batch-size",
-        "50",
-        "--quiet",
-        "--out",
-        run.to_str().unwrap(),
-    ]);
+        &run,
+        &["--epochs", "1", "--batch-size", "50", "--quiet"],
+    );
     assert!(o.status.success(), "{}", text(&o));
     let progress = run.join("checkpoint").join("progress.json");
     let json = std::fs::read_to_string(&progress).unwrap();
@@ -612,17 +588,16 @@ fn silent_wrong_results_are_errors() {
         json.replace("\"batch_size\": 50", "\"batch_size\": 0"),
     )
     .unwrap();
-    let o = cli(&[
-        "train",
-        "--data",
+    let o = train(
         &data,
-        "--resume",
-        run.join("checkpoint").to_str().unwrap(),
-        "--epochs",
-        "2",
-        "--out",
-        run.to_str().unwrap(),
-    ]);
+        &run,
+        &[
+            "--resume",
+            run.join("checkpoint").to_str().unwrap(),
+            "--epochs",
+            "2",
+        ],
+    );
     assert_clean_failure(&o, &["progress.json", "manifest.json"]);
 }
 
@@ -636,22 +611,21 @@ fn train_runs_end_to_end_on_the_gl_backend_and_under_webgpu_limits() {
     let data = dir.path().join("idx");
     writers::write_idx(&ds, &data, false).unwrap();
     let out = dir.path().join("run");
-    let o = cli(&[
-        "train",
-        "--backend",
-        "gl",
-        "--limits",
-        "webgpu",
-        "--data",
-        data.to_str().unwrap(),
-        "--epochs",
-        "1",
-        "--batch-size",
-        "32",
-        "--out",
-        out.to_str().unwrap(),
-        "--quiet",
-    ]);
+    let o = train(
+        &data,
+        &out,
+        &[
+            "--backend",
+            "gl",
+            "--limits",
+            "webgpu",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "32",
+            "--quiet",
+        ],
+    );
     let t = text(&o);
     assert!(o.status.success(), "{t}");
     assert!(t.contains("(Gl,"), "not on the GL backend:\n{t}");

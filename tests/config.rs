@@ -3,14 +3,18 @@
 //! the initialisers the files name. The Keras 3 files are real Keras' (`assets/keras/make_golden.py`,
 //! `config_models`).
 
+#[path = "common/golden.rs"]
+mod golden;
+use golden::asset;
+
 #[path = "common/cli.rs"]
 mod common_cli;
-use common_cli::{assert_clean_failure, cli, text};
+use common_cli::{assert_clean_failure, cli, text, train};
 
 #[path = "common/writers.rs"]
 mod writers;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use cifar_wgpu::data::synthetic;
 use cifar_wgpu::keras::{self, load_architecture, model_to_json};
@@ -19,12 +23,6 @@ use cifar_wgpu::model::Sequential;
 use cifar_wgpu::model::io::SavedModel;
 use cifar_wgpu::optimizer::Optimizer;
 use serde_json::Value;
-
-fn golden(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("assets/keras")
-        .join(name)
-}
 
 /// (kernel, bias) initialisers of each Conv2D and Dense, in order.
 fn initialisers(model: &Sequential) -> Vec<(Init, Init)> {
@@ -74,7 +72,7 @@ fn golden_initialisers() -> Vec<(Init, Init)> {
 
 #[test]
 fn keras3_json_names_every_initialiser() {
-    let a = load_architecture(&golden("init_architecture.json")).unwrap();
+    let a = load_architecture(&asset("init_architecture.json")).unwrap();
     assert_eq!(a.model.input_shape, [8, 8, 1]);
     assert_eq!(initialisers(&a.model), golden_initialisers());
     assert_eq!(a.optimizer, None, "to_json() of an uncompiled model");
@@ -82,8 +80,8 @@ fn keras3_json_names_every_initialiser() {
 
 #[test]
 fn keras_archive_gives_its_compile_settings() {
-    let a = load_architecture(&golden("init_adam.keras")).unwrap();
-    let json = load_architecture(&golden("init_architecture.json")).unwrap();
+    let a = load_architecture(&asset("init_adam.keras")).unwrap();
+    let json = load_architecture(&asset("init_architecture.json")).unwrap();
     assert_eq!(initialisers(&a.model), golden_initialisers());
     assert_eq!(a.model.layers, json.model.layers);
     assert_eq!(
@@ -134,7 +132,7 @@ fn keras2_json_names_initialisers_its_own_ways() {
 
 #[test]
 fn our_model_json_and_folders_are_architectures() {
-    let model = load_architecture(&golden("init_architecture.json"))
+    let model = load_architecture(&asset("init_architecture.json"))
         .unwrap()
         .model;
     let saved = SavedModel {
@@ -185,7 +183,7 @@ fn a_model_json_without_initialisers_reads_keras_defaults() {
 
 #[test]
 fn fresh_weights_follow_each_initialiser() {
-    let model = load_architecture(&golden("init_architecture.json"))
+    let model = load_architecture(&asset("init_architecture.json"))
         .unwrap()
         .model;
     let params = model.init_params(5).unwrap();
@@ -227,7 +225,7 @@ fn fresh_weights_follow_each_initialiser() {
 
 #[test]
 fn our_keras_json_writes_the_initialisers_as_keras_does() {
-    let path = golden("init_architecture.json");
+    let path = asset("init_architecture.json");
     let model = load_architecture(&path).unwrap().model;
     let ours: Value = serde_json::from_str(&model_to_json(&model).unwrap()).unwrap();
     let theirs: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
@@ -246,20 +244,20 @@ fn our_keras_json_writes_the_initialisers_as_keras_does() {
 
 #[test]
 fn unsupported_initialisers_optimizers_and_losses_are_refused_by_name() {
-    let e = load_architecture(&golden("unsupported_initializer.json"))
+    let e = load_architecture(&asset("unsupported_initializer.json"))
         .unwrap_err()
         .to_string();
     assert!(
         e.contains("kernel_initializer: initializer Orthogonal is not supported"),
         "{e}"
     );
-    let e = load_architecture(&golden("unsupported_optimizer.keras"))
+    let e = load_architecture(&asset("unsupported_optimizer.keras"))
         .unwrap_err()
         .to_string();
     assert!(e.contains("optimizer AdamW is not supported"), "{e}");
 
     // A compiled model's to_json() with a loss or optimizer setting we do not train.
-    let text = std::fs::read_to_string(golden("init_architecture.json")).unwrap();
+    let text = std::fs::read_to_string(asset("init_architecture.json")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let with_compile = |compile: Value| {
         let mut root: Value = serde_json::from_str(&text).unwrap();
@@ -311,7 +309,7 @@ fn files_that_are_no_architecture_are_refused_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let e = load_architecture(dir.path()).unwrap_err().to_string();
     assert!(e.contains("no architecture here"), "{e}");
-    let h5 = golden("tiny_weights.h5");
+    let h5 = asset("tiny_weights.h5");
     let e = load_architecture(&h5).unwrap_err().to_string();
     assert!(e.contains("not an architecture file"), "{e}");
     let bad = dir.path().join("bad.json");
@@ -319,7 +317,7 @@ fn files_that_are_no_architecture_are_refused_clearly() {
     let e = load_architecture(&bad).unwrap_err().to_string();
     assert!(e.contains("not a cifar-wgpu model file"), "{e}");
     // keras::load (fine-tuning) still reads the archive's weights; only --config ignores them.
-    assert!(keras::load(&golden("init_adam.keras")).is_ok());
+    assert!(keras::load(&asset("init_adam.keras")).is_ok());
 }
 
 /// A tiny learnable IDX set of `side`x`side` grey images, 10 classes.
@@ -335,7 +333,7 @@ fn summary_shows_a_config_file() {
     let o = cli(&[
         "summary",
         "--config",
-        golden("init_architecture.json").to_str().unwrap(),
+        asset("init_architecture.json").to_str().unwrap(),
     ]);
     let t = text(&o);
     assert!(o.status.success(), "{t}");
@@ -352,24 +350,19 @@ fn train_from_a_keras_archive_takes_its_optimizer_and_flags_win() {
     let dir = tempfile::tempdir().unwrap();
     let data = tiny_idx(dir.path(), 8);
     let out = dir.path().join("run");
-    let config = golden("init_adam.keras");
+    let config = asset("init_adam.keras");
     let train = |extra: &[&str]| {
-        let mut args = vec![
-            "train",
+        let config = config.to_str().unwrap();
+        let flags = [
             "--config",
-            config.to_str().unwrap(),
-            "--data",
-            &data,
+            config,
             "--epochs",
             "1",
             "--batch-size",
             "16",
             "--quiet",
-            "--out",
-            out.to_str().unwrap(),
         ];
-        args.extend_from_slice(extra);
-        cli(&args)
+        train(&data, &out, &[&flags[..], extra].concat())
     };
     let o = train(&[]);
     let t = text(&o);
@@ -414,35 +407,24 @@ fn train_config_refusals_are_clear() {
     let data = tiny_idx(dir.path(), 12);
     let out = dir.path().join("run");
     let run = |config: &Path, extra: &[&str]| {
-        let mut args = vec![
-            "train",
-            "--config",
-            config.to_str().unwrap(),
-            "--data",
-            &data,
-            "--epochs",
-            "1",
-            "--out",
-            out.to_str().unwrap(),
-        ];
-        args.extend_from_slice(extra);
-        cli(&args)
+        let flags = ["--config", config.to_str().unwrap(), "--epochs", "1"];
+        train(&data, &out, &[&flags[..], extra].concat())
     };
     // 8x8 architecture, 12x12 images: both named.
     assert_clean_failure(
-        &run(&golden("init_architecture.json"), &[]),
+        &run(&asset("init_architecture.json"), &[]),
         &["[8, 8, 1]", "[12, 12, 1]"],
     );
     assert_clean_failure(
-        &run(&golden("unsupported_initializer.json"), &[]),
+        &run(&asset("unsupported_initializer.json"), &[]),
         &["Orthogonal is not supported"],
     );
     assert_clean_failure(
-        &run(&golden("unsupported_optimizer.keras"), &[]),
+        &run(&asset("unsupported_optimizer.keras"), &[]),
         &["AdamW is not supported"],
     );
     assert_clean_failure(
-        &run(&golden("init_architecture.json"), &["--preset", "deeper"]),
+        &run(&asset("init_architecture.json"), &["--preset", "deeper"]),
         &["cannot be used with"],
     );
     assert!(!out.exists(), "nothing is written when a run is refused");

@@ -40,7 +40,7 @@ use rand_pcg::Pcg64Mcg;
 
 use cifar_wgpu::data::{self, synthetic};
 use cifar_wgpu::keras;
-use cifar_wgpu::layers::{Activation, Conv2D, Dense, Flatten, Init, Layer, MaxPooling2D};
+use cifar_wgpu::layers::{Activation, Conv2D, Dense, Flatten, MaxPooling2D};
 use cifar_wgpu::model::Sequential;
 use cifar_wgpu::model::io::SavedModel;
 use cifar_wgpu::optimizer::Optimizer;
@@ -261,29 +261,12 @@ fn small_saved() -> SavedModel {
         "fuzz",
         [6, 6, 2],
         vec![
-            Layer::Conv2D(Conv2D {
-                filters: 3,
-                kernel_size: [3, 3],
-                padding: Padding::Same,
-                activation: Activation::Relu,
-                strides: [1, 1],
-                use_bias: true,
-                kernel_initializer: Init::GlorotUniform,
-                bias_initializer: Init::Zeros,
-            }),
-            Layer::MaxPooling2D(MaxPooling2D {
-                pool_size: [2, 2],
-                strides: [2, 2],
-                padding: Padding::Valid,
-            }),
-            Layer::Flatten(Flatten),
-            Layer::Dense(Dense {
-                units: 3,
-                activation: Activation::Softmax,
-                use_bias: true,
-                kernel_initializer: Init::GlorotUniform,
-                bias_initializer: Init::Zeros,
-            }),
+            Conv2D::new(3, [3, 3], Padding::Same)
+                .activation(Activation::Relu)
+                .into(),
+            MaxPooling2D::new([2, 2]).into(),
+            Flatten.into(),
+            Dense::new(3).activation(Activation::Softmax).into(),
         ],
     );
     let params = model.init_params(1).unwrap();

@@ -4,11 +4,13 @@
 //! GPU and on the CPU reference (the batch's statistics, the moving update, the gradients) lands on
 //! the weights Keras' `train_on_batch` left; and the files we write for it read back.
 
+#[path = "common/golden.rs"]
+mod golden;
+use golden::asset;
+
 #[path = "common/gpu.rs"]
 mod common_gpu;
 use common_gpu::gpu;
-
-use std::path::{Path, PathBuf};
 
 use cifar_wgpu::gpu::run_dispatches;
 use cifar_wgpu::keras::{self, SavedModel};
@@ -20,12 +22,6 @@ use serde_json::Value;
 
 const BATCH: usize = 4;
 const LR: f32 = 0.1;
-
-fn asset(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("assets/keras")
-        .join(name)
-}
 
 fn golden() -> Value {
     serde_json::from_str(&std::fs::read_to_string(asset("batchnorm_golden.json")).unwrap()).unwrap()

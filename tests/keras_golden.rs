@@ -1,22 +1,13 @@
 //! Files written by real Keras 3 (`assets/keras/make_golden.py`, which says how to run it) open
 //! here with every weight where Keras put it, and our JSON is the one Keras writes.
 
-use std::path::{Path, PathBuf};
+#[path = "common/golden.rs"]
+mod golden;
+use golden::{asset, golden_value};
 
 use cifar_wgpu::keras::{self, KerasError, SavedModel};
 use cifar_wgpu::layers::Layer;
 use cifar_wgpu::model::{Sequential, reference};
-
-fn asset(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("assets/keras")
-        .join(name)
-}
-
-/// The golden script's weight formula: tensor `k` in `model.weights` order, flat index `i`.
-fn golden_value(k: usize, i: usize) -> f32 {
-    (((7 * i + 13 * k) % 23) as f64 - 11.0) as f32 / 64.0
-}
 
 /// The notebook's layers at the golden script's tiny size: 8x8x3, Conv2D(4), Dense(6), Dense(3).
 fn tiny() -> Sequential {

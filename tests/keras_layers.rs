@@ -7,13 +7,15 @@
 //! and the GPU matches its predictions; one GPU training step equals the CPU reference step; our own
 //! files keep the layers that hold one tensor.
 
+#[path = "common/golden.rs"]
+mod golden;
+use golden::{asset, golden_value};
+
 #[path = "common/gpu.rs"]
 mod common_gpu;
 #[path = "common/keras_python.rs"]
 mod keras_python;
 use common_gpu::{gpu, more_layers_model};
-
-use std::path::{Path, PathBuf};
 
 use cifar_wgpu::gpu::run_dispatches;
 use cifar_wgpu::keras::{self, SavedModel};
@@ -21,17 +23,6 @@ use cifar_wgpu::layers::CpuStep;
 use cifar_wgpu::model::reference;
 use cifar_wgpu::optimizer::Optimizer;
 use cifar_wgpu::train::{Mode, Network};
-
-fn asset(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("assets/keras")
-        .join(name)
-}
-
-/// The golden script's weight formula: tensor `k` in `model.weights` order, flat index `i`.
-fn golden_value(k: usize, i: usize) -> f32 {
-    (((7 * i + 13 * k) % 23) as f64 - 11.0) as f32 / 64.0
-}
 
 /// The golden prediction input, [2, 9, 9, 3].
 fn golden_input() -> Vec<f32> {

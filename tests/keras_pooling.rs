@@ -3,6 +3,10 @@
 //! is Keras' own, Keras 2's names read the same, and our forward passes (the CPU twin and the GPU)
 //! give Keras' predictions, 'same' average pooling's clipped border windows included.
 
+#[path = "common/golden.rs"]
+mod golden;
+use golden::{asset, golden_value};
+
 #[path = "common/gpu.rs"]
 mod common_gpu;
 #[path = "common/keras_python.rs"]
@@ -11,29 +15,16 @@ mod keras_python;
 use common_gpu::gpu;
 use keras_python::{say_keras_skipped, we_and_keras_read_what_we_save};
 
-use std::path::{Path, PathBuf};
-
 use cifar_wgpu::gpu::run_dispatches;
 use cifar_wgpu::keras::{self, SavedModel};
 use cifar_wgpu::layers::{
     Activation, AveragePooling2D, Conv2D, Dense, Flatten, GlobalAveragePooling2D,
-    GlobalMaxPooling2D, Init, Layer,
+    GlobalMaxPooling2D, Layer,
 };
 use cifar_wgpu::model::{Sequential, reference};
 use cifar_wgpu::optimizer::Optimizer;
 use cifar_wgpu::shape::Padding;
 use cifar_wgpu::train::{Mode, Network};
-
-fn asset(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("assets/keras")
-        .join(name)
-}
-
-/// The golden script's weight formula: tensor `k` in `model.weights` order, flat index `i`.
-fn golden_value(k: usize, i: usize) -> f32 {
-    (((7 * i + 13 * k) % 23) as f64 - 11.0) as f32 / 64.0
-}
 
 /// `layers` named as the script names them.
 fn named(name: &str, input: [usize; 3], layers: Vec<(&str, Layer)>) -> Sequential {
@@ -46,26 +37,13 @@ fn named(name: &str, input: [usize; 3], layers: Vec<(&str, Layer)>) -> Sequentia
 }
 
 fn conv(filters: usize, size: usize, padding: Padding, activation: Activation) -> Layer {
-    Layer::Conv2D(Conv2D {
-        filters,
-        kernel_size: [size, size],
-        padding,
-        activation,
-        strides: [1, 1],
-        use_bias: true,
-        kernel_initializer: Init::GlorotUniform,
-        bias_initializer: Init::Zeros,
-    })
+    Conv2D::new(filters, [size, size], padding)
+        .activation(activation)
+        .into()
 }
 
 fn head() -> Layer {
-    Layer::Dense(Dense {
-        units: 3,
-        activation: Activation::Softmax,
-        use_bias: true,
-        kernel_initializer: Init::GlorotUniform,
-        bias_initializer: Init::Zeros,
-    })
+    Dense::new(3).activation(Activation::Softmax).into()
 }
 
 /// `pooling_avg`: 'same' average pooling with clipped windows, then a global average.
@@ -77,16 +55,15 @@ fn pooling_avg() -> Sequential {
             ("conv_a", conv(4, 3, Padding::Same, Activation::Linear)),
             (
                 "avg_pool",
-                Layer::AveragePooling2D(AveragePooling2D {
-                    pool_size: [3, 3],
-                    strides: [2, 2],
-                    padding: Padding::Same,
-                }),
+                AveragePooling2D::new([3, 3])
+                    .strides([2, 2])
+                    .padding(Padding::Same)
+                    .into(),
             ),
             ("conv_b", conv(5, 2, Padding::Valid, Activation::Relu)),
             (
                 "global_avg",
-                Layer::GlobalAveragePooling2D(GlobalAveragePooling2D { keepdims: false }),
+                GlobalAveragePooling2D { keepdims: false }.into(),
             ),
             ("head", head()),
         ],
@@ -102,18 +79,11 @@ fn pooling_max() -> Sequential {
         vec![
             (
                 "avg_pool",
-                Layer::AveragePooling2D(AveragePooling2D {
-                    pool_size: [2, 3],
-                    strides: [1, 2],
-                    padding: Padding::Valid,
-                }),
+                AveragePooling2D::new([2, 3]).strides([1, 2]).into(),
             ),
             ("conv", conv(4, 2, Padding::Same, Activation::Linear)),
-            (
-                "global_max",
-                Layer::GlobalMaxPooling2D(GlobalMaxPooling2D { keepdims: true }),
-            ),
-            ("flatten", Layer::Flatten(Flatten)),
+            ("global_max", GlobalMaxPooling2D { keepdims: true }.into()),
+            ("flatten", Flatten.into()),
             ("head", head()),
         ],
     )

@@ -7,7 +7,7 @@
 
 #[path = "common/gpu.rs"]
 mod common_gpu;
-use common_gpu::{build_programs, every_layer_model};
+use common_gpu::{build_programs, every_layer_model, fixed_batch, write_batch};
 
 use cifar_wgpu::gpu::{
     Gpu, GpuOptions, KernelFlavours, LimitsChoice, OptionalFeature, Tiling, WorkgroupNeeds,
@@ -188,12 +188,7 @@ fn a_training_step_of_every_family_under_webgpu_limits_equals_the_cpu_reference(
     let (input, classes, batch) = ([9, 7, 3], 4, 5);
     let model = every_layer_model(input, classes);
     let params = model.init_params(11).unwrap();
-    let x: Vec<f32> = (0..batch * 9 * 7 * 3)
-        .map(|i| ((i * 7919) % 256) as f32 / 255.0)
-        .collect();
-    let labels: Vec<u32> = (0..batch as u32)
-        .map(|i| (i * 3) % classes as u32)
-        .collect();
+    let (x, labels) = fixed_batch(&model, batch, classes, 3);
     let (seed, step) = (1234, 7);
     let p64: Vec<f64> = params.iter().map(|&v| v as f64).collect();
     let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
@@ -202,8 +197,7 @@ fn a_training_step_of_every_family_under_webgpu_limits_equals_the_cpu_reference(
         let g = least_device(tiling, subgroups);
         let net =
             Network::new(&g, &model, Optimizer::adam_default(), &params, batch, seed).unwrap();
-        g.write(&net.input(batch), &x);
-        g.write(&net.labels.slice(0, batch), &labels);
+        write_batch(&g, &net, &x, &labels);
         net.set_step(&g, step);
         let dispatches = net.step(&g, batch, Mode::Train);
         run_dispatches(&g, &dispatches.iter().collect::<Vec<_>>()).unwrap();

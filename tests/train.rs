@@ -5,7 +5,9 @@
 mod common_gpu;
 #[path = "common/writers.rs"]
 mod writers;
-use common_gpu::{batchnorm_model, every_layer_model, gpu, pooling_models, small_cnn};
+use common_gpu::{
+    batchnorm_model, every_layer_model, fixed_batch, gpu, pooling_models, small_cnn, write_batch,
+};
 
 use std::path::Path;
 use std::time::Instant;
@@ -96,12 +98,8 @@ fn the_pooling_models_train_three_steps_as_the_cpu_reference_does() {
         let opt = Optimizer::rmsprop_default();
         let params = model.init_params(5).unwrap();
         let net = Network::new(g, &model, opt.clone(), &params, batch, 1).unwrap();
-        let x: Vec<f32> = (0..batch * model.input().len())
-            .map(|i| ((i * 7919) % 256) as f32 / 255.0)
-            .collect();
-        let labels: Vec<u32> = (0..batch as u32).map(|i| i % classes as u32).collect();
-        g.write(&net.input(batch), &x);
-        g.write(&net.labels.slice(0, batch), &labels);
+        let (x, labels) = fixed_batch(&model, batch, classes, 1);
+        write_batch(g, &net, &x, &labels);
         let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
         let mut want: Vec<f64> = params.iter().map(|&v| v as f64).collect();
         let mut state = vec![vec![0.0; want.len()]; opt.state_buffers()];
@@ -159,14 +157,8 @@ fn one_step_of(g: &Gpu, model: &Sequential, classes: usize) {
         let seed = 1234;
         let step = 7;
         let net = Network::new(g, model, opt.clone(), &params, batch, seed).unwrap();
-        let x: Vec<f32> = (0..batch * 9 * 7 * 3)
-            .map(|i| ((i * 7919) % 256) as f32 / 255.0)
-            .collect();
-        let labels: Vec<u32> = (0..batch as u32)
-            .map(|i| (i * 3) % classes as u32)
-            .collect();
-        g.write(&net.input(batch), &x);
-        g.write(&net.labels.slice(0, batch), &labels);
+        let (x, labels) = fixed_batch(model, batch, classes, 3);
+        write_batch(g, &net, &x, &labels);
         net.set_step(g, step);
         let dispatches = net.step(g, batch, Mode::Train);
         run_dispatches(g, &dispatches.iter().collect::<Vec<_>>()).unwrap();
@@ -607,14 +599,8 @@ fn batchnorm_trains_like_the_reference_and_evaluates_with_its_moving_statistics(
     let params = model.init_params(3).unwrap();
     let seed = 99;
     let net = Network::new(g, &model, opt.clone(), &params, batch, seed).unwrap();
-    let x: Vec<f32> = (0..batch * 9 * 7 * 3)
-        .map(|i| ((i * 7919) % 256) as f32 / 255.0)
-        .collect();
-    let labels: Vec<u32> = (0..batch as u32)
-        .map(|i| (i * 3) % classes as u32)
-        .collect();
-    g.write(&net.input(batch), &x);
-    g.write(&net.labels.slice(0, batch), &labels);
+    let (x, labels) = fixed_batch(&model, batch, classes, 3);
+    write_batch(g, &net, &x, &labels);
     let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
     let mut want: Vec<f64> = params.iter().map(|&v| v as f64).collect();
     let mut state = vec![vec![0.0; want.len()]; opt.state_buffers()];
@@ -669,7 +655,7 @@ fn batchnorm_trains_like_the_reference_and_evaluates_with_its_moving_statistics(
 #[test]
 fn scratch_buffers_past_the_binding_limit_are_refused_before_allocating() {
     use cifar_wgpu::gpu::LimitsChoice;
-    use cifar_wgpu::layers::{Activation, Conv2D, Dense, Flatten, Init, Layer};
+    use cifar_wgpu::layers::{Activation, Conv2D, Dense, Flatten};
     use cifar_wgpu::shape::Padding;
     use cifar_wgpu::train::network::check_memory;
     let g = Gpu::new(&GpuOptions {
@@ -681,24 +667,11 @@ fn scratch_buffers_past_the_binding_limit_are_refused_before_allocating() {
         "wide_conv",
         [64, 64, 64],
         vec![
-            Layer::Conv2D(Conv2D {
-                filters: 64,
-                kernel_size: [3, 3],
-                padding: Padding::Valid,
-                activation: Activation::Relu,
-                strides: [1, 1],
-                use_bias: true,
-                kernel_initializer: Init::GlorotUniform,
-                bias_initializer: Init::Zeros,
-            }),
-            Layer::Flatten(Flatten),
-            Layer::Dense(Dense {
-                units: 2,
-                activation: Activation::Softmax,
-                use_bias: true,
-                kernel_initializer: Init::GlorotUniform,
-                bias_initializer: Init::Zeros,
-            }),
+            Conv2D::new(64, [3, 3], Padding::Valid)
+                .activation(Activation::Relu)
+                .into(),
+            Flatten.into(),
+            Dense::new(2).activation(Activation::Softmax).into(),
         ],
     );
     let optimizer = Optimizer::rmsprop_default();

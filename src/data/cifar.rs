@@ -19,12 +19,10 @@
 //! [`super::pickle`].
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use flate2::read::GzDecoder;
-
-use super::stream::{Watched, explain, is_gzip};
+use super::stream::{Watched, explain, maybe_gzip};
 use super::{DataError, Dataset, Split, pickle};
 
 /// Records per batch in the real archives.
@@ -490,13 +488,7 @@ pub(crate) fn read_archive(path: &Path) -> Result<Dataset, DataError> {
         });
     }
     let file = File::open(path).map_err(|e| DataError::io(path, e))?;
-    let mut buffered = BufReader::with_capacity(1 << 16, file);
-    let gzip = is_gzip(buffered.fill_buf().map_err(|e| DataError::io(path, e))?);
-    let inner: Box<dyn Read> = if gzip {
-        Box::new(GzDecoder::new(buffered))
-    } else {
-        Box::new(buffered)
-    };
+    let (inner, gzip) = maybe_gzip(path, file)?;
     let (watched, state) = Watched::new(inner, MAX_DECOMPRESSED);
     let mut archive = tar::Archive::new(watched);
     let result = read_tar(path, &mut archive);

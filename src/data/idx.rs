@@ -13,12 +13,10 @@
 //! [`MAX_BYTES`]) before anything is allocated, and the data must be exactly as long as the header says.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use flate2::read::GzDecoder;
-
-use super::stream::{Watched, explain, is_gzip};
+use super::stream::{Watched, explain, maybe_gzip};
 use super::{DataError, Dataset, Split};
 
 /// Most images (or labels) in one IDX file.
@@ -76,13 +74,7 @@ fn read_idx(path: &Path, ndim: usize) -> Result<Idx, DataError> {
     };
     let file = File::open(path).map_err(|e| DataError::io(path, e))?;
     let file_len = file.metadata().map_err(|e| DataError::io(path, e))?.len();
-    let mut buffered = BufReader::with_capacity(1 << 16, file);
-    let gzip = is_gzip(buffered.fill_buf().map_err(|e| DataError::io(path, e))?);
-    let inner: Box<dyn Read> = if gzip {
-        Box::new(GzDecoder::new(buffered))
-    } else {
-        Box::new(buffered)
-    };
+    let (inner, gzip) = maybe_gzip(path, file)?;
     let cap = MAX_BYTES + 64;
     let (mut reader, state) = Watched::new(inner, cap);
     let result = parse(&mut reader, ndim, gzip, file_len, &bad);

@@ -3,9 +3,12 @@
 //! back to their cause (a truncated or corrupt gzip stream, or a size bomb).
 
 use std::cell::RefCell;
-use std::io::{self, Read};
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
 use std::path::Path;
 use std::rc::Rc;
+
+use flate2::read::GzDecoder;
 
 use super::DataError;
 
@@ -104,4 +107,17 @@ pub(crate) fn explain(path: &Path, state: &WatchState, gzip: bool, cap: u64) -> 
 /// True when the file starts with the gzip magic bytes.
 pub(crate) fn is_gzip(head: &[u8]) -> bool {
     head.starts_with(&[0x1f, 0x8b])
+}
+
+/// `file` (opened from `path`) through a 64 KiB buffer, inflated when it starts as gzip does; and
+/// whether it does.
+pub(crate) fn maybe_gzip(path: &Path, file: File) -> Result<(Box<dyn Read>, bool), DataError> {
+    let mut buffered = BufReader::with_capacity(1 << 16, file);
+    let gzip = is_gzip(buffered.fill_buf().map_err(|e| DataError::io(path, e))?);
+    let inner: Box<dyn Read> = if gzip {
+        Box::new(GzDecoder::new(buffered))
+    } else {
+        Box::new(buffered)
+    };
+    Ok((inner, gzip))
 }

@@ -108,6 +108,13 @@ pub struct ActivationLayer {
     pub activation: Activation,
 }
 
+/// Keras' constructor: `ActivationLayer::new(Activation::Relu)` is `Activation("relu")`.
+impl ActivationLayer {
+    pub fn new(activation: Activation) -> ActivationLayer {
+        ActivationLayer { activation }
+    }
+}
+
 impl ActivationLayer {
     pub(super) fn from_keras(e: &KerasEntry) -> Result<Layer, ConfigError> {
         e.float32()?;

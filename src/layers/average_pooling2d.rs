@@ -19,6 +19,26 @@ pub struct AveragePooling2D {
     pub padding: Padding,
 }
 
+/// Keras' constructor: `AveragePooling2D::new([2, 2])` is `AveragePooling2D((2, 2))`: strides the pool size,
+/// 'valid' padding, each changed by the setter of its name.
+impl AveragePooling2D {
+    pub fn new(pool_size: [usize; 2]) -> AveragePooling2D {
+        AveragePooling2D {
+            pool_size,
+            strides: pool_size,
+            padding: Padding::Valid,
+        }
+    }
+
+    pub fn strides(self, strides: [usize; 2]) -> AveragePooling2D {
+        AveragePooling2D { strides, ..self }
+    }
+
+    pub fn padding(self, padding: Padding) -> AveragePooling2D {
+        AveragePooling2D { padding, ..self }
+    }
+}
+
 impl AveragePooling2D {
     fn window(&self) -> pooling::Window {
         (self.pool_size, self.strides, self.padding)

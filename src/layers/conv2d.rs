@@ -55,6 +55,50 @@ fn is_unit(strides: &[usize; 2]) -> bool {
     *strides == unit_strides()
 }
 
+/// Keras' constructor: `Conv2D::new(32, [3, 3], Padding::Same)` is `Conv2D(32, (3, 3),
+/// padding="same")`, Keras' defaults for the rest (unit strides, a bias, linear, glorot_uniform and
+/// zeros), each changed by the setter of its name.
+impl Conv2D {
+    pub fn new(filters: usize, kernel_size: [usize; 2], padding: Padding) -> Conv2D {
+        Conv2D {
+            filters,
+            kernel_size,
+            padding,
+            activation: Activation::Linear,
+            strides: unit_strides(),
+            use_bias: true,
+            kernel_initializer: Init::kernel_default(),
+            bias_initializer: Init::bias_default(),
+        }
+    }
+
+    pub fn activation(self, activation: Activation) -> Conv2D {
+        Conv2D { activation, ..self }
+    }
+
+    pub fn strides(self, strides: [usize; 2]) -> Conv2D {
+        Conv2D { strides, ..self }
+    }
+
+    pub fn use_bias(self, use_bias: bool) -> Conv2D {
+        Conv2D { use_bias, ..self }
+    }
+
+    pub fn kernel_initializer(self, kernel_initializer: Init) -> Conv2D {
+        Conv2D {
+            kernel_initializer,
+            ..self
+        }
+    }
+
+    pub fn bias_initializer(self, bias_initializer: Init) -> Conv2D {
+        Conv2D {
+            bias_initializer,
+            ..self
+        }
+    }
+}
+
 impl Conv2D {
     /// The kernels' shape on a valid image `input` for a batch of `n`.
     fn shape(&self, input: &Shape, n: usize) -> Conv2dShape {
@@ -392,15 +436,10 @@ mod tests {
 
     #[test]
     fn strided_output_shapes_are_tensorflows() {
-        let conv = |kernel_size, strides, padding| Conv2D {
-            filters: 4,
-            kernel_size,
-            padding,
-            activation: Activation::Linear,
-            strides,
-            use_bias: false,
-            kernel_initializer: Init::GlorotUniform,
-            bias_initializer: Init::Zeros,
+        let conv = |kernel_size, strides, padding| {
+            Conv2D::new(4, kernel_size, padding)
+                .strides(strides)
+                .use_bias(false)
         };
         let input = Shape::Image { h: 9, w: 8, c: 3 };
         let out = |c: Conv2D| c.output_shape(&input).unwrap();

@@ -42,6 +42,42 @@ pub struct Dense {
     pub bias_initializer: Init,
 }
 
+/// Keras' constructor: `Dense::new(512)` is `Dense(512)`, Keras' defaults for the rest (a bias,
+/// linear, glorot_uniform and zeros), each changed by the setter of its name.
+impl Dense {
+    pub fn new(units: usize) -> Dense {
+        Dense {
+            units,
+            activation: Activation::Linear,
+            use_bias: true,
+            kernel_initializer: Init::kernel_default(),
+            bias_initializer: Init::bias_default(),
+        }
+    }
+
+    pub fn activation(self, activation: Activation) -> Dense {
+        Dense { activation, ..self }
+    }
+
+    pub fn use_bias(self, use_bias: bool) -> Dense {
+        Dense { use_bias, ..self }
+    }
+
+    pub fn kernel_initializer(self, kernel_initializer: Init) -> Dense {
+        Dense {
+            kernel_initializer,
+            ..self
+        }
+    }
+
+    pub fn bias_initializer(self, bias_initializer: Init) -> Dense {
+        Dense {
+            bias_initializer,
+            ..self
+        }
+    }
+}
+
 impl Dense {
     pub(super) fn from_keras(e: &KerasEntry) -> Result<Layer, ConfigError> {
         e.float32()?;

@@ -19,6 +19,13 @@ pub struct Dropout {
     pub rate: f32,
 }
 
+/// Keras' constructor: `Dropout::new(0.25)` is `Dropout(0.25)`.
+impl Dropout {
+    pub fn new(rate: f32) -> Dropout {
+        Dropout { rate }
+    }
+}
+
 impl Dropout {
     pub(super) fn from_keras(e: &KerasEntry) -> Result<Layer, ConfigError> {
         e.float32()?;

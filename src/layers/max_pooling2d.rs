@@ -20,6 +20,26 @@ pub struct MaxPooling2D {
     pub padding: Padding,
 }
 
+/// Keras' constructor: `MaxPooling2D::new([2, 2])` is `MaxPooling2D((2, 2))`: strides the pool size,
+/// 'valid' padding, each changed by the setter of its name.
+impl MaxPooling2D {
+    pub fn new(pool_size: [usize; 2]) -> MaxPooling2D {
+        MaxPooling2D {
+            pool_size,
+            strides: pool_size,
+            padding: Padding::Valid,
+        }
+    }
+
+    pub fn strides(self, strides: [usize; 2]) -> MaxPooling2D {
+        MaxPooling2D { strides, ..self }
+    }
+
+    pub fn padding(self, padding: Padding) -> MaxPooling2D {
+        MaxPooling2D { padding, ..self }
+    }
+}
+
 impl MaxPooling2D {
     fn window(&self) -> pooling::Window {
         (self.pool_size, self.strides, self.padding)

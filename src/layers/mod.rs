@@ -81,6 +81,32 @@ impl Layer {
     }
 }
 
+/// `From` each kind's settings, so models are written as Keras writes them:
+/// `Conv2D::new(32, [3, 3], Padding::Same).into()`.
+macro_rules! layer_from {
+    ($($kind:ident => $variant:ident),* $(,)?) => {
+        $(impl From<$kind> for Layer {
+            fn from(layer: $kind) -> Layer {
+                Layer::$variant(layer)
+            }
+        })*
+    };
+}
+
+layer_from!(
+    Conv2D => Conv2D,
+    ActivationLayer => Activation,
+    LeakyReLU => LeakyReLU,
+    MaxPooling2D => MaxPooling2D,
+    Dropout => Dropout,
+    Flatten => Flatten,
+    Dense => Dense,
+    AveragePooling2D => AveragePooling2D,
+    GlobalAveragePooling2D => GlobalAveragePooling2D,
+    GlobalMaxPooling2D => GlobalMaxPooling2D,
+    BatchNormalization => BatchNormalization,
+);
+
 type KerasReader = fn(&KerasEntry) -> Result<Layer, ConfigError>;
 
 /// The Keras class names each kind is read from (Keras 2's aliases too), with its reader.
@@ -398,44 +424,36 @@ mod tests {
     /// One layer of each kind. The match fails to compile when a kind is added without a sample here.
     fn one_of_each() -> Vec<Layer> {
         let all = vec![
-            Layer::Conv2D(Conv2D {
-                filters: 3,
-                kernel_size: [3, 2],
-                padding: Padding::Valid,
-                activation: Activation::Relu,
-                strides: [2, 1],
-                use_bias: false,
-                kernel_initializer: Init::HeNormal,
-                bias_initializer: Init::Constant(0.1),
-            }),
-            Layer::Activation(ActivationLayer {
-                activation: Activation::Softmax,
-            }),
+            Conv2D::new(3, [3, 2], Padding::Valid)
+                .activation(Activation::Relu)
+                .strides([2, 1])
+                .use_bias(false)
+                .kernel_initializer(Init::HeNormal)
+                .bias_initializer(Init::Constant(0.1))
+                .into(),
+            ActivationLayer::new(Activation::Softmax).into(),
             Layer::LeakyReLU(LeakyReLU {
                 negative_slope: 0.1,
             }),
-            Layer::MaxPooling2D(MaxPooling2D {
-                pool_size: [3, 3],
-                strides: [2, 1],
-                padding: Padding::Same,
-            }),
-            Layer::Dropout(Dropout { rate: 0.1 }),
-            Layer::Flatten(Flatten),
-            Layer::Dense(Dense {
-                units: 7,
-                activation: Activation::Tanh,
-                use_bias: false,
-                kernel_initializer: Init::RandomNormal {
+            MaxPooling2D::new([3, 3])
+                .strides([2, 1])
+                .padding(Padding::Same)
+                .into(),
+            Dropout::new(0.1).into(),
+            Flatten.into(),
+            Dense::new(7)
+                .activation(Activation::Tanh)
+                .use_bias(false)
+                .kernel_initializer(Init::RandomNormal {
                     mean: 0.0,
                     stddev: 0.02,
-                },
-                bias_initializer: Init::Ones,
-            }),
-            Layer::AveragePooling2D(AveragePooling2D {
-                pool_size: [3, 2],
-                strides: [1, 2],
-                padding: Padding::Same,
-            }),
+                })
+                .bias_initializer(Init::Ones)
+                .into(),
+            AveragePooling2D::new([3, 2])
+                .strides([1, 2])
+                .padding(Padding::Same)
+                .into(),
             Layer::GlobalAveragePooling2D(GlobalAveragePooling2D { keepdims: false }),
             Layer::GlobalMaxPooling2D(GlobalMaxPooling2D { keepdims: true }),
             Layer::BatchNormalization(BatchNormalization {

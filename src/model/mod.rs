@@ -362,62 +362,39 @@ impl Sequential {
 /// The layers the presets are written in, with the settings the book uses.
 mod recipe {
     use crate::layers::{
-        Activation, ActivationLayer, Conv2D, Dense, Dropout, Flatten, Init, Layer, MaxPooling2D,
+        Activation, ActivationLayer, Conv2D, Dense, Dropout, Flatten, Layer, MaxPooling2D,
     };
     use crate::shape::Padding;
 
     /// 3x3 convolution, linear (a ReLU layer follows, as the book writes it).
     pub fn conv(filters: usize, padding: Padding) -> Layer {
-        Layer::Conv2D(Conv2D {
-            filters,
-            kernel_size: [3, 3],
-            padding,
-            activation: Activation::Linear,
-            strides: [1, 1],
-            use_bias: true,
-            kernel_initializer: Init::GlorotUniform,
-            bias_initializer: Init::Zeros,
-        })
+        Conv2D::new(filters, [3, 3], padding).into()
     }
 
     pub fn relu() -> Layer {
-        Layer::Activation(ActivationLayer {
-            activation: Activation::Relu,
-        })
+        ActivationLayer::new(Activation::Relu).into()
     }
 
     pub fn softmax() -> Layer {
-        Layer::Activation(ActivationLayer {
-            activation: Activation::Softmax,
-        })
+        ActivationLayer::new(Activation::Softmax).into()
     }
 
     /// 2x2 max pooling, stride 2.
     pub fn pool() -> Layer {
-        Layer::MaxPooling2D(MaxPooling2D {
-            pool_size: [2, 2],
-            strides: [2, 2],
-            padding: Padding::Valid,
-        })
+        MaxPooling2D::new([2, 2]).into()
     }
 
     pub fn dropout(rate: f32) -> Layer {
-        Layer::Dropout(Dropout { rate })
+        Dropout::new(rate).into()
     }
 
     pub fn flatten() -> Layer {
-        Layer::Flatten(Flatten)
+        Flatten.into()
     }
 
     /// Dense, linear (a ReLU or softmax layer follows).
     pub fn dense(units: usize) -> Layer {
-        Layer::Dense(Dense {
-            units,
-            activation: Activation::Linear,
-            use_bias: true,
-            kernel_initializer: Init::GlorotUniform,
-            bias_initializer: Init::Zeros,
-        })
+        Dense::new(units).into()
     }
 
     /// The notebook's classifier, which the deeper network keeps: Flatten, Dense 512, ReLU,

@@ -101,9 +101,7 @@ pub fn forward_backward(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layers::{
-        Activation, ActivationLayer, Conv2D, Dense, Flatten, Init, Layer, MaxPooling2D,
-    };
+    use crate::layers::{Activation, ActivationLayer, Conv2D, Dense, Flatten, Layer, MaxPooling2D};
     use crate::reference::gradcheck::{check_gradient, seeded};
     use crate::shape::Padding;
 
@@ -113,49 +111,15 @@ mod tests {
             "small",
             [5, 6, 2],
             vec![
-                Layer::Conv2D(Conv2D {
-                    filters: 3,
-                    kernel_size: [3, 3],
-                    padding: Padding::Same,
-                    activation: Activation::Linear,
-                    strides: [1, 1],
-                    use_bias: true,
-                    kernel_initializer: Init::GlorotUniform,
-                    bias_initializer: Init::Zeros,
-                }),
-                Layer::Activation(ActivationLayer {
-                    activation: Activation::Relu,
-                }),
-                Layer::MaxPooling2D(MaxPooling2D {
-                    pool_size: [2, 2],
-                    strides: [2, 2],
-                    padding: Padding::Valid,
-                }),
-                Layer::Conv2D(Conv2D {
-                    filters: 2,
-                    kernel_size: [2, 2],
-                    padding: Padding::Valid,
-                    activation: Activation::Relu,
-                    strides: [1, 1],
-                    use_bias: true,
-                    kernel_initializer: Init::GlorotUniform,
-                    bias_initializer: Init::Zeros,
-                }),
-                Layer::Flatten(Flatten),
-                Layer::Dense(Dense {
-                    units: 4,
-                    activation: Activation::Relu,
-                    use_bias: true,
-                    kernel_initializer: Init::GlorotUniform,
-                    bias_initializer: Init::Zeros,
-                }),
-                Layer::Dense(Dense {
-                    units: 3,
-                    activation: Activation::Softmax,
-                    use_bias: true,
-                    kernel_initializer: Init::GlorotUniform,
-                    bias_initializer: Init::Zeros,
-                }),
+                Conv2D::new(3, [3, 3], Padding::Same).into(),
+                ActivationLayer::new(Activation::Relu).into(),
+                MaxPooling2D::new([2, 2]).into(),
+                Conv2D::new(2, [2, 2], Padding::Valid)
+                    .activation(Activation::Relu)
+                    .into(),
+                Flatten.into(),
+                Dense::new(4).activation(Activation::Relu).into(),
+                Dense::new(3).activation(Activation::Softmax).into(),
             ],
         )
     }

@@ -77,6 +77,34 @@ fn pixel(img: &[u8], channels: usize, i: usize) -> Rgb<u8> {
     }
 }
 
+/// Draws `img` (`width` pixels a row, `channels` bytes a pixel) into `canvas` at `(x0, y0)` as a
+/// `th` x `tw` thumbnail, each pixel a `scale` x `scale` block: nearest-neighbour upscaling keeps
+/// the pixels crisp (32 px images are meant to look blocky).
+fn put_scaled(
+    canvas: &mut RgbImage,
+    img: &[u8],
+    [th, tw, scale]: [u32; 3],
+    width: usize,
+    channels: usize,
+    (x0, y0): (u32, u32),
+) {
+    for y in 0..th {
+        for x in 0..tw {
+            let src = (y / scale) as usize * width + (x / scale) as usize;
+            canvas.put_pixel(x0 + x, y0 + y, pixel(img, channels, src));
+        }
+    }
+}
+
+/// A picture's title, at its top left.
+fn title(text: &str) -> Text<'_, (i32, i32), &str> {
+    Text::new(
+        text,
+        (PAD as i32, 12),
+        TextStyle::from((FONT, 20).into_font()).pos(Pos::new(HPos::Left, VPos::Top)),
+    )
+}
+
 /// Names are cut to fit a tile; about 8 pixels a character at the labels' size.
 pub(crate) fn fit(name: &str, max_chars: usize) -> String {
     if name.chars().count() <= max_chars {
@@ -131,23 +159,21 @@ pub fn draw_samples(
         y += rows(section.len()) * l.tile_h;
     }
     for &(p, x0, y0) in &tiles {
-        let img = test.image(p.index);
-        // Nearest-neighbour upscaling keeps the pixels crisp: 32 px images are meant to look blocky.
-        for y in 0..th {
-            for x in 0..tw {
-                let src = (y / l.scale) as usize * width + (x / l.scale) as usize;
-                canvas.put_pixel(x0 + x, y0 + y, pixel(img, channels, src));
-            }
-        }
+        put_scaled(
+            &mut canvas,
+            test.image(p.index),
+            [th, tw, l.scale],
+            width,
+            channels,
+            (x0, y0),
+        );
     }
     let (w, h) = (l.width, l.height);
     {
         let root = BitMapBackend::with_buffer(&mut canvas, (w, h)).into_drawing_area();
         let err = |e: DrawingAreaErrorKind<_>| ReportError::Plot(format!("{e:?}"));
-        root.draw(&Text::new(
+        root.draw(&title(
             "test images: predicted class and confidence (softmax), true class below",
-            (PAD as i32, 12),
-            TextStyle::from((FONT, 20).into_font()).pos(Pos::new(HPos::Left, VPos::Top)),
         ))
         .map_err(err)?;
         for (text, y) in &headers {
@@ -289,22 +315,21 @@ pub fn draw_augmented(
     let (tw, th) = (width as u32 * l.scale, height as u32 * l.scale);
     let origin = |k: usize| l.origin(k);
     for (k, img) in tiles.iter().enumerate() {
-        let (x0, y0) = origin(k);
-        for y in 0..th {
-            for x in 0..tw {
-                let src = (y / l.scale) as usize * width + (x / l.scale) as usize;
-                canvas.put_pixel(x0 + x, y0 + y, pixel(img, channels, src));
-            }
-        }
+        put_scaled(
+            &mut canvas,
+            img,
+            [th, tw, l.scale],
+            width,
+            channels,
+            origin(k),
+        );
     }
     let (w, h) = (l.width, l.height);
     {
         let root = BitMapBackend::with_buffer(&mut canvas, (w, h)).into_drawing_area();
         let err = |e: DrawingAreaErrorKind<_>| ReportError::Plot(format!("{e:?}"));
-        root.draw(&Text::new(
+        root.draw(&title(
             "training augmentation: each test image as stored, then 8 random affines",
-            (PAD as i32, 12),
-            TextStyle::from((FONT, 20).into_font()).pos(Pos::new(HPos::Left, VPos::Top)),
         ))
         .map_err(err)?;
         root.draw(&Text::new(

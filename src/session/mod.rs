@@ -9,6 +9,7 @@
 //! nothing below calls back up.
 
 pub mod bench;
+pub mod resume;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -90,8 +91,8 @@ pub enum Start {
     /// A checkpoint folder: its model, optimizer, progress and every setting it records (data, out,
     /// fit, optimizer, validation split, tiling), whatever `SessionOptions` says of them, except that
     /// a larger `fit.epochs` extends the run, and `out` naming the folder that holds the checkpoint
-    /// now (moved or copied since) continues the run there. The CLI refuses flags that contradict
-    /// the record.
+    /// now (moved or copied since) continues the run there. [`resume::resume_options`] refuses
+    /// flags that contradict the record.
     Resume(PathBuf),
 }
 

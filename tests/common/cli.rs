@@ -1,6 +1,7 @@
 //! Running the binary as a user does, for the tests that drive the command line.
 #![allow(dead_code)]
 
+use std::path::Path;
 use std::process::{Command, Output};
 
 /// Runs `cifar-wgpu args…` with a cache and a Keras home of this test binary's own, so no test reads
@@ -18,6 +19,14 @@ pub fn cli(args: &[&str]) -> Output {
         .env("KERAS_HOME", own("no-keras"))
         .output()
         .expect("the binary runs")
+}
+
+/// `cifar-wgpu train --data DATA --out OUT` with `extra` flags.
+pub fn train(data: impl AsRef<Path>, out: &Path, extra: &[&str]) -> Output {
+    let data = data.as_ref().to_str().unwrap();
+    let mut args = vec!["train", "--data", data, "--out", out.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    cli(&args)
 }
 
 /// Its stdout then stderr.

@@ -3,7 +3,11 @@
 //! and `writers` modules beside it.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use cifar_wgpu::keras;
+use cifar_wgpu::model::Sequential;
+use cifar_wgpu::model::io::SavedModel;
 
 use crate::writers::{self, Keys};
 
@@ -27,6 +31,37 @@ pub fn edit_json(path: &Path, from: &str, to: &str) {
     let edited = json.replace(from, to).replace(&compact(from), &compact(to));
     assert_ne!(json, edited, "{from} is not in {json}");
     std::fs::write(path, edited).unwrap();
+}
+
+/// The Keras files of a 6x6x2 notebook model in `dir`, for the tests to break; returns the
+/// architecture's path.
+pub fn keras_files(dir: &Path) -> PathBuf {
+    let model = Sequential::notebook([6, 6, 2], 3);
+    let params = model.init_params(1).unwrap();
+    let saved = SavedModel {
+        class_names: (0..3).map(|i| format!("c{i}")).collect(),
+        model,
+        params,
+    };
+    keras::save_keras_files(dir, &saved).unwrap();
+    dir.join(keras::ARCHITECTURE_FILE)
+}
+
+/// A CIFAR-10 binary archive, gzipped, at `path`: a GNU long-name entry of `len` bytes, then the
+/// member it would name.
+pub fn gnu_long_name_tar_gz(path: &Path, len: usize) {
+    let name = vec![b'a'; len];
+    let mut header = tar::Header::new_gnu();
+    header.as_gnu_mut().unwrap().name[..13].copy_from_slice(b"././@LongLink");
+    header.set_entry_type(tar::EntryType::GNULongName);
+    header.set_size(name.len() as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    let mut builder = tar::Builder::new(Vec::new());
+    builder.append(&header, name.as_slice()).unwrap();
+    let mut tar = builder.into_inner().unwrap();
+    tar.extend(writers::tar_bytes(&[("cifar-10-batches-bin/x".into(), vec![1])]).unwrap());
+    writers::write_gz(path, &tar).unwrap();
 }
 
 /// A PNG that claims `side` x `side` gray pixels: a real header and a tiny IDAT.

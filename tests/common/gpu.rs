@@ -8,7 +8,7 @@ use cifar_wgpu::gpu::{Gpu, GpuOptions};
 use cifar_wgpu::kernels::gather::upload_images;
 use cifar_wgpu::layers::{
     Activation, ActivationLayer, AveragePooling2D, BatchNormalization, Conv2D, Dense, Dropout,
-    Flatten, GlobalAveragePooling2D, GlobalMaxPooling2D, Init, Layer, LeakyReLU, MaxPooling2D,
+    Flatten, GlobalAveragePooling2D, GlobalMaxPooling2D, LeakyReLU, MaxPooling2D,
 };
 use cifar_wgpu::model::Sequential;
 use cifar_wgpu::optimizer::Optimizer;
@@ -32,37 +32,14 @@ pub fn small_cnn(input: [usize; 3], filters: usize, units: usize, classes: usize
         "small_cnn",
         input,
         vec![
-            Layer::Conv2D(Conv2D {
-                filters,
-                kernel_size: [3, 3],
-                padding: Padding::Same,
-                activation: Activation::Relu,
-                strides: [1, 1],
-                use_bias: true,
-                kernel_initializer: Init::GlorotUniform,
-                bias_initializer: Init::Zeros,
-            }),
-            Layer::MaxPooling2D(MaxPooling2D {
-                pool_size: [2, 2],
-                strides: [2, 2],
-                padding: Padding::Valid,
-            }),
-            Layer::Dropout(Dropout { rate: 0.25 }),
-            Layer::Flatten(Flatten),
-            Layer::Dense(Dense {
-                units,
-                activation: Activation::Relu,
-                use_bias: true,
-                kernel_initializer: Init::GlorotUniform,
-                bias_initializer: Init::Zeros,
-            }),
-            Layer::Dense(Dense {
-                units: classes,
-                activation: Activation::Softmax,
-                use_bias: true,
-                kernel_initializer: Init::GlorotUniform,
-                bias_initializer: Init::Zeros,
-            }),
+            Conv2D::new(filters, [3, 3], Padding::Same)
+                .activation(Activation::Relu)
+                .into(),
+            MaxPooling2D::new([2, 2]).into(),
+            Dropout::new(0.25).into(),
+            Flatten.into(),
+            Dense::new(units).activation(Activation::Relu).into(),
+            Dense::new(classes).activation(Activation::Softmax).into(),
         ],
     )
 }
@@ -74,54 +51,18 @@ pub fn every_layer_model(input: [usize; 3], classes: usize) -> Sequential {
         "every_layer",
         input,
         vec![
-            Layer::Conv2D(Conv2D {
-                filters: 5,
-                kernel_size: [3, 3],
-                padding: Padding::Same,
-                activation: Activation::Linear,
-                strides: [1, 1],
-                use_bias: true,
-                kernel_initializer: Init::GlorotUniform,
-                bias_initializer: Init::Zeros,
-            }),
-            Layer::Activation(ActivationLayer {
-                activation: Activation::Relu,
-            }),
-            Layer::MaxPooling2D(MaxPooling2D {
-                pool_size: [2, 2],
-                strides: [2, 2],
-                padding: Padding::Valid,
-            }),
-            Layer::Dropout(Dropout { rate: 0.25 }),
-            Layer::Conv2D(Conv2D {
-                filters: 6,
-                kernel_size: [2, 2],
-                padding: Padding::Valid,
-                activation: Activation::Relu,
-                strides: [1, 1],
-                use_bias: true,
-                kernel_initializer: Init::GlorotUniform,
-                bias_initializer: Init::Zeros,
-            }),
-            Layer::Flatten(Flatten),
-            Layer::Dense(Dense {
-                units: 13,
-                activation: Activation::Relu,
-                use_bias: true,
-                kernel_initializer: Init::GlorotUniform,
-                bias_initializer: Init::Zeros,
-            }),
-            Layer::Dropout(Dropout { rate: 0.5 }),
-            Layer::Dense(Dense {
-                units: classes,
-                activation: Activation::Linear,
-                use_bias: true,
-                kernel_initializer: Init::GlorotUniform,
-                bias_initializer: Init::Zeros,
-            }),
-            Layer::Activation(ActivationLayer {
-                activation: Activation::Softmax,
-            }),
+            Conv2D::new(5, [3, 3], Padding::Same).into(),
+            ActivationLayer::new(Activation::Relu).into(),
+            MaxPooling2D::new([2, 2]).into(),
+            Dropout::new(0.25).into(),
+            Conv2D::new(6, [2, 2], Padding::Valid)
+                .activation(Activation::Relu)
+                .into(),
+            Flatten.into(),
+            Dense::new(13).activation(Activation::Relu).into(),
+            Dropout::new(0.5).into(),
+            Dense::new(classes).into(),
+            ActivationLayer::new(Activation::Softmax).into(),
         ],
     )
 }
@@ -131,52 +72,35 @@ pub fn every_layer_model(input: [usize; 3], classes: usize) -> Sequential {
 /// convolution and a Dense without bias, every elementwise activation as an argument and as a
 /// layer, and a LeakyReLU layer.
 pub fn more_layers_model() -> Sequential {
-    let conv = |filters, kernel_size, strides, padding, activation, use_bias| {
-        Layer::Conv2D(Conv2D {
-            filters,
-            kernel_size,
-            padding,
-            activation,
-            strides,
-            use_bias,
-            kernel_initializer: Init::GlorotUniform,
-            bias_initializer: Init::Zeros,
-        })
-    };
-    let dense = |units, activation, use_bias| {
-        Layer::Dense(Dense {
-            units,
-            activation,
-            use_bias,
-            kernel_initializer: Init::GlorotUniform,
-            bias_initializer: Init::Zeros,
-        })
-    };
-    let activation = |activation| Layer::Activation(ActivationLayer { activation });
+    let activation = |activation| ActivationLayer::new(activation).into();
     Sequential::from_layers(
         "more_layers",
         [9, 9, 3],
         vec![
-            conv(4, [4, 3], [2, 2], Padding::Same, Activation::Elu, true),
-            conv(
-                5,
-                [2, 3],
-                [1, 2],
-                Padding::Valid,
-                Activation::LeakyRelu,
-                false,
-            ),
+            Conv2D::new(4, [4, 3], Padding::Same)
+                .strides([2, 2])
+                .activation(Activation::Elu)
+                .into(),
+            Conv2D::new(5, [2, 3], Padding::Valid)
+                .strides([1, 2])
+                .activation(Activation::LeakyRelu)
+                .use_bias(false)
+                .into(),
             activation(Activation::Sigmoid),
-            conv(3, [3, 3], [2, 2], Padding::Same, Activation::Tanh, true),
-            Layer::Flatten(Flatten),
-            dense(6, Activation::Tanh, true),
-            Layer::LeakyReLU(LeakyReLU {
+            Conv2D::new(3, [3, 3], Padding::Same)
+                .strides([2, 2])
+                .activation(Activation::Tanh)
+                .into(),
+            Flatten.into(),
+            Dense::new(6).activation(Activation::Tanh).into(),
+            LeakyReLU {
                 negative_slope: 0.1,
-            }),
-            dense(5, Activation::Linear, false),
+            }
+            .into(),
+            Dense::new(5).use_bias(false).into(),
             activation(Activation::Elu),
             activation(Activation::LeakyRelu),
-            dense(3, Activation::Softmax, true),
+            Dense::new(3).activation(Activation::Softmax).into(),
         ],
     )
 }
@@ -188,48 +112,22 @@ pub fn batchnorm_model(input: [usize; 3], classes: usize) -> Sequential {
         "batchnorm",
         input,
         vec![
-            Layer::Conv2D(Conv2D {
-                filters: 5,
-                kernel_size: [3, 3],
-                padding: Padding::Same,
-                activation: Activation::Linear,
-                strides: [1, 1],
-                use_bias: true,
-                kernel_initializer: Init::GlorotUniform,
-                bias_initializer: Init::Zeros,
-            }),
-            Layer::BatchNormalization(BatchNormalization::default()),
-            Layer::Activation(ActivationLayer {
-                activation: Activation::Relu,
-            }),
-            Layer::MaxPooling2D(MaxPooling2D {
-                pool_size: [2, 2],
-                strides: [2, 2],
-                padding: Padding::Valid,
-            }),
-            Layer::Flatten(Flatten),
-            Layer::Dense(Dense {
-                units: 7,
-                activation: Activation::Linear,
-                use_bias: true,
-                kernel_initializer: Init::GlorotUniform,
-                bias_initializer: Init::Zeros,
-            }),
-            Layer::BatchNormalization(BatchNormalization {
+            Conv2D::new(5, [3, 3], Padding::Same).into(),
+            BatchNormalization::default().into(),
+            ActivationLayer::new(Activation::Relu).into(),
+            MaxPooling2D::new([2, 2]).into(),
+            Flatten.into(),
+            Dense::new(7).into(),
+            BatchNormalization {
                 momentum: 0.9,
                 epsilon: 1e-2,
                 center: false,
                 scale: false,
                 ..BatchNormalization::default()
-            }),
-            Layer::Dropout(Dropout { rate: 0.25 }),
-            Layer::Dense(Dense {
-                units: classes,
-                activation: Activation::Softmax,
-                use_bias: true,
-                kernel_initializer: Init::GlorotUniform,
-                bias_initializer: Init::Zeros,
-            }),
+            }
+            .into(),
+            Dropout::new(0.25).into(),
+            Dense::new(classes).activation(Activation::Softmax).into(),
         ],
     )
 }
@@ -240,39 +138,21 @@ pub fn batchnorm_model(input: [usize; 3], classes: usize) -> Sequential {
 /// column) → Conv2D → ReLU (fused into the global maximum's backward) → GlobalMaxPooling2D
 /// (keepdims) → Flatten → Dense(softmax).
 pub fn pooling_models(input: [usize; 3], classes: usize) -> [Sequential; 2] {
-    let conv = |filters, size, padding, activation| {
-        Layer::Conv2D(Conv2D {
-            filters,
-            kernel_size: [size, size],
-            padding,
-            activation,
-            strides: [1, 1],
-            use_bias: true,
-            kernel_initializer: Init::GlorotUniform,
-            bias_initializer: Init::Zeros,
-        })
-    };
-    let head = || {
-        Layer::Dense(Dense {
-            units: classes,
-            activation: Activation::Softmax,
-            use_bias: true,
-            kernel_initializer: Init::GlorotUniform,
-            bias_initializer: Init::Zeros,
-        })
-    };
+    let conv = |filters, size, padding| Conv2D::new(filters, [size, size], padding);
+    let head = || Dense::new(classes).activation(Activation::Softmax).into();
     let average = Sequential::from_layers(
         "pooling_average",
         input,
         vec![
-            conv(4, 3, Padding::Same, Activation::Relu),
-            Layer::AveragePooling2D(AveragePooling2D {
-                pool_size: [3, 3],
-                strides: [2, 2],
-                padding: Padding::Same,
-            }),
-            conv(5, 2, Padding::Valid, Activation::Linear),
-            Layer::GlobalAveragePooling2D(GlobalAveragePooling2D { keepdims: false }),
+            conv(4, 3, Padding::Same)
+                .activation(Activation::Relu)
+                .into(),
+            AveragePooling2D::new([3, 3])
+                .strides([2, 2])
+                .padding(Padding::Same)
+                .into(),
+            conv(5, 2, Padding::Valid).into(),
+            GlobalAveragePooling2D { keepdims: false }.into(),
             head(),
         ],
     );
@@ -280,22 +160,40 @@ pub fn pooling_models(input: [usize; 3], classes: usize) -> [Sequential; 2] {
         "pooling_max",
         input,
         vec![
-            conv(4, 3, Padding::Same, Activation::Linear),
-            Layer::AveragePooling2D(AveragePooling2D {
-                pool_size: [2, 3],
-                strides: [1, 2],
-                padding: Padding::Valid,
-            }),
-            conv(6, 2, Padding::Same, Activation::Linear),
-            Layer::Activation(ActivationLayer {
-                activation: Activation::Relu,
-            }),
-            Layer::GlobalMaxPooling2D(GlobalMaxPooling2D { keepdims: true }),
-            Layer::Flatten(Flatten),
+            conv(4, 3, Padding::Same).into(),
+            AveragePooling2D::new([2, 3]).strides([1, 2]).into(),
+            conv(6, 2, Padding::Same).into(),
+            ActivationLayer::new(Activation::Relu).into(),
+            GlobalMaxPooling2D { keepdims: true }.into(),
+            Flatten.into(),
             head(),
         ],
     );
     [average, max]
+}
+
+/// A fixed batch for `model`: `batch` inputs in [0, 1] (a stride through the byte values) and
+/// labels cycling through `classes` in steps of `label_step`.
+pub fn fixed_batch(
+    model: &Sequential,
+    batch: usize,
+    classes: usize,
+    label_step: u32,
+) -> (Vec<f32>, Vec<u32>) {
+    let x = (0..batch * model.input().len())
+        .map(|i| ((i * 7919) % 256) as f32 / 255.0)
+        .collect();
+    let labels = (0..batch as u32)
+        .map(|i| (i * label_step) % classes as u32)
+        .collect();
+    (x, labels)
+}
+
+/// Writes a batch of `labels.len()` into `net`'s input and labels.
+pub fn write_batch(g: &Gpu, net: &Network, x: &[f32], labels: &[u32]) {
+    let batch = labels.len();
+    g.write(&net.input(batch), x);
+    g.write(&net.labels.slice(0, batch), labels);
 }
 
 /// Builds, without running them, every program of training and evaluation: the every-layer model,
