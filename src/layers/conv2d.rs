@@ -464,15 +464,11 @@ mod tests {
         // A 3x3x3x5 kernel is 135 words: the flat layout puts the bias at word 192 after the
         // kernel's start (the next layer's 3x3x5x5, 225 words, at 256), where `lower` finds it
         // (`span_to`); `scratch_words` must count that span.
-        let layer = |use_bias| Conv2D {
-            filters: 5,
-            kernel_size: [3, 3],
-            padding: Padding::Same,
-            activation: Activation::Relu,
-            strides: [1, 2],
-            use_bias,
-            kernel_initializer: Init::GlorotUniform,
-            bias_initializer: Init::Zeros,
+        let layer = |use_bias| {
+            Conv2D::new(5, [3, 3], Padding::Same)
+                .activation(Activation::Relu)
+                .strides([1, 2])
+                .use_bias(use_bias)
         };
         let input = Shape::Image { h: 7, w: 6, c: 3 };
         let model = crate::model::Sequential::from_layers(
