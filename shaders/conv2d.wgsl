@@ -10,6 +10,8 @@
 //                           optionally masked by x > 0 (the ReLU backward of the layer before)
 //   conv2d_backward_weight  partial dW (and db) over one chunk of (n, oy, ox) rows, summed by
 //                           column_sum.wgsl
+// conv2d_forward_vec4 and conv2d_backward_weight_vec4 compute the same bits through vec4 views of the
+// channel-fastest tensors, where the channel counts allow (src/kernels/conv2d.rs chooses).
 //
 // Every kernel keeps a register tile, so each value loaded feeds several multiply-adds and no barrier
 // is needed. Loads are clamped and masked with `select`; only stores are guarded. Tile sizes are
@@ -70,6 +72,8 @@ override TK: u32;
 const MAX_TK: u32 = 27u;
 override BCQ: u32;
 const MAX_BCQ: u32 = 8u;
+// conv2d_backward_weight_vec4: rows (n, oy, ox) added per step of its row loop (see there).
+const RB: u32 = 2u;
 
 fn linear_id(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * WG;
@@ -165,6 +169,113 @@ fn conv2d_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
                     if co0 + 4u * c + e < p.cout {
                         fwd_y[out + e] = y[e];
                     }
+                }
+            }
+        }
+    }
+}
+
+// conv2d_forward through vec4 views of w, b and y, when COUT is a multiple of 4: each quad of output
+// channels is one load or store instead of four (lavapipe emulates every access lane by lane, so an
+// access that moves four words costs little more than one that moves a word). The same tile and the
+// same sums in the same order as conv2d_forward, so the same bits.
+
+@group(0) @binding(1) var<storage, read> fwd4_x: array<f32>;
+@group(0) @binding(2) var<storage, read> fwd4_w: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> fwd4_b: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> fwd4_y: array<vec4<f32>>;
+
+@compute @workgroup_size(WG)
+fn conv2d_forward_vec4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = linear_id(gid, nwg);
+    let groups = (p.cout + 4u * FCQ - 1u) / (4u * FCQ);
+    let tiles = (p.ow + FPX - 1u) / FPX;
+    if t >= groups * tiles * p.oh * p.n {
+        return;
+    }
+    // In quads: COUT / 4 per kernel row and output pixel; the tile's first, and its last in bounds.
+    let quads = p.cout / 4u;
+    let cq0 = (t % groups) * FCQ;
+    let rest = t / groups;
+    let ox0 = (rest % tiles) * FPX;
+    let oy = (rest / tiles) % p.oh;
+    let n = rest / tiles / p.oh;
+    var cq: array<u32, MAX_FCQ>;
+    for (var c = 0u; c < FCQ; c++) {
+        cq[c] = min(cq0 + c, quads - 1u);
+    }
+
+    var acc: array<array<vec4<f32>, MAX_FCQ>, MAX_FPX>;
+    for (var q = 0u; q < FPX; q++) {
+        for (var c = 0u; c < FCQ; c++) {
+            acc[q][c] = vec4<f32>(0.0);
+        }
+    }
+    // Every tap and its input channels three at a time, so that each accumulator is loaded and
+    // stored once per three multiply-adds (the tile lives in scratch memory), in the order of
+    // conv2d_forward's; in one loop, as lavapipe ran the loops nested (rows, taps, channels) slower
+    // (docs/PERFORMANCE.md). Channels past CIN read zero in x and w, and taps in the padding read
+    // zero in x; they add +0.0 or -0.0 (w is finite), which changes no sum: an accumulator is never
+    // -0.0 (it starts at +0.0, and only -0.0 + -0.0 is -0.0).
+    var i = 0u;
+    var j = 0u;
+    var ci = 0u;
+    for (var s = 0u; s < p.kh * p.kw * ((p.cin + 2u) / 3u); s++) {
+        let iy = i32(oy * p.stride_h + i) - i32(p.pad_top);
+        let row_inside = iy >= 0 && iy < i32(p.h);
+        let row = (n * p.h + u32(clamp(iy, 0, i32(p.h) - 1))) * p.w;
+        let has1 = ci + 1u < p.cin;
+        let has2 = ci + 2u < p.cin;
+        let c1 = min(ci + 1u, p.cin - 1u);
+        let c2 = min(ci + 2u, p.cin - 1u);
+        let tap = (i * p.kw + j) * p.cin;
+        var w0: array<vec4<f32>, MAX_FCQ>;
+        var w1: array<vec4<f32>, MAX_FCQ>;
+        var w2: array<vec4<f32>, MAX_FCQ>;
+        for (var c = 0u; c < FCQ; c++) {
+            w0[c] = fwd4_w[(tap + ci) * quads + cq[c]];
+            w1[c] = select(vec4<f32>(0.0), fwd4_w[(tap + c1) * quads + cq[c]], has1);
+            w2[c] = select(vec4<f32>(0.0), fwd4_w[(tap + c2) * quads + cq[c]], has2);
+        }
+        for (var q = 0u; q < FPX; q++) {
+            let ix = i32((ox0 + q) * p.stride_w + j) - i32(p.pad_left);
+            let inside = row_inside && ix >= 0 && ix < i32(p.w);
+            let at = (row + u32(clamp(ix, 0, i32(p.w) - 1))) * p.cin;
+            let x0 = select(0.0, fwd4_x[at + ci], inside);
+            let x1 = select(0.0, fwd4_x[at + c1], inside && has1);
+            let x2 = select(0.0, fwd4_x[at + c2], inside && has2);
+            for (var c = 0u; c < FCQ; c++) {
+                var a = acc[q][c];
+                a += x0 * w0[c];
+                a += x1 * w1[c];
+                a += x2 * w2[c];
+                acc[q][c] = a;
+            }
+        }
+        ci += 3u;
+        if ci >= p.cin {
+            ci = 0u;
+            j += 1u;
+            if j == p.kw {
+                j = 0u;
+                i += 1u;
+            }
+        }
+    }
+    for (var c = 0u; c < FCQ; c++) {
+        if cq0 + c < quads {
+            let bias = fwd4_b[cq[c]];
+            for (var q = 0u; q < FPX; q++) {
+                let ox = ox0 + q;
+                if ox < p.ow {
+                    var y = acc[q][c];
+                    if p.bias != 0u {
+                        y += bias;
+                    }
+                    if p.relu != 0u {
+                        y = select(y, vec4<f32>(0.0), y <= vec4<f32>(0.0));
+                    }
+                    fwd4_y[((n * p.oh + oy) * p.ow + ox) * quads + cq0 + c] = y;
                 }
             }
         }
@@ -375,6 +486,142 @@ fn conv2d_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builti
         if co0 == 0u {
             for (var i = kdim * p.cout; i < p.bias_at; i++) {
                 bw_partial[out0 + i] = 0.0;
+            }
+        }
+    }
+}
+
+// The output pixel (ox, oy, n) after `at` in row-major order (past the last, n = N).
+fn next_row(at: vec3<u32>) -> vec3<u32> {
+    if at.x + 1u < p.ow {
+        return vec3<u32>(at.x + 1u, at.y, at.z);
+    }
+    if at.y + 1u < p.oh {
+        return vec3<u32>(0u, at.y + 1u, at.z);
+    }
+    return vec3<u32>(0u, 0u, at.z + 1u);
+}
+
+// conv2d_backward_weight through vec4 views of dy and the partial sums, when COUT and row_len are
+// multiples of 4 (so is bias_at then): each quad of dy is one load and each quad of sums one store.
+// The same tile and the same sums in the same order as conv2d_backward_weight, so the same bits.
+
+@group(0) @binding(1) var<storage, read> bw4_x: array<f32>;
+@group(0) @binding(2) var<storage, read> bw4_dy: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> bw4_partial: array<vec4<f32>>;
+
+@compute @workgroup_size(WG)
+fn conv2d_backward_weight_vec4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = linear_id(gid, nwg);
+    let kdim = p.kh * p.kw * p.cin;
+    let rows = p.n * p.oh * p.ow;
+    let chunks = (rows + p.rows_per_chunk - 1u) / p.rows_per_chunk;
+    let quads = p.cout / 4u;
+    let col_tiles = (quads + BCQ - 1u) / BCQ;
+    let k_tiles = (kdim + TK - 1u) / TK;
+    if t >= col_tiles * k_tiles * chunks {
+        return;
+    }
+    let cq0 = (t % col_tiles) * BCQ;
+    let k0 = ((t / col_tiles) % k_tiles) * TK;
+    let chunk = t / col_tiles / k_tiles;
+    var cq: array<u32, MAX_BCQ>;
+    for (var c = 0u; c < BCQ; c++) {
+        cq[c] = min(cq0 + c, quads - 1u);
+    }
+    var ky: array<u32, MAX_TK>;
+    var kx: array<u32, MAX_TK>;
+    var delta: array<i32, MAX_TK>;
+    for (var a = 0u; a < TK; a++) {
+        let k = min(k0 + a, kdim - 1u);
+        let tap = k / p.cin;
+        let ry = i32(tap / p.kw) - i32(p.pad_top);
+        let rx = i32(tap % p.kw) - i32(p.pad_left);
+        ky[a] = u32(ry);
+        kx[a] = u32(rx);
+        delta[a] = (ry * i32(p.w) + rx) * i32(p.cin) + i32(k % p.cin);
+    }
+    let last = i32(p.n * p.h * p.w * p.cin) - 1;
+
+    let start = chunk * p.rows_per_chunk;
+    let end = min(start + p.rows_per_chunk, rows);
+    // The row's (ox, oy, n), stepped along instead of divided out for every row.
+    var at = vec3<u32>(start % p.ow, (start / p.ow) % p.oh, start / p.ow / p.oh);
+    var acc: array<array<vec4<f32>, MAX_BCQ>, MAX_TK>;
+    for (var a = 0u; a < TK; a++) {
+        for (var c = 0u; c < BCQ; c++) {
+            acc[a][c] = vec4<f32>(0.0);
+        }
+    }
+    let bias_tile = p.bias != 0u && k0 == 0u;
+    var bacc: array<vec4<f32>, MAX_BCQ>;
+    for (var c = 0u; c < BCQ; c++) {
+        bacc[c] = vec4<f32>(0.0);
+    }
+    // RB rows at a time, so each accumulator is loaded and stored once per RB multiply-adds (the tile
+    // lives in scratch memory), in the order of conv2d_backward_weight's. Rows past the chunk's end
+    // read zero in x and dy and add +0.0, which changes no sum: an accumulator is never -0.0 (it
+    // starts at +0.0, and only -0.0 + -0.0 is -0.0).
+    for (var r = start; r < end; r += RB) {
+        var g: array<array<vec4<f32>, MAX_BCQ>, RB>;
+        var yb: array<u32, RB>;
+        var xb: array<u32, RB>;
+        var base: array<i32, RB>;
+        for (var b = 0u; b < RB; b++) {
+            let rb = min(r + b, end - 1u);
+            for (var c = 0u; c < BCQ; c++) {
+                g[b][c] = select(vec4<f32>(0.0), bw4_dy[rb * quads + cq[c]], r + b < end);
+            }
+            // x[n, oy * SH, ox * SW, 0] as a word index; the tap offsets are relative to it. Unsigned
+            // wrap-around makes one comparison test both ends of each range.
+            yb[b] = at.y * p.stride_h;
+            xb[b] = at.x * p.stride_w;
+            base[b] = i32(((at.z * p.h + yb[b]) * p.w + xb[b]) * p.cin);
+            at = next_row(at);
+        }
+        if bias_tile {
+            for (var c = 0u; c < BCQ; c++) {
+                var s = bacc[c];
+                for (var b = 0u; b < RB; b++) {
+                    s += g[b][c];
+                }
+                bacc[c] = s;
+            }
+        }
+        for (var a = 0u; a < TK; a++) {
+            var xv: array<f32, RB>;
+            for (var b = 0u; b < RB; b++) {
+                let inside = yb[b] + ky[a] < p.h && xb[b] + kx[a] < p.w && r + b < end;
+                xv[b] = select(0.0, bw4_x[u32(clamp(base[b] + delta[a], 0, last))], inside);
+            }
+            for (var c = 0u; c < BCQ; c++) {
+                var s = acc[a][c];
+                for (var b = 0u; b < RB; b++) {
+                    s += xv[b] * g[b][c];
+                }
+                acc[a][c] = s;
+            }
+        }
+    }
+    let out0 = chunk * (p.row_len / 4u);
+    for (var a = 0u; a < TK; a++) {
+        if k0 + a < kdim {
+            for (var c = 0u; c < BCQ; c++) {
+                if cq0 + c < quads {
+                    bw4_partial[out0 + (k0 + a) * quads + cq0 + c] = acc[a][c];
+                }
+            }
+        }
+    }
+    if bias_tile {
+        for (var c = 0u; c < BCQ; c++) {
+            if cq0 + c < quads {
+                bw4_partial[out0 + p.bias_at / 4u + cq0 + c] = bacc[c];
+            }
+        }
+        if cq0 == 0u {
+            for (var i = kdim * quads; i < p.bias_at / 4u; i++) {
+                bw4_partial[out0 + i] = vec4<f32>(0.0);
             }
         }
     }

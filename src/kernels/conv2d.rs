@@ -69,6 +69,13 @@ pub struct Conv2dTiles {
     pub weight_rows: u32,
     /// `conv2d_backward_weight`: quads of output channels per invocation (1 to 8).
     pub weight_quads: u32,
+    /// Whether the `_vec4` entry points run where the shape allows them (cout a multiple of 4, and for
+    /// the weight gradient its partial sums' row too): each quad of channels of w, b, y, dy and the
+    /// partial sums is then one vec4 access instead of four, and each accumulator is loaded and
+    /// stored once per three input channels (forward) or two rows (weight gradient) instead of
+    /// once per term; the same sums in the same order, so the same bits. Both sets say yes; false
+    /// runs the scalar entry points, for tests and timings.
+    pub vec4: bool,
 }
 
 impl Conv2dTiles {
@@ -79,6 +86,7 @@ impl Conv2dTiles {
         forward_quads: 1,
         weight_rows: 4,
         weight_quads: 1,
+        vec4: true,
     };
     /// Big tiles, few invocations: what lavapipe wants, where every load is emulated lane by lane
     /// (the notebook layer at batch 128: 4,096 forward and 1,024 weight-gradient invocations). These
@@ -90,6 +98,7 @@ impl Conv2dTiles {
         forward_quads: 8,
         weight_rows: 27,
         weight_quads: 8,
+        vec4: true,
     };
 
     /// The tiles of `gpu.flavours.conv2d`.
@@ -201,8 +210,9 @@ pub fn conv2d_forward(
 }
 
 /// `conv2d_forward` with explicit tiles. One invocation computes `forward_pixels` output pixels of a
-/// row x 4 * `forward_quads` output channels. Cost: 2 FLOPs per multiply-add plus the bias add (and
-/// the ReLU's select); x, w, b read once and y written once.
+/// row x 4 * `forward_quads` output channels; `conv2d_forward_vec4` where cout is a multiple of 4
+/// (and `tiles.vec4`), else `conv2d_forward`: the same bits. Cost: 2 FLOPs per multiply-add plus
+/// the bias add (and the ReLU's select); x, w, b read once and y written once.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_forward_tiled(
     gpu: &Gpu,
@@ -240,6 +250,11 @@ pub fn conv2d_forward_tiled(
     let invocations =
         s.n * s.out_h() * s.out_w().div_ceil(px as usize) * s.cout.div_ceil(4 * quads as usize);
     let biased = b.is_some();
+    let entry = if tiles.vec4 && s.cout.is_multiple_of(4) {
+        "conv2d_forward_vec4"
+    } else {
+        "conv2d_forward"
+    };
     let cost = Cost {
         flops: 2 * macs(&s) + (biased as u64 + relu as u64) * s.output_len() as u64,
         bytes: (s.input_len() + s.kernel_len() + biased as usize * s.cout + s.output_len()) as u64
@@ -249,7 +264,7 @@ pub fn conv2d_forward_tiled(
     gpu.dispatch(
         "conv2d_forward",
         &SHADER,
-        "conv2d_forward",
+        entry,
         &[("WG", WG as f64), ("FPX", px as f64), ("FCQ", quads as f64)],
         &Params {
             relu: relu as u32,
@@ -381,7 +396,9 @@ pub fn conv2d_backward_weight(
 
 /// `conv2d_backward_weight` with explicit tiles: one invocation of the first pass sums one chunk of
 /// rows for `weight_rows` kernel rows x 4 * `weight_quads` output channels; those of the first
-/// `weight_rows` also sum dy for db.
+/// `weight_rows` also sum dy for db. The first pass is `conv2d_backward_weight_vec4` where cout and
+/// the partial sums' row are multiples of 4 (and `tiles.vec4`), else `conv2d_backward_weight`: the
+/// same bits.
 /// Cost of the first pass: 2 FLOPs per multiply-add (and one per dy value summed for db); x and dy
 /// read once, the partials written once.
 #[allow(clippy::too_many_arguments)]
@@ -447,10 +464,15 @@ pub fn conv2d_backward_weight_tiled(
         bias_at: bias_at.unwrap_or(0) as u32,
         ..Params::of(&s)
     };
+    let entry = if tiles.vec4 && s.cout.is_multiple_of(4) && row.is_multiple_of(4) {
+        "conv2d_backward_weight_vec4"
+    } else {
+        "conv2d_backward_weight"
+    };
     let mut dispatches = vec![gpu.dispatch(
         "conv2d_backward_weight",
         &SHADER,
-        "conv2d_backward_weight",
+        entry,
         &[("WG", WG as f64), ("TK", tk as f64), ("BCQ", quads as f64)],
         &params,
         &[x, dy, &partial],
