@@ -57,6 +57,7 @@ pub(super) fn contracts() -> Vec<super::Contract> {
                 ("SR", c(SG_ROWS)),
                 ("SQ", c(SG_QUADS)),
                 ("SN", c(SG_COLS)),
+                ("RB", c(SG_ROW_BLOCKS)),
             ],
         },
     ]
@@ -80,6 +81,9 @@ const SG_LANES: usize = crate::gpu::MATMUL_SUBGROUP_LANES as usize;
 const SG_ROWS: usize = 32;
 const SG_QUADS: usize = 2;
 const SG_COLS: usize = 2;
+/// Blocks of SG_ROWS rows each `matmul_sg_tile` workgroup computes, a chunk of K at a time for all of
+/// them (`RB` in the shader): B is read from memory once per RB blocks (docs/PERFORMANCE.md).
+const SG_ROW_BLOCKS: usize = 4;
 /// The shared-memory entry point (`const`s in the shader, checked likewise): a BM x BN tile of C per
 /// workgroup of 256 invocations (8x8 outputs each), K staged BK at a time through double-buffered
 /// slabs (2 x 2 x BK x 128 words: WebGPU's 16 KiB of workgroup storage); `matmul_split_sum` runs
@@ -188,15 +192,23 @@ fn subgroup_entry_point(
     s: MatmulShape,
     sums_at: Option<usize>,
 ) -> Option<(&'static str, [u32; 3])> {
-    let rows = s.m.div_ceil(SG_ROWS) as u32 + sums_at.is_some() as u32;
+    let sums_row = sums_at.is_some() as u32;
     match (s.trans_a, s.trans_b) {
         (_, false) if s.n.is_multiple_of(4) && quad_sums(sums_at) => Some((
             "matmul_sg_tile",
-            [(s.n / 4).div_ceil(SG_LANES * SG_QUADS) as u32, rows, 1],
+            [
+                (s.n / 4).div_ceil(SG_LANES * SG_QUADS) as u32,
+                s.m.div_ceil(SG_ROWS * SG_ROW_BLOCKS) as u32 + sums_row,
+                1,
+            ],
         )),
         (false, true) if s.k.is_multiple_of(4) && sums_at.is_none() => Some((
             "matmul_sg_tile_nt",
-            [s.n.div_ceil(SG_LANES * SG_COLS) as u32, rows, 1],
+            [
+                s.n.div_ceil(SG_LANES * SG_COLS) as u32,
+                s.m.div_ceil(SG_ROWS) as u32 + sums_row,
+                1,
+            ],
         )),
         _ => None,
     }
@@ -481,7 +493,7 @@ mod tests {
         assert_eq!(entry_point(dw, at), ("matmul_tile", [2, 1025, 1]));
         assert_eq!(
             subgroup_entry_point(dw, at),
-            Some(("matmul_sg_tile", [8, 257, 1]))
+            Some(("matmul_sg_tile", [8, 65, 1]))
         );
         // Sums not on a quad, or with TRANS_B alone: the general kernel.
         let off = Some(8192 * 512 + 3);
@@ -506,15 +518,16 @@ mod tests {
             trans_a: true,
             ..MatmulShape::new(m, n, k)
         };
-        // 8192 -> 512 at batch 128: blocks of 32 rows by 16 quads (matmul_sg_tile) or 16 columns
+        // 8192 -> 512 at batch 128: 4 blocks of 32 rows by 16 quads (matmul_sg_tile), so the
+        // forward's whole batch in one row of workgroups, or 1 block of 32 rows by 16 columns
         // (matmul_sg_tile_nt).
         let first = [
             (
                 MatmulShape::new(128, 512, 8192),
                 "matmul_sg_tile",
-                [8, 4, 1],
+                [8, 1, 1],
             ),
-            (tn(8192, 512, 128), "matmul_sg_tile", [8, 256, 1]),
+            (tn(8192, 512, 128), "matmul_sg_tile", [8, 64, 1]),
             (nt(128, 8192, 512), "matmul_sg_tile_nt", [512, 4, 1]),
         ];
         for (s, entry, groups) in first {

@@ -178,7 +178,8 @@ fn check_sums(s: MatmulShape, gap: usize, seed: u64, plan: Plan) {
 fn column_sums_of_the_weight_gradient_in_every_plan() {
     // The weight gradient's product (TRANS_A) on widths that take each kernel: N % 4 != 0 (the
     // general 4x4 kernel), N % 4 == 0 (matmul_tile, matmul_sg_tile), rows past one workgroup of
-    // each, K split three ways with a ragged last slab, and K = 1. Gaps of 0 (kernel and bias
+    // each (matmul_sg_tile's are 128: 131), K split three ways with a ragged last slab, K past
+    // matmul_sg_tile's chunk of 256 (300), and K = 1. Gaps of 0 (kernel and bias
     // adjacent), 64 (a parameter buffer's alignment) and 3 (sums not on a quad: the vec4 kernels
     // hand over to the general one). The general kernel also takes sums with the other transposes.
     let tn = |m, n, k| MatmulShape {
@@ -190,6 +191,7 @@ fn column_sums_of_the_weight_gradient_in_every_plan() {
         (tn(67, 45, 131), 64),
         (tn(70, 68, 37), 0),
         (tn(33, 12, 20), 64),
+        (tn(131, 20, 300), 64),
         (tn(9, 36, 5), 3),
         (MatmulShape::new(9, 8, 21), 3),
         (
@@ -308,11 +310,13 @@ fn subgroup_kernels_on_awkward_shapes() {
         g.info.subgroup_min_size,
         g.info.subgroup_max_size,
     );
-    // Workgroups of 8 lanes cover 32 rows and 16 quads, 2 per lane (matmul_sg_tile), or 16 columns,
-    // 2 per lane (matmul_sg_tile_nt). Rows below, at and past one workgroup's 32 (1, 7, 31, 33, 65,
-    // 130), quads not a multiple of 16 (N = 4, 12, 36, 68, 260: 1, 3, 9, 17, 65 quads, so some lanes
-    // own no quad or only their first), columns past 16 for the transposed B (N = 33, 36, 70, 260),
-    // K of 1 to 132 (multiples of 4 for matmul_sg_tile_nt, ragged for the others); N = 10, and
+    // Workgroups of 8 lanes cover 16 quads, 2 per lane, in 4 blocks of 32 rows, K a chunk of 256 at a
+    // time (matmul_sg_tile), or 32 rows by 16 columns, 2 per lane (matmul_sg_tile_nt). Rows below,
+    // at and past one block's 32 (1, 7, 31, 33, 65) and past one workgroup's 128 (130, 161: the last
+    // workgroup's blocks partly filled or absent), quads not a multiple of 16 (N = 4, 12, 36, 68,
+    // 260: 1, 3, 9, 17, 65 quads, so some lanes own no quad or only their first), columns past 16
+    // for the transposed B (N = 33, 36, 70, 260), K of 1 to 132 and past one chunk (513: two chunks
+    // and a ragged one; multiples of 4 for matmul_sg_tile_nt, ragged for the others); N = 10, and
     // K not a multiple of 4 with the transposed B, fall back to the register kernels under the same
     // plan, and so does transposing both.
     let shapes = [
@@ -324,6 +328,7 @@ fn subgroup_kernels_on_awkward_shapes() {
         (31, 33, 132),
         (2, 70, 8),
         (40, 10, 7),
+        (161, 12, 513),
     ];
     let mut worst = 0.0f64;
     for (i, &(m, n, k)) in shapes.iter().enumerate() {
@@ -409,5 +414,74 @@ fn shared_kernel_on_the_notebooks_dense_layer_at_batch_128() {
         assert_eq!(plan, Plan::Shared { splits }, "{s:?}");
         let (_, dispatches) = check_plan(s, i == 0, 500 + i as u64, plan);
         assert_eq!(dispatches, if splits > 1 { 2 } else { 1 }, "{s:?}");
+    }
+}
+
+/// Wall time of the notebook's first dense layer (8192 -> 512) at batch 128, all three products as a
+/// training step runs them (dW with its bias gradient), in the flavours lavapipe can run: rounds of
+/// one call each, interleaved, so a busy machine slows every kernel alike; the fastest of 15 calls.
+/// `cargo test --test kernels matmul_timing -- --ignored --nocapture`
+#[test]
+#[ignore = "timing, not a check"]
+fn matmul_timing_notebook_batch_128() {
+    let g = gpu();
+    let (batch, inputs, units) = (128, 8192, 512);
+    let x = g.upload("x", &random(batch * inputs, 1, -1.0, 1.0));
+    let w = g.upload("w", &random(inputs * units, 2, -1.0, 1.0));
+    let bias = g.upload("bias", &random(units, 3, -1.0, 1.0));
+    let dy = g.upload("dy", &random(batch * units, 4, -1.0, 1.0));
+    let y = g.zeros("y", batch * units);
+    let dx = g.zeros("dx", batch * inputs);
+    // dW and db as the flat gradient buffer holds them, adjacent.
+    let grads = g.zeros("grads", inputs * units + units);
+    let forward = MatmulShape::new(batch, units, inputs);
+    let weight = MatmulShape {
+        trans_a: true,
+        ..MatmulShape::new(inputs, units, batch)
+    };
+    let input = MatmulShape {
+        trans_b: true,
+        ..MatmulShape::new(batch, inputs, units)
+    };
+    let mut plans = vec![Plan::Registers];
+    if g.can_run_subgroup_matmul() {
+        plans.push(Plan::Subgroups);
+    }
+    let mut cases = Vec::new();
+    for plan in plans {
+        let sums_at = Some(inputs * units);
+        cases.push((
+            format!("forward {plan:?}"),
+            matmul_planned(g, &x, &w, Some(&bias), &y, None, forward, plan),
+        ));
+        cases.push((
+            format!("dW + db {plan:?}"),
+            matmul_planned(g, &x, &dy, None, &grads, sums_at, weight, plan),
+        ));
+        cases.push((
+            format!("dx {plan:?}"),
+            matmul_planned(g, &dy, &w, None, &dx, None, input, plan),
+        ));
+    }
+    let mut best = vec![f64::INFINITY; cases.len()];
+    for (_, d) in &cases {
+        run_all(d);
+    }
+    for _ in 0..15 {
+        for (i, (_, d)) in cases.iter().enumerate() {
+            let start = std::time::Instant::now();
+            run_all(d);
+            best[i] = best[i].min(start.elapsed().as_secs_f64());
+        }
+    }
+    for ((name, d), secs) in cases.iter().zip(best) {
+        let names: Vec<&str> = d.iter().map(|d| d.name).collect();
+        let flops: u64 = d.iter().map(|d| d.cost.flops).sum();
+        println!(
+            "{name} ({}): {:.2} ms (fastest of 15), {:.2} GFLOP/s",
+            names.join("+"),
+            secs * 1e3,
+            flops as f64 / secs / 1e9
+        );
     }
 }
