@@ -35,8 +35,9 @@ const LANES: u32 = 8u;
 const SR: u32 = 32u;
 const SQ: u32 = 2u;
 const SN: u32 = 2u;
-// matmul_sg_tile: blocks of SR rows per workgroup, and the length of K each chunk takes.
-const RB: u32 = 4u;
+// matmul_sg_tile: blocks of SR rows per workgroup (set by src/kernels/matmul.rs per product), and the
+// length of K each chunk takes.
+override RB: u32;
 const KC: u32 = 256u;
 // Values of A each lane loads per step.
 const SA: u32 = SR / LANES;
@@ -72,7 +73,8 @@ fn load_a(row: u32, kk: u32) -> f32 {
 // from cache by the others, where block after block over all of K would stream B from memory once
 // per block (a short-M product such as the forward Dense at batch 128 is B-bound that way). Between
 // chunks a block's sums wait in C, f32 as in `acc`, so each output still adds in order of k from 0
-// with one accumulator, and the bias is added once after the last chunk.
+// with one accumulator, and the bias is added once after the last chunk. The k loop runs K * RB
+// times per invocation, which llvmpipe caps (src/kernels/matmul.rs picks RB within it).
 @compute @workgroup_size(LANES)
 fn matmul_sg_tile(
     @builtin(workgroup_id) wg: vec3<u32>,
@@ -99,10 +101,12 @@ fn matmul_sg_tile(
             bias_v[t] = vec4<f32>(bias[bq], bias[bq + 1u], bias[bq + 2u], bias[bq + 3u]);
         }
     }
-    // At least one chunk, so that K = 0 still writes the bias.
+    // One block shares nothing: its chunk is all of K. At least one chunk, so that K = 0 still
+    // writes the bias.
+    let kc = select(KC, max(p.k, 1u), RB == 1u);
     var k0 = 0u;
     loop {
-        let k1 = min(k0 + KC, p.k);
+        let k1 = min(k0 + kc, p.k);
         for (var rb = 0u; rb < RB; rb++) {
             let row0 = (wg.y * RB + rb) * SR;
             if row0 >= p.m {

@@ -57,7 +57,6 @@ pub(super) fn contracts() -> Vec<super::Contract> {
                 ("SR", c(SG_ROWS)),
                 ("SQ", c(SG_QUADS)),
                 ("SN", c(SG_COLS)),
-                ("RB", c(SG_ROW_BLOCKS)),
             ],
         },
     ]
@@ -81,9 +80,18 @@ const SG_LANES: usize = crate::gpu::MATMUL_SUBGROUP_LANES as usize;
 const SG_ROWS: usize = 32;
 const SG_QUADS: usize = 2;
 const SG_COLS: usize = 2;
-/// Blocks of SG_ROWS rows each `matmul_sg_tile` workgroup computes, a chunk of K at a time for all of
-/// them (`RB` in the shader): B is read from memory once per RB blocks (docs/PERFORMANCE.md).
+/// The most blocks of SG_ROWS rows a `matmul_sg_tile` workgroup computes, a chunk of K at a time for
+/// all of them (the shader's `RB` override): B is read from memory once per RB blocks
+/// (docs/PERFORMANCE.md). Fewer where that would leave fewer than two workgroups per CPU thread
+/// (llvmpipe runs a workgroup per thread, a thread per core), since a block more per workgroup is a
+/// workgroup less to spread over the cores, and where K * RB would pass SG_K_STEPS.
 const SG_ROW_BLOCKS: usize = 4;
+/// The most steps of K one `matmul_sg_tile` invocation may take over all its blocks: llvmpipe ends
+/// the loops of an invocation once their iterations together reach 65535 (its loop limiter, so a
+/// product silently stops adding; 4 blocks of K = 16000 still add up, of 16383 no longer), with a
+/// margin for the kernel's other loops. One block per workgroup walks K once, as before blocks were
+/// shared: a K of 65535 or more is past the limit whatever the blocks.
+const SG_K_STEPS: usize = 49152;
 /// The shared-memory entry point (`const`s in the shader, checked likewise): a BM x BN tile of C per
 /// workgroup of 256 invocations (8x8 outputs each), K staged BK at a time through double-buffered
 /// slabs (2 x 2 x BK x 128 words: WebGPU's 16 KiB of workgroup storage); `matmul_split_sum` runs
@@ -183,25 +191,38 @@ fn quad_sums(sums_at: Option<usize>) -> bool {
 /// Whether `Plan::Subgroups` runs `s` on the subgroup kernels (the other shapes run `Plan::Registers`'
 /// kernels): N % 4 == 0 without TRANS_B, K % 4 == 0 with TRANS_B alone.
 pub fn subgroups_cover(s: MatmulShape) -> bool {
-    subgroup_entry_point(s, None).is_some()
+    subgroup_entry_point(s, None, 1).is_some()
 }
 
-/// The subgroup kernel for `s` and its workgroup counts, where one covers it: the same shapes as the
-/// register-tiled kernels of `entry_point`, and the same column sums.
+/// The CPU threads a software adapter spreads workgroups over (llvmpipe: one per core).
+fn cpu_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The subgroup kernel for `s`, its workgroup counts and its blocks of rows per workgroup (1 for
+/// `matmul_sg_tile_nt`), where one covers it: the same shapes as the register-tiled kernels of
+/// `entry_point`, and the same column sums. `threads`: the CPU threads that run the workgroups.
 fn subgroup_entry_point(
     s: MatmulShape,
     sums_at: Option<usize>,
-) -> Option<(&'static str, [u32; 3])> {
+    threads: usize,
+) -> Option<(&'static str, [u32; 3], usize)> {
     let sums_row = sums_at.is_some() as u32;
     match (s.trans_a, s.trans_b) {
-        (_, false) if s.n.is_multiple_of(4) && quad_sums(sums_at) => Some((
-            "matmul_sg_tile",
-            [
-                (s.n / 4).div_ceil(SG_LANES * SG_QUADS) as u32,
-                s.m.div_ceil(SG_ROWS * SG_ROW_BLOCKS) as u32 + sums_row,
-                1,
-            ],
-        )),
+        (_, false) if s.n.is_multiple_of(4) && quad_sums(sums_at) => {
+            let cols = (s.n / 4).div_ceil(SG_LANES * SG_QUADS);
+            let blocks = s.m.div_ceil(SG_ROWS);
+            // Halving, so the workgroups of a full batch get equal shares.
+            let rb = std::iter::successors(Some(SG_ROW_BLOCKS), |&rb| Some(rb / 2))
+                .take_while(|&rb| rb > 1)
+                .find(|&rb| cols * blocks.div_ceil(rb) >= 2 * threads && s.k * rb <= SG_K_STEPS)
+                .unwrap_or(1);
+            Some((
+                "matmul_sg_tile",
+                [cols as u32, blocks.div_ceil(rb) as u32 + sums_row, 1],
+                rb,
+            ))
+        }
         (false, true) if s.k.is_multiple_of(4) && sums_at.is_none() => Some((
             "matmul_sg_tile_nt",
             [
@@ -209,6 +230,7 @@ fn subgroup_entry_point(
                 s.m.div_ceil(SG_ROWS) as u32 + sums_row,
                 1,
             ],
+            1,
         )),
         _ => None,
     }
@@ -347,14 +369,19 @@ pub fn matmul_planned(
     let splits = match plan {
         Plan::Registers | Plan::Subgroups => {
             // The subgroup kernels declare TRANS_A only; shapes they do not cover run matmul.wgsl's.
-            let sg = subgroup_entry_point(s, sums_at).filter(|_| plan == Plan::Subgroups);
+            let sg =
+                subgroup_entry_point(s, sums_at, cpu_threads()).filter(|_| plan == Plan::Subgroups);
+            // The subgroup kernels take TRANS_A, and matmul_sg_tile its blocks of rows.
+            let sg_constants;
             let (shader, (entry, groups), constants) = match sg {
-                Some(e) => {
+                Some((entry, groups, rb)) => {
                     assert!(
                         gpu.can_run_subgroup_matmul(),
                         "matmul: Plan::Subgroups on an adapter without subgroups of {SG_LANES} lanes"
                     );
-                    (&subgroup::SHADER, e, &constants[..1])
+                    sg_constants = [constants[0], ("RB", rb as f64)];
+                    let n = if entry == "matmul_sg_tile" { 2 } else { 1 };
+                    (&subgroup::SHADER, (entry, groups), &sg_constants[..n])
                 }
                 None => (&SHADER, entry_point(s, sums_at), &constants[..]),
             };
@@ -492,20 +519,20 @@ mod tests {
         assert_eq!(entry_point(dw, None), ("matmul_tile", [2, 1024, 1]));
         assert_eq!(entry_point(dw, at), ("matmul_tile", [2, 1025, 1]));
         assert_eq!(
-            subgroup_entry_point(dw, at),
-            Some(("matmul_sg_tile", [8, 65, 1]))
+            subgroup_entry_point(dw, at, 2),
+            Some(("matmul_sg_tile", [8, 65, 1], 4))
         );
         // Sums not on a quad, or with TRANS_B alone: the general kernel.
         let off = Some(8192 * 512 + 3);
         assert_eq!(entry_point(dw, off), ("matmul", [16, 257, 1]));
-        assert_eq!(subgroup_entry_point(dw, off), None);
+        assert_eq!(subgroup_entry_point(dw, off, 2), None);
         let nt = MatmulShape {
             trans_b: true,
             ..MatmulShape::new(8, 8, 8)
         };
         assert_eq!(entry_point(nt, None), ("matmul_tile_nt", [1, 1, 1]));
         assert_eq!(entry_point(nt, Some(64)), ("matmul", [1, 2, 1]));
-        assert_eq!(subgroup_entry_point(nt, Some(64)), None);
+        assert_eq!(subgroup_entry_point(nt, Some(64), 2), None);
     }
 
     #[test]
@@ -518,25 +545,47 @@ mod tests {
             trans_a: true,
             ..MatmulShape::new(m, n, k)
         };
-        // 8192 -> 512 at batch 128: 4 blocks of 32 rows by 16 quads (matmul_sg_tile), so the
-        // forward's whole batch in one row of workgroups, or 1 block of 32 rows by 16 columns
-        // (matmul_sg_tile_nt).
+        // 8192 -> 512 at batch 128 on 2 threads: 4 blocks of 32 rows by 16 quads (matmul_sg_tile),
+        // so the forward's whole batch in one row of 8 workgroups, or 1 block of 32 rows by 16
+        // columns (matmul_sg_tile_nt).
         let first = [
             (
                 MatmulShape::new(128, 512, 8192),
                 "matmul_sg_tile",
                 [8, 1, 1],
+                4,
             ),
-            (tn(8192, 512, 128), "matmul_sg_tile", [8, 64, 1]),
-            (nt(128, 8192, 512), "matmul_sg_tile_nt", [512, 4, 1]),
+            (tn(8192, 512, 128), "matmul_sg_tile", [8, 64, 1], 4),
+            (nt(128, 8192, 512), "matmul_sg_tile_nt", [512, 4, 1], 1),
         ];
-        for (s, entry, groups) in first {
+        for (s, entry, groups, rb) in first {
             assert_eq!(
-                subgroup_entry_point(s, None),
-                Some((entry, groups)),
+                subgroup_entry_point(s, None, 2),
+                Some((entry, groups, rb)),
                 "{s:?}"
             );
         }
+        // Fewer blocks per workgroup where 4 would leave fewer than two workgroups per thread: the
+        // forward on 16 threads, and a 64-unit layer (one column of workgroups) on 2, keep one
+        // block per workgroup.
+        let forward = MatmulShape::new(128, 512, 8192);
+        assert_eq!(
+            subgroup_entry_point(forward, None, 16),
+            Some(("matmul_sg_tile", [8, 4, 1], 1))
+        );
+        assert_eq!(
+            subgroup_entry_point(forward, None, 3),
+            Some(("matmul_sg_tile", [8, 1, 1], 4))
+        );
+        assert_eq!(
+            subgroup_entry_point(MatmulShape::new(128, 64, 8192), None, 2),
+            Some(("matmul_sg_tile", [1, 4, 1], 1))
+        );
+        // And fewer where K * blocks would pass llvmpipe's loop limiter.
+        let long = |k| MatmulShape::new(128, 512, k);
+        assert_eq!(subgroup_entry_point(long(12288), None, 2).unwrap().2, 4);
+        assert_eq!(subgroup_entry_point(long(16500), None, 2).unwrap().2, 2);
+        assert_eq!(subgroup_entry_point(long(24577), None, 2).unwrap().2, 1);
         // 512 -> 10: N or K of 10 is not a multiple of 4, and no kernel here transposes both.
         for s in [
             MatmulShape::new(128, 10, 512),
@@ -547,7 +596,7 @@ mod tests {
                 ..nt(4, 4, 4)
             },
         ] {
-            assert_eq!(subgroup_entry_point(s, None), None, "{s:?}");
+            assert_eq!(subgroup_entry_point(s, None, 2), None, "{s:?}");
         }
     }
 }

@@ -387,6 +387,17 @@ fn subgroup_kernels_on_the_notebooks_dense_layer_at_batch_128() {
 }
 
 #[test]
+fn subgroup_forward_with_k_past_llvmpipes_loop_limit() {
+    // llvmpipe ends the loops of an invocation once their iterations together reach 65535. A
+    // matmul_sg_tile workgroup walks K once per block of 32 rows it computes: 4 blocks of 16500
+    // would pass the limit, so the wrapper gives it fewer (2 on machines of up to 4 threads, for
+    // this width of 8 workgroups across). 100 rows: the last block has 4.
+    let s = MatmulShape::new(100, 512, 16500);
+    assert!(subgroups_cover(s));
+    check_plan(s, true, 450, Plan::Subgroups);
+}
+
+#[test]
 fn shared_kernel_on_the_notebooks_dense_layer_at_batch_128() {
     // The products the shared-memory kernel is for, whole, with the plans a GPU gets: the first dense
     // layer (8192 -> 512) at batch 128, forward in 64 splits of 128 (16 slabs each, so both halves of
