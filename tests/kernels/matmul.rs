@@ -243,10 +243,13 @@ fn matmul_all_transposes_on_awkward_shapes() {
 #[test]
 fn matmul_tiled_paths_on_awkward_shapes() {
     // Widths that are multiples of 4 take the tiled entry points (`matmul_tile` when N % 4 == 0 without
-    // TRANS_B, `matmul_tile_nt` when K % 4 == 0 with TRANS_B). Their workgroups cover 8 rows and 256
-    // (or 128) columns, each invocation 8 rows and 4 quads (or 8 columns) strided by 16: rows not a
-    // multiple of 8, a batch of 1, columns past one workgroup, and invocations whose later quads or
-    // columns fall off the end (68 columns = 17 quads) exercise every edge.
+    // TRANS_B, `matmul_tile_nt` when K % 4 == 0 with TRANS_B), in the device's flavour and in
+    // `Registers`. Their workgroups cover 8 rows and 256 (or 128) columns, each invocation 8 rows and
+    // 4 quads (or 8 columns) strided by 16: rows not a multiple of 8, a batch of 1, columns past one
+    // workgroup, and invocations whose later quads or columns fall off the end (68 columns = 17
+    // quads) exercise every edge. `matmul_tile` takes up to 4 blocks of 8 rows per workgroup, K in
+    // chunks of 256: on 2 CPU threads, 70 rows in 2 blocks per workgroup (the last has one, of 6
+    // rows) and 161 in 4 (the last has one row), K of 263 and 300 past one chunk.
     let shapes = [
         (1, 4, 4),
         (5, 12, 7),
@@ -256,6 +259,8 @@ fn matmul_tiled_paths_on_awkward_shapes() {
         (3, 516, 8),
         (1, 264, 40),
         (17, 1028, 12),
+        (70, 8, 300),
+        (161, 516, 263),
     ];
     for (i, &(m, n, k)) in shapes.iter().enumerate() {
         for (ta, tb) in [(false, false), (false, true), (true, false)] {
@@ -267,6 +272,7 @@ fn matmul_tiled_paths_on_awkward_shapes() {
                 trans_b: tb,
             };
             check(s, i % 2 == 1, 50 + 10 * i as u64);
+            check_plan(s, i % 2 == 1, 55 + 10 * i as u64, Plan::Registers);
         }
     }
 }
@@ -387,14 +393,16 @@ fn subgroup_kernels_on_the_notebooks_dense_layer_at_batch_128() {
 }
 
 #[test]
-fn subgroup_forward_with_k_past_llvmpipes_loop_limit() {
+fn forward_with_k_past_llvmpipes_loop_limit() {
     // llvmpipe ends the loops of an invocation once their iterations together reach 65535. A
-    // matmul_sg_tile workgroup walks K once per block of 32 rows it computes: 4 blocks of 16500
-    // would pass the limit, so the wrapper gives it fewer (2 on machines of up to 4 threads, for
-    // this width of 8 workgroups across). 100 rows: the last block has 4.
+    // matmul_sg_tile (or matmul_tile) workgroup walks K once per block of 32 (or 8) rows it
+    // computes: 4 blocks of 16500 would pass the limit, so the wrapper gives it fewer (2 on
+    // machines of up to 4 threads, for this width of 8 or 2 workgroups across). 100 rows: the
+    // last block has 4.
     let s = MatmulShape::new(100, 512, 16500);
     assert!(subgroups_cover(s));
     check_plan(s, true, 450, Plan::Subgroups);
+    check_plan(s, true, 460, Plan::Registers);
 }
 
 #[test]
