@@ -50,6 +50,10 @@ const TILE_WG: u32 = 16u;
 const TM: u32 = 8u;
 const TQ: u32 = 4u;
 const TN: u32 = 8u;
+// matmul_tile: blocks of TM rows per workgroup (set by src/kernels/matmul.rs per product), and the
+// length of K each chunk takes (as matmul_subgroup.wgsl's matmul_sg_tile, whose header says why).
+override RB: u32;
+const KC: u32 = 256u;
 
 fn load_a(row: u32, kk: u32) -> f32 {
     if TRANS_A {
@@ -129,53 +133,87 @@ fn matmul(
 }
 
 // op(B) = B stored [K,N] with N % 4 == 0; A stored [M,K], or [K,M] when TRANS_A (the forward product
-// and the weight gradient). Workgroup (x, y) computes rows TM*y .. TM*y+TM-1 and TILE_WG*TQ column
-// quads from quad TILE_WG*TQ*x; invocation i owns quads i, i+TILE_WG, ... (so neighbours read
-// neighbouring quads, and stores are coalesced on a GPU).
+// and the weight gradient). Workgroup (x, y) computes TILE_WG*TQ column quads from quad TILE_WG*TQ*x
+// for the RB blocks of TM rows from row TM*RB*y; invocation i owns quads i, i+TILE_WG, ... (so
+// neighbours read neighbouring quads, and stores are coalesced on a GPU). K is walked KC at a time,
+// every block per chunk, so the chunk's slab of B comes from memory once per workgroup, not once per
+// block; a block's sums wait in C between chunks (f32: each output adds in order of k from 0 with
+// one accumulator, the bias once at the end). The k loop runs K * RB times per invocation, which
+// llvmpipe caps (src/kernels/matmul.rs picks RB within it).
 @compute @workgroup_size(TILE_WG)
 fn matmul_tile(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    if wg.y * TM >= p.m {
+    if wg.y * (TM * RB) >= p.m {
         column_sums4(wg.x * (TILE_WG * TQ) + lid.x, TILE_WG, TQ);
         return;
     }
     let quads = p.n / 4u;
     let q0 = wg.x * (TILE_WG * TQ) + lid.x;
-    let row0 = wg.y * TM;
     // Rows and quads past the end are clamped for loading; their results are dropped at the store.
-    var rows: array<u32, TM>;
-    for (var r = 0u; r < TM; r++) {
-        rows[r] = min(row0 + r, p.m - 1u);
-    }
     var qs: array<u32, TQ>;
     for (var t = 0u; t < TQ; t++) {
         qs[t] = min(q0 + t * TILE_WG, quads - 1u);
     }
-    var acc: array<vec4<f32>, TM * TQ>;
-    for (var kk = 0u; kk < p.k; kk++) {
-        var bq: array<vec4<f32>, TQ>;
+    var bias_v: array<vec4<f32>, TQ>;
+    if p.has_bias != 0u {
         for (var t = 0u; t < TQ; t++) {
-            bq[t] = b4[kk * quads + qs[t]];
-        }
-        for (var r = 0u; r < TM; r++) {
-            let ar = load_a(rows[r], kk);
-            for (var t = 0u; t < TQ; t++) {
-                acc[r * TQ + t] += ar * bq[t];
-            }
+            let bq = 4u * qs[t];
+            bias_v[t] = vec4<f32>(bias[bq], bias[bq + 1u], bias[bq + 2u], bias[bq + 3u]);
         }
     }
-    for (var t = 0u; t < TQ; t++) {
-        let q = q0 + t * TILE_WG;
-        if q < quads {
-            var bias_v = vec4<f32>(0.0);
-            if p.has_bias != 0u {
-                let bq = 4u * q;
-                bias_v = vec4<f32>(bias[bq], bias[bq + 1u], bias[bq + 2u], bias[bq + 3u]);
+    // One block shares nothing: its chunk is all of K. At least one chunk, so that K = 0 still
+    // writes the bias.
+    let kc = select(KC, max(p.k, 1u), RB == 1u);
+    var k0 = 0u;
+    loop {
+        let k1 = min(k0 + kc, p.k);
+        for (var rb = 0u; rb < RB; rb++) {
+            let row0 = (wg.y * RB + rb) * TM;
+            if row0 >= p.m {
+                break;
             }
+            var rows: array<u32, TM>;
             for (var r = 0u; r < TM; r++) {
-                if row0 + r < p.m {
-                    c4[(row0 + r) * quads + q] = acc[r * TQ + t] + bias_v;
+                rows[r] = min(row0 + r, p.m - 1u);
+            }
+            var acc: array<vec4<f32>, TM * TQ>;
+            if k0 > 0u {
+                for (var r = 0u; r < TM; r++) {
+                    for (var t = 0u; t < TQ; t++) {
+                        acc[r * TQ + t] = c4[rows[r] * quads + qs[t]];
+                    }
                 }
             }
+            for (var kk = k0; kk < k1; kk++) {
+                var bq: array<vec4<f32>, TQ>;
+                for (var t = 0u; t < TQ; t++) {
+                    bq[t] = b4[kk * quads + qs[t]];
+                }
+                for (var r = 0u; r < TM; r++) {
+                    let ar = load_a(rows[r], kk);
+                    for (var t = 0u; t < TQ; t++) {
+                        acc[r * TQ + t] += ar * bq[t];
+                    }
+                }
+            }
+            let last = k1 == p.k;
+            for (var t = 0u; t < TQ; t++) {
+                let q = q0 + t * TILE_WG;
+                if q < quads {
+                    for (var r = 0u; r < TM; r++) {
+                        if row0 + r < p.m {
+                            var v = acc[r * TQ + t];
+                            if last {
+                                v += bias_v[t];
+                            }
+                            c4[(row0 + r) * quads + q] = v;
+                        }
+                    }
+                }
+            }
+        }
+        continuing {
+            k0 = k1;
+            break if k0 >= p.k;
         }
     }
 }

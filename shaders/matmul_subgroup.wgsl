@@ -35,6 +35,10 @@ const LANES: u32 = 8u;
 const SR: u32 = 32u;
 const SQ: u32 = 2u;
 const SN: u32 = 2u;
+// matmul_sg_tile: blocks of SR rows per workgroup (set by src/kernels/matmul.rs per product), and the
+// length of K each chunk takes.
+override RB: u32;
+const KC: u32 = 256u;
 // Values of A each lane loads per step.
 const SA: u32 = SR / LANES;
 
@@ -61,9 +65,16 @@ fn load_a(row: u32, kk: u32) -> f32 {
 }
 
 // op(B) = B stored [K,N] with N % 4 == 0; A stored [M,K], or [K,M] when TRANS_A. Workgroup (x, y)
-// computes rows SR*y .. SR*y+SR-1 and LANES*SQ column quads from quad LANES*SQ*x; invocation i owns
-// quads i, i+LANES, ... Lane l loads rows l, l+LANES, ... of the block: slot s of lane l is row
-// s*LANES + l, which is where its broadcast lands in `acc`.
+// computes LANES*SQ column quads from quad LANES*SQ*x, invocation i owning quads i, i+LANES, ..., for
+// the RB blocks of SR rows from row SR*RB*y, one block at a time. Lane l loads rows l, l+LANES, ... of
+// a block: slot s of lane l is row s*LANES + l, which is where its broadcast lands in `acc`.
+// K is walked KC at a time, and each chunk of K runs every row block before the next chunk: the
+// chunk's slab of B (KC rows of the workgroup's quads) is loaded from memory by the first block and
+// from cache by the others, where block after block over all of K would stream B from memory once
+// per block (a short-M product such as the forward Dense at batch 128 is B-bound that way). Between
+// chunks a block's sums wait in C, f32 as in `acc`, so each output still adds in order of k from 0
+// with one accumulator, and the bias is added once after the last chunk. The k loop runs K * RB
+// times per invocation, which llvmpipe caps (src/kernels/matmul.rs picks RB within it).
 @compute @workgroup_size(LANES)
 fn matmul_sg_tile(
     @builtin(workgroup_id) wg: vec3<u32>,
@@ -71,50 +82,82 @@ fn matmul_sg_tile(
     @builtin(subgroup_invocation_id) lane: u32,
 ) {
     // The column sums row (`Params::sums_at`, matmul.wgsl's header): workgroup-uniform.
-    if wg.y * SR >= p.m {
+    if wg.y * (SR * RB) >= p.m {
         column_sums4(wg.x * (LANES * SQ) + lid.x, LANES, SQ);
         return;
     }
     let quads = p.n / 4u;
     let q0 = wg.x * (LANES * SQ) + lid.x;
-    let row0 = wg.y * SR;
-    // Rows and quads past the end are clamped for loading; their results are dropped at the store.
-    var arows: array<u32, SA>;
-    for (var s = 0u; s < SA; s++) {
-        arows[s] = min(row0 + s * LANES + lane, p.m - 1u);
-    }
+    // Quads past the end are clamped for loading (and rows below); their results are dropped at the
+    // store.
     var qs: array<u32, SQ>;
     for (var t = 0u; t < SQ; t++) {
         qs[t] = min(q0 + t * LANES, quads - 1u);
     }
-    var acc: array<vec4<f32>, SR * SQ>;
-    for (var kk = 0u; kk < p.k; kk++) {
-        var bq: array<vec4<f32>, SQ>;
+    var bias_v: array<vec4<f32>, SQ>;
+    if p.has_bias != 0u {
         for (var t = 0u; t < SQ; t++) {
-            bq[t] = b4[kk * quads + qs[t]];
-        }
-        for (var s = 0u; s < SA; s++) {
-            let av = lanes(load_a(arows[s], kk));
-            for (var l = 0u; l < LANES; l++) {
-                for (var t = 0u; t < SQ; t++) {
-                    acc[(s * LANES + l) * SQ + t] += av[l] * bq[t];
-                }
-            }
+            let bq = 4u * qs[t];
+            bias_v[t] = vec4<f32>(bias[bq], bias[bq + 1u], bias[bq + 2u], bias[bq + 3u]);
         }
     }
-    for (var t = 0u; t < SQ; t++) {
-        let q = q0 + t * LANES;
-        if q < quads {
-            var bias_v = vec4<f32>(0.0);
-            if p.has_bias != 0u {
-                let bq = 4u * q;
-                bias_v = vec4<f32>(bias[bq], bias[bq + 1u], bias[bq + 2u], bias[bq + 3u]);
+    // One block shares nothing: its chunk is all of K. At least one chunk, so that K = 0 still
+    // writes the bias.
+    let kc = select(KC, max(p.k, 1u), RB == 1u);
+    var k0 = 0u;
+    loop {
+        let k1 = min(k0 + kc, p.k);
+        for (var rb = 0u; rb < RB; rb++) {
+            let row0 = (wg.y * RB + rb) * SR;
+            if row0 >= p.m {
+                break;
             }
-            for (var r = 0u; r < SR; r++) {
-                if row0 + r < p.m {
-                    c4[(row0 + r) * quads + q] = acc[r * SQ + t] + bias_v;
+            var arows: array<u32, SA>;
+            for (var s = 0u; s < SA; s++) {
+                arows[s] = min(row0 + s * LANES + lane, p.m - 1u);
+            }
+            var acc: array<vec4<f32>, SR * SQ>;
+            if k0 > 0u {
+                for (var r = 0u; r < SR; r++) {
+                    let row = min(row0 + r, p.m - 1u);
+                    for (var t = 0u; t < SQ; t++) {
+                        acc[r * SQ + t] = c4[row * quads + qs[t]];
+                    }
                 }
             }
+            for (var kk = k0; kk < k1; kk++) {
+                var bq: array<vec4<f32>, SQ>;
+                for (var t = 0u; t < SQ; t++) {
+                    bq[t] = b4[kk * quads + qs[t]];
+                }
+                for (var s = 0u; s < SA; s++) {
+                    let av = lanes(load_a(arows[s], kk));
+                    for (var l = 0u; l < LANES; l++) {
+                        for (var t = 0u; t < SQ; t++) {
+                            acc[(s * LANES + l) * SQ + t] += av[l] * bq[t];
+                        }
+                    }
+                }
+            }
+            let last = k1 == p.k;
+            for (var t = 0u; t < SQ; t++) {
+                let q = q0 + t * LANES;
+                if q < quads {
+                    for (var r = 0u; r < SR; r++) {
+                        if row0 + r < p.m {
+                            var v = acc[r * SQ + t];
+                            if last {
+                                v += bias_v[t];
+                            }
+                            c4[(row0 + r) * quads + q] = v;
+                        }
+                    }
+                }
+            }
+        }
+        continuing {
+            k0 = k1;
+            break if k0 >= p.k;
         }
     }
 }

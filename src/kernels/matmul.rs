@@ -80,6 +80,20 @@ const SG_LANES: usize = crate::gpu::MATMUL_SUBGROUP_LANES as usize;
 const SG_ROWS: usize = 32;
 const SG_QUADS: usize = 2;
 const SG_COLS: usize = 2;
+/// The most blocks of rows (TM for `matmul_tile`, SG_ROWS for `matmul_sg_tile`) a workgroup
+/// computes, a chunk of K at a time for all of them (the shaders' `RB` override): B is read from
+/// memory once per RB blocks (docs/PERFORMANCE.md). Fewer where that would leave fewer than two
+/// workgroups per CPU thread (llvmpipe runs a workgroup per thread, a thread per core), since a
+/// block more per workgroup is a workgroup less to spread over the cores, and where K * RB would
+/// pass MAX_K_STEPS (`row_blocks`).
+const ROW_BLOCKS: usize = 4;
+/// The most steps of K one `matmul_tile` or `matmul_sg_tile` invocation may take over all its
+/// blocks: llvmpipe ends
+/// the loops of an invocation once their iterations together reach 65535 (its loop limiter, so a
+/// product silently stops adding; 4 blocks of K = 16000 still add up, of 16383 no longer), with a
+/// margin for the kernel's other loops. One block per workgroup walks K once, as before blocks were
+/// shared: a K of 65535 or more is past the limit whatever the blocks.
+const MAX_K_STEPS: usize = 49152;
 /// The shared-memory entry point (`const`s in the shader, checked likewise): a BM x BN tile of C per
 /// workgroup of 256 invocations (8x8 outputs each), K staged BK at a time through double-buffered
 /// slabs (2 x 2 x BK x 128 words: WebGPU's 16 KiB of workgroup storage); `matmul_split_sum` runs
@@ -142,22 +156,37 @@ fn k_ranges(k: usize, splits: usize) -> (usize, usize) {
     (k_split, k.div_ceil(k_split).max(1))
 }
 
-/// The entry point for `s` and its workgroup counts: a register-tiled kernel (8x16 or 8x8 outputs per
-/// invocation, see the shader for why lavapipe needs that) when the widths allow vec4 loads (every
-/// dense layer whose sizes are multiples of 4), else the general 4x4 kernel. With column sums at
-/// `sums_at` (one more row of workgroups): `matmul_tile` writes them as quads, so only where they
-/// start on one; `matmul_tile_nt` has none.
-fn entry_point(s: MatmulShape, sums_at: Option<usize>) -> (&'static str, [u32; 3]) {
+/// The entry point for `s`, its workgroup counts and its blocks of rows per workgroup (1 but for
+/// `matmul_tile`): a register-tiled kernel (8x16 or 8x8 outputs per invocation, see the shader for
+/// why lavapipe needs that) when the widths allow vec4 loads (every dense layer whose sizes are
+/// multiples of 4), else the general 4x4 kernel. With column sums at `sums_at` (one more row of
+/// workgroups): `matmul_tile` writes them as quads, so only where they start on one;
+/// `matmul_tile_nt` has none. `threads`: the CPU threads that run the workgroups.
+fn entry_point(
+    s: MatmulShape,
+    sums_at: Option<usize>,
+    threads: usize,
+) -> (&'static str, [u32; 3], usize) {
     let sums_row = sums_at.is_some() as u32;
-    let rows = s.m.div_ceil(TM) as u32 + sums_row;
     match (s.trans_a, s.trans_b) {
-        (_, false) if s.n.is_multiple_of(4) && quad_sums(sums_at) => (
-            "matmul_tile",
-            [(s.n / 4).div_ceil(TILE_WG * TQ) as u32, rows, 1],
-        ),
+        (_, false) if s.n.is_multiple_of(4) && quad_sums(sums_at) => {
+            let cols = (s.n / 4).div_ceil(TILE_WG * TQ);
+            let blocks = s.m.div_ceil(TM);
+            let rb = row_blocks(cols, blocks, s.k, threads);
+            (
+                "matmul_tile",
+                [cols as u32, blocks.div_ceil(rb) as u32 + sums_row, 1],
+                rb,
+            )
+        }
         (false, true) if s.k.is_multiple_of(4) && sums_at.is_none() => (
             "matmul_tile_nt",
-            [s.n.div_ceil(TILE_WG * TN) as u32, rows, 1],
+            [
+                s.n.div_ceil(TILE_WG * TN) as u32,
+                s.m.div_ceil(TM) as u32 + sums_row,
+                1,
+            ],
+            1,
         ),
         _ => (
             "matmul",
@@ -166,8 +195,19 @@ fn entry_point(s: MatmulShape, sums_at: Option<usize>) -> (&'static str, [u32; 3
                 s.m.div_ceil(TILE).div_ceil(WG_Y as usize) as u32 + sums_row,
                 1,
             ],
+            1,
         ),
     }
+}
+
+/// Blocks of rows per workgroup for `matmul_tile` and `matmul_sg_tile`, `cols` workgroups across and
+/// `blocks` blocks down: the most of ROW_BLOCKS, halved (so the workgroups of a full batch get equal
+/// shares), that leaves two workgroups per thread and K * RB within MAX_K_STEPS.
+fn row_blocks(cols: usize, blocks: usize, k: usize, threads: usize) -> usize {
+    std::iter::successors(Some(ROW_BLOCKS), |&rb| Some(rb / 2))
+        .take_while(|&rb| rb > 1)
+        .find(|&rb| cols * blocks.div_ceil(rb) >= 2 * threads && k * rb <= MAX_K_STEPS)
+        .unwrap_or(1)
 }
 
 /// Whether the vec4 kernels can write column sums at `sums_at` (none asked, or they start on a quad:
@@ -179,24 +219,42 @@ fn quad_sums(sums_at: Option<usize>) -> bool {
 /// Whether `Plan::Subgroups` runs `s` on the subgroup kernels (the other shapes run `Plan::Registers`'
 /// kernels): N % 4 == 0 without TRANS_B, K % 4 == 0 with TRANS_B alone.
 pub fn subgroups_cover(s: MatmulShape) -> bool {
-    subgroup_entry_point(s, None).is_some()
+    subgroup_entry_point(s, None, 1).is_some()
 }
 
-/// The subgroup kernel for `s` and its workgroup counts, where one covers it: the same shapes as the
-/// register-tiled kernels of `entry_point`, and the same column sums.
+/// The CPU threads a software adapter spreads workgroups over (llvmpipe: one per core).
+fn cpu_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The subgroup kernel for `s`, its workgroup counts and its blocks of rows per workgroup (1 for
+/// `matmul_sg_tile_nt`), where one covers it: the same shapes as the register-tiled kernels of
+/// `entry_point`, and the same column sums. `threads`: the CPU threads that run the workgroups.
 fn subgroup_entry_point(
     s: MatmulShape,
     sums_at: Option<usize>,
-) -> Option<(&'static str, [u32; 3])> {
-    let rows = s.m.div_ceil(SG_ROWS) as u32 + sums_at.is_some() as u32;
+    threads: usize,
+) -> Option<(&'static str, [u32; 3], usize)> {
+    let sums_row = sums_at.is_some() as u32;
     match (s.trans_a, s.trans_b) {
-        (_, false) if s.n.is_multiple_of(4) && quad_sums(sums_at) => Some((
-            "matmul_sg_tile",
-            [(s.n / 4).div_ceil(SG_LANES * SG_QUADS) as u32, rows, 1],
-        )),
+        (_, false) if s.n.is_multiple_of(4) && quad_sums(sums_at) => {
+            let cols = (s.n / 4).div_ceil(SG_LANES * SG_QUADS);
+            let blocks = s.m.div_ceil(SG_ROWS);
+            let rb = row_blocks(cols, blocks, s.k, threads);
+            Some((
+                "matmul_sg_tile",
+                [cols as u32, blocks.div_ceil(rb) as u32 + sums_row, 1],
+                rb,
+            ))
+        }
         (false, true) if s.k.is_multiple_of(4) && sums_at.is_none() => Some((
             "matmul_sg_tile_nt",
-            [s.n.div_ceil(SG_LANES * SG_COLS) as u32, rows, 1],
+            [
+                s.n.div_ceil(SG_LANES * SG_COLS) as u32,
+                s.m.div_ceil(SG_ROWS) as u32 + sums_row,
+                1,
+            ],
+            1,
         )),
         _ => None,
     }
@@ -334,23 +392,33 @@ pub fn matmul_planned(
     };
     let splits = match plan {
         Plan::Registers | Plan::Subgroups => {
-            // The subgroup kernels declare TRANS_A only; shapes they do not cover run matmul.wgsl's.
-            let sg = subgroup_entry_point(s, sums_at).filter(|_| plan == Plan::Subgroups);
-            let (shader, (entry, groups), constants) = match sg {
+            // Shapes the subgroup kernels do not cover run matmul.wgsl's.
+            let threads = cpu_threads();
+            let sg = subgroup_entry_point(s, sums_at, threads).filter(|_| plan == Plan::Subgroups);
+            // The subgroup kernels declare TRANS_A only; the tiles that share B take their blocks
+            // of rows (RB), the only entry points that declare it.
+            let (shader, (entry, groups, rb), mut constants) = match sg {
                 Some(e) => {
                     assert!(
                         gpu.can_run_subgroup_matmul(),
                         "matmul: Plan::Subgroups on an adapter without subgroups of {SG_LANES} lanes"
                     );
-                    (&subgroup::SHADER, e, &constants[..1])
+                    (&subgroup::SHADER, e, constants[..1].to_vec())
                 }
-                None => (&SHADER, entry_point(s, sums_at), &constants[..]),
+                None => (
+                    &SHADER,
+                    entry_point(s, sums_at, threads),
+                    constants.to_vec(),
+                ),
             };
+            if matches!(entry, "matmul_tile" | "matmul_sg_tile") {
+                constants.push(("RB", rb as f64));
+            }
             return vec![gpu.dispatch(
                 name,
                 shader,
                 entry,
-                constants,
+                &constants,
                 &params,
                 &[a, b, bias.unwrap_or(a), c],
                 groups,
@@ -477,23 +545,23 @@ mod tests {
         // The notebook's dW (8192 x 512 over a batch of 128) with its bias gradient adjacent.
         let dw = tn(8192, 512, 128);
         let at = Some(8192 * 512);
-        assert_eq!(entry_point(dw, None), ("matmul_tile", [2, 1024, 1]));
-        assert_eq!(entry_point(dw, at), ("matmul_tile", [2, 1025, 1]));
+        assert_eq!(entry_point(dw, None, 2), ("matmul_tile", [2, 256, 1], 4));
+        assert_eq!(entry_point(dw, at, 2), ("matmul_tile", [2, 257, 1], 4));
         assert_eq!(
-            subgroup_entry_point(dw, at),
-            Some(("matmul_sg_tile", [8, 257, 1]))
+            subgroup_entry_point(dw, at, 2),
+            Some(("matmul_sg_tile", [8, 65, 1], 4))
         );
         // Sums not on a quad, or with TRANS_B alone: the general kernel.
         let off = Some(8192 * 512 + 3);
-        assert_eq!(entry_point(dw, off), ("matmul", [16, 257, 1]));
-        assert_eq!(subgroup_entry_point(dw, off), None);
+        assert_eq!(entry_point(dw, off, 2), ("matmul", [16, 257, 1], 1));
+        assert_eq!(subgroup_entry_point(dw, off, 2), None);
         let nt = MatmulShape {
             trans_b: true,
             ..MatmulShape::new(8, 8, 8)
         };
-        assert_eq!(entry_point(nt, None), ("matmul_tile_nt", [1, 1, 1]));
-        assert_eq!(entry_point(nt, Some(64)), ("matmul", [1, 2, 1]));
-        assert_eq!(subgroup_entry_point(nt, Some(64)), None);
+        assert_eq!(entry_point(nt, None, 2), ("matmul_tile_nt", [1, 1, 1], 1));
+        assert_eq!(entry_point(nt, Some(64), 2), ("matmul", [1, 2, 1], 1));
+        assert_eq!(subgroup_entry_point(nt, Some(64), 2), None);
     }
 
     #[test]
@@ -506,24 +574,47 @@ mod tests {
             trans_a: true,
             ..MatmulShape::new(m, n, k)
         };
-        // 8192 -> 512 at batch 128: blocks of 32 rows by 16 quads (matmul_sg_tile) or 16 columns
-        // (matmul_sg_tile_nt).
+        // 8192 -> 512 at batch 128 on 2 threads: 4 blocks of 32 rows by 16 quads (matmul_sg_tile),
+        // so the forward's whole batch in one row of 8 workgroups, or 1 block of 32 rows by 16
+        // columns (matmul_sg_tile_nt).
         let first = [
             (
                 MatmulShape::new(128, 512, 8192),
                 "matmul_sg_tile",
-                [8, 4, 1],
+                [8, 1, 1],
+                4,
             ),
-            (tn(8192, 512, 128), "matmul_sg_tile", [8, 256, 1]),
-            (nt(128, 8192, 512), "matmul_sg_tile_nt", [512, 4, 1]),
+            (tn(8192, 512, 128), "matmul_sg_tile", [8, 64, 1], 4),
+            (nt(128, 8192, 512), "matmul_sg_tile_nt", [512, 4, 1], 1),
         ];
-        for (s, entry, groups) in first {
+        for (s, entry, groups, rb) in first {
             assert_eq!(
-                subgroup_entry_point(s, None),
-                Some((entry, groups)),
+                subgroup_entry_point(s, None, 2),
+                Some((entry, groups, rb)),
                 "{s:?}"
             );
         }
+        // Fewer blocks per workgroup where 4 would leave fewer than two workgroups per thread: the
+        // forward on 16 threads, and a 64-unit layer (one column of workgroups) on 2, keep one
+        // block per workgroup.
+        let forward = MatmulShape::new(128, 512, 8192);
+        assert_eq!(
+            subgroup_entry_point(forward, None, 16),
+            Some(("matmul_sg_tile", [8, 4, 1], 1))
+        );
+        assert_eq!(
+            subgroup_entry_point(forward, None, 3),
+            Some(("matmul_sg_tile", [8, 1, 1], 4))
+        );
+        assert_eq!(
+            subgroup_entry_point(MatmulShape::new(128, 64, 8192), None, 2),
+            Some(("matmul_sg_tile", [1, 4, 1], 1))
+        );
+        // And fewer where K * blocks would pass llvmpipe's loop limiter.
+        let long = |k| MatmulShape::new(128, 512, k);
+        assert_eq!(subgroup_entry_point(long(12288), None, 2).unwrap().2, 4);
+        assert_eq!(subgroup_entry_point(long(16500), None, 2).unwrap().2, 2);
+        assert_eq!(subgroup_entry_point(long(24577), None, 2).unwrap().2, 1);
         // 512 -> 10: N or K of 10 is not a multiple of 4, and no kernel here transposes both.
         for s in [
             MatmulShape::new(128, 10, 512),
@@ -534,7 +625,7 @@ mod tests {
                 ..nt(4, 4, 4)
             },
         ] {
-            assert_eq!(subgroup_entry_point(s, None), None, "{s:?}");
+            assert_eq!(subgroup_entry_point(s, None, 2), None, "{s:?}");
         }
     }
 }

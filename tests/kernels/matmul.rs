@@ -176,9 +176,10 @@ fn check_sums(s: MatmulShape, gap: usize, seed: u64, plan: Plan) {
 
 /// The weight gradient's product (TRANS_A) on widths that take each kernel: N % 4 != 0 (the
 /// general 4x4 kernel), N % 4 == 0 (matmul_tile, matmul_sg_tile), rows past one workgroup of
-/// each, K split three ways with a ragged last slab, and K = 1. Gaps of 0 (kernel and bias
-/// adjacent), 64 (a parameter buffer's alignment) and 3 (sums not on a quad: the vec4 kernels
-/// hand over to the general one). The general kernel also takes sums with the other transposes.
+/// each (matmul_sg_tile's are 128: 131), K split three ways with a ragged last slab, K past
+/// matmul_sg_tile's chunk of 256 (300), and K = 1. Gaps of 0 (kernel and bias adjacent), 64 (a
+/// parameter buffer's alignment) and 3 (sums not on a quad: the vec4 kernels hand over to the
+/// general one). The general kernel also takes sums with the other transposes.
 fn column_sums_shapes() -> Vec<(MatmulShape, usize)> {
     let tn = |m, n, k| MatmulShape {
         trans_a: true,
@@ -189,6 +190,7 @@ fn column_sums_shapes() -> Vec<(MatmulShape, usize)> {
         (tn(67, 45, 131), 64),
         (tn(70, 68, 37), 0),
         (tn(33, 12, 20), 64),
+        (tn(131, 20, 300), 64),
         (tn(9, 36, 5), 3),
         (MatmulShape::new(9, 8, 21), 3),
         (
@@ -256,10 +258,13 @@ fn matmul_all_transposes_on_awkward_shapes() {
 #[test]
 fn matmul_tiled_paths_on_awkward_shapes() {
     // Widths that are multiples of 4 take the tiled entry points (`matmul_tile` when N % 4 == 0 without
-    // TRANS_B, `matmul_tile_nt` when K % 4 == 0 with TRANS_B). Their workgroups cover 8 rows and 256
-    // (or 128) columns, each invocation 8 rows and 4 quads (or 8 columns) strided by 16: rows not a
-    // multiple of 8, a batch of 1, columns past one workgroup, and invocations whose later quads or
-    // columns fall off the end (68 columns = 17 quads) exercise every edge.
+    // TRANS_B, `matmul_tile_nt` when K % 4 == 0 with TRANS_B), in the device's flavour and in
+    // `Registers`. Their workgroups cover 8 rows and 256 (or 128) columns, each invocation 8 rows and
+    // 4 quads (or 8 columns) strided by 16: rows not a multiple of 8, a batch of 1, columns past one
+    // workgroup, and invocations whose later quads or columns fall off the end (68 columns = 17
+    // quads) exercise every edge. `matmul_tile` takes up to 4 blocks of 8 rows per workgroup, K in
+    // chunks of 256: on 2 CPU threads, 70 rows in 2 blocks per workgroup (the last has one, of 6
+    // rows) and 161 in 4 (the last has one row), K of 263 and 300 past one chunk.
     let shapes = [
         (1, 4, 4),
         (5, 12, 7),
@@ -269,6 +274,8 @@ fn matmul_tiled_paths_on_awkward_shapes() {
         (3, 516, 8),
         (1, 264, 40),
         (17, 1028, 12),
+        (70, 8, 300),
+        (161, 516, 263),
     ];
     for (i, &(m, n, k)) in shapes.iter().enumerate() {
         for (ta, tb) in [(false, false), (false, true), (true, false)] {
@@ -280,6 +287,7 @@ fn matmul_tiled_paths_on_awkward_shapes() {
                 trans_b: tb,
             };
             check(s, i % 2 == 1, 50 + 10 * i as u64);
+            check_plan(s, i % 2 == 1, 55 + 10 * i as u64, Plan::Registers);
         }
     }
 }
@@ -323,11 +331,13 @@ fn subgroup_kernels_on_awkward_shapes() {
         g.info.subgroup_min_size,
         g.info.subgroup_max_size,
     );
-    // Workgroups of 8 lanes cover 32 rows and 16 quads, 2 per lane (matmul_sg_tile), or 16 columns,
-    // 2 per lane (matmul_sg_tile_nt). Rows below, at and past one workgroup's 32 (1, 7, 31, 33, 65,
-    // 130), quads not a multiple of 16 (N = 4, 12, 36, 68, 260: 1, 3, 9, 17, 65 quads, so some lanes
-    // own no quad or only their first), columns past 16 for the transposed B (N = 33, 36, 70, 260),
-    // K of 1 to 132 (multiples of 4 for matmul_sg_tile_nt, ragged for the others); N = 10, and
+    // Workgroups of 8 lanes cover 16 quads, 2 per lane, in 4 blocks of 32 rows, K a chunk of 256 at a
+    // time (matmul_sg_tile), or 32 rows by 16 columns, 2 per lane (matmul_sg_tile_nt). Rows below,
+    // at and past one block's 32 (1, 7, 31, 33, 65) and past one workgroup's 128 (130, 161: the last
+    // workgroup's blocks partly filled or absent), quads not a multiple of 16 (N = 4, 12, 36, 68,
+    // 260: 1, 3, 9, 17, 65 quads, so some lanes own no quad or only their first), columns past 16
+    // for the transposed B (N = 33, 36, 70, 260), K of 1 to 132 and past one chunk (513: two chunks
+    // and a ragged one; multiples of 4 for matmul_sg_tile_nt, ragged for the others); N = 10, and
     // K not a multiple of 4 with the transposed B, fall back to the register kernels under the same
     // plan, and so does transposing both.
     let shapes = [
@@ -339,6 +349,7 @@ fn subgroup_kernels_on_awkward_shapes() {
         (31, 33, 132),
         (2, 70, 8),
         (40, 10, 7),
+        (161, 12, 513),
     ];
     let mut worst = 0.0f64;
     for (i, &(m, n, k)) in shapes.iter().enumerate() {
@@ -397,6 +408,19 @@ fn subgroup_kernels_on_the_notebooks_dense_layer_at_batch_128() {
 }
 
 #[test]
+fn forward_with_k_past_llvmpipes_loop_limit() {
+    // llvmpipe ends the loops of an invocation once their iterations together reach 65535. A
+    // matmul_sg_tile (or matmul_tile) workgroup walks K once per block of 32 (or 8) rows it
+    // computes: 4 blocks of 16500 would pass the limit, so the wrapper gives it fewer (2 on
+    // machines of up to 4 threads, for this width of 8 or 2 workgroups across). 100 rows: the
+    // last block has 4.
+    let s = MatmulShape::new(100, 512, 16500);
+    assert!(subgroups_cover(s));
+    check_plan(s, true, 450, Plan::Subgroups);
+    check_plan(s, true, 460, Plan::Registers);
+}
+
+#[test]
 fn shared_kernel_on_the_notebooks_dense_layer_at_batch_128() {
     // The products the shared-memory kernel is for, whole, with the plans a GPU gets: the first dense
     // layer (8192 -> 512) at batch 128, forward in 64 splits of 128 (16 slabs each, so both halves of
@@ -424,5 +448,74 @@ fn shared_kernel_on_the_notebooks_dense_layer_at_batch_128() {
         assert_eq!(plan, Plan::Shared { splits }, "{s:?}");
         let (_, dispatches) = check_plan(s, i == 0, 500 + i as u64, plan);
         assert_eq!(dispatches, if splits > 1 { 2 } else { 1 }, "{s:?}");
+    }
+}
+
+/// Wall time of the notebook's first dense layer (8192 -> 512) at batch 128, all three products as a
+/// training step runs them (dW with its bias gradient), in the flavours lavapipe can run: rounds of
+/// one call each, interleaved, so a busy machine slows every kernel alike; the fastest of 15 calls.
+/// `cargo test --test kernels matmul_timing -- --ignored --nocapture`
+#[test]
+#[ignore = "timing, not a check"]
+fn matmul_timing_notebook_batch_128() {
+    let g = gpu();
+    let (batch, inputs, units) = (128, 8192, 512);
+    let x = g.upload("x", &random(batch * inputs, 1, -1.0, 1.0));
+    let w = g.upload("w", &random(inputs * units, 2, -1.0, 1.0));
+    let bias = g.upload("bias", &random(units, 3, -1.0, 1.0));
+    let dy = g.upload("dy", &random(batch * units, 4, -1.0, 1.0));
+    let y = g.zeros("y", batch * units);
+    let dx = g.zeros("dx", batch * inputs);
+    // dW and db as the flat gradient buffer holds them, adjacent.
+    let grads = g.zeros("grads", inputs * units + units);
+    let forward = MatmulShape::new(batch, units, inputs);
+    let weight = MatmulShape {
+        trans_a: true,
+        ..MatmulShape::new(inputs, units, batch)
+    };
+    let input = MatmulShape {
+        trans_b: true,
+        ..MatmulShape::new(batch, inputs, units)
+    };
+    let mut plans = vec![Plan::Registers];
+    if g.can_run_subgroup_matmul() {
+        plans.push(Plan::Subgroups);
+    }
+    let mut cases = Vec::new();
+    for plan in plans {
+        let sums_at = Some(inputs * units);
+        cases.push((
+            format!("forward {plan:?}"),
+            matmul_planned(g, &x, &w, Some(&bias), &y, None, forward, plan),
+        ));
+        cases.push((
+            format!("dW + db {plan:?}"),
+            matmul_planned(g, &x, &dy, None, &grads, sums_at, weight, plan),
+        ));
+        cases.push((
+            format!("dx {plan:?}"),
+            matmul_planned(g, &dy, &w, None, &dx, None, input, plan),
+        ));
+    }
+    let mut best = vec![f64::INFINITY; cases.len()];
+    for (_, d) in &cases {
+        run_all(d);
+    }
+    for _ in 0..15 {
+        for (i, (_, d)) in cases.iter().enumerate() {
+            let start = std::time::Instant::now();
+            run_all(d);
+            best[i] = best[i].min(start.elapsed().as_secs_f64());
+        }
+    }
+    for ((name, d), secs) in cases.iter().zip(best) {
+        let names: Vec<&str> = d.iter().map(|d| d.name).collect();
+        let flops: u64 = d.iter().map(|d| d.cost.flops).sum();
+        println!(
+            "{name} ({}): {:.2} ms (fastest of 15), {:.2} GFLOP/s",
+            names.join("+"),
+            secs * 1e3,
+            flops as f64 / secs / 1e9
+        );
     }
 }
