@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::data::{self, Dataset};
 use crate::gpu::{Gpu, SubmitStats};
+use crate::kernels::gather::upload_images;
 use crate::model::Sequential;
 use crate::optimizer::Optimizer;
 use crate::session::{self, Observer, Plan, SessionError, SessionOutcome};
@@ -35,8 +36,9 @@ pub struct BenchResult {
     pub train_s: Vec<f64>,
     /// Pipelines compiled for the whole run (a measure of start-up cost).
     pub pipelines: usize,
-    /// Dispatches in one training step after the batch's gather (forward, loss, backward, update):
-    /// on a GPU each costs several microseconds whatever it computes (issue 14).
+    /// Dispatches in one training step, the batch's gather included (gather, forward, loss, backward,
+    /// update), as `profile` counts them: on a GPU each costs several microseconds whatever it
+    /// computes (issue 14).
     pub dispatches_per_step: usize,
     /// Wall time the host spent per training step writing step states and recording and submitting
     /// command buffers (waits for the GPU excluded), over the timed epochs, in microseconds: the
@@ -82,7 +84,11 @@ pub fn bench(
         batch_size,
         0,
     )?;
-    let dispatches_per_step = net.step(gpu, batch_size, Mode::Train).len();
+    // Counted as the profiler counts them: the batch's gather (from one stand-in image) and the step.
+    let image = vec![0u8; ds.image_bytes()];
+    let one = upload_images(gpu, &image, &[0], ds.image_bytes(), gpu.max_binding_bytes())?;
+    let dispatches_per_step = net.gather_training(gpu, &one, batch_size).len()
+        + net.step(gpu, batch_size, Mode::Train).len();
     drop(net);
     let plan = Plan {
         params: model.init_params(0)?,
