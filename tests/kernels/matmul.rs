@@ -414,10 +414,18 @@ fn forward_with_k_past_llvmpipes_loop_limit() {
     // computes: 4 blocks of 16500 would pass the limit, so the wrapper gives it fewer (2 on
     // machines of up to 4 threads, for this width of 8 or 2 workgroups across). 100 rows: the
     // last block has 4.
-    let s = MatmulShape::new(100, 512, 16500);
-    assert!(subgroups_cover(s));
-    check_plan(s, true, 450, Plan::Subgroups);
-    check_plan(s, true, 460, Plan::Registers);
+    check_plan(long_forward(), true, 460, Plan::Registers);
+}
+
+fn long_forward() -> MatmulShape {
+    MatmulShape::new(100, 512, 16500)
+}
+
+/// The same with the subgroup kernels (a test of its own, which the GL pass skips by name).
+#[test]
+fn subgroup_kernels_on_k_past_llvmpipes_loop_limit() {
+    assert!(subgroups_cover(long_forward()));
+    check_plan(long_forward(), true, 450, Plan::Subgroups);
 }
 
 #[test]
