@@ -90,6 +90,36 @@ fn one_gpu_training_step_of_the_pooling_models_equals_the_cpu_reference_step() {
 }
 
 #[test]
+fn a_dense_layer_with_more_inputs_than_llvmpipes_loop_limit_trains_as_the_reference() {
+    use cifar_wgpu::layers::{Activation, ActivationLayer, Dense, Flatten};
+    // After Flatten of a 32x32x64 image a Dense layer has K = 65536, past the 65535 loop iterations
+    // llvmpipe lets an invocation take: there its products split K (matmul_split_sum) and the last
+    // one does not take the loss in (its kernels loop over the inputs).
+    let model = |name, hidden: &[usize]| {
+        let mut layers = vec![Flatten.into()];
+        for &units in hidden {
+            layers.push(Dense::new(units).activation(Activation::Relu).into());
+        }
+        layers.push(Dense::new(3).into());
+        layers.push(ActivationLayer::new(Activation::Softmax).into());
+        Sequential::from_layers(name, [32, 32, 64], layers)
+    };
+    let g = gpu();
+    for model in [model("wide_last", &[]), model("wide_hidden", &[4])] {
+        println!("{}", model.name);
+        let params = model.init_params(1).unwrap();
+        let net = Network::new(g, &model, Optimizer::rmsprop_default(), &params, 5, 1).unwrap();
+        let names: Vec<&str> = net.step(g, 5, Mode::Train).iter().map(|d| d.name).collect();
+        if g.loop_limit().is_some() {
+            assert!(names.contains(&"matmul_split_sum"), "{names:?}");
+            let fused = names.contains(&"dense_loss_forward");
+            assert_eq!(fused, model.name == "wide_hidden", "{names:?}");
+        }
+        one_step_of(g, &model, 3);
+    }
+}
+
+#[test]
 fn the_pooling_models_train_three_steps_as_the_cpu_reference_does() {
     // Three RMSprop steps on the same batch, the CPU reference carrying its own weights and state:
     // the weights stay together and the loss goes down.
