@@ -52,6 +52,12 @@ pub struct Metrics {
 /// Words of `Metrics`.
 pub const METRICS_WORDS: usize = size_of::<Metrics>() / 4;
 
+/// The most loop iterations one invocation of `softmax_cross_entropy` takes (`Gpu::loop_limit`): its
+/// rows of the batch (one in WG), three passes over the classes each, then the lanes' tree.
+pub fn loop_steps(batch: usize, classes: usize) -> usize {
+    batch.div_ceil(WG as usize) * (1 + 3 * classes) + WG.ilog2() as usize + 1
+}
+
 /// Invocations of the single workgroup of `softmax_cross_entropy`: the shader's `WG`, an array bound.
 const WG: u32 = 256;
 
@@ -491,6 +497,13 @@ pub mod dense {
 #[cfg(test)]
 mod tests {
     use super::dense::loop_steps;
+
+    #[test]
+    fn the_plain_losss_loops_are_its_rows_passes_over_the_classes() {
+        assert_eq!(super::loop_steps(128, 10), 31 + 9);
+        assert_eq!(super::loop_steps(257, 10), 2 * 31 + 9);
+        assert!(super::loop_steps(128, 20_000) > crate::gpu::MAX_LOOP_STEPS);
+    }
 
     #[test]
     fn the_fused_dense_losss_loops_grow_with_the_inputs_and_the_batch() {
