@@ -185,10 +185,12 @@ pub fn subgroup_matmul_runs(info: &wgpu::AdapterInfo, features: wgpu::Features) 
 /// bounds them, or `None` where nothing does. llvmpipe (behind lavapipe and the GL backend's
 /// llvmpipe) ends every loop of an invocation once the loops' iterations together reach 65535
 /// (gallivm's loop limiter, against infinite loops): a kernel past it silently stops adding, no
-/// error (a single loop of 65534 iterations adds up, of 65535 no longer: tests/kernels/matmul.rs).
-/// Kernels whose loops grow with a shape plan to stay within this, which leaves a margin for their
-/// short loops (the products split K, the fused dense loss is not taken); only loops a compiler
-/// does not unroll count.
+/// error. Measured on lavapipe (LLVM 15): one loop of 65534 iterations adds up, of 65535 no
+/// longer; nested loops count every iteration of each (a 255 x 255 pooling window, 255 + 65025,
+/// adds up, 256 x 255 no longer); a constant 8-step loop inside `matmul_shared`'s counts too.
+/// Kernels whose loops grow with a shape plan to stay within this, with a margin for their short
+/// loops (the products split K, the fused dense loss is not taken), or
+/// `train::network::check_loops` refuses the layer.
 pub fn loop_limit(info: &wgpu::AdapterInfo) -> Option<usize> {
     info.name
         .to_ascii_lowercase()

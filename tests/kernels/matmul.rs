@@ -430,6 +430,13 @@ fn forward_with_k_past_the_loop_limit_in_one_block() {
         let s = MatmulShape::new(8, n, 70_000);
         check(s, true, 470 + i as u64);
     }
+    // The weight gradient of a batch past the limit (K is the batch), with its bias's column sums
+    // (each split's, then added).
+    let dw = MatmulShape {
+        trans_a: true,
+        ..MatmulShape::new(5, 8, 50_001)
+    };
+    check_sums(dw, 4, 475, Plan::auto(gpu(), gpu().flavours.matmul, dw));
 }
 
 #[test]
