@@ -133,6 +133,12 @@ pub struct Pool2dShape {
 }
 
 impl Pool2dShape {
+    /// The most loop iterations one invocation of a pooling kernel takes: a window's rows and cells
+    /// (the forward), or the windows that hold one cell (the backward, at most as many).
+    pub fn window_loop_steps(&self) -> usize {
+        self.pool_h * (self.pool_w + 1) + 1
+    }
+
     /// Keras' default: strides equal to the pool size, valid padding.
     pub fn new(n: usize, h: usize, w: usize, c: usize, pool: usize) -> Pool2dShape {
         Pool2dShape {

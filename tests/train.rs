@@ -90,6 +90,83 @@ fn one_gpu_training_step_of_the_pooling_models_equals_the_cpu_reference_step() {
 }
 
 #[test]
+fn a_dense_layer_with_more_inputs_than_llvmpipes_loop_limit_trains_as_the_reference() {
+    use cifar_wgpu::layers::{Activation, ActivationLayer, Dense, Flatten};
+    // After Flatten of a 32x32x64 image a Dense layer has K = 65536, past the 65535 loop iterations
+    // llvmpipe lets an invocation take: there its products split K (matmul_split_sum) and the last
+    // one does not take the loss in (its kernels loop over the inputs).
+    let model = |name, hidden: &[usize]| {
+        let mut layers = vec![Flatten.into()];
+        for &units in hidden {
+            layers.push(Dense::new(units).activation(Activation::Relu).into());
+        }
+        layers.push(Dense::new(3).into());
+        layers.push(ActivationLayer::new(Activation::Softmax).into());
+        Sequential::from_layers(name, [32, 32, 64], layers)
+    };
+    let g = gpu();
+    for model in [model("wide_last", &[]), model("wide_hidden", &[4])] {
+        println!("{}", model.name);
+        let params = model.init_params(1).unwrap();
+        let net = Network::new(g, &model, Optimizer::rmsprop_default(), &params, 5, 1).unwrap();
+        let names: Vec<&str> = net.step(g, 5, Mode::Train).iter().map(|d| d.name).collect();
+        if g.loop_limit().is_some() {
+            assert!(names.contains(&"matmul_split_sum"), "{names:?}");
+            let fused = names.contains(&"dense_loss_forward");
+            assert_eq!(fused, model.name == "wide_hidden", "{names:?}");
+        }
+        one_step_of(g, &model, 3);
+    }
+}
+
+#[test]
+fn layers_that_would_loop_past_llvmpipes_limit_are_refused_there_by_name() {
+    use cifar_wgpu::layers::{
+        Activation, ActivationLayer, Conv2D, Dense, GlobalAveragePooling2D, Layer,
+    };
+    use cifar_wgpu::shape::Padding;
+    // A global pooling of 256x256 walks 65536 cells in one invocation, a 3x3 convolution of 6000
+    // channels 54012 taps and channels; one of 128x128, and of 5000 channels (45012), stay within
+    // the limit and are placed.
+    let g = gpu();
+    let model = |input, first: Layer| {
+        let head = Dense::new(3).activation(Activation::Softmax).into();
+        let layers = vec![
+            first,
+            GlobalAveragePooling2D { keepdims: false }.into(),
+            head,
+        ];
+        Sequential::from_layers("loops", input, layers)
+    };
+    let conv = || Conv2D::new(1, [3, 3], Padding::Valid).into();
+    let identity = || ActivationLayer::new(Activation::Linear).into();
+    for (input, first, past) in [
+        (
+            [256, 256, 1],
+            identity(),
+            Some("layer 'global_average_pooling2d'"),
+        ),
+        ([128, 128, 1], identity(), None),
+        ([3, 3, 6000], conv(), Some("layer 'conv2d'")),
+        ([3, 3, 5000], conv(), None),
+    ] {
+        let model = model(input, first);
+        let params = model.init_params(1).unwrap();
+        let placed = Network::new(g, &model, Optimizer::rmsprop_default(), &params, 2, 1);
+        match (past, g.loop_limit()) {
+            (Some(name), Some(_)) => {
+                let err = placed.err().expect("refused").to_string();
+                println!("{err}");
+                assert!(err.contains(name) && err.contains("65535"), "{err}");
+            }
+            _ => {
+                placed.unwrap();
+            }
+        }
+    }
+}
+
+#[test]
 fn the_pooling_models_train_three_steps_as_the_cpu_reference_does() {
     // Three RMSprop steps on the same batch, the CPU reference carrying its own weights and state:
     // the weights stay together and the loss goes down.

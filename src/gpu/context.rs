@@ -9,7 +9,7 @@
 use std::fmt;
 
 use crate::gpu::error::{DeviceErrors, env_backends};
-use crate::gpu::flavours::{KernelFlavours, Tiling, subgroup_matmul_runs};
+use crate::gpu::flavours::{KernelFlavours, Tiling, loop_limit, subgroup_matmul_runs};
 use crate::gpu::{GpuError, Kernels, StepsPerSubmission};
 
 /// Which graphics API to open the adapter through. `Auto` lets wgpu's own `WGPU_BACKEND` decide.
@@ -245,6 +245,11 @@ impl Gpu {
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| GpuError::Device(e.to_string()))?;
         self.errors.check()
+    }
+
+    /// The most loop iterations one invocation may take on this adapter (`flavours::loop_limit`).
+    pub fn loop_limit(&self) -> Option<usize> {
+        loop_limit(&self.info)
     }
 
     /// The largest single storage binding, rounded down to a multiple of 4 bytes.

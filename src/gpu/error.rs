@@ -45,6 +45,19 @@ pub enum GpuError {
         remedy: String,
     },
     #[error(
+        "{what} would loop {steps} times in one invocation of its kernels; '{adapter}' ends an \
+         invocation's loops after 65535 iterations (llvmpipe's loop limiter), which would train \
+         silently wrong, so we keep to {limit}: {remedy}"
+    )]
+    LoopLimit {
+        what: String,
+        steps: usize,
+        limit: usize,
+        adapter: String,
+        /// What the user can change, e.g. "use a smaller pool window or a real GPU".
+        remedy: String,
+    },
+    #[error(
         "WGPU_BACKEND={value}: {problem}; use one or more of vulkan, metal, dx12, gl \
          (comma-separated), or unset it"
     )]

@@ -181,6 +181,26 @@ pub fn subgroup_matmul_runs(info: &wgpu::AdapterInfo, features: wgpu::Features) 
     features.contains(wgpu::Features::SUBGROUP) && info.subgroup_min_size >= MATMUL_SUBGROUP_LANES
 }
 
+/// The most loop iterations one invocation may take, over all its loops together, on an adapter that
+/// bounds them, or `None` where nothing does. llvmpipe (behind lavapipe and the GL backend's
+/// llvmpipe) ends every loop of an invocation once the loops' iterations together reach 65535
+/// (gallivm's loop limiter, against infinite loops): a kernel past it silently stops adding, no
+/// error. Measured on lavapipe (LLVM 15): one loop of 65534 iterations adds up, of 65535 no
+/// longer; nested loops count every iteration of each (a 255 x 255 pooling window, 255 + 65025,
+/// adds up, 256 x 255 no longer); a constant 8-step loop inside `matmul_shared`'s counts too.
+/// Kernels whose loops grow with a shape plan to stay within this, with a margin for their short
+/// loops (the products split K, the fused dense loss is not taken), or
+/// `train::network::check_loops` refuses the layer.
+pub fn loop_limit(info: &wgpu::AdapterInfo) -> Option<usize> {
+    info.name
+        .to_ascii_lowercase()
+        .contains("llvmpipe")
+        .then_some(MAX_LOOP_STEPS)
+}
+
+/// `loop_limit` on llvmpipe: three quarters of its 65535.
+pub const MAX_LOOP_STEPS: usize = 49152;
+
 impl KernelFlavours {
     /// What these flavours' kernels ask of the device: `softmax_cross_entropy`'s 256 invocations and
     /// 3 KiB of workgroup sums, and eight storage buffers (the augmented gather's and the fused dense
@@ -446,6 +466,35 @@ mod tests {
                 err.contains("max_compute_invocations_per_workgroup 256"),
                 "{err}"
             );
+        }
+    }
+
+    #[test]
+    fn only_llvmpipe_bounds_an_invocations_loops() {
+        let named = |name: &str, device_type, backend| wgpu::AdapterInfo {
+            name: name.to_string(),
+            ..wgpu::AdapterInfo::new(device_type, backend)
+        };
+        let cpu = wgpu::DeviceType::Cpu;
+        for info in [
+            named(
+                "llvmpipe (LLVM 15.0.7, 256 bits)",
+                cpu,
+                wgpu::Backend::Vulkan,
+            ),
+            named("llvmpipe (LLVM 19.1.1, 256 bits)", cpu, wgpu::Backend::Gl),
+        ] {
+            assert_eq!(loop_limit(&info), Some(MAX_LOOP_STEPS), "{}", info.name);
+        }
+        for info in [
+            named(
+                "NVIDIA H200",
+                wgpu::DeviceType::DiscreteGpu,
+                wgpu::Backend::Vulkan,
+            ),
+            named("Microsoft Basic Render Driver", cpu, wgpu::Backend::Dx12),
+        ] {
+            assert_eq!(loop_limit(&info), None, "{}", info.name);
         }
     }
 }

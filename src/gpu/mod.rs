@@ -16,7 +16,7 @@ pub use context::{
 pub use error::{GpuError, human_bytes};
 pub use flavours::{
     ColumnSumFlavour, Conv2dFlavour, FlavourChoice, KernelFlavours, MATMUL_SUBGROUP_LANES,
-    MatmulFlavour, Tiling, WorkgroupNeeds,
+    MAX_LOOP_STEPS, MatmulFlavour, Tiling, WorkgroupNeeds,
 };
 pub use kernel::{CompiledPipeline, Cost, Dispatch, Kernels, Shader, grid_1d, run_dispatches};
 pub use submit::{

@@ -38,6 +38,13 @@ const WG: u32 = 256;
 /// gives tens of thousands of invocations, enough that the per-channel pass over the chunks is short.
 const ROWS_PER_CHUNK: usize = 128;
 
+/// The most loop iterations one invocation of these kernels takes over `rows` rows
+/// (`Gpu::loop_limit`): a chunk's rows twice (sum, then squares), or every chunk twice (the
+/// per-channel statistics).
+pub fn loop_steps(rows: usize) -> usize {
+    2 * ROWS_PER_CHUNK.max(rows.div_ceil(ROWS_PER_CHUNK)) + 2
+}
+
 /// Rows of one channel per invocation in the element-wise entry points (the shader's
 /// `ROWS_PER_BLOCK`).
 const ROWS_PER_BLOCK: usize = 8;
@@ -327,4 +334,16 @@ pub fn batch_norm_dx(
             bytes: (3 * d.len() + 5 * c) as u64 * WORD,
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn loop_steps_are_a_chunks_rows_or_the_chunks_twice() {
+        assert_eq!(super::loop_steps(100), 258);
+        // The notebook's convolution output at batch 128: 1024 chunks.
+        assert_eq!(super::loop_steps(128 * 32 * 32), 2050);
+        // ~3.1 million rows pass llvmpipe's limit with its margin.
+        assert!(super::loop_steps(3_200_000) > crate::gpu::MAX_LOOP_STEPS);
+    }
 }

@@ -39,6 +39,16 @@ pub fn column_sum_scratch(rows: usize, cols: usize) -> usize {
     }
 }
 
+/// The most loop iterations one invocation of `column_sum` takes over `rows` rows: a chunk's rows,
+/// or the chunks of the last pass (`Gpu::loop_limit`).
+pub fn loop_steps(rows: usize) -> usize {
+    if column_sum_scratch(rows, 1) == 0 {
+        rows + LANES.ilog2() as usize
+    } else {
+        ROWS_PER_CHUNK.max(rows.div_ceil(ROWS_PER_CHUNK) + LANES.ilog2() as usize)
+    }
+}
+
 /// Invocations per column in `column_sum_lanes` (the shader's `LANES`, an array bound).
 const LANES: usize = 64;
 /// Invocations per workgroup of `column_sum`: the shader's `WG` override.

@@ -6,7 +6,9 @@
 //! `column_sum::column_sum`; see each function for its scratch space.
 
 use crate::gpu::{Conv2dFlavour, Cost, Dispatch, Gpu, Tensor, WORD};
-use crate::kernels::column_sum::{column_sum, column_sum_scratch};
+use crate::kernels::column_sum::{
+    column_sum, column_sum_scratch, loop_steps as column_sum_loop_steps,
+};
 use crate::shape::{Conv2dShape, Padding};
 
 super::shader!("conv2d.wgsl");
@@ -365,6 +367,26 @@ fn weight_row(s: &Conv2dShape, bias_at: Option<usize>) -> usize {
     }
 }
 
+/// The most loop iterations one invocation of the convolution's kernels takes (`Gpu::loop_limit`):
+/// the forward's taps and input channels (nested: a row's taps, a tap's channels; or three channels
+/// a step in one loop), the input gradient's taps and output channels, the weight gradient's rows
+/// per chunk and the column sums of its chunks, and the bias gradient's column sums.
+pub fn loop_steps(s: Conv2dShape) -> usize {
+    let taps = |channels: usize| s.kh * (1 + s.kw * (1 + channels));
+    let (per_chunk, chunks) = weight_chunks(&s);
+    let rows = s.n * s.out_h() * s.out_w();
+    [
+        taps(s.cin),
+        taps(s.cout),
+        per_chunk,
+        column_sum_loop_steps(chunks),
+        column_sum_loop_steps(rows),
+    ]
+    .into_iter()
+    .max()
+    .unwrap_or(0)
+}
+
 /// Scratch words `conv2d_backward_weight` needs: the partial sums [chunks, row], a row laid out like
 /// the gradient it is summed into: the kernel's kh*kw*cin*cout words, or with a bias at `bias_at`
 /// (db's first word counted from dw's, as `Tensor::span_to` gives it) `bias_at + cout` words.
@@ -511,4 +533,35 @@ pub fn conv2d_backward_bias(
         "conv2d_backward_bias: db has the wrong size for {s:?}"
     );
     column_sum(gpu, dy, scratch, db, s.n * s.out_h() * s.out_w(), s.cout)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loop_steps_count_taps_channels_and_rows_per_invocation() {
+        let conv = |n, side, cin, cout, k| Conv2dShape {
+            n,
+            h: side,
+            w: side,
+            cin,
+            cout,
+            kh: k,
+            kw: k,
+            stride_h: 1,
+            stride_w: 1,
+            padding: Padding::Same,
+        };
+        // The notebook's convolution at batch 128: the weight gradient's column sum of its 1024
+        // chunks (of 128 rows) is the longest walk.
+        assert_eq!(loop_steps(conv(128, 32, 3, 32, 3)), 1024 + 6);
+        // Taps and input channels: 3 x (1 + 3 x (1 + 6000)); output channels likewise.
+        assert_eq!(loop_steps(conv(1, 3, 6000, 1, 3)), 54012);
+        assert_eq!(loop_steps(conv(1, 3, 1, 6000, 3)), 54012);
+        // Rows: 2^26 of them (batch 1024 of 256x256) take chunks of 65536 rows, and a bias
+        // gradient apart from the kernel's sums 2^18 chunks of 256 in its last pass.
+        assert_eq!(weight_chunks(&conv(1024, 256, 1, 1, 1)), (65536, 1024));
+        assert_eq!(loop_steps(conv(1024, 256, 1, 1, 1)), (1 << 18) + 6);
+    }
 }

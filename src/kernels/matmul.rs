@@ -88,12 +88,10 @@ const SG_COLS: usize = 2;
 /// pass MAX_K_STEPS (`row_blocks`).
 const ROW_BLOCKS: usize = 4;
 /// The most steps of K one `matmul_tile` or `matmul_sg_tile` invocation may take over all its
-/// blocks: llvmpipe ends
-/// the loops of an invocation once their iterations together reach 65535 (its loop limiter, so a
-/// product silently stops adding; 4 blocks of K = 16000 still add up, of 16383 no longer), with a
-/// margin for the kernel's other loops. One block per workgroup walks K once, as before blocks were
-/// shared: a K of 65535 or more is past the limit whatever the blocks.
-const MAX_K_STEPS: usize = 49152;
+/// blocks: llvmpipe's loop limit (`gpu::flavours::loop_limit`; 4 blocks of K = 16000 still add up,
+/// of 16383 no longer). One block per workgroup walks K once: a longer K runs `Plan::Shared` there
+/// (`plan_for`).
+const MAX_K_STEPS: usize = crate::gpu::MAX_LOOP_STEPS;
 /// The shared-memory entry point (`const`s in the shader, checked likewise): a BM x BN tile of C per
 /// workgroup of 256 invocations (8x8 outputs each), K staged BK at a time through double-buffered
 /// slabs (2 x 2 x BK x 128 words: WebGPU's 16 KiB of workgroup storage); `matmul_split_sum` runs
@@ -130,13 +128,29 @@ impl Plan {
     /// The plan for `s` in `flavour`: the number of splits for `Shared`, and `Registers` for the
     /// shapes the subgroup kernels do not cover.
     pub fn auto(gpu: &Gpu, flavour: MatmulFlavour, s: MatmulShape) -> Plan {
-        match flavour {
-            MatmulFlavour::Subgroups if subgroups_cover(s) => Plan::Subgroups,
-            MatmulFlavour::Registers | MatmulFlavour::Subgroups => Plan::Registers,
-            MatmulFlavour::Shared => Plan::Shared {
-                splits: shared_splits(s, (gpu.max_binding_bytes() / WORD) as usize),
-            },
-        }
+        let max_words = (gpu.max_binding_bytes() / WORD) as usize;
+        plan_for(flavour, s, max_words, gpu.loop_limit())
+    }
+}
+
+/// `Plan::auto` for partials of at most `max_words` and at most `loop_limit` loop iterations per
+/// invocation. Every register kernel walks all of K in one invocation, so where K is past the limit
+/// (llvmpipe) the shared-memory kernel runs instead, in splits of at most that much K each (its
+/// invocations walk one split: slabs, their steps, or the sums row), added by `matmul_split_sum`.
+/// Shapes within the limit keep their kernels and bits.
+fn plan_for(
+    flavour: MatmulFlavour,
+    s: MatmulShape,
+    max_words: usize,
+    loop_limit: Option<usize>,
+) -> Plan {
+    let long = loop_limit.is_some_and(|limit| s.k > limit);
+    match flavour {
+        MatmulFlavour::Subgroups if !long && subgroups_cover(s) => Plan::Subgroups,
+        MatmulFlavour::Registers | MatmulFlavour::Subgroups if !long => Plan::Registers,
+        _ => Plan::Shared {
+            splits: shared_splits(s, max_words).max(loop_limit.map_or(1, |l| s.k.div_ceil(l))),
+        },
     }
 }
 
@@ -534,6 +548,53 @@ mod tests {
         assert_eq!(k_ranges(9, 3), (8, 2));
         assert_eq!(k_ranges(1, 3), (8, 1));
         assert_eq!(k_ranges(0, 1), (8, 1));
+    }
+
+    #[test]
+    fn k_past_the_loop_limit_runs_the_shared_kernel_in_splits_within_it() {
+        let big = usize::MAX;
+        let limit = Some(crate::gpu::MAX_LOOP_STEPS);
+        let tn = |m, n, k| MatmulShape {
+            trans_a: true,
+            ..MatmulShape::new(m, n, k)
+        };
+        // Within the limit (or on adapters without one) every flavour keeps its kernels.
+        for (flavour, plan) in [
+            (MatmulFlavour::Subgroups, Plan::Subgroups),
+            (MatmulFlavour::Registers, Plan::Registers),
+        ] {
+            for loops in [None, limit] {
+                assert_eq!(
+                    plan_for(flavour, MatmulShape::new(128, 512, 49152), big, loops),
+                    plan
+                );
+            }
+            assert_eq!(
+                plan_for(flavour, MatmulShape::new(8, 8, 70_000), big, None),
+                plan
+            );
+        }
+        // A Dense layer after Flatten of 32x32x64 (K = 65536), forward and dW at a batch past the
+        // limit: splits of at most 49152 of K, more where the shared kernel wants them anyway.
+        for flavour in [MatmulFlavour::Subgroups, MatmulFlavour::Registers] {
+            let dense = MatmulShape::new(2, 4, 65536);
+            assert_eq!(
+                plan_for(flavour, dense, big, limit),
+                Plan::Shared { splits: 256 }
+            );
+            let dw = tn(4096, 4096, 100_000);
+            assert_eq!(
+                plan_for(flavour, dw, big, limit),
+                Plan::Shared { splits: 3 }
+            );
+            assert_eq!(k_ranges(100_000, 3), (33336, 3));
+        }
+        // The shared flavour already splits; where it would not, the limit does.
+        let wide = MatmulShape::new(2048, 2048, 1 << 20);
+        let shared = |loops| plan_for(MatmulFlavour::Shared, wide, big, loops);
+        assert_eq!(shared(None), Plan::Shared { splits: 1 });
+        assert_eq!(shared(limit), Plan::Shared { splits: 22 });
+        assert!(k_ranges(1 << 20, 22).0 <= crate::gpu::MAX_LOOP_STEPS);
     }
 
     #[test]

@@ -52,6 +52,12 @@ pub struct Metrics {
 /// Words of `Metrics`.
 pub const METRICS_WORDS: usize = size_of::<Metrics>() / 4;
 
+/// The most loop iterations one invocation of `softmax_cross_entropy` takes (`Gpu::loop_limit`): its
+/// rows of the batch (one in WG), three passes over the classes each, then the lanes' tree.
+pub fn loop_steps(batch: usize, classes: usize) -> usize {
+    batch.div_ceil(WG as usize) * (1 + 3 * classes) + WG.ilog2() as usize + 1
+}
+
 /// Invocations of the single workgroup of `softmax_cross_entropy`: the shader's `WG`, an array bound.
 const WG: u32 = 256;
 
@@ -182,6 +188,20 @@ pub mod dense {
     const WG: u32 = 64;
     /// The widest last layer the fused kernels take.
     pub const MAX_UNITS: usize = WG as usize;
+
+    /// The most loop iterations one invocation of these kernels takes for a batch of `batch` rows of
+    /// `inp` inputs into `units` units (at most MAX_UNITS): `dense_loss_forward_dx`'s product over
+    /// the inputs, its softmax over the units and its share of dx (the workgroup's rows x inputs, WG
+    /// at a time, each over the units), or `dense_loss_backward`'s walk over the batch and the
+    /// metrics' share of it, whichever is more. A layer past the adapter's `Gpu::loop_limit` does
+    /// not take the loss in (the plain product and loss then run, each within it).
+    pub fn loop_steps(batch: usize, inp: usize, units: usize) -> usize {
+        let units = units.clamp(1, MAX_UNITS);
+        let rows = MAX_UNITS / units;
+        let forward = inp + 2 * units + (rows * inp).div_ceil(WG as usize) * (units + 1);
+        let backward = batch + batch.div_ceil(WG as usize) + 8;
+        forward.max(backward)
+    }
 
     /// Scratch words per row: the row's loss and its flags, summed into the metrics by
     /// `dense_loss_backward` or `dense_loss_metrics`.
@@ -471,5 +491,30 @@ pub mod dense {
     /// The metrics read and written, and the step state read.
     fn metrics_bytes() -> u64 {
         (2 * METRICS_WORDS + StepState::WORDS) as u64 * WORD
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dense::loop_steps;
+
+    #[test]
+    fn the_plain_losss_loops_are_its_rows_passes_over_the_classes() {
+        assert_eq!(super::loop_steps(128, 10), 31 + 9);
+        assert_eq!(super::loop_steps(257, 10), 2 * 31 + 9);
+        assert!(super::loop_steps(128, 20_000) > crate::gpu::MAX_LOOP_STEPS);
+    }
+
+    #[test]
+    fn the_fused_dense_losss_loops_grow_with_the_inputs_and_the_batch() {
+        // The notebook's last layer (512 -> 10, batch 128): 512 + 20 + 48 steps of dx x 11.
+        assert_eq!(loop_steps(128, 512, 10), 1060);
+        // A layer after Flatten of a 32x32x64 image, and a batch past llvmpipe's limit.
+        let limit = crate::gpu::MAX_LOOP_STEPS;
+        assert!(loop_steps(2, 65536, 10) > limit);
+        assert!(loop_steps(49152, 512, 10) > limit);
+        // One unit: 64 rows per workgroup, so dx takes as many steps (x 2) as the product.
+        assert_eq!(loop_steps(2, 16384, 1), 16384 + 2 + 16384 * 2);
+        assert!(loop_steps(2, 16400, 1) > limit);
     }
 }

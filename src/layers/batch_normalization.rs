@@ -280,6 +280,10 @@ impl LayerKind for BatchNormalization {
         true
     }
 
+    fn loop_steps(&self, input: &Shape, max_batch: usize) -> usize {
+        kernel::loop_steps(max_batch * Self::layout(input).0)
+    }
+
     fn scratch_words(&self, input: &Shape, max_batch: usize) -> Vec<(&'static str, usize)> {
         let (rows_per_example, channels) = Self::layout(input);
         vec![(

@@ -218,6 +218,10 @@ impl LayerKind for Conv2D {
         true
     }
 
+    fn loop_steps(&self, input: &Shape, max_batch: usize) -> usize {
+        kernels::conv2d::loop_steps(self.shape(input, max_batch))
+    }
+
     fn scratch_words(&self, input: &Shape, max_batch: usize) -> Vec<(&'static str, usize)> {
         let full = Conv2dShape {
             n: max_batch,

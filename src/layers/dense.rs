@@ -181,7 +181,12 @@ impl LayerKind for Dense {
                 )
             }),
             dw_db,
-            loss_rows: (self.units <= dense_loss::MAX_UNITS && self.use_bias).then(|| {
+            loss_rows: (self.units <= dense_loss::MAX_UNITS
+                && self.use_bias
+                && l.gpu.loop_limit().is_none_or(|limit| {
+                    dense_loss::loop_steps(l.max_batch, l.input.len(), self.units) <= limit
+                }))
+            .then(|| {
                 l.gpu
                     .zeros("loss rows", l.max_batch * dense_loss::ROW_WORDS)
             }),
@@ -230,8 +235,8 @@ impl LayerKind for Dense {
 
 /// The matrix product with its bias (when it has one), before the activation. It takes no ReLU into its epilogue: on
 /// llvmpipe that made the register-tiled forward 2.5x slower (docs/PERFORMANCE.md, 2026-12-02). As
-/// the model's last op, with at most `dense_loss::MAX_UNITS` units, it takes the loss in
-/// (`Fusion::Loss`): two dispatches per training step for the product, the loss and the gradients;
+/// the model's last op, with at most `dense_loss::MAX_UNITS` units (and loops within the adapter's
+/// `Gpu::loop_limit`: `dense_loss::loop_steps`), it takes the loss in (`Fusion::Loss`): two dispatches per training step for the product, the loss and the gradients;
 /// then it also takes in the Dropout before it (`Fusion::DropoutBefore`).
 struct DenseOp {
     inp: usize,

@@ -85,6 +85,10 @@ impl LayerKind for GlobalAveragePooling2D {
         json!({"data_format": "channels_last", "keepdims": self.keepdims})
     }
 
+    fn loop_steps(&self, input: &Shape, max_batch: usize) -> usize {
+        global_window(self.class_name(), input, max_batch).window_loop_steps()
+    }
+
     fn lower(&self, l: &Lowering) -> Vec<Box<dyn GpuOp>> {
         vec![Box::new(AvgPool {
             s: global_window(self.class_name(), l.input, 0),

@@ -77,6 +77,10 @@ impl LayerKind for MaxPooling2D {
         pooling::keras_config(self.window())
     }
 
+    fn loop_steps(&self, input: &Shape, max_batch: usize) -> usize {
+        self.shape(input, max_batch).window_loop_steps()
+    }
+
     fn lower(&self, l: &Lowering) -> Vec<Box<dyn GpuOp>> {
         vec![Box::new(MaxPool::new(self.shape(l.input, 0), l))]
     }

@@ -182,6 +182,14 @@ pub trait LayerKind {
         Vec::new()
     }
 
+    /// The most loop iterations one invocation of the layer's kernels takes, over all its loops, for
+    /// a valid `input` and batches of `max_batch`, where that grows with the shape: `check_loops`
+    /// refuses the model where it passes the adapter's `Gpu::loop_limit` (llvmpipe). 0 for layers
+    /// whose kernels loop a fixed number of times, or plan to stay within it (Dense).
+    fn loop_steps(&self, _input: &Shape, _max_batch: usize) -> usize {
+        0
+    }
+
     /// The CPU twin's forward: y for x (`[batch, input]`), in f64.
     fn cpu_forward(&self, s: &CpuStep, input: &Shape, x: &[f64], params: &[&[f64]]) -> Vec<f64>;
 

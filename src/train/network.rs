@@ -136,6 +136,42 @@ pub fn check_memory(
     Ok(())
 }
 
+/// Checks, before anything is allocated, that no invocation of the model's kernels would loop past the
+/// adapter's `Gpu::loop_limit` (llvmpipe's loop limiter, which would end it silently and train
+/// wrong) for batches of `max_batch`: each layer's `LayerKind::loop_steps`, and the loss's over
+/// the classes. The error names the first layer past it. Dense products and the fused loss plan
+/// around the limit instead (`kernels::matmul::Plan::auto`, `dense_loss::loop_steps`).
+pub fn check_loops(gpu: &Gpu, model: &Sequential, max_batch: usize) -> Result<(), PlaceError> {
+    let Some(limit) = gpu.loop_limit() else {
+        return Ok(());
+    };
+    let mut input = model.input();
+    let mut steps = Vec::new();
+    for (l, output) in model.layers.iter().zip(model.output_shapes()?) {
+        let what = format!("layer '{}'", l.name);
+        steps.push((what, l.layer.kind().loop_steps(&input, max_batch)));
+        input = output;
+    }
+    let classes = model.classes()?;
+    steps.push((
+        format!("the loss over {classes} classes"),
+        crate::kernels::softmax_cross_entropy::loop_steps(max_batch, classes),
+    ));
+    match steps.into_iter().find(|(_, steps)| *steps > limit) {
+        Some((what, steps)) => Err(GpuError::LoopLimit {
+            what: format!("{what} at a batch of {max_batch}"),
+            steps,
+            limit,
+            adapter: gpu.info.name.clone(),
+            remedy: "make the layer smaller (channels, kernel, pool window) or the batch, or \
+                     train on a real GPU"
+                .into(),
+        }
+        .into()),
+        None => Ok(()),
+    }
+}
+
 /// The largest buffer one binding may hold on this adapter, and the name of the limit that says so.
 fn binding_limit(gpu: &Gpu) -> (u64, &'static str) {
     let limits = &gpu.limits;
@@ -306,6 +342,7 @@ impl Network {
             "parameter vector of the wrong length"
         );
         check_memory(gpu, model, &optimizer, max_batch)?;
+        check_loops(gpu, model, max_batch)?;
         let p = gpu.upload("params", params);
         let g = gpu.zeros("grads", params.len());
         let opt_state = (0..optimizer.state_buffers())

@@ -429,6 +429,25 @@ fn subgroup_kernels_on_k_past_llvmpipes_loop_limit() {
 }
 
 #[test]
+fn forward_with_k_past_the_loop_limit_in_one_block() {
+    // A K of 65535 or more is past llvmpipe's limit even with one block of rows per workgroup (a
+    // Dense layer after Flatten of a 32x32x64 image has K = 65536): on llvmpipe the plan splits K
+    // into ranges below the limit. 70000 is no multiple of a slab, 7 is no multiple of a quad (the
+    // general kernel in `Plan::Registers`), 8 is (the tiled kernels).
+    for (i, n) in [8, 7].into_iter().enumerate() {
+        let s = MatmulShape::new(8, n, 70_000);
+        check(s, true, 470 + i as u64);
+    }
+    // The weight gradient of a batch past the limit (K is the batch), with its bias's column sums
+    // (each split's, then added).
+    let dw = MatmulShape {
+        trans_a: true,
+        ..MatmulShape::new(5, 8, 50_001)
+    };
+    check_sums(dw, 4, 475, Plan::auto(gpu(), gpu().flavours.matmul, dw));
+}
+
+#[test]
 fn shared_kernel_on_the_notebooks_dense_layer_at_batch_128() {
     // The products the shared-memory kernel is for, whole, with the plans a GPU gets: the first dense
     // layer (8192 -> 512) at batch 128, forward in 64 splits of 128 (16 slabs each, so both halves of
