@@ -108,20 +108,14 @@ fn dropout(
     if let Some(x) = relu_mask {
         assert_eq!(x.len, input.len, "{name}: the mask has the wrong length");
     }
-    assert_eq!(
-        step_state.len,
-        StepState::WORDS,
-        "{name}: step_state is not a StepState"
-    );
-    assert!(
-        (0.0..1.0).contains(&rate),
-        "{name}: rate {rate} is not in [0, 1)"
-    );
+    let mask = Mask { seed, salt, rate };
+    mask.check(name, step_state);
+    let [seed_lo, seed_hi] = mask.seed_words();
     let n = input.len;
     let params = Params {
         len: n as u32,
-        seed_lo: seed as u32,
-        seed_hi: (seed >> 32) as u32,
+        seed_lo,
+        seed_hi,
         salt,
         rate,
         scale: scale(rate),
