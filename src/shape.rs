@@ -139,6 +139,23 @@ impl Pool2dShape {
         self.pool_h * (self.pool_w + 1) + 1
     }
 
+    /// Panics unless the pooling kernel `kernel` can take the shape: a non-empty window and strides,
+    /// a 'valid' window within the input, and element indices that fit u32.
+    pub fn assert_valid(&self, kernel: &str) {
+        assert!(
+            self.pool_h >= 1 && self.pool_w >= 1 && self.stride_h >= 1 && self.stride_w >= 1,
+            "{kernel}: empty window or zero stride in {self:?}"
+        );
+        assert!(
+            self.padding == Padding::Same || (self.pool_h <= self.h && self.pool_w <= self.w),
+            "{kernel}: window larger than the input in {self:?}"
+        );
+        assert!(
+            self.input_len() <= u32::MAX as usize,
+            "{kernel}: indices overflow u32 in {self:?}"
+        );
+    }
+
     /// Keras' default: strides equal to the pool size, valid padding.
     pub fn new(n: usize, h: usize, w: usize, c: usize, pool: usize) -> Pool2dShape {
         Pool2dShape {

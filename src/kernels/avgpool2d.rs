@@ -4,7 +4,7 @@
 //! x / dx [n, h, w, c], y / dy [n, oh, ow, c].
 
 use crate::gpu::{Cost, Dispatch, Gpu, Tensor, WORD};
-use crate::shape::{Padding, Pool2dShape};
+use crate::shape::Pool2dShape;
 
 super::shader!("avgpool2d.wgsl");
 
@@ -51,18 +51,7 @@ struct Params {
 
 impl Params {
     fn of(s: &Pool2dShape) -> Params {
-        assert!(
-            s.pool_h >= 1 && s.pool_w >= 1 && s.stride_h >= 1 && s.stride_w >= 1,
-            "avgpool2d: empty window or zero stride in {s:?}"
-        );
-        assert!(
-            s.padding == Padding::Same || (s.pool_h <= s.h && s.pool_w <= s.w),
-            "avgpool2d: window larger than the input in {s:?}"
-        );
-        assert!(
-            s.input_len() <= u32::MAX as usize,
-            "avgpool2d: indices overflow u32 in {s:?}"
-        );
+        s.assert_valid("avgpool2d");
         Params {
             n: s.n as u32,
             h: s.h as u32,

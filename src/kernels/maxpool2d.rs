@@ -73,18 +73,7 @@ struct Params {
 
 impl Params {
     fn of(s: &Pool2dShape) -> Params {
-        assert!(
-            s.pool_h >= 1 && s.pool_w >= 1 && s.stride_h >= 1 && s.stride_w >= 1,
-            "maxpool2d: empty window or zero stride in {s:?}"
-        );
-        assert!(
-            s.padding == crate::shape::Padding::Same || (s.pool_h <= s.h && s.pool_w <= s.w),
-            "maxpool2d: window larger than the input in {s:?}"
-        );
-        assert!(
-            s.input_len() <= u32::MAX as usize,
-            "maxpool2d: argmax indices overflow u32"
-        );
+        s.assert_valid("maxpool2d");
         Params {
             n: s.n as u32,
             h: s.h as u32,
