@@ -164,7 +164,10 @@ fn matmul_sg_tile(
 
 // C = A * B^T with A stored [M,K], B stored [N,K] and K % 4 == 0 (the input gradient dy * W^T). Both
 // operands are read along K as vec4: A's rows shared as in matmul_sg_tile, B's rows (columns of C) SN
-// per invocation: i, i+LANES, ... Workgroup (x, y) computes rows SR*y.. and LANES*SN columns.
+// per invocation: i, i+LANES, ... Workgroup (x, y) computes LANES*SN columns for the RB blocks of SR
+// rows from row SR*RB*y, chunk by chunk of K as matmul_sg_tile does, for the same reason: the chunk's
+// rows of B come from memory for the first block and from cache for the others (dx at batch 128
+// would stream W from memory once per block), and a block's sums wait in C between chunks.
 @compute @workgroup_size(LANES)
 fn matmul_sg_tile_nt(
     @builtin(workgroup_id) wg: vec3<u32>,
@@ -173,42 +176,75 @@ fn matmul_sg_tile_nt(
 ) {
     let k4 = p.k / 4u;
     let col0 = wg.x * (LANES * SN) + lid.x;
-    let row0 = wg.y * SR;
-    var arows: array<u32, SA>;
-    for (var s = 0u; s < SA; s++) {
-        arows[s] = min(row0 + s * LANES + lane, p.m - 1u) * k4;
-    }
+    // Columns past the end are clamped for loading (rows too, below); their results are dropped at
+    // the store. `brows`: where each column's row of B starts, in quads.
     var cols: array<u32, SN>;
+    var brows: array<u32, SN>;
+    var bias_v: array<f32, SN>;
     for (var t = 0u; t < SN; t++) {
-        cols[t] = min(col0 + t * LANES, p.n - 1u) * k4;
-    }
-    var acc: array<f32, SR * SN>;
-    for (var kq = 0u; kq < k4; kq++) {
-        var bq: array<vec4<f32>, SN>;
-        for (var t = 0u; t < SN; t++) {
-            bq[t] = b4[cols[t] + kq];
+        cols[t] = min(col0 + t * LANES, p.n - 1u);
+        brows[t] = cols[t] * k4;
+        if p.has_bias != 0u {
+            bias_v[t] = bias[cols[t]];
         }
-        for (var s = 0u; s < SA; s++) {
-            let av = lanes4(a4[arows[s] + kq]);
-            for (var l = 0u; l < LANES; l++) {
+    }
+    // In quads of K; one block's chunk is all of K, and there is at least one chunk (K = 0).
+    let kc = select(KC / 4u, max(k4, 1u), RB == 1u);
+    var k0 = 0u;
+    loop {
+        let k1 = min(k0 + kc, k4);
+        for (var rb = 0u; rb < RB; rb++) {
+            let row0 = (wg.y * RB + rb) * SR;
+            if row0 >= p.m {
+                break;
+            }
+            var arows: array<u32, SA>;
+            for (var s = 0u; s < SA; s++) {
+                arows[s] = min(row0 + s * LANES + lane, p.m - 1u) * k4;
+            }
+            var acc: array<f32, SR * SN>;
+            if k0 > 0u {
+                for (var r = 0u; r < SR; r++) {
+                    let row = min(row0 + r, p.m - 1u);
+                    for (var t = 0u; t < SN; t++) {
+                        acc[r * SN + t] = c[row * p.n + cols[t]];
+                    }
+                }
+            }
+            for (var kq = k0; kq < k1; kq++) {
+                var bq: array<vec4<f32>, SN>;
                 for (var t = 0u; t < SN; t++) {
-                    acc[(s * LANES + l) * SN + t] += dot(av[l], bq[t]);
+                    bq[t] = b4[brows[t] + kq];
+                }
+                for (var s = 0u; s < SA; s++) {
+                    let av = lanes4(a4[arows[s] + kq]);
+                    for (var l = 0u; l < LANES; l++) {
+                        for (var t = 0u; t < SN; t++) {
+                            acc[(s * LANES + l) * SN + t] += dot(av[l], bq[t]);
+                        }
+                    }
+                }
+            }
+            // The bias (0 without one, as before chunking: the same bits) after the last chunk.
+            let last = k1 == k4;
+            for (var t = 0u; t < SN; t++) {
+                let col = col0 + t * LANES;
+                if col < p.n {
+                    for (var r = 0u; r < SR; r++) {
+                        if row0 + r < p.m {
+                            var v = acc[r * SN + t];
+                            if last {
+                                v += bias_v[t];
+                            }
+                            c[(row0 + r) * p.n + col] = v;
+                        }
+                    }
                 }
             }
         }
-    }
-    for (var t = 0u; t < SN; t++) {
-        let col = col0 + t * LANES;
-        if col < p.n {
-            var bias_v = 0.0;
-            if p.has_bias != 0u {
-                bias_v = bias[col];
-            }
-            for (var r = 0u; r < SR; r++) {
-                if row0 + r < p.m {
-                    c[(row0 + r) * p.n + col] = acc[r * SN + t] + bias_v;
-                }
-            }
+        continuing {
+            k0 = k1;
+            break if k0 >= k4;
         }
     }
 }

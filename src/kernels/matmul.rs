@@ -80,14 +80,14 @@ const SG_LANES: usize = crate::gpu::MATMUL_SUBGROUP_LANES as usize;
 const SG_ROWS: usize = 32;
 const SG_QUADS: usize = 2;
 const SG_COLS: usize = 2;
-/// The most blocks of rows (TM for `matmul_tile`, SG_ROWS for `matmul_sg_tile`) a workgroup
-/// computes, a chunk of K at a time for all of them (the shaders' `RB` override): B is read from
+/// The most blocks of rows (TM for `matmul_tile` and `matmul_tile_nt`, SG_ROWS for the subgroup
+/// tiles) a workgroup computes, a chunk of K at a time for all of them (the shaders' `RB` override): B is read from
 /// memory once per RB blocks (docs/PERFORMANCE.md). Fewer where that would leave fewer than two
 /// workgroups per CPU thread (llvmpipe runs a workgroup per thread, a thread per core), since a
 /// block more per workgroup is a workgroup less to spread over the cores, and where K * RB would
 /// pass MAX_K_STEPS (`row_blocks`).
 const ROW_BLOCKS: usize = 4;
-/// The most steps of K one `matmul_tile` or `matmul_sg_tile` invocation may take over all its
+/// The most steps of K (quads of K for the `_nt` tiles) one tiled invocation may take over all its
 /// blocks: llvmpipe's loop limit (`gpu::flavours::loop_limit`; 4 blocks of K = 16000 still add up,
 /// of 16383 no longer). One block per workgroup walks K once: a longer K runs `Plan::Shared` there
 /// (`plan_for`).
@@ -170,8 +170,8 @@ fn k_ranges(k: usize, splits: usize) -> (usize, usize) {
     (k_split, k.div_ceil(k_split).max(1))
 }
 
-/// The entry point for `s`, its workgroup counts and its blocks of rows per workgroup (1 but for
-/// `matmul_tile`): a register-tiled kernel (8x16 or 8x8 outputs per invocation, see the shader for
+/// The entry point for `s`, its workgroup counts and its blocks of rows per workgroup (1 for the
+/// general kernel): a register-tiled kernel (8x16 or 8x8 outputs per invocation, see the shader for
 /// why lavapipe needs that) when the widths allow vec4 loads (every dense layer whose sizes are
 /// multiples of 4), else the general 4x4 kernel. With column sums at `sums_at` (one more row of
 /// workgroups): `matmul_tile` writes them as quads, so only where they start on one;
@@ -193,15 +193,16 @@ fn entry_point(
                 rb,
             )
         }
-        (false, true) if s.k.is_multiple_of(4) && sums_at.is_none() => (
-            "matmul_tile_nt",
-            [
-                s.n.div_ceil(TILE_WG * TN) as u32,
-                s.m.div_ceil(TM) as u32 + sums_row,
-                1,
-            ],
-            1,
-        ),
+        (false, true) if s.k.is_multiple_of(4) && sums_at.is_none() => {
+            let cols = s.n.div_ceil(TILE_WG * TN);
+            let blocks = s.m.div_ceil(TM);
+            let rb = row_blocks(cols, blocks, s.k / 4, threads);
+            (
+                "matmul_tile_nt",
+                [cols as u32, blocks.div_ceil(rb) as u32, 1],
+                rb,
+            )
+        }
         _ => (
             "matmul",
             [
@@ -214,9 +215,9 @@ fn entry_point(
     }
 }
 
-/// Blocks of rows per workgroup for `matmul_tile` and `matmul_sg_tile`, `cols` workgroups across and
-/// `blocks` blocks down: the most of ROW_BLOCKS, halved (so the workgroups of a full batch get equal
-/// shares), that leaves two workgroups per thread and K * RB within MAX_K_STEPS.
+/// Blocks of rows per workgroup for the tiled kernels, `cols` workgroups across, `blocks` blocks down
+/// and `k` steps of K per block: the most of ROW_BLOCKS, halved (so the workgroups of a full batch get
+/// equal shares), that leaves two workgroups per thread and k * RB within MAX_K_STEPS.
 fn row_blocks(cols: usize, blocks: usize, k: usize, threads: usize) -> usize {
     std::iter::successors(Some(ROW_BLOCKS), |&rb| Some(rb / 2))
         .take_while(|&rb| rb > 1)
@@ -241,8 +242,8 @@ fn cpu_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// The subgroup kernel for `s`, its workgroup counts and its blocks of rows per workgroup (1 for
-/// `matmul_sg_tile_nt`), where one covers it: the same shapes as the register-tiled kernels of
+/// The subgroup kernel for `s`, its workgroup counts and its blocks of rows per workgroup, where one
+/// covers it: the same shapes as the register-tiled kernels of
 /// `entry_point`, and the same column sums. `threads`: the CPU threads that run the workgroups.
 fn subgroup_entry_point(
     s: MatmulShape,
@@ -261,15 +262,16 @@ fn subgroup_entry_point(
                 rb,
             ))
         }
-        (false, true) if s.k.is_multiple_of(4) && sums_at.is_none() => Some((
-            "matmul_sg_tile_nt",
-            [
-                s.n.div_ceil(SG_LANES * SG_COLS) as u32,
-                s.m.div_ceil(SG_ROWS) as u32 + sums_row,
-                1,
-            ],
-            1,
-        )),
+        (false, true) if s.k.is_multiple_of(4) && sums_at.is_none() => {
+            let cols = s.n.div_ceil(SG_LANES * SG_COLS);
+            let blocks = s.m.div_ceil(SG_ROWS);
+            let rb = row_blocks(cols, blocks, s.k / 4, threads);
+            Some((
+                "matmul_sg_tile_nt",
+                [cols as u32, blocks.div_ceil(rb) as u32, 1],
+                rb,
+            ))
+        }
         _ => None,
     }
 }
@@ -409,8 +411,8 @@ pub fn matmul_planned(
             // Shapes the subgroup kernels do not cover run matmul.wgsl's.
             let threads = cpu_threads();
             let sg = subgroup_entry_point(s, sums_at, threads).filter(|_| plan == Plan::Subgroups);
-            // The subgroup kernels declare TRANS_A only; the tiles that share B take their blocks
-            // of rows (RB), the only entry points that declare it.
+            // The subgroup kernels declare TRANS_A only; the tiles, which share B, take their blocks
+            // of rows (RB), which the general kernel does not declare.
             let (shader, (entry, groups, rb), mut constants) = match sg {
                 Some(e) => {
                     assert!(
@@ -425,7 +427,7 @@ pub fn matmul_planned(
                     constants.to_vec(),
                 ),
             };
-            if matches!(entry, "matmul_tile" | "matmul_sg_tile") {
+            if entry.starts_with("matmul_tile") || entry.starts_with("matmul_sg_tile") {
                 constants.push(("RB", rb as f64));
             }
             return vec![gpu.dispatch(
@@ -621,6 +623,12 @@ mod tests {
             ..MatmulShape::new(8, 8, 8)
         };
         assert_eq!(entry_point(nt, None, 2), ("matmul_tile_nt", [1, 1, 1], 1));
+        // dx of the notebook's first dense layer: 16 blocks of 8 rows, 4 to a workgroup.
+        let dx = MatmulShape {
+            trans_b: true,
+            ..MatmulShape::new(128, 8192, 512)
+        };
+        assert_eq!(entry_point(dx, None, 2), ("matmul_tile_nt", [64, 4, 1], 4));
         assert_eq!(entry_point(nt, Some(64), 2), ("matmul", [1, 2, 1], 1));
         assert_eq!(subgroup_entry_point(nt, Some(64), 2), None);
     }
@@ -635,9 +643,9 @@ mod tests {
             trans_a: true,
             ..MatmulShape::new(m, n, k)
         };
-        // 8192 -> 512 at batch 128 on 2 threads: 4 blocks of 32 rows by 16 quads (matmul_sg_tile),
-        // so the forward's whole batch in one row of 8 workgroups, or 1 block of 32 rows by 16
-        // columns (matmul_sg_tile_nt).
+        // 8192 -> 512 at batch 128 on 2 threads: 4 blocks of 32 rows by 16 quads (matmul_sg_tile)
+        // or by 16 columns (matmul_sg_tile_nt), so the forward's and dx's whole batch in one row
+        // of workgroups.
         let first = [
             (
                 MatmulShape::new(128, 512, 8192),
@@ -646,7 +654,7 @@ mod tests {
                 4,
             ),
             (tn(8192, 512, 128), "matmul_sg_tile", [8, 64, 1], 4),
-            (nt(128, 8192, 512), "matmul_sg_tile_nt", [512, 4, 1], 1),
+            (nt(128, 8192, 512), "matmul_sg_tile_nt", [512, 1, 1], 4),
         ];
         for (s, entry, groups, rb) in first {
             assert_eq!(
@@ -676,6 +684,15 @@ mod tests {
         assert_eq!(subgroup_entry_point(long(12288), None, 2).unwrap().2, 4);
         assert_eq!(subgroup_entry_point(long(16500), None, 2).unwrap().2, 2);
         assert_eq!(subgroup_entry_point(long(24577), None, 2).unwrap().2, 1);
+        // matmul_sg_tile_nt's loop takes K a quad at a time.
+        assert_eq!(
+            subgroup_entry_point(nt(128, 64, 49152), None, 2).unwrap().2,
+            4
+        );
+        assert_eq!(
+            subgroup_entry_point(nt(128, 64, 66000), None, 2).unwrap().2,
+            2
+        );
         // 512 -> 10: N or K of 10 is not a multiple of 4, and no kernel here transposes both.
         for s in [
             MatmulShape::new(128, 10, 512),

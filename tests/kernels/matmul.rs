@@ -262,9 +262,10 @@ fn matmul_tiled_paths_on_awkward_shapes() {
     // `Registers`. Their workgroups cover 8 rows and 256 (or 128) columns, each invocation 8 rows and
     // 4 quads (or 8 columns) strided by 16: rows not a multiple of 8, a batch of 1, columns past one
     // workgroup, and invocations whose later quads or columns fall off the end (68 columns = 17
-    // quads) exercise every edge. `matmul_tile` takes up to 4 blocks of 8 rows per workgroup, K in
-    // chunks of 256: on 2 CPU threads, 70 rows in 2 blocks per workgroup (the last has one, of 6
-    // rows) and 161 in 4 (the last has one row), K of 263 and 300 past one chunk.
+    // quads) exercise every edge. Both take up to 4 blocks of 8 rows per workgroup, K in chunks of
+    // 256: on 2 CPU threads, 70 rows in 2 blocks per workgroup (the last has one, of 6 rows) and 161
+    // in 4 (the last has one row), K of 263, 300 and 516 past one chunk (300 and 516 in
+    // `matmul_tile_nt` too, which needs multiples of 4).
     let shapes = [
         (1, 4, 4),
         (5, 12, 7),
@@ -276,6 +277,7 @@ fn matmul_tiled_paths_on_awkward_shapes() {
         (17, 1028, 12),
         (70, 8, 300),
         (161, 516, 263),
+        (161, 36, 516),
     ];
     for (i, &(m, n, k)) in shapes.iter().enumerate() {
         for (ta, tb) in [(false, false), (false, true), (true, false)] {
@@ -331,13 +333,13 @@ fn subgroup_kernels_on_awkward_shapes() {
         g.info.subgroup_min_size,
         g.info.subgroup_max_size,
     );
-    // Workgroups of 8 lanes cover 16 quads, 2 per lane, in 4 blocks of 32 rows, K a chunk of 256 at a
-    // time (matmul_sg_tile), or 32 rows by 16 columns, 2 per lane (matmul_sg_tile_nt). Rows below,
+    // Workgroups of 8 lanes cover 16 quads, 2 per lane (matmul_sg_tile), or 16 columns, 2 per lane
+    // (matmul_sg_tile_nt), in up to 4 blocks of 32 rows, K a chunk of 256 at a time. Rows below,
     // at and past one block's 32 (1, 7, 31, 33, 65) and past one workgroup's 128 (130, 161: the last
     // workgroup's blocks partly filled or absent), quads not a multiple of 16 (N = 4, 12, 36, 68,
     // 260: 1, 3, 9, 17, 65 quads, so some lanes own no quad or only their first), columns past 16
     // for the transposed B (N = 33, 36, 70, 260), K of 1 to 132 and past one chunk (513: two chunks
-    // and a ragged one; multiples of 4 for matmul_sg_tile_nt, ragged for the others); N = 10, and
+    // and a ragged one, or 516 for matmul_sg_tile_nt, which needs multiples of 4); N = 10, and
     // K not a multiple of 4 with the transposed B, fall back to the register kernels under the same
     // plan, and so does transposing both.
     let shapes = [
@@ -350,6 +352,7 @@ fn subgroup_kernels_on_awkward_shapes() {
         (2, 70, 8),
         (40, 10, 7),
         (161, 12, 513),
+        (161, 36, 516),
     ];
     let mut worst = 0.0f64;
     for (i, &(m, n, k)) in shapes.iter().enumerate() {
@@ -413,19 +416,32 @@ fn forward_with_k_past_llvmpipes_loop_limit() {
     // matmul_sg_tile (or matmul_tile) workgroup walks K once per block of 32 (or 8) rows it
     // computes: 4 blocks of 16500 would pass the limit, so the wrapper gives it fewer (2 on
     // machines of up to 4 threads, for this width of 8 or 2 workgroups across). 100 rows: the
-    // last block has 4.
+    // last block has 4. The same for the input gradient's matmul_tile_nt, which walks K a quad at
+    // a time: 4 blocks of 16500 quads would pass the limit too.
     check_plan(long_forward(), true, 460, Plan::Registers);
+    check_plan(long_dx(), false, 461, Plan::Registers);
 }
 
 fn long_forward() -> MatmulShape {
     MatmulShape::new(100, 512, 16500)
 }
 
-/// The same with the subgroup kernels (a test of its own, which the GL pass skips by name).
+fn long_dx() -> MatmulShape {
+    MatmulShape {
+        trans_b: true,
+        ..MatmulShape::new(100, 64, 66000)
+    }
+}
+
+/// The same with the subgroup kernels (a test of its own, which the GL pass skips by name), and
+/// the input gradient's matmul_sg_tile_nt, which walks K a quad at a time: 4 blocks of 16500
+/// quads would pass the limit too.
 #[test]
 fn subgroup_kernels_on_k_past_llvmpipes_loop_limit() {
     assert!(subgroups_cover(long_forward()));
     check_plan(long_forward(), true, 450, Plan::Subgroups);
+    assert!(subgroups_cover(long_dx()));
+    check_plan(long_dx(), false, 451, Plan::Subgroups);
 }
 
 #[test]
