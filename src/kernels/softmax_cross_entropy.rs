@@ -10,7 +10,7 @@ use crate::kernels::StepState;
 
 super::shader!(
     "softmax_cross_entropy.wgsl",
-    includes[super::common::STEP_STATE]
+    includes[super::common::STEP_STATE, super::common::METRICS]
 );
 
 pub(super) fn contracts() -> Vec<super::Contract> {
@@ -20,12 +20,7 @@ pub(super) fn contracts() -> Vec<super::Contract> {
             shader: &SHADER,
             structs: vec![
                 super::host_struct!(Params { batch, classes }),
-                super::host_struct!(Metrics {
-                    loss_sum,
-                    correct,
-                    samples,
-                    first_bad_step
-                }),
+                Metrics::host_struct(),
                 StepState::host_struct(),
             ],
             consts: vec![("WG", WG)],
@@ -34,8 +29,9 @@ pub(super) fn contracts() -> Vec<super::Contract> {
     ]
 }
 
-/// The metrics accumulator `softmax_cross_entropy` adds each batch into, as the shader declares it.
-/// Zero it (`Gpu::write`) at the start of an epoch.
+/// The metrics accumulator the loss kernels (`softmax_cross_entropy`, and `dense`'s
+/// `dense_loss_backward` and `dense_loss_metrics`) add each batch into, as
+/// `shaders/common/metrics.wgsl` declares it. Zero it (`Gpu::write`) at the start of an epoch.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct Metrics {
@@ -51,6 +47,18 @@ pub struct Metrics {
 
 /// Words of `Metrics`.
 pub const METRICS_WORDS: usize = size_of::<Metrics>() / 4;
+
+impl Metrics {
+    /// Its entry in the contract of every shader that includes `common/metrics.wgsl`.
+    fn host_struct() -> super::HostStruct {
+        super::host_struct!(Metrics {
+            loss_sum,
+            correct,
+            samples,
+            first_bad_step
+        })
+    }
+}
 
 /// The most loop iterations one invocation of `softmax_cross_entropy` takes (`Gpu::loop_limit`): its
 /// rows of the batch (one in WG), three passes over the classes each, then the lanes' tree.
@@ -148,7 +156,8 @@ pub mod dense {
         "softmax_cross_entropy_dense.wgsl",
         includes[
             crate::kernels::common::STEP_STATE,
-            crate::kernels::common::DROPOUT_MASK
+            crate::kernels::common::DROPOUT_MASK,
+            crate::kernels::common::METRICS
         ]
     );
 
@@ -171,12 +180,7 @@ pub mod dense {
                     rate,
                     scale
                 }),
-                crate::kernels::host_struct!(Metrics {
-                    loss_sum,
-                    correct,
-                    samples,
-                    first_bad_step
-                }),
+                Metrics::host_struct(),
                 StepState::host_struct(),
             ],
             consts: vec![("WG", WG)],
