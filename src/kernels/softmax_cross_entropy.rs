@@ -31,7 +31,8 @@ pub(super) fn contracts() -> Vec<super::Contract> {
 
 /// The metrics accumulator the loss kernels (`softmax_cross_entropy`, and `dense`'s
 /// `dense_loss_backward` and `dense_loss_metrics`) add each batch into, as
-/// `shaders/common/metrics.wgsl` declares it. Zero it (`Gpu::write`) at the start of an epoch.
+/// `shaders/common/metrics.wgsl` declares it. Zero it (`Gpu::write`) at the start of an epoch; read it
+/// back with `from_words`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct Metrics {
@@ -49,6 +50,21 @@ pub struct Metrics {
 pub const METRICS_WORDS: usize = size_of::<Metrics>() / 4;
 
 impl Metrics {
+    /// The metrics in the first `METRICS_WORDS` words read back from their tensor.
+    pub fn from_words(w: &[u32]) -> Metrics {
+        bytemuck::cast_slice::<u32, Metrics>(&w[..METRICS_WORDS])[0]
+    }
+
+    /// The mean loss of the samples seen (0 before any).
+    pub fn loss(&self) -> f64 {
+        self.loss_sum as f64 / self.samples.max(1) as f64
+    }
+
+    /// The fraction of the samples seen that were classified right (0 before any).
+    pub fn accuracy(&self) -> f64 {
+        self.correct as f64 / self.samples.max(1) as f64
+    }
+
     /// Its entry in the contract of every shader that includes `common/metrics.wgsl`.
     fn host_struct() -> super::HostStruct {
         super::host_struct!(Metrics {
