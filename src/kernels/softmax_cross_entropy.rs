@@ -104,6 +104,24 @@ fn check_shape(name: &str, logits: &Tensor, batch: usize, classes: usize) {
     );
 }
 
+/// Every loss kernel's check of its metrics and step state tensors.
+fn check_metrics(name: &str, metrics: &Tensor, step_state: &Tensor) {
+    assert_eq!(
+        metrics.len, METRICS_WORDS,
+        "{name}: metrics must be {METRICS_WORDS} words"
+    );
+    assert_eq!(
+        step_state.len,
+        StepState::WORDS,
+        "{name}: step_state is not a StepState"
+    );
+}
+
+/// The metrics read and written, and the step state read.
+fn metrics_bytes() -> u64 {
+    (2 * METRICS_WORDS + StepState::WORDS) as u64 * WORD
+}
+
 /// For logits [batch, classes] and labels [batch] (class indices): writes dlogits [batch, classes] =
 /// (softmax(logits) - onehot(labels)) / batch, the gradient of the batch's mean loss, and ADDS the batch's
 /// loss sum, correct count and sample count into `metrics` (see `METRICS_WORDS`). If any row's loss is
@@ -128,15 +146,7 @@ pub fn softmax_cross_entropy(
         batch * classes,
         "{name}: dlogits are not [{batch}, {classes}]"
     );
-    assert_eq!(
-        metrics.len, METRICS_WORDS,
-        "{name}: metrics must be {METRICS_WORDS} words"
-    );
-    assert_eq!(
-        step_state.len,
-        StepState::WORDS,
-        "{name}: step_state is not a StepState"
-    );
+    check_metrics(name, metrics, step_state);
     let n = (batch * classes) as u64;
     gpu.dispatch(
         name,
@@ -152,8 +162,7 @@ pub fn softmax_cross_entropy(
         Cost {
             // Per element: max, subtract and exp twice, sum, scale, subtract the target, divide.
             flops: 8 * n + 3 * batch as u64 + WG as u64 * 3,
-            bytes: (2 * n + batch as u64 + 2 * METRICS_WORDS as u64 + StepState::WORDS as u64)
-                * WORD,
+            bytes: (2 * n + batch as u64) * WORD + metrics_bytes(),
         },
     )
 }
@@ -163,7 +172,7 @@ pub fn softmax_cross_entropy(
 /// most `MAX_UNITS` units. CPU twin: `crate::reference::softmax_cross_entropy::{dense_loss_forward,
 /// dense_loss_backward}`.
 pub mod dense {
-    use super::{METRICS_WORDS, Metrics};
+    use super::{Metrics, check_metrics, metrics_bytes};
     use crate::gpu::{Cost, Dispatch, Gpu, Tensor, WORD};
     use crate::kernels::StepState;
     use crate::kernels::dropout::{Mask, scale};
@@ -494,23 +503,6 @@ pub mod dense {
                 bytes: (batch * ROW_WORDS) as u64 * WORD + metrics_bytes(),
             },
         )
-    }
-
-    fn check_metrics(name: &str, metrics: &Tensor, step_state: &Tensor) {
-        assert_eq!(
-            metrics.len, METRICS_WORDS,
-            "{name}: metrics must be {METRICS_WORDS} words"
-        );
-        assert_eq!(
-            step_state.len,
-            StepState::WORDS,
-            "{name}: step_state is not a StepState"
-        );
-    }
-
-    /// The metrics read and written, and the step state read.
-    fn metrics_bytes() -> u64 {
-        (2 * METRICS_WORDS + StepState::WORDS) as u64 * WORD
     }
 }
 
