@@ -18,15 +18,7 @@ struct Params {
 }
 
 //!include common/step_state.wgsl
-
-// What `softmax_cross_entropy` adds each batch into (`kernels::softmax_cross_entropy::Metrics`).
-struct Metrics {
-    loss_sum: f32,
-    correct: u32,
-    samples: u32,
-    // step + 1 of the first batch with a NaN or infinite loss; 0 while there is none.
-    first_bad_step: u32,
-}
+//!include common/metrics.wgsl
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> logits: array<f32>;
@@ -36,10 +28,6 @@ struct Metrics {
 @group(0) @binding(5) var<storage, read> st: StepState;
 
 const WG: u32 = 256u;
-
-var<workgroup> wg_loss: array<f32, WG>;
-var<workgroup> wg_correct: array<u32, WG>;
-var<workgroup> wg_bad: array<u32, WG>;
 
 fn non_finite(v: f32) -> bool {
     return (bitcast<u32>(v) & 0x7f800000u) == 0x7f800000u;
@@ -90,21 +78,8 @@ fn softmax_cross_entropy(@builtin(local_invocation_index) lid: u32) {
     wg_loss[lid] = loss_sum;
     wg_correct[lid] = correct;
     wg_bad[lid] = bad;
-    workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride >>= 1u) {
-        if lid < stride {
-            wg_loss[lid] += wg_loss[lid + stride];
-            wg_correct[lid] += wg_correct[lid + stride];
-            wg_bad[lid] |= wg_bad[lid + stride];
-        }
-        workgroupBarrier();
-    }
+    reduce_lanes(lid);
     if lid == 0u {
-        metrics.loss_sum += wg_loss[0];
-        metrics.correct += wg_correct[0];
-        metrics.samples += p.batch;
-        if metrics.first_bad_step == 0u && wg_bad[0] != 0u {
-            metrics.first_bad_step = st.step + 1u;
-        }
+        metrics = add_lanes(metrics, p.batch, st.step);
     }
 }

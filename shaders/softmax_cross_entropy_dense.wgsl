@@ -49,14 +49,7 @@ struct Params {
 
 //!include common/step_state.wgsl
 //!include common/dropout_mask.wgsl
-
-// What the metric words hold (`kernels::softmax_cross_entropy::Metrics`).
-struct Metrics {
-    loss_sum: f32,
-    correct: u32,
-    samples: u32,
-    first_bad_step: u32,
-}
+//!include common/metrics.wgsl
 
 @group(0) @binding(0) var<uniform> p: Params;
 // dense_loss_forward[_dx].
@@ -87,9 +80,6 @@ const WG: u32 = 64u;
 
 var<workgroup> wg_z: array<f32, WG>;
 var<workgroup> wg_d: array<f32, WG>;
-var<workgroup> wg_loss: array<f32, WG>;
-var<workgroup> wg_correct: array<u32, WG>;
-var<workgroup> wg_bad: array<u32, WG>;
 
 fn non_finite(v: f32) -> bool {
     return (bitcast<u32>(v) & 0x7f800000u) == 0x7f800000u;
@@ -239,19 +229,6 @@ fn clear_lane(lid: u32) {
     wg_bad[lid] = 0u;
 }
 
-// Combines the lanes in a fixed tree, as softmax_cross_entropy.wgsl; the totals end in slot 0.
-fn reduce_lanes(lid: u32) {
-    workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride >>= 1u) {
-        if lid < stride {
-            wg_loss[lid] += wg_loss[lid + stride];
-            wg_correct[lid] += wg_correct[lid + stride];
-            wg_bad[lid] |= wg_bad[lid + stride];
-        }
-        workgroupBarrier();
-    }
-}
-
 @compute @workgroup_size(WG)
 fn dense_loss_backward(
     @builtin(global_invocation_id) gid: vec3<u32>,
@@ -305,12 +282,7 @@ fn dense_loss_backward(
         }
         reduce_lanes(lid);
         if lid == 0u {
-            metrics.loss_sum += wg_loss[0];
-            metrics.correct += wg_correct[0];
-            metrics.samples += p.batch;
-            if metrics.first_bad_step == 0u && wg_bad[0] != 0u {
-                metrics.first_bad_step = st.step + 1u;
-            }
+            metrics = add_lanes(metrics, p.batch, st.step);
         }
     }
 }
@@ -323,11 +295,6 @@ fn dense_loss_metrics(@builtin(local_invocation_index) lid: u32) {
     }
     reduce_lanes(lid);
     if lid == 0u {
-        metrics_only.loss_sum += wg_loss[0];
-        metrics_only.correct += wg_correct[0];
-        metrics_only.samples += p.batch;
-        if metrics_only.first_bad_step == 0u && wg_bad[0] != 0u {
-            metrics_only.first_bad_step = st_only.step + 1u;
-        }
+        metrics_only = add_lanes(metrics_only, p.batch, st_only.step);
     }
 }

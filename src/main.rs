@@ -925,7 +925,7 @@ impl Observer for Console {
             "test: loss {:.4} - accuracy {:.4} ({} images, {:.1}s)",
             m.loss(),
             m.accuracy(),
-            m.count,
+            m.samples,
             seconds
         );
     }

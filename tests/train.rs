@@ -253,7 +253,7 @@ fn one_step_of(g: &Gpu, model: &Sequential, classes: usize) {
         );
         rel_err("loss", &[metrics.loss_sum], &[want.loss_sum], 1e-5);
         assert_eq!(metrics.correct, want.correct, "correct count");
-        assert_eq!(metrics.count, batch as u32);
+        assert_eq!(metrics.samples, batch as u32);
         // Per tensor, so a failure names the layer.
         let grads = net.read_grads(g).unwrap();
         for t in model.param_tensors().unwrap() {
@@ -416,7 +416,7 @@ impl Observer for Stages {
         self.0.push("saved".into());
     }
     fn tested(&mut self, m: &Metrics, _: f64) {
-        self.0.push(format!("tested {}", m.count));
+        self.0.push(format!("tested {}", m.samples));
     }
     fn report_written(&mut self, _: &ReportSummary, _: &Path) {
         self.0.push("report".into());
@@ -541,7 +541,7 @@ fn evaluation_uses_no_dropout_and_is_repeatable() {
     };
     let (m1, logits1) = trainer.evaluate_with_logits(&split, 16).unwrap();
     let (m2, logits2) = trainer.evaluate_with_logits(&split, 7).unwrap();
-    assert_eq!(m1.count, 40);
+    assert_eq!(m1.samples, 40);
     assert_eq!(m1.correct, m2.correct);
     // Batch size changes nothing per example: same logits bit for bit, whatever the batching.
     assert_eq!(logits1, logits2);

@@ -57,10 +57,17 @@ pub mod common {
     common!(MATMUL_PARAMS, "matmul_params.wgsl");
     common!(DROPOUT_MASK, "dropout_mask.wgsl");
     common!(MATMUL_SUMS, "matmul_sums.wgsl");
+    common!(METRICS, "metrics.wgsl");
 
     /// Every file under `shaders/common/`.
-    pub fn all() -> [&'static Shader; 4] {
-        [&STEP_STATE, &MATMUL_PARAMS, &DROPOUT_MASK, &MATMUL_SUMS]
+    pub fn all() -> [&'static Shader; 5] {
+        [
+            &STEP_STATE,
+            &MATMUL_PARAMS,
+            &DROPOUT_MASK,
+            &MATMUL_SUMS,
+            &METRICS,
+        ]
     }
 }
 

@@ -10,7 +10,7 @@ use crate::kernels::StepState;
 
 super::shader!(
     "softmax_cross_entropy.wgsl",
-    includes[super::common::STEP_STATE]
+    includes[super::common::STEP_STATE, super::common::METRICS]
 );
 
 pub(super) fn contracts() -> Vec<super::Contract> {
@@ -20,12 +20,7 @@ pub(super) fn contracts() -> Vec<super::Contract> {
             shader: &SHADER,
             structs: vec![
                 super::host_struct!(Params { batch, classes }),
-                super::host_struct!(Metrics {
-                    loss_sum,
-                    correct,
-                    samples,
-                    first_bad_step
-                }),
+                Metrics::host_struct(),
                 StepState::host_struct(),
             ],
             consts: vec![("WG", WG)],
@@ -34,8 +29,10 @@ pub(super) fn contracts() -> Vec<super::Contract> {
     ]
 }
 
-/// The metrics accumulator `softmax_cross_entropy` adds each batch into, as the shader declares it.
-/// Zero it (`Gpu::write`) at the start of an epoch.
+/// The metrics accumulator the loss kernels (`softmax_cross_entropy`, and `dense`'s
+/// `dense_loss_backward` and `dense_loss_metrics`) add each batch into, as
+/// `shaders/common/metrics.wgsl` declares it. Zero it (`Gpu::write`) at the start of an epoch; read it
+/// back with `from_words`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct Metrics {
@@ -51,6 +48,33 @@ pub struct Metrics {
 
 /// Words of `Metrics`.
 pub const METRICS_WORDS: usize = size_of::<Metrics>() / 4;
+
+impl Metrics {
+    /// The metrics in the first `METRICS_WORDS` words read back from their tensor.
+    pub fn from_words(w: &[u32]) -> Metrics {
+        bytemuck::cast_slice::<u32, Metrics>(&w[..METRICS_WORDS])[0]
+    }
+
+    /// The mean loss of the samples seen (0 before any).
+    pub fn loss(&self) -> f64 {
+        self.loss_sum as f64 / self.samples.max(1) as f64
+    }
+
+    /// The fraction of the samples seen that were classified right (0 before any).
+    pub fn accuracy(&self) -> f64 {
+        self.correct as f64 / self.samples.max(1) as f64
+    }
+
+    /// Its entry in the contract of every shader that includes `common/metrics.wgsl`.
+    fn host_struct() -> super::HostStruct {
+        super::host_struct!(Metrics {
+            loss_sum,
+            correct,
+            samples,
+            first_bad_step
+        })
+    }
+}
 
 /// The most loop iterations one invocation of `softmax_cross_entropy` takes (`Gpu::loop_limit`): its
 /// rows of the batch (one in WG), three passes over the classes each, then the lanes' tree.
@@ -80,6 +104,24 @@ fn check_shape(name: &str, logits: &Tensor, batch: usize, classes: usize) {
     );
 }
 
+/// Every loss kernel's check of its metrics and step state tensors.
+fn check_metrics(name: &str, metrics: &Tensor, step_state: &Tensor) {
+    assert_eq!(
+        metrics.len, METRICS_WORDS,
+        "{name}: metrics must be {METRICS_WORDS} words"
+    );
+    assert_eq!(
+        step_state.len,
+        StepState::WORDS,
+        "{name}: step_state is not a StepState"
+    );
+}
+
+/// The metrics read and written, and the step state read.
+fn metrics_bytes() -> u64 {
+    (2 * METRICS_WORDS + StepState::WORDS) as u64 * WORD
+}
+
 /// For logits [batch, classes] and labels [batch] (class indices): writes dlogits [batch, classes] =
 /// (softmax(logits) - onehot(labels)) / batch, the gradient of the batch's mean loss, and ADDS the batch's
 /// loss sum, correct count and sample count into `metrics` (see `METRICS_WORDS`). If any row's loss is
@@ -104,15 +146,7 @@ pub fn softmax_cross_entropy(
         batch * classes,
         "{name}: dlogits are not [{batch}, {classes}]"
     );
-    assert_eq!(
-        metrics.len, METRICS_WORDS,
-        "{name}: metrics must be {METRICS_WORDS} words"
-    );
-    assert_eq!(
-        step_state.len,
-        StepState::WORDS,
-        "{name}: step_state is not a StepState"
-    );
+    check_metrics(name, metrics, step_state);
     let n = (batch * classes) as u64;
     gpu.dispatch(
         name,
@@ -128,8 +162,7 @@ pub fn softmax_cross_entropy(
         Cost {
             // Per element: max, subtract and exp twice, sum, scale, subtract the target, divide.
             flops: 8 * n + 3 * batch as u64 + WG as u64 * 3,
-            bytes: (2 * n + batch as u64 + 2 * METRICS_WORDS as u64 + StepState::WORDS as u64)
-                * WORD,
+            bytes: (2 * n + batch as u64) * WORD + metrics_bytes(),
         },
     )
 }
@@ -139,7 +172,7 @@ pub fn softmax_cross_entropy(
 /// most `MAX_UNITS` units. CPU twin: `crate::reference::softmax_cross_entropy::{dense_loss_forward,
 /// dense_loss_backward}`.
 pub mod dense {
-    use super::{METRICS_WORDS, Metrics};
+    use super::{Metrics, check_metrics, metrics_bytes};
     use crate::gpu::{Cost, Dispatch, Gpu, Tensor, WORD};
     use crate::kernels::StepState;
     use crate::kernels::dropout::{Mask, scale};
@@ -148,7 +181,8 @@ pub mod dense {
         "softmax_cross_entropy_dense.wgsl",
         includes[
             crate::kernels::common::STEP_STATE,
-            crate::kernels::common::DROPOUT_MASK
+            crate::kernels::common::DROPOUT_MASK,
+            crate::kernels::common::METRICS
         ]
     );
 
@@ -171,12 +205,7 @@ pub mod dense {
                     rate,
                     scale
                 }),
-                crate::kernels::host_struct!(Metrics {
-                    loss_sum,
-                    correct,
-                    samples,
-                    first_bad_step
-                }),
+                Metrics::host_struct(),
                 StepState::host_struct(),
             ],
             consts: vec![("WG", WG)],
@@ -474,23 +503,6 @@ pub mod dense {
                 bytes: (batch * ROW_WORDS) as u64 * WORD + metrics_bytes(),
             },
         )
-    }
-
-    fn check_metrics(name: &str, metrics: &Tensor, step_state: &Tensor) {
-        assert_eq!(
-            metrics.len, METRICS_WORDS,
-            "{name}: metrics must be {METRICS_WORDS} words"
-        );
-        assert_eq!(
-            step_state.len,
-            StepState::WORDS,
-            "{name}: step_state is not a StepState"
-        );
-    }
-
-    /// The metrics read and written, and the step state read.
-    fn metrics_bytes() -> u64 {
-        (2 * METRICS_WORDS + StepState::WORDS) as u64 * WORD
     }
 }
 

@@ -26,32 +26,8 @@ const IN_FLIGHT: usize = 2;
 /// How often the progress bar asks for the running metrics.
 const REFRESH: Duration = Duration::from_millis(250);
 
-/// Metrics summed on the GPU: see `shaders/softmax_cross_entropy.wgsl`.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Metrics {
-    pub loss_sum: f32,
-    pub correct: u32,
-    pub count: u32,
-    /// First step (counted from 1) whose loss was NaN or infinite; 0 if none.
-    pub first_bad_step: u32,
-}
-
-impl Metrics {
-    pub fn from_words(w: &[u32]) -> Metrics {
-        Metrics {
-            loss_sum: f32::from_bits(w[0]),
-            correct: w[1],
-            count: w[2],
-            first_bad_step: w[3],
-        }
-    }
-    pub fn loss(&self) -> f64 {
-        self.loss_sum as f64 / self.count.max(1) as f64
-    }
-    pub fn accuracy(&self) -> f64 {
-        self.correct as f64 / self.count.max(1) as f64
-    }
-}
+/// Metrics summed on the GPU, as the loss kernels declare them (`shaders/common/metrics.wgsl`).
+pub use crate::kernels::softmax_cross_entropy::Metrics;
 
 /// One epoch's line of Keras' `History`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -56,6 +56,11 @@ pub fn read(t: &Tensor) -> Vec<f32> {
     gpu().read_f32(t).expect("readback failed")
 }
 
+/// Reads `got` back and compares it with its twin within `F32_TOL` (`compare`).
+pub fn compare_tensor(name: &str, got: &Tensor, want: &[f64]) -> f64 {
+    compare(name, &read(got), want, F32_TOL)
+}
+
 /// Compares a GPU result with its reference: relative error of the norm within `tol`, no NaN or
 /// infinity anywhere. Prints one line per tensor; returns the relative error.
 pub fn compare(name: &str, got: &[f32], want: &[f64], tol: f64) -> f64 {

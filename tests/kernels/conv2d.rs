@@ -109,6 +109,59 @@ impl Grads {
     }
 }
 
+/// A convolution's inputs for shape `s`, each in [-1, 1): x, the kernel w, the bias b and the
+/// output gradient dy (drawn from seed, seed + 1, seed + 2 and seed + 3), on the host and uploaded.
+struct Inputs {
+    x: Vec<f32>,
+    w: Vec<f32>,
+    b: Vec<f32>,
+    dy: Vec<f32>,
+    tx: Tensor,
+    tw: Tensor,
+    tb: Tensor,
+    tdy: Tensor,
+}
+
+impl Inputs {
+    fn random(s: &Conv2dShape, seed: u64) -> Inputs {
+        let g = gpu();
+        let x = random(s.input_len(), seed, -1.0, 1.0);
+        let w = random(s.kernel_len(), seed + 1, -1.0, 1.0);
+        let b = random(s.cout, seed + 2, -1.0, 1.0);
+        let dy = random(s.output_len(), seed + 3, -1.0, 1.0);
+        Inputs {
+            tx: g.upload("x", &x),
+            tw: g.upload("w", &w),
+            tb: g.upload("b", &b),
+            tdy: g.upload("dy", &dy),
+            x,
+            w,
+            b,
+            dy,
+        }
+    }
+
+    /// (x, w, b, dy) for the twins.
+    fn as_f64(&self) -> (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>) {
+        (
+            to_f64(&self.x),
+            to_f64(&self.w),
+            to_f64(&self.b),
+            to_f64(&self.dy),
+        )
+    }
+}
+
+/// What `check` computes with one tile set, poisoned: the forward with bias (y) and with the fused
+/// ReLU (relu), the weight gradient without bias (dw) and with the bias gradient after it (grads).
+struct TiledOutputs {
+    tiles: Conv2dTiles,
+    y: Tensor,
+    relu: Tensor,
+    dw: Tensor,
+    grads: Grads,
+}
+
 /// Runs the forward and all three gradients on the GPU and compares each with the CPU twin; the
 /// forward and the weight gradient (with the bias gradient in one span, and without bias) with every
 /// tile set (`Conv2dTiles::GPU`, `SOFTWARE`, `ODD_TILES`, `ODD_SCALAR_TILES`: where cout is a
@@ -119,25 +172,13 @@ impl Grads {
 /// buffer).
 fn check(s: Conv2dShape, seed: u64) {
     let g = gpu();
-    let x = random(s.input_len(), seed, -1.0, 1.0);
-    let w = random(s.kernel_len(), seed + 1, -1.0, 1.0);
-    let b = random(s.cout, seed + 2, -1.0, 1.0);
-    let dy = random(s.output_len(), seed + 3, -1.0, 1.0);
-    let (tx, tw, tb, tdy) = (
-        g.upload("x", &x),
-        g.upload("w", &w),
-        g.upload("b", &b),
-        g.upload("dy", &dy),
-    );
+    let i = Inputs::random(&s, seed);
     let tile_sets = [
         Conv2dTiles::GPU,
         Conv2dTiles::SOFTWARE,
         ODD_TILES,
         ODD_SCALAR_TILES,
     ];
-    let tys: Vec<Tensor> = tile_sets.iter().map(|_| poisoned(s.output_len())).collect();
-    let trelus: Vec<Tensor> = tile_sets.iter().map(|_| poisoned(s.output_len())).collect();
-    let tdws: Vec<Tensor> = tile_sets.iter().map(|_| poisoned(s.kernel_len())).collect();
     // The padding of the flat layout, odd ones, and none.
     let pads = [
         s.kernel_len().next_multiple_of(64) - s.kernel_len(),
@@ -145,7 +186,17 @@ fn check(s: Conv2dShape, seed: u64) {
         0,
         3,
     ];
-    let tgrads: Vec<Grads> = pads.iter().map(|&pad| Grads::new(&s, pad)).collect();
+    let outs: Vec<TiledOutputs> = tile_sets
+        .iter()
+        .zip(pads)
+        .map(|(&tiles, pad)| TiledOutputs {
+            tiles,
+            y: poisoned(s.output_len()),
+            relu: poisoned(s.output_len()),
+            dw: poisoned(s.kernel_len()),
+            grads: Grads::new(&s, pad),
+        })
+        .collect();
     let tdx = poisoned(s.input_len());
     let tdx_masked = poisoned(s.input_len());
     let ty_unbiased = poisoned(s.output_len());
@@ -155,56 +206,34 @@ fn check(s: Conv2dShape, seed: u64) {
     let bscratch = poisoned(conv2d_bias_scratch(s));
     // x in [-1, 1) doubles as the ReLU mask of the fused input gradient: about half is masked.
     let mut ds = vec![
-        conv2d_backward_input(g, &tdy, &tw, None, &tdx, s),
-        conv2d_backward_input(g, &tdy, &tw, Some(&tx), &tdx_masked, s),
-        conv2d_forward_tiled(g, &tx, &tw, None, false, &ty_unbiased, s, ODD_TILES),
+        conv2d_backward_input(g, &i.tdy, &i.tw, None, &tdx, s),
+        conv2d_backward_input(g, &i.tdy, &i.tw, Some(&i.tx), &tdx_masked, s),
+        conv2d_forward_tiled(g, &i.tx, &i.tw, None, false, &ty_unbiased, s, ODD_TILES),
     ];
-    for ((((tiles, ty), trelu), tdw), grads) in tile_sets
-        .iter()
-        .zip(&tys)
-        .zip(&trelus)
-        .zip(&tdws)
-        .zip(&tgrads)
-    {
-        ds.push(conv2d_forward_tiled(
-            g,
-            &tx,
-            &tw,
-            Some(&tb),
-            false,
-            ty,
-            s,
-            *tiles,
-        ));
-        ds.push(conv2d_forward_tiled(
-            g,
-            &tx,
-            &tw,
-            Some(&tb),
-            true,
-            trelu,
-            s,
-            *tiles,
-        ));
+    for o in &outs {
+        for (relu, y) in [(false, &o.y), (true, &o.relu)] {
+            ds.push(conv2d_forward_tiled(
+                g,
+                &i.tx,
+                &i.tw,
+                Some(&i.tb),
+                relu,
+                y,
+                s,
+                o.tiles,
+            ));
+        }
         // The weight gradients share one scratch buffer: each pair of dispatches runs in order.
-        ds.extend(conv2d_backward_weight_tiled(
-            g, &tx, &tdy, &wscratch, tdw, None, s, *tiles,
-        ));
-        ds.extend(conv2d_backward_weight_tiled(
-            g,
-            &tx,
-            &tdy,
-            &wscratch,
-            &grads.dw,
-            Some(&grads.db),
-            s,
-            *tiles,
-        ));
+        for (dw, db) in [(&o.dw, None), (&o.grads.dw, Some(&o.grads.db))] {
+            ds.extend(conv2d_backward_weight_tiled(
+                g, &i.tx, &i.tdy, &wscratch, dw, db, s, o.tiles,
+            ));
+        }
     }
-    ds.extend(conv2d_backward_bias(g, &tdy, &bscratch, &tdb, s));
+    ds.extend(conv2d_backward_bias(g, &i.tdy, &bscratch, &tdb, s));
     run_all(&ds);
 
-    let (x, w, b, dy) = (to_f64(&x), to_f64(&w), to_f64(&b), to_f64(&dy));
+    let (x, w, b, dy) = i.as_f64();
     let want_y = reference::conv2d::conv2d_forward(&x, &w, Some(&b), s);
     let want_unbiased = reference::conv2d::conv2d_forward(&x, &w, None, s);
     let want_dx = reference::conv2d::conv2d_backward_input(&dy, &w, s);
@@ -213,34 +242,21 @@ fn check(s: Conv2dShape, seed: u64) {
     let want_dw = reference::conv2d::conv2d_backward_weight(&x, &dy, s);
     let want_db = reference::conv2d::conv2d_backward_bias(&dy, s);
     let name = label(&s);
-    for ((((tiles, ty), trelu), tdw), grads) in tile_sets
-        .iter()
-        .zip(&tys)
-        .zip(&trelus)
-        .zip(&tdws)
-        .zip(&tgrads)
-    {
-        let t = tiles_label(tiles);
-        compare(
-            &format!("conv2d_forward {name} {t} y"),
-            &read(ty),
-            &want_y,
-            F32_TOL,
-        );
-        compare(
+    for o in &outs {
+        let t = tiles_label(&o.tiles);
+        compare_tensor(&format!("conv2d_forward {name} {t} y"), &o.y, &want_y);
+        compare_tensor(
             &format!("conv2d_forward relu {name} {t} y"),
-            &read(trelu),
+            &o.relu,
             &want_relu,
-            F32_TOL,
         );
-        compare(
+        compare_tensor(
             &format!("conv2d_backward_weight no bias {name} {t} dw"),
-            &read(tdw),
+            &o.dw,
             &want_dw,
-            F32_TOL,
         );
-        grads.compare(
-            &format!("conv2d_backward_weight {name} {t} pad {}", grads.pad),
+        o.grads.compare(
+            &format!("conv2d_backward_weight {name} {t} pad {}", o.grads.pad),
             &want_dw,
             &want_db,
         );
@@ -250,66 +266,40 @@ fn check(s: Conv2dShape, seed: u64) {
     // differently shaped code).
     if g.info.name.contains("llvmpipe") {
         let bits = |t: &Tensor| read(t).iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-        let scalar = tile_sets.len() - 1;
-        assert_eq!(tile_sets[scalar], ODD_SCALAR_TILES);
-        for (k, tiles) in tile_sets.iter().enumerate().take(scalar) {
-            let t = format!("{} against the scalar ones", tiles_label(tiles));
-            let dw = |g: &Grads| bits(&g.dw);
-            let db = |g: &Grads| bits(&g.db);
+        let (scalar, others) = outs.split_last().unwrap();
+        assert_eq!(scalar.tiles, ODD_SCALAR_TILES);
+        for o in others {
+            let t = format!("{} against the scalar ones", tiles_label(&o.tiles));
             for (what, got, want) in [
-                ("conv2d_forward y", bits(&tys[k]), bits(&tys[scalar])),
-                (
-                    "conv2d_forward relu y",
-                    bits(&trelus[k]),
-                    bits(&trelus[scalar]),
-                ),
-                (
-                    "conv2d_backward_weight no bias dw",
-                    bits(&tdws[k]),
-                    bits(&tdws[scalar]),
-                ),
-                (
-                    "conv2d_backward_weight dw",
-                    dw(&tgrads[k]),
-                    dw(&tgrads[scalar]),
-                ),
-                (
-                    "conv2d_backward_weight db",
-                    db(&tgrads[k]),
-                    db(&tgrads[scalar]),
-                ),
+                ("conv2d_forward y", &o.y, &scalar.y),
+                ("conv2d_forward relu y", &o.relu, &scalar.relu),
+                ("conv2d_backward_weight no bias dw", &o.dw, &scalar.dw),
+                ("conv2d_backward_weight dw", &o.grads.dw, &scalar.grads.dw),
+                ("conv2d_backward_weight db", &o.grads.db, &scalar.grads.db),
             ] {
-                compare_exact(&format!("{what} {name} {t} (bits)"), &got, &want);
+                compare_exact(
+                    &format!("{what} {name} {t} (bits)"),
+                    &bits(got),
+                    &bits(want),
+                );
             }
         }
     }
-    compare(
+    compare_tensor(
         &format!(
             "conv2d_forward no bias {name} {} y",
             tiles_label(&ODD_TILES)
         ),
-        &read(&ty_unbiased),
+        &ty_unbiased,
         &want_unbiased,
-        F32_TOL,
     );
-    compare(
-        &format!("conv2d_backward_input {name} dx"),
-        &read(&tdx),
-        &want_dx,
-        F32_TOL,
-    );
-    compare(
+    compare_tensor(&format!("conv2d_backward_input {name} dx"), &tdx, &want_dx);
+    compare_tensor(
         &format!("conv2d_backward_input masked {name} dx"),
-        &read(&tdx_masked),
+        &tdx_masked,
         &want_dx_masked,
-        F32_TOL,
     );
-    compare(
-        &format!("conv2d_backward_bias {name} db"),
-        &read(&tdb),
-        &want_db,
-        F32_TOL,
-    );
+    compare_tensor(&format!("conv2d_backward_bias {name} db"), &tdb, &want_db);
 }
 
 #[test]
@@ -400,36 +390,26 @@ fn conv2d_default_wrappers_use_the_adapters_tiles() {
     // `Conv2dTiles::of`; one shape through them, so the default path is checked as such.
     let g = gpu();
     let s = shape(2, 5, 33, 3, 10, (3, 3), Padding::Same);
-    let x = random(s.input_len(), 1500, -1.0, 1.0);
-    let w = random(s.kernel_len(), 1501, -1.0, 1.0);
-    let b = random(s.cout, 1502, -1.0, 1.0);
-    let dy = random(s.output_len(), 1503, -1.0, 1.0);
-    let (tx, tw, tb, tdy) = (
-        g.upload("x", &x),
-        g.upload("w", &w),
-        g.upload("b", &b),
-        g.upload("dy", &dy),
-    );
+    let i = Inputs::random(&s, 1500);
     let (ty, grads) = (poisoned(s.output_len()), Grads::new(&s, 3));
     let wscratch = poisoned(conv2d_weight_scratch(s, Some(grads.bias_at())));
-    let mut ds = vec![conv2d_forward(g, &tx, &tw, Some(&tb), false, &ty, s)];
+    let mut ds = vec![conv2d_forward(g, &i.tx, &i.tw, Some(&i.tb), false, &ty, s)];
     ds.extend(conv2d_backward_weight(
         g,
-        &tx,
-        &tdy,
+        &i.tx,
+        &i.tdy,
         &wscratch,
         &grads.dw,
         Some(&grads.db),
         s,
     ));
     run_all(&ds);
-    let (x, w, b, dy) = (to_f64(&x), to_f64(&w), to_f64(&b), to_f64(&dy));
+    let (x, w, b, dy) = i.as_f64();
     let t = tiles_label(&Conv2dTiles::of(g));
-    compare(
+    compare_tensor(
         &format!("conv2d_forward {} {t} y", label(&s)),
-        &read(&ty),
+        &ty,
         &reference::conv2d::conv2d_forward(&x, &w, Some(&b), s),
-        F32_TOL,
     );
     grads.compare(
         &format!("conv2d_backward_weight {} {t}", label(&s)),
@@ -477,11 +457,10 @@ fn conv2d_weight_gradient_with_more_chunks_than_one_column_sum_pass_takes() {
         &want_dw,
         &want_db,
     );
-    compare(
+    compare_tensor(
         &format!("conv2d_backward_bias {} db", label(&s)),
-        &read(&tdb),
+        &tdb,
         &want_db,
-        F32_TOL,
     );
 }
 
@@ -524,10 +503,9 @@ fn timing_tiles() -> Vec<Conv2dTiles> {
 fn conv2d_timing_notebook_batch_128() {
     let g = gpu();
     let s = shape(128, 32, 32, 3, 32, (3, 3), Padding::Same);
-    let tx = g.upload("x", &random(s.input_len(), 1, -1.0, 1.0));
-    let tw = g.upload("w", &random(s.kernel_len(), 2, -1.0, 1.0));
-    let tb = g.upload("b", &random(s.cout, 3, -1.0, 1.0));
-    let tdy = g.upload("dy", &random(s.output_len(), 4, -1.0, 1.0));
+    let Inputs {
+        tx, tw, tb, tdy, ..
+    } = Inputs::random(&s, 1);
     // dw and db as the flat gradient buffer holds them: db at the next 64-word boundary.
     let bias_at = s.kernel_len().next_multiple_of(64);
     let tgrads = g.zeros("grads", bias_at + s.cout);

@@ -1,8 +1,11 @@
-use cifar_wgpu::gpu::Tensor;
+use cifar_wgpu::gpu::{Dispatch, Tensor};
 use cifar_wgpu::kernels::StepState;
 use cifar_wgpu::kernels::dropout::{Mask, dropout_backward, dropout_forward, dropout_forward_relu};
-use cifar_wgpu::kernels::softmax_cross_entropy::{METRICS_WORDS, dense, softmax_cross_entropy};
+use cifar_wgpu::kernels::softmax_cross_entropy::{
+    METRICS_WORDS, Metrics, dense, softmax_cross_entropy,
+};
 use cifar_wgpu::reference;
+use cifar_wgpu::reference::softmax_cross_entropy::DenseLoss;
 
 use crate::common::*;
 
@@ -13,15 +16,21 @@ fn labels_for(batch: usize, classes: usize, seed: u64) -> Vec<u32> {
         .collect()
 }
 
+fn step_words(step: u32) -> [u32; 4] {
+    StepState {
+        step,
+        ..StepState::default()
+    }
+    .words()
+}
+
 fn step_state(step: u32) -> Tensor {
-    gpu().upload(
-        "step_state",
-        &StepState {
-            step,
-            ..StepState::default()
-        }
-        .words(),
-    )
+    gpu().upload("step_state", &step_words(step))
+}
+
+/// Rewrites the step the kernels read from `st`.
+fn set_step(st: &Tensor, step: u32) {
+    gpu().write(st, &step_words(step));
 }
 
 /// A layer's kernel w and bias b as the network lays them out, b after w at the next 64-word
@@ -35,9 +44,27 @@ fn kernel_and_bias(w: &[f32], b: &[f32]) -> (Tensor, Tensor) {
     (wb.slice(0, w.len()), wb.slice(b_at, b.len()))
 }
 
-fn metrics_of(t: &Tensor) -> (f32, u32, u32, u32) {
-    let m = gpu().read_u32(t).expect("readback failed");
-    (f32::from_bits(m[0]), m[1], m[2], m[3])
+fn metrics_of(t: &Tensor) -> Metrics {
+    Metrics::from_words(&gpu().read_u32(t).expect("readback failed"))
+}
+
+/// Checks the metrics in `t` against the twin's loss sum (within F32_TOL) and correct count, the
+/// samples seen, and no bad step. Returns the loss sum's relative error.
+fn check_metrics(name: &str, t: &Tensor, loss_sum: f64, correct: u32, samples: usize) -> f64 {
+    let m = metrics_of(t);
+    let rel = compare(
+        &format!("{name} loss sum"),
+        &[m.loss_sum],
+        &[loss_sum],
+        F32_TOL,
+    );
+    assert_eq!(
+        (m.correct, m.samples, m.first_bad_step),
+        (correct, samples as u32, 0),
+        "{name}: correct / count / bad step"
+    );
+    println!("{name}: correct {} of {}: OK exact", m.correct, m.samples);
+    rel
 }
 
 /// Runs the fused kernel once on fresh zeroed metrics; checks dlogits, loss sum, correct and count
@@ -58,16 +85,8 @@ fn check(batch: usize, classes: usize, logits: &[f32], labels: &[u32]) -> f64 {
         classes,
     );
     let name = format!("softmax_cross_entropy {batch}x{classes}");
-    compare(&format!("{name} dlogits"), &read(&td), &d, F32_TOL);
-    let (gl, gc, gn, gbad) = metrics_of(&metrics);
-    let rel = compare(&format!("{name} loss sum"), &[gl], &[loss], F32_TOL);
-    assert_eq!(
-        (gc, gn, gbad),
-        (correct, batch as u32, 0),
-        "{name}: correct / count / bad step"
-    );
-    println!("{name}: correct {gc} of {gn}: OK exact");
-    rel
+    compare_tensor(&format!("{name} dlogits"), &td, &d);
+    check_metrics(&name, &metrics, loss, correct, batch)
 }
 
 #[test]
@@ -138,42 +157,27 @@ fn metrics_accumulate_over_batches_and_record_the_first_bad_step() {
     );
     // Three healthy steps add up.
     for step in 0..3 {
-        g.write(
-            &st,
-            &StepState {
-                step,
-                ..StepState::default()
-            }
-            .words(),
-        );
+        set_step(&st, step);
         run(&[&d]);
     }
-    let (gl, gc, gn, gbad) = metrics_of(&metrics);
-    compare(
-        "metrics loss sum after 3 batches",
-        &[gl],
-        &[3.0 * loss],
-        F32_TOL,
+    check_metrics(
+        "metrics after 3 batches",
+        &metrics,
+        3.0 * loss,
+        3 * correct,
+        3 * batch,
     );
-    assert_eq!((gc, gn, gbad), (3 * correct, 3 * batch as u32, 0));
     // A NaN logit at step 6, then an infinite one at step 9: the first bad step (6, stored as 7) stays.
     for (step, bad) in [(6u32, f32::NAN), (9, f32::INFINITY)] {
         let mut z = logits.clone();
         z[17] = bad;
         g.write(&tz, &z);
-        g.write(
-            &st,
-            &StepState {
-                step,
-                ..StepState::default()
-            }
-            .words(),
-        );
+        set_step(&st, step);
         run(&[&d]);
     }
-    let (_, _, gn, gbad) = metrics_of(&metrics);
+    let m = metrics_of(&metrics);
     assert_eq!(
-        (gn, gbad),
+        (m.samples, m.first_bad_step),
         (5 * batch as u32, 7),
         "count and first bad step + 1"
     );
@@ -185,19 +189,176 @@ fn metrics_accumulate_over_batches_and_record_the_first_bad_step() {
     let mut l = labels.clone();
     l[0] = 1;
     let (tz2, tl2) = (g.upload("logits", &z), g.upload("labels", &l));
-    g.write(
-        &st,
-        &StepState {
-            step: 12,
-            ..StepState::default()
-        }
-        .words(),
-    );
+    set_step(&st, 12);
     run(&[&softmax_cross_entropy(
         g, &tz2, &tl2, &td, &fresh, &st, batch, classes,
     )]);
-    assert_eq!(metrics_of(&fresh).3, 13, "an infinite loss marks the step");
+    assert_eq!(
+        metrics_of(&fresh).first_bad_step,
+        13,
+        "an infinite loss marks the step"
+    );
     println!("metrics: OK (accumulate; first bad step kept; NaN, inf and overflow detected)");
+}
+
+/// The fused last layer's inputs on the host: x [batch, inp], its kernel w [inp, units] and bias b
+/// [units], and the labels.
+struct DenseData {
+    batch: usize,
+    inp: usize,
+    units: usize,
+    x: Vec<f32>,
+    w: Vec<f32>,
+    b: Vec<f32>,
+    labels: Vec<u32>,
+}
+
+impl DenseData {
+    /// x in [-1, 1) from `seed`, w and b in [-0.5, 0.5) from seed + 1 and seed + 2, the labels from
+    /// seed + 3.
+    fn random(batch: usize, inp: usize, units: usize, seed: u64) -> DenseData {
+        DenseData {
+            batch,
+            inp,
+            units,
+            x: random(batch * inp, seed, -1.0, 1.0),
+            w: random(inp * units, seed + 1, -0.5, 0.5),
+            b: random(units, seed + 2, -0.5, 0.5),
+            labels: labels_for(batch, units, seed + 3),
+        }
+    }
+}
+
+/// `DenseData` and its tensors: w and b in one buffer (`kernel_and_bias`).
+struct DenseCase {
+    d: DenseData,
+    tx: Tensor,
+    tw: Tensor,
+    tb: Tensor,
+    tl: Tensor,
+}
+
+/// What the fused kernels write, poisoned; the metrics zeroed.
+struct DenseOutputs {
+    logits: Tensor,
+    dlogits: Tensor,
+    rows: Tensor,
+    dx: Tensor,
+    dw: Tensor,
+    db: Tensor,
+    metrics: Tensor,
+}
+
+impl DenseOutputs {
+    fn new(c: &DenseCase) -> DenseOutputs {
+        let c = &c.d;
+        DenseOutputs {
+            logits: poisoned(c.batch * c.units),
+            dlogits: poisoned(c.batch * c.units),
+            rows: poisoned(c.batch * dense::ROW_WORDS),
+            dx: poisoned(c.batch * c.inp),
+            dw: poisoned(c.inp * c.units),
+            db: poisoned(c.units),
+            metrics: gpu().zeros("metrics", METRICS_WORDS),
+        }
+    }
+
+    fn named(&self) -> [(&'static str, &Tensor); 7] {
+        [
+            ("logits", &self.logits),
+            ("dlogits", &self.dlogits),
+            ("rows", &self.rows),
+            ("dx", &self.dx),
+            ("dw", &self.dw),
+            ("db", &self.db),
+            ("metrics", &self.metrics),
+        ]
+    }
+}
+
+impl DenseCase {
+    fn new(d: DenseData) -> DenseCase {
+        let g = gpu();
+        let (tw, tb) = kernel_and_bias(&d.w, &d.b);
+        let (tx, tl) = (g.upload("x", &d.x), g.upload("labels", &d.labels));
+        DenseCase { d, tx, tw, tb, tl }
+    }
+
+    /// The forward's tensors: the layer on `x` (the case's own, or what an unfused dropout wrote)
+    /// through `input`, writing into `out`, and dx into `dx` when given.
+    fn forward<'a>(
+        &'a self,
+        x: &'a Tensor,
+        input: dense::Input,
+        step_state: &'a Tensor,
+        out: &'a DenseOutputs,
+        dx: Option<&'a Tensor>,
+    ) -> dense::Forward<'a> {
+        dense::Forward {
+            x,
+            input,
+            step_state,
+            w: &self.tw,
+            b: &self.tb,
+            labels: &self.tl,
+            logits: &out.logits,
+            dlogits: &out.dlogits,
+            rows: &out.rows,
+            dx,
+        }
+    }
+
+    fn forward_dispatch(&self, t: &dense::Forward) -> Dispatch {
+        dense::dense_loss_forward(gpu(), t, self.d.batch, self.d.inp, self.d.units)
+    }
+
+    /// The backward on `x` through `input`, from and into `out`.
+    fn backward(
+        &self,
+        x: &Tensor,
+        input: &dense::Input,
+        step_state: &Tensor,
+        out: &DenseOutputs,
+    ) -> Dispatch {
+        dense::dense_loss_backward(
+            gpu(),
+            x,
+            input,
+            &out.dlogits,
+            &out.rows,
+            &out.dw,
+            &out.db,
+            &out.metrics,
+            step_state,
+            self.d.batch,
+            self.d.inp,
+            self.d.units,
+        )
+    }
+
+    /// The twin of the forward on `x` (the case's x as the layer takes it).
+    fn twin_forward(&self, x: &[f64]) -> DenseLoss {
+        reference::softmax_cross_entropy::dense_loss_forward(
+            x,
+            &to_f64(&self.d.w),
+            &to_f64(&self.d.b),
+            &self.d.labels,
+            self.d.batch,
+            self.d.inp,
+            self.d.units,
+        )
+    }
+
+    /// The twin of the backward: (dw, db).
+    fn twin_backward(&self, x: &[f64], dlogits: &[f64]) -> (Vec<f64>, Vec<f64>) {
+        reference::softmax_cross_entropy::dense_loss_backward(
+            x,
+            dlogits,
+            self.d.batch,
+            self.d.inp,
+            self.d.units,
+        )
+    }
 }
 
 /// Runs the fused last layer (forward with dx, then backward) on fresh zeroed metrics and compares
@@ -205,97 +366,34 @@ fn metrics_accumulate_over_batches_and_record_the_first_bad_step() {
 /// on another zeroed metrics tensor.
 fn check_dense_loss(batch: usize, inp: usize, units: usize, seed: u64) {
     let g = gpu();
-    let x = random(batch * inp, seed, -1.0, 1.0);
-    let w = random(inp * units, seed + 1, -0.5, 0.5);
-    let b = random(units, seed + 2, -0.5, 0.5);
-    let labels = labels_for(batch, units, seed + 3);
-    let (tw, tb) = kernel_and_bias(&w, &b);
-    let (tx, tl) = (g.upload("x", &x), g.upload("labels", &labels));
-    let (logits, dlogits, dx) = (
-        poisoned(batch * units),
-        poisoned(batch * units),
-        poisoned(batch * inp),
-    );
-    let rows = poisoned(batch * dense::ROW_WORDS);
-    let (dw, db) = (poisoned(inp * units), poisoned(units));
+    let c = DenseCase::new(DenseData::random(batch, inp, units, seed));
+    let out = DenseOutputs::new(&c);
     let st = step_state(5);
-    let t = dense::Forward {
-        x: &tx,
-        input: dense::Input::default(),
-        step_state: &st,
-        w: &tw,
-        b: &tb,
-        labels: &tl,
-        logits: &logits,
-        dlogits: &dlogits,
-        rows: &rows,
-        dx: Some(&dx),
-    };
-    let metrics = g.zeros("metrics", METRICS_WORDS);
+    let plain = dense::Input::default();
+    let t = c.forward(&c.tx, plain, &st, &out, Some(&out.dx));
     run(&[
-        &dense::dense_loss_forward(g, &t, batch, inp, units),
-        &dense::dense_loss_backward(
-            g,
-            &tx,
-            &dense::Input::default(),
-            &dlogits,
-            &rows,
-            &dw,
-            &db,
-            &metrics,
-            &st,
-            batch,
-            inp,
-            units,
-        ),
+        &c.forward_dispatch(&t),
+        &c.backward(&c.tx, &plain, &st, &out),
     ]);
-    let want = reference::softmax_cross_entropy::dense_loss_forward(
-        &to_f64(&x),
-        &to_f64(&w),
-        &to_f64(&b),
-        &labels,
-        batch,
-        inp,
-        units,
-    );
-    let (want_dw, want_db) = reference::softmax_cross_entropy::dense_loss_backward(
-        &to_f64(&x),
-        &want.dlogits,
-        batch,
-        inp,
-        units,
-    );
+    let x = to_f64(&c.d.x);
+    let want = c.twin_forward(&x);
+    let (want_dw, want_db) = c.twin_backward(&x, &want.dlogits);
     let name = format!("dense_loss {batch}x{inp}->{units}");
-    compare(
-        &format!("{name} logits"),
-        &read(&logits),
-        &want.logits,
-        F32_TOL,
-    );
-    compare(
-        &format!("{name} dlogits"),
-        &read(&dlogits),
-        &want.dlogits,
-        F32_TOL,
-    );
-    compare(&format!("{name} dx"), &read(&dx), &want.dx, F32_TOL);
-    compare(&format!("{name} dw"), &read(&dw), &want_dw, F32_TOL);
-    compare(&format!("{name} db"), &read(&db), &want_db, F32_TOL);
-    let check_metrics = |what: &str, metrics: &Tensor| {
-        let (gl, gc, gn, gbad) = metrics_of(metrics);
-        compare(
-            &format!("{name} {what} loss sum"),
-            &[gl],
-            &[want.loss_sum],
-            F32_TOL,
-        );
-        assert_eq!(
-            (gc, gn, gbad),
-            (want.correct, batch as u32, 0),
-            "{name} {what}: correct / count / bad step"
-        );
+    compare_tensor(&format!("{name} logits"), &out.logits, &want.logits);
+    compare_tensor(&format!("{name} dlogits"), &out.dlogits, &want.dlogits);
+    compare_tensor(&format!("{name} dx"), &out.dx, &want.dx);
+    compare_tensor(&format!("{name} dw"), &out.dw, &want_dw);
+    compare_tensor(&format!("{name} db"), &out.db, &want_db);
+    let metrics_match = |what: &str, metrics: &Tensor| {
+        check_metrics(
+            &format!("{name} {what}"),
+            metrics,
+            want.loss_sum,
+            want.correct,
+            batch,
+        )
     };
-    check_metrics("training", &metrics);
+    metrics_match("training", &out.metrics);
     // Evaluation: no dx, the metrics from their own dispatch; the logits again.
     let eval_logits = poisoned(batch * units);
     let eval = dense::Forward {
@@ -305,16 +403,11 @@ fn check_dense_loss(batch: usize, inp: usize, units: usize, seed: u64) {
     };
     let eval_metrics = g.zeros("metrics", METRICS_WORDS);
     run(&[
-        &dense::dense_loss_forward(g, &eval, batch, inp, units),
-        &dense::dense_loss_metrics(g, &rows, &eval_metrics, &st, batch, units),
+        &c.forward_dispatch(&eval),
+        &dense::dense_loss_metrics(g, &out.rows, &eval_metrics, &st, batch, units),
     ]);
-    compare(
-        &format!("{name} eval logits"),
-        &read(&eval_logits),
-        &want.logits,
-        F32_TOL,
-    );
-    check_metrics("evaluation", &eval_metrics);
+    compare_tensor(&format!("{name} eval logits"), &eval_logits, &want.logits);
+    metrics_match("evaluation", &eval_metrics);
 }
 
 #[test]
@@ -340,7 +433,6 @@ fn the_fused_last_dense_layer_matches_the_twins_on_awkward_shapes() {
 
 #[test]
 fn the_fused_last_dense_layer_records_the_first_bad_step() {
-    let g = gpu();
     let (batch, inp, units) = (9, 6, 5);
     let mut x = random(batch * inp, 6000, -1.0, 1.0);
     x[4 * inp + 2] = f32::NAN;
@@ -349,48 +441,25 @@ fn the_fused_last_dense_layer_records_the_first_bad_step() {
     // A label out of range is bad too, and adds no correct count.
     let mut labels = labels_for(batch, units, 6002);
     labels[7] = units as u32;
-    let (tw, tb) = kernel_and_bias(&w, &b);
-    let (tx, tl) = (g.upload("x", &x), g.upload("labels", &labels));
-    let (logits, dlogits, rows) = (
-        poisoned(batch * units),
-        poisoned(batch * units),
-        poisoned(batch * dense::ROW_WORDS),
-    );
-    let (dw, db) = (poisoned(inp * units), poisoned(units));
+    let c = DenseCase::new(DenseData {
+        batch,
+        inp,
+        units,
+        x,
+        w,
+        b,
+        labels,
+    });
+    let out = DenseOutputs::new(&c);
     let st = step_state(20);
-    let metrics = g.zeros("metrics", METRICS_WORDS);
-    let t = dense::Forward {
-        x: &tx,
-        input: dense::Input::default(),
-        step_state: &st,
-        w: &tw,
-        b: &tb,
-        labels: &tl,
-        logits: &logits,
-        dlogits: &dlogits,
-        rows: &rows,
-        dx: None,
-    };
+    let plain = dense::Input::default();
     run(&[
-        &dense::dense_loss_forward(g, &t, batch, inp, units),
-        &dense::dense_loss_backward(
-            g,
-            &tx,
-            &dense::Input::default(),
-            &dlogits,
-            &rows,
-            &dw,
-            &db,
-            &metrics,
-            &st,
-            batch,
-            inp,
-            units,
-        ),
+        &c.forward_dispatch(&c.forward(&c.tx, plain, &st, &out, None)),
+        &c.backward(&c.tx, &plain, &st, &out),
     ]);
-    let (_, _, gn, gbad) = metrics_of(&metrics);
+    let m = metrics_of(&out.metrics);
     assert_eq!(
-        (gn, gbad),
+        (m.samples, m.first_bad_step),
         (batch as u32, 21),
         "count and first bad step + 1"
     );
@@ -411,12 +480,7 @@ fn check_dense_loss_dropout(
 ) {
     let g = gpu();
     let (step, salt, run_seed) = (11 + seed as u32 % 7, 3, 0xD2E5_0000_0000_0007 ^ seed);
-    let x = random(batch * inp, seed, -1.0, 1.0);
-    let w = random(inp * units, seed + 1, -0.5, 0.5);
-    let b = random(units, seed + 2, -0.5, 0.5);
-    let labels = labels_for(batch, units, seed + 3);
-    let (tw, tb) = kernel_and_bias(&w, &b);
-    let (tx, tl) = (g.upload("x", &x), g.upload("labels", &labels));
+    let c = DenseCase::new(DenseData::random(batch, inp, units, seed));
     let st = step_state(step);
     let mask = Mask {
         seed: run_seed,
@@ -428,32 +492,8 @@ fn check_dense_loss_dropout(
         dropout: Some(mask),
         relu_mask: relu,
     };
-    let outputs = || {
-        (
-            poisoned(batch * units),
-            poisoned(batch * units),
-            poisoned(batch * dense::ROW_WORDS),
-            poisoned(batch * inp),
-            poisoned(inp * units),
-            poisoned(units),
-            g.zeros("metrics", METRICS_WORDS),
-        )
-    };
-    let (logits, dlogits, rows, dx, dw, db, metrics) = outputs();
-    let (logits0, dlogits0, rows0, dx0, dw0, db0, metrics0) = outputs();
+    let (fused, unfused) = (DenseOutputs::new(&c), DenseOutputs::new(&c));
     let (x_dropped, dx_dropped) = (poisoned(batch * inp), poisoned(batch * inp));
-    let forward = |x, input, logits, dlogits, rows, dx| dense::Forward {
-        x,
-        input,
-        step_state: &st,
-        w: &tw,
-        b: &tb,
-        labels: &tl,
-        logits,
-        dlogits,
-        rows,
-        dx,
-    };
     let dropout_x = if relu {
         dropout_forward_relu
     } else {
@@ -461,56 +501,25 @@ fn check_dense_loss_dropout(
     };
     let plain = dense::Input::default();
     run(&[
-        &dense::dense_loss_forward(
-            g,
-            &forward(&tx, input, &logits, &dlogits, &rows, Some(&dx)),
-            batch,
-            inp,
-            units,
-        ),
-        &dense::dense_loss_backward(
-            g, &tx, &input, &dlogits, &rows, &dw, &db, &metrics, &st, batch, inp, units,
-        ),
-        &dropout_x(g, &tx, &x_dropped, &st, run_seed, salt, rate),
-        &dense::dense_loss_forward(
-            g,
-            &forward(
-                &x_dropped,
-                plain,
-                &logits0,
-                &dlogits0,
-                &rows0,
-                Some(&dx_dropped),
-            ),
-            batch,
-            inp,
-            units,
-        ),
+        &c.forward_dispatch(&c.forward(&c.tx, input, &st, &fused, Some(&fused.dx))),
+        &c.backward(&c.tx, &input, &st, &fused),
+        &dropout_x(g, &c.tx, &x_dropped, &st, run_seed, salt, rate),
+        &c.forward_dispatch(&c.forward(&x_dropped, plain, &st, &unfused, Some(&dx_dropped))),
         &dropout_backward(
             g,
             &dx_dropped,
-            relu.then_some(&tx),
-            &dx0,
+            relu.then_some(&c.tx),
+            &unfused.dx,
             &st,
             run_seed,
             salt,
             rate,
         ),
-        &dense::dense_loss_backward(
-            g, &x_dropped, &plain, &dlogits0, &rows0, &dw0, &db0, &metrics0, &st, batch, inp, units,
-        ),
+        &c.backward(&x_dropped, &plain, &st, &unfused),
     ]);
     let name = format!("dense_loss relu {relu} dropout {rate} {batch}x{inp}->{units}");
     let bits = |t: &Tensor| g.read_u32(t).unwrap();
-    for (what, fused, unfused) in [
-        ("logits", &logits, &logits0),
-        ("dlogits", &dlogits, &dlogits0),
-        ("rows", &rows, &rows0),
-        ("dx", &dx, &dx0),
-        ("dw", &dw, &dw0),
-        ("db", &db, &db0),
-        ("metrics", &metrics, &metrics0),
-    ] {
+    for ((what, fused), (_, unfused)) in fused.named().into_iter().zip(unfused.named()) {
         compare_exact(
             &format!("{name} {what} = unfused"),
             &bits(fused),
@@ -524,69 +533,41 @@ fn check_dense_loss_dropout(
         salt,
         rate,
     };
-    let x64 = to_f64(&x);
+    let x64 = to_f64(&c.d.x);
     let relu_x = if relu {
         reference::activation::relu_forward(&x64)
     } else {
         x64.clone()
     };
     let x_in = twin_mask.apply(&relu_x);
-    let want = reference::softmax_cross_entropy::dense_loss_forward(
-        &x_in,
-        &to_f64(&w),
-        &to_f64(&b),
-        &labels,
-        batch,
-        inp,
-        units,
-    );
+    let want = c.twin_forward(&x_in);
     let mut want_dx = twin_mask.apply(&want.dx);
     if relu {
         want_dx = reference::activation::relu_backward(&x64, &want_dx);
     }
-    let (want_dw, want_db) = reference::softmax_cross_entropy::dense_loss_backward(
-        &x_in,
-        &want.dlogits,
-        batch,
-        inp,
-        units,
-    );
-    compare(
+    let (want_dw, want_db) = c.twin_backward(&x_in, &want.dlogits);
+    compare_tensor(
         &format!("{name} logits = twin"),
-        &read(&logits),
+        &fused.logits,
         &want.logits,
-        F32_TOL,
     );
-    compare(&format!("{name} dx = twin"), &read(&dx), &want_dx, F32_TOL);
-    compare(&format!("{name} dw = twin"), &read(&dw), &want_dw, F32_TOL);
-    compare(&format!("{name} db = twin"), &read(&db), &want_db, F32_TOL);
+    compare_tensor(&format!("{name} dx = twin"), &fused.dx, &want_dx);
+    compare_tensor(&format!("{name} dw = twin"), &fused.dw, &want_dw);
+    compare_tensor(&format!("{name} db = twin"), &fused.db, &want_db);
     // Evaluation: the ReLU alone, no mask, no dx.
     let eval_logits = poisoned(batch * units);
     let eval_input = dense::Input {
         dropout: None,
         ..input
     };
-    run(&[&dense::dense_loss_forward(
-        g,
-        &forward(&tx, eval_input, &eval_logits, &dlogits, &rows, None),
-        batch,
-        inp,
-        units,
-    )]);
-    let want_eval = reference::softmax_cross_entropy::dense_loss_forward(
-        &relu_x,
-        &to_f64(&w),
-        &to_f64(&b),
-        &labels,
-        batch,
-        inp,
-        units,
-    );
-    compare(
+    run(&[&c.forward_dispatch(&dense::Forward {
+        logits: &eval_logits,
+        ..c.forward(&c.tx, eval_input, &st, &fused, None)
+    })]);
+    compare_tensor(
         &format!("{name} eval logits = twin"),
-        &read(&eval_logits),
-        &want_eval.logits,
-        F32_TOL,
+        &eval_logits,
+        &c.twin_forward(&relu_x).logits,
     );
 }
 
