@@ -8,9 +8,15 @@ use crate::kernels::StepState;
 use crate::kernels::dropout::{Mask, scale};
 use crate::shape::Pool2dShape;
 
+use super::pool_window::PoolWindow;
+
 super::shader!(
     "maxpool2d.wgsl",
-    includes[super::common::STEP_STATE, super::common::DROPOUT_MASK]
+    includes[
+        super::common::POOL_WINDOW,
+        super::common::STEP_STATE,
+        super::common::DROPOUT_MASK
+    ]
 );
 
 pub(super) fn contracts() -> Vec<super::Contract> {
@@ -18,18 +24,7 @@ pub(super) fn contracts() -> Vec<super::Contract> {
         shader: &SHADER,
         structs: vec![
             super::host_struct!(Params {
-                n,
-                h,
-                w,
-                c,
-                pool_h,
-                pool_w,
-                stride_h,
-                stride_w,
-                oh,
-                ow,
-                pad_top,
-                pad_left,
+                window,
                 relu_mask,
                 seed_lo,
                 seed_hi,
@@ -37,6 +32,7 @@ pub(super) fn contracts() -> Vec<super::Contract> {
                 rate,
                 scale
             }),
+            PoolWindow::host_struct(),
             StepState::host_struct(),
         ],
         consts: vec![],
@@ -49,18 +45,7 @@ const WG: u32 = 64;
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
-    n: u32,
-    h: u32,
-    w: u32,
-    c: u32,
-    pool_h: u32,
-    pool_w: u32,
-    stride_h: u32,
-    stride_w: u32,
-    oh: u32,
-    ow: u32,
-    pad_top: u32,
-    pad_left: u32,
+    window: PoolWindow,
     /// Backward: nonzero to zero dx where x <= 0 (the ReLU backward of the layer before).
     relu_mask: u32,
     /// The `_dropout` entry points' mask (zero for the others).
@@ -73,20 +58,8 @@ struct Params {
 
 impl Params {
     fn of(s: &Pool2dShape) -> Params {
-        s.assert_valid("maxpool2d");
         Params {
-            n: s.n as u32,
-            h: s.h as u32,
-            w: s.w as u32,
-            c: s.c as u32,
-            pool_h: s.pool_h as u32,
-            pool_w: s.pool_w as u32,
-            stride_h: s.stride_h as u32,
-            stride_w: s.stride_w as u32,
-            oh: s.out_h() as u32,
-            ow: s.out_w() as u32,
-            pad_top: s.pad_top() as u32,
-            pad_left: s.pad_left() as u32,
+            window: PoolWindow::of(s, "maxpool2d"),
             relu_mask: 0,
             seed_lo: 0,
             seed_hi: 0,
