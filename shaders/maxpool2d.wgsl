@@ -28,15 +28,12 @@
 
 struct Params {
     window: PoolWindow,
+    // The `_dropout` entry points' mask (zero for the others). Both structs are 16-byte multiples,
+    // as a uniform needs of struct members, so the fields need no padding between them.
+    mask: DropoutMask,
     // Backward: nonzero when x is a ReLU's output, so dx is also zeroed where x <= 0 (that ReLU's
     // backward, fused here; x is bound either way).
     relu_mask: u32,
-    // The `_dropout` entry points: the mask's seed, salt and rate and the scale 1 / (1 - rate).
-    seed_lo: u32,
-    seed_hi: u32,
-    salt: u32,
-    rate: f32,
-    scale: f32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -49,13 +46,13 @@ fn linear_id(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
 
 // The dropout's key at this step, for the `_dropout` entry points (st is their binding).
 fn key_of(step: u32) -> u32 {
-    return dropout_key(p.seed_lo, p.seed_hi, p.salt, step);
+    return dropout_key(p.mask, step);
 }
 
 // Output o's value (or gradient) v after the dropout, when `drop`: dropout.wgsl's select.
 fn dropped(v: f32, o: u32, key: u32, drop: bool) -> f32 {
     if drop {
-        return select(0.0, v * p.scale, dropout_keep(key, o, p.rate));
+        return dropout_apply(p.mask, key, o, v);
     }
     return v;
 }
@@ -63,8 +60,7 @@ fn dropped(v: f32, o: u32, key: u32, drop: bool) -> f32 {
 // The same for outputs 4 * o4 + (0, 1, 2, 3).
 fn dropped4(v: vec4<f32>, o4: u32, key: u32, drop: bool) -> vec4<f32> {
     if drop {
-        let o = vec4<u32>(4u * o4) + vec4<u32>(0u, 1u, 2u, 3u);
-        return select(vec4<f32>(0.0), v * p.scale, dropout_keep4(key, o, p.rate));
+        return dropout_apply4(p.mask, key, vec4<u32>(4u * o4) + vec4<u32>(0u, 1u, 2u, 3u), v);
     }
     return v;
 }

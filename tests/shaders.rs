@@ -197,8 +197,9 @@ fn a_broken_contract_is_reported() {
         struct_mismatches(&module, &s)
     };
     assert!(!broken(&|s| s.fields[1].name = "seed").is_empty());
-    assert!(!broken(&|s| s.fields[4].offset += 4).is_empty());
-    assert!(!broken(&|s| s.fields[4].wgsl_type = "u32").is_empty());
+    assert!(!broken(&|s| s.fields[3].offset += 4).is_empty());
+    assert!(!broken(&|s| s.fields[3].wgsl_type = "f32").is_empty());
+    assert!(!broken(&|s| s.fields[0].wgsl_type = "PoolWindow").is_empty());
     assert!(!broken(&|s| s.size += 4).is_empty());
     assert!(
         !broken(&|s| {

@@ -5,8 +5,9 @@
 
 use crate::gpu::{Cost, Dispatch, Gpu, Tensor, WORD};
 use crate::kernels::StepState;
-use crate::kernels::dropout::{Mask, scale};
+use crate::kernels::dropout::{DropoutMask, Mask};
 use crate::shape::Pool2dShape;
+use bytemuck::Zeroable;
 
 use super::pool_window::PoolWindow;
 
@@ -25,14 +26,11 @@ pub(super) fn contracts() -> Vec<super::Contract> {
         structs: vec![
             super::host_struct!(Params {
                 window,
-                relu_mask,
-                seed_lo,
-                seed_hi,
-                salt,
-                rate,
-                scale
+                mask,
+                relu_mask
             }),
             PoolWindow::host_struct(),
+            DropoutMask::host_struct(),
             StepState::host_struct(),
         ],
         consts: vec![],
@@ -46,31 +44,23 @@ const WG: u32 = 64;
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
     window: PoolWindow,
+    /// The `_dropout` entry points' mask (zero for the others).
+    mask: DropoutMask,
     /// Backward: nonzero to zero dx where x <= 0 (the ReLU backward of the layer before).
     relu_mask: u32,
-    /// The `_dropout` entry points' mask (zero for the others).
-    seed_lo: u32,
-    seed_hi: u32,
-    salt: u32,
-    rate: f32,
-    scale: f32,
 }
 
 impl Params {
     fn of(s: &Pool2dShape) -> Params {
         Params {
             window: PoolWindow::of(s, "maxpool2d"),
+            mask: DropoutMask::zeroed(),
             relu_mask: 0,
-            seed_lo: 0,
-            seed_hi: 0,
-            salt: 0,
-            rate: 0.0,
-            scale: 0.0,
         }
     }
 
-    /// With the dropout after the pool, if any: its mask's words, the `_dropout` entry point
-    /// instead of `entry`, and the step state to bind after the tensors.
+    /// With the dropout after the pool, if any: its mask, the `_dropout` entry point instead of
+    /// `entry`, and the step state to bind after the tensors.
     fn with_dropout<'a>(
         self,
         name: &str,
@@ -80,14 +70,8 @@ impl Params {
         let Some((m, step_state)) = dropout else {
             return (self, entry, None);
         };
-        m.check(name, step_state);
-        let [seed_lo, seed_hi] = m.seed_words();
         let params = Params {
-            seed_lo,
-            seed_hi,
-            salt: m.salt,
-            rate: m.rate,
-            scale: scale(m.rate),
+            mask: m.uniform(name, step_state),
             ..self
         };
         let entry = match entry {
