@@ -15,13 +15,13 @@
 // bindings, when `len` is a multiple of 4 (software adapters emulate each access lane by lane, so
 // moving four words per access pays). Timings: docs/PERFORMANCE.md.
 
+//!include common/step_state.wgsl
+//!include common/dropout_mask.wgsl
+
 struct Params {
+    // First: a struct in a uniform starts on a 16-byte boundary.
+    mask: DropoutMask,
     len: u32,
-    seed_lo: u32,
-    seed_hi: u32,
-    salt: u32,
-    rate: f32,
-    scale: f32,
     // Backward only: nonzero when the layer's input is a ReLU's output, so dx is also zeroed where
     // x <= 0 (that ReLU's backward, fused here; binding 4 is x, bound either way).
     relu_mask: u32,
@@ -29,9 +29,6 @@ struct Params {
     // with activation.wgsl's ReLU select, so the bits are the two kernels'; dropout commutes with it).
     relu_input: u32,
 }
-
-//!include common/step_state.wgsl
-//!include common/dropout_mask.wgsl
 
 @group(0) @binding(0) var<uniform> p: Params;
 // dropout_forward: x -> y. dropout_backward: dy -> dx (the same computation, the same mask).
@@ -52,12 +49,11 @@ fn dropout(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     if i >= p.len {
         return;
     }
-    let keep = dropout_keep(dropout_key(p.seed_lo, p.seed_hi, p.salt, st.step), i, p.rate);
     var x = input[i];
     if p.relu_input != 0u {
         x = select(x, 0.0, x <= 0.0);
     }
-    var v = select(0.0, x * p.scale, keep);
+    var v = dropout_apply(p.mask, dropout_key(p.mask, st.step), i, x);
     if p.relu_mask != 0u {
         v = select(0.0, v, relu_x[i] > 0.0);
     }
@@ -71,12 +67,11 @@ fn dropout_vec4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
         return;
     }
     let elements = vec4<u32>(4u * i) + vec4<u32>(0u, 1u, 2u, 3u);
-    let keep = dropout_keep4(dropout_key(p.seed_lo, p.seed_hi, p.salt, st.step), elements, p.rate);
     var x = input4[i];
     if p.relu_input != 0u {
         x = select(x, vec4<f32>(0.0), x <= vec4<f32>(0.0));
     }
-    var v = select(vec4<f32>(0.0), x * p.scale, keep);
+    var v = dropout_apply4(p.mask, dropout_key(p.mask, st.step), elements, x);
     if p.relu_mask != 0u {
         v = select(vec4<f32>(0.0), v, relu_x4[i] > vec4<f32>(0.0));
     }

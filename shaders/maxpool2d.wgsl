@@ -22,32 +22,19 @@
 // take the mask's key, and `drop` false leaves the plain kernels as they were.
 // Timings: docs/PERFORMANCE.md.
 
+//!include common/pool_window.wgsl
+//!include common/step_state.wgsl
+//!include common/dropout_mask.wgsl
+
 struct Params {
-    n: u32,
-    h: u32,
-    w: u32,
-    c: u32,
-    pool_h: u32,
-    pool_w: u32,
-    stride_h: u32,
-    stride_w: u32,
-    oh: u32,
-    ow: u32,
-    pad_top: u32,
-    pad_left: u32,
+    window: PoolWindow,
+    // The `_dropout` entry points' mask (zero for the others). Both structs are 16-byte multiples,
+    // as a uniform needs of struct members, so the fields need no padding between them.
+    mask: DropoutMask,
     // Backward: nonzero when x is a ReLU's output, so dx is also zeroed where x <= 0 (that ReLU's
     // backward, fused here; x is bound either way).
     relu_mask: u32,
-    // The `_dropout` entry points: the mask's seed, salt and rate and the scale 1 / (1 - rate).
-    seed_lo: u32,
-    seed_hi: u32,
-    salt: u32,
-    rate: f32,
-    scale: f32,
 }
-
-//!include common/step_state.wgsl
-//!include common/dropout_mask.wgsl
 
 @group(0) @binding(0) var<uniform> p: Params;
 
@@ -59,13 +46,13 @@ fn linear_id(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
 
 // The dropout's key at this step, for the `_dropout` entry points (st is their binding).
 fn key_of(step: u32) -> u32 {
-    return dropout_key(p.seed_lo, p.seed_hi, p.salt, step);
+    return dropout_key(p.mask, step);
 }
 
 // Output o's value (or gradient) v after the dropout, when `drop`: dropout.wgsl's select.
 fn dropped(v: f32, o: u32, key: u32, drop: bool) -> f32 {
     if drop {
-        return select(0.0, v * p.scale, dropout_keep(key, o, p.rate));
+        return dropout_apply(p.mask, key, o, v);
     }
     return v;
 }
@@ -73,8 +60,7 @@ fn dropped(v: f32, o: u32, key: u32, drop: bool) -> f32 {
 // The same for outputs 4 * o4 + (0, 1, 2, 3).
 fn dropped4(v: vec4<f32>, o4: u32, key: u32, drop: bool) -> vec4<f32> {
     if drop {
-        let o = vec4<u32>(4u * o4) + vec4<u32>(0u, 1u, 2u, 3u);
-        return select(vec4<f32>(0.0), v * p.scale, dropout_keep4(key, o, p.rate));
+        return dropout_apply4(p.mask, key, vec4<u32>(4u * o4) + vec4<u32>(0u, 1u, 2u, 3u), v);
     }
     return v;
 }
@@ -99,29 +85,22 @@ fn maxpool2d_forward_dropout(@builtin(global_invocation_id) gid: vec3<u32>, @bui
 }
 
 fn forward(o: u32, key: u32, drop: bool) {
-    if o >= p.n * p.oh * p.ow * p.c {
+    let win = p.window;
+    if o >= win.n * win.oh * win.ow * win.c {
         return;
     }
-    let c = o % p.c;
-    let ox = (o / p.c) % p.ow;
-    let oy = (o / p.c / p.ow) % p.oh;
-    let n = o / p.c / p.ow / p.oh;
-    let y0 = i32(oy * p.stride_h) - i32(p.pad_top);
-    let x0 = i32(ox * p.stride_w) - i32(p.pad_left);
+    let c = o % win.c;
+    let ox = (o / win.c) % win.ow;
+    let oy = (o / win.c / win.ow) % win.oh;
+    let n = o / win.c / win.ow / win.oh;
+    let rows = window_rows(win, oy);
+    let cols = window_cols(win, ox);
     var found = false;
     var best = 0.0;
     var best_at = 0u;
-    for (var r = 0u; r < p.pool_h; r++) {
-        let iy = y0 + i32(r);
-        if iy < 0 || iy >= i32(p.h) {
-            continue;
-        }
-        for (var q = 0u; q < p.pool_w; q++) {
-            let ix = x0 + i32(q);
-            if ix < 0 || ix >= i32(p.w) {
-                continue;
-            }
-            let at = ((n * p.h + u32(iy)) * p.w + u32(ix)) * p.c + c;
+    for (var iy = rows.x; iy < rows.y; iy++) {
+        for (var ix = cols.x; ix < cols.y; ix++) {
+            let at = ((n * win.h + iy) * win.w + ix) * win.c + c;
             let v = fwd_x[at];
             if !found || v > best {
                 found = true;
@@ -153,30 +132,23 @@ fn maxpool2d_forward_vec4_dropout(@builtin(global_invocation_id) gid: vec3<u32>,
 }
 
 fn forward_vec4(o: u32, key: u32, drop: bool) {
-    let c4 = p.c / 4u;
-    if o >= p.n * p.oh * p.ow * c4 {
+    let win = p.window;
+    let c4 = win.c / 4u;
+    if o >= win.n * win.oh * win.ow * c4 {
         return;
     }
     let c = o % c4;
-    let ox = (o / c4) % p.ow;
-    let oy = (o / c4 / p.ow) % p.oh;
-    let n = o / c4 / p.ow / p.oh;
-    let y0 = i32(oy * p.stride_h) - i32(p.pad_top);
-    let x0 = i32(ox * p.stride_w) - i32(p.pad_left);
+    let ox = (o / c4) % win.ow;
+    let oy = (o / c4 / win.ow) % win.oh;
+    let n = o / c4 / win.ow / win.oh;
+    let rows = window_rows(win, oy);
+    let cols = window_cols(win, ox);
     var found = false;
     var best = vec4<f32>(0.0);
     var best_at = vec4<u32>(0u);
-    for (var r = 0u; r < p.pool_h; r++) {
-        let iy = y0 + i32(r);
-        if iy < 0 || iy >= i32(p.h) {
-            continue;
-        }
-        for (var q = 0u; q < p.pool_w; q++) {
-            let ix = x0 + i32(q);
-            if ix < 0 || ix >= i32(p.w) {
-                continue;
-            }
-            let at4 = ((n * p.h + u32(iy)) * p.w + u32(ix)) * c4 + c;
+    for (var iy = rows.x; iy < rows.y; iy++) {
+        for (var ix = cols.x; ix < cols.y; ix++) {
+            let at4 = ((n * win.h + iy) * win.w + ix) * c4 + c;
             let v = fwd4_x[at4];
             let at = vec4<u32>(at4 * 4u) + vec4<u32>(0u, 1u, 2u, 3u);
             let take = vec4<bool>(!found) | (v > best);
@@ -193,8 +165,6 @@ fn forward_vec4(o: u32, key: u32, drop: bool) {
 // Backward: dx[i] = sum of dy[o] over the outputs o whose argmax is i. A gather, so it needs no atomics
 // and is deterministic: each input element visits the windows that contain it (several when
 // stride < pool) in increasing output order, and writes its sum, zero if it won no window.
-// Input row iy lies in window rows oy with oy*stride_h - pad_top <= iy <= oy*stride_h - pad_top + pool_h - 1,
-// i.e. ceil((iy + pad_top + 1 - pool_h) / stride_h) <= oy <= floor((iy + pad_top) / stride_h); columns alike.
 
 @group(0) @binding(1) var<storage, read> bwd_dy: array<f32>;
 @group(0) @binding(2) var<storage, read> bwd_argmax: array<u32>;
@@ -211,17 +181,6 @@ fn masked(d: f32, i: u32) -> f32 {
     return d;
 }
 
-// The outputs [first, last] along one axis whose windows contain input coordinate `i`; empty when first > last.
-fn windows_containing(i: u32, pad: u32, pool: u32, stride: u32, outs: u32) -> vec2<i32> {
-    let lo = i32(i + pad + 1u) - i32(pool);
-    var first = 0;
-    if lo > 0 {
-        first = (lo + i32(stride) - 1) / i32(stride);
-    }
-    let last = min(i32((i + pad) / stride), i32(outs) - 1);
-    return vec2<i32>(first, last);
-}
-
 @compute @workgroup_size(WG)
 fn maxpool2d_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     backward(linear_id(gid, nwg), 0u, false);
@@ -233,19 +192,20 @@ fn maxpool2d_backward_dropout(@builtin(global_invocation_id) gid: vec3<u32>, @bu
 }
 
 fn backward(i: u32, key: u32, drop: bool) {
-    if i >= p.n * p.h * p.w * p.c {
+    let win = p.window;
+    if i >= win.n * win.h * win.w * win.c {
         return;
     }
-    let c = i % p.c;
-    let ix = (i / p.c) % p.w;
-    let iy = (i / p.c / p.w) % p.h;
-    let n = i / p.c / p.w / p.h;
-    let rows = windows_containing(iy, p.pad_top, p.pool_h, p.stride_h, p.oh);
-    let cols = windows_containing(ix, p.pad_left, p.pool_w, p.stride_w, p.ow);
+    let c = i % win.c;
+    let ix = (i / win.c) % win.w;
+    let iy = (i / win.c / win.w) % win.h;
+    let n = i / win.c / win.w / win.h;
+    let rows = rows_containing(win, iy);
+    let cols = cols_containing(win, ix);
     var sum = 0.0;
     for (var oy = rows.x; oy <= rows.y; oy++) {
         for (var ox = cols.x; ox <= cols.y; ox++) {
-            let o = ((n * p.oh + u32(oy)) * p.ow + u32(ox)) * p.c + c;
+            let o = ((n * win.oh + u32(oy)) * win.ow + u32(ox)) * win.c + c;
             if bwd_argmax[o] == i {
                 sum += dropped(bwd_dy[o], o, key, drop);
             }
@@ -289,21 +249,22 @@ fn maxpool2d_backward_tiles_dropout(@builtin(global_invocation_id) gid: vec3<u32
 }
 
 fn backward_tiles(o: u32, key: u32, drop: bool) {
-    if o >= p.n * p.oh * p.ow * p.c {
+    let win = p.window;
+    if o >= win.n * win.oh * win.ow * win.c {
         return;
     }
-    let c = o % p.c;
-    let ox = (o / p.c) % p.ow;
-    let oy = (o / p.c / p.ow) % p.oh;
-    let n = o / p.c / p.ow / p.oh;
+    let c = o % win.c;
+    let ox = (o / win.c) % win.ow;
+    let oy = (o / win.c / win.ow) % win.oh;
+    let n = o / win.c / win.ow / win.oh;
     let g = dropped(bwd_dy[o], o, key, drop);
-    let win = bwd_argmax[o];
-    let rows = owned(oy, p.oh, p.stride_h, p.pad_top, p.h);
-    let cols = owned(ox, p.ow, p.stride_w, p.pad_left, p.w);
+    let best_at = bwd_argmax[o];
+    let rows = owned(oy, win.oh, win.stride_h, win.pad_top, win.h);
+    let cols = owned(ox, win.ow, win.stride_w, win.pad_left, win.w);
     for (var iy = rows.x; iy < rows.y; iy++) {
         for (var ix = cols.x; ix < cols.y; ix++) {
-            let at = ((n * p.h + iy) * p.w + ix) * p.c + c;
-            bwd_dx[at] = masked(select(0.0, g, at == win), at);
+            let at = ((n * win.h + iy) * win.w + ix) * win.c + c;
+            bwd_dx[at] = masked(select(0.0, g, at == best_at), at);
         }
     }
 }
@@ -326,23 +287,24 @@ fn maxpool2d_backward_tiles_vec4_dropout(@builtin(global_invocation_id) gid: vec
 }
 
 fn backward_tiles_vec4(o: u32, key: u32, drop: bool) {
-    let c4 = p.c / 4u;
-    if o >= p.n * p.oh * p.ow * c4 {
+    let win = p.window;
+    let c4 = win.c / 4u;
+    if o >= win.n * win.oh * win.ow * c4 {
         return;
     }
     let c = o % c4;
-    let ox = (o / c4) % p.ow;
-    let oy = (o / c4 / p.ow) % p.oh;
-    let n = o / c4 / p.ow / p.oh;
+    let ox = (o / c4) % win.ow;
+    let oy = (o / c4 / win.ow) % win.oh;
+    let n = o / c4 / win.ow / win.oh;
     let g = dropped4(bwd4_dy[o], o, key, drop);
-    let win = bwd4_argmax[o];
-    let rows = owned(oy, p.oh, p.stride_h, p.pad_top, p.h);
-    let cols = owned(ox, p.ow, p.stride_w, p.pad_left, p.w);
+    let best_at = bwd4_argmax[o];
+    let rows = owned(oy, win.oh, win.stride_h, win.pad_top, win.h);
+    let cols = owned(ox, win.ow, win.stride_w, win.pad_left, win.w);
     for (var iy = rows.x; iy < rows.y; iy++) {
         for (var ix = cols.x; ix < cols.y; ix++) {
-            let at4 = ((n * p.h + iy) * p.w + ix) * c4 + c;
+            let at4 = ((n * win.h + iy) * win.w + ix) * c4 + c;
             let at = vec4<u32>(at4 * 4u) + vec4<u32>(0u, 1u, 2u, 3u);
-            var d = select(vec4<f32>(0.0), g, at == win);
+            var d = select(vec4<f32>(0.0), g, at == best_at);
             if p.relu_mask != 0u {
                 d = select(vec4<f32>(0.0), d, bwd4_x[at4] > vec4<f32>(0.0));
             }

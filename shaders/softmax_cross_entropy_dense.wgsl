@@ -36,15 +36,12 @@ struct Params {
     // as one range to stay within WebGPU's 8 storage buffers per stage).
     b_at: u32,
     // The ReLU and Dropout before the layer, taken in: apply the ReLU to x, apply the dropout's
-    // mask (seed, salt, rate) and scale to x and dx, zero dx where x <= 0. All 0 when not taken.
+    // mask and scale to x and dx, zero dx where x <= 0. All 0 when not taken.
     relu_input: u32,
     dropout: u32,
     relu_mask: u32,
-    seed_lo: u32,
-    seed_hi: u32,
-    salt: u32,
-    rate: f32,
-    scale: f32,
+    // At byte 32: a struct in a uniform starts on a 16-byte boundary.
+    mask: DropoutMask,
 }
 
 //!include common/step_state.wgsl
@@ -87,7 +84,7 @@ fn non_finite(v: f32) -> bool {
 
 // The dropout's key at `step` (used only when p.dropout != 0).
 fn key_of(step: u32) -> u32 {
-    return dropout_key(p.seed_lo, p.seed_hi, p.salt, step);
+    return dropout_key(p.mask, step);
 }
 
 // x[i] as the layer takes it: through the ReLU and the dropout before it when they were taken in,
@@ -98,7 +95,7 @@ fn load_x(i: u32, key: u32) -> f32 {
         v = select(v, 0.0, v <= 0.0);
     }
     if p.dropout != 0u {
-        v = select(0.0, v * p.scale, dropout_keep(key, i, p.rate));
+        v = dropout_apply(p.mask, key, i, v);
     }
     return v;
 }
@@ -206,7 +203,7 @@ fn dense_loss_forward_dx(
         // The backward of the dropout and ReLU taken in, as dropout.wgsl computes it.
         let at = (row0 + r) * p.inp + k;
         if p.dropout != 0u {
-            acc = select(0.0, acc * p.scale, dropout_keep(key, at, p.rate));
+            acc = dropout_apply(p.mask, key, at, acc);
         }
         if p.relu_mask != 0u {
             acc = select(0.0, acc, x[at] > 0.0);

@@ -4,6 +4,21 @@
 // takes the one before it) share it, so each keeps element i exactly as the dropout kernels would.
 // CPU twin: src/reference/dropout.rs (bit for bit).
 
+// A Dropout layer's mask as each of those kernels takes it in its parameters (`kernels::dropout::
+// DropoutMask` in Rust): the run's seed (low and high words), the layer's salt, its rate and
+// scale = 1 / (1 - rate), computed on the host in f32. The three pads make it 32 bytes, a multiple of
+// 16, so a uniform struct can hold it at any 16-byte boundary with its next field right after it.
+struct DropoutMask {
+    seed_lo: u32,
+    seed_hi: u32,
+    salt: u32,
+    rate: f32,
+    scale: f32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
 // PCG-RXS-M-XS 32 on four words at once; `pcg` is one lane of it, so both hash alike.
 fn pcg4(v: vec4<u32>) -> vec4<u32> {
     let state = v * 747796405u + 2891336453u;
@@ -16,8 +31,8 @@ fn pcg(v: u32) -> u32 {
 }
 
 // The key of (seed, salt, step): the same for every element of a dispatch.
-fn dropout_key(seed_lo: u32, seed_hi: u32, salt: u32, step: u32) -> u32 {
-    return pcg(pcg(pcg(pcg(seed_lo) ^ seed_hi) ^ salt) ^ step);
+fn dropout_key(m: DropoutMask, step: u32) -> u32 {
+    return pcg(pcg(pcg(pcg(m.seed_lo) ^ m.seed_hi) ^ m.salt) ^ step);
 }
 
 // Uniform in [0, 1) from the hash's top 24 bits, exact in f32.
@@ -32,4 +47,14 @@ fn dropout_keep4(key: u32, i: vec4<u32>, rate: f32) -> vec4<bool> {
 
 fn dropout_keep(key: u32, i: u32, rate: f32) -> bool {
     return to_unit(vec4<u32>(pcg(key ^ pcg(i)))).x >= rate;
+}
+
+// Inverted dropout of element i's value v: v * scale where kept, else 0 (dropout.wgsl's select).
+fn dropout_apply(m: DropoutMask, key: u32, i: u32, v: f32) -> f32 {
+    return select(0.0, v * m.scale, dropout_keep(key, i, m.rate));
+}
+
+// The same for elements i of values v.
+fn dropout_apply4(m: DropoutMask, key: u32, i: vec4<u32>, v: vec4<f32>) -> vec4<f32> {
+    return select(vec4<f32>(0.0), v * m.scale, dropout_keep4(key, i, m.rate));
 }

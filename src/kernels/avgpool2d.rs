@@ -6,68 +6,20 @@
 use crate::gpu::{Cost, Dispatch, Gpu, Tensor, WORD};
 use crate::shape::Pool2dShape;
 
-super::shader!("avgpool2d.wgsl");
+use super::pool_window::PoolWindow;
+
+super::shader!("avgpool2d.wgsl", includes[super::common::POOL_WINDOW]);
 
 pub(super) fn contracts() -> Vec<super::Contract> {
     vec![super::Contract {
         shader: &SHADER,
-        structs: vec![super::host_struct!(Params {
-            n,
-            h,
-            w,
-            c,
-            pool_h,
-            pool_w,
-            stride_h,
-            stride_w,
-            oh,
-            ow,
-            pad_top,
-            pad_left
-        })],
+        structs: vec![PoolWindow::host_struct()],
         consts: vec![],
     }]
 }
 
 /// Invocations per workgroup (1-D grids).
 const WG: u32 = 64;
-
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    n: u32,
-    h: u32,
-    w: u32,
-    c: u32,
-    pool_h: u32,
-    pool_w: u32,
-    stride_h: u32,
-    stride_w: u32,
-    oh: u32,
-    ow: u32,
-    pad_top: u32,
-    pad_left: u32,
-}
-
-impl Params {
-    fn of(s: &Pool2dShape) -> Params {
-        s.assert_valid("avgpool2d");
-        Params {
-            n: s.n as u32,
-            h: s.h as u32,
-            w: s.w as u32,
-            c: s.c as u32,
-            pool_h: s.pool_h as u32,
-            pool_w: s.pool_w as u32,
-            stride_h: s.stride_h as u32,
-            stride_w: s.stride_w as u32,
-            oh: s.out_h() as u32,
-            ow: s.out_w() as u32,
-            pad_top: s.pad_top() as u32,
-            pad_left: s.pad_left() as u32,
-        }
-    }
-}
 
 /// y = the mean of each window's in-bounds cells of x ('same' padding divides a border window by
 /// the cells it covers). One invocation per output element.
@@ -92,7 +44,7 @@ pub fn avgpool2d_forward(gpu: &Gpu, x: &Tensor, y: &Tensor, s: Pool2dShape) -> D
         &SHADER,
         "avgpool2d_forward",
         &[("WG", WG as f64)],
-        &Params::of(&s),
+        &PoolWindow::of(&s, "avgpool2d"),
         &[x, y],
         super::grid(gpu, s.output_len(), WG),
         cost,
@@ -125,7 +77,7 @@ pub fn avgpool2d_backward(gpu: &Gpu, dy: &Tensor, dx: &Tensor, s: Pool2dShape) -
         &SHADER,
         "avgpool2d_backward",
         &[("WG", WG as f64)],
-        &Params::of(&s),
+        &PoolWindow::of(&s, "avgpool2d"),
         &[dy, dx],
         super::grid(gpu, s.input_len(), WG),
         cost,

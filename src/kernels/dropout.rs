@@ -6,6 +6,7 @@
 
 use crate::gpu::{Cost, Dispatch, Gpu, Tensor, WORD};
 use crate::kernels::StepState;
+use bytemuck::Zeroable;
 
 super::shader!(
     "dropout.wgsl",
@@ -17,15 +18,12 @@ pub(super) fn contracts() -> Vec<super::Contract> {
         shader: &SHADER,
         structs: vec![
             super::host_struct!(Params {
+                mask,
                 len,
-                seed_lo,
-                seed_hi,
-                salt,
-                rate,
-                scale,
                 relu_mask,
                 relu_input
             }),
+            DropoutMask::host_struct(),
             StepState::host_struct(),
         ],
         consts: vec![],
@@ -38,12 +36,8 @@ const WG: u32 = 256;
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
+    mask: DropoutMask,
     len: u32,
-    seed_lo: u32,
-    seed_hi: u32,
-    salt: u32,
-    rate: f32,
-    scale: f32,
     /// Backward: nonzero to zero dx where x <= 0 (the ReLU backward of the layer before).
     relu_mask: u32,
     /// Forward: nonzero to apply a ReLU to x first (the ReLU before the layer).
@@ -63,8 +57,9 @@ pub struct Mask {
 }
 
 impl Mask {
-    /// Checks the mask, and the step state read with it, as `name` takes them.
-    pub(super) fn check(&self, name: &str, step_state: &Tensor) {
+    /// The mask as the kernel `name` takes it in its parameters, after checking it and the step
+    /// state read with it.
+    pub(super) fn uniform(&self, name: &str, step_state: &Tensor) -> DropoutMask {
         assert_eq!(
             step_state.len,
             StepState::WORDS,
@@ -75,12 +70,52 @@ impl Mask {
             "{name}: rate {} is not in [0, 1)",
             self.rate
         );
+        DropoutMask {
+            seed_lo: self.seed as u32,
+            seed_hi: (self.seed >> 32) as u32,
+            salt: self.salt,
+            rate: self.rate,
+            scale: scale(self.rate),
+            ..DropoutMask::zeroed()
+        }
     }
+}
 
-    /// The seed's low and high words, as the kernels' `seed_lo` and `seed_hi` take them.
-    pub(super) fn seed_words(&self) -> [u32; 2] {
-        [self.seed as u32, (self.seed >> 32) as u32]
+/// A `Mask` as the kernels' parameters hold it (not `layers::DropoutMask`, which says where a fused
+/// dropout goes): `shaders/common/dropout_mask.wgsl`'s `DropoutMask`, 32 bytes so that it can be a
+/// uniform's field anywhere on a 16-byte boundary. All zero where a kernel that can take a mask has
+/// none.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub(super) struct DropoutMask {
+    seed_lo: u32,
+    seed_hi: u32,
+    salt: u32,
+    rate: f32,
+    scale: f32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+impl DropoutMask {
+    /// Its entry in the contract of every shader that includes `common/dropout_mask.wgsl`.
+    pub(super) fn host_struct() -> super::HostStruct {
+        super::host_struct!(DropoutMask {
+            seed_lo,
+            seed_hi,
+            salt,
+            rate,
+            scale,
+            _pad0,
+            _pad1,
+            _pad2
+        })
     }
+}
+
+impl super::WgslType for DropoutMask {
+    const WGSL: &'static str = "DropoutMask";
 }
 
 /// Keras' inverted scaling 1 / (1 - rate), in f32 as TensorFlow computes it.
@@ -108,17 +143,10 @@ fn dropout(
     if let Some(x) = relu_mask {
         assert_eq!(x.len, input.len, "{name}: the mask has the wrong length");
     }
-    let mask = Mask { seed, salt, rate };
-    mask.check(name, step_state);
-    let [seed_lo, seed_hi] = mask.seed_words();
     let n = input.len;
     let params = Params {
+        mask: Mask { seed, salt, rate }.uniform(name, step_state),
         len: n as u32,
-        seed_lo,
-        seed_hi,
-        salt,
-        rate,
-        scale: scale(rate),
         relu_mask: relu_mask.is_some() as u32,
         relu_input: relu_input as u32,
     };

@@ -5,12 +5,19 @@
 
 use crate::gpu::{Cost, Dispatch, Gpu, Tensor, WORD};
 use crate::kernels::StepState;
-use crate::kernels::dropout::{Mask, scale};
+use crate::kernels::dropout::{DropoutMask, Mask};
 use crate::shape::Pool2dShape;
+use bytemuck::Zeroable;
+
+use super::pool_window::PoolWindow;
 
 super::shader!(
     "maxpool2d.wgsl",
-    includes[super::common::STEP_STATE, super::common::DROPOUT_MASK]
+    includes[
+        super::common::POOL_WINDOW,
+        super::common::STEP_STATE,
+        super::common::DROPOUT_MASK
+    ]
 );
 
 pub(super) fn contracts() -> Vec<super::Contract> {
@@ -18,25 +25,12 @@ pub(super) fn contracts() -> Vec<super::Contract> {
         shader: &SHADER,
         structs: vec![
             super::host_struct!(Params {
-                n,
-                h,
-                w,
-                c,
-                pool_h,
-                pool_w,
-                stride_h,
-                stride_w,
-                oh,
-                ow,
-                pad_top,
-                pad_left,
-                relu_mask,
-                seed_lo,
-                seed_hi,
-                salt,
-                rate,
-                scale
+                window,
+                mask,
+                relu_mask
             }),
+            PoolWindow::host_struct(),
+            DropoutMask::host_struct(),
             StepState::host_struct(),
         ],
         consts: vec![],
@@ -49,55 +43,24 @@ const WG: u32 = 64;
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
-    n: u32,
-    h: u32,
-    w: u32,
-    c: u32,
-    pool_h: u32,
-    pool_w: u32,
-    stride_h: u32,
-    stride_w: u32,
-    oh: u32,
-    ow: u32,
-    pad_top: u32,
-    pad_left: u32,
+    window: PoolWindow,
+    /// The `_dropout` entry points' mask (zero for the others).
+    mask: DropoutMask,
     /// Backward: nonzero to zero dx where x <= 0 (the ReLU backward of the layer before).
     relu_mask: u32,
-    /// The `_dropout` entry points' mask (zero for the others).
-    seed_lo: u32,
-    seed_hi: u32,
-    salt: u32,
-    rate: f32,
-    scale: f32,
 }
 
 impl Params {
     fn of(s: &Pool2dShape) -> Params {
-        s.assert_valid("maxpool2d");
         Params {
-            n: s.n as u32,
-            h: s.h as u32,
-            w: s.w as u32,
-            c: s.c as u32,
-            pool_h: s.pool_h as u32,
-            pool_w: s.pool_w as u32,
-            stride_h: s.stride_h as u32,
-            stride_w: s.stride_w as u32,
-            oh: s.out_h() as u32,
-            ow: s.out_w() as u32,
-            pad_top: s.pad_top() as u32,
-            pad_left: s.pad_left() as u32,
+            window: PoolWindow::of(s, "maxpool2d"),
+            mask: DropoutMask::zeroed(),
             relu_mask: 0,
-            seed_lo: 0,
-            seed_hi: 0,
-            salt: 0,
-            rate: 0.0,
-            scale: 0.0,
         }
     }
 
-    /// With the dropout after the pool, if any: its mask's words, the `_dropout` entry point
-    /// instead of `entry`, and the step state to bind after the tensors.
+    /// With the dropout after the pool, if any: its mask, the `_dropout` entry point instead of
+    /// `entry`, and the step state to bind after the tensors.
     fn with_dropout<'a>(
         self,
         name: &str,
@@ -107,14 +70,8 @@ impl Params {
         let Some((m, step_state)) = dropout else {
             return (self, entry, None);
         };
-        m.check(name, step_state);
-        let [seed_lo, seed_hi] = m.seed_words();
         let params = Params {
-            seed_lo,
-            seed_hi,
-            salt: m.salt,
-            rate: m.rate,
-            scale: scale(m.rate),
+            mask: m.uniform(name, step_state),
             ..self
         };
         let entry = match entry {

@@ -14,6 +14,7 @@ pub mod gather;
 pub mod matmul;
 pub mod maxpool2d;
 pub mod optimizer;
+mod pool_window;
 pub mod softmax_cross_entropy;
 
 use crate::gpu::Shader;
@@ -58,15 +59,17 @@ pub mod common {
     common!(DROPOUT_MASK, "dropout_mask.wgsl");
     common!(MATMUL_SUMS, "matmul_sums.wgsl");
     common!(METRICS, "metrics.wgsl");
+    common!(POOL_WINDOW, "pool_window.wgsl");
 
     /// Every file under `shaders/common/`.
-    pub fn all() -> [&'static Shader; 5] {
+    pub fn all() -> [&'static Shader; 6] {
         [
             &STEP_STATE,
             &MATMUL_PARAMS,
             &DROPOUT_MASK,
             &MATMUL_SUMS,
             &METRICS,
+            &POOL_WINDOW,
         ]
     }
 }
@@ -96,25 +99,26 @@ pub struct HostStruct {
 pub struct HostField {
     pub name: &'static str,
     pub offset: usize,
-    /// The WGSL type the Rust field's type must meet, e.g. `u32`.
+    /// The WGSL type the Rust field's type must meet, e.g. `u32`, or `PoolWindow` for a nested struct.
     pub wgsl_type: &'static str,
 }
 
-/// A Rust scalar that crosses to WGSL, and the WGSL type it is there.
-pub trait WgslScalar {
+/// A Rust type that crosses to WGSL, and the WGSL type it is there: a scalar, or a struct both sides
+/// declare (nested in another, as `maxpool2d`'s `Params` holds a `PoolWindow`).
+pub trait WgslType {
     const WGSL: &'static str;
 }
 
-impl WgslScalar for u32 {
+impl WgslType for u32 {
     const WGSL: &'static str = "u32";
 }
 
-impl WgslScalar for f32 {
+impl WgslType for f32 {
     const WGSL: &'static str = "f32";
 }
 
 /// The WGSL type of the field a projection `|s| &s.field` reaches (used by `host_struct!`).
-pub fn wgsl_type<S, T: WgslScalar>(_field: fn(&S) -> &T) -> &'static str {
+pub fn wgsl_type<S, T: WgslType>(_field: fn(&S) -> &T) -> &'static str {
     T::WGSL
 }
 

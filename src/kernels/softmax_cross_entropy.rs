@@ -175,7 +175,8 @@ pub mod dense {
     use super::{Metrics, check_metrics, metrics_bytes};
     use crate::gpu::{Cost, Dispatch, Gpu, Tensor, WORD};
     use crate::kernels::StepState;
-    use crate::kernels::dropout::{Mask, scale};
+    use crate::kernels::dropout::{DropoutMask, Mask};
+    use bytemuck::Zeroable;
 
     crate::kernels::shader!(
         "softmax_cross_entropy_dense.wgsl",
@@ -199,14 +200,11 @@ pub mod dense {
                     relu_input,
                     dropout,
                     relu_mask,
-                    seed_lo,
-                    seed_hi,
-                    salt,
-                    rate,
-                    scale
+                    mask
                 }),
                 Metrics::host_struct(),
                 StepState::host_struct(),
+                DropoutMask::host_struct(),
             ],
             consts: vec![("WG", WG)],
         }
@@ -249,11 +247,7 @@ pub mod dense {
         relu_input: u32,
         dropout: u32,
         relu_mask: u32,
-        seed_lo: u32,
-        seed_hi: u32,
-        salt: u32,
-        rate: f32,
-        scale: f32,
+        mask: DropoutMask,
     }
 
     fn params(
@@ -268,13 +262,6 @@ pub mod dense {
             batch >= 1 && inp >= 1 && (1..=MAX_UNITS).contains(&units),
             "dense_loss: batch {batch}, inputs {inp}, units {units} (at most {MAX_UNITS})"
         );
-        let (seed, salt, rate) = match &input.dropout {
-            Some(m) => {
-                m.check(name, step_state);
-                (m.seed_words(), m.salt, m.rate)
-            }
-            None => ([0, 0], 0, 0.0),
-        };
         Params {
             batch: batch as u32,
             inp: inp as u32,
@@ -284,11 +271,9 @@ pub mod dense {
             relu_input: input.relu as u32,
             dropout: input.dropout.is_some() as u32,
             relu_mask: input.relu_mask as u32,
-            seed_lo: seed[0],
-            seed_hi: seed[1],
-            salt,
-            rate,
-            scale: input.dropout.map_or(0.0, |m| scale(m.rate)),
+            mask: input
+                .dropout
+                .map_or(DropoutMask::zeroed(), |m| m.uniform(name, step_state)),
         }
     }
 
