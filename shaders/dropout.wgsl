@@ -20,7 +20,7 @@
 
 struct Params {
     // First: a struct in a uniform starts on a 16-byte boundary.
-    mask: DropoutMask,
+    mask: MaskParams,
     len: u32,
     // Backward only: nonzero when the layer's input is a ReLU's output, so dx is also zeroed where
     // x <= 0 (that ReLU's backward, fused here; binding 4 is x, bound either way).

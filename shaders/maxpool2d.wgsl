@@ -30,7 +30,7 @@ struct Params {
     window: PoolWindow,
     // The `_dropout` entry points' mask (zero for the others). Both structs are 16-byte multiples,
     // as a uniform needs of struct members, so the fields need no padding between them.
-    mask: DropoutMask,
+    mask: MaskParams,
     // Backward: nonzero when x is a ReLU's output, so dx is also zeroed where x <= 0 (that ReLU's
     // backward, fused here; x is bound either way).
     relu_mask: u32,

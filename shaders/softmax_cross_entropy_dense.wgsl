@@ -41,7 +41,7 @@ struct Params {
     dropout: u32,
     relu_mask: u32,
     // At byte 32: a struct in a uniform starts on a 16-byte boundary.
-    mask: DropoutMask,
+    mask: MaskParams,
 }
 
 //!include common/step_state.wgsl

@@ -5,10 +5,10 @@
 // CPU twin: src/reference/dropout.rs (bit for bit).
 
 // A Dropout layer's mask as each of those kernels takes it in its parameters (`kernels::dropout::
-// DropoutMask` in Rust): the run's seed (low and high words), the layer's salt, its rate and
+// MaskParams` in Rust): the run's seed (low and high words), the layer's salt, its rate and
 // scale = 1 / (1 - rate), computed on the host in f32. The three pads make it 32 bytes, a multiple of
 // 16, so a uniform struct can hold it at any 16-byte boundary with its next field right after it.
-struct DropoutMask {
+struct MaskParams {
     seed_lo: u32,
     seed_hi: u32,
     salt: u32,
@@ -31,7 +31,7 @@ fn pcg(v: u32) -> u32 {
 }
 
 // The key of (seed, salt, step): the same for every element of a dispatch.
-fn dropout_key(m: DropoutMask, step: u32) -> u32 {
+fn dropout_key(m: MaskParams, step: u32) -> u32 {
     return pcg(pcg(pcg(pcg(m.seed_lo) ^ m.seed_hi) ^ m.salt) ^ step);
 }
 
@@ -50,11 +50,11 @@ fn dropout_keep(key: u32, i: u32, rate: f32) -> bool {
 }
 
 // Inverted dropout of element i's value v: v * scale where kept, else 0 (dropout.wgsl's select).
-fn dropout_apply(m: DropoutMask, key: u32, i: u32, v: f32) -> f32 {
+fn dropout_apply(m: MaskParams, key: u32, i: u32, v: f32) -> f32 {
     return select(0.0, v * m.scale, dropout_keep(key, i, m.rate));
 }
 
 // The same for elements i of values v.
-fn dropout_apply4(m: DropoutMask, key: u32, i: vec4<u32>, v: vec4<f32>) -> vec4<f32> {
+fn dropout_apply4(m: MaskParams, key: u32, i: vec4<u32>, v: vec4<f32>) -> vec4<f32> {
     return select(vec4<f32>(0.0), v * m.scale, dropout_keep4(key, i, m.rate));
 }

@@ -23,7 +23,7 @@ pub(super) fn contracts() -> Vec<super::Contract> {
                 relu_mask,
                 relu_input
             }),
-            DropoutMask::host_struct(),
+            MaskParams::host_struct(),
             StepState::host_struct(),
         ],
         consts: vec![],
@@ -36,7 +36,7 @@ const WG: u32 = 256;
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
-    mask: DropoutMask,
+    mask: MaskParams,
     len: u32,
     /// Backward: nonzero to zero dx where x <= 0 (the ReLU backward of the layer before).
     relu_mask: u32,
@@ -59,7 +59,7 @@ pub struct Mask {
 impl Mask {
     /// The mask as the kernel `name` takes it in its parameters, after checking it and the step
     /// state read with it.
-    pub(super) fn uniform(&self, name: &str, step_state: &Tensor) -> DropoutMask {
+    pub(super) fn uniform(&self, name: &str, step_state: &Tensor) -> MaskParams {
         assert_eq!(
             step_state.len,
             StepState::WORDS,
@@ -70,24 +70,23 @@ impl Mask {
             "{name}: rate {} is not in [0, 1)",
             self.rate
         );
-        DropoutMask {
+        MaskParams {
             seed_lo: self.seed as u32,
             seed_hi: (self.seed >> 32) as u32,
             salt: self.salt,
             rate: self.rate,
             scale: scale(self.rate),
-            ..DropoutMask::zeroed()
+            ..MaskParams::zeroed()
         }
     }
 }
 
-/// A `Mask` as the kernels' parameters hold it (not `layers::DropoutMask`, which says where a fused
-/// dropout goes): `shaders/common/dropout_mask.wgsl`'s `DropoutMask`, 32 bytes so that it can be a
-/// uniform's field anywhere on a 16-byte boundary. All zero where a kernel that can take a mask has
-/// none.
+/// A `Mask` as the kernels' parameters hold it: `shaders/common/dropout_mask.wgsl`'s `MaskParams`,
+/// 32 bytes so that it can be a uniform's field anywhere on a 16-byte boundary. All zero where a
+/// kernel that can take a mask has none.
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-pub(super) struct DropoutMask {
+pub(super) struct MaskParams {
     seed_lo: u32,
     seed_hi: u32,
     salt: u32,
@@ -98,10 +97,10 @@ pub(super) struct DropoutMask {
     _pad2: u32,
 }
 
-impl DropoutMask {
+impl MaskParams {
     /// Its entry in the contract of every shader that includes `common/dropout_mask.wgsl`.
     pub(super) fn host_struct() -> super::HostStruct {
-        super::host_struct!(DropoutMask {
+        super::host_struct!(MaskParams {
             seed_lo,
             seed_hi,
             salt,
@@ -114,8 +113,8 @@ impl DropoutMask {
     }
 }
 
-impl super::WgslType for DropoutMask {
-    const WGSL: &'static str = "DropoutMask";
+impl super::WgslType for MaskParams {
+    const WGSL: &'static str = "MaskParams";
 }
 
 /// Keras' inverted scaling 1 / (1 - rate), in f32 as TensorFlow computes it.

@@ -5,7 +5,7 @@
 
 use crate::gpu::{Cost, Dispatch, Gpu, Tensor, WORD};
 use crate::kernels::StepState;
-use crate::kernels::dropout::{DropoutMask, Mask};
+use crate::kernels::dropout::{Mask, MaskParams};
 use crate::shape::Pool2dShape;
 use bytemuck::Zeroable;
 
@@ -30,7 +30,7 @@ pub(super) fn contracts() -> Vec<super::Contract> {
                 relu_mask
             }),
             PoolWindow::host_struct(),
-            DropoutMask::host_struct(),
+            MaskParams::host_struct(),
             StepState::host_struct(),
         ],
         consts: vec![],
@@ -45,7 +45,7 @@ const WG: u32 = 64;
 struct Params {
     window: PoolWindow,
     /// The `_dropout` entry points' mask (zero for the others).
-    mask: DropoutMask,
+    mask: MaskParams,
     /// Backward: nonzero to zero dx where x <= 0 (the ReLU backward of the layer before).
     relu_mask: u32,
 }
@@ -54,7 +54,7 @@ impl Params {
     fn of(s: &Pool2dShape) -> Params {
         Params {
             window: PoolWindow::of(s, "maxpool2d"),
-            mask: DropoutMask::zeroed(),
+            mask: MaskParams::zeroed(),
             relu_mask: 0,
         }
     }

@@ -175,7 +175,7 @@ pub mod dense {
     use super::{Metrics, check_metrics, metrics_bytes};
     use crate::gpu::{Cost, Dispatch, Gpu, Tensor, WORD};
     use crate::kernels::StepState;
-    use crate::kernels::dropout::{DropoutMask, Mask};
+    use crate::kernels::dropout::{Mask, MaskParams};
     use bytemuck::Zeroable;
 
     crate::kernels::shader!(
@@ -204,7 +204,7 @@ pub mod dense {
                 }),
                 Metrics::host_struct(),
                 StepState::host_struct(),
-                DropoutMask::host_struct(),
+                MaskParams::host_struct(),
             ],
             consts: vec![("WG", WG)],
         }
@@ -247,7 +247,7 @@ pub mod dense {
         relu_input: u32,
         dropout: u32,
         relu_mask: u32,
-        mask: DropoutMask,
+        mask: MaskParams,
     }
 
     fn params(
@@ -273,7 +273,7 @@ pub mod dense {
             relu_mask: input.relu_mask as u32,
             mask: input
                 .dropout
-                .map_or(DropoutMask::zeroed(), |m| m.uniform(name, step_state)),
+                .map_or(MaskParams::zeroed(), |m| m.uniform(name, step_state)),
         }
     }
 
