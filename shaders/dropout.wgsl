@@ -16,6 +16,7 @@
 // moving four words per access pays). Timings: docs/PERFORMANCE.md.
 
 //!include common/step_state.wgsl
+//!include common/pcg.wgsl
 //!include common/dropout_mask.wgsl
 
 struct Params {

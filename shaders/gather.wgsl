@@ -72,7 +72,7 @@ fn gather_batch(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
 // bilinear weights are Q12, the weighted byte sum is exact in u32 and, rounded to 24 bits, becomes
 // the pixel by one f32 multiply by 1 / (255 * 2^16).
 //
-// Random draws: the hash of dropout.wgsl (PCG-RXS-M-XS 32), keyed by (seed, AUGMENT_SALT, step) and
+// Random draws: the dropout masks' hash (common/pcg.wgsl), keyed by (seed, AUGMENT_SALT, step) and
 // per image its slot in the batch: pcg(key ^ pcg(slot * 8 + j)) for draw j, its top 16 bits (the
 // angle: its top 12, the flip: its top bit).
 
@@ -100,18 +100,13 @@ struct AugmentParams {
 }
 
 //!include common/step_state.wgsl
+//!include common/pcg.wgsl
 
 const ANGLES: u32 = 4096u;
 
 @group(0) @binding(0) var<uniform> ap: AugmentParams;
 @group(0) @binding(6) var<storage, read> rotations: array<vec2<i32>, ANGLES>;
 @group(0) @binding(7) var<storage, read> st: StepState;
-
-fn pcg(v: u32) -> u32 {
-    let state = v * 747796405u + 2891336453u;
-    let word = ((state >> ((state >> 28u) + 4u)) ^ state) * 277803737u;
-    return (word >> 22u) ^ word;
-}
 
 // floor(a * b / 2^15) without overflow: a = hi * 2^15 + lo with 0 <= lo < 2^15.
 fn mul_q15(a: i32, b: i32) -> i32 {
@@ -147,7 +142,7 @@ fn gather_augmented(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
     let row = e / (ap.channels * ap.width);
 
     // This image's draws.
-    let key = pcg(pcg(pcg(pcg(ap.seed_lo) ^ ap.seed_hi) ^ ap.salt) ^ st.step);
+    let key = counter_key(ap.seed_lo, ap.seed_hi, ap.salt, st.step);
     let base = sample * 8u;
     let r_angle = pcg(key ^ pcg(base));
     let r_tx = pcg(key ^ pcg(base + 1u)) >> 16u;

@@ -24,6 +24,7 @@
 
 //!include common/pool_window.wgsl
 //!include common/step_state.wgsl
+//!include common/pcg.wgsl
 //!include common/dropout_mask.wgsl
 
 struct Params {

@@ -45,6 +45,7 @@ struct Params {
 }
 
 //!include common/step_state.wgsl
+//!include common/pcg.wgsl
 //!include common/dropout_mask.wgsl
 //!include common/metrics.wgsl
 

@@ -2,7 +2,7 @@
 // i) (dropout.wgsl's header says why it is built so). dropout.wgsl and the kernels that apply a
 // Dropout layer in passing (maxpool2d.wgsl ends its forward in one, softmax_cross_entropy_dense.wgsl
 // takes the one before it) share it, so each keeps element i exactly as the dropout kernels would.
-// CPU twin: src/reference/dropout.rs (bit for bit).
+// Its includers include common/pcg.wgsl too. CPU twin: src/reference/dropout.rs (bit for bit).
 
 // A Dropout layer's mask as each of those kernels takes it in its parameters (`kernels::dropout::
 // MaskParams` in Rust): the run's seed (low and high words), the layer's salt, its rate and
@@ -19,20 +19,9 @@ struct MaskParams {
     _pad2: u32,
 }
 
-// PCG-RXS-M-XS 32 on four words at once; `pcg` is one lane of it, so both hash alike.
-fn pcg4(v: vec4<u32>) -> vec4<u32> {
-    let state = v * 747796405u + 2891336453u;
-    let word = ((state >> ((state >> vec4<u32>(28u)) + 4u)) ^ state) * 277803737u;
-    return (word >> vec4<u32>(22u)) ^ word;
-}
-
-fn pcg(v: u32) -> u32 {
-    return pcg4(vec4<u32>(v)).x;
-}
-
-// The key of (seed, salt, step): the same for every element of a dispatch.
+// The key of (seed, salt, step) (common/pcg.wgsl): the same for every element of a dispatch.
 fn dropout_key(m: MaskParams, step: u32) -> u32 {
-    return pcg(pcg(pcg(pcg(m.seed_lo) ^ m.seed_hi) ^ m.salt) ^ step);
+    return counter_key(m.seed_lo, m.seed_hi, m.salt, step);
 }
 
 // Uniform in [0, 1) from the hash's top 24 bits, exact in f32.

@@ -10,7 +10,11 @@ use bytemuck::Zeroable;
 
 super::shader!(
     "dropout.wgsl",
-    includes[super::common::STEP_STATE, super::common::DROPOUT_MASK]
+    includes[
+        super::common::STEP_STATE,
+        super::common::PCG,
+        super::common::DROPOUT_MASK
+    ]
 );
 
 pub(super) fn contracts() -> Vec<super::Contract> {

@@ -3,7 +3,10 @@
 use crate::gpu::{Cost, Dispatch, Gpu, GpuError, Tensor, WORD};
 use crate::kernels::StepState;
 
-super::shader!("gather.wgsl", includes[super::common::STEP_STATE]);
+super::shader!(
+    "gather.wgsl",
+    includes[super::common::STEP_STATE, super::common::PCG]
+);
 
 /// Invocations per workgroup: the shader's `WG` override.
 const WG: u32 = 256;

@@ -16,6 +16,7 @@ super::shader!(
     includes[
         super::common::POOL_WINDOW,
         super::common::STEP_STATE,
+        super::common::PCG,
         super::common::DROPOUT_MASK
     ]
 );

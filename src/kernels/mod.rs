@@ -56,16 +56,18 @@ pub mod common {
 
     common!(STEP_STATE, "step_state.wgsl");
     common!(MATMUL_PARAMS, "matmul_params.wgsl");
+    common!(PCG, "pcg.wgsl");
     common!(DROPOUT_MASK, "dropout_mask.wgsl");
     common!(MATMUL_SUMS, "matmul_sums.wgsl");
     common!(METRICS, "metrics.wgsl");
     common!(POOL_WINDOW, "pool_window.wgsl");
 
     /// Every file under `shaders/common/`.
-    pub fn all() -> [&'static Shader; 6] {
+    pub fn all() -> [&'static Shader; 7] {
         [
             &STEP_STATE,
             &MATMUL_PARAMS,
+            &PCG,
             &DROPOUT_MASK,
             &MATMUL_SUMS,
             &METRICS,

@@ -182,6 +182,7 @@ pub mod dense {
         "softmax_cross_entropy_dense.wgsl",
         includes[
             crate::kernels::common::STEP_STATE,
+            crate::kernels::common::PCG,
             crate::kernels::common::DROPOUT_MASK,
             crate::kernels::common::METRICS
         ]
