@@ -219,9 +219,7 @@ impl LayerKind for Conv2D {
             relu_after: false,
             relu_before: false,
         };
-        let mut ops: Vec<Box<dyn GpuOp>> = vec![Box::new(conv)];
-        ops.extend(self.activation.lower());
-        ops
+        self.activation.lower_after(Box::new(conv))
     }
 
     fn cpu_forward(&self, s: &CpuStep, input: &Shape, x: &[f64], p: &[&[f64]]) -> Vec<f64> {

@@ -138,9 +138,7 @@ impl LayerKind for Dense {
             loss: false,
             dropout_before: None,
         };
-        let mut ops: Vec<Box<dyn GpuOp>> = vec![Box::new(dense)];
-        ops.extend(self.activation.lower());
-        ops
+        self.activation.lower_after(Box::new(dense))
     }
 
     fn cpu_forward(&self, s: &CpuStep, input: &Shape, x: &[f64], p: &[&[f64]]) -> Vec<f64> {
