@@ -5,13 +5,15 @@
 //
 // Run constants (momentum, rho, 1 - rho, ... computed on the host as Keras does) are in the uniform
 // `p`; per-step values (learning rate, Adam's bias-corrected step size) in the StepState buffer `st`.
+// The rule itself is the override RULE (numbered at `apply`), so each pipeline holds one rule and the
+// compiler folds the choice away.
 //
 // Bindings: 1 params (read_write), 2 grads, 3 step state, 4.. state tensors in Optimizer::state_buffers
-// order. Automatic layouts must use every binding, and the number of state tensors depends on the
-// options, so each combination has its own entry point; the arithmetic is shared in functions. Each
-// rule also has a `_vec4` entry point (four parameters per invocation, used when the length is a
-// multiple of 4, which the padded flat buffer always is). The arithmetic is written once on vec4<f32>;
-// scalar entry points splat and keep lane x, so both round identically. Timings: docs/PERFORMANCE.md.
+// order. Automatic layouts must use every binding, so the entry points go by the number of state
+// tensors: `updateN` binds N. Each has a `_vec4` twin (four parameters per invocation, used when the
+// length is a multiple of 4, which the padded flat buffer always is). The arithmetic is written once
+// on vec4<f32>; scalar entry points splat and keep lane x, so both round identically.
+// Timings: docs/PERFORMANCE.md.
 
 struct Params {
     len: u32,
@@ -46,6 +48,8 @@ alias v4 = vec4<f32>;
 @group(0) @binding(6) var<storage, read_write> s2_4: array<v4>;
 
 override WG: u32;
+// The rule, numbered as in `apply`; set from Rust (`kernels::optimizer`).
+override RULE: u32;
 
 fn index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * WG;
@@ -73,44 +77,6 @@ fn sgd_momentum_rule(w: v4, grad: v4, m_old: v4) -> mat2x4<f32> {
         return mat2x4<f32>(m, w + (m * p.momentum - step));
     }
     return mat2x4<f32>(m, w + m);
-}
-
-// state []
-@compute @workgroup_size(WG)
-fn sgd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = index(gid, nwg);
-    if i < p.len {
-        w[i] = sgd_rule(splat(w[i]), splat(g[i])).x;
-    }
-}
-
-@compute @workgroup_size(WG)
-fn sgd_vec4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = index(gid, nwg);
-    if i < p.len / 4u {
-        w4[i] = sgd_rule(w4[i], g4[i]);
-    }
-}
-
-// state [m]
-@compute @workgroup_size(WG)
-fn sgd_momentum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = index(gid, nwg);
-    if i < p.len {
-        let r = sgd_momentum_rule(splat(w[i]), splat(g[i]), splat(s0[i]));
-        s0[i] = r[0].x;
-        w[i] = r[1].x;
-    }
-}
-
-@compute @workgroup_size(WG)
-fn sgd_momentum_vec4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = index(gid, nwg);
-    if i < p.len / 4u {
-        let r = sgd_momentum_rule(w4[i], g4[i], s0_4[i]);
-        s0_4[i] = r[0];
-        w4[i] = r[1];
-    }
 }
 
 // ---- RMSprop ----------------------------------------------------------------------------------------
@@ -163,94 +129,6 @@ fn rmsprop_centered_momentum_rule(w: v4, grad: v4, v_old: v4, m_old: v4, a_old: 
     return mat4x4<f32>(v, m, a, w - m);
 }
 
-@compute @workgroup_size(WG)
-fn rmsprop(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = index(gid, nwg);
-    if i < p.len {
-        let r = rmsprop_rule(splat(w[i]), splat(g[i]), splat(s0[i]));
-        s0[i] = r[0].x;
-        w[i] = r[1].x;
-    }
-}
-
-@compute @workgroup_size(WG)
-fn rmsprop_vec4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = index(gid, nwg);
-    if i < p.len / 4u {
-        let r = rmsprop_rule(w4[i], g4[i], s0_4[i]);
-        s0_4[i] = r[0];
-        w4[i] = r[1];
-    }
-}
-
-@compute @workgroup_size(WG)
-fn rmsprop_momentum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = index(gid, nwg);
-    if i < p.len {
-        let r = rmsprop_momentum_rule(splat(w[i]), splat(g[i]), splat(s0[i]), splat(s1[i]));
-        s0[i] = r[0].x;
-        s1[i] = r[1].x;
-        w[i] = r[2].x;
-    }
-}
-
-@compute @workgroup_size(WG)
-fn rmsprop_momentum_vec4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = index(gid, nwg);
-    if i < p.len / 4u {
-        let r = rmsprop_momentum_rule(w4[i], g4[i], s0_4[i], s1_4[i]);
-        s0_4[i] = r[0];
-        s1_4[i] = r[1];
-        w4[i] = r[2];
-    }
-}
-
-@compute @workgroup_size(WG)
-fn rmsprop_centered(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = index(gid, nwg);
-    if i < p.len {
-        let r = rmsprop_centered_rule(splat(w[i]), splat(g[i]), splat(s0[i]), splat(s1[i]));
-        s0[i] = r[0].x;
-        s1[i] = r[1].x;
-        w[i] = r[2].x;
-    }
-}
-
-@compute @workgroup_size(WG)
-fn rmsprop_centered_vec4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = index(gid, nwg);
-    if i < p.len / 4u {
-        let r = rmsprop_centered_rule(w4[i], g4[i], s0_4[i], s1_4[i]);
-        s0_4[i] = r[0];
-        s1_4[i] = r[1];
-        w4[i] = r[2];
-    }
-}
-
-@compute @workgroup_size(WG)
-fn rmsprop_centered_momentum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = index(gid, nwg);
-    if i < p.len {
-        let r = rmsprop_centered_momentum_rule(splat(w[i]), splat(g[i]), splat(s0[i]), splat(s1[i]), splat(s2[i]));
-        s0[i] = r[0].x;
-        s1[i] = r[1].x;
-        s2[i] = r[2].x;
-        w[i] = r[3].x;
-    }
-}
-
-@compute @workgroup_size(WG)
-fn rmsprop_centered_momentum_vec4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = index(gid, nwg);
-    if i < p.len / 4u {
-        let r = rmsprop_centered_momentum_rule(w4[i], g4[i], s0_4[i], s1_4[i], s2_4[i]);
-        s0_4[i] = r[0];
-        s1_4[i] = r[1];
-        s2_4[i] = r[2];
-        w4[i] = r[3];
-    }
-}
-
 // ---- Adam -------------------------------------------------------------------------------------------
 
 // m += (gradient - m) * (1 - beta_1); v += (square(gradient) - v) * (1 - beta_2); returns (m, v).
@@ -276,33 +154,110 @@ fn adam_amsgrad_rule(w: v4, grad: v4, m_old: v4, v_old: v4, v_hat_old: v4) -> ma
     return mat4x4<f32>(mv[0], mv[1], v_hat, w - adam_increment(mv[0], v_hat));
 }
 
-@compute @workgroup_size(WG)
-fn adam(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = index(gid, nwg);
-    if i < p.len {
-        let r = adam_rule(splat(w[i]), splat(g[i]), splat(s0[i]), splat(s1[i]));
-        s0[i] = r[0].x;
-        s1[i] = r[1].x;
-        w[i] = r[2].x;
+
+// ---- Entry points -----------------------------------------------------------------------------------
+
+// RULE on four parameters. `s` holds the rule's state tensors in Optimizer::state_buffers order
+// (columns past their number are zero, unread); returns them updated in the same columns, and the
+// variable in column 3.
+fn apply(w: v4, grad: v4, s: mat3x4<f32>) -> mat4x4<f32> {
+    let z = v4();
+    switch RULE {
+        case 0u: {
+            return mat4x4<f32>(z, z, z, sgd_rule(w, grad));
+        }
+        case 1u: {
+            let r = sgd_momentum_rule(w, grad, s[0]);
+            return mat4x4<f32>(r[0], z, z, r[1]);
+        }
+        case 2u: {
+            let r = rmsprop_rule(w, grad, s[0]);
+            return mat4x4<f32>(r[0], z, z, r[1]);
+        }
+        case 3u: {
+            let r = rmsprop_momentum_rule(w, grad, s[0], s[1]);
+            return mat4x4<f32>(r[0], r[1], z, r[2]);
+        }
+        case 4u: {
+            let r = rmsprop_centered_rule(w, grad, s[0], s[1]);
+            return mat4x4<f32>(r[0], r[1], z, r[2]);
+        }
+        case 5u: {
+            return rmsprop_centered_momentum_rule(w, grad, s[0], s[1], s[2]);
+        }
+        case 6u: {
+            let r = adam_rule(w, grad, s[0], s[1]);
+            return mat4x4<f32>(r[0], r[1], z, r[2]);
+        }
+        case 7u, default: {
+            return adam_amsgrad_rule(w, grad, s[0], s[1], s[2]);
+        }
     }
 }
 
 @compute @workgroup_size(WG)
-fn adam_vec4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn update0(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if i < p.len {
+        w[i] = apply(splat(w[i]), splat(g[i]), mat3x4<f32>())[3].x;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn update0_vec4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);
     if i < p.len / 4u {
-        let r = adam_rule(w4[i], g4[i], s0_4[i], s1_4[i]);
-        s0_4[i] = r[0];
-        s1_4[i] = r[1];
-        w4[i] = r[2];
+        w4[i] = apply(w4[i], g4[i], mat3x4<f32>())[3];
     }
 }
 
 @compute @workgroup_size(WG)
-fn adam_amsgrad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn update1(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);
     if i < p.len {
-        let r = adam_amsgrad_rule(splat(w[i]), splat(g[i]), splat(s0[i]), splat(s1[i]), splat(s2[i]));
+        let r = apply(splat(w[i]), splat(g[i]), mat3x4<f32>(splat(s0[i]), v4(), v4()));
+        s0[i] = r[0].x;
+        w[i] = r[3].x;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn update1_vec4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if i < p.len / 4u {
+        let r = apply(w4[i], g4[i], mat3x4<f32>(s0_4[i], v4(), v4()));
+        s0_4[i] = r[0];
+        w4[i] = r[3];
+    }
+}
+
+@compute @workgroup_size(WG)
+fn update2(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if i < p.len {
+        let r = apply(splat(w[i]), splat(g[i]), mat3x4<f32>(splat(s0[i]), splat(s1[i]), v4()));
+        s0[i] = r[0].x;
+        s1[i] = r[1].x;
+        w[i] = r[3].x;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn update2_vec4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if i < p.len / 4u {
+        let r = apply(w4[i], g4[i], mat3x4<f32>(s0_4[i], s1_4[i], v4()));
+        s0_4[i] = r[0];
+        s1_4[i] = r[1];
+        w4[i] = r[3];
+    }
+}
+
+@compute @workgroup_size(WG)
+fn update3(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if i < p.len {
+        let r = apply(splat(w[i]), splat(g[i]), mat3x4<f32>(splat(s0[i]), splat(s1[i]), splat(s2[i])));
         s0[i] = r[0].x;
         s1[i] = r[1].x;
         s2[i] = r[2].x;
@@ -311,10 +266,10 @@ fn adam_amsgrad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
 }
 
 @compute @workgroup_size(WG)
-fn adam_amsgrad_vec4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn update3_vec4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);
     if i < p.len / 4u {
-        let r = adam_amsgrad_rule(w4[i], g4[i], s0_4[i], s1_4[i], s2_4[i]);
+        let r = apply(w4[i], g4[i], mat3x4<f32>(s0_4[i], s1_4[i], s2_4[i]));
         s0_4[i] = r[0];
         s1_4[i] = r[1];
         s2_4[i] = r[2];

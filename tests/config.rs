@@ -30,10 +30,11 @@ fn initialisers(model: &Sequential) -> Vec<(Init, Init)> {
         .layers
         .iter()
         .filter_map(|l| match &l.layer {
-            Layer::Conv2D(c) => Some((c.kernel_initializer, c.bias_initializer)),
-            Layer::Dense(d) => Some((d.kernel_initializer, d.bias_initializer)),
+            Layer::Conv2D(c) => Some(c.kernel_bias),
+            Layer::Dense(d) => Some(d.kernel_bias),
             _ => None,
         })
+        .map(|k| (k.kernel_initializer, k.bias_initializer))
         .collect()
 }
 

@@ -775,17 +775,11 @@ fn scratch_buffers_past_the_binding_limit_are_refused_before_allocating() {
 /// buffers of their own. Both against the CPU twin.
 #[test]
 fn a_dense_layers_bias_gradient_comes_with_its_kernel_gradient_or_from_a_column_sum() {
-    use cifar_wgpu::layers::{Activation, Dense, GpuStep, Init, LayerKind, Lowering};
+    use cifar_wgpu::layers::{Dense, GpuStep, LayerKind, Lowering};
     use cifar_wgpu::model::{PARAM_ALIGN, Shape};
     let g = gpu();
     let (batch, inp, units) = (1030, 7, 12);
-    let dense = Dense {
-        units,
-        activation: Activation::Linear,
-        use_bias: true,
-        kernel_initializer: Init::GlorotUniform,
-        bias_initializer: Init::Zeros,
-    };
+    let dense = Dense::new(units);
     let values = |n: usize, salt: usize| -> Vec<f32> {
         (0..n)
             .map(|i| ((i * 7919 + salt) % 1000) as f32 / 500.0 - 1.0)

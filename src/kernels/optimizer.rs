@@ -48,8 +48,9 @@ struct Params {
 /// gives, each as long as `params`. The learning rate (and Adam's bias-corrected step size) are read
 /// from `step_state`, which the host fills with `opt.step_state(step)` before each step.
 ///
-/// Binding order in the shader: params, grads, step_state, state... When the length is a multiple of 4
-/// the `<rule>_vec4` entry point updates four parameters per invocation; otherwise `<rule>` updates one.
+/// Binding order in the shader: params, grads, step_state, state... The `RULE` override picks the
+/// rule; `update<N>` (N state tensors) updates one parameter per invocation, `update<N>_vec4` four
+/// where the length is a multiple of 4.
 pub fn update(
     gpu: &Gpu,
     opt: &Optimizer,
@@ -92,18 +93,18 @@ pub fn update(
         nesterov: 0,
         legacy_epsilon: 0,
     };
-    // (entry point, FLOPs per parameter counting sqrt and division as one, words moved per parameter:
-    // params read and written, gradient read, each state tensor read and written).
-    let (entry, flops) = match *opt {
+    // (the rule's name in profiles, its number in the shader's `apply`, FLOPs per parameter counting
+    // sqrt and division as one).
+    let (name, rule, flops) = match *opt {
         Optimizer::Sgd {
             momentum, nesterov, ..
         } => {
             p.momentum = momentum;
             p.nesterov = nesterov as u32;
             if momentum != 0.0 {
-                ("sgd_momentum", if nesterov { 6 } else { 4 })
+                ("sgd_momentum", 1, if nesterov { 6 } else { 4 })
             } else {
-                ("sgd", 2)
+                ("sgd", 0, 2)
             }
         }
         Optimizer::RmsProp {
@@ -120,10 +121,10 @@ pub fn update(
             p.epsilon = epsilon;
             p.legacy_epsilon = legacy_epsilon as u32;
             match (centered, momentum > 0.0) {
-                (false, false) => ("rmsprop", 9),
-                (false, true) => ("rmsprop_momentum", 11),
-                (true, false) => ("rmsprop_centered", 15),
-                (true, true) => ("rmsprop_centered_momentum", 17),
+                (false, false) => ("rmsprop", 2, 9),
+                (false, true) => ("rmsprop_momentum", 3, 11),
+                (true, false) => ("rmsprop_centered", 4, 15),
+                (true, true) => ("rmsprop_centered_momentum", 5, 17),
             }
         }
         Optimizer::Adam {
@@ -137,29 +138,33 @@ pub fn update(
             p.one_minus_decay2 = one_minus(beta2);
             p.epsilon = epsilon;
             if amsgrad {
-                ("adam_amsgrad", 13)
+                ("adam_amsgrad", 7, 13)
             } else {
-                ("adam", 12)
+                ("adam", 6, 12)
             }
         }
     };
     let mut buffers = vec![params, grads, step_state];
     buffers.extend_from_slice(state);
-    // Four parameters per invocation when the length allows (the model's flat buffer always does):
-    // 2.3x faster on lavapipe (docs/PERFORMANCE.md). The dispatch keeps the rule's name in profiles.
-    let (shader_entry, invocations) = if n.is_multiple_of(4) {
-        (vec4_entry(entry), n / 4)
+    // The entry point binds as many state tensors as the rule keeps; four parameters per invocation
+    // when the length allows (the model's flat buffer always does): 2.3x faster on lavapipe
+    // (docs/PERFORMANCE.md). The dispatch keeps the rule's name in profiles.
+    let [scalar, vec4] = ENTRY_POINTS[state.len()];
+    let (entry, invocations) = if n.is_multiple_of(4) {
+        (vec4, n / 4)
     } else {
-        (entry, n)
+        (scalar, n)
     };
     gpu.dispatch(
-        entry,
+        name,
         &SHADER,
-        shader_entry,
-        &[("WG", WG as f64)],
+        entry,
+        &[("WG", WG as f64), ("RULE", rule as f64)],
         &p,
         &buffers,
         super::grid(gpu, invocations, WG),
+        // Words moved per parameter: params read and written, the gradient read, each state tensor
+        // read and written.
         Cost {
             flops: flops * n as u64,
             bytes: ((3 + 2 * state.len()) * n + StepState::WORDS) as u64 * WORD,
@@ -167,17 +172,10 @@ pub fn update(
     )
 }
 
-/// The entry point that applies `entry`'s rule to four parameters per invocation.
-fn vec4_entry(entry: &str) -> &'static str {
-    match entry {
-        "sgd" => "sgd_vec4",
-        "sgd_momentum" => "sgd_momentum_vec4",
-        "rmsprop" => "rmsprop_vec4",
-        "rmsprop_momentum" => "rmsprop_momentum_vec4",
-        "rmsprop_centered" => "rmsprop_centered_vec4",
-        "rmsprop_centered_momentum" => "rmsprop_centered_momentum_vec4",
-        "adam" => "adam_vec4",
-        "adam_amsgrad" => "adam_amsgrad_vec4",
-        _ => unreachable!("optimizer entry point {entry} has no vec4 twin"),
-    }
-}
+/// The shader's entry points (scalar, vec4) by the number of state tensors they bind.
+const ENTRY_POINTS: [[&str; 2]; 4] = [
+    ["update0", "update0_vec4"],
+    ["update1", "update1_vec4"],
+    ["update2", "update2_vec4"],
+    ["update3", "update3_vec4"],
+];

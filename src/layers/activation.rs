@@ -85,6 +85,11 @@ impl Activation {
             .map(|f| Box::new(ActivationOp { f }) as Box<dyn GpuOp>)
     }
 
+    /// A layer's ops: `op`, then the op applying the activation to its output (if any).
+    pub(super) fn lower_after(self, op: Box<dyn GpuOp>) -> Vec<Box<dyn GpuOp>> {
+        std::iter::once(op).chain(self.lower()).collect()
+    }
+
     /// y = f(z) on the CPU.
     pub(super) fn cpu_forward(self, z: Vec<f64>) -> Vec<f64> {
         match self.elementwise() {

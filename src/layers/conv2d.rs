@@ -6,10 +6,11 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::keras::{malformed, padding_name, with_kernel_and_bias};
+use super::keras::{malformed, padding_name};
+use super::kernel_bias::{KernelBias, kernel_bias_setters};
 use super::{
-    Activation, CpuStep, Fusion, GpuOp, GpuStep, Init, KerasEntry, Layer, LayerKind, Lowering,
-    ParamSpec, image_input,
+    Activation, CpuStep, Fusion, GpuOp, GpuStep, KerasEntry, Layer, LayerKind, Lowering, ParamSpec,
+    image_input,
 };
 use crate::gpu::{Dispatch, Tensor};
 use crate::keras::ConfigError;
@@ -27,24 +28,9 @@ pub struct Conv2D {
     /// below, not written when 1, so those files save again byte for byte.
     #[serde(default = "unit_strides", skip_serializing_if = "is_unit")]
     pub strides: [usize; 2],
-    /// `model.json` files from before `use_bias` hold none: true.
-    #[serde(
-        default = "super::keras::yes",
-        skip_serializing_if = "super::keras::is_yes"
-    )]
-    pub use_bias: bool,
-    /// Keras' initialisers. `model.json` stores them only when they are not Keras' defaults, so
-    /// files from before them read (and save again) unchanged.
-    #[serde(
-        default = "Init::kernel_default",
-        skip_serializing_if = "Init::is_kernel_default"
-    )]
-    pub kernel_initializer: Init,
-    #[serde(
-        default = "Init::bias_default",
-        skip_serializing_if = "Init::is_bias_default"
-    )]
-    pub bias_initializer: Init,
+    /// `use_bias` and the initialisers, beside the settings above in `model.json`.
+    #[serde(flatten)]
+    pub kernel_bias: KernelBias,
 }
 
 fn unit_strides() -> [usize; 2] {
@@ -66,9 +52,7 @@ impl Conv2D {
             padding,
             activation: Activation::Linear,
             strides: unit_strides(),
-            use_bias: true,
-            kernel_initializer: Init::kernel_default(),
-            bias_initializer: Init::bias_default(),
+            kernel_bias: KernelBias::default(),
         }
     }
 
@@ -79,25 +63,9 @@ impl Conv2D {
     pub fn strides(self, strides: [usize; 2]) -> Conv2D {
         Conv2D { strides, ..self }
     }
-
-    pub fn use_bias(self, use_bias: bool) -> Conv2D {
-        Conv2D { use_bias, ..self }
-    }
-
-    pub fn kernel_initializer(self, kernel_initializer: Init) -> Conv2D {
-        Conv2D {
-            kernel_initializer,
-            ..self
-        }
-    }
-
-    pub fn bias_initializer(self, bias_initializer: Init) -> Conv2D {
-        Conv2D {
-            bias_initializer,
-            ..self
-        }
-    }
 }
+
+kernel_bias_setters!(Conv2D);
 
 impl Conv2D {
     /// The kernels' shape on a valid image `input` for a batch of `n`.
@@ -141,9 +109,7 @@ impl Conv2D {
             padding: e.padding()?,
             activation: e.activation()?,
             strides,
-            use_bias: e.use_bias()?,
-            kernel_initializer: e.initializer("kernel_initializer", Init::kernel_default())?,
-            bias_initializer: e.initializer("bias_initializer", Init::bias_default())?,
+            kernel_bias: KernelBias::from_keras(e)?,
         }))
     }
 }
@@ -163,8 +129,7 @@ impl LayerKind for Conv2D {
         if self.filters == 0 || kh == 0 || kw == 0 || self.strides.contains(&0) {
             return Err("filters, kernel_size and strides must be positive".into());
         }
-        self.kernel_initializer.check()?;
-        self.bias_initializer.check()?;
+        self.kernel_bias.check()?;
         if self.padding == Padding::Valid && (h < kh || w < kw) {
             return Err(format!("kernel {kh}x{kw} is larger than the input {h}x{w}"));
         }
@@ -178,15 +143,8 @@ impl LayerKind for Conv2D {
 
     fn params(&self, input: &Shape) -> Vec<ParamSpec> {
         let s = self.shape(input, 0);
-        let mut params = vec![ParamSpec::new(
-            "kernel",
-            vec![s.kh, s.kw, s.cin, s.cout],
-            self.kernel_initializer,
-        )];
-        if self.use_bias {
-            params.push(ParamSpec::new("bias", vec![s.cout], self.bias_initializer));
-        }
-        params
+        self.kernel_bias
+            .params(vec![s.kh, s.kw, s.cin, s.cout], s.cout)
     }
 
     fn activation(&self) -> Activation {
@@ -194,8 +152,7 @@ impl LayerKind for Conv2D {
     }
 
     fn keras_config(&self) -> Value {
-        let mut config = with_kernel_and_bias(
-            json!({
+        self.kernel_bias.keras_config(json!({
             "filters": self.filters,
             "kernel_size": self.kernel_size,
             "strides": self.strides,
@@ -205,13 +162,7 @@ impl LayerKind for Conv2D {
             "groups": 1,
             "activation": self.activation.keras_name(),
             "activity_regularizer": null
-            }),
-            self.kernel_initializer,
-            self.bias_initializer,
-        );
-        // Keras writes the bias initializer and friends whether or not there is a bias.
-        config["use_bias"] = json!(self.use_bias);
-        config
+        }))
     }
 
     fn keras_builds(&self) -> bool {
@@ -230,6 +181,7 @@ impl LayerKind for Conv2D {
         // The flat parameter layout puts the bias at the kernel's first 64-word boundary after its
         // end, so the weight gradient's kernel sums its partials with the bias's (`lower`).
         let bias_at = self
+            .kernel_bias
             .use_bias
             .then(|| full.kernel_len().next_multiple_of(PARAM_ALIGN));
         vec![(
@@ -267,9 +219,7 @@ impl LayerKind for Conv2D {
             relu_after: false,
             relu_before: false,
         };
-        let mut ops: Vec<Box<dyn GpuOp>> = vec![Box::new(conv)];
-        ops.extend(self.activation.lower());
-        ops
+        self.activation.lower_after(Box::new(conv))
     }
 
     fn cpu_forward(&self, s: &CpuStep, input: &Shape, x: &[f64], p: &[&[f64]]) -> Vec<f64> {
@@ -294,10 +244,10 @@ impl LayerKind for Conv2D {
         let z = reference::conv2d::conv2d_forward(x, p[0], p.get(1).copied(), shape);
         let dz = self.activation.cpu_backward(&z, dy.to_vec());
         let dx = reference::conv2d::conv2d_backward_input(&dz, p[0], shape);
-        let mut grads = vec![reference::conv2d::conv2d_backward_weight(x, &dz, shape)];
-        if self.use_bias {
-            grads.push(reference::conv2d::conv2d_backward_bias(&dz, shape));
-        }
+        let grads = self.kernel_bias.grads(
+            reference::conv2d::conv2d_backward_weight(x, &dz, shape),
+            || reference::conv2d::conv2d_backward_bias(&dz, shape),
+        );
         (dx, grads)
     }
 }
@@ -401,7 +351,7 @@ mod tests {
         let Layer::Conv2D(conv) = serde_json::from_value(old).unwrap() else {
             panic!("not a Conv2D");
         };
-        assert_eq!((conv.strides, conv.use_bias), ([1, 1], true));
+        assert_eq!((conv.strides, conv.kernel_bias.use_bias), ([1, 1], true));
     }
 
     #[test]
@@ -422,11 +372,11 @@ mod tests {
         let Ok(Layer::Conv2D(conv)) = read(with("strides", json!(3))) else {
             panic!("strides 3 refused");
         };
-        assert_eq!((conv.strides, conv.use_bias), ([3, 3], true));
+        assert_eq!((conv.strides, conv.kernel_bias.use_bias), ([3, 3], true));
         let Ok(Layer::Conv2D(conv)) = read(with("use_bias", json!(false))) else {
             panic!("use_bias false refused");
         };
-        assert!(!conv.use_bias);
+        assert!(!conv.kernel_bias.use_bias);
         for (key, v, words) in [
             ("dilation_rate", json!([2, 2]), "dilation_rate"),
             ("groups", json!(2), "groups"),

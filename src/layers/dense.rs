@@ -5,9 +5,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::keras::with_kernel_and_bias;
+use super::kernel_bias::{KernelBias, kernel_bias_setters};
 use super::{
-    Activation, CpuStep, DropoutMask, Fusion, GpuOp, GpuStep, Init, KerasEntry, Layer, LayerKind,
+    Activation, CpuStep, DropoutMask, Fusion, GpuOp, GpuStep, KerasEntry, Layer, LayerKind,
     LossTensors, Lowering, ParamSpec,
 };
 use crate::gpu::{Dispatch, Tensor};
@@ -21,25 +21,9 @@ use crate::{kernels, reference};
 pub struct Dense {
     pub units: usize,
     pub activation: Activation,
-    /// `model.json` files from before `use_bias` hold none: true (and it is not written when true,
-    /// so those files save again byte for byte).
-    #[serde(
-        default = "super::keras::yes",
-        skip_serializing_if = "super::keras::is_yes"
-    )]
-    pub use_bias: bool,
-    /// Keras' initialisers. `model.json` stores them only when they are not Keras' defaults, so
-    /// files from before them read (and save again) unchanged.
-    #[serde(
-        default = "Init::kernel_default",
-        skip_serializing_if = "Init::is_kernel_default"
-    )]
-    pub kernel_initializer: Init,
-    #[serde(
-        default = "Init::bias_default",
-        skip_serializing_if = "Init::is_bias_default"
-    )]
-    pub bias_initializer: Init,
+    /// `use_bias` and the initialisers, beside the settings above in `model.json`.
+    #[serde(flatten)]
+    pub kernel_bias: KernelBias,
 }
 
 /// Keras' constructor: `Dense::new(512)` is `Dense(512)`, Keras' defaults for the rest (a bias,
@@ -49,34 +33,16 @@ impl Dense {
         Dense {
             units,
             activation: Activation::Linear,
-            use_bias: true,
-            kernel_initializer: Init::kernel_default(),
-            bias_initializer: Init::bias_default(),
+            kernel_bias: KernelBias::default(),
         }
     }
 
     pub fn activation(self, activation: Activation) -> Dense {
         Dense { activation, ..self }
     }
-
-    pub fn use_bias(self, use_bias: bool) -> Dense {
-        Dense { use_bias, ..self }
-    }
-
-    pub fn kernel_initializer(self, kernel_initializer: Init) -> Dense {
-        Dense {
-            kernel_initializer,
-            ..self
-        }
-    }
-
-    pub fn bias_initializer(self, bias_initializer: Init) -> Dense {
-        Dense {
-            bias_initializer,
-            ..self
-        }
-    }
 }
+
+kernel_bias_setters!(Dense);
 
 impl Dense {
     pub(super) fn from_keras(e: &KerasEntry) -> Result<Layer, ConfigError> {
@@ -85,9 +51,7 @@ impl Dense {
         Ok(Layer::Dense(Dense {
             units: e.usize("units")?,
             activation: e.activation()?,
-            use_bias: e.use_bias()?,
-            kernel_initializer: e.initializer("kernel_initializer", Init::kernel_default())?,
-            bias_initializer: e.initializer("bias_initializer", Init::bias_default())?,
+            kernel_bias: KernelBias::from_keras(e)?,
         }))
     }
 }
@@ -102,8 +66,7 @@ impl LayerKind for Dense {
     }
 
     fn output_shape(&self, input: &Shape) -> Result<Shape, String> {
-        self.kernel_initializer.check()?;
-        self.bias_initializer.check()?;
+        self.kernel_bias.check()?;
         match input {
             Shape::Flat(_) if self.units > 0 => Ok(Shape::Flat(self.units)),
             Shape::Flat(_) => Err("units must be positive".into()),
@@ -115,19 +78,8 @@ impl LayerKind for Dense {
     }
 
     fn params(&self, input: &Shape) -> Vec<ParamSpec> {
-        let mut params = vec![ParamSpec::new(
-            "kernel",
-            vec![input.len(), self.units],
-            self.kernel_initializer,
-        )];
-        if self.use_bias {
-            params.push(ParamSpec::new(
-                "bias",
-                vec![self.units],
-                self.bias_initializer,
-            ));
-        }
-        params
+        self.kernel_bias
+            .params(vec![input.len(), self.units], self.units)
     }
 
     fn activation(&self) -> Activation {
@@ -135,18 +87,11 @@ impl LayerKind for Dense {
     }
 
     fn keras_config(&self) -> Value {
-        let mut config = with_kernel_and_bias(
-            json!({
-                "units": self.units,
-                "activation": self.activation.keras_name(),
-                "quantization_config": null
-            }),
-            self.kernel_initializer,
-            self.bias_initializer,
-        );
-        // Keras writes the bias initializer and friends whether or not there is a bias.
-        config["use_bias"] = json!(self.use_bias);
-        config
+        self.kernel_bias.keras_config(json!({
+            "units": self.units,
+            "activation": self.activation.keras_name(),
+            "quantization_config": null
+        }))
     }
 
     fn keras_builds(&self) -> bool {
@@ -157,7 +102,7 @@ impl LayerKind for Dense {
     /// bias, so the dW product writes the bias gradient too (`DenseOp::dw_db`). Only gradients placed
     /// otherwise (not by `Network`) make `lower` allocate `column_sum`'s scratch.
     fn scratch_words(&self, _input: &Shape, max_batch: usize) -> Vec<(&'static str, usize)> {
-        if self.units <= dense_loss::MAX_UNITS && self.use_bias {
+        if self.units <= dense_loss::MAX_UNITS && self.kernel_bias.use_bias {
             vec![("loss rows", max_batch * dense_loss::ROW_WORDS)]
         } else {
             Vec::new()
@@ -182,7 +127,7 @@ impl LayerKind for Dense {
             }),
             dw_db,
             loss_rows: (self.units <= dense_loss::MAX_UNITS
-                && self.use_bias
+                && self.kernel_bias.use_bias
                 && l.gpu.loop_limit().is_none_or(|limit| {
                     dense_loss::loop_steps(l.max_batch, l.input.len(), self.units) <= limit
                 }))
@@ -193,9 +138,7 @@ impl LayerKind for Dense {
             loss: false,
             dropout_before: None,
         };
-        let mut ops: Vec<Box<dyn GpuOp>> = vec![Box::new(dense)];
-        ops.extend(self.activation.lower());
-        ops
+        self.activation.lower_after(Box::new(dense))
     }
 
     fn cpu_forward(&self, s: &CpuStep, input: &Shape, x: &[f64], p: &[&[f64]]) -> Vec<f64> {
@@ -225,11 +168,7 @@ impl LayerKind for Dense {
         );
         let dz = self.activation.cpu_backward(&z, dy.to_vec());
         let (dx, dw, db) = reference::matmul::dense_backward(x, p[0], &dz, s.batch, inp, units);
-        let mut grads = vec![dw];
-        if self.use_bias {
-            grads.push(db);
-        }
-        (dx, grads)
+        (dx, self.kernel_bias.grads(dw, || db))
     }
 }
 

@@ -180,34 +180,6 @@ impl KerasEntry<'_> {
     }
 }
 
-/// `settings` with what Keras 3 writes for a layer with a kernel and a bias: their initialisers, no
-/// regularizers or constraints.
-pub fn with_kernel_and_bias(mut settings: Value, kernel: Init, bias: Init) -> Value {
-    let map = settings.as_object_mut().expect("settings are an object");
-    map.insert("use_bias".into(), json!(true));
-    map.insert("kernel_initializer".into(), kernel.to_keras());
-    map.insert("bias_initializer".into(), bias.to_keras());
-    for key in [
-        "kernel_regularizer",
-        "bias_regularizer",
-        "kernel_constraint",
-        "bias_constraint",
-    ] {
-        map.insert(key.into(), Value::Null);
-    }
-    settings
-}
-
-/// serde's default for a `use_bias` that files from before it lack.
-pub fn yes() -> bool {
-    true
-}
-
-/// Whether a `use_bias` is the default, which `model.json` leaves out.
-pub fn is_yes(b: &bool) -> bool {
-    *b
-}
-
 pub fn padding_name(p: Padding) -> &'static str {
     match p {
         Padding::Same => "same",

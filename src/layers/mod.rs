@@ -17,6 +17,7 @@ mod global_average_pooling2d;
 mod global_max_pooling2d;
 mod init;
 pub(crate) mod keras;
+mod kernel_bias;
 mod max_pooling2d;
 mod pooling;
 
@@ -34,6 +35,7 @@ pub use global_average_pooling2d::GlobalAveragePooling2D;
 pub use global_max_pooling2d::GlobalMaxPooling2D;
 pub use init::{Distribution, FanMode, Init, compute_fans};
 pub(crate) use keras::KerasEntry;
+pub use kernel_bias::KernelBias;
 pub use max_pooling2d::MaxPooling2D;
 
 use crate::gpu::{Dispatch, Gpu, Tensor};
