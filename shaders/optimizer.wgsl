@@ -154,7 +154,6 @@ fn adam_amsgrad_rule(w: v4, grad: v4, m_old: v4, v_old: v4, v_hat_old: v4) -> ma
     return mat4x4<f32>(mv[0], mv[1], v_hat, w - adam_increment(mv[0], v_hat));
 }
 
-
 // ---- Entry points -----------------------------------------------------------------------------------
 
 // RULE on four parameters. `s` holds the rule's state tensors in Optimizer::state_buffers order
