@@ -220,80 +220,45 @@ fn matmul_tile(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_i
 
 // C = A * B^T with A stored [M,K], B stored [N,K] and K % 4 == 0 (the input gradient dy * W^T). Both
 // operands are read along K as vec4: A's TM rows at workgroup-uniform addresses, B's rows (columns of C)
-// TN per invocation: i, i+TILE_WG, ... Workgroup (x, y) computes TILE_WG*TN columns for the RB blocks
-// of TM rows from row TM*RB*y, chunk by chunk of K as matmul_tile does, for the same reason: the
-// chunk's rows of B come from memory for the first block and from cache for the others, and a
-// block's sums wait in C between chunks.
+// TN per invocation: i, i+TILE_WG, ... Workgroup (x, y) computes rows TM*y.. and TILE_WG*TN columns.
 @compute @workgroup_size(TILE_WG)
 fn matmul_tile_nt(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let k4 = p.k / 4u;
     let col0 = wg.x * (TILE_WG * TN) + lid.x;
-    // Columns past the end are clamped for loading (rows too, below); their results are dropped at
-    // the store. `brows`: where each column's row of B starts, in quads.
+    let row0 = wg.y * TM;
+    var rows: array<u32, TM>;
+    for (var r = 0u; r < TM; r++) {
+        rows[r] = min(row0 + r, p.m - 1u) * k4;
+    }
     var cols: array<u32, TN>;
-    var brows: array<u32, TN>;
-    var bias_v: array<f32, TN>;
     for (var t = 0u; t < TN; t++) {
-        cols[t] = min(col0 + t * TILE_WG, p.n - 1u);
-        brows[t] = cols[t] * k4;
-        if p.has_bias != 0u {
-            bias_v[t] = bias[cols[t]];
+        cols[t] = min(col0 + t * TILE_WG, p.n - 1u) * k4;
+    }
+    var acc: array<f32, TM * TN>;
+    for (var kq = 0u; kq < k4; kq++) {
+        var bq: array<vec4<f32>, TN>;
+        for (var t = 0u; t < TN; t++) {
+            bq[t] = b4[cols[t] + kq];
+        }
+        for (var r = 0u; r < TM; r++) {
+            let aq = a4[rows[r] + kq];
+            for (var t = 0u; t < TN; t++) {
+                acc[r * TN + t] += dot(aq, bq[t]);
+            }
         }
     }
-    // In quads of K; one block's chunk is all of K, and there is at least one chunk (K = 0).
-    let kc = select(KC / 4u, max(k4, 1u), RB == 1u);
-    var k0 = 0u;
-    loop {
-        let k1 = min(k0 + kc, k4);
-        for (var rb = 0u; rb < RB; rb++) {
-            let row0 = (wg.y * RB + rb) * TM;
-            if row0 >= p.m {
-                break;
+    for (var t = 0u; t < TN; t++) {
+        let col = col0 + t * TILE_WG;
+        if col < p.n {
+            var bias_v = 0.0;
+            if p.has_bias != 0u {
+                bias_v = bias[col];
             }
-            var rows: array<u32, TM>;
             for (var r = 0u; r < TM; r++) {
-                rows[r] = min(row0 + r, p.m - 1u);
-            }
-            var acc: array<f32, TM * TN>;
-            if k0 > 0u {
-                for (var r = 0u; r < TM; r++) {
-                    for (var t = 0u; t < TN; t++) {
-                        acc[r * TN + t] = c[rows[r] * p.n + cols[t]];
-                    }
+                if row0 + r < p.m {
+                    c[(row0 + r) * p.n + col] = acc[r * TN + t] + bias_v;
                 }
             }
-            for (var kq = k0; kq < k1; kq++) {
-                var bq: array<vec4<f32>, TN>;
-                for (var t = 0u; t < TN; t++) {
-                    bq[t] = b4[brows[t] + kq];
-                }
-                for (var r = 0u; r < TM; r++) {
-                    let aq = a4[rows[r] * k4 + kq];
-                    for (var t = 0u; t < TN; t++) {
-                        acc[r * TN + t] += dot(aq, bq[t]);
-                    }
-                }
-            }
-            // The bias (0 without one, as before chunking: the same bits) after the last chunk.
-            let last = k1 == k4;
-            for (var t = 0u; t < TN; t++) {
-                let col = col0 + t * TILE_WG;
-                if col < p.n {
-                    for (var r = 0u; r < TM; r++) {
-                        if row0 + r < p.m {
-                            var v = acc[r * TN + t];
-                            if last {
-                                v += bias_v[t];
-                            }
-                            c[(row0 + r) * p.n + col] = v;
-                        }
-                    }
-                }
-            }
-        }
-        continuing {
-            k0 = k1;
-            break if k0 >= k4;
         }
     }
 }

@@ -80,8 +80,8 @@ const SG_LANES: usize = crate::gpu::MATMUL_SUBGROUP_LANES as usize;
 const SG_ROWS: usize = 32;
 const SG_QUADS: usize = 2;
 const SG_COLS: usize = 2;
-/// The most blocks of rows (TM for `matmul_tile` and `matmul_tile_nt`, SG_ROWS for the subgroup
-/// tiles) a workgroup computes, a chunk of K at a time for all of them (the shaders' `RB` override): B is read from
+/// The most blocks of rows (TM for `matmul_tile`, SG_ROWS for the subgroup tiles) a workgroup
+/// computes, a chunk of K at a time for all of them (the shaders' `RB` override): B is read from
 /// memory once per RB blocks (docs/PERFORMANCE.md). Fewer where that would leave fewer than two
 /// workgroups per CPU thread (llvmpipe runs a workgroup per thread, a thread per core), since a
 /// block more per workgroup is a workgroup less to spread over the cores, and where K * RB would
@@ -170,8 +170,8 @@ fn k_ranges(k: usize, splits: usize) -> (usize, usize) {
     (k_split, k.div_ceil(k_split).max(1))
 }
 
-/// The entry point for `s`, its workgroup counts and its blocks of rows per workgroup (1 for the
-/// general kernel): a register-tiled kernel (8x16 or 8x8 outputs per invocation, see the shader for
+/// The entry point for `s`, its workgroup counts and its blocks of rows per workgroup (1 but for
+/// `matmul_tile`): a register-tiled kernel (8x16 or 8x8 outputs per invocation, see the shader for
 /// why lavapipe needs that) when the widths allow vec4 loads (every dense layer whose sizes are
 /// multiples of 4), else the general 4x4 kernel. With column sums at `sums_at` (one more row of
 /// workgroups): `matmul_tile` writes them as quads, so only where they start on one;
@@ -193,16 +193,17 @@ fn entry_point(
                 rb,
             )
         }
-        (false, true) if s.k.is_multiple_of(4) && sums_at.is_none() => {
-            let cols = s.n.div_ceil(TILE_WG * TN);
-            let blocks = s.m.div_ceil(TM);
-            let rb = row_blocks(cols, blocks, s.k / 4, threads);
-            (
-                "matmul_tile_nt",
-                [cols as u32, blocks.div_ceil(rb) as u32, 1],
-                rb,
-            )
-        }
+        // No blocks of rows to share B: this one's chunks of B (128 rows of W) would not stay in
+        // cache between blocks, and it ran slower so (docs/PERFORMANCE.md).
+        (false, true) if s.k.is_multiple_of(4) && sums_at.is_none() => (
+            "matmul_tile_nt",
+            [
+                s.n.div_ceil(TILE_WG * TN) as u32,
+                s.m.div_ceil(TM) as u32,
+                1,
+            ],
+            1,
+        ),
         _ => (
             "matmul",
             [
@@ -215,7 +216,7 @@ fn entry_point(
     }
 }
 
-/// Blocks of rows per workgroup for the tiled kernels, `cols` workgroups across, `blocks` blocks down
+/// Blocks of rows per workgroup for the tiles that share B, `cols` workgroups across, `blocks` blocks down
 /// and `k` steps of K per block: the most of ROW_BLOCKS, halved (so the workgroups of a full batch get
 /// equal shares), that leaves two workgroups per thread and k * RB within MAX_K_STEPS.
 fn row_blocks(cols: usize, blocks: usize, k: usize, threads: usize) -> usize {
@@ -411,8 +412,8 @@ pub fn matmul_planned(
             // Shapes the subgroup kernels do not cover run matmul.wgsl's.
             let threads = cpu_threads();
             let sg = subgroup_entry_point(s, sums_at, threads).filter(|_| plan == Plan::Subgroups);
-            // The subgroup kernels declare TRANS_A only; the tiles, which share B, take their blocks
-            // of rows (RB), which the general kernel does not declare.
+            // The subgroup kernels declare TRANS_A only; the tiles that share B take their blocks
+            // of rows (RB), the only entry points that declare it.
             let (shader, (entry, groups, rb), mut constants) = match sg {
                 Some(e) => {
                     assert!(
@@ -427,7 +428,10 @@ pub fn matmul_planned(
                     constants.to_vec(),
                 ),
             };
-            if entry.starts_with("matmul_tile") || entry.starts_with("matmul_sg_tile") {
+            if matches!(
+                entry,
+                "matmul_tile" | "matmul_sg_tile" | "matmul_sg_tile_nt"
+            ) {
                 constants.push(("RB", rb as f64));
             }
             return vec![gpu.dispatch(
@@ -623,12 +627,12 @@ mod tests {
             ..MatmulShape::new(8, 8, 8)
         };
         assert_eq!(entry_point(nt, None, 2), ("matmul_tile_nt", [1, 1, 1], 1));
-        // dx of the notebook's first dense layer: 16 blocks of 8 rows, 4 to a workgroup.
+        // dx of the notebook's first dense layer: 16 blocks of 8 rows, one to a workgroup.
         let dx = MatmulShape {
             trans_b: true,
             ..MatmulShape::new(128, 8192, 512)
         };
-        assert_eq!(entry_point(dx, None, 2), ("matmul_tile_nt", [64, 4, 1], 4));
+        assert_eq!(entry_point(dx, None, 2), ("matmul_tile_nt", [64, 16, 1], 1));
         assert_eq!(entry_point(nt, Some(64), 2), ("matmul", [1, 2, 1], 1));
         assert_eq!(subgroup_entry_point(nt, Some(64), 2), None);
     }

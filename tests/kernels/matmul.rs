@@ -262,10 +262,9 @@ fn matmul_tiled_paths_on_awkward_shapes() {
     // `Registers`. Their workgroups cover 8 rows and 256 (or 128) columns, each invocation 8 rows and
     // 4 quads (or 8 columns) strided by 16: rows not a multiple of 8, a batch of 1, columns past one
     // workgroup, and invocations whose later quads or columns fall off the end (68 columns = 17
-    // quads) exercise every edge. Both take up to 4 blocks of 8 rows per workgroup, K in chunks of
-    // 256: on 2 CPU threads, 70 rows in 2 blocks per workgroup (the last has one, of 6 rows) and 161
-    // in 4 (the last has one row), K of 263, 300 and 516 past one chunk (300 and 516 in
-    // `matmul_tile_nt` too, which needs multiples of 4).
+    // quads) exercise every edge. `matmul_tile` takes up to 4 blocks of 8 rows per workgroup, K in
+    // chunks of 256: on 2 CPU threads, 70 rows in 2 blocks per workgroup (the last has one, of 6
+    // rows) and 161 in 4 (the last has one row), K of 263, 300 and 516 past one chunk.
     let shapes = [
         (1, 4, 4),
         (5, 12, 7),
@@ -416,8 +415,7 @@ fn forward_with_k_past_llvmpipes_loop_limit() {
     // matmul_sg_tile (or matmul_tile) workgroup walks K once per block of 32 (or 8) rows it
     // computes: 4 blocks of 16500 would pass the limit, so the wrapper gives it fewer (2 on
     // machines of up to 4 threads, for this width of 8 or 2 workgroups across). 100 rows: the
-    // last block has 4. The same for the input gradient's matmul_tile_nt, which walks K a quad at
-    // a time: 4 blocks of 16500 quads would pass the limit too.
+    // last block has 4. The input gradient's matmul_tile_nt walks K once, a quad at a time.
     check_plan(long_forward(), true, 460, Plan::Registers);
     check_plan(long_dx(), false, 461, Plan::Registers);
 }
