@@ -2,62 +2,16 @@
 //! divides by its in-bounds cells, as Keras does; the backward pass spreads each output's gradient
 //! evenly over the cells its window averaged.
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{CpuStep, GpuOp, GpuStep, KerasEntry, Layer, LayerKind, Lowering, pooling};
+use super::{CpuStep, GpuOp, GpuStep, LayerKind, Lowering, pooling};
 use crate::gpu::{Dispatch, Tensor};
-use crate::keras::ConfigError;
 use crate::model::Shape;
-use crate::shape::{Padding, Pool2dShape};
+use crate::shape::Pool2dShape;
 use crate::{kernels, reference};
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct AveragePooling2D {
-    pub pool_size: [usize; 2],
-    pub strides: [usize; 2],
-    pub padding: Padding,
-}
-
-/// Keras' constructor: `AveragePooling2D::new([2, 2])` is `AveragePooling2D((2, 2))`: strides the pool size,
-/// 'valid' padding, each changed by the setter of its name.
-impl AveragePooling2D {
-    pub fn new(pool_size: [usize; 2]) -> AveragePooling2D {
-        AveragePooling2D {
-            pool_size,
-            strides: pool_size,
-            padding: Padding::Valid,
-        }
-    }
-
-    pub fn strides(self, strides: [usize; 2]) -> AveragePooling2D {
-        AveragePooling2D { strides, ..self }
-    }
-
-    pub fn padding(self, padding: Padding) -> AveragePooling2D {
-        AveragePooling2D { padding, ..self }
-    }
-}
-
-impl AveragePooling2D {
-    fn window(&self) -> pooling::Window {
-        (self.pool_size, self.strides, self.padding)
-    }
-
-    /// The kernels' shape on a valid image `input` for a batch of `n`.
-    fn shape(&self, input: &Shape, n: usize) -> Pool2dShape {
-        pooling::kernel_shape(self.class_name(), self.window(), input, n)
-    }
-
-    pub(super) fn from_keras(e: &KerasEntry) -> Result<Layer, ConfigError> {
-        let (pool_size, strides, padding) = pooling::from_keras(e)?;
-        Ok(Layer::AveragePooling2D(AveragePooling2D {
-            pool_size,
-            strides,
-            padding,
-        }))
-    }
-}
+// The settings struct, Keras' constructor and reader, as every windowed pooling has them.
+pooling::windowed_layer!(AveragePooling2D);
 
 impl LayerKind for AveragePooling2D {
     fn class_name(&self) -> &'static str {

@@ -3,15 +3,14 @@
 //! the input, so it runs the AveragePooling2D kernels and twin with that window.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::average_pooling2d::AvgPool;
-use super::keras::malformed;
-use super::{CpuStep, GpuOp, KerasEntry, Layer, LayerKind, Lowering, image_input};
+use super::pooling::{global_keras_config, global_output, global_settings, global_window};
+use super::{CpuStep, GpuOp, KerasEntry, Layer, LayerKind, Lowering};
 use crate::keras::ConfigError;
 use crate::model::Shape;
 use crate::reference;
-use crate::shape::{Padding, Pool2dShape};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GlobalAveragePooling2D {
@@ -24,47 +23,6 @@ impl GlobalAveragePooling2D {
         Ok(Layer::GlobalAveragePooling2D(GlobalAveragePooling2D {
             keepdims: global_settings(e)?,
         }))
-    }
-}
-
-/// What both global poolings read from Keras: float32, channels_last, and `keepdims` (absent in
-/// Keras 2 before 2.6, where it meant false).
-pub(super) fn global_settings(e: &KerasEntry) -> Result<bool, ConfigError> {
-    e.float32()?;
-    e.channels_last()?;
-    match e.get("keepdims") {
-        None => Ok(false),
-        Some(v) => v
-            .as_bool()
-            .ok_or_else(|| malformed(format!("{}: 'keepdims' must be true or false", e.what()))),
-    }
-}
-
-/// The output of a global pooling of `input`: [c], or [1, 1, c] with `keepdims`.
-pub(super) fn global_output(class: &str, input: &Shape, keepdims: bool) -> Result<Shape, String> {
-    let (_, _, c) = image_input(class, input)?;
-    Ok(if keepdims {
-        Shape::Image { h: 1, w: 1, c }
-    } else {
-        Shape::Flat(c)
-    })
-}
-
-/// The pooling with one window covering a valid image `input`, for a batch of `n`.
-pub(super) fn global_window(class: &str, input: &Shape, n: usize) -> Pool2dShape {
-    let Shape::Image { h, w, c } = *input else {
-        unreachable!("{class} on a flat input passed output_shape");
-    };
-    Pool2dShape {
-        n,
-        h,
-        w,
-        c,
-        pool_h: h,
-        pool_w: w,
-        stride_h: h,
-        stride_w: w,
-        padding: Padding::Valid,
     }
 }
 
@@ -82,7 +40,7 @@ impl LayerKind for GlobalAveragePooling2D {
     }
 
     fn keras_config(&self) -> Value {
-        json!({"data_format": "channels_last", "keepdims": self.keepdims})
+        global_keras_config(self.keepdims)
     }
 
     fn loop_steps(&self, input: &Shape, max_batch: usize) -> usize {

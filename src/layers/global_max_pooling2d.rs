@@ -6,10 +6,10 @@
 //! whenever the maximum is unique, which is all but always in training.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use super::global_average_pooling2d::{global_output, global_settings, global_window};
 use super::max_pooling2d::{MaxPool, cpu_max_pool_backward};
+use super::pooling::{global_keras_config, global_output, global_settings, global_window};
 use super::{CpuStep, GpuOp, KerasEntry, Layer, LayerKind, Lowering};
 use crate::keras::ConfigError;
 use crate::model::Shape;
@@ -43,7 +43,7 @@ impl LayerKind for GlobalMaxPooling2D {
     }
 
     fn keras_config(&self) -> Value {
-        json!({"data_format": "channels_last", "keepdims": self.keepdims})
+        global_keras_config(self.keepdims)
     }
 
     fn loop_steps(&self, input: &Shape, max_batch: usize) -> usize {

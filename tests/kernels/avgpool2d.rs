@@ -3,28 +3,7 @@ use cifar_wgpu::reference;
 use cifar_wgpu::shape::{Padding, Pool2dShape};
 
 use crate::common::*;
-
-pub fn pool(
-    n: usize,
-    h: usize,
-    w: usize,
-    c: usize,
-    size: (usize, usize),
-    stride: (usize, usize),
-    padding: Padding,
-) -> Pool2dShape {
-    Pool2dShape {
-        n,
-        h,
-        w,
-        c,
-        pool_h: size.0,
-        pool_w: size.1,
-        stride_h: stride.0,
-        stride_w: stride.1,
-        padding,
-    }
-}
+use crate::pooling::{ODD_IMAGES, each_shape, label, pool};
 
 /// Forward and backward on the GPU against the CPU twin.
 pub fn check(s: Pool2dShape, seed: u64) {
@@ -37,10 +16,7 @@ pub fn check(s: Pool2dShape, seed: u64) {
         avgpool2d_forward(g, &tx, &ty, s),
         avgpool2d_backward(g, &tdy, &tdx, s),
     ]);
-    let name = format!(
-        "n{} {}x{}x{} pool {}x{} stride {}x{} {:?}",
-        s.n, s.h, s.w, s.c, s.pool_h, s.pool_w, s.stride_h, s.stride_w, s.padding
-    );
+    let name = label(s);
     compare(
         &format!("avgpool2d_forward {name} y"),
         &read(&ty),
@@ -60,23 +36,16 @@ pub fn check(s: Pool2dShape, seed: u64) {
 /// window reaches), 1x1 pools, a batch of one and channel counts of 1, 3 and 70.
 #[test]
 fn avgpool2d_general_sizes_strides_and_paddings() {
-    let mut seed = 0;
-    for padding in [Padding::Valid, Padding::Same] {
-        for (size, stride) in [
-            ((2, 2), (2, 2)),
-            ((3, 3), (2, 2)),
-            ((3, 2), (1, 2)),
-            ((1, 1), (1, 1)),
-            ((2, 3), (3, 2)),
-            ((2, 2), (3, 3)),
-            ((3, 3), (1, 1)),
-        ] {
-            for &(n, h, w, c) in &[(1, 7, 9, 3), (2, 5, 6, 1), (3, 8, 5, 70)] {
-                check(pool(n, h, w, c, size, stride, padding), seed);
-                seed += 10;
-            }
-        }
-    }
+    let windows = [
+        ((2, 2), (2, 2)),
+        ((3, 3), (2, 2)),
+        ((3, 2), (1, 2)),
+        ((1, 1), (1, 1)),
+        ((2, 3), (3, 2)),
+        ((2, 2), (3, 3)),
+        ((3, 3), (1, 1)),
+    ];
+    each_shape(&windows, &ODD_IMAGES, 0, check);
 }
 
 #[test]

@@ -16,4 +16,5 @@ mod global_pool2d;
 mod matmul;
 mod maxpool2d;
 mod optimizer;
+mod pooling;
 mod softmax_cross_entropy;

@@ -6,31 +6,11 @@ use cifar_wgpu::reference;
 use cifar_wgpu::shape::{Padding, Pool2dShape};
 
 use crate::common::*;
+use crate::pooling::{ODD_IMAGES, each_shape, label, pool};
 
-fn pool(
-    n: usize,
-    h: usize,
-    w: usize,
-    c: usize,
-    size: (usize, usize),
-    stride: (usize, usize),
-    padding: Padding,
-) -> Pool2dShape {
-    Pool2dShape {
-        n,
-        h,
-        w,
-        c,
-        pool_h: size.0,
-        pool_w: size.1,
-        stride_h: stride.0,
-        stride_w: stride.1,
-        padding,
-    }
-}
-
-/// Forward (y and argmax) and backward on the GPU against the CPU twin, for input `x`.
-fn check_with(s: Pool2dShape, x: &[f32], seed: u64) {
+/// Forward (y and argmax) and backward, plain and with the fused ReLU mask, on the GPU against the
+/// CPU twins, for input `x` (GlobalMaxPooling2D's test too).
+pub fn check_with(s: Pool2dShape, x: &[f32], seed: u64) {
     let g = gpu();
     let dy = random(s.output_len(), seed, -1.0, 1.0);
     let (tx, tdy) = (g.upload("x", x), g.upload("dy", &dy));
@@ -49,10 +29,7 @@ fn check_with(s: Pool2dShape, x: &[f32], seed: u64) {
     let want_dx = reference::maxpool2d::maxpool2d_backward(&to_f64(&dy), &want_argmax, s);
     let want_dx_masked =
         reference::maxpool2d::maxpool2d_backward_masked(&to_f64(&dy), &want_argmax, &to_f64(x), s);
-    let name = format!(
-        "n{} {}x{}x{} pool {}x{} stride {}x{} {:?}",
-        s.n, s.h, s.w, s.c, s.pool_h, s.pool_w, s.stride_h, s.stride_w, s.padding
-    );
+    let name = label(s);
     compare(
         &format!("maxpool2d_forward {name} y"),
         &read(&ty),
@@ -86,21 +63,14 @@ fn check(s: Pool2dShape, seed: u64) {
 
 #[test]
 fn maxpool2d_general_sizes_strides_and_paddings() {
-    let mut seed = 0;
-    for padding in [Padding::Valid, Padding::Same] {
-        for (size, stride) in [
-            ((2, 2), (2, 2)),
-            ((3, 3), (2, 2)),
-            ((3, 2), (1, 2)),
-            ((1, 1), (1, 1)),
-            ((2, 3), (3, 2)),
-        ] {
-            for &(n, h, w, c) in &[(1, 7, 9, 3), (2, 5, 6, 1), (3, 8, 5, 70)] {
-                check(pool(n, h, w, c, size, stride, padding), seed);
-                seed += 10;
-            }
-        }
-    }
+    let windows = [
+        ((2, 2), (2, 2)),
+        ((3, 3), (2, 2)),
+        ((3, 2), (1, 2)),
+        ((1, 1), (1, 1)),
+        ((2, 3), (3, 2)),
+    ];
+    each_shape(&windows, &ODD_IMAGES, 0, check);
 }
 
 /// The fast paths: `_vec4` entry points (c % 4 == 0) for the forward and the disjoint-window backward,
@@ -109,23 +79,17 @@ fn maxpool2d_general_sizes_strides_and_paddings() {
 /// and overlapping windows with c % 4 == 0 (vec4 forward, gather backward).
 #[test]
 fn maxpool2d_vec4_channels_and_disjoint_windows() {
-    let mut seed = 1000;
-    for padding in [Padding::Valid, Padding::Same] {
-        for (size, stride) in [
-            ((2, 2), (2, 2)),
-            ((3, 3), (3, 3)),
-            ((2, 2), (3, 3)),
-            ((2, 3), (3, 4)),
-            ((1, 1), (2, 3)),
-            ((3, 3), (2, 2)),
-            ((2, 2), (1, 2)),
-        ] {
-            for &(n, h, w, c) in &[(1, 7, 9, 4), (2, 5, 6, 8), (1, 9, 7, 3), (3, 4, 5, 12)] {
-                check(pool(n, h, w, c, size, stride, padding), seed);
-                seed += 10;
-            }
-        }
-    }
+    let windows = [
+        ((2, 2), (2, 2)),
+        ((3, 3), (3, 3)),
+        ((2, 2), (3, 3)),
+        ((2, 3), (3, 4)),
+        ((1, 1), (2, 3)),
+        ((3, 3), (2, 2)),
+        ((2, 2), (1, 2)),
+    ];
+    let images = [(1, 7, 9, 4), (2, 5, 6, 8), (1, 9, 7, 3), (3, 4, 5, 12)];
+    each_shape(&windows, &images, 1000, check);
     // One window covering the whole input, and a 1x1 input in 'same' padding.
     check(pool(2, 3, 3, 4, (3, 3), (3, 3), Padding::Valid), 1900);
     check(pool(1, 1, 1, 8, (2, 2), (2, 2), Padding::Same), 1910);
@@ -251,10 +215,7 @@ fn check_dropout(s: Pool2dShape, seed: u64, step: u32, salt: u32, rate: f32) {
         maxpool2d_backward(g, &dy0, &argmax0, None, None, &dx0, s),
         maxpool2d_backward(g, &dy0, &argmax0, Some(&tx), None, &dx0_masked, s),
     ]);
-    let name = format!(
-        "n{} {}x{}x{} pool {}x{} stride {}x{} {:?} rate {rate}",
-        s.n, s.h, s.w, s.c, s.pool_h, s.pool_w, s.stride_h, s.stride_w, s.padding
-    );
+    let name = format!("{} rate {rate}", label(s));
     let bits = |t: &Tensor| g.read_u32(t).unwrap();
     compare_exact(
         &format!("{name} y = unfused"),
