@@ -87,9 +87,9 @@ const SG_COLS: usize = 2;
 /// block more per workgroup is a workgroup less to spread over the cores, and where K * RB would
 /// pass MAX_K_STEPS (`row_blocks`).
 const ROW_BLOCKS: usize = 4;
-/// The most steps of K (quads of K for the `_nt` tiles) one tiled invocation may take over all its
-/// blocks: llvmpipe's loop limit (`gpu::flavours::loop_limit`; 4 blocks of K = 16000 still add up,
-/// of 16383 no longer). One block per workgroup walks K once: a longer K runs `Plan::Shared` there
+/// The most steps of K (quads of K for `matmul_sg_tile_nt`) one tiled invocation may take over all
+/// its blocks: llvmpipe's loop limit (`gpu::flavours::loop_limit`; 4 blocks of K = 16000 still add
+/// up, of 16383 no longer). One block per workgroup walks K once: a longer K runs `Plan::Shared` there
 /// (`plan_for`).
 const MAX_K_STEPS: usize = crate::gpu::MAX_LOOP_STEPS;
 /// The shared-memory entry point (`const`s in the shader, checked likewise): a BM x BN tile of C per
@@ -193,8 +193,9 @@ fn entry_point(
                 rb,
             )
         }
-        // No blocks of rows to share B: this one's chunks of B (128 rows of W) would not stay in
-        // cache between blocks, and it ran slower so (docs/PERFORMANCE.md).
+        // One block of rows per workgroup: sharing B between blocks, as matmul_tile does, ran
+        // slower here (its chunks of B, 128 rows of W, leave the cache between blocks;
+        // docs/PERFORMANCE.md).
         (false, true) if s.k.is_multiple_of(4) && sums_at.is_none() => (
             "matmul_tile_nt",
             [
@@ -216,9 +217,9 @@ fn entry_point(
     }
 }
 
-/// Blocks of rows per workgroup for the tiles that share B, `cols` workgroups across, `blocks` blocks down
-/// and `k` steps of K per block: the most of ROW_BLOCKS, halved (so the workgroups of a full batch get
-/// equal shares), that leaves two workgroups per thread and k * RB within MAX_K_STEPS.
+/// Blocks of rows per workgroup for the tiles that share B, `cols` workgroups across, `blocks`
+/// blocks down and `k` steps of K per block: the most of ROW_BLOCKS, halved (so the workgroups of a
+/// full batch get equal shares), that leaves two workgroups per thread and k * RB within MAX_K_STEPS.
 fn row_blocks(cols: usize, blocks: usize, k: usize, threads: usize) -> usize {
     std::iter::successors(Some(ROW_BLOCKS), |&rb| Some(rb / 2))
         .take_while(|&rb| rb > 1)
@@ -244,8 +245,8 @@ fn cpu_threads() -> usize {
 }
 
 /// The subgroup kernel for `s`, its workgroup counts and its blocks of rows per workgroup, where one
-/// covers it: the same shapes as the register-tiled kernels of
-/// `entry_point`, and the same column sums. `threads`: the CPU threads that run the workgroups.
+/// covers it: the same shapes as the register-tiled kernels of `entry_point`, and the same column
+/// sums. `threads`: the CPU threads that run the workgroups.
 fn subgroup_entry_point(
     s: MatmulShape,
     sums_at: Option<usize>,
