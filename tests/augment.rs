@@ -3,7 +3,7 @@
 
 #[path = "common/cli.rs"]
 mod common_cli;
-use common_cli::{cli, text, train};
+use common_cli::{cli, succeeded, text, train};
 
 #[path = "common/gpu.rs"]
 mod common_gpu;
@@ -26,9 +26,7 @@ use cifar_wgpu::train::{FitConfig, Network, Progress};
 #[test]
 fn train_preset_deeper_with_augment_runs_end_to_end_and_records_the_settings() {
     let dir = tempfile::tempdir().unwrap();
-    let ds = data::synthetic::learnable(120, 30, 12, 12, 1, 10, 4);
-    let idx = dir.path().join("idx");
-    writers::write_idx(&ds, &idx, false).unwrap();
+    let idx = writers::learnable_idx(dir.path(), 120, 30);
     let out = dir.path().join("run");
     let o = train(
         &idx,
@@ -46,8 +44,7 @@ fn train_preset_deeper_with_augment_runs_end_to_end_and_records_the_settings() {
             "--quiet",
         ],
     );
-    let t = text(&o);
-    assert!(o.status.success(), "{t}");
+    let t = succeeded(&o);
     assert!(t.contains("Epoch 1/1") && t.contains("test: loss"), "{t}");
     // The settings travel with the checkpoint (so --resume augments alike) and show in the report.
     let ckpt = Checkpoint::load(&out.join("checkpoint")).unwrap();
@@ -73,7 +70,7 @@ fn train_preset_deeper_with_augment_runs_end_to_end_and_records_the_settings() {
         "--out",
         again.to_str().unwrap(),
     ]);
-    assert!(o.status.success(), "{}", text(&o));
+    succeeded(&o);
     assert_eq!(std::fs::read(again.join("augmented.png")).unwrap(), grid);
 }
 

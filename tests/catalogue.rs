@@ -232,31 +232,64 @@ fn export_refused(dir: &Path, model: &Path, needles: &[&str]) {
     assert_refused(&run, &[s(model)]);
 }
 
+/// `data info --data path` run in `dir`, refused with every needle in its message.
+fn data_info_refused(dir: &Path, path: &Path, needles: &[&str]) -> Run {
+    let run = cli(dir, &["data", "info", "--data", s(path)], &[]);
+    assert_refused(&run, needles);
+    run
+}
+
+/// `data info` of a CIFAR-10 Python archive whose first batch is `pickle`: refused, naming the
+/// archive, the batch and every needle.
+fn pickle_refused(pickle: Vec<u8>, needles: &[&str]) -> Run {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("cifar-10-python.tar.gz");
+    python_archive_with(&archive, pickle);
+    let named = [&[s(&archive), "data_batch_1"][..], needles].concat();
+    data_info_refused(dir.path(), &archive, &named)
+}
+
+/// An image folder `dir/name` of two classes, `a` and `b`, of one [`small_png`] each.
+fn two_class_folder(dir: &Path, name: &str) -> PathBuf {
+    let root = dir.join(name);
+    small_png(&root.join("a/0.png"));
+    small_png(&root.join("b/0.png"));
+    root
+}
+
+/// A fresh working folder with [`tiny_idx`] in it: the folder and the data's path.
+fn with_tiny_idx() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = tiny_idx(dir.path());
+    (dir, data)
+}
+
+/// [`with_tiny_idx`], trained into `run` by [`train_ok`] with `extra` flags: the folder, the data's
+/// path and the run's.
+fn trained(extra: &[&str]) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let (dir, data) = with_tiny_idx();
+    let out = dir.path().join("run");
+    train_ok(dir.path(), &data, &out, extra);
+    (dir, data, out)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Crashes
 
 #[test]
 fn pickle_nested_20000_deep() {
-    let dir = tempfile::tempdir().unwrap();
-    let archive = dir.path().join("cifar-10-python.tar.gz");
     let mut p = b"\x80\x02".to_vec();
     p.extend(std::iter::repeat_n(b']', 20_000));
     p.extend(std::iter::repeat_n(b'a', 19_999));
     p.push(b'.');
-    python_archive_with(&archive, p);
-    let run = cli(dir.path(), &["data", "info", "--data", s(&archive)], &[]);
-    assert_refused(&run, &[s(&archive), "data_batch_1", "deep"]);
+    pickle_refused(p, &["deep"]);
 }
 
 #[test]
 fn pickle_of_a_million_marks() {
-    let dir = tempfile::tempdir().unwrap();
-    let archive = dir.path().join("cifar-10-python.tar.gz");
     let mut p = b"\x80\x02".to_vec();
     p.extend(std::iter::repeat_n(b'(', 1_000_000));
-    python_archive_with(&archive, p);
-    let run = cli(dir.path(), &["data", "info", "--data", s(&archive)], &[]);
-    assert_refused(&run, &[s(&archive), "data_batch_1", "MARK"]);
+    pickle_refused(p, &["MARK"]);
 }
 
 /// The crafted archive planted where Keras keeps its copy (no checksum): a plain `data info`.
@@ -317,32 +350,26 @@ fn keras_json_with_input_sides_of_0_and_2_to_the_32() {
 
 #[test]
 fn batch_size_0_on_evaluate_predict_and_report() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = tiny_idx(dir.path());
+    let (dir, data) = with_tiny_idx();
     let model = tiny_model(dir.path(), &one_epoch());
     let image = dir.path().join("one.png");
     small_png(&image);
     let (model, data) = (s(&model), s(&data));
+    let on_data = |command| {
+        vec![
+            command,
+            "--model",
+            model,
+            "--data",
+            data,
+            "--batch-size",
+            "0",
+        ]
+    };
     for args in [
-        vec![
-            "evaluate",
-            "--model",
-            model,
-            "--data",
-            data,
-            "--batch-size",
-            "0",
-        ],
+        on_data("evaluate"),
         vec!["predict", "--model", model, "--batch-size", "0", s(&image)],
-        vec![
-            "report",
-            "--model",
-            model,
-            "--data",
-            data,
-            "--batch-size",
-            "0",
-        ],
+        on_data("report"),
     ] {
         assert_refused(&cli(dir.path(), &args, &[]), &["--batch-size"]);
     }
@@ -351,10 +378,7 @@ fn batch_size_0_on_evaluate_predict_and_report() {
 /// A checkpoint whose `progress.json` says batch size 0, resumed.
 #[test]
 fn checkpoint_with_batch_size_0() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = tiny_idx(dir.path());
-    let out = dir.path().join("run");
-    train_ok(dir.path(), &data, &out, &[]);
+    let (dir, data, out) = trained(&[]);
     let progress = out.join("checkpoint/progress.json");
     let json = std::fs::read_to_string(&progress).unwrap();
     let edited = json.replace("\"batch_size\": 4", "\"batch_size\": 0");
@@ -373,8 +397,7 @@ fn checkpoint_with_batch_size_0() {
 
 #[test]
 fn batch_size_past_the_adapter_limits() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = tiny_idx(dir.path());
+    let (dir, data) = with_tiny_idx();
     let out = dir.path().join("run");
     assert_refused(
         &train(dir.path(), &data, &out, &["--batch-size", "1000000"]),
@@ -398,12 +421,9 @@ fn batch_size_past_the_adapter_limits() {
 #[test]
 fn image_folder_with_a_symlink_loop() {
     let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("looped");
-    small_png(&root.join("a/0.png"));
-    small_png(&root.join("b/0.png"));
+    let root = two_class_folder(dir.path(), "looped");
     std::os::unix::fs::symlink(root.join("a"), root.join("a/again")).unwrap();
-    let run = cli(dir.path(), &["data", "info", "--data", s(&root)], &[]);
-    assert_refused(&run, &["again", "symbolic link loop"]);
+    data_info_refused(dir.path(), &root, &["again", "symbolic link loop"]);
     let model = tiny_model(dir.path(), &[]);
     let run = cli(
         dir.path(),
@@ -416,8 +436,7 @@ fn image_folder_with_a_symlink_loop() {
 /// Not a refusal: a history of ±1e308 must simply draw, and `report` return.
 #[test]
 fn report_of_a_history_with_1e308() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = tiny_idx(dir.path());
+    let (dir, data) = with_tiny_idx();
     let model = tiny_model(dir.path(), &[]);
     let json = r#"{"loss": [1e308, -1e308, 0.5], "accuracy": [0.5, 1e308, -1e308],
         "val_loss": [-1e308, 1e308, null], "val_accuracy": [1e308, 0.2, null]}"#;
@@ -459,8 +478,7 @@ fn tar_with_a_huge_gnu_long_name() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("long-name.tar.gz");
     gnu_long_name_tar_gz(&path, 8 << 20);
-    let run = cli(dir.path(), &["data", "info", "--data", s(&path)], &[]);
-    assert_refused(&run, &[s(&path), "GNU long name"]);
+    data_info_refused(dir.path(), &path, &[s(&path), "GNU long name"]);
 }
 
 #[test]
@@ -471,16 +489,13 @@ fn image_folder_of_16384_square_pngs() {
     for i in 0..3 {
         std::fs::write(root.join(format!("a/{i}.png")), huge_png_header(16_384)).unwrap();
     }
-    let run = cli(dir.path(), &["data", "info", "--data", s(&root)], &[]);
-    assert_refused(&run, &["0.png", "16384x16384"]);
+    data_info_refused(dir.path(), &root, &["0.png", "16384x16384"]);
 }
 
 #[test]
 fn image_folder_resized_past_the_cap() {
     let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("small");
-    small_png(&root.join("a/0.png"));
-    small_png(&root.join("b/0.png"));
+    let root = two_class_folder(dir.path(), "small");
     let run = cli(
         dir.path(),
         &[
@@ -501,20 +516,16 @@ fn image_folder_resized_past_the_cap() {
 
 #[test]
 fn idx_labels_with_one_stray_255() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = tiny_idx(dir.path());
+    let (dir, root) = with_tiny_idx();
     let labels = root.join("train-labels-idx1-ubyte");
     let mut bytes = std::fs::read(&labels).unwrap();
     bytes[8 + 5] = 255;
     std::fs::write(&labels, bytes).unwrap();
-    let run = cli(dir.path(), &["data", "info", "--data", s(&root)], &[]);
-    assert_refused(&run, &["train-labels-idx1-ubyte", "255"]);
+    data_info_refused(dir.path(), &root, &["train-labels-idx1-ubyte", "255"]);
 }
 
 #[test]
 fn big_integer_label_is_named() {
-    let dir = tempfile::tempdir().unwrap();
-    let archive = dir.path().join("cifar-10-python.tar.gz");
     let ds = fixtures::tiny_cifar(2, 2, 7);
     let planar: Vec<u8> = (0..2)
         .flat_map(|i| writers::hwc_to_planar(ds.train.image(i), 3))
@@ -523,16 +534,13 @@ fn big_integer_label_is_named() {
     let mut p = writers::batch_pickle(&planar, 3072, &[0x1234, 1], "b", Keys::Bytes);
     let at = p.windows(3).position(|w| w == b"M\x34\x12").unwrap();
     p.splice(at..at + 3, *b"\x8a\x0b\0\0\0\0\0\0\0\0\0\0\x01");
-    python_archive_with(&archive, p);
-    let run = cli(dir.path(), &["data", "info", "--data", s(&archive)], &[]);
-    assert_refused(&run, &[s(&archive), "data_batch_1", "too large"]);
+    let run = pickle_refused(p, &["too large"]);
     assert!(!run.text.contains("is an int, not an int"), "{}", run.text);
 }
 
 #[test]
 fn learning_rate_of_minus_1() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = tiny_idx(dir.path());
+    let (dir, data) = with_tiny_idx();
     let run = train(dir.path(), &data, &dir.path().join("run"), &["--lr=-1"]);
     assert_refused(&run, &["--lr"]);
 }
@@ -546,8 +554,7 @@ fn wgpu_backend_dx12_on_linux() {
 
 #[test]
 fn unwritable_out_before_training() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = tiny_idx(dir.path());
+    let (dir, data) = with_tiny_idx();
     // A folder under a regular file: unwritable even for root.
     let file = dir.path().join("a-file");
     std::fs::write(&file, b"").unwrap();
@@ -564,8 +571,7 @@ fn unwritable_out_before_training() {
 /// No training images: training files without records, or a validation split that takes them all.
 #[test]
 fn zero_training_images() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = tiny_idx(dir.path());
+    let (dir, root) = with_tiny_idx();
     let out = dir.path().join("run");
     let run = |extra: &[&str]| train(dir.path(), &root, &out, extra);
     // Keras splits at int(12 * (1 - 0.99)) = 0: every image goes to validation.
@@ -611,8 +617,7 @@ fn predict_with_nan_weights() {
 /// are checked against each other, so resuming it is refused.
 #[test]
 fn checkpoint_with_weights_from_another_run() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = tiny_idx(dir.path());
+    let (dir, data) = with_tiny_idx();
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
     train_ok(dir.path(), &data, &a, &["--seed", "1"]);
     train_ok(dir.path(), &data, &b, &["--seed", "2"]);
@@ -689,10 +694,7 @@ fn reseal(checkpoint: &Path) {
 /// manifest missing: refused, naming the file, before anything trains.
 #[test]
 fn tampered_checkpoint_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = tiny_idx(dir.path());
-    let out = dir.path().join("run");
-    train_ok(dir.path(), &data, &out, &[]);
+    let (dir, _, out) = trained(&[]);
     let checkpoint = out.join("checkpoint");
     let optimizer = checkpoint.join("optimizer.bin");
     let mut bytes = std::fs::read(&optimizer).unwrap();
@@ -778,10 +780,7 @@ fn resume_alone() {
 /// those: the same value repeated is fine), before anything trains.
 #[test]
 fn resume_with_contradicting_flag() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = tiny_idx(dir.path());
-    let out = dir.path().join("run");
-    train_ok(dir.path(), &data, &out, &["--epochs", "2", "--seed", "1"]);
+    let (dir, _, out) = trained(&["--epochs", "2", "--seed", "1"]);
     let checkpoint = out.join("checkpoint");
     let other = dir.path().join("other");
     let run = resume(
@@ -818,8 +817,7 @@ fn resume_with_contradicting_flag() {
 /// PID; killed (so its lock stays), the first's lock is taken over by the next run, with a note.
 #[test]
 fn two_trainings_into_one_out() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = tiny_idx(dir.path());
+    let (dir, data) = with_tiny_idx();
     let out = dir.path().join("run");
     let lock = dir.path().join(".run.lock");
     let mut first = Command::new(env!("CARGO_BIN_EXE_cifar-wgpu"))
@@ -863,10 +861,7 @@ fn two_trainings_into_one_out() {
 /// test), both are refused, naming that process, and write nothing.
 #[test]
 fn export_and_report_into_a_held_folder() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = tiny_idx(dir.path());
-    let out = dir.path().join("run");
-    train_ok(dir.path(), &data, &out, &[]);
+    let (dir, data, out) = trained(&[]);
     let me = format!("process {}", std::process::id());
     let exported = dir.path().join("exported");
     let held = cifar_wgpu::model::folder::lock(&exported).unwrap();
@@ -905,8 +900,7 @@ fn export_and_report_into_a_held_folder() {
 /// over, with a warning naming it.
 #[test]
 fn stale_lock_of_a_dead_pid() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = tiny_idx(dir.path());
+    let (dir, data) = with_tiny_idx();
     let out = dir.path().join("run");
     let mut ended = Command::new("true").spawn().unwrap();
     let pid = ended.id();
@@ -928,10 +922,8 @@ fn stale_lock_of_a_dead_pid() {
 /// --out to add (rather than writing to the old place), and with that --out it continues there.
 #[test]
 fn resume_of_a_moved_folder() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = tiny_idx(dir.path());
-    let (out, moved) = (dir.path().join("run"), dir.path().join("moved"));
-    train_ok(dir.path(), &data, &out, &[]);
+    let (dir, _, out) = trained(&[]);
+    let moved = dir.path().join("moved");
     std::fs::rename(&out, &moved).unwrap();
     let checkpoint = moved.join("checkpoint");
     let run = resume(dir.path(), &checkpoint, &[]);

@@ -4,12 +4,12 @@
 
 #[path = "common/cli.rs"]
 mod common_cli;
-use common_cli::{assert_clean_failure, cli, text, train};
+use common_cli::{assert_clean_failure, cli, succeeded, text, train};
 
 #[path = "common/writers.rs"]
 mod writers;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use cifar_wgpu::data::synthetic;
@@ -24,11 +24,15 @@ fn tiny_cifar(dir: &Path) -> String {
     path.to_str().unwrap().to_string()
 }
 
+/// [`tiny_cifar`] in `dir`, and the run folder `dir/run` to train it into.
+fn tiny_cifar_run(dir: &Path) -> (String, PathBuf) {
+    (tiny_cifar(dir), dir.join("run"))
+}
+
 #[test]
 fn summary_prints_the_notebook_model() {
     let o = cli(&["summary"]);
-    let t = text(&o);
-    assert!(o.status.success(), "{t}");
+    let t = succeeded(&o);
     assert!(
         t.contains("conv2d (Conv2D)") && t.contains("activation_2 (Activation)"),
         "{t}"
@@ -68,8 +72,7 @@ fn a_closed_pipe_ends_the_program_quietly() {
 #[test]
 fn train_saves_everything_then_evaluate_reads_it_back() {
     let dir = tempfile::tempdir().unwrap();
-    let data = tiny_cifar(dir.path());
-    let out = dir.path().join("run");
+    let (data, out) = tiny_cifar_run(dir.path());
     let out_s = out.to_str().unwrap();
     let o = train(
         &data,
@@ -84,8 +87,7 @@ fn train_saves_everything_then_evaluate_reads_it_back() {
             "5",
         ],
     );
-    let t = text(&o);
-    assert!(o.status.success(), "{t}");
+    let t = succeeded(&o);
     for expected in [
         "Epoch 1/2",
         "Epoch 2/2",
@@ -130,8 +132,7 @@ fn train_saves_everything_then_evaluate_reads_it_back() {
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
 
     let o = cli(&["evaluate", "--model", out_s, "--data", &data]);
-    let t = text(&o);
-    assert!(o.status.success(), "{t}");
+    let t = succeeded(&o);
     assert!(t.contains("test: loss") && t.contains("per class"), "{t}");
 
     // The report can be rebuilt from the saved model, into another folder.
@@ -145,7 +146,7 @@ fn train_saves_everything_then_evaluate_reads_it_back() {
         "--out",
         again.to_str().unwrap(),
     ]);
-    assert!(o.status.success(), "{}", text(&o));
+    succeeded(&o);
     let html = std::fs::read_to_string(again.join("report.html")).unwrap();
     assert!(
         html.contains("data:image/png;base64,"),
@@ -167,7 +168,7 @@ fn train_saves_everything_then_evaluate_reads_it_back() {
             "adam",
         ],
     );
-    assert!(o.status.success(), "{}", text(&o));
+    succeeded(&o);
     let stdout = String::from_utf8_lossy(&o.stdout);
     let line = stdout
         .lines()
@@ -181,8 +182,7 @@ fn train_saves_everything_then_evaluate_reads_it_back() {
 #[test]
 fn resume_continues_from_the_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
-    let data = tiny_cifar(dir.path());
-    let out = dir.path().join("run");
+    let (data, out) = tiny_cifar_run(dir.path());
     let out_s = out.to_str().unwrap();
     let base = [
         "--data",
@@ -194,15 +194,14 @@ fn resume_continues_from_the_checkpoint() {
         "--quiet",
     ];
     let o = cli(&[&["train", "--epochs", "1"][..], &base].concat());
-    assert!(o.status.success(), "{}", text(&o));
+    succeeded(&o);
     let ckpt = out.join("checkpoint");
     let o = cli(&[
         &["train", "--epochs", "2", "--resume", ckpt.to_str().unwrap()][..],
         &base,
     ]
     .concat());
-    let t = text(&o);
-    assert!(o.status.success(), "{t}");
+    let t = succeeded(&o);
     assert!(
         t.contains("resuming at epoch 2") && t.contains("Epoch 2/2") && !t.contains("Epoch 1/2"),
         "{t}"
@@ -268,17 +267,15 @@ fn a_backend_without_adapters_is_a_loud_explained_failure() {
     }
     let o = cli(&["adapters", "--backend", "metal"]);
     assert_clean_failure(&o, &["no GPU adapter found", "mesa-vulkan-drivers"]);
-    let o = cli(&["adapters"]);
-    assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("max storage binding"), "{}", text(&o));
+    let t = succeeded(&cli(&["adapters"]));
+    assert!(t.contains("max storage binding"), "{t}");
 }
 
 #[test]
 fn ctrl_c_writes_a_checkpoint_and_exits_cleanly() {
     use std::io::{BufRead, BufReader};
     let dir = tempfile::tempdir().unwrap();
-    let data = tiny_cifar(dir.path());
-    let out = dir.path().join("run");
+    let (data, out) = tiny_cifar_run(dir.path());
     let mut child = Command::new(env!("CARGO_BIN_EXE_cifar-wgpu"))
         .args([
             "train",
@@ -331,15 +328,14 @@ fn ctrl_c_writes_a_checkpoint_and_exits_cleanly() {
 fn keras_files_load_back_and_predict_matches_the_cpu_reference() {
     use cifar_wgpu::model::io::SavedModel;
     let dir = tempfile::tempdir().unwrap();
-    let data = tiny_cifar(dir.path());
-    let out = dir.path().join("run");
+    let (data, out) = tiny_cifar_run(dir.path());
     let out_s = out.to_str().unwrap();
     let o = train(
         &data,
         &out,
         &["--epochs", "1", "--batch-size", "50", "--quiet"],
     );
-    assert!(o.status.success(), "{}", text(&o));
+    succeeded(&o);
     for f in [
         "cifar10_architecture.json",
         "cifar10_weights.h5",
@@ -351,8 +347,7 @@ fn keras_files_load_back_and_predict_matches_the_cpu_reference() {
     // The same model through our files and through each Keras form evaluates identically.
     let accuracy = |model: &str| {
         let o = cli(&["evaluate", "--model", model, "--data", &data]);
-        let t = text(&o);
-        assert!(o.status.success(), "{t}");
+        let t = succeeded(&o);
         t.lines()
             .find(|l| l.starts_with("test: loss"))
             .unwrap()
@@ -384,7 +379,7 @@ fn keras_files_load_back_and_predict_matches_the_cpu_reference() {
         "--json",
         pics.to_str().unwrap(),
     ]);
-    assert!(o.status.success(), "{}", text(&o));
+    succeeded(&o);
     let got: Vec<usize> = String::from_utf8_lossy(&o.stdout)
         .lines()
         .map(|l| {
@@ -428,26 +423,23 @@ fn export_writes_our_files_and_keras_files_from_any_model() {
     let dir = tempfile::tempdir().unwrap();
     let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/keras/tiny.keras");
     let first = dir.path().join("first");
-    let o = cli(&[
-        "export",
-        "--model",
-        golden.to_str().unwrap(),
-        "--out",
-        first.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
+    let export = |model: &Path, out: &Path| {
+        cli(&[
+            "export",
+            "--model",
+            model.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    };
+    let o = export(&golden, &first);
+    succeeded(&o);
     let from_keras = keras::load(&golden).unwrap();
     assert_eq!(SavedModel::load(&first).unwrap().params, from_keras.params);
     // Our export read back through its own Keras archive: the same weights, byte for byte.
     let second = dir.path().join("second");
-    let o = cli(&[
-        "export",
-        "--model",
-        first.join("model.keras").to_str().unwrap(),
-        "--out",
-        second.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
+    let o = export(&first.join("model.keras"), &second);
+    succeeded(&o);
     for name in ["weights.bin", "cifar10_weights.h5", "model.weights.h5"] {
         assert_eq!(
             std::fs::read(first.join(name)).unwrap(),
@@ -455,13 +447,7 @@ fn export_writes_our_files_and_keras_files_from_any_model() {
             "{name} differs after a round trip"
         );
     }
-    let o = cli(&[
-        "export",
-        "--model",
-        dir.path().join("missing").to_str().unwrap(),
-        "--out",
-        second.to_str().unwrap(),
-    ]);
+    let o = export(&dir.path().join("missing"), &second);
     assert_clean_failure(&o, &["missing"]);
 }
 
@@ -580,7 +566,7 @@ fn silent_wrong_results_are_errors() {
         &run,
         &["--epochs", "1", "--batch-size", "50", "--quiet"],
     );
-    assert!(o.status.success(), "{}", text(&o));
+    succeeded(&o);
     let progress = run.join("checkpoint").join("progress.json");
     let json = std::fs::read_to_string(&progress).unwrap();
     std::fs::write(
@@ -607,9 +593,7 @@ fn train_runs_end_to_end_on_the_gl_backend_and_under_webgpu_limits() {
     // context is not shared with other tests' devices; WebGPU's default limits on top, so the run also
     // proves the floor every conformant adapter meets is enough. Tiny IDX images keep it quick.
     let dir = tempfile::tempdir().unwrap();
-    let ds = synthetic::learnable(150, 40, 12, 12, 1, 10, 4);
-    let data = dir.path().join("idx");
-    writers::write_idx(&ds, &data, false).unwrap();
+    let data = writers::learnable_idx(dir.path(), 150, 40);
     let out = dir.path().join("run");
     let o = train(
         &data,
@@ -626,8 +610,7 @@ fn train_runs_end_to_end_on_the_gl_backend_and_under_webgpu_limits() {
             "--quiet",
         ],
     );
-    let t = text(&o);
-    assert!(o.status.success(), "{t}");
+    let t = succeeded(&o);
     assert!(t.contains("(Gl,"), "not on the GL backend:\n{t}");
     for expected in ["Epoch 1/1", "val_accuracy", "test: loss"] {
         assert!(
@@ -686,9 +669,7 @@ fn interrupt_at(command: &mut Command, line: &str) -> (String, Option<i32>) {
 #[test]
 fn the_ctrl_c_hint_resumes_the_run_when_pasted_into_a_shell() {
     let dir = tempfile::tempdir().unwrap();
-    let ds = synthetic::learnable(100, 20, 12, 12, 1, 10, 4);
-    let data = dir.path().join("idx");
-    writers::write_idx(&ds, &data, false).unwrap();
+    let data = writers::learnable_idx(dir.path(), 100, 20);
     let out = dir.path().join("my run");
     let mut first = Command::new(env!("CARGO_BIN_EXE_cifar-wgpu"));
     first

@@ -52,6 +52,31 @@ fn history(epochs: usize, validation: bool) -> Vec<EpochLog> {
         .collect()
 }
 
+/// The report's inputs for `ds`'s test split and `logits`, with no settings, adapter, time or
+/// augmentation: each test overrides what it checks.
+fn inputs<'a>(ds: &'a Dataset, logits: &'a [f32], history: &'a [EpochLog]) -> ReportInputs<'a> {
+    ReportInputs {
+        history,
+        class_names: &ds.class_names,
+        test: &ds.test,
+        height: ds.height,
+        width: ds.width,
+        channels: ds.channels,
+        logits,
+        settings: Vec::new(),
+        adapter: String::new(),
+        seconds: 0.0,
+        augment: None,
+    }
+}
+
+/// `write_report` of `inputs` into a fresh temporary folder: the folder and the summary.
+fn write(inputs: &ReportInputs) -> (tempfile::TempDir, ReportSummary) {
+    let dir = tempfile::tempdir().unwrap();
+    let summary = report::write_report(dir.path(), inputs).unwrap();
+    (dir, summary)
+}
+
 struct Run {
     ds: Dataset,
     logits: Vec<f32>,
@@ -62,30 +87,35 @@ struct Run {
 fn run(n_test: usize, h: usize, w: usize, c: usize, classes: usize, hist: &[EpochLog]) -> Run {
     let ds = learnable(8, n_test, h, w, c, classes, 7);
     let logits = made_up_logits(&ds.test.labels, classes);
-    let dir = tempfile::tempdir().unwrap();
-    let inputs = ReportInputs {
-        history: hist,
-        class_names: &ds.class_names,
-        test: &ds.test,
-        height: h,
-        width: w,
-        channels: c,
-        logits: &logits,
+    let (dir, summary) = write(&ReportInputs {
         settings: vec![
             ("epochs".into(), hist.len().to_string()),
             ("data".into(), "<synthetic> & co".into()),
         ],
         adapter: "Test Adapter (Vulkan)".into(),
         seconds: 12.5,
-        augment: None,
-    };
-    let summary = report::write_report(dir.path(), &inputs).unwrap();
+        ..inputs(&ds, &logits, hist)
+    });
     Run {
         ds,
         logits,
         summary,
         dir,
     }
+}
+
+/// [`run`], then [`check_all`] on it.
+fn checked_run(
+    n_test: usize,
+    h: usize,
+    w: usize,
+    c: usize,
+    classes: usize,
+    hist: &[EpochLog],
+) -> Run {
+    let r = run(n_test, h, w, c, classes, hist);
+    check_all(&r, hist);
+    r
 }
 
 fn dims(path: &Path) -> (u32, u32) {
@@ -304,9 +334,7 @@ fn check_all(r: &Run, hist: &[EpochLog]) {
 
 #[test]
 fn cifar_shaped_ten_classes_with_validation() {
-    let hist = history(6, true);
-    let r = run(200, 32, 32, 3, 10, &hist);
-    check_all(&r, &hist);
+    let r = checked_run(200, 32, 32, 3, 10, &history(6, true));
     // CIFAR-sized thumbnails are scaled 3×.
     assert_eq!(r.summary.confusion.classes(), 10);
     assert_eq!(samples_layout(32, 32, 16, 16).scale, 3);
@@ -314,24 +342,19 @@ fn cifar_shaped_ten_classes_with_validation() {
 
 #[test]
 fn fashion_shaped_one_channel_two_classes() {
-    let hist = history(3, true);
-    let r = run(50, 28, 28, 1, 2, &hist);
-    check_all(&r, &hist);
+    let r = checked_run(50, 28, 28, 1, 2, &history(3, true));
     assert_eq!(r.summary.worst.len(), 1);
 }
 
 #[test]
 fn no_validation_metrics() {
-    let hist = history(4, false);
-    let r = run(40, 28, 28, 1, 10, &hist);
-    check_all(&r, &hist);
+    checked_run(40, 28, 28, 1, 10, &history(4, false));
 }
 
 #[test]
 fn one_epoch_and_no_history() {
     for hist in [history(1, true), Vec::new()] {
-        let r = run(30, 32, 32, 3, 10, &hist);
-        check_all(&r, &hist);
+        checked_run(30, 32, 32, 3, 10, &hist);
     }
 }
 
@@ -345,24 +368,7 @@ fn many_classes_and_long_names() {
         .map(|c| format!("a rather long class name, número {c} of many"))
         .collect();
     let logits = made_up_logits(&ds.test.labels, classes);
-    let dir = tempfile::tempdir().unwrap();
-    let s = report::write_report(
-        dir.path(),
-        &ReportInputs {
-            history: &history(2, true),
-            class_names: &ds.class_names,
-            test: &ds.test,
-            height: 16,
-            width: 12,
-            channels: 3,
-            logits: &logits,
-            settings: Vec::new(),
-            adapter: String::new(),
-            seconds: 0.0,
-            augment: None,
-        },
-    )
-    .unwrap();
+    let (dir, s) = write(&inputs(&ds, &logits, &history(2, true)));
     let (w, h) = dims(&dir.path().join(CONFUSION_PNG));
     assert!(w <= 1400 && h <= 1400, "confusion.png is {w}x{h}");
     let longest = ds
@@ -393,24 +399,10 @@ fn all_right_means_no_mistakes_section() {
             ]
         })
         .collect();
-    let dir = tempfile::tempdir().unwrap();
-    let s = report::write_report(
-        dir.path(),
-        &ReportInputs {
-            history: &history(2, false),
-            class_names: &ds.class_names,
-            test: &ds.test,
-            height: 8,
-            width: 8,
-            channels: 3,
-            logits: &logits,
-            settings: Vec::new(),
-            adapter: "cpu".into(),
-            seconds: 0.0,
-            augment: None,
-        },
-    )
-    .unwrap();
+    let (dir, s) = write(&ReportInputs {
+        adapter: "cpu".into(),
+        ..inputs(&ds, &logits, &history(2, false))
+    });
     assert!(s.samples.0.is_empty());
     assert_eq!(s.accuracy, 1.0);
     let l = samples_layout(8, 8, 0, 16);
@@ -423,19 +415,7 @@ fn inputs_that_do_not_fit_are_refused_before_writing() {
     let logits = made_up_logits(&ds.test.labels, 10);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("report");
-    let base = ReportInputs {
-        history: &[],
-        class_names: &ds.class_names,
-        test: &ds.test,
-        height: 8,
-        width: 8,
-        channels: 1,
-        logits: &logits,
-        settings: Vec::new(),
-        adapter: String::new(),
-        seconds: 0.0,
-        augment: None,
-    };
+    let base = inputs(&ds, &logits, &[]);
     let short = &logits[..logits.len() - 1];
     let empty = Split::default();
     let cases = [
@@ -500,17 +480,10 @@ fn example_report() {
         let s = report::write_report(
             &Path::new(&dir).join(sub),
             &ReportInputs {
-                history: &hist,
-                class_names: &ds.class_names,
-                test: &ds.test,
-                height: h,
-                width: w,
-                channels: c,
-                logits: &logits,
                 settings: vec![("epochs".into(), "20".into())],
                 adapter: "example".into(),
                 seconds: 1.0,
-                augment: None,
+                ..inputs(&ds, &logits, &hist)
             },
         )
         .unwrap();
@@ -526,25 +499,13 @@ fn an_augmented_run_gets_a_grid_of_its_test_images_augmented() {
     for (h, w, c, n_test) in [(9, 13, 3, 6), (12, 12, 1, 3)] {
         let ds = learnable(8, n_test, h, w, c, 3, 7);
         let logits = made_up_logits(&ds.test.labels, 3);
-        let dir = tempfile::tempdir().unwrap();
         let aug = Augment::default();
-        let summary = report::write_report(
-            dir.path(),
-            &ReportInputs {
-                history: &history(2, true),
-                class_names: &ds.class_names,
-                test: &ds.test,
-                height: h,
-                width: w,
-                channels: c,
-                logits: &logits,
-                settings: vec![],
-                adapter: "Test Adapter (Vulkan)".into(),
-                seconds: 1.0,
-                augment: Some((&aug, 11)),
-            },
-        )
-        .unwrap();
+        let (dir, summary) = write(&ReportInputs {
+            adapter: "Test Adapter (Vulkan)".into(),
+            seconds: 1.0,
+            augment: Some((&aug, 11)),
+            ..inputs(&ds, &logits, &history(2, true))
+        });
         let path = dir.path().join(AUGMENTED_PNG);
         assert_eq!(summary.files.len(), 7);
         assert!(summary.files.contains(&path));

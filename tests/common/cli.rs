@@ -38,6 +38,13 @@ pub fn text(o: &Output) -> String {
     )
 }
 
+/// A success: its text (stdout then stderr), which the assertion shows otherwise.
+pub fn succeeded(o: &Output) -> String {
+    let t = text(o);
+    assert!(o.status.success(), "{t}");
+    t
+}
+
 /// A failure: non-zero exit, no panic, a message naming each of `must_mention`.
 pub fn assert_clean_failure(o: &Output, must_mention: &[&str]) {
     let t = text(o);

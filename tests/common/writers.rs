@@ -16,7 +16,7 @@
 
 use std::fs::File;
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
@@ -430,6 +430,15 @@ pub fn idx_labels(split: &Split) -> Vec<u8> {
     out.extend_from_slice(&(split.len() as u32).to_be_bytes());
     out.extend_from_slice(&split.labels);
     out
+}
+
+/// A learnable set of 12x12 one-channel images of 10 classes (`n_train` training, `n_test` test,
+/// seed 4) as IDX files in `dir/idx`, small enough for a command-line run: that folder.
+pub fn learnable_idx(dir: &Path, n_train: usize, n_test: usize) -> PathBuf {
+    let ds = cifar_wgpu::data::synthetic::learnable(n_train, n_test, 12, 12, 1, 10, 4);
+    let idx = dir.join("idx");
+    write_idx(&ds, &idx, false).unwrap();
+    idx
 }
 
 /// `ds` (one channel) as the four MNIST IDX files in `dir`, gzipped (`.gz`) or not.
