@@ -82,45 +82,89 @@ struct Params {
 
 override WG: u32;
 
-// The rows [start, end) of chunk k.
-fn chunk_start(k: u32) -> u32 {
-    return k * p.rows_per_chunk;
-}
-
-fn chunk_end(k: u32) -> u32 {
-    return min((k + 1u) * p.rows_per_chunk, p.rows);
-}
-
 // The element-wise entry points give each invocation one channel of ROWS_PER_BLOCK rows: the
 // per-channel factors are computed once per block, and a software adapter runs fewer invocations.
 const ROWS_PER_BLOCK: u32 = 8u;
 
-fn blocks() -> u32 {
-    return (p.rows + ROWS_PER_BLOCK - 1u) / ROWS_PER_BLOCK;
+fn linear_id(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return gid.x + gid.y * nwg.x * WG;
+}
+
+// The passes over rows cut the rows into parts of `size` rows: chunks (`p.rows_per_chunk`) for the
+// reductions, blocks (ROWS_PER_BLOCK) for the element-wise passes. Invocation i takes channel
+// i % channels of part i / channels, so neighbouring invocations read neighbouring channels.
+fn parts(size: u32) -> u32 {
+    return (p.rows + size - 1u) / size;
+}
+
+// The rows [start, end) of part k.
+fn part_rows(k: u32, size: u32) -> vec2<u32> {
+    let start = k * size;
+    return vec2(start, min(start + size, p.rows));
 }
 
 fn chunks() -> u32 {
-    return (p.rows + p.rows_per_chunk - 1u) / p.rows_per_chunk;
+    return parts(p.rows_per_chunk);
+}
+
+fn chunk_rows(k: u32) -> vec2<u32> {
+    return part_rows(k, p.rows_per_chunk);
+}
+
+fn blocks() -> u32 {
+    return parts(ROWS_PER_BLOCK);
+}
+
+fn block_rows(k: u32) -> vec2<u32> {
+    return part_rows(k, ROWS_PER_BLOCK);
+}
+
+// The index of (row r, channel c) in a [rows, channels] tensor.
+fn at(r: u32, c: u32) -> u32 {
+    return r * p.channels + c;
+}
+
+// Channel c's partial sums of the chunks, added in chunk order.
+fn chunk_sums(c: u32) -> vec2<f32> {
+    var sums = vec2(0.0);
+    for (var k = 0u; k < chunks(); k++) {
+        sums += chunks_in[at(k, c)];
+    }
+    return sums;
+}
+
+// 1 / sqrt(var + epsilon).
+fn inv_std(v: f32) -> f32 {
+    return inverseSqrt(v + p.epsilon);
+}
+
+// The backward's statistics of channel c: (mean, 1 / sqrt(var + epsilon)).
+fn r_stats(c: u32) -> vec2<f32> {
+    return vec2(r_mean[c], inv_std(r_var[c]));
+}
+
+// (x - mean) / sqrt(var + epsilon), from `r_stats`.
+fn xhat(xv: f32, stats: vec2<f32>) -> f32 {
+    return (xv - stats.x) * stats.y;
 }
 
 @compute @workgroup_size(WG)
 fn batch_norm_chunk_stats(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * WG;
+    let i = linear_id(gid, nwg);
     if i >= chunks() * p.channels {
         return;
     }
-    // Invocation i is channel c of chunk k: neighbouring invocations read neighbouring channels.
     let c = i % p.channels;
-    let k = i / p.channels;
+    let rows = chunk_rows(i / p.channels);
     var s = 0.0;
-    for (var r = chunk_start(k); r < chunk_end(k); r++) {
-        s += x[r * p.channels + c];
+    for (var r = rows.x; r < rows.y; r++) {
+        s += x[at(r, c)];
     }
     // The chunk's rows are still in cache for the second pass over them.
-    let m = s / f32(chunk_end(k) - chunk_start(k));
+    let m = s / f32(rows.y - rows.x);
     var q = 0.0;
-    for (var r = chunk_start(k); r < chunk_end(k); r++) {
-        let d = x[r * p.channels + c] - m;
+    for (var r = rows.x; r < rows.y; r++) {
+        let d = x[at(r, c)] - m;
         q += d * d;
     }
     chunk_out[i] = vec2(s, q);
@@ -129,21 +173,18 @@ fn batch_norm_chunk_stats(@builtin(global_invocation_id) gid: vec3<u32>, @builti
 // One invocation per channel: the batch's mean and variance from the chunks, then the moving update.
 @compute @workgroup_size(WG)
 fn batch_norm_stats(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let c = gid.x + gid.y * nwg.x * WG;
+    let c = linear_id(gid, nwg);
     if c >= p.channels {
         return;
     }
     let n = f32(p.rows);
-    let count = chunks();
-    var s = 0.0;
-    for (var k = 0u; k < count; k++) {
-        s += chunks_in[k * p.channels + c].x;
-    }
-    let m = s / n;
+    // The chunks' sums of squares are added below, each with its chunk's correction.
+    let m = chunk_sums(c).x / n;
     var q = 0.0;
-    for (var k = 0u; k < count; k++) {
-        let part = chunks_in[k * p.channels + c];
-        let nk = f32(chunk_end(k) - chunk_start(k));
+    for (var k = 0u; k < chunks(); k++) {
+        let part = chunks_in[at(k, c)];
+        let rows = chunk_rows(k);
+        let nk = f32(rows.y - rows.x);
         let d = part.x / nk - m;
         q += part.y + nk * d * d;
     }
@@ -159,72 +200,64 @@ fn batch_norm_stats(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
 
 @compute @workgroup_size(WG)
 fn batch_norm_normalize(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * WG;
+    let i = linear_id(gid, nwg);
     if i >= blocks() * p.channels {
         return;
     }
     let c = i % p.channels;
-    let start = i / p.channels * ROWS_PER_BLOCK;
-    let inv = inverseSqrt(var_[c] + p.epsilon) * gamma[c];
+    let inv = inv_std(var_[c]) * gamma[c];
     let shift = beta[c] - mean[c] * inv;
-    for (var r = start; r < min(start + ROWS_PER_BLOCK, p.rows); r++) {
-        let j = r * p.channels + c;
+    let rows = block_rows(i / p.channels);
+    for (var r = rows.x; r < rows.y; r++) {
+        let j = at(r, c);
         y[j] = x[j] * inv + shift;
     }
 }
 
 @compute @workgroup_size(WG)
 fn batch_norm_chunk_reduce(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * WG;
+    let i = linear_id(gid, nwg);
     if i >= chunks() * p.channels {
         return;
     }
     let c = i % p.channels;
-    let k = i / p.channels;
-    let m = r_mean[c];
-    let inv_std = inverseSqrt(r_var[c] + p.epsilon);
-    var sum_dy = 0.0;
-    var sum_dy_xhat = 0.0;
-    for (var r = chunk_start(k); r < chunk_end(k); r++) {
-        let j = r * p.channels + c;
-        sum_dy += dy[j];
-        sum_dy_xhat += dy[j] * ((x[j] - m) * inv_std);
+    let stats = r_stats(c);
+    let rows = chunk_rows(i / p.channels);
+    var sums = vec2(0.0);
+    for (var r = rows.x; r < rows.y; r++) {
+        let g = dy[at(r, c)];
+        sums += vec2(g, g * xhat(x[at(r, c)], stats));
     }
-    reduce_chunk_out[i] = vec2(sum_dy, sum_dy_xhat);
+    reduce_chunk_out[i] = sums;
 }
 
 // One invocation per channel: dbeta and dgamma from the chunks, in chunk order.
 @compute @workgroup_size(WG)
 fn batch_norm_reduce(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let c = gid.x + gid.y * nwg.x * WG;
+    let c = linear_id(gid, nwg);
     if c >= p.channels {
         return;
     }
-    var sums = vec2(0.0);
-    for (var k = 0u; k < chunks(); k++) {
-        sums += chunks_in[k * p.channels + c];
-    }
+    let sums = chunk_sums(c);
     dbeta_out[c] = sums.x;
     dgamma_out[c] = sums.y;
 }
 
 @compute @workgroup_size(WG)
 fn batch_norm_dx(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * WG;
+    let i = linear_id(gid, nwg);
     if i >= blocks() * p.channels {
         return;
     }
     let c = i % p.channels;
-    let start = i / p.channels * ROWS_PER_BLOCK;
     let n = f32(p.rows);
-    let m = r_mean[c];
-    let inv_std = inverseSqrt(r_var[c] + p.epsilon);
-    let scale = d_gamma[c] * inv_std;
+    let stats = r_stats(c);
+    let scale = d_gamma[c] * stats.y;
     let mean_dy = dbeta[c] / n;
     let mean_dy_xhat = dgamma[c] / n;
-    for (var r = start; r < min(start + ROWS_PER_BLOCK, p.rows); r++) {
-        let j = r * p.channels + c;
-        let xhat = (x[j] - m) * inv_std;
-        dx[j] = scale * (dy[j] - mean_dy - xhat * mean_dy_xhat);
+    let rows = block_rows(i / p.channels);
+    for (var r = rows.x; r < rows.y; r++) {
+        let j = at(r, c);
+        dx[j] = scale * (dy[j] - mean_dy - xhat(x[j], stats) * mean_dy_xhat);
     }
 }

@@ -78,16 +78,46 @@ pub struct BatchNormDims {
     pub epsilon: f64,
 }
 
+/// Which invocations an entry point runs: one per (chunk of `ROWS_PER_CHUNK` rows, channel), per
+/// (block of `ROWS_PER_BLOCK` rows, channel), or per channel.
+#[derive(Clone, Copy)]
+enum Pass {
+    Chunks,
+    Blocks,
+    Channels,
+}
+
+/// `[("x", x), ...]`: tensors with their names, for `BatchNormDims::check`.
+macro_rules! named {
+    ($($t:ident),* $(,)?) => {
+        [$((stringify!($t), $t)),*]
+    };
+}
+
+/// A launch's cost: `flops`, and `words` of 32 bits moved.
+fn cost(flops: usize, words: usize) -> Cost {
+    Cost {
+        flops: flops as u64,
+        bytes: words as u64 * WORD,
+    }
+}
+
 impl BatchNormDims {
-    /// The entry point `entry` of this shader on `buffers`, with these dimensions' parameters.
+    /// The entry point `entry` of this shader on `buffers`, with these dimensions' parameters, over
+    /// the invocations of `pass`.
     fn dispatch(
         &self,
         gpu: &Gpu,
         entry: &'static str,
+        pass: Pass,
         buffers: &[&Tensor],
-        workgroups: [u32; 3],
         cost: Cost,
     ) -> Dispatch {
+        let invocations = match pass {
+            Pass::Chunks => self.rows.div_ceil(ROWS_PER_CHUNK) * self.channels,
+            Pass::Blocks => self.rows.div_ceil(ROWS_PER_BLOCK) * self.channels,
+            Pass::Channels => self.channels,
+        };
         let constants = [("WG", WG as f64)];
         gpu.dispatch(
             entry,
@@ -96,7 +126,7 @@ impl BatchNormDims {
             &constants,
             &self.params(),
             buffers,
-            workgroups,
+            super::grid(gpu, invocations, WG),
             cost,
         )
     }
@@ -118,16 +148,6 @@ impl BatchNormDims {
         self.rows * self.channels
     }
 
-    /// The (block, channel) pairs of an element-wise pass.
-    fn block_pairs(&self) -> usize {
-        self.rows.div_ceil(ROWS_PER_BLOCK) * self.channels
-    }
-
-    /// The (chunk, channel) pairs of a chunk pass.
-    fn chunk_pairs(&self) -> usize {
-        self.rows.div_ceil(ROWS_PER_CHUNK) * self.channels
-    }
-
     /// The part of `scratch` the reductions use, checked to be there.
     fn scratch(&self, name: &str, scratch: &Tensor) -> Tensor {
         let words = batch_norm_scratch(self.rows, self.channels);
@@ -135,10 +155,14 @@ impl BatchNormDims {
         scratch.slice(0, words)
     }
 
-    fn check(&self, name: &str, tensors: &[(&str, &Tensor, usize)]) {
+    /// Entry point `name`'s operands: at least one row, each of `elements` `[rows, channels]`, each
+    /// of `per_channel` one word per channel.
+    fn check(&self, name: &str, elements: &[(&str, &Tensor)], per_channel: &[(&str, &Tensor)]) {
         assert!(self.rows >= 1, "{name}: no rows");
-        for (what, t, len) in tensors {
-            assert_eq!(t.len, *len, "{name}: {what} has the wrong length");
+        for (tensors, len) in [(elements, self.len()), (per_channel, self.channels)] {
+            for (what, t) in tensors {
+                assert_eq!(t.len, len, "{name}: {what} has the wrong length");
+            }
         }
     }
 }
@@ -160,34 +184,28 @@ pub fn batch_norm_stats(
     updated: &Tensor,
     step_state: &Tensor,
 ) -> Vec<Dispatch> {
-    let c = d.channels;
-    d.check(
-        "batch_norm_stats",
-        &[
-            ("x", x, d.len()),
-            ("batch_mean", batch_mean, c),
-            ("batch_var", batch_var, c),
-            ("moving_mean", moving_mean, c),
-            ("moving_var", moving_var, c),
-            ("updated", updated, c),
-            ("step_state", step_state, StepState::WORDS),
-        ],
+    let name = "batch_norm_stats";
+    let per_channel = named![batch_mean, batch_var, moving_mean, moving_var, updated];
+    d.check(name, &named![x], &per_channel);
+    assert_eq!(
+        step_state.len,
+        StepState::WORDS,
+        "{name}: step_state has the wrong length"
     );
-    let chunks = d.scratch("batch_norm_stats", scratch);
+    let chunks = d.scratch(name, scratch);
+    let (n, c) = (d.len(), d.channels);
     vec![
         d.dispatch(
             gpu,
             "batch_norm_chunk_stats",
+            Pass::Chunks,
             &[x, &chunks],
-            super::grid(gpu, d.chunk_pairs(), WG),
-            Cost {
-                flops: 4 * d.len() as u64,
-                bytes: (2 * d.len() + chunks.len) as u64 * WORD,
-            },
+            cost(4 * n, 2 * n + chunks.len),
         ),
         d.dispatch(
             gpu,
-            "batch_norm_stats",
+            name,
+            Pass::Channels,
             &[
                 &chunks,
                 batch_mean,
@@ -197,11 +215,7 @@ pub fn batch_norm_stats(
                 updated,
                 step_state,
             ],
-            super::grid(gpu, c, WG),
-            Cost {
-                flops: 3 * chunks.len as u64,
-                bytes: (2 * chunks.len + 7 * c) as u64 * WORD,
-            },
+            cost(3 * chunks.len, 2 * chunks.len + 7 * c),
         ),
     ]
 }
@@ -219,27 +233,15 @@ pub fn batch_norm_normalize(
     beta: &Tensor,
     y: &Tensor,
 ) -> Dispatch {
-    let c = d.channels;
-    d.check(
-        "batch_norm_normalize",
-        &[
-            ("x", x, d.len()),
-            ("y", y, d.len()),
-            ("mean", mean, c),
-            ("var", var, c),
-            ("gamma", gamma, c),
-            ("beta", beta, c),
-        ],
-    );
+    let name = "batch_norm_normalize";
+    d.check(name, &named![x, y], &named![mean, var, gamma, beta]);
+    let (n, c) = (d.len(), d.channels);
     d.dispatch(
         gpu,
-        "batch_norm_normalize",
+        name,
+        Pass::Blocks,
         &[x, y, mean, var, gamma, beta],
-        super::grid(gpu, d.block_pairs(), WG),
-        Cost {
-            flops: 2 * d.len() as u64,
-            bytes: (2 * d.len() + 4 * c) as u64 * WORD,
-        },
+        cost(2 * n, 2 * n + 4 * c),
     )
 }
 
@@ -258,39 +260,24 @@ pub fn batch_norm_reduce(
     dgamma: &Tensor,
     dbeta: &Tensor,
 ) -> Vec<Dispatch> {
-    let c = d.channels;
-    d.check(
-        "batch_norm_reduce",
-        &[
-            ("x", x, d.len()),
-            ("dy", dy, d.len()),
-            ("mean", mean, c),
-            ("var", var, c),
-            ("dgamma", dgamma, c),
-            ("dbeta", dbeta, c),
-        ],
-    );
-    let chunks = d.scratch("batch_norm_reduce", scratch);
+    let name = "batch_norm_reduce";
+    d.check(name, &named![x, dy], &named![mean, var, dgamma, dbeta]);
+    let chunks = d.scratch(name, scratch);
+    let (n, c) = (d.len(), d.channels);
     vec![
         d.dispatch(
             gpu,
             "batch_norm_chunk_reduce",
+            Pass::Chunks,
             &[x, dy, mean, var, &chunks],
-            super::grid(gpu, d.chunk_pairs(), WG),
-            Cost {
-                flops: 5 * d.len() as u64,
-                bytes: (2 * d.len() + 2 * c + chunks.len) as u64 * WORD,
-            },
+            cost(5 * n, 2 * n + 2 * c + chunks.len),
         ),
         d.dispatch(
             gpu,
-            "batch_norm_reduce",
+            name,
+            Pass::Channels,
             &[&chunks, dgamma, dbeta],
-            super::grid(gpu, c, WG),
-            Cost {
-                flops: chunks.len as u64,
-                bytes: (chunks.len + 2 * c) as u64 * WORD,
-            },
+            cost(chunks.len, chunks.len + 2 * c),
         ),
     ]
 }
@@ -310,29 +297,19 @@ pub fn batch_norm_dx(
     dbeta: &Tensor,
     dx: &Tensor,
 ) -> Dispatch {
-    let c = d.channels;
+    let name = "batch_norm_dx";
     d.check(
-        "batch_norm_dx",
-        &[
-            ("x", x, d.len()),
-            ("dy", dy, d.len()),
-            ("dx", dx, d.len()),
-            ("mean", mean, c),
-            ("var", var, c),
-            ("gamma", gamma, c),
-            ("dgamma", dgamma, c),
-            ("dbeta", dbeta, c),
-        ],
+        name,
+        &named![x, dy, dx],
+        &named![mean, var, gamma, dgamma, dbeta],
     );
+    let (n, c) = (d.len(), d.channels);
     d.dispatch(
         gpu,
-        "batch_norm_dx",
+        name,
+        Pass::Blocks,
         &[x, dy, mean, var, gamma, dgamma, dbeta, dx],
-        super::grid(gpu, d.block_pairs(), WG),
-        Cost {
-            flops: 8 * d.len() as u64,
-            bytes: (3 * d.len() + 5 * c) as u64 * WORD,
-        },
+        cost(8 * n, 3 * n + 5 * c),
     )
 }
 
