@@ -24,6 +24,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read> labels: array<u32>;
 @group(0) @binding(3) var<storage, read> indices: array<u32>;
 @group(0) @binding(4) var<storage, read_write> images: array<f32>;
+@group(0) @binding(4) var<storage, read_write> images4: array<vec4<f32>>;
 @group(0) @binding(5) var<storage, read_write> batch_labels: array<u32>;
 @group(0) @binding(6) var<storage, read> byte_to_unit: array<f32, 256>;
 
@@ -45,6 +46,33 @@ fn gather_batch(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     let word = data[byte / 4u];
     let value = (word >> ((byte % 4u) * 8u)) & 0xffu;
     images[i] = byte_to_unit[value];
+    if e == 0u {
+        batch_labels[sample] = labels[record];
+    }
+}
+
+// The same for images of a multiple of 4 bytes, whose records start on a word: one word, four
+// pixels, per invocation (`images4` is `images` seen four floats at a time).
+@compute @workgroup_size(WG)
+fn gather_batch_vec4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * WG;
+    let image_words = p.image_bytes / 4u;
+    if i >= p.count * image_words {
+        return;
+    }
+    let sample = i / image_words;
+    let e = i % image_words;
+    let record = indices[sample];
+    if record < p.first_record || record >= p.first_record + p.records {
+        return;
+    }
+    let word = data[(record - p.first_record) * image_words + e];
+    images4[i] = vec4<f32>(
+        byte_to_unit[word & 0xffu],
+        byte_to_unit[(word >> 8u) & 0xffu],
+        byte_to_unit[(word >> 16u) & 0xffu],
+        byte_to_unit[word >> 24u],
+    );
     if e == 0u {
         batch_labels[sample] = labels[record];
     }

@@ -224,7 +224,8 @@ pub fn upload_images(
 }
 
 /// Gathers `indices.len` images into `images` ([count, image_bytes] f32) and their labels into
-/// `batch_labels` ([count] u32): one dispatch per chunk.
+/// `batch_labels` ([count] u32): one dispatch per chunk, four bytes per invocation where images are
+/// whole words (`gather_batch_vec4`: CIFAR's 3072 bytes, MNIST's 784).
 pub fn gather_batch(
     gpu: &Gpu,
     data: &DeviceImages,
@@ -239,6 +240,11 @@ pub fn gather_batch(
         "gather_batch: image tensor size"
     );
     assert_eq!(batch_labels.len, count, "gather_batch: label tensor size");
+    let (entry, per_invocation) = if data.image_bytes.is_multiple_of(4) {
+        ("gather_batch_vec4", 4)
+    } else {
+        ("gather_batch", 1)
+    };
     data.chunks
         .iter()
         .map(|chunk| {
@@ -257,7 +263,7 @@ pub fn gather_batch(
             gpu.dispatch(
                 "gather_batch",
                 &SHADER,
-                "gather_batch",
+                entry,
                 &[("WG", WG as f64)],
                 &params,
                 &[
@@ -268,7 +274,7 @@ pub fn gather_batch(
                     batch_labels,
                     &data.byte_to_unit,
                 ],
-                super::grid(gpu, elems, WG),
+                super::grid(gpu, elems / per_invocation, WG),
                 cost,
             )
         })

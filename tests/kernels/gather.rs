@@ -10,9 +10,16 @@ use crate::common::*;
 
 #[test]
 fn gather_batch_across_chunks_is_bit_exact() {
+    // 7-byte images so records straddle u32 words (gather_batch); 12-byte images are whole words
+    // (gather_batch_vec4). Chunks of 3 records force several dispatches.
+    for image_bytes in [7, 12] {
+        gather_batch_is_bit_exact(image_bytes);
+    }
+}
+
+fn gather_batch_is_bit_exact(image_bytes: usize) {
     let g = gpu();
-    // 7-byte images so records straddle u32 words; chunks of 3 records force several dispatches.
-    let (n, image_bytes) = (10usize, 7usize);
+    let n = 10usize;
     let data: Vec<u8> = (0..n * image_bytes).map(|i| (i * 37 % 256) as u8).collect();
     let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
     let dev = upload_images(g, &data, &labels, image_bytes, (3 * image_bytes) as u64).unwrap();
