@@ -5,8 +5,8 @@
 //
 // Run constants (momentum, rho, 1 - rho, ... computed on the host as Keras does) are in the uniform
 // `p`; per-step values (learning rate, Adam's bias-corrected step size) in the StepState buffer `st`.
-// The rule itself is the override RULE (numbered at `apply`), so each pipeline holds one rule and the
-// compiler folds the choice away.
+// The rule itself is the override RULE (one of the rule constants), so each pipeline holds one rule
+// and the compiler folds the choice away.
 //
 // Bindings: 1 params (read_write), 2 grads, 3 step state, 4.. state tensors in Optimizer::state_buffers
 // order. Automatic layouts must use every binding, so the entry points go by the number of state
@@ -48,8 +48,17 @@ alias v4 = vec4<f32>;
 @group(0) @binding(6) var<storage, read_write> s2_4: array<v4>;
 
 override WG: u32;
-// The rule, numbered as in `apply`; set from Rust (`kernels::optimizer`).
+// The rule, one of the numbers below; set from Rust (`kernels::optimizer`, which numbers them
+// alike: tests/shaders.rs checks both).
 override RULE: u32;
+const SGD: u32 = 0u;
+const SGD_MOMENTUM: u32 = 1u;
+const RMSPROP: u32 = 2u;
+const RMSPROP_MOMENTUM: u32 = 3u;
+const RMSPROP_CENTERED: u32 = 4u;
+const RMSPROP_CENTERED_MOMENTUM: u32 = 5u;
+const ADAM: u32 = 6u;
+const ADAM_AMSGRAD: u32 = 7u;
 
 fn index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * WG;
@@ -162,33 +171,33 @@ fn adam_amsgrad_rule(w: v4, grad: v4, m_old: v4, v_old: v4, v_hat_old: v4) -> ma
 fn apply(w: v4, grad: v4, s: mat3x4<f32>) -> mat4x4<f32> {
     let z = v4();
     switch RULE {
-        case 0u: {
+        case SGD: {
             return mat4x4<f32>(z, z, z, sgd_rule(w, grad));
         }
-        case 1u: {
+        case SGD_MOMENTUM: {
             let r = sgd_momentum_rule(w, grad, s[0]);
             return mat4x4<f32>(r[0], z, z, r[1]);
         }
-        case 2u: {
+        case RMSPROP: {
             let r = rmsprop_rule(w, grad, s[0]);
             return mat4x4<f32>(r[0], z, z, r[1]);
         }
-        case 3u: {
+        case RMSPROP_MOMENTUM: {
             let r = rmsprop_momentum_rule(w, grad, s[0], s[1]);
             return mat4x4<f32>(r[0], r[1], z, r[2]);
         }
-        case 4u: {
+        case RMSPROP_CENTERED: {
             let r = rmsprop_centered_rule(w, grad, s[0], s[1]);
             return mat4x4<f32>(r[0], r[1], z, r[2]);
         }
-        case 5u: {
+        case RMSPROP_CENTERED_MOMENTUM: {
             return rmsprop_centered_momentum_rule(w, grad, s[0], s[1], s[2]);
         }
-        case 6u: {
+        case ADAM: {
             let r = adam_rule(w, grad, s[0], s[1]);
             return mat4x4<f32>(r[0], r[1], z, r[2]);
         }
-        case 7u, default: {
+        case ADAM_AMSGRAD, default: {
             return adam_amsgrad_rule(w, grad, s[0], s[1], s[2]);
         }
     }

@@ -23,12 +23,31 @@ pub(super) fn contracts() -> Vec<super::Contract> {
             }),
             StepState::host_struct(),
         ],
-        consts: vec![],
+        consts: vec![
+            ("SGD", SGD),
+            ("SGD_MOMENTUM", SGD_MOMENTUM),
+            ("RMSPROP", RMSPROP),
+            ("RMSPROP_MOMENTUM", RMSPROP_MOMENTUM),
+            ("RMSPROP_CENTERED", RMSPROP_CENTERED),
+            ("RMSPROP_CENTERED_MOMENTUM", RMSPROP_CENTERED_MOMENTUM),
+            ("ADAM", ADAM),
+            ("ADAM_AMSGRAD", ADAM_AMSGRAD),
+        ],
     }]
 }
 
 /// Invocations per workgroup; must match `WG` in the shader.
 const WG: u32 = 256;
+
+/// The rules as the shader's `RULE` override takes them (its constants of the same names).
+const SGD: u32 = 0;
+const SGD_MOMENTUM: u32 = 1;
+const RMSPROP: u32 = 2;
+const RMSPROP_MOMENTUM: u32 = 3;
+const RMSPROP_CENTERED: u32 = 4;
+const RMSPROP_CENTERED_MOMENTUM: u32 = 5;
+const ADAM: u32 = 6;
+const ADAM_AMSGRAD: u32 = 7;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -93,8 +112,8 @@ pub fn update(
         nesterov: 0,
         legacy_epsilon: 0,
     };
-    // (the rule's name in profiles, its number in the shader's `apply`, FLOPs per parameter counting
-    // sqrt and division as one).
+    // (the rule's name in profiles, its number for `RULE`, FLOPs per parameter counting sqrt and
+    // division as one).
     let (name, rule, flops) = match *opt {
         Optimizer::Sgd {
             momentum, nesterov, ..
@@ -102,9 +121,9 @@ pub fn update(
             p.momentum = momentum;
             p.nesterov = nesterov as u32;
             if momentum != 0.0 {
-                ("sgd_momentum", 1, if nesterov { 6 } else { 4 })
+                ("sgd_momentum", SGD_MOMENTUM, if nesterov { 6 } else { 4 })
             } else {
-                ("sgd", 0, 2)
+                ("sgd", SGD, 2)
             }
         }
         Optimizer::RmsProp {
@@ -121,10 +140,10 @@ pub fn update(
             p.epsilon = epsilon;
             p.legacy_epsilon = legacy_epsilon as u32;
             match (centered, momentum > 0.0) {
-                (false, false) => ("rmsprop", 2, 9),
-                (false, true) => ("rmsprop_momentum", 3, 11),
-                (true, false) => ("rmsprop_centered", 4, 15),
-                (true, true) => ("rmsprop_centered_momentum", 5, 17),
+                (false, false) => ("rmsprop", RMSPROP, 9),
+                (false, true) => ("rmsprop_momentum", RMSPROP_MOMENTUM, 11),
+                (true, false) => ("rmsprop_centered", RMSPROP_CENTERED, 15),
+                (true, true) => ("rmsprop_centered_momentum", RMSPROP_CENTERED_MOMENTUM, 17),
             }
         }
         Optimizer::Adam {
@@ -138,9 +157,9 @@ pub fn update(
             p.one_minus_decay2 = one_minus(beta2);
             p.epsilon = epsilon;
             if amsgrad {
-                ("adam_amsgrad", 7, 13)
+                ("adam_amsgrad", ADAM_AMSGRAD, 13)
             } else {
-                ("adam", 6, 12)
+                ("adam", ADAM, 12)
             }
         }
     };
